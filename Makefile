@@ -1,0 +1,31 @@
+# Every target does its own set-up on a fresh Debian/Ubuntu machine.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+
+.PHONY: install demo test test-fast lint bench clean
+
+install: $(STAMP)
+	$(PY) -m cnvkit_nf.nextflow install
+
+$(STAMP): requirements.txt pyproject.toml scripts/install-system-deps.sh
+	scripts/install-system-deps.sh
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+demo: install
+	$(PY) -m cnvkit_nf.demo
+
+test: install
+	$(PY) -m ruff check cnvkit_nf bin tests benchmarks
+	$(PY) -m pytest -q -ra
+
+test-fast: install
+	$(PY) -m pytest -q -ra -m "not e2e"
+
+bench: install
+	$(PY) benchmarks/bench_batch.py
+
+clean:
+	rm -rf .venv tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed demo-output .nextflow* work

@@ -1,0 +1,110 @@
+"""Find a usable Nextflow, or install its published jars from Maven Central.
+
+A `nextflow` on PATH is used when it is at least 24.10. Otherwise the core jars of the newest
+24.10.x release that Maven Central publishes in full are resolved with Maven into
+`tools/nextflow/lib` and run through the `tools/nextflow/nextflow` wrapper.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / "tools" / "nextflow"
+WRAPPER = TOOLS / "nextflow"
+STAMP = TOOLS / ".installed"
+MINIMUM = (24, 10)
+# Newest first. 24.10.4-24.10.6 publish `nextflow` on Maven Central without the matching
+# `nf-commons`/`nf-httpfs` jars, so they fail to resolve and 24.10.0 is taken.
+CANDIDATES = ("24.10.6", "24.10.5", "24.10.4", "24.10.0")
+
+
+class NextflowError(RuntimeError):
+    """Nextflow could not be found or installed."""
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """The `(major, minor, patch)` in `nextflow -version` output, if any."""
+    match = re.search(r"version (\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(x) for x in match.groups()) if match else None
+
+
+def version_of(command: str) -> tuple[int, ...] | None:
+    """Ask a Nextflow executable its version; None when it does not answer."""
+    try:
+        out = subprocess.run(
+            [command, "-version"], capture_output=True, text=True, timeout=120,
+            env={**os.environ, "NXF_OFFLINE": "true"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_version(out.stdout + out.stderr)
+
+
+def find() -> str | None:
+    """A Nextflow >= 24.10: one on PATH first, then the wrapper over installed jars."""
+    on_path = shutil.which("nextflow")
+    if on_path and (version_of(on_path) or (0,)) >= MINIMUM:
+        return on_path
+    return str(WRAPPER) if STAMP.exists() else None
+
+
+def install(log=print) -> str:
+    """Resolve the newest complete 24.10.x release into tools/nextflow/lib; return the wrapper."""
+    if not shutil.which("mvn") or not shutil.which("java"):
+        raise NextflowError(
+            "installing Nextflow needs java (17+) and mvn: "
+            "apt-get install -y default-jre-headless maven"
+        )
+    lib = TOOLS / "lib"
+    failures = []
+    for version in CANDIDATES:
+        shutil.rmtree(lib, ignore_errors=True)
+        log(f"resolving io.nextflow:nextflow:{version} from Maven Central ...")
+        out = subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(TOOLS / "pom.xml"), "dependency:copy-dependencies",
+             f"-Dnextflow.version={version}", f"-DoutputDirectory={lib}"],
+            capture_output=True, text=True,
+        )
+        if out.returncode == 0 and (lib / f"nextflow-{version}.jar").exists():
+            STAMP.write_text(version + "\n")
+            found = version_of(str(WRAPPER))
+            if found and found[:2] >= MINIMUM:
+                log(f"Nextflow {version} installed: {WRAPPER}")
+                return str(WRAPPER)
+            STAMP.unlink()
+            failures.append(f"{version}: the jars resolved but `nextflow -version` failed")
+            continue
+        missing = re.findall(r"Could not find artifact (\S+)", out.stdout + out.stderr)
+        failures.append(f"{version}: " + (", ".join(missing) or out.stdout[-500:]))
+    raise NextflowError("no Nextflow 24.10.x release resolved:\n  " + "\n  ".join(failures))
+
+
+def ensure(log=print) -> str:
+    """Path of a usable Nextflow, installing it when there is none."""
+    return find() or install(log)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m cnvkit_nf.nextflow install|path`: used by `make install`."""
+    try:
+        if argv[:1] == ["install"]:
+            ensure()
+        elif argv[:1] == ["path"]:
+            print(ensure(log=lambda m: print(m, file=sys.stderr)))
+        else:
+            print("usage: python -m cnvkit_nf.nextflow install|path", file=sys.stderr)
+            return 2
+    except NextflowError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,28 @@
+process CNVKIT_GENEMETRICS {
+    tag "${meta.id}"
+    label 'process_single'
+    conda "bioconda::cnvkit=0.9.14"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
+        'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
+        'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
+
+    input:
+    tuple val(meta), path(cnr), path(cns)
+
+    output:
+    tuple val(meta), path("*.genemetrics.tsv"), emit: tsv
+    tuple val("${task.process}"), val('cnvkit'), eval('cnvkit.py version'), emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    cnvkit.py genemetrics ${cnr} -s ${cns} ${args} -o ${prefix}.genemetrics.tsv
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch ${prefix}.genemetrics.tsv
+    """
+}

@@ -1,0 +1,30 @@
+process CNVKIT_REFERENCE {
+    tag "${coverages ? 'pooled' : 'flat'}"
+    label 'process_single'
+    conda "bioconda::cnvkit=0.9.14"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
+        'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
+        'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
+
+    input:
+    path coverages  // control coverages, or [] for a flat reference
+    path targets
+    path antitargets
+    tuple path(fasta), path(fai)
+
+    output:
+    path "reference.cnn", emit: cnn
+    tuple val("${task.process}"), val('cnvkit'), eval('cnvkit.py version'), emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def sources = coverages ? "${coverages}" : "-t ${targets} -a ${antitargets}"
+    """
+    cnvkit.py reference ${sources} -f ${fasta} ${args} -o reference.cnn
+    """
+
+    stub:
+    """
+    touch reference.cnn
+    """
+}

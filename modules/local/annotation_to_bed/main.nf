@@ -1,0 +1,25 @@
+process ANNOTATION_TO_BED {
+    tag "${annotation.name}"
+    label 'process_single'
+    conda "bioconda::cnvkit=0.9.14"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
+        'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
+        'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
+
+    input:
+    path annotation
+
+    output:
+    path "annotation.bed", emit: bed
+    tuple val("${task.process}"), val('cnvkit'), eval('cnvkit.py version'), emit: versions
+
+    script:
+    """
+    annotation_to_bed.py ${annotation} annotation.bed
+    """
+
+    stub:
+    """
+    touch annotation.bed
+    """
+}

@@ -1,0 +1,33 @@
+process CHECK_INPUTS {
+    tag "${bams.size()} BAMs"
+    label 'process_single'
+    conda "bioconda::cnvkit=0.9.14"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
+        'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
+        'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
+
+    input:
+    tuple path(fasta), path(fai)
+    path bed
+    path annotation  // or [] when no annotation is used
+    tuple val(names), path(bams)
+
+    output:
+    path "input_check.txt", emit: report
+    tuple val("${task.process}"), val('cnvkit'), eval('cnvkit.py version'), emit: versions
+
+    script:
+    def pairs = [names, bams].transpose().collect { pair -> "--bam ${pair[0]}=${pair[1]}" }.join(' ')
+    def annotate = annotation ? "--annotation ${annotation}" : ''
+    """
+    check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} > input_check.txt || {
+        cat input_check.txt >&2
+        exit 1
+    }
+    """
+
+    stub:
+    """
+    touch input_check.txt
+    """
+}

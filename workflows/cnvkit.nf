@@ -1,0 +1,125 @@
+/*
+ * The order of CNVkit's substeps for one request: checks, reference build, per-sample calls.
+ */
+include { CHECK_INPUTS       } from '../modules/local/check_inputs'
+include { ANNOTATION_TO_BED  } from '../modules/local/annotation_to_bed'
+include { SAMTOOLS_FAIDX     } from '../modules/samtools/faidx'
+include { SAMTOOLS_INDEX     } from '../modules/samtools/index'
+include { CNVKIT_ACCESS      } from '../modules/cnvkit/access'
+include { CNVKIT_TARGET      } from '../modules/cnvkit/target'
+include { CNVKIT_ANTITARGET  } from '../modules/cnvkit/antitarget'
+include { CNVKIT_COVERAGE    } from '../modules/cnvkit/coverage'
+include { CNVKIT_REFERENCE   } from '../modules/cnvkit/reference'
+include { CNVKIT_FIX         } from '../modules/cnvkit/fix'
+include { CNVKIT_SEGMENT     } from '../modules/cnvkit/segment'
+include { CNVKIT_CALL        } from '../modules/cnvkit/call'
+include { CNVKIT_GENEMETRICS } from '../modules/cnvkit/genemetrics'
+include { CNVKIT_SEX         } from '../modules/cnvkit/sex'
+
+// The BAM index beside a BAM (`x.bam.bai` or `x.bai`), or null when it must be built.
+def bamIndex(bam) {
+    candidates = [file("${bam}.bai"), file(bam.toString().replaceFirst(/\.bam$/, '.bai'))]
+    return candidates.find { candidate -> candidate.exists() }
+}
+
+workflow CNVKIT {
+    take:
+    samples     // channel: [ meta (id, role: experimental|control), bam ]
+    fasta       // path: reference FASTA
+    bed         // path: target BED or Picard interval list
+    annotation  // path or []: gene annotation (GFF3, GTF, refFlat or BED)
+    outdir      // string: where pipeline_info/versions.yml goes
+
+    main:
+    // Reference and BAM indexes: used when present, built when missing.
+    fasta_in = channel.of(fasta).branch { f ->
+        indexed: file("${f}.fai").exists()
+        missing: true
+    }
+    SAMTOOLS_FAIDX(fasta_in.missing)
+    fasta_fai = fasta_in.indexed
+        .map { f -> [f, file("${f}.fai")] }
+        .mix(SAMTOOLS_FAIDX.out.fasta_fai)
+        .first()
+
+    bams_in = samples.branch { _meta, bam ->
+        indexed: bamIndex(bam) != null
+        missing: true
+    }
+    SAMTOOLS_INDEX(bams_in.missing)
+
+    // Nothing reaches CNVkit before every input passed its checks.
+    names_bams = samples
+        .toSortedList { a, b -> a[0].id <=> b[0].id }
+        .map { rows -> [rows.collect { row -> row[0].id }, rows.collect { row -> row[1] }] }
+    CHECK_INPUTS(fasta_fai, bed, annotation, names_bams)
+    checked = CHECK_INPUTS.out.report
+
+    bams = bams_in.indexed
+        .map { meta, bam -> [meta, bam, bamIndex(bam)] }
+        .mix(SAMTOOLS_INDEX.out.bam_bai)
+        .combine(checked)
+        .map { meta, bam, bai, _ok -> [meta, bam, bai] }
+    reference_fasta = fasta_fai.combine(checked).map { f, fai, _ok -> [f, fai] }
+    targets_bed = channel.value(bed).combine(checked).map { b, _ok -> b }
+
+    ANNOTATION_TO_BED(channel.fromList(annotation ? [annotation] : []))
+    gene_bed = ANNOTATION_TO_BED.out.bed.ifEmpty([]).first()
+
+    CNVKIT_ACCESS(reference_fasta)
+    CNVKIT_TARGET(targets_bed, gene_bed)
+    targets = CNVKIT_TARGET.out.bed
+    CNVKIT_ANTITARGET(targets, CNVKIT_ACCESS.out.bed)
+    antitargets = CNVKIT_ANTITARGET.out.bed
+
+    intervals = targets.map { t -> ['target', t] }.mix(antitargets.map { a -> ['antitarget', a] })
+    CNVKIT_COVERAGE(bams.combine(intervals))
+    coverage = CNVKIT_COVERAGE.out.cnn
+
+    // Pooled reference from the controls, flat when there are none.
+    control_cnn = coverage
+        .filter { meta, _kind, _cnn -> meta.role == 'control' }
+        .map { _meta, _kind, cnn -> cnn }
+        .toSortedList { a, b -> a.name <=> b.name }
+    CNVKIT_REFERENCE(control_cnn, targets, antitargets, reference_fasta)
+
+    experimental_cnn = coverage
+        .filter { meta, _kind, _cnn -> meta.role == 'experimental' }
+        .map { meta, kind, cnn -> [meta.id, meta, kind, cnn] }
+        .groupTuple(size: 2)
+        .map { _id, metas, kinds, cnns ->
+            [metas[0], cnns[kinds.indexOf('target')], cnns[kinds.indexOf('antitarget')]]
+        }
+    CNVKIT_FIX(experimental_cnn, CNVKIT_REFERENCE.out.cnn)
+    CNVKIT_SEGMENT(CNVKIT_FIX.out.cnr)
+    CNVKIT_CALL(CNVKIT_SEGMENT.out.cns)
+    CNVKIT_GENEMETRICS(CNVKIT_FIX.out.cnr.join(CNVKIT_SEGMENT.out.cns))
+
+    sex_inputs = coverage
+        .filter { _meta, kind, _cnn -> kind == 'target' }
+        .map { _meta, _kind, cnn -> cnn }
+        .mix(CNVKIT_FIX.out.cnr.map { _meta, cnr -> cnr })
+        .toSortedList { a, b -> a.name <=> b.name }
+    CNVKIT_SEX(sex_inputs)
+
+    // One versions file for the run: process, tool and version of every substep that ran.
+    channel.empty()
+        .mix(
+            SAMTOOLS_FAIDX.out.versions, SAMTOOLS_INDEX.out.versions, CHECK_INPUTS.out.versions,
+            ANNOTATION_TO_BED.out.versions, CNVKIT_ACCESS.out.versions, CNVKIT_TARGET.out.versions,
+            CNVKIT_ANTITARGET.out.versions, CNVKIT_COVERAGE.out.versions,
+            CNVKIT_REFERENCE.out.versions, CNVKIT_FIX.out.versions, CNVKIT_SEGMENT.out.versions,
+            CNVKIT_CALL.out.versions, CNVKIT_GENEMETRICS.out.versions, CNVKIT_SEX.out.versions
+        )
+        .unique()
+        .map { process, tool, version -> "${process.tokenize(':').last()}:\n  ${tool}: ${version}" }
+        .collectFile(name: 'versions.yml', storeDir: "${outdir}/pipeline_info", sort: true, newLine: true)
+
+    emit:
+    reference   = CNVKIT_REFERENCE.out.cnn
+    cnr         = CNVKIT_FIX.out.cnr
+    cns         = CNVKIT_SEGMENT.out.cns
+    calls       = CNVKIT_CALL.out.cns
+    genemetrics = CNVKIT_GENEMETRICS.out.tsv
+    sex         = CNVKIT_SEX.out.tsv
+}
