@@ -10,7 +10,7 @@
 include { CNVKIT } from './workflows/cnvkit'
 
 // Must match PIPELINE_CHAR_PATTERN in cnvkit_nf/confs.py (a test compares them).
-def OPTION_PATTERN() { return /^[A-Za-z0-9 _.,=:+\/%-]*$/ }
+def OPTION_PATTERN() { return /[ A-Za-z0-9_.,=:+\/%-]*/ }
 
 def CONF_PARAMS() {
     return ['target_conf', 'antitarget_conf', 'coverage_conf', 'sex_conf', 'reference_conf',

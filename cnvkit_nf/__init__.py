@@ -1,0 +1,1 @@
+"""Run CNVkit jobs described by one JSON request on a Nextflow pipeline."""

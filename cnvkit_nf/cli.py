@@ -1,0 +1,229 @@
+"""`cnvkit-nf`: validate a CNVkit request, turn it into Nextflow params, run it, follow it.
+
+Exit codes: 0 success, 1 invalid request or inputs, 2 usage error, 3 the job failed,
+4 Nextflow unavailable, 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from cnvkit_nf import manifest, nextflow
+from cnvkit_nf.jobs import CANCELLED, FINAL_STATES, FINISHED, Job, JobStore
+from cnvkit_nf.params import ParamsError, to_params
+from cnvkit_nf.problems import Problem, errors, format_problem
+from cnvkit_nf.request import Validation, validate_file
+from cnvkit_nf.runner import JobRun, RunOptions, expected_tasks, preflight
+
+EXIT_INVALID, EXIT_FAILED, EXIT_NO_NEXTFLOW, EXIT_CANCELLED = 1, 3, 4, 130
+DEFAULT_STATE_DIR = Path.home() / ".cnvkit-nf"
+
+
+def _report(problems: list[Problem], as_json: bool, valid: bool) -> None:
+    if as_json:
+        body = {"valid": valid, "problems": [p.__dict__ for p in problems]}
+        click.echo(json.dumps(body, indent=2))
+        return
+    for problem in problems:
+        click.echo(format_problem(problem), err=True)
+
+
+def _load(request_file: str, as_json: bool = False) -> Validation:
+    """Validate a request file; on errors print them all and exit 1."""
+    validation = validate_file(request_file)
+    if not validation.ok:
+        _report(validation.problems, as_json, valid=False)
+        if not as_json:
+            click.echo(f"{request_file}: {len(errors(validation.problems))} problem(s)", err=True)
+        sys.exit(EXIT_INVALID)
+    return validation
+
+
+def _params(validation: Validation, request_file: str) -> dict:
+    try:
+        return to_params(validation.request, validation.options, max_cpus=os.cpu_count())
+    except ParamsError as err:
+        _report(err.problems, False, valid=False)
+        click.echo(f"{request_file}: cannot be run here", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="CNVKIT_NF_STATE_DIR", default=DEFAULT_STATE_DIR, show_default=True,
+              help="Where job records and run folders are kept (env CNVKIT_NF_STATE_DIR).")
+@click.pass_context
+def main(ctx: click.Context, state_dir: Path) -> None:
+    """Run CNVkit jobs described by one JSON request on the Nextflow pipeline."""
+    ctx.obj = state_dir
+
+
+@main.command()
+@click.argument("request_file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def validate(request_file: str, as_json: bool) -> None:
+    """Check a request statically (schema, option strings, cross-field rules).
+
+    Reads no input file and touches no network, so it suits CI. Exit 0 when valid, 1 when not.
+    """
+    validation = _load(request_file, as_json)
+    _report(validation.problems, as_json, valid=True)
+    if not as_json:
+        click.echo(f"{request_file}: valid")
+
+
+@main.command()
+@click.argument("request_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+def params(request_file: str, output: str | None) -> None:
+    """Write the Nextflow params of a request (for `nextflow run -params-file` or Tower)."""
+    validation = _load(request_file)
+    _report(validation.problems, False, valid=True)
+    text = json.dumps(_params(validation, request_file), indent=2) + "\n"
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("request_file", type=click.Path(dir_okay=False))
+@click.option("--profile", default="local", show_default=True,
+              help="Nextflow profile(s), e.g. local, docker, slurm,singularity.")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Nextflow work directory (default: in the job's run folder).")
+@click.option("--resume", is_flag=True,
+              help="Continue the latest run of the same request, reusing its finished tasks.")
+@click.option("-c", "--config", "configs", multiple=True, type=click.Path(dir_okay=False,
+              exists=True, path_type=Path), help="Extra Nextflow config file (repeatable).")
+@click.pass_obj
+def run(state_dir: Path, request_file: str, profile: str, work_dir: Path | None, resume: bool,
+        configs: tuple[Path, ...]) -> None:
+    """Validate a request, check its inputs, run the pipeline and wait for it.
+
+    Prints the instance_id first, then progress (tasks done/total), then where the results are.
+    """
+    validation = _load(request_file)
+    _report(validation.problems, False, valid=True)
+    job_params = _params(validation, request_file)
+    problems = preflight(job_params)
+    if errors(problems):
+        _report(problems, False, valid=False)
+        click.echo(f"{request_file}: inputs are not usable, nothing was run", err=True)
+        sys.exit(EXIT_INVALID)
+    _report(problems, False, valid=True)
+    try:
+        nextflow.ensure(log=lambda m: click.echo(m, err=True))
+    except nextflow.NextflowError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_NO_NEXTFLOW)
+
+    store = JobStore(state_dir / "jobs.sqlite")
+    previous = store.latest_for_request(validation.request) if resume else None
+    if previous:
+        job = previous
+    else:
+        if resume:
+            click.echo("no earlier run of this request: starting afresh", err=True)
+        job = store.create(validation.request, tasks_total=expected_tasks(job_params))
+        job = store.update(job.instance_id, run_dir=str(state_dir / "runs" / job.instance_id))
+    click.echo(f"instance_id: {job.instance_id}")
+
+    job_run = JobRun(store, job, job_params, RunOptions(profile, work_dir, bool(previous),
+                                                       list(configs)))
+    job_run.start()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: job_run.cancel())
+    final = _follow(job_run)
+    _summarise(final, job_params["output_dir"])
+    if final.status != FINISHED:
+        sys.exit(EXIT_CANCELLED if final.status == CANCELLED else EXIT_FAILED)
+
+
+def _follow(job_run: JobRun) -> Job:
+    """Wait for a run, showing progress: a bar on a terminal, plain lines otherwise."""
+    if not sys.stderr.isatty():
+        last = [""]
+
+        def plain(job: Job) -> None:
+            if job.progress != last[0]:
+                last[0] = job.progress
+                click.echo(f"progress: {job.progress} tasks", err=True)
+
+        return job_run.wait(plain)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task("cnvkit-nf", total=job_run.job.tasks_total)
+
+        def update(job: Job) -> None:
+            bar.update(task, completed=job.tasks_done, total=job.tasks_total,
+                       description=job.status.lower())
+
+        return job_run.wait(update)
+
+
+def _summarise(job: Job, output_dir: str) -> None:
+    click.echo(f"status: {job.status}")
+    click.echo(f"progress: {job.progress}")
+    if job.status == FINISHED:
+        click.echo(f"results: {output_dir}")
+        click.echo(f"manifest: {Path(output_dir) / manifest.NAME}")
+    elif job.message:
+        click.echo(f"message: {job.message}")
+        click.echo(f"log: {Path(job.run_dir) / 'nextflow.out'}")
+
+
+@main.command()
+@click.argument("instance_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(state_dir: Path, instance_id: str, as_json: bool) -> None:
+    """Show a job's state (LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING)."""
+    store = JobStore(state_dir / "jobs.sqlite")
+    job = store.get(instance_id)
+    if job is None:
+        raise click.ClickException(f"no job {instance_id} in {state_dir}")
+    if job.status not in FINAL_STATES and job.pid and not _alive(job.pid):
+        job = store.update(job.instance_id, status="FAILED",
+                           message="the run stopped without reporting an end (launcher killed?)")
+    body = {"instance_id": job.instance_id, "status": job.status, "progress": job.progress,
+            "start_time": job.start_time, "duration": job.duration, "message": job.message}
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+    else:
+        for key, value in body.items():
+            click.echo(f"{key}: {'' if value is None else value}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@main.command()
+@click.argument("output_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def verify(output_dir: Path) -> None:
+    """Check a result folder against its manifest: exit 0 when complete and intact."""
+    problems = manifest.verify(output_dir)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(EXIT_INVALID)
+    click.echo(f"{output_dir}: complete")
+
+
+if __name__ == "__main__":
+    main()

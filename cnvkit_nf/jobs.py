@@ -1,0 +1,156 @@
+"""Durable job records in SQLite: one row per job, every change committed before it is reported."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING = (
+    "LAUNCHING", "RUNNING", "FINISHED", "FAILED", "CANCELLED", "CANCELING",
+)
+FINAL_STATES = frozenset({FINISHED, FAILED, CANCELLED})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    instance_id    TEXT PRIMARY KEY,
+    project        TEXT NOT NULL,
+    owner          TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    request        TEXT NOT NULL,
+    created        INTEGER NOT NULL,
+    start_time     INTEGER,
+    end_time       INTEGER,
+    tasks_done     INTEGER NOT NULL DEFAULT 0,
+    tasks_total    INTEGER NOT NULL DEFAULT 0,
+    message        TEXT,
+    pid            INTEGER,
+    run_dir        TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project, created);
+"""
+
+
+def now_ms() -> int:
+    """The current time in Unix milliseconds."""
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Job:
+    """One job as stored."""
+
+    instance_id: str
+    project: str
+    owner: str
+    status: str
+    request: dict
+    created: int
+    start_time: int | None = None
+    end_time: int | None = None
+    tasks_done: int = 0
+    tasks_total: int = 0
+    message: str | None = None
+    pid: int | None = None
+    run_dir: str | None = None
+
+    @property
+    def progress(self) -> str:
+        """Tasks done over tasks expected, e.g. "3/21"."""
+        return f"{self.tasks_done}/{self.tasks_total}"
+
+    @property
+    def duration(self) -> int:
+        """Seconds since the job started (until it ended), 0 before it starts."""
+        if self.start_time is None:
+            return 0
+        return max(0, ((self.end_time or now_ms()) - self.start_time) // 1000)
+
+    @property
+    def final(self) -> bool:
+        """Whether the job reached FINISHED, FAILED or CANCELLED."""
+        return self.status in FINAL_STATES
+
+
+_COLUMNS = [f.name for f in fields(Job)]
+
+
+class JobStore:
+    """Jobs in an SQLite database (WAL mode), safe to share between processes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def create(self, request: dict, *, project: str = "local", owner: str = "local",
+               tasks_total: int = 0, run_dir: str | None = None) -> Job:
+        """Record a new LAUNCHING job with a fresh UUID."""
+        job = Job(str(uuid.uuid4()), project, owner, LAUNCHING, request, now_ms(),
+                  tasks_total=tasks_total, run_dir=run_dir)
+        with self._connect() as db:
+            marks = ", ".join("?" * len(_COLUMNS))
+            db.execute(
+                f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                [_to_column(name, getattr(job, name)) for name in _COLUMNS],
+            )
+        return job
+
+    def get(self, instance_id: str) -> Job | None:
+        """The job with this id, or None."""
+        with self._connect() as db:
+            row = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE instance_id = ?", (instance_id,)
+            ).fetchone()
+        return _from_row(row) if row else None
+
+    def update(self, instance_id: str, **changes) -> Job:
+        """Change some fields of a job and return it as stored."""
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown job fields: {sorted(unknown)}")
+        with self._connect() as db:
+            db.execute(
+                f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in changes)} WHERE instance_id = ?",
+                [_to_column(k, v) for k, v in changes.items()] + [instance_id],
+            )
+        job = self.get(instance_id)
+        if job is None:
+            raise KeyError(instance_id)
+        return job
+
+    def latest_for_request(self, request: dict, project: str = "local") -> Job | None:
+        """The newest job of a project whose request is identical to this one."""
+        with self._connect() as db:
+            row = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE project = ? AND request = ? "
+                "ORDER BY created DESC LIMIT 1",
+                (project, _to_column("request", request)),
+            ).fetchone()
+        return _from_row(row) if row else None
+
+
+def _to_column(name: str, value):
+    return json.dumps(value, sort_keys=True) if name == "request" else value
+
+
+def _from_row(row) -> Job:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    values["request"] = json.loads(values["request"])
+    return Job(**values)

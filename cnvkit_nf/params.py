@@ -1,0 +1,66 @@
+"""Convert a validated request into the Nextflow params of main.nf (see nextflow_schema.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnvkit_nf.confs import SUBSTEP_OF_FIELD, CheckedOptions
+from cnvkit_nf.paths import parse_location
+from cnvkit_nf.problems import Problem
+
+PATH_FIELDS = ("ref", "bed", "annotation_file", "output_dir")
+LIST_FIELDS = ("experimental_inputs", "control_inputs")
+# Substeps whose -p/--processes becomes the task's CPU request instead of an option.
+CPU_PARAMS = {"coverage_conf": "coverage_cpus", "segment_conf": "segment_cpus"}
+
+
+class ParamsError(Exception):
+    """The request cannot be run here; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def _local(field: str, value: str, base: Path, problems: list[Problem]) -> str:
+    location = parse_location(value)
+    if location.is_remote:
+        problems.append(Problem(field, f"{location.scheme}:// paths need object storage, which is "
+                                       "not available yet in this version: use a local path"))
+        return value
+    return str((base / location.local_path()).absolute())
+
+
+def to_params(request: dict, options: dict[str, CheckedOptions], *, base: Path | None = None,
+              max_cpus: int | None = None) -> dict:
+    """Nextflow params for a request that passed `request.validate_request`.
+
+    Local paths are made absolute against `base` (default: the current directory). Each
+    `*_conf` becomes its validated, re-quoted option string; a -p/--processes value becomes
+    the CPU request of its substep's task.
+    """
+    base = base or Path.cwd()
+    problems: list[Problem] = []
+    params: dict = {}
+    for field in LIST_FIELDS:
+        params[field] = [
+            _local(f"{field}[{i}]", value, base, problems)
+            for i, value in enumerate(request.get(field) or [])
+        ]
+    for field in PATH_FIELDS:
+        if field == "annotation_file" and not request.get("has_annotate"):
+            params[field] = None
+        else:
+            params[field] = _local(field, request[field], base, problems)
+    if problems:
+        raise ParamsError(problems)
+    params["has_annotate"] = bool(request.get("has_annotate"))
+    for field in SUBSTEP_OF_FIELD:
+        checked = options.get(field)
+        params[field] = checked.args if checked else ""
+        if field in CPU_PARAMS:
+            params[CPU_PARAMS[field]] = (checked.processes if checked else None) or 1
+    if max_cpus:
+        params["max_cpus"] = max_cpus
+    return params
+

@@ -1,0 +1,71 @@
+"""Locations of request files: local paths or object-storage URIs (s3a://, s3://, obs://)."""
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+
+REMOTE_SCHEMES = ("s3a", "s3", "obs")
+_URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed path; ``key`` is the object key, or the path itself for ``scheme == "file"``."""
+
+    scheme: str
+    bucket: str | None
+    key: str
+    raw: str
+
+    @property
+    def is_remote(self) -> bool:
+        """True for object-storage URIs."""
+        return self.scheme != "file"
+
+    @property
+    def name(self) -> str:
+        """The last path component (a trailing "/" is ignored)."""
+        return PurePosixPath(self.key).name
+
+    def local_path(self) -> Path:
+        """The local file-system path; only for local locations."""
+        if self.is_remote:
+            raise ValueError(f"{self.raw!r} is not a local path")
+        return Path(self.key)
+
+    def as_folder(self) -> "Location":
+        """The same location with a trailing "/", meaning a folder (for ``output_dir``)."""
+        if self.key.endswith("/"):
+            return self
+        return replace(self, key=self.key + "/", raw=self.raw + "/")
+
+
+def parse_location(text: str) -> Location:
+    """Parse a local path or an s3a://, s3:// or obs:// URI; raise ValueError if invalid."""
+    if not text:
+        raise ValueError("empty path")
+    if any(c in text for c in "\0\n\r"):
+        raise ValueError("path contains a NUL or line-break character")
+    uri = _URI.fullmatch(text)
+    if uri is None:
+        return Location("file", None, text, text)
+    scheme, rest = uri.groups()
+    if scheme not in REMOTE_SCHEMES:
+        accepted = ", ".join(f"{s}://" for s in REMOTE_SCHEMES)
+        raise ValueError(f"unsupported scheme {scheme}:// (use a local path or {accepted})")
+    bucket, _, key = rest.partition("/")
+    if not key:
+        raise ValueError(f"{text!r} has no object key after the bucket ({scheme}://bucket/key)")
+    check_bucket(bucket)
+    return Location(scheme, bucket, key, text)
+
+
+def check_bucket(bucket: str) -> None:
+    """Raise ValueError unless ``bucket`` follows the S3 bucket naming rules."""
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket or _IPV4.fullmatch(bucket):
+        raise ValueError(
+            f"invalid bucket name {bucket!r}: use 3-63 lowercase letters, digits, dots or "
+            "hyphens, starting and ending with a letter or digit, not an IP address"
+        )

@@ -1,0 +1,211 @@
+"""What a valid CNVkit job request is: the JSON schema plus the cross-field rules (static)."""
+
+import difflib
+import functools
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from cnvkit_nf import confs, paths
+from cnvkit_nf.problems import Problem, errors
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "cnvkit_request.schema.json"
+INPUT_FIELDS = ("experimental_inputs", "control_inputs")
+PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    type(None): "null",
+}
+
+
+@dataclass
+class Validation:
+    """All problems found in a request, the checked option strings by field, and the request."""
+
+    problems: list[Problem] = field(default_factory=list)
+    options: dict[str, confs.CheckedOptions] = field(default_factory=dict)
+    request: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when there are no errors (warnings are fine)."""
+        return not errors(self.problems)
+
+
+@functools.cache
+def load_schema() -> dict[str, Any]:
+    """The request's JSON schema (shared; do not modify)."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(load_schema())
+
+
+def sample_name(path: str) -> str:
+    """The sample name of a BAM path: ``dir/Son_S2.sort.mkdup.bam`` -> ``Son_S2``."""
+    base = path.rpartition("/")[2]
+    stem = base.removesuffix(".bam").partition(".")[0]
+    if not _SAFE_NAME.fullmatch(stem):
+        raise ValueError(
+            f"sample name {stem!r} (from {base!r}) must be made of letters, digits, '_' and '-'"
+        )
+    return stem
+
+
+def validate_request(data: object) -> Validation:
+    """Check a parsed request and report every problem found, without touching any file."""
+    if not isinstance(data, dict):
+        return Validation(_schema_problems(data, set()))
+    entries = _path_entries(data)
+    path_problems = []
+    for where, text in entries:
+        try:
+            paths.parse_location(text)
+        except ValueError as exc:
+            path_problems.append(Problem(where, str(exc)))
+    bad = {p.field for p in path_problems}
+    problems = _schema_problems(data, bad) + path_problems
+    problems += _input_problems([(w, t) for w, t in entries if w.endswith("]") and w not in bad])
+    if "annotation_file" in data and data.get("has_annotate") is not True:
+        problems.append(
+            Problem("annotation_file", "ignored because has_annotate is not true", "warning")
+        )
+    options, option_problems = confs.check_all(
+        {k: v for k, v in data.items() if isinstance(v, str)}  # the schema reports non-strings
+    )
+    return Validation(list(dict.fromkeys(problems + option_problems)), options, data)
+
+
+def validate_file(path: str | Path) -> Validation:
+    """Read and validate a JSON request file; unreadable or invalid JSON becomes a problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        return Validation([Problem("", f"cannot read {path}: {exc.strerror or exc}")])
+    except UnicodeDecodeError:
+        return Validation([Problem("", f"{path} is not UTF-8 text")])
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        return Validation([Problem("", message)])
+    except ValueError as exc:
+        return Validation([Problem("", str(exc))])
+    return validate_request(data)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object hook that refuses repeated field names."""
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"field(s) given more than once: {', '.join(repeated)}")
+    return dict(pairs)
+
+
+def _where(path: Iterable[str | int]) -> str:
+    """A JSON-path-like location: ``control_inputs[0]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else part
+    return out
+
+
+def _json_type(value: object) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _schema_problems(data: object, bad_paths: set[str]) -> list[Problem]:
+    """Every JSON-schema error as a Problem; path-format errors at ``bad_paths`` are skipped."""
+    problems = []
+    for err in _validator().iter_errors(data):
+        where = _where(err.absolute_path)
+        if err.validator in ("pattern", "minLength") and where in bad_paths:
+            continue  # paths.parse_location said more precisely what is wrong
+        problems += _describe(err, where)
+    return problems
+
+
+def _describe(err: ValidationError, where: str) -> list[Problem]:
+    """Human reasons for one schema error."""
+    value, instance = err.validator_value, err.instance
+    prefix = f"{where}." if where else ""
+    if err.validator == "additionalProperties":
+        known = list(load_schema()["properties"])
+        out = []
+        for name in sorted(set(instance) - set(known)):
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            out.append(Problem(prefix + name, f"unknown field {name!r}{hint}"))
+        return out
+    if err.validator == "required":
+        reason = (
+            "required when has_annotate is true"
+            if "then" in err.schema_path
+            else "missing required field"
+        )
+        return [Problem(prefix + name, reason) for name in value if name not in instance]
+    reasons = {
+        "type": f"expected {value}, got {_json_type(instance)}",
+        "minItems": f"must list at least {value} BAM file(s)",
+        "maxItems": f"must list at most {value} BAM files",
+        "minLength": "must not be empty",
+        "maxLength": f"must be at most {value} characters long",
+        "pattern": "must be a local path or an s3a://, s3:// or obs:// URI with a bucket and key",
+    }
+    return [Problem(where, reasons.get(str(err.validator), err.message))]
+
+
+def _path_entries(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(location, text) of every path in the request that is a string."""
+    entries = [(f, data[f]) for f in PATH_FIELDS if isinstance(data.get(f), str)]
+    for f in INPUT_FIELDS:
+        items = data.get(f)
+        if isinstance(items, list):
+            entries += [(f"{f}[{i}]", v) for i, v in enumerate(items) if isinstance(v, str)]
+    return entries
+
+
+def _input_problems(inputs: list[tuple[str, str]]) -> list[Problem]:
+    """BAM suffix, repeated BAMs and sample-name collisions across all inputs."""
+    problems = []
+    seen: dict[str, str] = {}  # path -> location
+    named: dict[str, tuple[str, str]] = {}  # sample name -> (location, path)
+    for where, path in inputs:
+        if not path.endswith(".bam"):
+            problems.append(Problem(where, "must be a BAM file ending in .bam"))
+        if path in seen:
+            problems.append(Problem(where, f"the same BAM is already listed as {seen[path]}"))
+            continue
+        seen[path] = where
+        try:
+            name = sample_name(path)
+        except ValueError as exc:
+            problems.append(Problem(where, str(exc)))
+            continue
+        if name in named:
+            other, other_path = named[name]
+            problems.append(
+                Problem(
+                    where,
+                    f"sample name {name!r} of {path!r} collides with {other} ({other_path!r}); "
+                    "sample names must be unique",
+                )
+            )
+        else:
+            named[name] = (where, path)
+    return problems

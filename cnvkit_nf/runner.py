@@ -1,0 +1,204 @@
+"""Run one job: preflight its inputs, start Nextflow, follow its progress, finish its record.
+
+The CLI (`cnvkit-nf run`) and the job service call the same functions, so a job behaves alike
+whichever way it was submitted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnvkit_nf import manifest, nextflow
+from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, FINISHED, RUNNING, Job, JobStore, now_ms
+from cnvkit_nf.problems import Problem
+from cnvkit_nf.request import sample_name
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECK_INPUTS = ROOT / "bin" / "check_inputs.py"
+DONE_STATES = {"COMPLETED", "CACHED"}
+STOP_GRACE_SECONDS = 60
+
+
+@dataclass
+class RunOptions:
+    """How to run a job: Nextflow profile, work directory, resume, extra config files."""
+
+    profile: str = "local"
+    work_dir: Path | None = None
+    resume: bool = False
+    configs: list[Path] = field(default_factory=list)
+
+
+def preflight(params: dict) -> list[Problem]:
+    """Content checks of a job's local inputs and output folder, before anything runs."""
+    problems = _output_problems(Path(params["output_dir"]))
+    command = [sys.executable, str(CHECK_INPUTS), "--json", "--ref", params["ref"],
+               "--bed", params["bed"]]
+    if params.get("annotation_file"):
+        command += ["--annotation", params["annotation_file"]]
+    for bam in params["experimental_inputs"] + params["control_inputs"]:
+        command += ["--bam", f"{sample_name(bam)}={bam}"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return problems + [Problem("", f"input check failed: {result.stderr.strip()[-2000:]}")]
+    return problems + [
+        Problem(_field_of(item["file"], params), f"{item['file']}: {item['message']}",
+                item.get("severity", "error"))
+        for item in report["problems"]
+    ]
+
+
+def _output_problems(out: Path) -> list[Problem]:
+    if out.exists() and not out.is_dir():
+        return [Problem("output_dir", f"{out} exists and is not a folder")]
+    existing = out if out.exists() else next(p for p in out.parents if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        return [Problem("output_dir", f"cannot write into {existing}")]
+    return []
+
+
+def _field_of(path: str, params: dict) -> str:
+    """The request field that named a file, for error messages."""
+    for name in ("experimental_inputs", "control_inputs"):
+        if path in params[name]:
+            return f"{name}[{params[name].index(path)}]"
+    return next((n for n in ("ref", "bed", "annotation_file") if params.get(n) == path), "")
+
+
+def expected_tasks(params: dict) -> int:
+    """How many tasks the pipeline will run for these params (see workflows/cnvkit.nf)."""
+    experimental = len(params["experimental_inputs"])
+    bams = params["experimental_inputs"] + params["control_inputs"]
+    unindexed = sum(
+        1 for bam in bams
+        if not (Path(bam + ".bai").exists() or Path(bam.removesuffix(".bam") + ".bai").exists())
+    )
+    fixed = 6  # check_inputs, access, target, antitarget, reference, sex
+    return (fixed + unindexed + (0 if Path(params["ref"] + ".fai").exists() else 1)
+            + (1 if params.get("has_annotate") else 0) + 2 * len(bams) + 4 * experimental)
+
+
+def tasks_done(trace: Path) -> int:
+    """Tasks completed (or taken from the cache) so far, from Nextflow's trace file."""
+    try:
+        with open(trace, newline="") as handle:
+            return sum(1 for row in csv.DictReader(handle, delimiter="\t")
+                       if row.get("status") in DONE_STATES)
+    except FileNotFoundError:
+        return 0
+
+
+def failure_message(log_text: str) -> str:
+    """The useful part of Nextflow's error report: what failed and the command's error output."""
+    lines = log_text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("ERROR ~")), None)
+    if start is None:
+        tail = [line for line in lines if line.strip()][-5:]
+        return " | ".join(tail) or "Nextflow stopped without an error report"
+    message = [lines[start].removeprefix("ERROR ~").strip()]
+    for marker in ("Command error:", "Caused by:"):
+        if marker in lines[start:]:
+            at = lines.index(marker, start)
+            block = []
+            for line in lines[at + 1:]:
+                if not line.strip() and block:
+                    break
+                if line.strip():
+                    block.append(line.strip())
+            message += block[-12:]
+            break
+    return "\n".join(message)
+
+
+class JobRun:
+    """One Nextflow run of a job, in its own process group so that it can be stopped whole."""
+
+    def __init__(self, store: JobStore, job: Job, params: dict, options: RunOptions):
+        self.store, self.job, self.params, self.options = store, job, params, options
+        self.run_dir = Path(job.run_dir)
+        self.process: subprocess.Popen | None = None
+        self.cancelled = False
+
+    @property
+    def trace(self) -> Path:
+        return Path(self.params["output_dir"]) / "pipeline_info" / "trace.tsv"
+
+    def command(self, executable: str) -> list[str]:
+        """The `nextflow run` command line of this job."""
+        params_file = self.run_dir / "params.json"
+        params_file.write_text(json.dumps(self.params, indent=2) + "\n")
+        work = self.options.work_dir or self.run_dir / "work"
+        command = [executable, "run", str(ROOT / "main.nf"), "-params-file", str(params_file),
+                   "-profile", self.options.profile, "-work-dir", str(work), "-ansi-log", "false"]
+        for config in self.options.configs:
+            command += ["-c", str(config)]
+        return command + (["-resume"] if self.options.resume else [])
+
+    def start(self) -> None:
+        """Start Nextflow and mark the job RUNNING."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        manifest.remove(Path(self.params["output_dir"]))
+        env = {**os.environ, "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false",
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        with open(self.run_dir / "nextflow.out", "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(nextflow.ensure(log=lambda m: None)), cwd=self.run_dir, env=env,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.job = self.store.update(self.job.instance_id, status=RUNNING, pid=self.process.pid,
+                                     start_time=now_ms(), message=None, end_time=None)
+
+    def cancel(self) -> None:
+        """Ask Nextflow to stop (it stops its tasks); the job ends CANCELLED."""
+        if self.process and self.process.poll() is None and not self.cancelled:
+            self.cancelled = True
+            self.job = self.store.update(self.job.instance_id, status=CANCELING)
+            os.killpg(self.process.pid, signal.SIGTERM)
+
+    def wait(self, on_progress: Callable[[Job], None] = lambda job: None,
+             poll_seconds: float = 1.0) -> Job:
+        """Follow the run until Nextflow exits; record progress and the final state."""
+        assert self.process is not None
+        cancel_deadline = None
+        while self.process.poll() is None:
+            self._record_progress(on_progress)
+            if self.cancelled:
+                cancel_deadline = cancel_deadline or time.monotonic() + STOP_GRACE_SECONDS
+                if time.monotonic() > cancel_deadline:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+            time.sleep(poll_seconds)
+        self._record_progress(on_progress)
+        return self._finish(self.process.returncode)
+
+    def _record_progress(self, on_progress: Callable[[Job], None]) -> None:
+        done = tasks_done(self.trace)
+        if done != self.job.tasks_done:
+            total = max(self.job.tasks_total, done)
+            self.job = self.store.update(self.job.instance_id, tasks_done=done, tasks_total=total)
+        on_progress(self.job)
+
+    def _finish(self, returncode: int) -> Job:
+        end = now_ms()
+        if self.cancelled:
+            return self.store.update(self.job.instance_id, status=CANCELLED, end_time=end,
+                                     message="cancelled on request")
+        if returncode != 0:
+            log = (self.run_dir / "nextflow.out").read_text(errors="replace")
+            return self.store.update(self.job.instance_id, status=FAILED, end_time=end,
+                                     message=failure_message(log))
+        manifest.write(Path(self.params["output_dir"]), instance_id=self.job.instance_id,
+                       finished=end, request=self.job.request)
+        return self.store.update(self.job.instance_id, status=FINISHED, end_time=end,
+                                 tasks_total=self.job.tasks_done)

@@ -1,0 +1,237 @@
+"""The request contract: JSON schema plus cross-field rules."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from cnvkit_nf.confs import SUBSTEP_OF_FIELD
+from cnvkit_nf.paths import parse_location
+from cnvkit_nf.problems import Problem, errors, format_problem
+from cnvkit_nf.request import load_schema, sample_name, validate_file, validate_request
+
+SEED_FILE = Path(__file__).parent / "data" / "seed_request.json"
+SEED = json.loads(SEED_FILE.read_text())
+
+
+def request(**changes: object) -> dict:
+    """The seed request with fields replaced (a value of None removes the field)."""
+    data = copy.deepcopy(SEED)
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def error_map(data: object) -> dict[str, str]:
+    return {p.field: p.message for p in errors(validate_request(data).problems)}
+
+
+def test_schema_is_valid_and_has_the_16_fields() -> None:
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+    assert len(schema["properties"]) == 16
+    assert set(schema["required"]) == {
+        "experimental_inputs",
+        "control_inputs",
+        "output_dir",
+        "ref",
+        "bed",
+    }
+    assert set(SUBSTEP_OF_FIELD) <= set(schema["properties"])
+    for prop in schema["properties"].values():
+        assert prop["title"] and prop["description"]
+
+
+def test_seed_example_is_valid_with_two_warnings() -> None:
+    result = validate_file(SEED_FILE)
+    assert result.ok
+    assert all(p.severity == "warning" for p in result.problems)
+    by_field = {p.field: p.message for p in result.problems}
+    assert set(by_field) == {"sex_conf", "annotation_file"}
+    assert "ignored" in by_field["annotation_file"]
+    assert "-y" in by_field["sex_conf"] and "reference_conf" in by_field["sex_conf"]
+    assert result.options["coverage_conf"].args == "-q 10"
+    assert result.options["coverage_conf"].processes == 5
+    assert set(result.options) == set(SUBSTEP_OF_FIELD)
+
+
+def test_minimal_request_with_empty_controls() -> None:
+    minimal = {k: SEED[k] for k in ("experimental_inputs", "output_dir", "ref", "bed")}
+    result = validate_request({**minimal, "control_inputs": []})
+    assert result.ok and result.problems == []
+
+
+@pytest.mark.parametrize(
+    "missing", ["experimental_inputs", "control_inputs", "output_dir", "ref", "bed"]
+)
+def test_missing_required_field(missing: str) -> None:
+    assert error_map(request(**{missing: None})) == {missing: "missing required field"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("experimental_inputs", "s3a://genes/a.bam", "expected array, got string"),
+        ("has_annotate", "false", "expected boolean, got string"),
+        ("ref", 5, "expected string, got integer"),
+        ("call_conf", ["-y"], "expected string, got array"),
+    ],
+)
+def test_wrong_types(field: str, value: object, expected: str) -> None:
+    assert error_map(request(**{field: value})) == {field: expected}
+
+
+def test_wrong_item_type() -> None:
+    errs = error_map(request(control_inputs=["s3a://genes/a.bam", 7]))
+    assert errs == {"control_inputs[1]": "expected string, got integer"}
+
+
+def test_not_an_object() -> None:
+    assert error_map(["x"]) == {"": "expected object, got array"}
+
+
+def test_unknown_field_with_suggestion() -> None:
+    data = request(experimental_inputs=None, expermental_inputs=SEED["experimental_inputs"])
+    errs = error_map(data)
+    assert errs["expermental_inputs"] == (
+        "unknown field 'expermental_inputs' (did you mean 'experimental_inputs'?)"
+    )
+    assert errs["experimental_inputs"] == "missing required field"
+
+
+def test_empty_experimental_inputs() -> None:
+    assert "at least 1" in error_map(request(experimental_inputs=[]))["experimental_inputs"]
+
+
+def test_annotation_required_when_has_annotate() -> None:
+    errs = error_map(request(has_annotate=True, annotation_file=None))
+    assert errs == {"annotation_file": "required when has_annotate is true"}
+    result = validate_request(request(has_annotate=True))
+    assert result.ok and all(p.field != "annotation_file" for p in result.problems)
+
+
+def test_duplicate_sample_names() -> None:
+    data = request(control_inputs=["s3a://genes/other/Son_S2_ALL.bam", "s3a://genes/F.bam"])
+    errs = error_map(data)
+    message = errs["control_inputs[0]"]
+    assert "Son_S2_ALL" in message and "experimental_inputs[0]" in message
+
+
+def test_same_bam_twice() -> None:
+    bam = SEED["control_inputs"][0]
+    errs = error_map(request(control_inputs=[bam, bam]))
+    assert errs == {"control_inputs[1]": "the same BAM is already listed as control_inputs[0]"}
+
+
+def test_inputs_must_be_bam_with_safe_names() -> None:
+    errs = error_map(request(control_inputs=["s3a://genes/F.cram", "s3a://genes/a b.bam"]))
+    assert "ending in .bam" in errs["control_inputs[0]"]
+    assert "letters, digits" in errs["control_inputs[1]"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("http://genes/x/Son.bam", "unsupported scheme http://"),
+        ("ftp://genes/x/Son.bam", "unsupported scheme ftp://"),
+        ("s3a://genes", "no object key"),
+        ("s3a://genes/", "no object key"),
+        ("s3a://Genes/x/Son.bam", "invalid bucket name 'Genes'"),
+        ("s3://ab/Son.bam", "invalid bucket name 'ab'"),
+        ("obs://10.0.0.1/Son.bam", "invalid bucket name '10.0.0.1'"),
+        ("s3a://-genes/Son.bam", "invalid bucket name"),
+        ("Son\n.bam", "line-break"),
+        ("", "empty path"),
+    ],
+)
+def test_bad_paths(path: str, expected: str) -> None:
+    errs = error_map(request(experimental_inputs=[path]))
+    assert list(errs) == ["experimental_inputs[0]"]
+    assert expected in errs["experimental_inputs[0]"]
+
+
+@pytest.mark.parametrize("field", ["output_dir", "ref", "bed", "annotation_file"])
+def test_bad_path_fields(field: str) -> None:
+    errs = error_map(request(**{field: "http://example.org/x"}))
+    assert errs == {field: "unsupported scheme http:// (use a local path or s3a://, s3://, obs://)"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/data/Son.bam", "rel/dir/Son.bam", "Son.bam", "s3://genes/Son.bam", "obs://b-1.x/k/Son.bam"],
+)
+def test_good_paths(path: str) -> None:
+    assert validate_request(request(experimental_inputs=[path])).ok
+
+
+def test_all_problems_reported_at_once() -> None:
+    data = request(
+        ref=None,
+        bedd=SEED["bed"],
+        control_inputs=["ftp://x/F.bam"],
+        coverage_conf="; rm -rf /",
+        segment_conf="-p 0",
+    )
+    errs = error_map(data)
+    assert {"ref", "bedd", "control_inputs[0]", "coverage_conf", "segment_conf"} <= set(errs)
+
+
+def test_hostile_option_reported_with_field() -> None:
+    result = validate_request(request(coverage_conf="--outp=/etc/x"))
+    assert not result.ok
+    assert "coverage_conf" not in result.options
+    (problem,) = errors(result.problems)
+    assert (
+        format_problem(problem) == "coverage_conf: -o/--output is set by the pipeline, not by users"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("s3a://genes/cnvkit/Son_S2_ALL.sort.mkdup.bam", "Son_S2_ALL"),
+        ("/data/Father-1.bam", "Father-1"),
+        ("Mother.bam", "Mother"),
+    ],
+)
+def test_sample_name(path: str, name: str) -> None:
+    assert sample_name(path) == name
+
+
+@pytest.mark.parametrize("path", ["s3a://genes/.bam", "dir/a b.bam", "x/Söhn.bam"])
+def test_unsafe_sample_name(path: str) -> None:
+    with pytest.raises(ValueError, match="letters, digits"):
+        sample_name(path)
+
+
+def test_validate_file_problems(tmp_path: Path) -> None:
+    missing = validate_file(tmp_path / "nope.json")
+    assert not missing.ok and "cannot read" in missing.problems[0].message
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "ref": "x",\n  "bed": \n}')
+    (problem,) = validate_file(broken).problems
+    assert problem.message.startswith("invalid JSON at line 4, column 1")
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"ref": "a.fa", "ref": "b.fa"}')
+    assert "given more than once: ref" in validate_file(twice).problems[0].message
+
+
+def test_location_parts() -> None:
+    loc = parse_location("s3a://genes/cnvkit/output")
+    assert (loc.scheme, loc.bucket, loc.key, loc.is_remote) == (
+        "s3a",
+        "genes",
+        "cnvkit/output",
+        True,
+    )
+    assert loc.name == "output" and loc.as_folder().raw == "s3a://genes/cnvkit/output/"
+    local = parse_location("data/Son.bam")
+    assert not local.is_remote and local.local_path() == Path("data/Son.bam")
+    with pytest.raises(ValueError):
+        loc.local_path()
+
+
+def test_format_problem() -> None:
+    assert format_problem(Problem("ref", "bad")) == "ref: bad"
+    assert format_problem(Problem("ref", "odd", "warning")) == "warning: ref: odd"
