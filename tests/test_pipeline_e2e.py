@@ -1,0 +1,294 @@
+"""End to end: the real `nextflow` runs the pipeline on a generated cohort through the launcher."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnvkit_nf import manifest, nextflow
+from cnvkit_nf.jobs import JobStore
+from cnvkit_nf.runner import expected_tasks
+from cnvkit_nf.simulate import Cohort, seed_like_cohort
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER = ROOT / "bin" / "cnvkit-nf"
+CNVKIT = str(Path(sys.executable).parent / "cnvkit.py")
+SEED = json.loads((ROOT / "tests" / "data" / "seed_request.json").read_text())
+CHROM = 400_000
+
+
+@pytest.fixture(scope="module")
+def nextflow_bin() -> str:
+    found = nextflow.find()
+    if not found:
+        pytest.fail("Nextflow is not installed: run `make install` (or "
+                    "`.venv/bin/python -m cnvkit_nf.nextflow install`)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Cohort:
+    return seed_like_cohort(tmp_path_factory.mktemp("seed_cohort"), reads_per_sample=150_000,
+                            seed=3, chrom_length=CHROM)
+
+
+def seed_request(cohort: Cohort, output_dir: Path, **changes) -> dict:
+    """The seed's example request, every path pointed at the generated cohort."""
+    bams = cohort.bams
+    request = {
+        **SEED,
+        "experimental_inputs": [str(bams["Son_S2_ALL"])],
+        "control_inputs": [str(bams["Father_S5_ALL"]), str(bams["Mather_S1_ALL"])],
+        "output_dir": str(output_dir) + "/",
+        "ref": str(cohort.ref),
+        "bed": str(cohort.bed),
+        "annotation_file": str(cohort.annotation),
+    }
+    return {**request, **changes}
+
+
+def launch(args: list[str], state: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LAUNCHER), "--state-dir", str(state), *args],
+                          capture_output=True, text=True, **kwargs)
+
+
+def read_table(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def called_copies(call_cns: Path, chrom: str, start: int, end: int) -> set[int]:
+    """Copy numbers of the called segments overlapping the middle half of a region."""
+    quarter = (end - start) // 4
+    return {
+        int(row["cn"]) for row in read_table(call_cns)
+        if row["chromosome"] == chrom and int(row["start"]) < end - quarter
+        and int(row["end"]) > start + quarter
+    }
+
+
+@pytest.fixture(scope="module")
+def seed_run(cohort, nextflow_bin, tmp_path_factory):
+    """One launcher run of the seed-shaped request (all nine option strings)."""
+    work = tmp_path_factory.mktemp("seed_run")
+    request = seed_request(cohort, work / "results")
+    request_file = work / "request.json"
+    request_file.write_text(json.dumps(request))
+    result = launch(["run", str(request_file)], work / "state", cwd=work)
+    return {"work": work, "request": request, "request_file": request_file, "result": result,
+            "out": work / "results", "state": work / "state"}
+
+
+def test_run_prints_id_first_and_finishes(seed_run):
+    result = seed_run["result"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("instance_id: ")
+    assert "status: FINISHED" in result.stdout
+    assert "warning: sex_conf: -y/--male-reference" in result.stderr  # decided: a warning
+
+
+def test_planted_changes_are_called(seed_run, cohort):
+    calls = seed_run["out"] / "samples" / "Son_S2_ALL" / "Son_S2_ALL.call.cns"
+    son = next(spec for spec in cohort.samples if spec.name == "Son_S2_ALL")
+    assert son.events, "the cohort must plant events"
+    for event in son.events:
+        assert called_copies(calls, event.chrom, event.start, event.end) == {event.copies}, event
+    untouched = called_copies(calls, "chr1", 0, CHROM)
+    assert untouched == {2}
+
+
+def test_output_layout_and_manifest(seed_run):
+    out = seed_run["out"]
+    expected = [
+        "reference/access.bed", "reference/targets.bed", "reference/antitargets.bed",
+        "reference/reference.cnn", "sex/sex.tsv", "pipeline_info/trace.tsv",
+        "pipeline_info/report.html", "pipeline_info/timeline.html",
+        "pipeline_info/versions.yml", "manifest.json",
+        "samples/Son_S2_ALL/Son_S2_ALL.cnr", "samples/Son_S2_ALL/Son_S2_ALL.cns",
+        "samples/Son_S2_ALL/Son_S2_ALL.call.cns", "samples/Son_S2_ALL/Son_S2_ALL.genemetrics.tsv",
+    ] + [f"coverage/{name}.{kind}coverage.cnn" for name in
+         ("Son_S2_ALL", "Father_S5_ALL", "Mather_S1_ALL") for kind in ("target", "antitarget")]
+    missing = [name for name in expected if not (out / name).is_file()]
+    assert not missing
+    assert manifest.verify(out) == []
+    listed = {entry["path"] for entry in json.loads((out / "manifest.json").read_text())["files"]}
+    assert set(expected) - {"manifest.json"} <= listed
+    assert "cnvkit: 0.9.14" in (out / "pipeline_info" / "versions.yml").read_text()
+    sex = out / "sex" / "sex.tsv"
+    original = sex.read_bytes()
+    sex.write_text("tampered\n")
+    try:
+        assert manifest.verify(out) == ["sex/sex.tsv: size or checksum differs from the manifest"]
+    finally:
+        sex.write_bytes(original)
+
+
+def _job_id(seed_run) -> str:
+    return seed_run["result"].stdout.splitlines()[0].split(": ", 1)[1]
+
+
+def test_sex_table_infers_each_sample(seed_run):
+    sexes = {row["sample"].split(".")[0]: row["sex"]
+             for row in read_table(seed_run["out"] / "sex" / "sex.tsv")
+             if row["sample"].endswith("targetcoverage.cnn")}
+    assert sexes == {"Son_S2_ALL": "Male", "Father_S5_ALL": "Male", "Mather_S1_ALL": "Female"}
+
+
+def test_coverage_cpus_capped_by_machine(seed_run):
+    trace = read_table(seed_run["out"] / "pipeline_info" / "trace.tsv")
+    cpus = {int(row["cpus"]) for row in trace if row["process"].endswith("CNVKIT_COVERAGE")}
+    assert cpus == {min(5, os.cpu_count())}  # the seed asks -p 5
+
+
+def test_progress_and_status(seed_run):
+    trace = read_table(seed_run["out"] / "pipeline_info" / "trace.tsv")
+    run_dir = seed_run["state"] / "runs" / _job_id(seed_run)
+    params = json.loads((run_dir / "params.json").read_text())
+    assert len(trace) == expected_tasks(params)
+    status = launch(["status", _job_id(seed_run), "--json"], seed_run["state"])
+    body = json.loads(status.stdout)
+    assert body["status"] == "FINISHED"
+    assert body["progress"] == f"{len(trace)}/{len(trace)}"
+    assert body["duration"] > 0
+
+
+def test_results_equal_cnvkit_run_by_hand(seed_run, cohort, tmp_path):
+    """The same CNVkit commands with the same options give identical .cnr/.cns/.call.cns."""
+    request, out = seed_run["request"], seed_run["out"]
+
+    def opts(field: str) -> list[str]:
+        return shlex.split(request[field])
+
+    def cnvkit(*args) -> None:
+        subprocess.run([CNVKIT, *map(str, args)], cwd=tmp_path, check=True, capture_output=True)
+
+    cpus = str(min(5, os.cpu_count()))
+    coverage_opts = [t for t in opts("coverage_conf") if t not in ("-p", "5")]
+    cnvkit("access", cohort.ref, "-o", "access.bed")
+    cnvkit("target", cohort.bed, *opts("target_conf"), "-o", "targets.bed")
+    cnvkit("antitarget", "targets.bed", "-g", "access.bed", *opts("antitarget_conf"),
+           "-o", "antitargets.bed")
+    for name, bam in cohort.bams.items():
+        for kind in ("target", "antitarget"):
+            cnvkit("coverage", bam, f"{kind}s.bed", *coverage_opts, "-p", cpus,
+                   "-o", f"{name}.{kind}coverage.cnn")
+    controls = [f"{n}.{k}coverage.cnn" for n in ("Father_S5_ALL", "Mather_S1_ALL")
+                for k in ("antitarget", "target")]
+    cnvkit("reference", *sorted(controls), "-f", cohort.ref, *opts("reference_conf"),
+           "-o", "reference.cnn")
+    cnvkit("fix", "Son_S2_ALL.targetcoverage.cnn", "Son_S2_ALL.antitargetcoverage.cnn",
+           "reference.cnn", *opts("fix_conf"), "-o", "Son_S2_ALL.cnr")
+    cnvkit("segment", "Son_S2_ALL.cnr", *opts("segment_conf"), "-p", "1", "-o", "Son_S2_ALL.cns")
+    cnvkit("call", "Son_S2_ALL.cns", *opts("call_conf"), "-o", "Son_S2_ALL.call.cns")
+    for name in ("Son_S2_ALL.cnr", "Son_S2_ALL.cns", "Son_S2_ALL.call.cns"):
+        ours = (out / "samples" / "Son_S2_ALL" / name).read_text()
+        assert ours == (tmp_path / name).read_text(), name
+    ours = (out / "reference" / "reference.cnn").read_text()
+    assert ours == (tmp_path / "reference.cnn").read_text()
+
+
+def test_resume_reuses_every_task(seed_run):
+    result = launch(["run", str(seed_run["request_file"]), "--resume"], seed_run["state"],
+                    cwd=seed_run["work"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"instance_id: {_job_id(seed_run)}"
+    trace = read_table(seed_run["out"] / "pipeline_info" / "trace.tsv")
+    assert {row["status"] for row in trace} == {"CACHED"}
+    assert manifest.verify(seed_run["out"]) == []
+
+
+def test_flat_reference_and_gene_symbols(cohort, nextflow_bin, tmp_path):
+    """No controls: a flat reference; GENCODE GFF3 annotation: targets named by gene symbol."""
+    request = seed_request(cohort, tmp_path / "out", control_inputs=[], has_annotate=True,
+                           sex_conf="", target_conf="")
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    result = launch(["run", str(tmp_path / "request.json")], tmp_path / "state", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    reference = read_table(tmp_path / "out" / "reference" / "reference.cnn")
+    autosomal = {float(row["log2"]) for row in reference if row["chromosome"] in ("chr1", "chr2")}
+    assert autosomal == {0.0}
+    names = {row[3] for row in csv.reader(open(tmp_path / "out" / "reference" / "targets.bed"),
+                                          delimiter="\t")}
+    symbols = set(cohort.genes)
+    assert names & symbols, "targets must carry gene symbols"
+    assert not any(name.startswith("ENSG") for name in names)
+    genes = {row["gene"] for row in read_table(
+        tmp_path / "out" / "samples" / "Son_S2_ALL" / "Son_S2_ALL.genemetrics.tsv")}
+    assert genes and genes <= symbols | {"-", "Antitarget"}
+
+
+def test_bad_input_stops_before_anything_runs(cohort, nextflow_bin, tmp_path):
+    unsorted = tmp_path / "Unsorted_S9.bam"
+    subprocess.run(["samtools", "sort", "-n", "-o", str(unsorted),
+                    str(cohort.bams["Son_S2_ALL"])], check=True)
+    request = seed_request(cohort, tmp_path / "out",
+                           experimental_inputs=[str(unsorted), str(tmp_path / "Missing_S1.bam")])
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    result = launch(["run", str(tmp_path / "request.json")], tmp_path / "state", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "experimental_inputs[0]" in result.stderr and "coordinate" in result.stderr
+    assert "experimental_inputs[1]" in result.stderr
+    assert "instance_id" not in result.stdout
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "state" / "runs").exists()
+
+
+def test_cancel_stops_the_run_without_manifest(cohort, nextflow_bin, tmp_path):
+    request = seed_request(cohort, tmp_path / "out")
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    process = subprocess.Popen(
+        [str(LAUNCHER), "--state-dir", str(tmp_path / "state"), "run",
+         str(tmp_path / "request.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    job_id = process.stdout.readline().split(": ", 1)[1].strip()
+    store = JobStore(tmp_path / "state" / "jobs.sqlite")
+    deadline = time.monotonic() + 120
+    while store.get(job_id).tasks_done < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 130
+    job = store.get(job_id)
+    assert job.status == "CANCELLED"
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    nextflow_pid = job.pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(nextflow_pid, 0)
+
+
+def test_direct_nextflow_run_rejects_hostile_options(nextflow_bin, tmp_path):
+    result = subprocess.run(
+        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
+         "--segment_conf", "-m cbs; touch pwned", "--output_dir", str(tmp_path / "out")],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "NXF_OFFLINE": "true"})
+    assert result.returncode != 0
+    assert "segment_conf: only letters, digits" in result.stdout
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
+    env = {**os.environ, "NXF_OFFLINE": "true",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
+         "--output_dir", str(tmp_path / "out")],
+        cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout
+    out = tmp_path / "out"
+    for name in ("reference/reference.cnn", "reference/annotation.bed", "sex/sex.tsv",
+                 "samples/tumour_A/tumour_A.call.cns", "coverage/normal_C.targetcoverage.cnn",
+                 "pipeline_info/versions.yml"):
+        assert (out / name).exists(), name
