@@ -1,0 +1,434 @@
+#!/usr/bin/env python3
+"""Check a CNVkit job's inputs before CNVkit sees them, and report every problem at once.
+
+Usage: check_inputs.py --ref REF.fa --bed TARGETS.bed [--annotation FILE]
+                       --bam NAME=PATH [--bam NAME=PATH ...] [--json]
+
+Exit status 0 if the inputs are usable (warnings allowed), 1 if any error was found. Problems
+are printed one per line (``error: FILE: reason``), or with ``--json`` as
+``{"problems": [{"file", "message", "severity"}], "notes": [...]}``.
+
+Standard library only (plus ``annotation_to_bed.py`` from this directory, for the annotation
+format sniffing): the pipeline also runs it inside CNVkit containers.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import re
+import struct
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from annotation_to_bed import FORMATS, is_gzip, open_text, sniff_format  # noqa: E402
+
+BGZF_MAGIC = b"\x1f\x8b\x08\x04"
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+# Program names (from @PG ID, PN or the first two words of CL) of duplicate markers/removers.
+DEDUP_PROGRAM = re.compile(
+    r"markdup|rmdup|markduplicates(withmatecigar|spark)?|bammarkduplicates\d*|bamsormadup",
+    re.IGNORECASE,
+)
+DEDUP_TOOLS = (
+    "samtools markdup/rmdup, Picard or GATK MarkDuplicates (incl. MarkDuplicatesWithMateCigar, "
+    "MarkDuplicatesSpark), sambamba markdup, biobambam bammarkduplicates/bamsormadup"
+)
+EXAMPLES = 3
+File = str | Path  # input files are reported exactly as they were given
+
+
+@dataclass
+class Problem:
+    """One finding about one input file."""
+
+    file: str
+    message: str
+    severity: str  # "error" or "warning"
+
+
+@dataclass
+class Report:
+    """Everything found so far: problems (errors, warnings) and informational notes."""
+
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def error(self, file: str | Path, message: str) -> None:
+        self.problems.append(Problem(str(file), message, "error"))
+
+    def warning(self, file: str | Path, message: str) -> None:
+        self.problems.append(Problem(str(file), message, "warning"))
+
+    def note(self, file: str | Path, message: str) -> None:
+        self.notes.append(f"{file}: {message}")
+
+    @property
+    def ok(self) -> bool:
+        """True if no problem is an error."""
+        return all(p.severity != "error" for p in self.problems)
+
+
+def examples(names: Iterable[str], total: int | None = None) -> str:
+    """The first few names, and how many there are in all if more."""
+    names = list(names)
+    total = len(names) if total is None else total
+    shown = ", ".join(names[:EXAMPLES])
+    return shown if total <= EXAMPLES else f"{shown}, ... ({total} in all)"
+
+
+def _readable(file: File, report: Report) -> bool:
+    """Report a missing, unreadable or non-regular file; True if it can be read."""
+    path = Path(file)
+    if not path.exists():
+        report.error(file, "does not exist")
+    elif not path.is_file():
+        report.error(file, "is not a regular file")
+    elif not os.access(path, os.R_OK):
+        report.error(file, "cannot be read (permission denied)")
+    else:
+        return True
+    return False
+
+
+def _chr_hint(ours: Iterable[str], theirs: Iterable[str]) -> str:
+    """A hint if the names only differ by a ``chr`` prefix."""
+
+    def strip(names: Iterable[str]) -> set[str]:
+        return {n.removeprefix("chr") for n in names}
+
+    return " (they differ in the 'chr' prefix)" if strip(ours) & strip(theirs) else ""
+
+
+# --- BAM files ---------------------------------------------------------------------------------
+
+
+def _take(stream: IO[bytes], size: int) -> bytes:
+    """Exactly ``size`` bytes; EOFError if the stream ends first or the size is implausible."""
+    if not 0 <= size < 1 << 30:
+        raise EOFError(f"implausible length {size}")
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("unexpected end of data")
+    return data
+
+
+def _int32(stream: IO[bytes]) -> int:
+    return struct.unpack("<i", _take(stream, 4))[0]
+
+
+def read_bam_header(path: Path) -> tuple[str, dict[str, int]]:
+    """SAM header text and ``{contig: length}`` of a BAM; ValueError says why it is not one."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        f.seek(max(0, f.seek(0, os.SEEK_END) - len(BGZF_EOF)))
+        tail = f.read()
+    if not head:
+        raise ValueError("is empty, not a BAM file")
+    if head.startswith(b"CRAM"):
+        raise ValueError("is a CRAM file, not BAM; convert it with `samtools view -b`")
+    if b"\0" not in head:
+        first = head.split(b"\n")[0]
+        if first.startswith(b"@") or first.count(b"\t") >= 10:
+            raise ValueError("is a SAM text file, not BAM; convert it with `samtools view -b`")
+        raise ValueError("is a text file, not a BAM file")
+    if not head.startswith(BGZF_MAGIC):
+        kind = "gzip-compressed but not BGZF" if head.startswith(b"\x1f\x8b") else "not a BAM file"
+        raise ValueError(f"is {kind} (no BGZF/BAM signature)")
+    try:
+        with gzip.open(path) as g:
+            if g.read(4) != b"BAM\1":
+                raise ValueError("is BGZF-compressed but not BAM (no 'BAM\\1' magic)")
+            text = _take(g, _int32(g)).decode("utf-8", "replace")
+            contigs = {}
+            for _ in range(_int32(g)):
+                name = _take(g, _int32(g)).rstrip(b"\0").decode()
+                contigs[name] = _int32(g)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ValueError(f"is truncated or corrupt: cannot read its header ({exc})") from None
+    if tail != BGZF_EOF:
+        raise ValueError("is truncated (no BGZF end-of-file marker)")
+    return text, contigs
+
+
+def header_records(text: str, kind: str) -> list[dict[str, str]]:
+    """Tag-value fields of each ``@kind`` line of a SAM header."""
+    records = []
+    for line in text.splitlines():
+        fields = line.split("\t")
+        if fields[0] == f"@{kind}":
+            records.append(dict(f.split(":", 1) for f in fields[1:] if ":" in f))
+    return records
+
+
+def is_dedup_program(pg: dict[str, str]) -> bool:
+    """True if a @PG record is a duplicate-marking or -removing step."""
+    words = [pg.get("ID", ""), pg.get("PN", ""), *pg.get("CL", "").split()[:2]]
+    parts = (p for w in words for p in re.split(r"[\s/.:]+", w))
+    return any(DEDUP_PROGRAM.fullmatch(p) for p in parts)
+
+
+def find_index(bam: Path) -> Path | None:
+    """An index next to the BAM (``X.bam.bai``, ``X.bai`` or ``X.bam.csi``) not older than it."""
+    for index in (Path(f"{bam}.bai"), bam.with_suffix(".bai"), Path(f"{bam}.csi")):
+        if index.is_file() and index.stat().st_mtime >= bam.stat().st_mtime:
+            return index
+    return None
+
+
+def check_bam(file: File, report: Report) -> dict[str, int] | None:
+    """Check one BAM file; return its contig lengths if its header could be read."""
+    path = Path(file)
+    if not _readable(file, report):
+        return None
+    try:
+        text, contigs = read_bam_header(path)
+    except ValueError as exc:
+        report.error(file, str(exc))
+        return None
+    hd = (header_records(text, "HD") or [{}])[0]
+    if hd.get("SO") != "coordinate":
+        order = f"SO:{hd['SO']}" if "SO" in hd else "no @HD SO tag"
+        report.error(file, f"not coordinate-sorted ({order}); sort it with `samtools sort`")
+    if not any(is_dedup_program(pg) for pg in header_records(text, "PG")):
+        report.error(
+            file,
+            "duplicates are not marked or removed (no such @PG header line); "
+            f"process it with one of: {DEDUP_TOOLS}",
+        )
+    if not contigs:
+        report.error(file, "has no reference contigs (@SQ); is it aligned?")
+    if find_index(path) is None:
+        report.note(file, "no up-to-date index (.bai) next to it; the index will be built")
+    return contigs
+
+
+def compare_contigs(
+    bam: File, contigs: dict[str, int], ref: File, ref_contigs: dict[str, int], report: Report
+) -> None:
+    """A BAM must share contig names with the reference, with the same lengths."""
+    common = [c for c in contigs if c in ref_contigs]
+    if not common:
+        report.error(
+            bam,
+            f"no contig name in common with the reference {ref} (BAM: {examples(contigs)}; "
+            f"reference: {examples(ref_contigs)}){_chr_hint(contigs, ref_contigs)}",
+        )
+        return
+    differ = [
+        f"{c} (BAM {contigs[c]}, reference {ref_contigs[c]})"
+        for c in common
+        if contigs[c] != ref_contigs[c]
+    ]
+    if differ:
+        report.error(
+            bam,
+            f"contig lengths differ from the reference {ref}: {examples(differ)}; "
+            "was it aligned to another genome build?",
+        )
+
+
+# --- reference FASTA ---------------------------------------------------------------------------
+
+
+def read_fai(fai: Path) -> dict[str, int]:
+    """``{contig: length}`` from a FASTA index."""
+    with open(fai) as f:
+        rows = [line.split("\t") for line in f if line.strip()]
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def scan_fasta(path: Path) -> dict[str, int]:
+    """``{contig: length}`` by reading the whole FASTA (plain or gzipped)."""
+    lengths: dict[str, int] = {}
+    name = None
+    with gzip.open(path) if is_gzip(path) else open(path, "rb") as f:
+        for line in f:
+            if line.startswith(b">"):
+                name = line[1:].split(None, 1)[0].decode() if line[1:].strip() else ""
+                lengths[name] = 0
+            elif name is not None:
+                lengths[name] += len(line.strip())
+    return lengths
+
+
+def check_reference(file: File, report: Report) -> dict[str, int] | None:
+    """Check the reference FASTA; return its contig lengths."""
+    path = Path(file)
+    if not _readable(file, report):
+        return None
+    try:
+        with open_text(path) as f:
+            first = next((line for line in f if line.strip()), "")
+    except (OSError, EOFError) as exc:
+        report.error(file, f"cannot be read as a FASTA file ({exc})")
+        return None
+    if not first.startswith(">"):
+        report.error(file, "is not a FASTA file (its first line does not start with '>')")
+        return None
+    fai = Path(f"{path}.fai")
+    if fai.is_file() and fai.stat().st_mtime >= path.stat().st_mtime:
+        try:
+            return read_fai(fai)
+        except (OSError, ValueError, IndexError):
+            report.warning(fai, "is not a valid FASTA index; reading contigs from the FASTA")
+    else:
+        report.note(file, "no up-to-date .fai index; contig lengths read from the FASTA")
+    return scan_fasta(path)
+
+
+# --- target regions ----------------------------------------------------------------------------
+
+
+def check_targets(
+    file: File, ref: File, ref_contigs: dict[str, int] | None, report: Report
+) -> None:
+    """Check a BED or Picard interval_list of target regions."""
+    path = Path(file)
+    if not _readable(file, report):
+        return
+    bad: list[str] = []  # unparseable lines
+    negative: list[str] = []
+    inverted: list[str] = []
+    contigs: Counter[str] = Counter()
+    kind = "BED"
+    with open_text(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if number == 1 and line.startswith(("@HD", "@SQ")):
+                kind = "interval list"
+            if not line.strip() or line.startswith(("#", "track", "browser", "@")):
+                continue
+            cols = line.split("\t")
+            if len(cols) < 3:
+                why = "not tab-separated" if len(line.split()) >= 3 else "fewer than 3 columns"
+                bad.append(f"line {number}: {why}: {line[:60]!r}")
+                continue
+            try:
+                start, end = int(cols[1]), int(cols[2])
+            except ValueError:
+                bad.append(f"line {number}: start and end are not integers: {line[:60]!r}")
+                continue
+            if kind == "interval list":
+                start -= 1  # 1-based, closed
+            if start < 0 or end < 0:
+                negative.append(f"line {number}: {cols[1]} {cols[2]}")
+            elif start >= end:
+                inverted.append(f"line {number}: {cols[1]} {cols[2]}")
+            contigs[cols[0]] += 1
+    for lines, what in (
+        (bad, "cannot be parsed"),
+        (negative, "negative coordinates"),
+        (inverted, "start is not before end"),
+    ):
+        if lines:
+            report.error(file, f"{kind} {what}: {examples(lines)}")
+    if not contigs:
+        if not bad:
+            report.error(file, f"{kind} has no intervals")
+        return
+    report.note(file, f"{kind} with {sum(contigs.values())} intervals on {len(contigs)} contigs")
+    if ref_contigs is None:
+        return
+    missing = [c for c in contigs if c not in ref_contigs]
+    if len(missing) == len(contigs):
+        report.error(
+            file,
+            f"no {kind} contig is in the reference {ref} ({kind}: {examples(contigs)}; "
+            f"reference: {examples(ref_contigs)}){_chr_hint(contigs, ref_contigs)}",
+        )
+    elif missing:
+        n = sum(contigs[c] for c in missing)
+        report.warning(
+            file,
+            f"{len(missing)} of {len(contigs)} {kind} contigs are not in the reference {ref} "
+            f"(e.g. {examples(missing)}); their {n} intervals will get no coverage",
+        )
+
+
+# --- annotation --------------------------------------------------------------------------------
+
+
+def check_annotation(file: File, report: Report) -> None:
+    """The annotation must be GFF3, GTF, refFlat/genePred or BED (plain or gzipped)."""
+    path = Path(file)
+    if not _readable(file, report):
+        return
+    fmt = sniff_format(path)
+    if fmt is None:
+        expected = ", ".join(FORMATS.values())
+        report.error(file, f"is not a recognised annotation format (expected {expected})")
+    else:
+        gz = " (gzip-compressed)" if is_gzip(path) else ""
+        report.note(file, f"annotation format {FORMATS[fmt]}{gz}")
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def check_inputs(
+    ref: File, bed: File, bams: dict[str, File], annotation: File | None = None
+) -> Report:
+    """Run every check and collect the results."""
+    report = Report()
+    ref_contigs = check_reference(ref, report)
+    for bam in bams.values():
+        contigs = check_bam(bam, report)
+        if contigs and ref_contigs:
+            compare_contigs(bam, contigs, ref, ref_contigs, report)
+    check_targets(bed, ref, ref_contigs, report)
+    if annotation is not None:
+        check_annotation(annotation, report)
+    return report
+
+
+def _bam_arg(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    return (name, path) if sep and name else (Path(text).name, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        description="Check CNVkit inputs (BAMs, reference, targets, annotation).",
+    )
+    parser.add_argument("--ref", required=True, help="reference FASTA")
+    parser.add_argument("--bed", required=True, help="targets: BED or interval_list")
+    parser.add_argument("--annotation", help="GFF3, GTF, refFlat or BED")
+    parser.add_argument(
+        "--bam",
+        type=_bam_arg,
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="a sample's BAM (repeat for each sample)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON report")
+    args = parser.parse_args(argv)
+    bams: dict[str, str] = {}
+    duplicated = []
+    for name, path in args.bam:
+        if name in bams:
+            duplicated.append(name)
+        bams[name] = path
+    report = check_inputs(args.ref, args.bed, bams, args.annotation)
+    for name in duplicated:
+        report.error(bams[name], f"sample name {name!r} is given more than once")
+    if args.json:
+        problems = [asdict(p) for p in report.problems]
+        print(json.dumps({"problems": problems, "notes": report.notes}, indent=2))
+    else:
+        for p in report.problems:
+            print(f"{p.severity}: {p.file}: {p.message}")
+        for note in report.notes:
+            print(f"note: {note}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,507 @@
+"""Synthetic exome cohorts with planted copy-number changes, for the demo, tests and benchmark.
+
+A cohort is a random reference genome (autosomes ``chr1..chrN`` plus smaller ``chrX`` and
+``chrY``, with runs of ``N``), an exome BED of ~200-bp targets every few kb, a GENCODE-style
+GFF3 whose genes cover the targets, and one paired-end BAM per sample. Read depth follows the
+copy number: autosomes carry 2 copies, chrX 1 (male) or 2 (female), chrY 1 or 0, and each
+planted :class:`Event` sets the copy number of its region. Everything is determined by the seed.
+
+BAM records are built as numpy structured arrays (one fixed-size binary record per read, see
+the SAM specification section 4.2) and streamed, coordinate-sorted, as an uncompressed BAM into
+``samtools markdup``, which compresses and marks the few planted duplicates; no per-read Python.
+"""
+
+import argparse
+import os
+import struct
+import subprocess
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pysam
+
+AUTOSOME_LENGTH = 2_000_000
+TARGET_SPACING = 3_000  # mean distance between target starts
+TARGET_FLANK = 50  # fragments centred up to this far outside a target count as on-target
+ON_TARGET_FRACTION = 0.85
+DUPLICATE_FRACTION = 0.03
+FRAGMENT_MEAN, FRAGMENT_SD = 250, 30
+BASE_QUALITY = 30
+MAPQ = 60
+GC_BLOCK = 20_000  # GC content varies between blocks of this size
+
+_NT16 = np.full(256, 15, dtype=np.uint8)  # BAM 4-bit base codes; anything else is N
+for _code, _base in ((1, "A"), (2, "C"), (4, "G"), (8, "T")):
+    _NT16[ord(_base)] = _NT16[ord(_base.lower())] = _code
+
+
+@dataclass(frozen=True)
+class Event:
+    """A region ``[start, end)`` (0-based) of ``chrom`` that carries ``copies`` copies."""
+
+    chrom: str
+    start: int
+    end: int
+    copies: int
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """One sample: its name, sex (``"male"``/``"female"``) and planted copy-number events."""
+
+    name: str
+    sex: str
+    events: tuple[Event, ...] = ()
+    control: bool = False
+
+    def baseline(self, chrom: str) -> int:
+        """Copy number of ``chrom`` outside any event."""
+        male = self.sex == "male"
+        return {"chrX": 1 if male else 2, "chrY": 1 if male else 0}.get(chrom, 2)
+
+
+@dataclass
+class Cohort:
+    """Paths of a simulated cohort's files, plus what was planted in it."""
+
+    ref: Path
+    bed: Path
+    annotation: Path
+    bams: dict[str, Path]
+    samples: list[SampleSpec]
+    genes: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # 0-based half-open
+
+    @property
+    def controls(self) -> list[Path]:
+        """BAMs of the control samples."""
+        return [self.bams[s.name] for s in self.samples if s.control]
+
+    @property
+    def experimental(self) -> list[Path]:
+        """BAMs of the experimental (non-control) samples."""
+        return [self.bams[s.name] for s in self.samples if not s.control]
+
+
+@dataclass
+class _Genome:
+    seqs: dict[str, np.ndarray]  # ASCII bytes per contig, in header order
+    gaps: dict[str, list[tuple[int, int]]]  # runs of N
+    targets: dict[str, np.ndarray]  # (n, 2) int64 starts/ends per contig
+
+
+def default_events(chrom_length: int = AUTOSOME_LENGTH) -> tuple[Event, ...]:
+    """A heterozygous deletion on chr2 and a single-copy gain on chr3 (20-25% of each)."""
+    n = chrom_length
+    return (
+        Event("chr2", n * 25 // 100, n * 45 // 100, 1),
+        Event("chr3", n * 55 // 100, n * 80 // 100, 3),
+    )
+
+
+DEFAULT_EVENTS = default_events()
+
+
+def standard_samples(
+    chrom_length: int = AUTOSOME_LENGTH, n_experimental: int = 2
+) -> list[SampleSpec]:
+    """A male and a female control plus experimental samples (alternating sex) with events."""
+    events = default_events(chrom_length)
+    samples = [
+        SampleSpec("Control_M", "male", control=True),
+        SampleSpec("Control_F", "female", control=True),
+    ]
+    sexes = ("male", "female")
+    samples += [SampleSpec(f"Sample_{i + 1}", sexes[i % 2], events) for i in range(n_experimental)]
+    return samples
+
+
+def seed_like_samples(chrom_length: int = AUTOSOME_LENGTH) -> list[SampleSpec]:
+    """The samples of the seed example request: a son with events, father and mother controls."""
+    return [
+        SampleSpec("Son_S2_ALL", "male", default_events(chrom_length)),
+        SampleSpec("Father_S5_ALL", "male", control=True),
+        SampleSpec("Mather_S1_ALL", "female", control=True),
+    ]
+
+
+def seed_like_cohort(
+    outdir: str | Path,
+    reads_per_sample: int = 200_000,
+    seed: int = 1,
+    chrom_length: int = AUTOSOME_LENGTH,
+) -> Cohort:
+    """Write a cohort whose file and sample names match the seed example request."""
+    return make_cohort(
+        outdir,
+        seed_like_samples(chrom_length),
+        reads_per_sample=reads_per_sample,
+        seed=seed,
+        chrom_length=chrom_length,
+        ref_name="hg38.filtered.fa",
+        bed_name="tEXOME2_ext50.bed",
+        annotation_name="gencode.v29.annotation.gff3",
+        bam_suffix=".sort.mkdup.bam",
+    )
+
+
+def make_cohort(
+    outdir: str | Path,
+    samples: list[SampleSpec],
+    *,
+    reads_per_sample: int = 200_000,
+    read_length: int = 100,
+    seed: int = 1,
+    chrom_length: int = AUTOSOME_LENGTH,
+    autosomes: int = 4,
+    ref_name: str = "reference.fa",
+    bed_name: str = "targets.bed",
+    annotation_name: str = "annotation.gff3",
+    bam_suffix: str = ".bam",
+    threads: int | None = None,
+) -> Cohort:
+    """Write reference, targets, annotation and one BAM per sample into ``outdir``."""
+    if chrom_length < 50_000:
+        raise ValueError("chrom_length must be at least 50 kb")
+    lengths = {f"chr{i}": chrom_length for i in range(1, autosomes + 1)}
+    lengths |= {"chrX": chrom_length * 3 // 4, "chrY": chrom_length // 4}
+    _validate(samples, lengths)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    genome = _make_genome(np.random.default_rng([seed, 0]), lengths)
+    cohort = Cohort(outdir / ref_name, outdir / bed_name, outdir / annotation_name, {}, samples)
+    _write_fasta(cohort.ref, genome.seqs)
+    _write_bed(cohort.bed, genome.targets)
+    cohort.genes = _write_gff3(cohort.annotation, genome, np.random.default_rng([seed, 1]))
+    threads = threads or min(4, os.cpu_count() or 1)
+    for spec in samples:
+        rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
+        bam = outdir / f"{spec.name}{bam_suffix}"
+        _write_bam(bam, genome, spec, reads_per_sample, read_length, rng, threads)
+        cohort.bams[spec.name] = bam
+    return cohort
+
+
+def _validate(samples: list[SampleSpec], lengths: dict[str, int]) -> None:
+    names = [s.name for s in samples]
+    if len(set(names)) != len(names):
+        raise ValueError(f"sample names are not unique: {names}")
+    for spec in samples:
+        if spec.sex not in ("male", "female"):
+            raise ValueError(f"{spec.name}: sex must be 'male' or 'female', not {spec.sex!r}")
+        for e in spec.events:
+            if e.chrom not in lengths or not 0 <= e.start < e.end <= lengths[e.chrom]:
+                raise ValueError(f"{spec.name}: event {e} is outside the genome {lengths}")
+            if e.copies < 0:
+                raise ValueError(f"{spec.name}: event {e} has negative copies")
+
+
+def _make_genome(rng: np.random.Generator, lengths: dict[str, int]) -> _Genome:
+    """Random sequence with GC varying per block, N runs at both ends and mid-contig."""
+    seqs, gaps, targets = {}, {}, {}
+    for chrom, n in lengths.items():
+        gc = np.repeat(rng.uniform(0.35, 0.60, n // GC_BLOCK + 1), GC_BLOCK)[:n]
+        u = rng.random(n)
+        seq = np.where(
+            u < gc,
+            np.where(u < gc / 2, ord("C"), ord("G")),
+            np.where(u < (1 + gc) / 2, ord("A"), ord("T")),
+        ).astype(np.uint8)
+        telomere, centre = max(1_000, n // 200), n // 40
+        runs = [(0, telomere), (n // 2 - centre // 2, n // 2 + centre // 2), (n - telomere, n)]
+        for start, end in runs:
+            seq[start:end] = ord("N")
+        seqs[chrom], gaps[chrom] = seq, runs
+        targets[chrom] = _make_targets(rng, n, runs)
+    return _Genome(seqs, gaps, targets)
+
+
+def _make_targets(rng: np.random.Generator, n: int, gaps: list[tuple[int, int]]) -> np.ndarray:
+    """~200-bp targets about every TARGET_SPACING bp, at least 1 kb away from any gap."""
+    starts = np.arange(0, n, TARGET_SPACING)
+    starts += rng.integers(0, TARGET_SPACING // 2, starts.size)
+    ends = starts + rng.integers(150, 300, starts.size)
+    keep = ends < n
+    for gs, ge in gaps:
+        keep &= (ends < gs - 1_000) | (starts > ge + 1_000)
+    return np.column_stack([starts[keep], ends[keep]])
+
+
+def _write_fasta(path: Path, seqs: dict[str, np.ndarray]) -> None:
+    """Write a FASTA with 60-column lines, and its .fai index."""
+    with open(path, "wb") as out:
+        for chrom, seq in seqs.items():
+            out.write(f">{chrom}\n".encode())
+            full = seq.size // 60 * 60
+            rows = np.empty((full // 60, 61), dtype=np.uint8)
+            rows[:, :60] = seq[:full].reshape(-1, 60)
+            rows[:, 60] = ord("\n")
+            out.write(rows.tobytes())
+            if full < seq.size:
+                out.write(seq[full:].tobytes() + b"\n")
+    pysam.faidx(str(path))
+
+
+def _write_bed(path: Path, targets: dict[str, np.ndarray]) -> None:
+    with open(path, "w") as out:
+        i = 0
+        for chrom, rows in targets.items():
+            for start, end in rows:
+                i += 1
+                out.write(f"{chrom}\t{start}\t{end}\ttgt{i:05d}\n")
+
+
+def _write_gff3(
+    path: Path, genome: _Genome, rng: np.random.Generator
+) -> dict[str, tuple[str, int, int]]:
+    """GENCODE-style GFF3: consecutive runs of 2-6 targets become the exons of one gene."""
+    genes: dict[str, tuple[str, int, int]] = {}
+    lines = ["##gff-version 3"]
+    lines += [f"##sequence-region {c} 1 {s.size}" for c, s in genome.seqs.items()]
+    for chrom, rows in genome.targets.items():
+        first = 0
+        while first < len(rows):
+            exons = rows[first : first + int(rng.integers(2, 7))]
+            first += len(exons)
+            k = len(genes) + 1
+            symbol, gid, tid = f"GENE{k}", f"ENSG{k:011d}.1", f"ENST{k:011d}.1"
+            start, end = int(exons[0, 0]), int(exons[-1, 1])
+            genes[symbol] = (chrom, start, end)
+            strand = "+-"[k % 2]
+            common = f"gene_id={gid};gene_type=protein_coding;gene_name={symbol}"
+            tx = f"{common};transcript_id={tid};transcript_type=protein_coding"
+            tx += f";transcript_name={symbol}-201"
+            cols = f"{chrom}\tHAVANA\t{{}}\t{{}}\t{{}}\t.\t{strand}\t.\t"
+            lines.append(cols.format("gene", start + 1, end) + f"ID={gid};{common};level=2")
+            lines.append(cols.format("transcript", start + 1, end) + f"ID={tid};Parent={gid};{tx}")
+            for j, (es, ee) in enumerate(exons, 1):
+                attrs = f"ID=exon:{tid}:{j};Parent={tid};{tx};exon_number={j}"
+                lines.append(cols.format("exon", es + 1, ee) + attrs)
+    path.write_text("\n".join(lines) + "\n")
+    return genes
+
+
+def _copy_number(spec: SampleSpec, chrom: str, positions: np.ndarray) -> np.ndarray:
+    cn = np.full(positions.shape, spec.baseline(chrom), dtype=np.int64)
+    for e in spec.events:
+        if e.chrom == chrom:
+            cn[(positions >= e.start) & (positions < e.end)] = e.copies
+    return cn
+
+
+def _weighted_intervals(genome: _Genome, spec: SampleSpec, on_target: bool) -> np.ndarray:
+    """Rows ``(contig index, start, end, weight)``, weight = length x copy number.
+
+    On-target intervals are the targets ± ``TARGET_FLANK``; off-target ones tile each contig
+    between N runs and event boundaries (N runs get weight 0).
+    """
+    tables = []
+    for i, (chrom, seq) in enumerate(genome.seqs.items()):
+        if on_target:
+            lo = genome.targets[chrom][:, 0] - TARGET_FLANK
+            hi = genome.targets[chrom][:, 1] + TARGET_FLANK
+        else:
+            cuts = {0, seq.size} | {p for gap in genome.gaps[chrom] for p in gap}
+            cuts |= {p for e in spec.events if e.chrom == chrom for p in (e.start, e.end)}
+            bounds = np.array(sorted(cuts))
+            lo, hi = bounds[:-1], bounds[1:]
+        mid = (lo + hi) // 2
+        weight = (hi - lo) * _copy_number(spec, chrom, mid)
+        if not on_target:
+            for start, end in genome.gaps[chrom]:
+                weight[(mid >= start) & (mid < end)] = 0
+        tables.append(np.column_stack([np.full(lo.size, i), lo, hi, weight]))
+    return np.concatenate(tables)
+
+
+def _draw(rng: np.random.Generator, n: int, table: np.ndarray) -> np.ndarray:
+    """``n`` random ``(contig index, position)`` rows, uniform within weighted intervals."""
+    rows = np.repeat(table, rng.multinomial(n, table[:, 3] / table[:, 3].sum()), axis=0)
+    offsets = (rng.random(len(rows)) * (rows[:, 2] - rows[:, 1])).astype(np.int64)
+    return np.column_stack([rows[:, 0], rows[:, 1] + offsets])
+
+
+def _write_bam(
+    path: Path,
+    genome: _Genome,
+    spec: SampleSpec,
+    n_reads: int,
+    read_length: int,
+    rng: np.random.Generator,
+    threads: int,
+) -> None:
+    """Simulate ``n_reads`` paired reads of ``spec``; write a sorted, dup-marked, indexed BAM."""
+    n_fragments = n_reads // 2
+    n_dups = round(n_fragments * DUPLICATE_FRACTION)
+    n_on = round((n_fragments - n_dups) * ON_TARGET_FRACTION)
+    picks = np.concatenate(
+        [
+            _draw(rng, n_on, _weighted_intervals(genome, spec, True)),
+            _draw(rng, n_fragments - n_dups - n_on, _weighted_intervals(genome, spec, False)),
+        ]
+    )
+    size = rng.normal(FRAGMENT_MEAN, FRAGMENT_SD, len(picks)).round()
+    size = size.clip(read_length, 2 * FRAGMENT_MEAN).astype(np.int64)
+    reverse = rng.random(len(picks)) < 0.5
+    copied = rng.choice(len(picks), n_dups) if len(picks) else np.zeros(0, np.int64)
+    contig, mid, size, reverse = (
+        np.concatenate([a, a[copied]]) for a in (picks[:, 0], picks[:, 1], size, reverse)
+    )
+    lengths = np.array([s.size for s in genome.seqs.values()])
+    start = np.clip(mid - size // 2, 0, lengths[contig] - size)
+    name_width = len(str(max(len(start) - 1, 0)))
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp_index = path.with_name(f".{path.name}.bai.tmp")
+    markdup = ["samtools", "markdup", "-@", str(threads), "-O", "BAM", "-", str(tmp)]
+    try:
+        with subprocess.Popen(markdup, stdin=subprocess.PIPE) as proc:
+            assert proc.stdin is not None
+            proc.stdin.write(_bam_header(genome, spec))
+            for i, seq in enumerate(genome.seqs.values()):
+                ids = np.flatnonzero(contig == i)
+                for chunk in _records(
+                    i, seq, ids, start[ids], size[ids], reverse[ids], read_length, name_width
+                ):
+                    proc.stdin.write(chunk)
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, markdup)
+        subprocess.run(["samtools", "index", str(tmp), str(tmp_index)], check=True)
+        os.replace(tmp, path)
+        os.replace(tmp_index, f"{path}.bai")
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp_index.unlink(missing_ok=True)
+
+
+def _bam_header(genome: _Genome, spec: SampleSpec) -> bytes:
+    """Binary BAM header: magic, SAM header text, reference names and lengths."""
+    events = ",".join(f"{e.chrom}:{e.start}-{e.end}x{e.copies}" for e in spec.events) or "none"
+    text = "@HD\tVN:1.6\tSO:coordinate\n"
+    text += "".join(f"@SQ\tSN:{c}\tLN:{s.size}\n" for c, s in genome.seqs.items())
+    text += "@PG\tID:simulate\tPN:cnvkit_nf.simulate\n"
+    text += f"@CO\tsimulated sample {spec.name} sex={spec.sex} events={events}\n"
+    raw = text.encode()
+    out = [b"BAM\1", struct.pack("<i", len(raw)), raw, struct.pack("<i", len(genome.seqs))]
+    for chrom, seq in genome.seqs.items():
+        name = chrom.encode() + b"\0"
+        out += [struct.pack("<i", len(name)), name, struct.pack("<i", seq.size)]
+    return b"".join(out)
+
+
+def _records(
+    contig: int,
+    seq: np.ndarray,
+    ids: np.ndarray,
+    start: np.ndarray,
+    size: np.ndarray,
+    reverse: np.ndarray,
+    read_length: int,
+    name_width: int,
+    chunk: int = 250_000,
+) -> Iterator[bytes]:
+    """Binary BAM records of both mates of each fragment, sorted by position, in chunks."""
+    n = len(start)
+    left = np.arange(2 * n) < n
+    pos = np.concatenate([start, start + size - read_length])
+    mate_pos = np.concatenate([pos[n:], pos[:n]])
+    rev2, size2, ids2 = np.tile(reverse, 2), np.tile(size, 2), np.tile(ids, 2)
+    # proper pair; mate reverse (left mate) or self reverse (right mate); read 1 or 2
+    flag = 3 + np.where(left, 32, 16) + np.where(left != rev2, 64, 128)
+    tlen = np.where(left, size2, -size2)
+    codes = np.lib.stride_tricks.sliding_window_view(_NT16[seq], read_length)
+    dtype = _record_dtype(read_length, name_width + 2)
+    cigar = f"{read_length}M".encode()
+    order = np.argsort(pos, kind="stable")
+    for part in np.array_split(order, max(1, -(-len(order) // chunk))):
+        rec = np.zeros(len(part), dtype)
+        rec["block_size"] = dtype.itemsize - 4
+        rec["ref_id"] = rec["next_ref_id"] = contig
+        rec["pos"], rec["next_pos"] = pos[part], mate_pos[part]
+        rec["l_read_name"] = name_width + 2
+        rec["mapq"] = MAPQ
+        rec["bin"] = _reg2bin(pos[part], pos[part] + read_length)
+        rec["n_cigar_op"] = 1
+        rec["flag"] = flag[part]
+        rec["l_seq"] = read_length
+        rec["tlen"] = tlen[part]
+        rec["read_name"][:, 0] = ord("r")
+        powers = 10 ** np.arange(name_width - 1, -1, -1)
+        rec["read_name"][:, 1:-1] = ids2[part, None] // powers % 10 + ord("0")
+        rec["cigar"] = read_length << 4  # operation 0 = M
+        bases = codes[pos[part]]
+        if read_length % 2:
+            bases = np.pad(bases, ((0, 0), (0, 1)))
+        rec["seq"] = bases[:, 0::2] << 4 | bases[:, 1::2]
+        rec["qual"] = BASE_QUALITY
+        rec["mc_tag"] = b"MCZ" + cigar  # mate CIGAR and mate score, as `samtools fixmate -m`
+        rec["ms_tag"] = b"msi"
+        rec["ms_value"] = BASE_QUALITY * read_length
+        yield rec.tobytes()
+
+
+def _record_dtype(read_length: int, name_length: int) -> np.dtype:
+    """Layout of one fixed-size BAM alignment record (SAM spec 4.2), with MC and ms tags."""
+    return np.dtype(
+        [
+            ("block_size", "<i4"),
+            ("ref_id", "<i4"),
+            ("pos", "<i4"),
+            ("l_read_name", "u1"),
+            ("mapq", "u1"),
+            ("bin", "<u2"),
+            ("n_cigar_op", "<u2"),
+            ("flag", "<u2"),
+            ("l_seq", "<i4"),
+            ("next_ref_id", "<i4"),
+            ("next_pos", "<i4"),
+            ("tlen", "<i4"),
+            ("read_name", "u1", (name_length,)),
+            ("cigar", "<u4"),
+            ("seq", "u1", ((read_length + 1) // 2,)),
+            ("qual", "u1", (read_length,)),
+            ("mc_tag", f"S{len(str(read_length)) + 5}"),
+            ("ms_tag", "S3"),
+            ("ms_value", "<i4"),
+        ]
+    )
+
+
+def _reg2bin(beg: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """UCSC binning index of ``[beg, end)`` (SAM spec 5.3), vectorised."""
+    end = end - 1
+    out = np.zeros(beg.shape, dtype=np.int64)
+    for shift, offset in ((26, 1), (23, 9), (20, 73), (17, 585), (14, 4681)):
+        same = beg >> shift == end >> shift
+        out[same] = offset + (beg[same] >> shift)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the seed-like cohort into OUTDIR and print its paths."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cnvkit_nf.simulate",
+        description="Write a synthetic exome cohort named like the seed example request.",
+    )
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--reads", type=int, default=200_000, help="reads per sample")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--chrom-length",
+        type=int,
+        default=AUTOSOME_LENGTH,
+        help="autosome length (chrX is 3/4 of it, chrY 1/4)",
+    )
+    args = parser.parse_args(argv)
+    cohort = seed_like_cohort(args.outdir, args.reads, args.seed, args.chrom_length)
+    print(f"ref\t{cohort.ref}\nbed\t{cohort.bed}\nannotation\t{cohort.annotation}")
+    for spec in cohort.samples:
+        role = "control" if spec.control else "experimental"
+        print(f"{role}\t{cohort.bams[spec.name]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,292 @@
+"""Tests of bin/check_inputs.py on a simulated cohort and broken copies of its files."""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pysam
+import pytest
+
+from cnvkit_nf.simulate import Cohort
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bin" / "check_inputs.py"
+
+
+def run(ci: ModuleType, cohort: Cohort, **changes: object):
+    """Check the cohort's inputs, with some of them replaced."""
+    inputs = {"ref": cohort.ref, "bed": cohort.bed, "bams": dict(cohort.bams)} | changes
+    return ci.check_inputs(**inputs)
+
+
+def errors(report) -> list[str]:
+    return [f"{p.file}: {p.message}" for p in report.problems if p.severity == "error"]
+
+
+def only_error(report) -> str:
+    """The message of the single problem, which must be an error."""
+    assert [p.severity for p in report.problems] == ["error"], report.problems
+    return report.problems[0].message
+
+
+def reheader(src: Path, dest: Path, edit: Callable[[str], str]) -> Path:
+    """Copy of a BAM with an edited header."""
+    sam = dest.with_suffix(".header.sam")
+    sam.write_text(edit(pysam.view("-H", "--no-PG", str(src))))
+    with open(dest, "wb") as out:
+        subprocess.run(["samtools", "reheader", "--no-PG", str(sam), str(src)], stdout=out,
+                       check=True)  # fmt: skip
+    return dest
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def bam(small_cohort: Cohort) -> Path:
+    return small_cohort.bams["Sample_1"]
+
+
+def test_good_cohort_passes(check_inputs: ModuleType, small_cohort: Cohort) -> None:
+    report = run(check_inputs, small_cohort, annotation=small_cohort.annotation)
+    assert report.ok and report.problems == []
+    assert any("annotation format GFF3" in n for n in report.notes)
+    assert any("BED with" in n for n in report.notes)
+
+
+def test_name_sorted_bam(check_inputs, small_cohort, bam, tmp_path) -> None:
+    sorted_by_name = tmp_path / "byname.bam"
+    pysam.sort("-n", "-o", str(sorted_by_name), str(bam))
+    report = run(check_inputs, small_cohort, bams={"S": sorted_by_name})
+    assert only_error(report) == (
+        "not coordinate-sorted (SO:queryname); sort it with `samtools sort`"
+    )
+    assert report.problems[0].file == str(sorted_by_name)
+
+
+def test_unsorted_header(check_inputs, small_cohort, bam, tmp_path) -> None:
+    unsorted = reheader(
+        bam, tmp_path / "u.bam", lambda h: h.replace("SO:coordinate", "SO:unsorted")
+    )
+    msg = only_error(run(check_inputs, small_cohort, bams={"S": unsorted}))
+    assert msg.startswith("not coordinate-sorted (SO:unsorted)")
+
+
+def test_no_duplicate_marking(check_inputs, small_cohort, bam, tmp_path) -> None:
+    def drop_markdup(header: str) -> str:
+        return "".join(line for line in header.splitlines(True) if "markdup" not in line)
+
+    plain = reheader(bam, tmp_path / "plain.bam", drop_markdup)
+    msg = only_error(run(check_inputs, small_cohort, bams={"S": plain}))
+    assert msg.startswith("duplicates are not marked or removed")
+    assert "samtools markdup" in msg and "MarkDuplicates" in msg and "sambamba" in msg
+
+
+@pytest.mark.parametrize(
+    ("pg", "accepted"),
+    [
+        ({"ID": "samtools.2", "PN": "samtools", "CL": "samtools markdup -@4 in.bam out.bam"}, True),
+        ({"ID": "samtools", "CL": "/opt/bin/samtools rmdup in.bam out.bam"}, True),
+        ({"ID": "MarkDuplicates", "PN": "MarkDuplicates", "CL": "MarkDuplicates INPUT=a"}, True),
+        ({"ID": "MarkDuplicates.1", "CL": "picard.sam.markduplicates.MarkDuplicates I=a"}, True),
+        ({"ID": "GATK MarkDuplicatesSpark", "CL": "MarkDuplicatesSpark --input a"}, True),
+        ({"ID": "MarkDuplicatesWithMateCigar", "PN": "MarkDuplicatesWithMateCigar"}, True),
+        ({"ID": "sambamba", "CL": "markdup -t 4 in.bam out.bam", "PN": "sambamba"}, True),
+        (
+            {"ID": "bammarkduplicates2", "PN": "bammarkduplicates2", "CL": "bammarkduplicates2"},
+            True,
+        ),
+        ({"ID": "bamsormadup", "PN": "bamsormadup", "CL": "/usr/bin/bamsormadup"}, True),
+        ({"ID": "bwa", "PN": "bwa", "CL": "bwa mem ref.fa s.markdup.fq"}, False),
+        ({"ID": "samtools", "PN": "samtools", "CL": "samtools sort -o s.markdup.bam"}, False),
+    ],
+)
+def test_dedup_programs(check_inputs, pg, accepted) -> None:
+    assert check_inputs.is_dedup_program(pg) is accepted
+
+
+def _sam(bam: Path, dest: Path) -> Path:
+    pysam.view("-h", "-O", "SAM", "-o", str(dest), str(bam), catch_stdout=False)
+    return dest
+
+
+def _cram(bam: Path, dest: Path, ref: Path) -> Path:
+    pysam.view("-C", "-T", str(ref), "-o", str(dest), str(bam), catch_stdout=False)
+    return dest
+
+
+def _truncated(bam: Path, dest: Path) -> Path:
+    dest.write_bytes(bam.read_bytes()[: bam.stat().st_size // 2])
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda bam, d, ref: write(d, "just some text\n"), "is a text file, not a BAM file"),
+        (lambda bam, d, ref: _sam(bam, d), "is a SAM text file, not BAM"),
+        (lambda bam, d, ref: _cram(bam, d, ref), "is a CRAM file, not BAM"),
+        (lambda bam, d, ref: _truncated(bam, d), "is truncated"),
+        (lambda bam, d, ref: d.write_bytes(os.urandom(5000)) and d, "not a BAM file"),
+        (lambda bam, d, ref: d.write_bytes(gzip.compress(b"x" * 100)) and d, "not BGZF"),
+        (lambda bam, d, ref: write(d, ""), "is empty"),
+    ],
+    ids=["text", "sam", "cram", "truncated", "random", "gzip", "empty"],
+)
+def test_not_a_bam(check_inputs, small_cohort, bam, tmp_path, make, expected) -> None:
+    fake = make(bam, tmp_path / "fake.bam", small_cohort.ref)
+    assert expected in only_error(run(check_inputs, small_cohort, bams={"S": fake}))
+
+
+def test_missing_bam(check_inputs, small_cohort, tmp_path) -> None:
+    report = run(check_inputs, small_cohort, bams={"S": tmp_path / "nope.bam"})
+    assert errors(report) == [f"{tmp_path / 'nope.bam'}: does not exist"]
+    report = run(check_inputs, small_cohort, bams={"S": "./nope.bam"})
+    assert errors(report) == ["./nope.bam: does not exist"]  # exactly as given
+
+
+def test_contig_names_differ(check_inputs, small_cohort, bam, tmp_path) -> None:
+    renamed = reheader(bam, tmp_path / "r.bam", lambda h: h.replace("SN:chr", "SN:"))
+    msg = only_error(run(check_inputs, small_cohort, bams={"S": renamed}))
+    assert msg.startswith("no contig name in common with the reference")
+    assert "BAM: 1, 2, 3, ... (6 in all)" in msg and "'chr' prefix" in msg
+
+
+def test_contig_length_differs(check_inputs, small_cohort, bam, tmp_path) -> None:
+    longer = reheader(bam, tmp_path / "l.bam", lambda h: h.replace("LN:300000", "LN:300001", 1))
+    msg = only_error(run(check_inputs, small_cohort, bams={"S": longer}))
+    assert "contig lengths differ" in msg and "chr1 (BAM 300001, reference 300000)" in msg
+
+
+def test_missing_or_stale_index_is_a_note(check_inputs, small_cohort, bam, tmp_path) -> None:
+    copy = Path(shutil.copy(bam, tmp_path / "s.bam"))
+    note = f"{copy}: no up-to-date index (.bai) next to it; the index will be built"
+    report = run(check_inputs, small_cohort, bams={"S": copy})
+    assert report.ok and report.problems == [] and note in report.notes
+    index = Path(shutil.copy(f"{bam}.bai", tmp_path / "s.bai"))  # the X.bai naming
+    os.utime(index, (copy.stat().st_mtime - 60,) * 2)
+    assert note in run(check_inputs, small_cohort, bams={"S": copy}).notes  # older than the BAM
+    os.utime(index)
+    assert note not in run(check_inputs, small_cohort, bams={"S": copy}).notes
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("track name=x\n# nothing\n\n", "BED has no intervals"),
+        ("1\t100\t200\n2\t100\t200\n", "no BED contig is in the reference"),
+        ("chr1\t100\t200\nchr1\tabc\t300\n", "cannot be parsed: line 2: start and end are not"),
+        ("chr1\t100\t200\nchr1 300 400\n", "cannot be parsed: line 2: not tab-separated"),
+        ("chr1\t100\t200\nchr1\t500\t400\nchr1\t7\t7\n", "start is not before end: line 2: "),
+        ("chr1\t-5\t200\n", "negative coordinates: line 1: -5 200"),
+    ],
+    ids=["empty", "no-common-contig", "not-integer", "spaces", "start>=end", "negative"],
+)
+def test_bad_bed(check_inputs, small_cohort, tmp_path, text, expected) -> None:
+    bed = write(tmp_path / "t.bed", text)
+    assert expected in only_error(run(check_inputs, small_cohort, bed=bed))
+
+
+def test_bed_contigs_partly_missing_is_a_warning(check_inputs, small_cohort, tmp_path) -> None:
+    bed = write(tmp_path / "t.bed", "chr1\t100\t200\nchrUn_1\t5\t9\nchrUn_1\t20\t30\n")
+    report = run(check_inputs, small_cohort, bed=bed)
+    assert report.ok
+    [warning] = report.problems
+    assert warning.severity == "warning"
+    assert warning.message.startswith("1 of 2 BED contigs are not in the reference")
+    assert "chrUn_1" in warning.message and "2 intervals" in warning.message
+
+
+def test_interval_list_accepted(check_inputs, small_cohort, tmp_path) -> None:
+    header = "@HD\tVN:1.6\n@SQ\tSN:chr1\tLN:300000\n"
+    ilist = write(
+        tmp_path / "t.interval_list", header + "chr1\t101\t200\t+\tT1\nchr2\t1\t1\t+\tT2\n"
+    )
+    report = run(check_inputs, small_cohort, bed=ilist)
+    assert report.ok and report.problems == []
+    assert f"{ilist}: interval list with 2 intervals on 2 contigs" in report.notes
+    bad = write(tmp_path / "bad.interval_list", header + "chr1\t0\t200\t+\tT1\n")
+    assert "negative coordinates: line 3" in only_error(run(check_inputs, small_cohort, bed=bad))
+
+
+def test_reference_without_fai(check_inputs, small_cohort, tmp_path) -> None:
+    ref = Path(shutil.copy(small_cohort.ref, tmp_path / "ref.fa"))
+    report = run(check_inputs, small_cohort, ref=ref)
+    assert report.ok and report.problems == []
+    assert f"{ref}: no up-to-date .fai index; contig lengths read from the FASTA" in report.notes
+    assert not Path(f"{ref}.fai").exists()
+    assert check_inputs.scan_fasta(ref) == check_inputs.read_fai(Path(f"{small_cohort.ref}.fai"))
+
+
+def test_reference_not_fasta(check_inputs, small_cohort, tmp_path) -> None:
+    ref = write(tmp_path / "ref.fa", "chr1\tACGT\n")
+    msg = only_error(run(check_inputs, small_cohort, ref=ref))
+    assert msg == "is not a FASTA file (its first line does not start with '>')"
+
+
+def test_annotation_formats(check_inputs, small_cohort, tmp_path) -> None:
+    gtf = tmp_path / "genes.gtf.gz"
+    gtf.write_bytes(gzip.compress(b'chr1\tX\texon\t1\t9\t.\t+\t.\tgene_id "G1"; gene_name "A";\n'))
+    report = run(check_inputs, small_cohort, annotation=gtf)
+    assert f"{gtf}: annotation format GTF (gzip-compressed)" in report.notes
+    junk = write(tmp_path / "genes.txt", "hello world\n")
+    msg = only_error(run(check_inputs, small_cohort, annotation=junk))
+    assert msg.startswith("is not a recognised annotation format (expected GFF3, GTF")
+
+
+def test_all_problems_reported_at_once(check_inputs, small_cohort, bam, tmp_path) -> None:
+    by_name = tmp_path / "byname.bam"
+    pysam.sort("-n", "-o", str(by_name), str(bam))
+    report = run(
+        check_inputs,
+        small_cohort,
+        bams={"A": by_name, "B": tmp_path / "missing.bam", "C": write(tmp_path / "c.bam", "x")},
+        bed=write(tmp_path / "empty.bed", ""),
+        annotation=tmp_path / "missing.gff3",
+    )
+    assert errors(report) == [
+        f"{by_name}: not coordinate-sorted (SO:queryname); sort it with `samtools sort`",
+        f"{tmp_path / 'missing.bam'}: does not exist",
+        f"{tmp_path / 'c.bam'}: is a text file, not a BAM file",
+        f"{tmp_path / 'empty.bed'}: BED has no intervals",
+        f"{tmp_path / 'missing.gff3'}: does not exist",
+    ]
+
+
+def _cli(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True)
+
+
+def test_command_line(small_cohort, tmp_path) -> None:
+    bams = [arg for name, path in small_cohort.bams.items() for arg in ("--bam", f"{name}={path}")]
+    good = _cli("--ref", small_cohort.ref, "--bed", small_cohort.bed, *bams, "--json")
+    assert good.returncode == 0
+    assert json.loads(good.stdout) == {"problems": [], "notes": [
+        f"{small_cohort.bed}: BED with {len(small_cohort.bed.read_text().splitlines())} "
+        "intervals on 6 contigs",
+    ]}  # fmt: skip
+
+    empty = write(tmp_path / "e.bed", "")
+    args = ("--ref", small_cohort.ref, "--bed", empty, "--bam", tmp_path / "x.bam")
+    bad = _cli(*args, "--json")
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout) == {"problems": [
+        {"file": str(tmp_path / "x.bam"), "message": "does not exist", "severity": "error"},
+        {"file": str(empty), "message": "BED has no intervals", "severity": "error"},
+    ], "notes": []}  # fmt: skip
+    text = _cli(*args)
+    assert text.returncode == 1
+    assert text.stdout.splitlines() == [
+        f"error: {tmp_path / 'x.bam'}: does not exist",
+        f"error: {empty}: BED has no intervals",
+    ]
+    assert _cli("--ref", small_cohort.ref).returncode == 2  # usage error
+    duplicate = _cli("--ref", small_cohort.ref, "--bed", small_cohort.bed, *bams[:2], *bams[:2])
+    assert duplicate.returncode == 1 and "is given more than once" in duplicate.stdout
