@@ -1,0 +1,180 @@
+"""The launcher's pieces without Nextflow: params, pipeline schema, job store, manifest, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from cnvkit_nf import manifest, pipeline_schema
+from cnvkit_nf.confs import PIPELINE_CHAR_PATTERN
+from cnvkit_nf.jobs import FINISHED, RUNNING, JobStore
+from cnvkit_nf.params import ParamsError, to_params
+from cnvkit_nf.request import validate_request
+from cnvkit_nf.runner import expected_tasks, failure_message, tasks_done
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = json.loads((ROOT / "tests" / "data" / "seed_request.json").read_text())
+
+
+def local_seed(tmp_path: Path, **changes) -> dict:
+    request = {
+        **SEED,
+        "experimental_inputs": ["data/Son_S2_ALL.sort.mkdup.bam"],
+        "control_inputs": ["data/Father_S5_ALL.sort.mkdup.bam", "/abs/Mather_S1_ALL.bam"],
+        "output_dir": "out/",
+        "ref": "data/hg38.filtered.fa",
+        "bed": "data/tEXOME2_ext50.bed",
+        "annotation_file": "data/gencode.v29.annotation.gff3",
+    }
+    return {**request, **changes}
+
+
+def params_of(request: dict, base: Path, **kwargs) -> dict:
+    validation = validate_request(request)
+    assert validation.ok, validation.problems
+    return to_params(validation.request, validation.options, base=base, **kwargs)
+
+
+def test_params_of_the_seed_shaped_request(tmp_path):
+    params = params_of(local_seed(tmp_path), tmp_path, max_cpus=2)
+    assert params["experimental_inputs"] == [str(tmp_path / "data/Son_S2_ALL.sort.mkdup.bam")]
+    assert params["control_inputs"][1] == "/abs/Mather_S1_ALL.bam"
+    assert params["output_dir"] == str(tmp_path / "out")
+    assert params["annotation_file"] is None and params["has_annotate"] is False
+    assert params["coverage_conf"] == "-q 10" and params["coverage_cpus"] == 5
+    assert params["segment_conf"] == "-m cbs --drop-low-coverage -t 0.001 --drop-outliers 5"
+    assert params["segment_cpus"] == 1
+    assert params["sex_conf"] == "-y" and params["max_cpus"] == 2
+
+
+def test_params_validate_against_the_pipeline_schema(tmp_path):
+    schema = json.loads((ROOT / "nextflow_schema.json").read_text())
+    for request in (local_seed(tmp_path), local_seed(tmp_path, has_annotate=True,
+                                                      control_inputs=[], coverage_conf="")):
+        params = params_of(request, tmp_path, max_cpus=2)
+        errors = list(Draft202012Validator(schema).iter_errors(params))
+        assert errors == []
+    params["coverage_conf"] = "-q 10; rm -rf /"
+    assert list(Draft202012Validator(schema).iter_errors(params))
+
+
+def test_committed_pipeline_schema_is_generated():
+    assert (ROOT / "nextflow_schema.json").read_text() == pipeline_schema.render()
+
+
+def test_main_nf_rechecks_with_the_same_characters():
+    main_nf = (ROOT / "main.nf").read_text()
+    pattern = re.search(r"def OPTION_PATTERN\(\) \{ return /(.*)/ \}", main_nf).group(1)
+    assert pattern.replace("\\/", "/") == PIPELINE_CHAR_PATTERN
+
+
+def test_object_storage_is_refused_until_available(tmp_path):
+    with pytest.raises(ParamsError) as err:
+        params_of(SEED, tmp_path)
+    fields = {problem.field for problem in err.value.problems}
+    assert fields == {"experimental_inputs[0]", "control_inputs[0]", "control_inputs[1]",
+                      "ref", "bed", "output_dir"}
+    assert "not available yet" in str(err.value)
+
+
+def test_expected_tasks_counts_missing_indexes(tmp_path):
+    for name in ("t.bam", "c.bam", "ref.fa", "ref.fa.fai", "t.bam.bai"):
+        (tmp_path / name).touch()
+    params = {"experimental_inputs": [str(tmp_path / "t.bam")],
+              "control_inputs": [str(tmp_path / "c.bam")], "ref": str(tmp_path / "ref.fa"),
+              "has_annotate": True}
+    # 6 fixed + 1 index for c.bam + 1 annotation + 2x2 coverage + 4 per experimental sample
+    assert expected_tasks(params) == 16
+    (tmp_path / "ref.fa.fai").unlink()
+    assert expected_tasks(params) == 17
+
+
+def test_tasks_done_counts_completed_and_cached(tmp_path):
+    trace = tmp_path / "trace.tsv"
+    assert tasks_done(trace) == 0
+    trace.write_text("task_id\tstatus\n1\tCOMPLETED\n2\tFAILED\n3\tCACHED\n4\tCOMPLETED\n")
+    assert tasks_done(trace) == 3
+
+
+def test_failure_message_keeps_the_command_error():
+    log = "\n".join([
+        "[ab/cdef12] Submitted process > CNVKIT:CHECK_INPUTS (1 BAMs)",
+        "ERROR ~ Error executing process > 'CNVKIT:CHECK_INPUTS (1 BAMs)'",
+        "", "Caused by:", "  Process `CNVKIT:CHECK_INPUTS (1 BAMs)` terminated with an error exit "
+        "status (1)", "", "Command executed:", "", "  check_inputs.py ...", "",
+        "Command error:", "  error: x.bam: not coordinate-sorted", "", "Work dir:", "  /w",
+    ])
+    message = failure_message(log)
+    assert message.splitlines()[0] == "Error executing process > 'CNVKIT:CHECK_INPUTS (1 BAMs)'"
+    assert "error: x.bam: not coordinate-sorted" in message
+    assert failure_message("boom\n") == "boom"
+
+
+def test_job_store_round_trip(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store.create(SEED, tasks_total=16)
+    assert job.status == "LAUNCHING" and job.progress == "0/16" and job.duration == 0
+    store.update(job.instance_id, status=RUNNING, start_time=job.created - 5000, tasks_done=3)
+    again = JobStore(tmp_path / "jobs.sqlite").get(job.instance_id)
+    assert (again.status, again.progress, again.request) == (RUNNING, "3/16", SEED)
+    assert again.duration >= 5
+    reordered = dict(reversed(list(SEED.items())))
+    assert store.latest_for_request(reordered).instance_id == job.instance_id
+    assert store.latest_for_request({**SEED, "fix_conf": ""}) is None
+    with pytest.raises(ValueError):
+        store.update(job.instance_id, colour="red")
+    assert store.update(job.instance_id, status=FINISHED).final
+
+
+def test_manifest_written_last_and_verified(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.cns").write_text("1\n")
+    (tmp_path / "y.tsv").write_text("22\n")
+    assert manifest.verify(tmp_path) == [f"{tmp_path / 'manifest.json'}: no manifest, the "
+                                         "result is incomplete"]
+    manifest.write(tmp_path, instance_id="abc")
+    body = json.loads((tmp_path / "manifest.json").read_text())
+    assert [entry["path"] for entry in body["files"]] == ["a/x.cns", "y.tsv"]
+    assert body["instance_id"] == "abc" and body["files"][1]["size"] == 3
+    assert manifest.verify(tmp_path) == []
+    (tmp_path / "a" / "x.cns").unlink()
+    (tmp_path / "z").write_text("")
+    assert manifest.verify(tmp_path) == ["a/x.cns: listed but missing", "z: not in the manifest"]
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_cli_validate_seed_and_bad_request(tmp_path):
+    ok = cli("validate", str(ROOT / "tests" / "data" / "seed_request.json"), cwd=tmp_path)
+    assert ok.returncode == 0 and "valid" in ok.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**SEED, "expermental_inputs": [], "coverage_conf": "$(id)",
+                               "bed": 3}))
+    result = cli("validate", "--json", str(bad), cwd=tmp_path)
+    assert result.returncode == 1
+    body = json.loads(result.stdout)
+    assert body["valid"] is False
+    fields = {problem["field"] for problem in body["problems"]}
+    assert {"coverage_conf", "bed"} <= fields
+    assert any("did you mean 'experimental_inputs'" in p["message"] for p in body["problems"])
+
+
+def test_cli_params_and_usage_errors(tmp_path):
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(local_seed(tmp_path)))
+    result = cli("params", str(request), "-o", str(tmp_path / "params.json"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "params.json").read_text())["coverage_cpus"] == 5
+    assert cli("run", cwd=tmp_path).returncode == 2
+    missing = cli("status", "no-such-job", "--state-dir", str(tmp_path), cwd=tmp_path)
+    assert missing.returncode == 2  # --state-dir belongs before the command
+    unknown = cli("--state-dir", str(tmp_path), "status", "no-such-job", cwd=tmp_path)
+    assert unknown.returncode == 1 and "no job no-such-job" in unknown.stderr
