@@ -67,13 +67,22 @@ def main(ctx: click.Context, state_dir: Path) -> None:
 @main.command()
 @click.argument("request_file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def validate(request_file: str, as_json: bool) -> None:
+@click.option("--check-inputs", is_flag=True,
+              help="Also check the input files' content, as `run` does before it starts.")
+def validate(request_file: str, as_json: bool, check_inputs: bool) -> None:
     """Check a request statically (schema, option strings, cross-field rules).
 
-    Reads no input file and touches no network, so it suits CI. Exit 0 when valid, 1 when not.
+    Without --check-inputs it reads no input file and touches no network, so it suits CI.
+    Exit 0 when valid, 1 when not.
     """
     validation = _load(request_file, as_json)
-    _report(validation.problems, as_json, valid=True)
+    problems = validation.problems
+    if check_inputs:
+        problems = problems + preflight(_params(validation, request_file))
+    valid = not errors(problems)
+    _report(problems, as_json, valid=valid)
+    if not valid:
+        sys.exit(EXIT_INVALID)
     if not as_json:
         click.echo(f"{request_file}: valid")
 

@@ -245,6 +245,33 @@ def test_bad_input_stops_before_anything_runs(cohort, nextflow_bin, tmp_path):
     assert not (tmp_path / "state" / "runs").exists()
 
 
+def test_validate_can_check_inputs(cohort, tmp_path):
+    request = seed_request(cohort, tmp_path / "out", bed=str(tmp_path / "empty.bed"))
+    (tmp_path / "empty.bed").write_text("")
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    assert launch(["validate", str(tmp_path / "request.json")], tmp_path).returncode == 0
+    checked = launch(["validate", "--check-inputs", str(tmp_path / "request.json")], tmp_path)
+    assert checked.returncode == 1
+    assert "bed: " in checked.stderr and "no intervals" in checked.stderr
+
+
+def test_failed_job_reports_why(cohort, nextflow_bin, tmp_path):
+    """A task the executor cannot run: the job ends FAILED with Nextflow's reason, no manifest."""
+    (tmp_path / "huge.config").write_text(
+        "params.max_memory = '100000.GB'\n"
+        "process { withName: 'CNVKIT_ACCESS' { memory = '50000.GB' } }\n")
+    request = seed_request(cohort, tmp_path / "out")
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    result = launch(["run", str(tmp_path / "request.json"), "-c", str(tmp_path / "huge.config")],
+                    tmp_path / "state", cwd=tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "status: FAILED" in result.stdout and "CNVKIT_ACCESS" in result.stdout
+    job_id = result.stdout.splitlines()[0].split(": ", 1)[1]
+    body = json.loads(launch(["status", job_id, "--json"], tmp_path / "state").stdout)
+    assert body["status"] == "FAILED" and "memory" in body["message"].lower()
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
 def test_cancel_stops_the_run_without_manifest(cohort, nextflow_bin, tmp_path):
     request = seed_request(cohort, tmp_path / "out")
     (tmp_path / "request.json").write_text(json.dumps(request))
