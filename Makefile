@@ -18,7 +18,7 @@ demo: install
 	$(PY) -m cnvkit_nf.demo
 
 test: install
-	$(PY) -m ruff check cnvkit_nf bin tests benchmarks
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -ra
 
 test-fast: install
