@@ -54,6 +54,14 @@ def paramProblems(experimental, controls) {
             problems << "${name}: must be a positive integer, got '${params[name]}'".toString()
         }
     }
+    def inputs = experimental + controls + [params.ref, params.bed] +
+                 (params.has_annotate ? [params.annotation_file] : [])
+    inputs.findAll { path -> path }.each { path ->
+        // Files are staged into task scripts under their own name: keep names shell-inert.
+        if (!(file(path.toString()).name ==~ /[A-Za-z0-9_.+-]+/)) {
+            problems << "${path}: file name may only contain letters, digits and _ . + -".toString()
+        }
+    }
     def names = (experimental + controls).collect { path -> sampleName(path) }
     names.each { name ->
         if (!(name ==~ /^[A-Za-z0-9_-]+$/)) {

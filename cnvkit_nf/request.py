@@ -19,6 +19,9 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "cnvkit_reques
 INPUT_FIELDS = ("experimental_inputs", "control_inputs")
 PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+# File names reach the pipeline's task scripts (files are staged under their own name), so an
+# input's file name is limited to characters no shell treats specially.
+_SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 _JSON_TYPES = {
     dict: "object",
     list: "array",
@@ -77,6 +80,13 @@ def validate_request(data: object) -> Validation:
             paths.parse_location(text)
         except ValueError as exc:
             path_problems.append(Problem(where, str(exc)))
+    path_problems += [
+        Problem(where, f"file name {text.rpartition('/')[2]!r} may only contain letters, "
+                       "digits and _ . + -; rename the file")
+        for where, text in entries
+        if where != "output_dir" and where not in {p.field for p in path_problems}
+        and not _SAFE_FILE_NAME.fullmatch(text.rpartition("/")[2])
+    ]
     bad = {p.field for p in path_problems}
     problems = _schema_problems(data, bad) + path_problems
     problems += _input_problems([(w, t) for w, t in entries if w.endswith("]") and w not in bad])

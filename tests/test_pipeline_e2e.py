@@ -297,11 +297,13 @@ def test_cancel_stops_the_run_without_manifest(cohort, nextflow_bin, tmp_path):
 def test_direct_nextflow_run_rejects_hostile_options(nextflow_bin, tmp_path):
     result = subprocess.run(
         [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
-         "--segment_conf", "-m cbs; touch pwned", "--output_dir", str(tmp_path / "out")],
+         "--segment_conf", "-m cbs; touch pwned", "--output_dir", str(tmp_path / "out"),
+         "--bed", str(tmp_path / "x$(touch pwned).bed")],
         cwd=tmp_path, capture_output=True, text=True,
         env={**os.environ, "NXF_OFFLINE": "true"})
     assert result.returncode != 0
     assert "segment_conf: only letters, digits" in result.stdout
+    assert "file name may only contain letters" in result.stdout
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
     assert not (tmp_path / "pwned").exists()
 

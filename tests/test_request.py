@@ -235,3 +235,10 @@ def test_location_parts() -> None:
 def test_format_problem() -> None:
     assert format_problem(Problem("ref", "bad")) == "ref: bad"
     assert format_problem(Problem("ref", "odd", "warning")) == "warning: ref: odd"
+
+
+@pytest.mark.parametrize("name", ["x$(touch pwned).bam", "a b.bam", "x;id.bam", "x`id`.bam"])
+def test_input_file_names_are_shell_inert(name: str) -> None:
+    bad = error_map(request(experimental_inputs=[f"/data/{name}"], bed="/data/t b.bed"))
+    assert "may only contain letters" in bad["experimental_inputs[0]"]
+    assert "may only contain letters" in bad["bed"]
