@@ -51,7 +51,14 @@ def find() -> str | None:
     on_path = shutil.which("nextflow")
     if on_path and (version_of(on_path) or (0,)) >= MINIMUM:
         return on_path
-    return str(WRAPPER) if STAMP.exists() else None
+    return str(WRAPPER) if _installed() else None
+
+
+def _installed() -> bool:
+    """Whether the stamp names a version whose jar is really in lib/."""
+    if not STAMP.exists():
+        return False
+    return (TOOLS / "lib" / f"nextflow-{STAMP.read_text().strip()}.jar").exists()
 
 
 def install(log=print) -> str:
