@@ -311,6 +311,8 @@ def test_direct_nextflow_run_rejects_hostile_options(nextflow_bin, tmp_path):
 def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
     env = {**os.environ, "NXF_OFFLINE": "true",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    inputs = sorted((ROOT / "tests" / "data" / "stub").iterdir())
+    before = [path.stat().st_mtime_ns for path in inputs]
     result = subprocess.run(
         [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
          "--output_dir", str(tmp_path / "out")],
@@ -318,6 +320,9 @@ def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
     assert result.returncode == 0, result.stdout
     out = tmp_path / "out"
     for name in ("reference/reference.cnn", "reference/annotation.bed", "sex/sex.tsv",
-                 "samples/tumour_A/tumour_A.call.cns", "coverage/normal_C.targetcoverage.cnn",
-                 "pipeline_info/versions.yml"):
+                 "samples/tumour_A/tumour_A.call.cns", "samples/tumour_D/tumour_D.call.cns",
+                 "samples/tumour_D/tumour_D.genemetrics.tsv", "pipeline_info/versions.yml",
+                 "coverage/normal_C.targetcoverage.cnn"):
         assert (out / name).exists(), name
+    # outputs named like an input (targets.bed) must not be written through its staged link
+    assert [path.stat().st_mtime_ns for path in inputs] == before

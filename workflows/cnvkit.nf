@@ -68,7 +68,7 @@ workflow CNVKIT {
 
     CNVKIT_ACCESS(reference_fasta)
     CNVKIT_TARGET(targets_bed, gene_bed)
-    targets = CNVKIT_TARGET.out.bed
+    targets = CNVKIT_TARGET.out.bed.first()
     CNVKIT_ANTITARGET(targets, CNVKIT_ACCESS.out.bed)
     antitargets = CNVKIT_ANTITARGET.out.bed
 
@@ -90,7 +90,7 @@ workflow CNVKIT {
         .map { _id, metas, kinds, cnns ->
             [metas[0], cnns[kinds.indexOf('target')], cnns[kinds.indexOf('antitarget')]]
         }
-    CNVKIT_FIX(experimental_cnn, CNVKIT_REFERENCE.out.cnn)
+    CNVKIT_FIX(experimental_cnn, CNVKIT_REFERENCE.out.cnn.first())
     CNVKIT_SEGMENT(CNVKIT_FIX.out.cnr)
     CNVKIT_CALL(CNVKIT_SEGMENT.out.cns)
     CNVKIT_GENEMETRICS(CNVKIT_FIX.out.cnr.join(CNVKIT_SEGMENT.out.cns))

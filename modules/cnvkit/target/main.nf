@@ -7,7 +7,7 @@ process CNVKIT_TARGET {
         'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
 
     input:
-    path bed
+    path bed, stageAs: 'input/*'  // a user file: never where an output is written
     path annotation  // gene symbols as BED, or [] for none
 
     output:

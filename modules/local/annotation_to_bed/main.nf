@@ -7,7 +7,7 @@ process ANNOTATION_TO_BED {
         'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
 
     input:
-    path annotation
+    path annotation, stageAs: 'input/*'  // a user file: never where an output is written
 
     output:
     path "annotation.bed", emit: bed
