@@ -200,5 +200,4 @@ class JobRun:
                                      message=failure_message(log))
         manifest.write(Path(self.params["output_dir"]), instance_id=self.job.instance_id,
                        finished=end, request=self.job.request)
-        return self.store.update(self.job.instance_id, status=FINISHED, end_time=end,
-                                 tasks_total=self.job.tasks_done)
+        return self.store.update(self.job.instance_id, status=FINISHED, end_time=end)

@@ -11,7 +11,7 @@ process CNVKIT_COVERAGE {
 
     output:
     tuple val(meta), val(kind), path("*.cnn"), emit: cnn
-    tuple val("${task.process}"), val('cnvkit'), eval('cnvkit.py version'), emit: versions
+    tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
     def args = task.ext.args ?: ''

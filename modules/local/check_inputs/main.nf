@@ -16,7 +16,7 @@ process CHECK_INPUTS {
 
     output:
     path "input_check.txt", emit: report
-    tuple val("${task.process}"), val('cnvkit'), eval('cnvkit.py version'), emit: versions
+    tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
     def pairs = [names, bams].transpose().collect { pair -> "--bam ${pair[0]}=${pair[1]}" }.join(' ')
