@@ -47,7 +47,7 @@ def _load(request_file: str, as_json: bool = False) -> Validation:
 
 def _params(validation: Validation, request_file: str) -> dict:
     try:
-        return to_params(validation.request, validation.options, max_cpus=os.cpu_count())
+        return to_params(validation.request, validation.options)
     except ParamsError as err:
         _report(err.problems, False, valid=False)
         click.echo(f"{request_file}: cannot be run here", err=True)

@@ -31,8 +31,8 @@ def _local(field: str, value: str, base: Path, problems: list[Problem]) -> str:
     return str((base / location.local_path()).absolute())
 
 
-def to_params(request: dict, options: dict[str, CheckedOptions], *, base: Path | None = None,
-              max_cpus: int | None = None) -> dict:
+def to_params(request: dict, options: dict[str, CheckedOptions], *,
+              base: Path | None = None) -> dict:
     """Nextflow params for a request that passed `request.validate_request`.
 
     Local paths are made absolute against `base` (default: the current directory). Each
@@ -60,7 +60,5 @@ def to_params(request: dict, options: dict[str, CheckedOptions], *, base: Path |
         params[field] = checked.args if checked else ""
         if field in CPU_PARAMS:
             params[CPU_PARAMS[field]] = (checked.processes if checked else None) or 1
-    if max_cpus:
-        params["max_cpus"] = max_cpus
     return params
 

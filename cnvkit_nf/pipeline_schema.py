@@ -53,8 +53,9 @@ def build() -> dict:
                           "default": 1, "description": "CPUs per `cnvkit.py coverage` task."},
         "segment_cpus": {"title": "segment CPUs", "type": "integer", "minimum": 1,
                          "default": 1, "description": "CPUs per `cnvkit.py segment` task."},
-        "max_cpus": {"title": "Max CPUs", "type": "integer", "minimum": 1, "default": 16,
-                     "description": "Largest CPU request of one task; larger ones are capped."},
+        "max_cpus": {"title": "Max CPUs", "type": "integer", "minimum": 1,
+                     "description": "Largest CPU request of one task; larger ones are capped "
+                                    "(default: the CPUs of the machine running Nextflow)."},
         "max_memory": {"title": "Max memory", "type": "string", "default": "64.GB",
                        "pattern": r"^\d+(\.\d+)?\.?\s*(K|M|G|T)?B$",
                        "description": "Largest memory request of one task."},
