@@ -60,11 +60,11 @@ UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 MEGABYTES = {"B": 2**-20, "KB": 2**-10, "MB": 1.0, "GB": 2**10, "TB": 2**20}
 
 
-def confs() -> dict[str, str]:
-    """The seed request's nine option strings, with coverage `-p` set to this machine's CPUs."""
+def confs(processes: int) -> dict[str, str]:
+    """The seed request's nine option strings, with coverage `-p` set to `processes`."""
     seed = json.loads(SEED_REQUEST.read_text())
     out = {k: " ".join(v.split()) for k, v in seed.items() if k.endswith("_conf")}
-    out["coverage_conf"] = re.sub(r"-p \d+", f"-p {CPUS}", out["coverage_conf"])
+    out["coverage_conf"] = re.sub(r"-p \d+", f"-p {processes}", out["coverage_conf"])
     return out
 
 
@@ -360,6 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated cohort")
     parser.add_argument("--keep", action="store_true", help="keep the outputs (path printed)")
     parser.add_argument(
+        "--coverage-p",
+        type=int,
+        default=CPUS,
+        help="-p of the pipeline's coverage_conf (its CPUs per coverage task; batch keeps -p "
+        "= CPU count, which it spreads over samples)",
+    )
+    parser.add_argument(
         "--max-wait",
         type=float,
         default=600,
@@ -370,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--samples must be at least 3 (2 controls + 1 experimental)")
 
     made, generation_s = cohort(args.samples, args.reads, args.seed)
-    options = confs()
+    options = confs(args.coverage_p)
     nxf = nextflow.ensure(log=print)
     startup = {
         "nextflow_version_s": startup_seconds([nxf, "-version"]),

@@ -86,7 +86,7 @@ def expected_tasks(params: dict) -> int:
     )
     fixed = 6  # check_inputs, access, target, antitarget, reference, sex
     return (fixed + unindexed + (0 if Path(params["ref"] + ".fai").exists() else 1)
-            + (1 if params.get("has_annotate") else 0) + 2 * len(bams) + 4 * experimental)
+            + (1 if params.get("has_annotate") else 0) + len(bams) + 4 * experimental)
 
 
 def tasks_done(trace: Path) -> int:

@@ -88,10 +88,10 @@ def test_expected_tasks_counts_missing_indexes(tmp_path):
     params = {"experimental_inputs": [str(tmp_path / "t.bam")],
               "control_inputs": [str(tmp_path / "c.bam")], "ref": str(tmp_path / "ref.fa"),
               "has_annotate": True}
-    # 6 fixed + 1 index for c.bam + 1 annotation + 2x2 coverage + 4 per experimental sample
-    assert expected_tasks(params) == 16
+    # 6 fixed + 1 index for c.bam + 1 annotation + 1 coverage per BAM + 4 per experimental sample
+    assert expected_tasks(params) == 14
     (tmp_path / "ref.fa.fai").unlink()
-    assert expected_tasks(params) == 17
+    assert expected_tasks(params) == 15
 
 
 def test_tasks_done_counts_completed_and_cached(tmp_path):

@@ -324,5 +324,8 @@ def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
                  "samples/tumour_D/tumour_D.genemetrics.tsv", "pipeline_info/versions.yml",
                  "coverage/normal_C.targetcoverage.cnn"):
         assert (out / name).exists(), name
+    for sample in ("tumour_A", "tumour_D", "normal_B", "normal_C"):
+        for kind in ("target", "antitarget"):
+            assert (out / "coverage" / f"{sample}.{kind}coverage.cnn").exists(), (sample, kind)
     # outputs named like an input (targets.bed) must not be written through its staged link
     assert [path.stat().st_mtime_ns for path in inputs] == before

@@ -70,34 +70,26 @@ workflow CNVKIT {
     CNVKIT_TARGET(targets_bed, gene_bed)
     targets = CNVKIT_TARGET.out.bed.first()
     CNVKIT_ANTITARGET(targets, CNVKIT_ACCESS.out.bed)
-    antitargets = CNVKIT_ANTITARGET.out.bed
+    antitargets = CNVKIT_ANTITARGET.out.bed.first()
 
-    intervals = targets.map { t -> ['target', t] }.mix(antitargets.map { a -> ['antitarget', a] })
-    CNVKIT_COVERAGE(bams.combine(intervals))
+    CNVKIT_COVERAGE(bams, targets, antitargets)
     coverage = CNVKIT_COVERAGE.out.cnn
 
     // Pooled reference from the controls, flat when there are none.
     control_cnn = coverage
-        .filter { meta, _kind, _cnn -> meta.role == 'control' }
-        .map { _meta, _kind, cnn -> cnn }
+        .filter { meta, _target, _antitarget -> meta.role == 'control' }
+        .flatMap { _meta, target, antitarget -> [target, antitarget] }
         .toSortedList { a, b -> a.name <=> b.name }
     CNVKIT_REFERENCE(control_cnn, targets, antitargets, reference_fasta)
 
-    experimental_cnn = coverage
-        .filter { meta, _kind, _cnn -> meta.role == 'experimental' }
-        .map { meta, kind, cnn -> [meta.id, meta, kind, cnn] }
-        .groupTuple(size: 2)
-        .map { _id, metas, kinds, cnns ->
-            [metas[0], cnns[kinds.indexOf('target')], cnns[kinds.indexOf('antitarget')]]
-        }
+    experimental_cnn = coverage.filter { meta, _target, _antitarget -> meta.role == 'experimental' }
     CNVKIT_FIX(experimental_cnn, CNVKIT_REFERENCE.out.cnn.first())
     CNVKIT_SEGMENT(CNVKIT_FIX.out.cnr)
     CNVKIT_CALL(CNVKIT_SEGMENT.out.cns)
     CNVKIT_GENEMETRICS(CNVKIT_FIX.out.cnr.join(CNVKIT_SEGMENT.out.cns))
 
     sex_inputs = coverage
-        .filter { _meta, kind, _cnn -> kind == 'target' }
-        .map { _meta, _kind, cnn -> cnn }
+        .map { _meta, target, _antitarget -> target }
         .mix(CNVKIT_FIX.out.cnr.map { _meta, cnr -> cnr })
         .toSortedList { a, b -> a.name <=> b.name }
     CNVKIT_SEX(sex_inputs)

@@ -1,5 +1,5 @@
 process CNVKIT_COVERAGE {
-    tag "${meta.id} ${kind}"
+    tag "${meta.id}"
     label 'process_single'
     conda "bioconda::cnvkit=0.9.14"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
@@ -7,22 +7,32 @@ process CNVKIT_COVERAGE {
         'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
 
     input:
-    tuple val(meta), path(bam), path(bai), val(kind), path(intervals)
+    tuple val(meta), path(bam), path(bai)
+    path targets
+    path antitargets
 
     output:
-    tuple val(meta), val(kind), path("*.cnn"), emit: cnn
+    tuple val(meta), path("*.targetcoverage.cnn"), path("*.antitargetcoverage.cnn"), emit: cnn
     tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
+    // The CPUs granted to the task are shared by the two interval sets: with two or more, both
+    // coverages run side by side (-p split between them); with one, one after the other.
+    def together = task.cpus >= 2
+    def target_p = together ? task.cpus - task.cpus.intdiv(2) : 1
+    def antitarget_p = together ? task.cpus.intdiv(2) : 1
+    def target = "cnvkit.py coverage ${bam} ${targets} ${args} -p ${target_p} -o ${prefix}.targetcoverage.cnn"
+    def antitarget = "cnvkit.py coverage ${bam} ${antitargets} ${args} -p ${antitarget_p} -o ${prefix}.antitargetcoverage.cnn"
+    def commands = together ? "${target} &\ntarget_pid=\$!\n${antitarget}\nwait \$target_pid" : "${target}\n${antitarget}"
     """
-    cnvkit.py coverage ${bam} ${intervals} ${args} -p ${task.cpus} -o ${prefix}.${kind}coverage.cnn
+    ${commands}
     """
 
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.${kind}coverage.cnn
+    touch ${prefix}.targetcoverage.cnn ${prefix}.antitargetcoverage.cnn
     """
 }
