@@ -135,11 +135,10 @@ class JobRun:
         return Path(self.params["output_dir"]) / "pipeline_info" / "trace.tsv"
 
     def command(self, executable: str) -> list[str]:
-        """The `nextflow run` command line of this job."""
-        params_file = self.run_dir / "params.json"
-        params_file.write_text(json.dumps(self.params, indent=2) + "\n")
+        """The `nextflow run` command line of this job (its params file is in the run folder)."""
         work = self.options.work_dir or self.run_dir / "work"
-        command = [executable, "run", str(ROOT / "main.nf"), "-params-file", str(params_file),
+        command = [executable, "run", str(ROOT / "main.nf"),
+                   "-params-file", str(self.run_dir / "params.json"),
                    "-profile", self.options.profile, "-work-dir", str(work), "-ansi-log", "false"]
         for config in self.options.configs:
             command += ["-c", str(config)]
@@ -148,6 +147,7 @@ class JobRun:
     def start(self) -> None:
         """Start Nextflow and mark the job RUNNING."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "params.json").write_text(json.dumps(self.params, indent=2) + "\n")
         manifest.remove(Path(self.params["output_dir"]))
         env = {**os.environ, "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false",
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
