@@ -80,13 +80,18 @@ def expected_tasks(params: dict) -> int:
     """How many tasks the pipeline will run for these params (see workflows/cnvkit.nf)."""
     experimental = len(params["experimental_inputs"])
     bams = params["experimental_inputs"] + params["control_inputs"]
-    unindexed = sum(
-        1 for bam in bams
-        if not (Path(bam + ".bai").exists() or Path(bam.removesuffix(".bam") + ".bai").exists())
-    )
+    unindexed = sum(1 for bam in bams if not _fresh_index(Path(bam)))
     fixed = 6  # check_inputs, access, target, antitarget, reference, sex
     return (fixed + unindexed + (0 if Path(params["ref"] + ".fai").exists() else 1)
             + (1 if params.get("has_annotate") else 0) + len(bams) + 4 * experimental)
+
+
+def _fresh_index(bam: Path) -> bool:
+    """Whether `x.bam.bai` or `x.bai` exists and is not older than the BAM (as in the pipeline)."""
+    return any(
+        index.exists() and index.stat().st_mtime >= bam.stat().st_mtime
+        for index in (Path(f"{bam}.bai"), bam.with_suffix(".bai"))
+    )
 
 
 def tasks_done(trace: Path) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -92,6 +93,8 @@ def test_expected_tasks_counts_missing_indexes(tmp_path):
     assert expected_tasks(params) == 14
     (tmp_path / "ref.fa.fai").unlink()
     assert expected_tasks(params) == 15
+    os.utime(tmp_path / "t.bam.bai", (0, 0))  # an index older than its BAM is rebuilt
+    assert expected_tasks(params) == 16
 
 
 def test_tasks_done_counts_completed_and_cached(tmp_path):

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -329,3 +330,25 @@ def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
             assert (out / "coverage" / f"{sample}.{kind}coverage.cnn").exists(), (sample, kind)
     # outputs named like an input (targets.bed) must not be written through its staged link
     assert [path.stat().st_mtime_ns for path in inputs] == before
+
+
+def test_stale_index_is_rebuilt_not_overwritten(nextflow_bin, tmp_path):
+    """An index older than its BAM is rebuilt in the work dir; the user's file stays as it was."""
+    for path in (ROOT / "tests" / "data" / "stub").iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    fresh, stale = tmp_path / "tumour_A.sort.mkdup.bam", tmp_path / "normal_B.sort.mkdup.bam"
+    (tmp_path / f"{fresh.name}.bai").touch()
+    (tmp_path / f"{stale.name}.bai").write_text("old index")
+    os.utime(tmp_path / f"{stale.name}.bai", (0, 0))
+    env = {**os.environ, "NXF_OFFLINE": "true",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
+         "--output_dir", str(tmp_path / "out"), "--experimental_inputs", str(fresh),
+         "--control_inputs", str(stale)],
+        cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout
+    indexed = {row["tag"] for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")
+               if row["process"].endswith("SAMTOOLS_INDEX")}
+    assert indexed == {"normal_B"}
+    assert (tmp_path / f"{stale.name}.bai").read_text() == "old index"

@@ -16,10 +16,13 @@ include { CNVKIT_CALL        } from '../modules/cnvkit/call'
 include { CNVKIT_GENEMETRICS } from '../modules/cnvkit/genemetrics'
 include { CNVKIT_SEX         } from '../modules/cnvkit/sex'
 
-// The BAM index beside a BAM (`x.bam.bai` or `x.bai`), or null when it must be built.
+// The BAM index beside a BAM (`x.bam.bai` or `x.bai`, not older than the BAM), or null when
+// it must be built (CNVkit would otherwise rebuild a stale one through its staged link).
 def bamIndex(bam) {
-    candidates = [file("${bam}.bai"), file(bam.toString().replaceFirst(/\.bam$/, '.bai'))]
-    return candidates.find { candidate -> candidate.exists() }
+    def candidates = [file("${bam}.bai"), file(bam.toString().replaceFirst(/\.bam$/, '.bai'))]
+    return candidates.find { candidate ->
+        candidate.exists() && candidate.lastModified() >= bam.lastModified()
+    }
 }
 
 workflow CNVKIT {
