@@ -14,11 +14,12 @@ from pathlib import Path
 
 import click
 
-from cnvkit_nf import manifest, nextflow
+from cnvkit_nf import manifest, nextflow, storage
 from cnvkit_nf.jobs import CANCELLED, FINAL_STATES, FINISHED, Job, JobStore
 from cnvkit_nf.params import ParamsError, to_params
+from cnvkit_nf.paths import parse_location
 from cnvkit_nf.problems import Problem, errors, format_problem
-from cnvkit_nf.request import Validation, validate_file
+from cnvkit_nf.request import Validation, input_locations, validate_file
 from cnvkit_nf.runner import JobRun, RunOptions, expected_tasks, preflight
 
 EXIT_INVALID, EXIT_FAILED, EXIT_NO_NEXTFLOW, EXIT_CANCELLED = 1, 3, 4, 130
@@ -78,13 +79,25 @@ def validate(request_file: str, as_json: bool, check_inputs: bool) -> None:
     validation = _load(request_file, as_json)
     problems = validation.problems
     if check_inputs:
-        problems = problems + preflight(_params(validation, request_file))
+        problems = problems + _check_inputs(validation, request_file)
     valid = not errors(problems)
     _report(problems, as_json, valid=valid)
     if not valid:
         sys.exit(EXIT_INVALID)
     if not as_json:
         click.echo(f"{request_file}: valid")
+
+
+def _check_inputs(validation: Validation, request_file: str) -> list[Problem]:
+    """Content checks of local inputs, or existence checks of object-storage ones."""
+    remote = [(f, loc) for f, loc in input_locations(validation.request) if loc.is_remote]
+    output_dir = parse_location(validation.request["output_dir"])
+    if not remote and not output_dir.is_remote:
+        return preflight(_params(validation, request_file))
+    try:
+        return storage.preflight(storage.client(), remote, output_dir)
+    except storage.StorageError as err:
+        return [Problem("", str(err))]
 
 
 @main.command()

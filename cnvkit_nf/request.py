@@ -100,6 +100,14 @@ def validate_request(data: object) -> Validation:
     return Validation(list(dict.fromkeys(problems + option_problems)), options, data)
 
 
+def input_locations(data: dict[str, Any]) -> list[tuple[str, paths.Location]]:
+    """(field, location) of every file a valid request's job reads, annotation only if used."""
+    return [
+        (where, paths.parse_location(text)) for where, text in _path_entries(data)
+        if where != "output_dir" and (where != "annotation_file" or data.get("has_annotate"))
+    ]
+
+
 def validate_file(path: str | Path) -> Validation:
     """Read and validate a JSON request file; unreadable or invalid JSON becomes a problem."""
     try:

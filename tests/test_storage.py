@@ -1,0 +1,107 @@
+"""Object-storage preflight against a real S3 server (SeaweedFS, started on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cnvkit_nf import storage
+from cnvkit_nf.paths import parse_location
+from cnvkit_nf.request import input_locations
+from tests.s3server import S3Server
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = json.loads((ROOT / "tests" / "data" / "seed_request.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    try:
+        running = S3Server(tmp_path_factory.mktemp("s3") / "data").start()
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    s3 = running.client()
+    s3.create_bucket(Bucket="genes")
+    for field, location in input_locations({**SEED, "has_annotate": True}):
+        s3.put_object(Bucket=location.bucket, Key=location.key, Body=f"{field}\n".encode())
+    s3.put_object(Bucket="genes", Key="cnvkit/Father_S5_ALL.sort.mkdup.bam.bai", Body=b"i")
+    s3.put_object(Bucket="genes", Key="cnvkit/an-object", Body=b"x")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def s3(server, monkeypatch):
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    return storage.client()
+
+
+def check(s3, request: dict) -> list:
+    return storage.preflight(s3, input_locations(request), parse_location(request["output_dir"]))
+
+
+def objects(server) -> list[str]:
+    listing = server.client().list_objects_v2(Bucket="genes")
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_seed_request_passes_with_notes(s3):
+    problems = check(s3, SEED)
+    assert [p for p in problems if p.severity == "error"] == []
+    noted = {p.field for p in problems}
+    # Father's index exists; the other BAMs' and the reference's indexes will be built
+    assert noted == {"experimental_inputs[0]", "control_inputs[1]", "ref"}
+
+
+def test_missing_bam_and_bucket_are_each_named(s3, server):
+    before = objects(server)
+    request = {**SEED, "experimental_inputs": ["s3a://genes/cnvkit/Nobody_S9.bam"],
+               "bed": "s3a://no-such-bucket/t.bed", "output_dir": "s3a://other-bucket/out/"}
+    errors = {p.field: p.message for p in check(s3, request) if p.severity == "error"}
+    assert errors == {
+        "experimental_inputs[0]": "s3a://genes/cnvkit/Nobody_S9.bam: not found",
+        "bed": "s3a://no-such-bucket/t.bed: bucket 'no-such-bucket' does not exist",
+        "output_dir": "s3a://other-bucket/out/: bucket 'other-bucket' does not exist",
+    }
+    assert objects(server) == before
+
+
+def test_output_dir_naming_an_object(s3):
+    errors = [p.message for p in check(s3, {**SEED, "output_dir": "obs://genes/cnvkit/an-object"})
+              if p.severity == "error"]
+    assert errors == ["obs://genes/cnvkit/an-object/: names an existing object, not a folder"]
+
+
+def test_wrong_credentials(server, monkeypatch):
+    for key, value in server.env(AWS_SECRET_ACCESS_KEY="wrong").items():
+        monkeypatch.setenv(key, value)
+    messages = {p.message for p in check(storage.client(), SEED) if p.severity == "error"}
+    assert "s3a://genes/cnvkit/hg38.filtered.fa: credentials rejected by the object storage " \
+           "(SignatureDoesNotMatch)" in messages
+
+
+def test_unreachable_endpoint(server, monkeypatch):
+    for key, value in server.env(AWS_ENDPOINT_URL="http://127.0.0.1:9").items():
+        monkeypatch.setenv(key, value)
+    problems = check(storage.client(), SEED)
+    assert len(problems) == 5  # every input (no annotation), nothing else tried
+    assert all("endpoint unreachable" in p.message for p in problems)
+
+
+def test_validate_check_inputs_on_object_storage(server, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", **server.env()}
+    seed_file = ROOT / "tests" / "data" / "seed_request.json"
+    ok = subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), "validate", "--check-inputs",
+                         str(seed_file)], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "will be built" in ok.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**SEED, "control_inputs": ["s3a://genes/cnvkit/Gone_S1.bam"]}))
+    result = subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), "validate", "--check-inputs",
+                             str(bad)], capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    assert "control_inputs[0]: s3a://genes/cnvkit/Gone_S1.bam: not found" in result.stderr
