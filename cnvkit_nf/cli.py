@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from cnvkit_nf import manifest, nextflow, storage
-from cnvkit_nf.jobs import CANCELLED, FINAL_STATES, FINISHED, Job, JobStore
+from cnvkit_nf.jobs import CANCELLED, FAILED, FINAL_STATES, FINISHED, Job, JobStore, now_ms
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.paths import parse_location
 from cnvkit_nf.problems import Problem, errors, format_problem
@@ -46,9 +46,9 @@ def _load(request_file: str, as_json: bool = False) -> Validation:
     return validation
 
 
-def _params(validation: Validation, request_file: str) -> dict:
+def _params(validation: Validation, request_file: str, staged: dict | None = None) -> dict:
     try:
-        return to_params(validation.request, validation.options)
+        return to_params(validation.request, validation.options, staged=staged)
     except ParamsError as err:
         _report(err.problems, False, valid=False)
         click.echo(f"{request_file}: cannot be run here", err=True)
@@ -130,11 +130,20 @@ def run(state_dir: Path, request_file: str, profile: str, work_dir: Path | None,
     """Validate a request, check its inputs, run the pipeline and wait for it.
 
     Prints the instance_id first, then progress (tasks done/total), then where the results are.
+    Object-storage inputs are staged into a local cache first; an object-storage output_dir
+    receives the results after the run, its manifest last.
     """
     validation = _load(request_file)
     _report(validation.problems, False, valid=True)
-    job_params = _params(validation, request_file)
-    problems = preflight(job_params)
+    remote = [(f, loc) for f, loc in input_locations(validation.request) if loc.is_remote]
+    output_dir = parse_location(validation.request["output_dir"])
+    s3 = storage.client() if remote or output_dir.is_remote else None
+    job_params = None
+    if s3:
+        problems = storage.preflight(s3, remote, output_dir)
+    else:
+        job_params = _params(validation, request_file)
+        problems = preflight(job_params)
     if errors(problems):
         _report(problems, False, valid=False)
         click.echo(f"{request_file}: inputs are not usable, nothing was run", err=True)
@@ -153,19 +162,48 @@ def run(state_dir: Path, request_file: str, profile: str, work_dir: Path | None,
     else:
         if resume:
             click.echo("no earlier run of this request: starting afresh", err=True)
-        job = store.create(validation.request, tasks_total=expected_tasks(job_params))
+        job = store.create(validation.request,
+                           tasks_total=expected_tasks(job_params) if job_params else 0)
         job = store.update(job.instance_id, run_dir=str(state_dir / "runs" / job.instance_id))
     click.echo(f"instance_id: {job.instance_id}")
+    if s3:
+        job_params = _stage(s3, store, job, validation, request_file, remote, state_dir)
 
-    job_run = JobRun(store, job, job_params, RunOptions(profile, work_dir, bool(previous),
-                                                       list(configs)))
+    publish = (lambda folder: storage.publish(s3, folder, output_dir)) if output_dir.is_remote \
+        else None
+    job_run = JobRun(store, store.get(job.instance_id), job_params,
+                     RunOptions(profile, work_dir, bool(previous), list(configs)), publish)
     job_run.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: job_run.cancel())
     final = _follow(job_run)
-    _summarise(final, job_params["output_dir"])
+    _summarise(final, validation.request["output_dir"])
     if final.status != FINISHED:
         sys.exit(EXIT_CANCELLED if final.status == CANCELLED else EXIT_FAILED)
+
+
+def _stage(s3, store: JobStore, job: Job, validation: Validation, request_file: str,
+           remote: list, state_dir: Path) -> dict:
+    """Download a job's object-storage inputs and check their content; the job's params."""
+    run_dir = Path(job.run_dir)
+    try:
+        staged, fetched = storage.stage_in(s3, remote, state_dir / "cache", run_dir / "inputs")
+    except storage.StorageError as err:
+        store.update(job.instance_id, status=FAILED, message=str(err), end_time=now_ms())
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"staged {len(staged)} inputs ({fetched} objects downloaded, the rest cached)",
+               err=True)
+    staged[validation.request["output_dir"]] = run_dir / "results"
+    job_params = _params(validation, request_file, staged)
+    problems = preflight(job_params)
+    if errors(problems):
+        _report(problems, False, valid=False)
+        store.update(job.instance_id, status=FAILED, end_time=now_ms(),
+                     message="; ".join(format_problem(p) for p in errors(problems)))
+        sys.exit(EXIT_INVALID)
+    store.update(job.instance_id, tasks_total=expected_tasks(job_params))
+    return job_params
 
 
 def _follow(job_run: JobRun) -> Job:
@@ -197,7 +235,7 @@ def _summarise(job: Job, output_dir: str) -> None:
     click.echo(f"progress: {job.progress}")
     if job.status == FINISHED:
         click.echo(f"results: {output_dir}")
-        click.echo(f"manifest: {Path(output_dir) / manifest.NAME}")
+        click.echo(f"manifest: {output_dir.rstrip('/')}/{manifest.NAME}")
     elif job.message:
         click.echo(f"message: {job.message}")
         click.echo(f"log: {Path(job.run_dir) / 'nextflow.out'}")

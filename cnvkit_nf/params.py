@@ -22,36 +22,39 @@ class ParamsError(Exception):
         self.problems = problems
 
 
-def _local(field: str, value: str, base: Path, problems: list[Problem]) -> str:
-    location = parse_location(value)
-    if location.is_remote:
-        problems.append(Problem(field, f"{location.scheme}:// paths need object storage, which is "
-                                       "not available yet in this version: use a local path"))
-        return value
-    return str((base / location.local_path()).absolute())
-
-
 def to_params(request: dict, options: dict[str, CheckedOptions], *,
-              base: Path | None = None) -> dict:
+              base: Path | None = None, staged: dict[str, Path] | None = None) -> dict:
     """Nextflow params for a request that passed `request.validate_request`.
 
-    Local paths are made absolute against `base` (default: the current directory). Each
-    `*_conf` becomes its validated, re-quoted option string; a -p/--processes value becomes
-    the CPU request of its substep's task.
+    Local paths are made absolute against `base` (default: the current directory); object
+    storage URIs are replaced by their local copies in `staged` (URI -> path, with the URI of
+    `output_dir` mapped to the local folder the results are collected in). Each `*_conf`
+    becomes its validated, re-quoted option string; a -p/--processes value becomes the CPU
+    request of its substep's task.
     """
     base = base or Path.cwd()
+    staged = staged or {}
     problems: list[Problem] = []
+
+    def local(field: str, value: str) -> str:
+        location = parse_location(value)
+        if not location.is_remote:
+            return str((base / location.local_path()).absolute())
+        if value in staged:
+            return str(staged[value])
+        problems.append(Problem(field, f"{location.scheme}:// paths are only used through "
+                                       "object storage staging (cnvkit-nf run)"))
+        return value
+
     params: dict = {}
     for field in LIST_FIELDS:
-        params[field] = [
-            _local(f"{field}[{i}]", value, base, problems)
-            for i, value in enumerate(request.get(field) or [])
-        ]
+        params[field] = [local(f"{field}[{i}]", value)
+                         for i, value in enumerate(request.get(field) or [])]
     for field in PATH_FIELDS:
         if field == "annotation_file" and not request.get("has_annotate"):
             params[field] = None
         else:
-            params[field] = _local(field, request[field], base, problems)
+            params[field] = local(field, request[field])
     if problems:
         raise ParamsError(problems)
     params["has_annotate"] = bool(request.get("has_annotate"))

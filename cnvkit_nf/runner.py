@@ -129,8 +129,10 @@ def failure_message(log_text: str) -> str:
 class JobRun:
     """One Nextflow run of a job, in its own process group so that it can be stopped whole."""
 
-    def __init__(self, store: JobStore, job: Job, params: dict, options: RunOptions):
+    def __init__(self, store: JobStore, job: Job, params: dict, options: RunOptions,
+                 publish: Callable[[Path], object] | None = None):
         self.store, self.job, self.params, self.options = store, job, params, options
+        self.publish = publish  # copies a finished result folder elsewhere, manifest last
         self.run_dir = Path(job.run_dir)
         self.process: subprocess.Popen | None = None
         self.cancelled = False
@@ -203,6 +205,13 @@ class JobRun:
             log = (self.run_dir / "nextflow.out").read_text(errors="replace")
             return self.store.update(self.job.instance_id, status=FAILED, end_time=end,
                                      message=failure_message(log))
-        manifest.write(Path(self.params["output_dir"]), instance_id=self.job.instance_id,
-                       finished=end, request=self.job.request)
-        return self.store.update(self.job.instance_id, status=FINISHED, end_time=end)
+        results = Path(self.params["output_dir"])
+        manifest.write(results, instance_id=self.job.instance_id, finished=end,
+                       request=self.job.request)
+        if self.publish:
+            try:
+                self.publish(results)
+            except Exception as err:  # noqa: BLE001 - any failure to publish fails the job
+                return self.store.update(self.job.instance_id, status=FAILED, end_time=now_ms(),
+                                         message=f"publishing the results failed: {err}")
+        return self.store.update(self.job.instance_id, status=FINISHED, end_time=now_ms())

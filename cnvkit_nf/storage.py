@@ -8,10 +8,17 @@ addressing is the default (what OBS-compatible and self-hosted servers expect); 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
@@ -28,10 +35,11 @@ class StorageError(Exception):
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What a HEAD of an object tells: its size and ETag."""
+    """What a HEAD of an object tells: its size, ETag and modification time (Unix s)."""
 
     size: int
     etag: str
+    modified: float
 
 
 def client():
@@ -86,7 +94,8 @@ def head(s3, location: Location) -> ObjectInfo:
             raise StorageError(_reason(err, location)) from err
         raise StorageError(_reason(_with_code(s3, location, err), location,
                                    _bucket_exists(s3, location.bucket))) from err
-    return ObjectInfo(answer["ContentLength"], answer["ETag"].strip('"'))
+    return ObjectInfo(answer["ContentLength"], answer["ETag"].strip('"'),
+                      answer["LastModified"].timestamp())
 
 
 def _with_code(s3, location: Location, err: ClientError) -> ClientError:
@@ -145,12 +154,110 @@ def preflight(s3, inputs: list[tuple[str, Location]], output_dir: Location) -> l
 
 def _companions(field: str, location: Location) -> list[Location]:
     """The index objects a file is used with: BAM index, or the reference's .fai."""
-    def sibling(key: str) -> Location:
-        return Location(location.scheme, location.bucket, key, f"{location.scheme}://"
-                        f"{location.bucket}/{key}")
-
     if field.endswith("]"):
-        return [sibling(location.key + ".bai"), sibling(location.key.removesuffix(".bam") + ".bai")]
+        return [_sibling(location, location.key + ".bai"),
+                _sibling(location, location.key.removesuffix(".bam") + ".bai")]
     if field == "ref":
-        return [sibling(location.key + ".fai")]
+        return [_sibling(location, location.key + ".fai")]
     return []
+
+
+# --- stage mode: inputs downloaded to a local cache, results uploaded with the manifest last ---
+
+MANIFEST_NAME = "manifest.json"
+_TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20,
+                           max_concurrency=4)
+
+
+def _sibling(location: Location, key: str) -> Location:
+    return Location(location.scheme, location.bucket, key,
+                    f"{location.scheme}://{location.bucket}/{key}")
+
+
+def download(s3, location: Location, cache: Path) -> tuple[Path, bool]:
+    """The object in the local cache (downloaded unless already there); and whether it was.
+
+    The cache is keyed by the object's identity (bucket/key, ETag, size), so a changed object
+    is fetched again. Downloads land in a temporary file, are verified (size, and MD5 where the
+    ETag is one) and renamed into place, so the cache never holds a partial file.
+    """
+    info = head(s3, location)
+    identity = hashlib.sha256(f"{location.bucket}/{location.key}\0{info.etag}\0{info.size}"
+                              .encode()).hexdigest()[:32]
+    target = cache / identity / location.name
+    if target.is_file() and target.stat().st_size == info.size:
+        return target, False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    try:
+        s3.download_file(location.bucket, location.key, str(partial), Config=_TRANSFER)
+        if partial.stat().st_size != info.size:
+            raise StorageError(f"{location.raw}: downloaded {partial.stat().st_size} bytes, "
+                               f"expected {info.size}")
+        if re.fullmatch(r"[0-9a-f]{32}", info.etag) and _md5(partial) != info.etag:
+            raise StorageError(f"{location.raw}: checksum differs from the object's ETag")
+        os.utime(partial, (info.modified, info.modified))
+        os.replace(partial, target)
+    except (ClientError, BotoCoreError) as err:
+        raise StorageError(f"{location.raw}: {_reason(err, location)}") from err
+    finally:
+        partial.unlink(missing_ok=True)
+    return target, True
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stage_in(s3, inputs: list[tuple[str, Location]], cache: Path, folder: Path,
+             workers: int = 8) -> tuple[dict[str, Path], int]:
+    """Download a job's inputs (and their indexes, where present) in parallel.
+
+    Each input appears in `folder/<field>/<name>`, a link into the cache, with its index beside
+    it; returns the local path of every input by its URI, and how many objects were fetched.
+    """
+    wanted: list[tuple[str, Location]] = []
+    for field, location in inputs:
+        wanted.append((field, location))
+        wanted += [(field, c) for c in _companions(field, location) if _readable(s3, c)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda item: download(s3, item[1], cache), wanted))
+    local: dict[str, Path] = {}
+    fetched = 0
+    for (field, location), (cached, was_fetched) in zip(wanted, results, strict=True):
+        fetched += was_fetched
+        link = folder / re.sub(r"[^A-Za-z0-9_]", "_", field) / location.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(cached)
+        local.setdefault(location.raw, link)
+    return {location.raw: local[location.raw] for _, location in inputs}, fetched
+
+
+def publish(s3, folder: Path, output_dir: Location, workers: int = 8) -> int:
+    """Upload a finished result folder to `output_dir`, verified, with the manifest last.
+
+    Objects are written whole (S3 never exposes a partial upload), each checked by size after
+    the upload; `manifest.json` goes up only when every other file is there, so a reader that
+    sees it sees a complete result. Returns the number of files uploaded.
+    """
+    prefix = output_dir.as_folder()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+
+    def put(path: Path) -> None:
+        target = _sibling(prefix, prefix.key + path.relative_to(folder).as_posix())
+        try:
+            s3.upload_file(str(path), target.bucket, target.key, Config=_TRANSFER)
+        except (ClientError, BotoCoreError, S3UploadFailedError) as err:
+            raise StorageError(f"upload of {target.raw} failed: {err}") from err
+        if head(s3, target).size != path.stat().st_size:
+            raise StorageError(f"upload of {target.raw} is incomplete")
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(put, files))
+    put(folder / MANIFEST_NAME)
+    return len(files) + 1

@@ -74,13 +74,13 @@ def test_main_nf_rechecks_with_the_same_characters():
     assert pattern.replace("\\/", "/") == PIPELINE_CHAR_PATTERN
 
 
-def test_object_storage_is_refused_until_available(tmp_path):
+def test_object_storage_paths_need_staging(tmp_path):
     with pytest.raises(ParamsError) as err:
         params_of(SEED, tmp_path)
     fields = {problem.field for problem in err.value.problems}
     assert fields == {"experimental_inputs[0]", "control_inputs[0]", "control_inputs[1]",
                       "ref", "bed", "output_dir"}
-    assert "not available yet" in str(err.value)
+    assert "only used through object storage staging" in str(err.value)
 
 
 def test_expected_tasks_counts_missing_indexes(tmp_path):

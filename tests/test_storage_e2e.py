@@ -1,0 +1,95 @@
+"""The seed's request as written, from s3a:// inputs to an s3a:// output folder, real Nextflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cnvkit_nf import nextflow, storage
+from cnvkit_nf.request import input_locations
+from cnvkit_nf.simulate import seed_like_cohort
+from tests.s3server import S3Server
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[1]
+SEED_FILE = ROOT / "tests" / "data" / "seed_request.json"
+SEED = json.loads(SEED_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def bucket(tmp_path_factory):
+    """A fresh server whose bucket `genes` holds a generated cohort under the seed's names."""
+    if not nextflow.find():
+        pytest.fail("Nextflow is not installed: run `make install`")
+    try:
+        server = S3Server(tmp_path_factory.mktemp("s3e2e") / "data").start()
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    cohort = seed_like_cohort(tmp_path_factory.mktemp("cohort"), reads_per_sample=150_000,
+                              seed=3, chrom_length=400_000)
+    s3 = server.client()
+    s3.create_bucket(Bucket="genes")
+    for path in sorted(cohort.ref.parent.iterdir()):  # BAMs before their indexes
+        s3.upload_file(str(path), "genes", f"cnvkit/{path.name}")
+    yield server, cohort
+    server.stop()
+
+
+def test_seed_request_runs_on_object_storage(bucket, tmp_path, monkeypatch):
+    server, cohort = bucket
+    env = {**os.environ, **server.env()}
+    result = subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), "--state-dir",
+                             str(tmp_path / "state"), "run", str(SEED_FILE)],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "staged 5 inputs" in result.stderr
+    assert "manifest: s3a://genes/cnvkit/output/manifest.json" in result.stdout
+
+    s3 = server.client()
+    listing = s3.list_objects_v2(Bucket="genes", Prefix="cnvkit/output/")["Contents"]
+    uploaded = {item["Key"].removeprefix("cnvkit/output/"): item["Size"] for item in listing}
+    body = json.loads(s3.get_object(Bucket="genes", Key="cnvkit/output/manifest.json")["Body"]
+                      .read())
+    assert {entry["path"] for entry in body["files"]} == set(uploaded) - {"manifest.json"}
+    for entry in body["files"]:
+        content = s3.get_object(Bucket="genes", Key=f"cnvkit/output/{entry['path']}")["Body"].read()
+        assert (len(content), hashlib.sha256(content).hexdigest()) == \
+            (entry["size"], entry["sha256"]), entry["path"]
+
+    calls = s3.get_object(Bucket="genes",
+                          Key="cnvkit/output/samples/Son_S2_ALL/Son_S2_ALL.call.cns")
+    rows = [line.split("\t") for line in calls["Body"].read().decode().splitlines()[1:]]
+    son = next(spec for spec in cohort.samples if spec.name == "Son_S2_ALL")
+    for event in son.events:
+        middle = (event.start + event.end) // 2
+        copies = {int(row[5]) for row in rows
+                  if row[0] == event.chrom and int(row[1]) <= middle < int(row[2])}
+        assert copies == {event.copies}, event
+
+    # A second job with the same controls and reference downloads nothing: the cache is hit.
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    _, fetched = storage.stage_in(storage.client(), input_locations(SEED),
+                                  tmp_path / "state" / "cache", tmp_path / "again")
+    assert fetched == 0
+
+
+def test_failed_preflight_writes_nothing(bucket, tmp_path):
+    server, _ = bucket
+    request = {**SEED, "control_inputs": ["s3a://genes/cnvkit/Missing_S7.sort.mkdup.bam"],
+               "output_dir": "s3a://genes/cnvkit/other-output/"}
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    result = subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), "--state-dir",
+                             str(tmp_path / "state"), "run", str(tmp_path / "request.json")],
+                            capture_output=True, text=True, env={**os.environ, **server.env()})
+    assert result.returncode == 1
+    assert "control_inputs[0]: s3a://genes/cnvkit/Missing_S7.sort.mkdup.bam: not found" \
+        in result.stderr
+    assert "instance_id" not in result.stdout
+    listing = server.client().list_objects_v2(Bucket="genes", Prefix="cnvkit/other-output/")
+    assert listing.get("KeyCount", 0) == 0
