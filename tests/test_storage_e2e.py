@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,38 @@ def test_failed_preflight_writes_nothing(bucket, tmp_path):
     assert "instance_id" not in result.stdout
     listing = server.client().list_objects_v2(Bucket="genes", Prefix="cnvkit/other-output/")
     assert listing.get("KeyCount", 0) == 0
+
+
+def test_server_lost_during_upload_then_rerun_completes(bucket, tmp_path):
+    """The server stops as results are published: the job fails, no manifest; a re-run after
+    the restart (same data) completes the upload from the cached tasks."""
+    server, _ = bucket
+    request = {**SEED, "output_dir": "s3a://genes/cnvkit/output-retry/"}
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    command = [str(ROOT / "bin" / "cnvkit-nf"), "--state-dir", str(tmp_path / "state"), "run",
+               str(tmp_path / "request.json")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, **server.env()}, cwd=tmp_path)
+    job_id = process.stdout.readline().split(": ", 1)[1].strip()
+    local_manifest = tmp_path / "state" / "runs" / job_id / "results" / "manifest.json"
+    deadline = time.monotonic() + 300
+    while not local_manifest.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.stop()
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 3, out + err
+    assert "publishing the results failed" in out
+
+    server.start()  # same data directory, new ports
+    s3 = server.client()
+    assert "Contents" not in s3.list_objects_v2(Bucket="genes",
+                                                Prefix="cnvkit/output-retry/manifest.json")
+    rerun = subprocess.run(command + ["--resume"], capture_output=True, text=True,
+                           env={**os.environ, **server.env()}, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert rerun.stdout.splitlines()[0] == f"instance_id: {job_id}"
+    body = json.loads(s3.get_object(Bucket="genes", Key="cnvkit/output-retry/manifest.json")
+                      ["Body"].read())
+    listing = s3.list_objects_v2(Bucket="genes", Prefix="cnvkit/output-retry/")["Contents"]
+    keys = {item["Key"].removeprefix("cnvkit/output-retry/") for item in listing}
+    assert keys == {entry["path"] for entry in body["files"]} | {"manifest.json"}
