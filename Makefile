@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo demo-s3 test test-fast bench clean
 
 install: $(STAMP)
 	$(PY) -m cnvkit_nf.nextflow install
@@ -16,6 +16,9 @@ $(STAMP): requirements.txt pyproject.toml scripts/install-system-deps.sh
 
 demo: install
 	$(PY) -m cnvkit_nf.demo
+
+demo-s3: install
+	$(PY) -m cnvkit_nf.demo --s3
 
 test: install
 	$(PY) -m ruff check .

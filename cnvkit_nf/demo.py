@@ -1,13 +1,16 @@
-"""`make demo`: generate a seed-like cohort, run the seed-shaped request on it, show the calls."""
+"""`make demo`, `make demo-s3`: a seed-like cohort, the seed-shaped request on it, its calls."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from cnvkit_nf.seaweed import S3Server
 from cnvkit_nf.simulate import seed_like_cohort
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,13 +33,8 @@ def demo_request(data: Path, output_dir: Path) -> dict:
     return request
 
 
-def calls(call_cns: Path) -> list[dict]:
-    """The segments of a .call.cns whose copy number is not 2."""
-    with open(call_cns, newline="") as handle:
-        return [row for row in csv.DictReader(handle, delimiter="\t") if row["cn"] != "2"]
-
-
-def main() -> int:
+def cohort_folder() -> Path:
+    """The demo cohort, generated on first use."""
     data = DEMO / "data"
     if not (data / "Son_S2_ALL.sort.mkdup.bam").exists():
         print(f"generating the demo cohort in {data} ...", flush=True)
@@ -45,6 +43,20 @@ def main() -> int:
             for event in spec.events:
                 print(f"  planted in {spec.name}: {event.chrom}:{event.start}-{event.end} "
                       f"copy number {event.copies}")
+    return data
+
+
+def print_calls(name: str, call_cns_text: str) -> None:
+    """The segments of a .call.cns whose copy number is not 2."""
+    print(f"copy-number calls of {name} (cn != 2):")
+    for row in csv.DictReader(call_cns_text.splitlines(), delimiter="\t"):
+        if row["cn"] != "2":
+            print(f"  {row['chromosome']}:{row['start']}-{row['end']}  cn={row['cn']}  "
+                  f"log2={float(row['log2']):+.2f}  probes={row['probes']}")
+
+
+def main() -> int:
+    data = cohort_folder()
     output_dir = DEMO / "results"
     request_file = DEMO / "request.json"
     request_file.write_text(json.dumps(demo_request(data, output_dir), indent=2) + "\n")
@@ -55,12 +67,35 @@ def main() -> int:
         return run.returncode
     print(f"\nresults in {output_dir}")
     for call_cns in sorted(output_dir.glob("samples/*/*.call.cns")):
-        print(f"copy-number calls of {call_cns.name.removesuffix('.call.cns')} (cn != 2):")
-        for row in calls(call_cns):
-            print(f"  {row['chromosome']}:{row['start']}-{row['end']}  cn={row['cn']}  "
-                  f"log2={float(row['log2']):+.2f}  probes={row['probes']}")
+        print_calls(call_cns.name.removesuffix(".call.cns"), call_cns.read_text())
+    return 0
+
+
+def main_s3() -> int:
+    """The seed's request, unchanged, against a local S3 server holding the demo cohort."""
+    data = cohort_folder()
+    folder = DEMO / "s3"
+    shutil.rmtree(folder, ignore_errors=True)
+    server = S3Server(folder / "data").start()
+    try:
+        print(f"SeaweedFS S3 at {server.endpoint}; uploading the cohort to s3a://genes/cnvkit/")
+        s3 = server.client()
+        s3.create_bucket(Bucket="genes")
+        for path in sorted(data.iterdir()):
+            s3.upload_file(str(path), "genes", f"cnvkit/{path.name}")
+        print(f"request: {SEED} (the seed's example, as written)", flush=True)
+        run = subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), "--state-dir",
+                              str(DEMO / "state-s3"), "run", str(SEED)],
+                             env={**os.environ, **server.env()})
+        if run.returncode != 0:
+            return run.returncode
+        key = "cnvkit/output/samples/Son_S2_ALL/Son_S2_ALL.call.cns"
+        print(f"\nresults in s3a://genes/cnvkit/output/ (server data: {folder})")
+        print_calls("Son_S2_ALL", s3.get_object(Bucket="genes", Key=key)["Body"].read().decode())
+    finally:
+        server.stop()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_s3() if sys.argv[1:] == ["--s3"] else main())

@@ -13,8 +13,8 @@ import pytest
 
 from cnvkit_nf import nextflow, storage
 from cnvkit_nf.request import input_locations
+from cnvkit_nf.seaweed import S3Server
 from cnvkit_nf.simulate import seed_like_cohort
-from tests.s3server import S3Server
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""A real S3 server for tests: SeaweedFS `weed mini` on free loopback ports, stopped by its PID."""
+"""A local S3 server for tests and `make demo-s3`: SeaweedFS `weed mini` on free loopback
+ports, started and stopped by its PID."""
 
 from __future__ import annotations
 
