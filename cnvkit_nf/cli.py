@@ -103,11 +103,26 @@ def _check_inputs(validation: Validation, request_file: str) -> list[Problem]:
 @main.command()
 @click.argument("request_file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
-def params(request_file: str, output: str | None) -> None:
+@click.option("--storage", "storage_mode", type=click.Choice(["local", "native"]),
+              default="local",
+              show_default=True, help="native: keep object-storage URIs (as s3://) for "
+              "Nextflow's nf-amazon plugin, for cloud executors.")
+@click.option("--aws-config", type=click.Path(dir_okay=False),
+              help="With --storage native: write the aws {} Nextflow config (endpoint, "
+              "region, path-style access) here; pass it to `nextflow run -c`.")
+def params(request_file: str, output: str | None, storage_mode: str,
+           aws_config: str | None) -> None:
     """Write the Nextflow params of a request (for `nextflow run -params-file` or Tower)."""
     validation = _load(request_file)
     _report(validation.problems, False, valid=True)
-    text = json.dumps(_params(validation, request_file), indent=2) + "\n"
+    native = {}
+    if storage_mode == "native":
+        request = validation.request
+        located = input_locations(request) + [("", parse_location(request["output_dir"]))]
+        native = {loc.raw: storage.native_uri(loc) for _, loc in located if loc.is_remote}
+        if aws_config:
+            Path(aws_config).write_text(storage.nextflow_aws_config())
+    text = json.dumps(_params(validation, request_file, native), indent=2) + "\n"
     if output:
         Path(output).write_text(text)
     else:

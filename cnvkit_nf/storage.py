@@ -261,3 +261,25 @@ def publish(s3, folder: Path, output_dir: Location, workers: int = 8) -> int:
         list(pool.map(put, files))
     put(folder / MANIFEST_NAME)
     return len(files) + 1
+
+
+# --- native mode: Nextflow's nf-amazon plugin reads the objects itself (cloud executors) ---
+
+def native_uri(location: Location) -> str:
+    """The URI nf-amazon understands for an s3a://, s3:// or obs:// location."""
+    return f"s3://{location.bucket}/{location.key}"
+
+
+def nextflow_aws_config() -> str:
+    """The `aws {}` Nextflow config for the endpoint of the AWS chain (credentials stay in the
+    environment, never in the file)."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    virtual = os.environ.get("CNVKIT_NF_S3_VIRTUAL_HOSTED", "").lower() in ("1", "true", "yes")
+    lines = ["plugins {", "    id 'nf-amazon'", "}", "aws {", f"    region = '{region}'",
+             "    client {", f"        s3PathStyleAccess = {'false' if virtual else 'true'}"]
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.:\-\[\]/]+", endpoint):
+            raise StorageError(f"endpoint {endpoint!r} is not an http(s) URL")
+        lines.append(f"        endpoint = '{endpoint}'")
+    return "\n".join(lines + ["    }", "}"]) + "\n"

@@ -105,3 +105,24 @@ def test_validate_check_inputs_on_object_storage(server, tmp_path):
                              str(bad)], capture_output=True, text=True, env=env)
     assert result.returncode == 1
     assert "control_inputs[0]: s3a://genes/cnvkit/Gone_S1.bam: not found" in result.stderr
+
+
+def test_native_params_and_aws_config(server, tmp_path):
+    """--storage native: URIs kept (as s3://) for nf-amazon, and the aws {} config it reads."""
+    env = {"PATH": "/usr/bin:/bin", **server.env(AWS_REGION="eu-west-0")}
+    config, seed_file = tmp_path / "aws.config", str(ROOT / "tests" / "data" / "seed_request.json")
+    launcher = str(ROOT / "bin" / "cnvkit-nf")
+    result = subprocess.run([launcher, "params", "--storage", "native", "--aws-config",
+                             str(config), seed_file], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    params = json.loads(result.stdout)
+    assert params["experimental_inputs"] == ["s3://genes/cnvkit/Son_S2_ALL.sort.mkdup.bam"]
+    assert params["output_dir"] == "s3://genes/cnvkit/output/"
+    assert params["ref"] == "s3://genes/cnvkit/hg38.filtered.fa"
+    text = config.read_text()
+    assert "id 'nf-amazon'" in text and "region = 'eu-west-0'" in text
+    assert "s3PathStyleAccess = true" in text and f"endpoint = '{server.endpoint}'" in text
+    assert "secret" not in text.lower() and "cnvkit-test-key" not in text
+    local = subprocess.run([launcher, "params", seed_file], capture_output=True, text=True,
+                           env=env)
+    assert local.returncode == 1 and "object storage staging" in local.stderr
