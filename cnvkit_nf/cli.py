@@ -10,6 +10,9 @@ import json
 import os
 import signal
 import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -17,7 +20,7 @@ import click
 from cnvkit_nf import manifest, nextflow, storage
 from cnvkit_nf.jobs import CANCELLED, FAILED, FINAL_STATES, FINISHED, Job, JobStore, now_ms
 from cnvkit_nf.params import ParamsError, to_params
-from cnvkit_nf.paths import parse_location
+from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, format_problem
 from cnvkit_nf.request import Validation, input_locations, validate_file
 from cnvkit_nf.runner import JobRun, RunOptions, expected_tasks, preflight
@@ -59,10 +62,47 @@ def _params(validation: Validation, request_file: str, staged: dict | None = Non
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
               envvar="CNVKIT_NF_STATE_DIR", default=DEFAULT_STATE_DIR, show_default=True,
               help="Where job records and run folders are kept (env CNVKIT_NF_STATE_DIR).")
+@click.option("--storage-config", type=click.Path(dir_okay=False, exists=True),
+              envvar="CNVKIT_NF_STORAGE_CONFIG",
+              help="JSON settings of the object store (endpoint_url, region, addressing_style, "
+                   "profile, endpoints per scheme); default: the AWS chain alone.")
 @click.pass_context
-def main(ctx: click.Context, state_dir: Path) -> None:
+def main(ctx: click.Context, state_dir: Path, storage_config: str | None) -> None:
     """Run CNVkit jobs described by one JSON request on the Nextflow pipeline."""
-    ctx.obj = state_dir
+    ctx.obj = Context(state_dir, storage_config)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Options of the command group, shared by every command."""
+
+    state_dir: Path
+    storage_config: str | None
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """The object-storage side of a request: a client (None when all paths are local), the
+    remote inputs and the output folder."""
+
+    s3: object | None
+    settings: storage.Settings | None
+    remote: list
+    output_dir: Location
+
+
+def _object_store(request: dict, config: str | None) -> tuple[ObjectStore, list[Problem]]:
+    remote = [(f, loc) for f, loc in input_locations(request) if loc.is_remote]
+    output_dir = parse_location(request["output_dir"])
+    used = [loc for _, loc in remote] + ([output_dir] if output_dir.is_remote else [])
+    if not used:
+        return ObjectStore(None, None, [], output_dir), []
+    try:
+        settings = storage.load_settings(config)
+    except storage.StorageError as err:
+        return ObjectStore(None, None, remote, output_dir), [Problem("", str(err))]
+    s3 = storage.client(settings, used[0].scheme)
+    return ObjectStore(s3, settings, remote, output_dir), storage.endpoint_problems(settings, used)
 
 
 @main.command()
@@ -70,7 +110,8 @@ def main(ctx: click.Context, state_dir: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--check-inputs", is_flag=True,
               help="Also check the input files' content, as `run` does before it starts.")
-def validate(request_file: str, as_json: bool, check_inputs: bool) -> None:
+@click.pass_obj
+def validate(ctx: Context, request_file: str, as_json: bool, check_inputs: bool) -> None:
     """Check a request statically (schema, option strings, cross-field rules).
 
     Without --check-inputs it reads no input file and touches no network, so it suits CI.
@@ -79,7 +120,7 @@ def validate(request_file: str, as_json: bool, check_inputs: bool) -> None:
     validation = _load(request_file, as_json)
     problems = validation.problems
     if check_inputs:
-        problems = problems + _check_inputs(validation, request_file)
+        problems = problems + _check_inputs(validation, request_file, ctx.storage_config)
     valid = not errors(problems)
     _report(problems, as_json, valid=valid)
     if not valid:
@@ -88,16 +129,13 @@ def validate(request_file: str, as_json: bool, check_inputs: bool) -> None:
         click.echo(f"{request_file}: valid")
 
 
-def _check_inputs(validation: Validation, request_file: str) -> list[Problem]:
+def _check_inputs(validation: Validation, request_file: str, config: str | None
+                  ) -> list[Problem]:
     """Content checks of local inputs, or existence checks of object-storage ones."""
-    remote = [(f, loc) for f, loc in input_locations(validation.request) if loc.is_remote]
-    output_dir = parse_location(validation.request["output_dir"])
-    if not remote and not output_dir.is_remote:
-        return preflight(_params(validation, request_file))
-    try:
-        return storage.preflight(storage.client(), remote, output_dir)
-    except storage.StorageError as err:
-        return [Problem("", str(err))]
+    store, problems = _object_store(validation.request, config)
+    if store.s3 is None:
+        return problems or preflight(_params(validation, request_file))
+    return problems or storage.preflight(store.s3, store.remote, store.output_dir)
 
 
 @main.command()
@@ -110,18 +148,23 @@ def _check_inputs(validation: Validation, request_file: str) -> list[Problem]:
 @click.option("--aws-config", type=click.Path(dir_okay=False),
               help="With --storage native: write the aws {} Nextflow config (endpoint, "
               "region, path-style access) here; pass it to `nextflow run -c`.")
-def params(request_file: str, output: str | None, storage_mode: str,
+@click.pass_obj
+def params(ctx: Context, request_file: str, output: str | None, storage_mode: str,
            aws_config: str | None) -> None:
     """Write the Nextflow params of a request (for `nextflow run -params-file` or Tower)."""
     validation = _load(request_file)
     _report(validation.problems, False, valid=True)
     native = {}
     if storage_mode == "native":
-        request = validation.request
-        located = input_locations(request) + [("", parse_location(request["output_dir"]))]
-        native = {loc.raw: storage.native_uri(loc) for _, loc in located if loc.is_remote}
-        if aws_config:
-            Path(aws_config).write_text(storage.nextflow_aws_config())
+        store, problems = _object_store(validation.request, ctx.storage_config)
+        if errors(problems):
+            _report(problems, False, valid=False)
+            sys.exit(EXIT_INVALID)
+        located = [loc for _, loc in store.remote] + [store.output_dir]
+        native = {loc.raw: storage.native_uri(loc) for loc in located if loc.is_remote}
+        if aws_config and store.settings:
+            scheme = next(loc.scheme for loc in located if loc.is_remote)
+            Path(aws_config).write_text(storage.nextflow_aws_config(store.settings, scheme))
     text = json.dumps(_params(validation, request_file, native), indent=2) + "\n"
     if output:
         Path(output).write_text(text)
@@ -140,7 +183,7 @@ def params(request_file: str, output: str | None, storage_mode: str,
 @click.option("-c", "--config", "configs", multiple=True, type=click.Path(dir_okay=False,
               exists=True, path_type=Path), help="Extra Nextflow config file (repeatable).")
 @click.pass_obj
-def run(state_dir: Path, request_file: str, profile: str, work_dir: Path | None, resume: bool,
+def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, resume: bool,
         configs: tuple[Path, ...]) -> None:
     """Validate a request, check its inputs, run the pipeline and wait for it.
 
@@ -150,15 +193,16 @@ def run(state_dir: Path, request_file: str, profile: str, work_dir: Path | None,
     """
     validation = _load(request_file)
     _report(validation.problems, False, valid=True)
-    remote = [(f, loc) for f, loc in input_locations(validation.request) if loc.is_remote]
-    output_dir = parse_location(validation.request["output_dir"])
-    s3 = storage.client() if remote or output_dir.is_remote else None
+    state_dir = ctx.state_dir
+    objects, problems = _object_store(validation.request, ctx.storage_config)
+    s3, remote, output_dir = objects.s3, objects.remote, objects.output_dir
     job_params = None
-    if s3:
-        problems = storage.preflight(s3, remote, output_dir)
-    else:
-        job_params = _params(validation, request_file)
-        problems = preflight(job_params)
+    if not errors(problems):
+        if s3:
+            problems += storage.preflight(s3, remote, output_dir)
+        else:
+            job_params = _params(validation, request_file)
+            problems += preflight(job_params)
     if errors(problems):
         _report(problems, False, valid=False)
         click.echo(f"{request_file}: inputs are not usable, nothing was run", err=True)
@@ -201,15 +245,19 @@ def _stage(s3, store: JobStore, job: Job, validation: Validation, request_file: 
            remote: list, state_dir: Path) -> dict:
     """Download a job's object-storage inputs and check their content; the job's params."""
     run_dir = Path(job.run_dir)
+    started = time.monotonic()
     try:
-        staged, fetched = storage.stage_in(s3, remote, state_dir / "cache", run_dir / "inputs")
+        with _counter("staging inputs", "objects") as progress:
+            staged, fetched = storage.stage_in(s3, remote, state_dir / "cache",
+                                               run_dir / "inputs", progress=progress)
     except storage.StorageError as err:
         store.update(job.instance_id, status=FAILED, message=str(err), end_time=now_ms())
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_FAILED)
-    click.echo(f"staged {len(staged)} inputs ({fetched} objects downloaded, the rest cached)",
-               err=True)
-    staged[validation.request["output_dir"]] = run_dir / "results"
+    click.echo(f"staged {len(staged)} inputs in {time.monotonic() - started:.1f} s "
+               f"({fetched} objects downloaded, the rest from the cache)", err=True)
+    if parse_location(validation.request["output_dir"]).is_remote:
+        staged[validation.request["output_dir"]] = run_dir / "results"
     job_params = _params(validation, request_file, staged)
     problems = preflight(job_params)
     if errors(problems):
@@ -219,6 +267,19 @@ def _stage(s3, store: JobStore, job: Job, validation: Validation, request_file: 
         sys.exit(EXIT_INVALID)
     store.update(job.instance_id, tasks_total=expected_tasks(job_params))
     return job_params
+
+
+@contextmanager
+def _counter(label: str, unit: str):
+    """A `progress(done, total)` callback: a bar on a terminal, plain lines otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: click.echo(f"{label}: {done}/{total} {unit}", err=True)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    with Progress(f"{label}", BarColumn(), MofNCompleteColumn(), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _follow(job_run: JobRun) -> Job:
@@ -260,8 +321,9 @@ def _summarise(job: Job, output_dir: str) -> None:
 @click.argument("instance_id")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def status(state_dir: Path, instance_id: str, as_json: bool) -> None:
+def status(ctx: Context, instance_id: str, as_json: bool) -> None:
     """Show a job's state (LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING)."""
+    state_dir = ctx.state_dir
     store = JobStore(state_dir / "jobs.sqlite")
     job = store.get(instance_id)
     if job is None:

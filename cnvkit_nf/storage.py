@@ -1,16 +1,18 @@
 """Object storage over boto3: s3a://, s3:// and obs:// all speak the S3 protocol.
 
 Endpoint, region and credentials come from the standard AWS chain (`AWS_ENDPOINT_URL`,
-`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, ...); an OBS endpoint is just another endpoint. Path-style
-addressing is the default (what OBS-compatible and self-hosted servers expect); set
-`CNVKIT_NF_S3_VIRTUAL_HOSTED=true` for virtual-hosted buckets.
+`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, ...), optionally overridden by a settings file (see
+`load_settings`); an OBS endpoint is just another endpoint. Path-style addressing is the
+default (what OBS-compatible and self-hosted servers expect).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,16 +44,79 @@ class ObjectInfo:
     modified: float
 
 
-def client():
-    """An S3 client configured from the AWS chain, with bounded retries and timeouts."""
-    virtual = os.environ.get("CNVKIT_NF_S3_VIRTUAL_HOSTED", "").lower() in ("1", "true", "yes")
+@dataclass(frozen=True)
+class Settings:
+    """Where the object store is and how to reach it: the AWS chain, overridden by a file."""
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    virtual_hosted: bool = False
+    profile: str | None = None
+    endpoints: tuple[tuple[str, str], ...] = ()  # per-scheme endpoints, e.g. (("obs", url),)
+
+    def endpoint_for(self, scheme: str) -> str | None:
+        """The endpoint that serves a URI scheme."""
+        return dict(self.endpoints).get(scheme, self.endpoint_url)
+
+
+_SETTING_KEYS = {"endpoint_url", "region", "addressing_style", "profile", "endpoints"}
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Settings from the environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_PROFILE`,
+    `CNVKIT_NF_S3_VIRTUAL_HOSTED`), then from a JSON file (`path`, or the file named by
+    `CNVKIT_NF_STORAGE_CONFIG`) with any of: endpoint_url, region, addressing_style
+    ("path"|"virtual"), profile, endpoints ({"obs": "https://..."}). Credentials stay in the
+    AWS chain (environment or profile), never in this file."""
+    env = os.environ
+    values = {
+        "endpoint_url": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+        "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "virtual_hosted": env.get("CNVKIT_NF_S3_VIRTUAL_HOSTED", "").lower() in ("1", "true"),
+        "profile": env.get("AWS_PROFILE"),
+    }
+    path = path or env.get("CNVKIT_NF_STORAGE_CONFIG")
+    if path:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise StorageError(f"storage config {path}: {err}") from err
+        unknown = set(data) - _SETTING_KEYS if isinstance(data, dict) else {"(not an object)"}
+        if unknown:
+            raise StorageError(f"storage config {path}: unknown setting(s) {sorted(unknown)}; "
+                               f"known: {sorted(_SETTING_KEYS)}")
+        values.update({k: data[k] for k in ("endpoint_url", "region", "profile") if k in data})
+        if "addressing_style" in data:
+            values["virtual_hosted"] = data["addressing_style"] == "virtual"
+        values["endpoints"] = tuple(sorted(data.get("endpoints", {}).items()))
+    for url in [values["endpoint_url"], *dict(values.get("endpoints", ())).values()]:
+        if url and not re.fullmatch(r"https?://[A-Za-z0-9.:\-\[\]/]+", url):
+            raise StorageError(f"endpoint {url!r} is not an http(s) URL")
+    return Settings(**values)
+
+
+def endpoint_problems(settings: Settings, locations: list[Location]) -> list[Problem]:
+    """One job reads and writes one object store: its URIs must share an endpoint."""
+    used = {loc.scheme: settings.endpoint_for(loc.scheme) for loc in locations if loc.is_remote}
+    if len(set(used.values())) <= 1:
+        return []
+    detail = ", ".join(f"{scheme}:// -> {url or 'the AWS default'}"
+                       for scheme, url in sorted(used.items()))
+    return [Problem("", f"mixed endpoints ({detail}): one job reads and writes one object "
+                        "store; use one scheme or point the schemes at the same endpoint")]
+
+
+def client(settings: Settings | None = None, scheme: str = "s3"):
+    """An S3 client for a scheme's endpoint, with bounded retries and timeouts."""
+    settings = settings or load_settings()
     config = Config(
-        s3={"addressing_style": "virtual" if virtual else "path"},
+        s3={"addressing_style": "virtual" if settings.virtual_hosted else "path"},
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=5, read_timeout=60,
     )
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.session.Session().client("s3", region_name=region, config=config)
+    session = boto3.session.Session(profile_name=settings.profile)
+    return session.client("s3", region_name=settings.region, config=config,
+                          endpoint_url=settings.endpoint_for(scheme))
 
 
 def _reason(err: Exception, location: Location, bucket_exists=None) -> str:
@@ -214,18 +279,30 @@ def _md5(path: Path) -> str:
 
 
 def stage_in(s3, inputs: list[tuple[str, Location]], cache: Path, folder: Path,
-             workers: int = 8) -> tuple[dict[str, Path], int]:
+             workers: int = 8, progress=None) -> tuple[dict[str, Path], int]:
     """Download a job's inputs (and their indexes, where present) in parallel.
 
     Each input appears in `folder/<field>/<name>`, a link into the cache, with its index beside
     it; returns the local path of every input by its URI, and how many objects were fetched.
+    `progress(done, total)`, if given, is called as each object is ready.
     """
     wanted: list[tuple[str, Location]] = []
     for field, location in inputs:
         wanted.append((field, location))
         wanted += [(field, c) for c in _companions(field, location) if _readable(s3, c)]
+    done = []
+    lock = threading.Lock()
+
+    def fetch(item: tuple[str, Location]) -> tuple[Path, bool]:
+        result = download(s3, item[1], cache)
+        with lock:
+            done.append(item)
+            if progress:
+                progress(len(done), len(wanted))
+        return result
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda item: download(s3, item[1], cache), wanted))
+        results = list(pool.map(fetch, wanted))
     local: dict[str, Path] = {}
     fetched = 0
     for (field, location), (cached, was_fetched) in zip(wanted, results, strict=True):
@@ -270,16 +347,15 @@ def native_uri(location: Location) -> str:
     return f"s3://{location.bucket}/{location.key}"
 
 
-def nextflow_aws_config() -> str:
-    """The `aws {}` Nextflow config for the endpoint of the AWS chain (credentials stay in the
+def nextflow_aws_config(settings: Settings, scheme: str = "s3") -> str:
+    """The `aws {}` Nextflow config for a scheme's endpoint (credentials stay in the
     environment, never in the file)."""
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    virtual = os.environ.get("CNVKIT_NF_S3_VIRTUAL_HOSTED", "").lower() in ("1", "true", "yes")
-    lines = ["plugins {", "    id 'nf-amazon'", "}", "aws {", f"    region = '{region}'",
-             "    client {", f"        s3PathStyleAccess = {'false' if virtual else 'true'}"]
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    lines = ["plugins {", "    id 'nf-amazon'", "}", "aws {", f"    region = '{settings.region}'"]
+    if settings.profile:
+        lines.append(f"    profile = '{settings.profile}'")
+    lines += ["    client {",
+              f"        s3PathStyleAccess = {'false' if settings.virtual_hosted else 'true'}"]
+    endpoint = settings.endpoint_for(scheme)
     if endpoint:
-        if not re.fullmatch(r"https?://[A-Za-z0-9.:\-\[\]/]+", endpoint):
-            raise StorageError(f"endpoint {endpoint!r} is not an http(s) URL")
         lines.append(f"        endpoint = '{endpoint}'")
     return "\n".join(lines + ["    }", "}"]) + "\n"

@@ -126,3 +126,48 @@ def test_native_params_and_aws_config(server, tmp_path):
     local = subprocess.run([launcher, "params", seed_file], capture_output=True, text=True,
                            env=env)
     assert local.returncode == 1 and "object storage staging" in local.stderr
+
+
+def test_settings_file_overrides_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-0")
+    config = tmp_path / "storage.json"
+    config.write_text(json.dumps({"endpoint_url": "https://obs.example.test",
+                                  "addressing_style": "virtual",
+                                  "endpoints": {"s3": "https://s3.example.test"}}))
+    settings = storage.load_settings(config)
+    assert settings.region == "eu-west-0" and settings.virtual_hosted
+    assert settings.endpoint_for("obs") == "https://obs.example.test"
+    assert settings.endpoint_for("s3") == "https://s3.example.test"
+    mixed = storage.endpoint_problems(settings, [parse_location("obs://genes/a.bam"),
+                                                 parse_location("s3://genes/b.bam")])
+    assert len(mixed) == 1 and "mixed endpoints" in mixed[0].message
+    assert "obs:// -> https://obs.example.test" in mixed[0].message
+    same = [parse_location("obs://genes/a.bam"), parse_location("s3a://genes/b.bam")]
+    assert storage.endpoint_problems(settings, same) == []  # s3a falls back to endpoint_url
+    config.write_text(json.dumps({"endpoint": "https://x"}))
+    with pytest.raises(storage.StorageError, match="unknown setting"):
+        storage.load_settings(config)
+    config.write_text(json.dumps({"endpoint_url": "ftp://x"}))
+    with pytest.raises(storage.StorageError, match="not an http"):
+        storage.load_settings(config)
+
+
+def test_cli_reads_the_settings_file(server, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", **server.env()}
+    env.pop("AWS_ENDPOINT_URL")
+    config = tmp_path / "storage.json"
+    config.write_text(json.dumps({"endpoint_url": server.endpoint}))
+    launcher = str(ROOT / "bin" / "cnvkit-nf")
+    seed_file = str(ROOT / "tests" / "data" / "seed_request.json")
+    ok = subprocess.run([launcher, "--storage-config", str(config), "validate",
+                         "--check-inputs", seed_file], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    config.write_text(json.dumps({"endpoint_url": server.endpoint,
+                                  "endpoints": {"obs": "http://127.0.0.1:1"}}))
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps({**SEED, "output_dir": "obs://genes/cnvkit/output/"}))
+    result = subprocess.run([launcher, "--storage-config", str(config), "run", str(mixed)],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 1 and "mixed endpoints" in result.stderr
+    assert "instance_id" not in result.stdout
