@@ -1,15 +1,20 @@
 """Benchmark: staging throughput of `storage.stage_in` against a plain boto3 download loop.
 
 Starts a local SeaweedFS (127.0.0.1), uploads a generated cohort, then times, in turn: a
-sequential `download_file` loop over the same objects, and `stage_in` into an empty cache
-(parallel, verified, atomic), and `stage_in` again (cache hit). A measurement, not a test.
+sequential `download_file` loop over the same objects, `stage_in` into an empty cache
+(parallel, verified, atomic), `stage_in` again (cache hit), and a whole `cnvkit-nf run` from
+s3a:// to s3a:// with the share of its wall time spent staging and publishing. A measurement,
+not a test.
 Usage: .venv/bin/python benchmarks/bench_staging.py [--samples 5] [--reads 3000000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +29,7 @@ from cnvkit_nf.seaweed import S3Server  # noqa: E402
 from cnvkit_nf.simulate import make_cohort, standard_samples  # noqa: E402
 
 DATA = ROOT / "benchmarks" / ".data"
+SEED_REQUEST = ROOT / "tests" / "data" / "seed_request.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             _, again = storage.stage_in(client, inputs, cache, links)
             cached = time.perf_counter() - started
+            job = run_job(Path(tmp), files)
         finally:
             server.stop()
     print(f"{len(files)} objects, {total_mb:.0f} MB, local SeaweedFS, 2 cores")
@@ -72,7 +79,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stage_in, empty cache ({fetched} fetched) {staged:6.1f} s  "
           f"{total_mb / staged:7.1f} MB/s")
     print(f"stage_in, cache hit ({again} fetched)    {cached:6.1f} s")
+    print(f"cnvkit-nf run, s3a:// in and out     {job['wall']:6.1f} s: staging "
+          f"{job['staging']:.1f} s ({100 * job['staging'] / job['wall']:.0f}%), publishing "
+          f"{job['publishing']:.1f} s ({100 * job['publishing'] / job['wall']:.0f}%)")
     return 0
+
+
+def run_job(tmp: Path, files: list[Path]) -> dict[str, float]:
+    """The seed's options on the cohort, from s3a://bench/cohort/ to s3a://bench/out/, timed
+    as a whole and, from the launcher's own report, its staging and publishing."""
+    seed = json.loads(SEED_REQUEST.read_text())
+    bams = [p.name for p in files if p.suffix == ".bam"]
+    uri = "s3a://bench/cohort/"
+    request = {**seed, "has_annotate": False, "output_dir": "s3a://bench/out/",
+               "experimental_inputs": [uri + b for b in bams if not b.startswith("Control")],
+               "control_inputs": [uri + b for b in bams if b.startswith("Control")],
+               "ref": uri + next(p.name for p in files if p.suffix == ".fa"),
+               "bed": uri + next(p.name for p in files if p.suffix == ".bed")}
+    (tmp / "request.json").write_text(json.dumps(request))
+    started = time.perf_counter()
+    result = subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), "--state-dir", str(tmp / "state"),
+                             "run", str(tmp / "request.json")], capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"cnvkit-nf run failed:\n{result.stdout}\n{result.stderr}")
+
+    def seconds(pattern: str) -> float:
+        return float(re.search(pattern, result.stderr).group(1))
+
+    return {"wall": wall, "staging": seconds(r"staged \d+ inputs in ([\d.]+) s"),
+            "publishing": seconds(r"published \d+ files to \S+ in ([\d.]+) s")}
 
 
 if __name__ == "__main__":

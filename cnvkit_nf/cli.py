@@ -228,10 +228,15 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
     if s3:
         job_params = _stage(s3, store, job, validation, request_file, remote, state_dir)
 
-    publish = (lambda folder: storage.publish(s3, folder, output_dir)) if output_dir.is_remote \
-        else None
+    def publish(folder: Path) -> None:
+        started = time.monotonic()
+        count = storage.publish(s3, folder, output_dir)
+        click.echo(f"published {count} files to {output_dir.raw} in "
+                   f"{time.monotonic() - started:.1f} s (manifest last)", err=True)
+
     job_run = JobRun(store, store.get(job.instance_id), job_params,
-                     RunOptions(profile, work_dir, bool(previous), list(configs)), publish)
+                     RunOptions(profile, work_dir, bool(previous), list(configs)),
+                     publish if output_dir.is_remote else None)
     job_run.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: job_run.cancel())
