@@ -261,8 +261,15 @@ def _stage(s3, store: JobStore, job: Job, validation: Validation, request_file: 
         sys.exit(EXIT_FAILED)
     click.echo(f"staged {len(staged)} inputs in {time.monotonic() - started:.1f} s "
                f"({fetched} objects downloaded, the rest from the cache)", err=True)
-    if parse_location(validation.request["output_dir"]).is_remote:
-        staged[validation.request["output_dir"]] = run_dir / "results"
+    output_dir = parse_location(validation.request["output_dir"])
+    if output_dir.is_remote:
+        staged[output_dir.raw] = run_dir / "results"
+        try:
+            storage.withdraw_manifest(s3, output_dir)
+        except storage.StorageError as err:
+            store.update(job.instance_id, status=FAILED, message=str(err), end_time=now_ms())
+            click.echo(f"error: {err}", err=True)
+            sys.exit(EXIT_FAILED)
     job_params = _params(validation, request_file, staged)
     problems = preflight(job_params)
     if errors(problems):

@@ -315,6 +315,17 @@ def stage_in(s3, inputs: list[tuple[str, Location]], cache: Path, folder: Path,
     return {location.raw: local[location.raw] for _, location in inputs}, fetched
 
 
+def withdraw_manifest(s3, output_dir: Location) -> None:
+    """Delete the manifest of an earlier result in `output_dir`, before it is rewritten, so the
+    folder never looks complete while a new run replaces its files."""
+    folder = output_dir.as_folder()
+    try:
+        s3.delete_object(Bucket=folder.bucket, Key=folder.key + MANIFEST_NAME)
+    except (ClientError, BotoCoreError) as err:
+        raise StorageError(f"cannot withdraw {folder.raw}{MANIFEST_NAME}: "
+                           f"{_reason(err, folder)}") from err
+
+
 def publish(s3, folder: Path, output_dir: Location, workers: int = 8) -> int:
     """Upload a finished result folder to `output_dir`, verified, with the manifest last.
 

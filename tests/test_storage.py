@@ -171,3 +171,11 @@ def test_cli_reads_the_settings_file(server, tmp_path):
                             capture_output=True, text=True, env=env)
     assert result.returncode == 1 and "mixed endpoints" in result.stderr
     assert "instance_id" not in result.stdout
+
+
+def test_withdraw_manifest(server, s3):
+    server.client().put_object(Bucket="genes", Key="cnvkit/old-out/manifest.json", Body=b"{}")
+    storage.withdraw_manifest(s3, parse_location("s3a://genes/cnvkit/old-out"))
+    listing = server.client().list_objects_v2(Bucket="genes", Prefix="cnvkit/old-out/")
+    assert listing.get("KeyCount", 0) == 0
+    storage.withdraw_manifest(s3, parse_location("s3a://genes/cnvkit/old-out/"))  # none: fine

@@ -72,6 +72,16 @@ def test_seed_request_runs_on_object_storage(bucket, tmp_path, monkeypatch):
                   if row[0] == event.chrom and int(row[1]) <= middle < int(row[2])}
         assert copies == {event.copies}, event
 
+    # A re-run rewrites the folder: the old manifest is withdrawn first, the new one goes last.
+    again = subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), "--state-dir",
+                            str(tmp_path / "state"), "run", str(SEED_FILE)],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    second = json.loads(s3.get_object(Bucket="genes", Key="cnvkit/output/manifest.json")["Body"]
+                        .read())
+    assert second["instance_id"] != body["instance_id"]
+    assert "(0 objects downloaded, the rest from the cache)" in again.stderr
+
     # A second job with the same controls and reference downloads nothing: the cache is hit.
     for key, value in server.env().items():
         monkeypatch.setenv(key, value)
@@ -124,6 +134,7 @@ def test_server_lost_during_upload_then_rerun_completes(bucket, tmp_path):
                            env={**os.environ, **server.env()}, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert rerun.stdout.splitlines()[0] == f"instance_id: {job_id}"
+    assert "(0 objects downloaded, the rest from the cache)" in rerun.stderr
     body = json.loads(s3.get_object(Bucket="genes", Key="cnvkit/output-retry/manifest.json")
                       ["Body"].read())
     listing = s3.list_objects_v2(Bucket="genes", Prefix="cnvkit/output-retry/")["Contents"]
