@@ -154,11 +154,11 @@ def head(s3, location: Location) -> ObjectInfo:
     """Size and ETag of an object; StorageError with the reason when it cannot be read."""
     try:
         answer = s3.head_object(Bucket=location.bucket, Key=location.key)
-    except (ClientError, BotoCoreError) as err:
-        if not isinstance(err, ClientError):
-            raise StorageError(_reason(err, location)) from err
+    except ClientError as err:
         raise StorageError(_reason(_with_code(s3, location, err), location,
                                    _bucket_exists(s3, location.bucket))) from err
+    except BotoCoreError as err:
+        raise StorageError(_reason(err, location)) from err
     return ObjectInfo(answer["ContentLength"], answer["ETag"].strip('"'),
                       answer["LastModified"].timestamp())
 
