@@ -352,6 +352,26 @@ def status(ctx: Context, instance_id: str, as_json: bool) -> None:
             click.echo(f"{key}: {'' if value is None else value}")
 
 
+@main.command(name="list")
+@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def list_jobs(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
+    """List the jobs of this state dir, newest first."""
+    count, jobs = JobStore(ctx.state_dir / "jobs.sqlite").list(limit=limit, offset=offset)
+    rows = [{"instance_id": j.instance_id, "status": j.status, "progress": j.progress,
+             "start_time": j.start_time, "duration": j.duration,
+             "output_dir": j.request.get("output_dir")} for j in jobs]
+    if as_json:
+        click.echo(json.dumps({"count": count, "instances": rows}, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['instance_id']}  {row['status']:<9}  {row['progress']:>7}  "
+                   f"{row['duration']:>6}s  {row['output_dir']}")
+    click.echo(f"{len(rows)} of {count} job(s)", err=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

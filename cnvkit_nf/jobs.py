@@ -135,6 +135,29 @@ class JobStore:
             raise KeyError(instance_id)
         return job
 
+    def list(self, project: str = "local", *, instance_id: str | None = None,
+             start: int | None = None, end: int | None = None, limit: int = 10,
+             offset: int = 0) -> tuple[int, list[Job]]:
+        """A page of a project's jobs, newest first, and how many match in all.
+
+        `start`/`end` (Unix ms) keep jobs that started at or after / at or before them, as in
+        the family's query API; jobs not yet started have no start time and match no bound.
+        """
+        where, args = ["project = ?"], [project]
+        for clause, value in (("instance_id = ?", instance_id), ("start_time >= ?", start),
+                              ("start_time <= ?", end)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        condition = " AND ".join(where)
+        with self._connect() as db:
+            count = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {condition}", args).fetchone()[0]
+            rows = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE {condition} "
+                "ORDER BY created DESC, instance_id LIMIT ? OFFSET ?", [*args, limit, offset],
+            ).fetchall()
+        return count, [_from_row(row) for row in rows]
+
     def latest_for_request(self, request: dict, project: str = "local") -> Job | None:
         """The newest job of a project whose request is identical to this one."""
         with self._connect() as db:

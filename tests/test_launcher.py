@@ -181,3 +181,30 @@ def test_cli_params_and_usage_errors(tmp_path):
     assert missing.returncode == 2  # --state-dir belongs before the command
     unknown = cli("--state-dir", str(tmp_path), "status", "no-such-job", cwd=tmp_path)
     assert unknown.returncode == 1 and "no job no-such-job" in unknown.stderr
+
+
+def test_job_store_pages_newest_first(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    ids = []
+    for i in range(5):
+        job = store.create({**SEED, "fix_conf": f"--no-gc {i}"}, tasks_total=3)
+        store.update(job.instance_id, created=1000 + i, start_time=2000 + i * 10)
+        ids.append(job.instance_id)
+    store.create(SEED, project="other")
+    count, page = store.list(limit=2, offset=1)
+    assert count == 5 and [j.instance_id for j in page] == [ids[3], ids[2]]
+    count, page = store.list(start=2010, end=2030)
+    assert count == 3 and [j.instance_id for j in page] == [ids[3], ids[2], ids[1]]
+    assert store.list(instance_id=ids[0])[0] == 1
+    assert store.list(project="other")[0] == 1
+
+
+def test_cli_lists_jobs(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store.create(SEED, tasks_total=7)
+    result = cli("--state-dir", str(tmp_path), "list", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["count"] == 1 and body["instances"][0]["instance_id"] == job.instance_id
+    assert body["instances"][0]["progress"] == "0/7"
+    assert cli("--state-dir", str(tmp_path), "list", "--limit", "101", cwd=tmp_path).returncode == 2
