@@ -15,13 +15,10 @@ from pathlib import Path
 NAME = "manifest.json"
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
+def hexdigest(path: Path, new=hashlib.sha256) -> str:
+    """Hex digest of a file's content (SHA-256 unless another hash constructor is given)."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, new).hexdigest()
 
 
 def listing(folder: Path) -> list[dict]:
@@ -30,7 +27,7 @@ def listing(folder: Path) -> list[dict]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
         if rel != NAME:
-            entries.append({"path": rel, "size": path.stat().st_size, "sha256": sha256_of(path)})
+            entries.append({"path": rel, "size": path.stat().st_size, "sha256": hexdigest(path)})
     return entries
 
 

@@ -24,6 +24,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from cnvkit_nf.manifest import hexdigest
 from cnvkit_nf.paths import Location
 from cnvkit_nf.problems import Problem
 
@@ -239,6 +240,10 @@ def _sibling(location: Location, key: str) -> Location:
                     f"{location.scheme}://{location.bucket}/{key}")
 
 
+def _md5():
+    return hashlib.md5(usedforsecurity=False)
+
+
 def download(s3, location: Location, cache: Path) -> tuple[Path, bool]:
     """The object in the local cache (downloaded unless already there); and whether it was.
 
@@ -259,7 +264,7 @@ def download(s3, location: Location, cache: Path) -> tuple[Path, bool]:
         if partial.stat().st_size != info.size:
             raise StorageError(f"{location.raw}: downloaded {partial.stat().st_size} bytes, "
                                f"expected {info.size}")
-        if re.fullmatch(r"[0-9a-f]{32}", info.etag) and _md5(partial) != info.etag:
+        if re.fullmatch(r"[0-9a-f]{32}", info.etag) and hexdigest(partial, _md5) != info.etag:
             raise StorageError(f"{location.raw}: checksum differs from the object's ETag")
         os.utime(partial, (info.modified, info.modified))
         os.replace(partial, target)
@@ -268,14 +273,6 @@ def download(s3, location: Location, cache: Path) -> tuple[Path, bool]:
     finally:
         partial.unlink(missing_ok=True)
     return target, True
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def stage_in(s3, inputs: list[tuple[str, Location]], cache: Path, folder: Path,
