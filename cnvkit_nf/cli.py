@@ -6,24 +6,27 @@ Exit codes: 0 success, 1 invalid request or inputs, 2 usage error, 3 the job fai
 
 from __future__ import annotations
 
+import fcntl
 import json
-import os
 import signal
 import sys
-import time
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from cnvkit_nf import manifest, nextflow, storage
-from cnvkit_nf.jobs import CANCELLED, FAILED, FINAL_STATES, FINISHED, Job, JobStore, now_ms
+from cnvkit_nf import manifest, nextflow, service, storage
+from cnvkit_nf import service_config as settings
+from cnvkit_nf.client import Client, ServiceError
+from cnvkit_nf.jobs import CANCELLED, FINAL_STATES, FINISHED, Job, JobStore
 from cnvkit_nf.params import ParamsError, to_params
-from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, format_problem
-from cnvkit_nf.request import Validation, input_locations, validate_file
-from cnvkit_nf.runner import JobRun, RunOptions, expected_tasks, preflight
+from cnvkit_nf.request import Validation, validate_file
+from cnvkit_nf.runner import RunOptions, running
+from cnvkit_nf.submission import Execution, new_job, object_store, plan
+from cnvkit_nf.workers import WorkerPool
 
 EXIT_INVALID, EXIT_FAILED, EXIT_NO_NEXTFLOW, EXIT_CANCELLED = 1, 3, 4, 130
 DEFAULT_STATE_DIR = Path.home() / ".cnvkit-nf"
@@ -80,31 +83,6 @@ class Context:
     storage_config: str | None
 
 
-@dataclass(frozen=True)
-class ObjectStore:
-    """The object-storage side of a request: a client (None when all paths are local), the
-    remote inputs and the output folder."""
-
-    s3: object | None
-    settings: storage.Settings | None
-    remote: list
-    output_dir: Location
-
-
-def _object_store(request: dict, config: str | None) -> tuple[ObjectStore, list[Problem]]:
-    remote = [(f, loc) for f, loc in input_locations(request) if loc.is_remote]
-    output_dir = parse_location(request["output_dir"])
-    used = [loc for _, loc in remote] + ([output_dir] if output_dir.is_remote else [])
-    if not used:
-        return ObjectStore(None, None, [], output_dir), []
-    try:
-        settings = storage.load_settings(config)
-    except storage.StorageError as err:
-        return ObjectStore(None, None, remote, output_dir), [Problem("", str(err))]
-    s3 = storage.client(settings, used[0].scheme)
-    return ObjectStore(s3, settings, remote, output_dir), storage.endpoint_problems(settings, used)
-
-
 @main.command()
 @click.argument("request_file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -132,10 +110,7 @@ def validate(ctx: Context, request_file: str, as_json: bool, check_inputs: bool)
 def _check_inputs(validation: Validation, request_file: str, config: str | None
                   ) -> list[Problem]:
     """Content checks of local inputs, or existence checks of object-storage ones."""
-    store, problems = _object_store(validation.request, config)
-    if store.s3 is None:
-        return problems or preflight(_params(validation, request_file))
-    return problems or storage.preflight(store.s3, store.remote, store.output_dir)
+    return plan(validation, config)[1]
 
 
 @main.command()
@@ -156,7 +131,7 @@ def params(ctx: Context, request_file: str, output: str | None, storage_mode: st
     _report(validation.problems, False, valid=True)
     native = {}
     if storage_mode == "native":
-        store, problems = _object_store(validation.request, ctx.storage_config)
+        store, problems = object_store(validation.request, ctx.storage_config)
         if errors(problems):
             _report(problems, False, valid=False)
             sys.exit(EXIT_INVALID)
@@ -193,16 +168,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
     """
     validation = _load(request_file)
     _report(validation.problems, False, valid=True)
-    state_dir = ctx.state_dir
-    objects, problems = _object_store(validation.request, ctx.storage_config)
-    s3, remote, output_dir = objects.s3, objects.remote, objects.output_dir
-    job_params = None
-    if not errors(problems):
-        if s3:
-            problems += storage.preflight(s3, remote, output_dir)
-        else:
-            job_params = _params(validation, request_file)
-            problems += preflight(job_params)
+    job_plan, problems = plan(validation, ctx.storage_config)
     if errors(problems):
         _report(problems, False, valid=False)
         click.echo(f"{request_file}: inputs are not usable, nothing was run", err=True)
@@ -214,88 +180,29 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_NO_NEXTFLOW)
 
-    store = JobStore(state_dir / "jobs.sqlite")
-    previous = store.latest_for_request(validation.request) if resume else None
-    if previous:
-        job = previous
-    else:
+    store = JobStore(ctx.state_dir / "jobs.sqlite")
+    job = store.latest_for_request(validation.request) if resume else None
+    if job is None:
         if resume:
             click.echo("no earlier run of this request: starting afresh", err=True)
-        job = store.create(validation.request,
-                           tasks_total=expected_tasks(job_params) if job_params else 0)
-        job = store.update(job.instance_id, run_dir=str(state_dir / "runs" / job.instance_id))
+        job = new_job(store, job_plan, ctx.state_dir)
     click.echo(f"instance_id: {job.instance_id}")
-    if s3:
-        job_params = _stage(s3, store, job, validation, request_file, remote, state_dir)
-
-    def publish(folder: Path) -> None:
-        started = time.monotonic()
-        count = storage.publish(s3, folder, output_dir)
-        click.echo(f"published {count} files to {output_dir.raw} in "
-                   f"{time.monotonic() - started:.1f} s (manifest last)", err=True)
-
-    job_run = JobRun(store, store.get(job.instance_id), job_params,
-                     RunOptions(profile, work_dir, bool(previous), list(configs)),
-                     publish if output_dir.is_remote else None)
-    job_run.start()
+    execution = Execution(store, job, job_plan, ctx.state_dir,
+                          RunOptions(profile, work_dir, list(configs)),
+                          log=lambda message: click.echo(message, err=True))
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: job_run.cancel())
-    final = _follow(job_run)
+        signal.signal(sig, lambda *_: execution.cancel())
+    with _display() as (staging, progress):
+        final = execution.execute(progress, staging)
     _summarise(final, validation.request["output_dir"])
     if final.status != FINISHED:
         sys.exit(EXIT_CANCELLED if final.status == CANCELLED else EXIT_FAILED)
 
 
-def _stage(s3, store: JobStore, job: Job, validation: Validation, request_file: str,
-           remote: list, state_dir: Path) -> dict:
-    """Download a job's object-storage inputs and check their content; the job's params."""
-    run_dir = Path(job.run_dir)
-    started = time.monotonic()
-    try:
-        with _counter("staging inputs", "objects") as progress:
-            staged, fetched = storage.stage_in(s3, remote, state_dir / "cache",
-                                               run_dir / "inputs", progress=progress)
-    except storage.StorageError as err:
-        store.update(job.instance_id, status=FAILED, message=str(err), end_time=now_ms())
-        click.echo(f"error: {err}", err=True)
-        sys.exit(EXIT_FAILED)
-    click.echo(f"staged {len(staged)} inputs in {time.monotonic() - started:.1f} s "
-               f"({fetched} objects downloaded, the rest from the cache)", err=True)
-    output_dir = parse_location(validation.request["output_dir"])
-    if output_dir.is_remote:
-        staged[output_dir.raw] = run_dir / "results"
-        try:
-            storage.withdraw_manifest(s3, output_dir)
-        except storage.StorageError as err:
-            store.update(job.instance_id, status=FAILED, message=str(err), end_time=now_ms())
-            click.echo(f"error: {err}", err=True)
-            sys.exit(EXIT_FAILED)
-    job_params = _params(validation, request_file, staged)
-    problems = preflight(job_params)
-    if errors(problems):
-        _report(problems, False, valid=False)
-        store.update(job.instance_id, status=FAILED, end_time=now_ms(),
-                     message="; ".join(format_problem(p) for p in errors(problems)))
-        sys.exit(EXIT_INVALID)
-    store.update(job.instance_id, tasks_total=expected_tasks(job_params))
-    return job_params
-
-
 @contextmanager
-def _counter(label: str, unit: str):
-    """A `progress(done, total)` callback: a bar on a terminal, plain lines otherwise."""
-    if not sys.stderr.isatty():
-        yield lambda done, total: click.echo(f"{label}: {done}/{total} {unit}", err=True)
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress
-
-    with Progress(f"{label}", BarColumn(), MofNCompleteColumn(), transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def _follow(job_run: JobRun) -> Job:
-    """Wait for a run, showing progress: a bar on a terminal, plain lines otherwise."""
+def _display():
+    """Callbacks `(staging(done, total), progress(job))` that show how a job advances: bars on
+    a terminal, plain lines otherwise."""
     if not sys.stderr.isatty():
         last = [""]
 
@@ -304,18 +211,22 @@ def _follow(job_run: JobRun) -> Job:
                 last[0] = job.progress
                 click.echo(f"progress: {job.progress} tasks", err=True)
 
-        return job_run.wait(plain)
+        yield (lambda done, total: click.echo(f"staging inputs: {done}/{total} objects",
+                                              err=True)), plain
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
-        task = bar.add_task("cnvkit-nf", total=job_run.job.tasks_total)
+        tasks: dict[str, int] = {}
 
-        def update(job: Job) -> None:
-            bar.update(task, completed=job.tasks_done, total=job.tasks_total,
-                       description=job.status.lower())
+        def show(name: str, done: int, total: int | None, description: str) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(description, total=total)
+            bar.update(tasks[name], completed=done, total=total, description=description)
 
-        return job_run.wait(update)
+        yield (lambda done, total: show("staging", done, total, "staging inputs"),
+               lambda job: show("run", job.tasks_done, job.tasks_total, job.status.lower()))
 
 
 def _summarise(job: Job, output_dir: str) -> None:
@@ -329,27 +240,105 @@ def _summarise(job: Job, output_dir: str) -> None:
         click.echo(f"log: {Path(job.run_dir) / 'nextflow.out'}")
 
 
+def _server_options(command):
+    """--server, --project and --token: where a command finds the job service."""
+    command = click.option("--token", envvar="CNVKIT_NF_TOKEN",
+                           help="The X-Auth-Token (env CNVKIT_NF_TOKEN).")(command)
+    command = click.option("--project", help="The project id on the server.")(command)
+    return click.option("--server", metavar="URL",
+                        help="Ask a job service (cnvkit-nf serve) instead of the state dir.")(
+        command)
+
+
+def _client(server: str | None, project: str | None, token: str | None) -> Client | None:
+    if server is None:
+        return None
+    if not project:
+        raise click.UsageError("--server needs --project")
+    return Client(server, project, token)
+
+
+def _service_failed(err: ServiceError) -> None:
+    """Print a service's error answer, each problem on its own line, and exit."""
+    for problem in err.body.get("problems", []):
+        click.echo(format_problem(Problem(**problem)), err=True)
+    click.echo(f"error: {err}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+@main.command()
+@click.argument("request_file", type=click.Path(dir_okay=False, exists=True))
+@_server_options
+def submit(request_file: str, server: str, project: str, token: str | None) -> None:
+    """Submit a request to a job service; print its instance_id."""
+    client = _client(server, project, token)
+    if client is None:
+        raise click.UsageError("submit needs --server and --project")
+    try:
+        answer = client.submit(Path(request_file).read_text(encoding="utf-8"))
+    except ServiceError as err:
+        _service_failed(err)
+    for warning in answer.get("warnings", []):
+        click.echo(warning, err=True)
+    click.echo(f"instance_id: {answer['instance_id']}")
+
+
+@main.command()
+@click.argument("instance_id")
+@_server_options
+@click.pass_obj
+def cancel(ctx: Context, instance_id: str, server: str, project: str, token: str | None) -> None:
+    """Cancel a job of a job service."""
+    client = _client(server, project, token)
+    if client is None:
+        raise click.UsageError("cancel needs --server and --project (a job run by `cnvkit-nf "
+                               "run` is cancelled with Ctrl-C or SIGTERM)")
+    try:
+        client.cancel(instance_id)
+    except ServiceError as err:
+        _service_failed(err)
+    click.echo(f"{instance_id}: cancelling")
+
+
+STATUS_FIELDS = ("instance_id", "status", "progress", "start_time", "duration", "message")
+
+
 @main.command()
 @click.argument("instance_id")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_server_options
 @click.pass_obj
-def status(ctx: Context, instance_id: str, as_json: bool) -> None:
+def status(ctx: Context, instance_id: str, as_json: bool, server: str | None,
+           project: str | None, token: str | None) -> None:
     """Show a job's state (LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING)."""
-    state_dir = ctx.state_dir
-    store = JobStore(state_dir / "jobs.sqlite")
-    job = store.get(instance_id)
-    if job is None:
-        raise click.ClickException(f"no job {instance_id} in {state_dir}")
-    if job.status not in FINAL_STATES and job.pid and not _alive(job.pid):
-        job = store.update(job.instance_id, status="FAILED",
-                           message="the run stopped without reporting an end (launcher killed?)")
-    body = {"instance_id": job.instance_id, "status": job.status, "progress": job.progress,
-            "start_time": job.start_time, "duration": job.duration, "message": job.message}
+    client = _client(server, project, token)
+    if client is not None:
+        try:
+            shown = client.job(instance_id)
+        except ServiceError as err:
+            _service_failed(err)
+    else:
+        shown = _local_job(ctx.state_dir, instance_id).instance()
+    body = {key: shown[key] for key in STATUS_FIELDS}
     if as_json:
         click.echo(json.dumps(body, indent=2))
     else:
         for key, value in body.items():
             click.echo(f"{key}: {'' if value is None else value}")
+
+
+def _local_job(state_dir: Path, instance_id: str) -> Job:
+    """A job of the state dir; a `run` whose launcher vanished is marked FAILED."""
+    store = JobStore(state_dir / "jobs.sqlite")
+    job = store.get(instance_id)
+    if job is None:
+        raise click.ClickException(f"no job {instance_id} in {state_dir}")
+    exit_file = Path(job.run_dir or ".") / "nextflow.exitcode"
+    if (job.runner == "cli" and job.status not in FINAL_STATES and job.pid
+            and not running(job.pid, exit_file)):
+        job = store.update(job.instance_id, status="FAILED",
+                           message="the run stopped without reporting an end (launcher killed?)")
+    return job
 
 
 @main.command(name="list")
@@ -372,14 +361,63 @@ def list_jobs(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
     click.echo(f"{len(rows)} of {count} job(s)", err=True)
 
 
-def _alive(pid: int) -> bool:
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on (0: any free port, printed at start).")
+@click.option("--config", "service_config", type=click.Path(dir_okay=False, exists=True),
+              envvar="CNVKIT_NF_SERVICE_CONFIG",
+              help="JSON settings: tokens, data_roots, limits (env CNVKIT_NF_SERVICE_CONFIG).")
+@click.option("--data-root", "data_roots", multiple=True,
+              type=click.Path(file_okay=False, exists=True, resolve_path=True),
+              help="A folder whose files requests may name by local path (repeatable).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs run at once; more wait as LAUNCHING, oldest first.")
+@click.option("--profile", default="local", show_default=True, help="Nextflow profile(s).")
+@click.option("-c", "--nextflow-config", "configs", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Extra Nextflow config file for every job (repeatable).")
+@click.option("--stub", is_flag=True,
+              help="Run every job with -stub-run: checks the wiring, computes nothing.")
+@click.pass_obj
+def serve(ctx: Context, host: str, port: int, service_config: str | None,
+          data_roots: tuple[str, ...], concurrency: int, profile: str,
+          configs: tuple[Path, ...], stub: bool) -> None:
+    """Run the job service: the seed's REST API over HTTP (see schema/openapi.json).
+
+    Stop it with SIGTERM or Ctrl-C: running jobs go on, and are followed again at the next start.
+    """
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        config = settings.load(service_config, data_roots)
+        nextflow.ensure(log=lambda m: click.echo(m, err=True))
+    except settings.ConfigError as err:
+        raise click.ClickException(str(err)) from None
+    except nextflow.NextflowError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_NO_NEXTFLOW)
+    if not config.callers:
+        raise click.ClickException("no tokens are configured (--config or CNVKIT_NF_TOKENS): "
+                                   "nobody could call the service")
+    ctx.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(ctx.state_dir / "service.lock", "w")  # noqa: SIM115 - held while serving
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise click.ClickException(f"another cnvkit-nf serve uses {ctx.state_dir}") from None
+    store = JobStore(ctx.state_dir / "jobs.sqlite")
+    log = lambda message: click.echo(message, err=True)  # noqa: E731
+    pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
+                      ctx.storage_config, concurrency, log)
+    app = service.App(store, pool, config, ctx.state_dir, ctx.storage_config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server = service.serve(app, host, port,
+                           ready=lambda url: click.echo(f"listening on {url}", nl=True))
+    sys.stdout.flush()
+    stop.wait()
+    server.shutdown()
+    log(f"stopped; {pool.running} running job(s) go on and are followed at the next start")
 
 
 @main.command()

@@ -30,10 +30,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     tasks_total    INTEGER NOT NULL DEFAULT 0,
     message        TEXT,
     pid            INTEGER,
-    run_dir        TEXT
+    run_dir        TEXT,
+    runner         TEXT NOT NULL DEFAULT 'cli',
+    attempts       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project, created);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (runner, status, created);
 """
+# Columns added after the first release: added to older databases when they are opened.
+_ADDED_COLUMNS = {
+    "runner": "TEXT NOT NULL DEFAULT 'cli'",
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 def now_ms() -> int:
@@ -58,6 +66,8 @@ class Job:
     message: str | None = None
     pid: int | None = None
     run_dir: str | None = None
+    runner: str = "cli"  # who runs it: "cli" (cnvkit-nf run) or "service" (cnvkit-nf serve)
+    attempts: int = 0  # Nextflow runs started for it (more than one after a service restart)
 
     @property
     def progress(self) -> str:
@@ -66,10 +76,15 @@ class Job:
 
     @property
     def duration(self) -> int:
-        """Seconds since the job started (until it ended), 0 before it starts."""
-        if self.start_time is None:
-            return 0
-        return max(0, ((self.end_time or now_ms()) - self.start_time) // 1000)
+        """Seconds from submission until the job ended, or until now."""
+        return max(0, ((self.end_time or now_ms()) - self.created) // 1000)
+
+    def instance(self) -> dict:
+        """The job as the family's query API shows it: the request's fields, then the job's
+        (`start_time` is when it was submitted)."""
+        return {**self.request, "instance_id": self.instance_id, "owner": self.owner,
+                "status": self.status, "start_time": self.created, "duration": self.duration,
+                "progress": self.progress, "message": self.message}
 
     @property
     def final(self) -> bool:
@@ -88,6 +103,10 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
+            present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, declaration in _ADDED_COLUMNS.items():
+                if present and name not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
             db.executescript(_SCHEMA)
 
     @contextmanager
@@ -100,10 +119,12 @@ class JobStore:
             db.close()
 
     def create(self, request: dict, *, project: str = "local", owner: str = "local",
-               tasks_total: int = 0, run_dir: str | None = None) -> Job:
-        """Record a new LAUNCHING job with a fresh UUID."""
-        job = Job(str(uuid.uuid4()), project, owner, LAUNCHING, request, now_ms(),
-                  tasks_total=tasks_total, run_dir=run_dir)
+               tasks_total: int = 0, runs_in: Path | None = None, runner: str = "cli") -> Job:
+        """Record a new LAUNCHING job with a fresh UUID; its run folder is `runs_in/<id>`."""
+        instance_id = str(uuid.uuid4())
+        run_dir = str(Path(runs_in) / instance_id) if runs_in else None
+        job = Job(instance_id, project, owner, LAUNCHING, request, now_ms(),
+                  tasks_total=tasks_total, run_dir=run_dir, runner=runner)
         with self._connect() as db:
             marks = ", ".join("?" * len(_COLUMNS))
             db.execute(
@@ -135,17 +156,45 @@ class JobStore:
             raise KeyError(instance_id)
         return job
 
+    def transition(self, instance_id: str, from_states: set[str], **changes) -> Job | None:
+        """Change a job only if it is in one of `from_states` (atomically); None otherwise."""
+        marks = ", ".join("?" * len(from_states))
+        with self._connect() as db:
+            changed = db.execute(
+                f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in changes)} "
+                f"WHERE instance_id = ? AND status IN ({marks})",
+                [_to_column(k, v) for k, v in changes.items()] + [instance_id, *from_states],
+            ).rowcount
+        return self.get(instance_id) if changed else None
+
+    def unfinished(self, runner: str) -> list[Job]:
+        """Jobs of a runner that have not ended, oldest first."""
+        finals = ", ".join("?" * len(FINAL_STATES))
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE runner = ? "
+                f"AND status NOT IN ({finals}) ORDER BY created, instance_id",
+                [runner, *FINAL_STATES],
+            ).fetchall()
+        return [_from_row(row) for row in rows]
+
+    def count(self, runner: str, status: str) -> int:
+        """How many jobs of a runner are in a state."""
+        with self._connect() as db:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE runner = ? AND status = ?",
+                              (runner, status)).fetchone()[0]
+
     def list(self, project: str = "local", *, instance_id: str | None = None,
              start: int | None = None, end: int | None = None, limit: int = 10,
              offset: int = 0) -> tuple[int, list[Job]]:
         """A page of a project's jobs, newest first, and how many match in all.
 
-        `start`/`end` (Unix ms) keep jobs that started at or after / at or before them, as in
-        the family's query API; jobs not yet started have no start time and match no bound.
+        `start`/`end` (Unix ms) keep jobs submitted at or after / at or before them, as in the
+        family's query API (a job's `start_time` there is its submission time).
         """
         where, args = ["project = ?"], [project]
-        for clause, value in (("instance_id = ?", instance_id), ("start_time >= ?", start),
-                              ("start_time <= ?", end)):
+        for clause, value in (("instance_id = ?", instance_id), ("created >= ?", start),
+                              ("created <= ?", end)):
             if value is not None:
                 where.append(clause)
                 args.append(value)

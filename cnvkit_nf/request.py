@@ -73,7 +73,7 @@ def validate_request(data: object) -> Validation:
     """Check a parsed request and report every problem found, without touching any file."""
     if not isinstance(data, dict):
         return Validation(_schema_problems(data, set()))
-    entries = _path_entries(data)
+    entries = path_entries(data)
     path_problems = []
     for where, text in entries:
         try:
@@ -103,7 +103,7 @@ def validate_request(data: object) -> Validation:
 def input_locations(data: dict[str, Any]) -> list[tuple[str, paths.Location]]:
     """(field, location) of every file a valid request's job reads, annotation only if used."""
     return [
-        (where, paths.parse_location(text)) for where, text in _path_entries(data)
+        (where, paths.parse_location(text)) for where, text in path_entries(data)
         if where != "output_dir" and (where != "annotation_file" or data.get("has_annotate"))
     ]
 
@@ -116,6 +116,11 @@ def validate_file(path: str | Path) -> Validation:
         return Validation([Problem("", f"cannot read {path}: {exc.strerror or exc}")])
     except UnicodeDecodeError:
         return Validation([Problem("", f"{path} is not UTF-8 text")])
+    return validate_text(text)
+
+
+def validate_text(text: str) -> Validation:
+    """Parse and validate a JSON request; invalid JSON or repeated field names are problems."""
     try:
         data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
@@ -188,7 +193,7 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
     return [Problem(where, reasons.get(str(err.validator), err.message))]
 
 
-def _path_entries(data: dict[str, Any]) -> list[tuple[str, str]]:
+def path_entries(data: dict[str, Any]) -> list[tuple[str, str]]:
     """(location, text) of every path in the request that is a string."""
     entries = [(f, data[f]) for f in PATH_FIELDS if isinstance(data.get(f), str)]
     for f in INPUT_FIELDS:

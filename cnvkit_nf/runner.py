@@ -24,18 +24,19 @@ from cnvkit_nf.request import sample_name
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_INPUTS = ROOT / "bin" / "check_inputs.py"
+SUPERVISE = Path(__file__).with_name("supervise.py")
 DONE_STATES = {"COMPLETED", "CACHED"}
 STOP_GRACE_SECONDS = 60
 
 
 @dataclass
 class RunOptions:
-    """How to run a job: Nextflow profile, work directory, resume, extra config files."""
+    """How to run a job: Nextflow profile, work directory, extra config files, stub mode."""
 
     profile: str = "local"
     work_dir: Path | None = None
-    resume: bool = False
     configs: list[Path] = field(default_factory=list)
+    stub: bool = False
 
 
 def preflight(params: dict) -> list[Problem]:
@@ -127,7 +128,12 @@ def failure_message(log_text: str) -> str:
 
 
 class JobRun:
-    """One Nextflow run of a job, in its own process group so that it can be stopped whole."""
+    """One Nextflow run of a job, in its own process group so that it can be stopped whole.
+
+    Nextflow runs under `cnvkit_nf.supervise`, which writes its exit status into the run folder:
+    a run started by an earlier process (a job service killed and restarted) can be attached to
+    by its PID and still be finished properly.
+    """
 
     def __init__(self, store: JobStore, job: Job, params: dict, options: RunOptions,
                  publish: Callable[[Path], object] | None = None):
@@ -135,59 +141,89 @@ class JobRun:
         self.publish = publish  # copies a finished result folder elsewhere, manifest last
         self.run_dir = Path(job.run_dir)
         self.process: subprocess.Popen | None = None
-        self.cancelled = False
+        self.pid: int | None = None
+        self.cancelled = job.status == CANCELING
 
     @property
     def trace(self) -> Path:
         return Path(self.params["output_dir"]) / "pipeline_info" / "trace.tsv"
 
+    @property
+    def exit_file(self) -> Path:
+        return self.run_dir / "nextflow.exitcode"
+
     def command(self, executable: str) -> list[str]:
-        """The `nextflow run` command line of this job (its params file is in the run folder)."""
+        """The `nextflow run` command line of this job (its params file is in the run folder).
+
+        A run folder that already holds a Nextflow session is resumed: finished tasks are reused.
+        """
         work = self.options.work_dir or self.run_dir / "work"
         command = [executable, "run", str(ROOT / "main.nf"),
                    "-params-file", str(self.run_dir / "params.json"),
                    "-profile", self.options.profile, "-work-dir", str(work), "-ansi-log", "false"]
         for config in self.options.configs:
             command += ["-c", str(config)]
-        return command + (["-resume"] if self.options.resume else [])
+        if self.options.stub:
+            command.append("-stub-run")
+        resume = (self.run_dir / ".nextflow" / "history").exists()
+        return command + (["-resume"] if resume else [])
 
     def start(self) -> None:
         """Start Nextflow and mark the job RUNNING."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "params.json").write_text(json.dumps(self.params, indent=2) + "\n")
+        self.exit_file.unlink(missing_ok=True)
         manifest.remove(Path(self.params["output_dir"]))
         env = {**os.environ, "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false",
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        supervisor = [sys.executable, str(SUPERVISE), str(self.exit_file)]
         with open(self.run_dir / "nextflow.out", "wb") as log:
             self.process = subprocess.Popen(
-                self.command(nextflow.ensure(log=lambda m: None)), cwd=self.run_dir, env=env,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                supervisor + self.command(nextflow.ensure(log=lambda m: None)), cwd=self.run_dir,
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
             )
-        self.job = self.store.update(self.job.instance_id, status=RUNNING, pid=self.process.pid,
-                                     start_time=now_ms(), message=None, end_time=None)
+        self.pid = self.process.pid
+        self.job = self.store.update(self.job.instance_id, status=RUNNING, pid=self.pid,
+                                     start_time=now_ms(), message=None, end_time=None,
+                                     attempts=self.job.attempts + 1)
+
+    def attach(self) -> bool:
+        """Follow the run started earlier for this job, if it is still running."""
+        if self.job.pid and running(self.job.pid, self.exit_file):
+            self.pid = self.job.pid
+            return True
+        return False
 
     def cancel(self) -> None:
         """Ask Nextflow to stop (it stops its tasks); the job ends CANCELLED."""
-        if self.process and self.process.poll() is None and not self.cancelled:
+        if not self.cancelled:
             self.cancelled = True
             self.job = self.store.update(self.job.instance_id, status=CANCELING)
-            os.killpg(self.process.pid, signal.SIGTERM)
+        if self._running():
+            os.killpg(self.pid, signal.SIGTERM)
+
+    def _running(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        return self.pid is not None and running(self.pid, self.exit_file)
 
     def wait(self, on_progress: Callable[[Job], None] = lambda job: None,
              poll_seconds: float = 1.0) -> Job:
         """Follow the run until Nextflow exits; record progress and the final state."""
-        assert self.process is not None
+        assert self.pid is not None
+        if self.cancelled:
+            self.cancel()
         cancel_deadline = None
-        while self.process.poll() is None:
+        while self._running():
             self._record_progress(on_progress)
             if self.cancelled:
                 cancel_deadline = cancel_deadline or time.monotonic() + STOP_GRACE_SECONDS
                 if time.monotonic() > cancel_deadline:
-                    os.killpg(self.process.pid, signal.SIGKILL)
+                    os.killpg(self.pid, signal.SIGKILL)
             time.sleep(poll_seconds)
         self._record_progress(on_progress)
-        return self._finish(self.process.returncode)
+        return self.finish()
 
     def _record_progress(self, on_progress: Callable[[Job], None]) -> None:
         done = tasks_done(self.trace)
@@ -196,11 +232,23 @@ class JobRun:
             self.job = self.store.update(self.job.instance_id, tasks_done=done, tasks_total=total)
         on_progress(self.job)
 
-    def _finish(self, returncode: int) -> Job:
+    def exit_status(self) -> int | None:
+        """Nextflow's exit status as its supervisor recorded it; None if it never could."""
+        try:
+            return int(self.exit_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def finish(self) -> Job:
+        """Record how the ended run went: write the manifest and publish when it succeeded."""
         end = now_ms()
+        returncode = self.exit_status()
         if self.cancelled:
             return self.store.update(self.job.instance_id, status=CANCELLED, end_time=end,
                                      message="cancelled on request")
+        if returncode is None:
+            return self.store.update(self.job.instance_id, status=FAILED, end_time=end,
+                                     message="Nextflow was killed before it could end the run")
         if returncode != 0:
             log = (self.run_dir / "nextflow.out").read_text(errors="replace")
             return self.store.update(self.job.instance_id, status=FAILED, end_time=end,
@@ -215,3 +263,13 @@ class JobRun:
                 return self.store.update(self.job.instance_id, status=FAILED, end_time=now_ms(),
                                          message=f"publishing the results failed: {err}")
         return self.store.update(self.job.instance_id, status=FINISHED, end_time=now_ms())
+
+
+def running(pid: int, exit_file: Path) -> bool:
+    """Whether `pid` is a live (not zombie) supervisor of the run that writes `exit_file`."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z" and os.fsencode(str(exit_file)) in cmdline

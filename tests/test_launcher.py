@@ -122,7 +122,7 @@ def test_job_store_round_trip(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite")
     job = store.create(SEED, tasks_total=16)
     assert job.status == "LAUNCHING" and job.progress == "0/16" and job.duration == 0
-    store.update(job.instance_id, status=RUNNING, start_time=job.created - 5000, tasks_done=3)
+    store.update(job.instance_id, status=RUNNING, created=job.created - 5000, tasks_done=3)
     again = JobStore(tmp_path / "jobs.sqlite").get(job.instance_id)
     assert (again.status, again.progress, again.request) == (RUNNING, "3/16", SEED)
     assert again.duration >= 5
@@ -188,7 +188,7 @@ def test_job_store_pages_newest_first(tmp_path):
     ids = []
     for i in range(5):
         job = store.create({**SEED, "fix_conf": f"--no-gc {i}"}, tasks_total=3)
-        store.update(job.instance_id, created=1000 + i, start_time=2000 + i * 10)
+        store.update(job.instance_id, created=2000 + i * 10)
         ids.append(job.instance_id)
     store.create(SEED, project="other")
     count, page = store.list(limit=2, offset=1)

@@ -1,0 +1,154 @@
+"""Build `schema/openapi.json`, the OpenAPI 3.1 description of the job service's API.
+
+The request body and the echoed fields of a job come from the request's JSON schema, so the API
+document cannot drift from what `cnvkit-nf validate` checks; a test checks that the committed
+file is what `python -m cnvkit_nf.openapi` writes, and that the service serves it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import sys
+from pathlib import Path
+
+from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, FINISHED, LAUNCHING, RUNNING
+from cnvkit_nf.request import load_schema
+
+TARGET = Path(__file__).resolve().parent.parent / "schema" / "openapi.json"
+_JOB_FIELDS = {
+    "instance_id": {"type": "string", "format": "uuid", "description": "The job ID."},
+    "owner": {"type": "string", "description": "Who submitted the job (the token's owner)."},
+    "status": {"type": "string", "description": "The job's state.",
+               "enum": [LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING]},
+    "start_time": {"type": "integer", "description": "When the job was submitted (Unix ms)."},
+    "duration": {"type": "integer", "description": "Seconds from submission to the end, or "
+                                                   "to now while the job has not ended."},
+    "progress": {"type": "string", "pattern": r"^\d+/\d+$",
+                 "description": "Pipeline tasks done / expected, e.g. \"3/21\"."},
+    "message": {"type": ["string", "null"], "description": "Why the job failed, or null."},
+}
+_ERRORS = {
+    "400": "Invalid request or parameter (DLI.0001), limit reached (DLI.0009), or a job that "
+           "cannot be cancelled (DLI.0007).",
+    "401": "Missing or unknown X-Auth-Token (DLI.0013).",
+    "404": "No such job or project for this token (DLI.0023).",
+    "500": "Internal server error (DLI.0999).",
+}
+
+
+def _request_schema() -> tuple[dict, dict]:
+    """The request schema with its `$defs` moved to the document's components."""
+    schema = copy.deepcopy(load_schema())
+    defs = schema.pop("$defs")
+    for key in ("$schema", "$id"):
+        schema.pop(key)
+    text = json.dumps(schema).replace('"#/$defs/', '"#/components/schemas/')
+    return json.loads(text), defs
+
+
+def _responses(ok: str, schema: dict | None, *errors: str) -> dict:
+    answers = {ok: {"description": "Success.", "content": {
+        "application/json": {"schema": schema or {"type": "object"}}}}}
+    for code in errors:
+        answers[code] = {"description": _ERRORS[code], "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return answers
+
+
+def _query_parameter(name: str, description: str, **schema) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "integer", **schema} if name != "instance-id" else schema}
+
+
+@functools.cache
+def document() -> dict:
+    """The OpenAPI document (shared; do not modify)."""
+    request, defs = _request_schema()
+    instance = {"type": "object", "description": "A job: the request's fields, echoed, and "
+                "the job's own.", "properties": {**request["properties"], **_JOB_FIELDS},
+                "required": list(_JOB_FIELDS)}
+    project = {"name": "project_id", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}}
+    query = [
+        _query_parameter("instance-id", "Only the job with this ID.", type="string"),
+        _query_parameter("limit", "Jobs per page.", minimum=1, maximum=100, default=10),
+        _query_parameter("offset", "Jobs to skip.", minimum=0, default=0),
+        _query_parameter("start", "Only jobs submitted at or after this time (Unix ms).",
+                         minimum=0),
+        _query_parameter("end", "Only jobs submitted at or before this time (Unix ms).",
+                         minimum=0),
+    ]
+    jobs = {
+        "post": {
+            "operationId": "submitCnvkitJob",
+            "summary": "Create, submit and run a CNVkit job.",
+            "description": "The request is validated (schema, option strings, data roots, "
+                           "limits) and its inputs checked before the job is accepted.",
+            "parameters": [project],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/CnvkitRequest"}}}},
+            "responses": _responses("201", {
+                "type": "object", "required": ["instance_id"],
+                "properties": {"instance_id": _JOB_FIELDS["instance_id"],
+                               "warnings": {"type": "array", "items": {"type": "string"}}}},
+                "400", "401", "404", "500"),
+        },
+        "get": {
+            "operationId": "queryCnvkitJobs",
+            "summary": "Query a project's CNVkit jobs, newest first.",
+            "parameters": [project, *query],
+            "responses": _responses("200", {
+                "type": "object", "required": ["count", "instances"],
+                "properties": {"count": {"type": "integer"}, "instances": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Instance"}}}},
+                "400", "401", "404", "500"),
+        },
+    }
+    cancel = {"delete": {
+        "operationId": "cancelCnvkitJob",
+        "summary": "Cancel a job: queued jobs never start, running ones are stopped.",
+        "parameters": [project, {"name": "instance_id", "in": "path", "required": True,
+                                 "schema": {"type": "string"}}],
+        "responses": _responses("200", None, "400", "401", "404", "500"),
+    }}
+    health = {"get": {"operationId": "health", "summary": "Liveness and queue sizes.",
+                      "security": [], "responses": _responses("200", None)}}
+    spec = {"get": {"operationId": "openapi", "summary": "This document.", "security": [],
+                    "responses": _responses("200", None)}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "cnvkit-nf job service", "version": "2.0",
+                 "description": load_schema()["description"]},
+        "security": [{"token": []}],
+        "paths": {
+            "/v2.0/{project_id}/gene/tools/cnvkit": jobs,
+            "/v2.0/{project_id}/gene/tools/cnvkit/{instance_id}": cancel,
+            "/health": health,
+            "/openapi.json": spec,
+        },
+        "components": {
+            "securitySchemes": {"token": {"type": "apiKey", "in": "header",
+                                          "name": "X-Auth-Token"}},
+            "schemas": {
+                "CnvkitRequest": request,
+                "Instance": instance,
+                "Error": {"type": "object", "required": ["error_code", "error_msg"],
+                          "properties": {"error_code": {"type": "string",
+                                                        "pattern": r"^DLI\.\d{4}$"},
+                                         "error_msg": {"type": "string"}}},
+                **defs,
+            },
+        },
+    }
+
+
+def render() -> str:
+    """The document as committed: indented JSON with a final newline."""
+    return json.dumps(document(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    TARGET.write_text(render())
+    sys.stdout.write(f"wrote {TARGET}\n")

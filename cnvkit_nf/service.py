@@ -1,0 +1,261 @@
+"""`cnvkit-nf serve`: the seed's REST API over HTTP.
+
+    POST   /v2.0/{project_id}/gene/tools/cnvkit                 submit a request -> 201 instance_id
+    GET    /v2.0/{project_id}/gene/tools/cnvkit?instance-id=&limit=&offset=&start=&end=
+    DELETE /v2.0/{project_id}/gene/tools/cnvkit/{instance_id}   cancel
+    GET    /health, /openapi.json
+
+Errors follow the service family: `{"error_code": "DLI.xxxx", "error_msg": "..."}`. Request
+handling never waits on a job: jobs run in the worker pool.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from cnvkit_nf import openapi
+from cnvkit_nf.jobs import LAUNCHING, JobStore
+from cnvkit_nf.problems import Problem, errors, format_problem
+from cnvkit_nf.request import validate_text
+from cnvkit_nf.service_config import PROJECT_ID, Caller, ServiceConfig
+from cnvkit_nf.submission import new_job, plan
+from cnvkit_nf.workers import RUNNER, WorkerPool
+
+_JOBS = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/?")
+_JOB = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)")
+_QUERY = {"instance-id", "limit", "offset", "start", "end"}
+_DRAIN_FACTOR = 8  # an oversized body is read (and dropped) up to this many times the limit
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, DLI code and message."""
+
+    def __init__(self, status: int, code: str, message: str, problems: list[Problem] = (),
+                 allow: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.status, self.code, self.problems = status, code, list(problems)
+        self.allow = allow  # the methods a 405 answer names
+
+    @property
+    def body(self) -> dict:
+        body = {"error_code": self.code, "error_msg": str(self)}
+        if self.problems:
+            body["problems"] = [p.__dict__ for p in self.problems]
+        return body
+
+
+def _invalid(problems: list[Problem]) -> ApiError:
+    message = "; ".join(format_problem(p) for p in problems)
+    return ApiError(400, "DLI.0001", message, problems)
+
+
+NOT_FOUND = ("DLI.0023", "resource not found")
+
+
+@dataclass
+class App:
+    """The API's logic, independent of the HTTP server that carries it."""
+
+    store: JobStore
+    pool: WorkerPool
+    config: ServiceConfig
+    state_dir: Path
+    storage_config: str | None
+
+    def handle(self, method: str, target: str, headers, read_body) -> tuple[int, dict]:
+        """Answer one request: (HTTP status, JSON body); raises ApiError for error answers."""
+        url = urlsplit(target)
+        if url.path == "/health":
+            self._allow(method, "GET")
+            return 200, {"status": "ok", "running": self.pool.running,
+                         "queued": self.store.count(RUNNER, LAUNCHING)}
+        if url.path == "/openapi.json":
+            self._allow(method, "GET")
+            return 200, openapi.document()
+        jobs, job = _JOBS.fullmatch(url.path), _JOB.fullmatch(url.path)
+        if not jobs and not job:
+            raise ApiError(404, *NOT_FOUND)
+        project = (jobs or job).group(1)
+        caller = self._caller(headers, project)
+        if jobs:
+            self._allow(method, "GET", "POST")
+            if method == "POST":
+                return self._submit(project, caller, read_body)
+            return self._query(project, url.query)
+        self._allow(method, "DELETE")
+        return self._cancel(project, job.group(2))
+
+    @staticmethod
+    def _allow(method: str, *allowed: str) -> None:
+        if method not in allowed:
+            raise ApiError(405, "DLI.0007", f"{method} is not supported here; use "
+                           f"{' or '.join(allowed)}", allow=allowed)
+
+    def _caller(self, headers, project: str) -> Caller:
+        caller = self.config.caller(headers.get("X-Auth-Token"))
+        if caller is None:
+            raise ApiError(401, "DLI.0013", "user authentication failed: a valid X-Auth-Token "
+                           "header is required")
+        if not PROJECT_ID.fullmatch(project) or project not in caller.projects:
+            raise ApiError(404, *NOT_FOUND)
+        return caller
+
+    def _submit(self, project: str, caller: Caller, read_body) -> tuple[int, dict]:
+        body = read_body(self.config.limits["max_body_bytes"])
+        try:
+            validation = validate_text(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _invalid([Problem("", "the body is not UTF-8 text")]) from None
+        problems = validation.problems
+        if validation.request:
+            problems = problems + self.config.request_problems(validation.request, project)
+        if errors(problems):
+            raise _invalid(errors(problems))
+        if self.store.count(RUNNER, LAUNCHING) >= self.config.limits["max_queued"]:
+            raise ApiError(400, "DLI.0009", "system limit reached: "
+                           f"{self.config.limits['max_queued']} jobs are already waiting")
+        job_plan, checked = plan(validation, self.storage_config)
+        if errors(checked):
+            raise _invalid(errors(checked))
+        job = new_job(self.store, job_plan, self.state_dir, project=project, owner=caller.owner,
+                      runner=RUNNER)
+        self.pool.submit(job, job_plan)
+        warnings = [format_problem(p) for p in problems + checked if p.severity == "warning"]
+        return 201, {"instance_id": job.instance_id, **({"warnings": warnings} if warnings else {})}
+
+    def _query(self, project: str, query: str) -> tuple[int, dict]:
+        args = parse_qs(query, keep_blank_values=True)
+        problems = [Problem(name, f"unknown query parameter; use {', '.join(sorted(_QUERY))}")
+                    for name in args if name not in _QUERY]
+        problems += [Problem(name, "given more than once") for name, v in args.items()
+                     if len(v) > 1]
+        value = {name: values[0] for name, values in args.items()}
+        limit = _integer(value, "limit", 10, 1, 100, problems)
+        offset = _integer(value, "offset", 0, 0, None, problems)
+        start = _integer(value, "start", None, 0, None, problems)
+        end = _integer(value, "end", None, 0, None, problems)
+        if problems:
+            raise _invalid(problems)
+        instance_id = value.get("instance-id") or None
+        count, jobs = self.store.list(project, instance_id=instance_id, start=start, end=end,
+                                      limit=limit, offset=offset)
+        if instance_id and not count:
+            raise ApiError(404, *NOT_FOUND)
+        return 200, {"count": count, "instances": [job.instance() for job in jobs]}
+
+    def _cancel(self, project: str, instance_id: str) -> tuple[int, dict]:
+        job = self.store.get(instance_id)
+        if job is None or job.project != project or job.runner != RUNNER:
+            raise ApiError(404, *NOT_FOUND)
+        if job.final or self.pool.cancel(instance_id) is None:
+            current = self.store.get(instance_id)
+            raise ApiError(400, "DLI.0007", f"operation not supported: job {instance_id} is "
+                           f"{current.status} and cannot be cancelled")
+        return 200, {}
+
+
+def _integer(values: dict, name: str, default, low: int, high: int | None,
+             problems: list[Problem]):
+    text = values.get(name)
+    if not text:
+        return default
+    bounds = f"from {low} to {high}" if high is not None else f"of {low} or more"
+    if not re.fullmatch(r"\d{1,18}", text) or int(text) < low or (high and int(text) > high):
+        problems.append(Problem(name, f"{text!r} is not an integer {bounds}"))
+        return default
+    return int(text)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "cnvkit-nf"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a client may take to send its request
+
+    def do_GET(self) -> None:  # noqa: N802 - the names http.server calls
+        self._answer("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._answer("POST")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._answer("DELETE")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._answer("PUT")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._answer("PATCH")
+
+    def _answer(self, method: str) -> None:
+        allow: tuple[str, ...] = ()
+        try:
+            status, body = self.server.app.handle(method, self.path, self.headers, self._body)
+        except ApiError as err:
+            status, body, allow = err.status, err.body, err.allow
+        except Exception as err:  # noqa: BLE001 - every failure gets the family's 500 answer
+            self.log_error("internal error: %r", err)
+            status, body = 500, {"error_code": "DLI.0999", "error_msg": "internal server error"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if allow:
+            self.send_header("Allow", ", ".join(allow))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self, limit: int) -> bytes:
+        """The request body, at most `limit` bytes; larger bodies are refused unread."""
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise ApiError(400, "DLI.0001", "send the body with a Content-Length, not chunked")
+        length = self.headers.get("Content-Length", "0")
+        if not length.isdigit():
+            self.close_connection = True
+            raise ApiError(400, "DLI.0001", f"invalid Content-Length {length!r}")
+        size = int(length)
+        if size > limit:
+            self._drop(size, limit * _DRAIN_FACTOR)
+            raise ApiError(400, "DLI.0009", f"system limit reached: the body has {size} bytes; "
+                           f"this service takes at most {limit}")
+        return self.rfile.read(size)
+
+    def _drop(self, size: int, most: int) -> None:
+        """Read and forget a refused body so that the client sees the answer."""
+        self.close_connection = True
+        while 0 < size <= most:
+            chunk = self.rfile.read(min(size, 1 << 16))
+            if not chunk:
+                break
+            size -= len(chunk)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+
+class Server(ThreadingHTTPServer):
+    """A threaded HTTP server carrying an App."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], app: App):
+        super().__init__(address, _Handler)
+        self.app = app
+
+
+def serve(app: App, host: str, port: int, ready=lambda url: None) -> Server:
+    """Start the workers and the HTTP server in a thread; `ready(url)` once it listens."""
+    app.pool.start()
+    server = Server((host, port), app)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    ready(f"http://{host}:{server.server_address[1]}")
+    return server
+

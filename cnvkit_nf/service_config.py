@@ -1,0 +1,188 @@
+"""What the job service allows: who may call it (tokens), which local folders requests may name
+(data roots) and how big a request may be (limits).
+
+The settings are a JSON file (`cnvkit-nf serve --config`, or env CNVKIT_NF_SERVICE_CONFIG):
+
+    {"tokens": [{"token_sha256": "<hex>", "owner": "alice", "projects": ["lab-a"]}],
+     "data_roots": ["/data/{project}", "/data/shared"],
+     "limits": {"max_body_bytes": 1048576, "max_inputs": 200, "max_option_length": 1000,
+                "max_queued": 1000}}
+
+A token may be given in clear (`"token"`) or, better, by its SHA-256 (`"token_sha256"`); env
+CNVKIT_NF_TOKENS may hold the same list as "tokens". `{project}` in a data root stands for the
+project of the request, so that projects can be kept apart on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnvkit_nf.confs import SUBSTEP_OF_FIELD
+from cnvkit_nf.paths import parse_location
+from cnvkit_nf.problems import Problem
+from cnvkit_nf.request import path_entries
+
+PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+DEFAULT_LIMITS = {"max_body_bytes": 1 << 20, "max_inputs": 200, "max_option_length": 1000,
+                  "max_queued": 1000}
+
+
+class ConfigError(Exception):
+    """The service settings are unusable; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a token belongs to and which projects it may use."""
+
+    owner: str
+    projects: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Tokens (by SHA-256), data roots and limits of a job service."""
+
+    callers: dict[str, Caller] = field(default_factory=dict)
+    data_roots: tuple[str, ...] = ()
+    limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+
+    def caller(self, token: str | None) -> Caller | None:
+        """The caller a token identifies, or None."""
+        if not token:
+            return None
+        return self.callers.get(hashlib.sha256(token.encode()).hexdigest())
+
+    def roots(self, project: str) -> list[tuple[Path, Path]]:
+        """The data roots of a project: each as written and as resolved."""
+        written = [Path(os.path.normpath(root.replace("{project}", project)))
+                   for root in self.data_roots]
+        return [(root, Path(os.path.realpath(root))) for root in written]
+
+    def request_problems(self, request: dict, project: str) -> list[Problem]:
+        """Limits and data-root rules a (schema-valid or not) request breaks."""
+        return self._limit_problems(request) + self._path_problems(request, project)
+
+    def _limit_problems(self, request: dict) -> list[Problem]:
+        problems = []
+        inputs = sum(len(request.get(name) or []) for name in
+                     ("experimental_inputs", "control_inputs")
+                     if isinstance(request.get(name), list))
+        if inputs > self.limits["max_inputs"]:
+            problems.append(Problem("experimental_inputs", f"{inputs} BAM files in all; this "
+                                    f"service takes at most {self.limits['max_inputs']}"))
+        for name in SUBSTEP_OF_FIELD:
+            value = request.get(name)
+            if isinstance(value, str) and len(value) > self.limits["max_option_length"]:
+                problems.append(Problem(name, f"{len(value)} characters; at most "
+                                        f"{self.limits['max_option_length']} are accepted"))
+        return problems
+
+    def _path_problems(self, request: dict, project: str) -> list[Problem]:
+        roots = self.roots(project)
+        problems = []
+        for where, text in path_entries(request):
+            try:
+                location = parse_location(text)
+            except ValueError:
+                continue  # reported by the request validation
+            if location.is_remote:
+                continue
+            if not roots:
+                problems.append(Problem(where, "local paths are not accepted by this service "
+                                        "(it has no data roots); use an object-storage URI"))
+                continue
+            reason = _outside(text, roots)
+            for companion in _companions(where, text) if reason is None else ():
+                reason = _outside(companion, roots, f"its companion {Path(companion).name}")
+            if reason:
+                places = ", ".join(str(written) for written, _ in roots)
+                problems.append(Problem(where, f"{reason}; local paths must be inside the "
+                                        f"data roots of project {project}: {places}"))
+        return problems
+
+
+def _companions(where: str, text: str) -> list[str]:
+    """Existing files the pipeline reads next to a named one (indexes)."""
+    if where == "ref":
+        names = [text + ".fai"]
+    elif text.endswith(".bam"):
+        names = [text + ".bai", text.removesuffix(".bam") + ".bai"]
+    else:
+        names = []
+    return [name for name in names if os.path.lexists(name)]
+
+
+def _outside(text: str, roots: list[tuple[Path, Path]], subject: str = "the path") -> str | None:
+    """Why a path is not inside one of the roots once links are resolved, or None when it is."""
+    path = Path(text)
+    if not path.is_absolute():
+        return "not an absolute path"
+    if ".." in path.parts:
+        return "'..' is not allowed in paths"
+    resolved = Path(os.path.realpath(path))
+    if any(resolved.is_relative_to(real) for _, real in roots):
+        return None
+    lexical = Path(os.path.normpath(path))
+    if any(lexical.is_relative_to(written) or lexical.is_relative_to(real)
+           for written, real in roots):
+        return f"{subject} is a symbolic link (or inside one) that leads outside the data roots"
+    return f"{subject} is outside the data roots"
+
+
+def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceConfig:
+    """Read the settings file (if any) and CNVKIT_NF_TOKENS; raise ConfigError when unusable."""
+    settings: dict = {}
+    if path:
+        try:
+            settings = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: {err}") from err
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{path}: must hold a JSON object")
+    unknown = set(settings) - {"tokens", "data_roots", "limits"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
+    tokens = list(settings.get("tokens") or [])
+    if os.environ.get("CNVKIT_NF_TOKENS"):
+        try:
+            tokens += json.loads(os.environ["CNVKIT_NF_TOKENS"])
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"CNVKIT_NF_TOKENS: {err}") from err
+    limits = {**DEFAULT_LIMITS, **(settings.get("limits") or {})}
+    bad = [k for k, v in limits.items()
+           if k not in DEFAULT_LIMITS or not isinstance(v, int) or v < 1]
+    if bad:
+        raise ConfigError(f"limits: unknown or not a positive integer: {sorted(bad)}")
+    roots = tuple(settings.get("data_roots") or ()) + tuple(extra_roots)
+    if any(not isinstance(r, str) or not Path(r).is_absolute() for r in roots):
+        raise ConfigError("data_roots must be absolute paths")
+    return ServiceConfig(_callers(tokens), roots, limits)
+
+
+def _callers(tokens: list) -> dict[str, Caller]:
+    callers = {}
+    for i, entry in enumerate(tokens):
+        where = f"tokens[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("owner"), str):
+            raise ConfigError(f"{where}: needs an owner, projects and a token or token_sha256")
+        projects = entry.get("projects")
+        if not isinstance(projects, list) or not all(
+                isinstance(p, str) and PROJECT_ID.fullmatch(p) for p in projects):
+            raise ConfigError(f"{where}: projects must be a list of project ids "
+                              f"({PROJECT_ID.pattern})")
+        if isinstance(entry.get("token"), str) and len(entry["token"]) >= 16:
+            digest = hashlib.sha256(entry["token"].encode()).hexdigest()
+        elif isinstance(entry.get("token_sha256"), str) and re.fullmatch(
+                r"[0-9a-f]{64}", entry["token_sha256"]):
+            digest = entry["token_sha256"]
+        else:
+            raise ConfigError(f"{where}: give a token of 16 characters or more, or its "
+                              "token_sha256 (64 hex digits)")
+        callers[digest] = Caller(entry["owner"], frozenset(projects))
+    return callers

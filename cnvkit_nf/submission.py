@@ -1,0 +1,194 @@
+"""A job's path from a valid request to its end, shared by `cnvkit-nf run` and the job service.
+
+`plan` checks a request's inputs where they are (local content checks, or object-storage
+existence checks) before a job is created; `Execution` then stages object-storage inputs,
+runs Nextflow, and publishes the results — or attaches to a run that a killed service left.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnvkit_nf import storage
+from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, RUNNING, Job, JobStore, now_ms
+from cnvkit_nf.params import ParamsError, to_params
+from cnvkit_nf.paths import Location, parse_location
+from cnvkit_nf.problems import Problem, errors, format_problem
+from cnvkit_nf.request import Validation, input_locations
+from cnvkit_nf.runner import JobRun, RunOptions, expected_tasks, preflight
+
+Log = Callable[[str], None]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """The object-storage side of a request: a client (None when all paths are local), the
+    remote inputs and the output folder."""
+
+    s3: object | None
+    settings: storage.Settings | None
+    remote: list[tuple[str, Location]]
+    output_dir: Location
+
+
+def object_store(request: dict, config: str | None) -> tuple[ObjectStore, list[Problem]]:
+    """The object store a valid request uses (with the settings in `config`), and problems."""
+    remote = [(f, loc) for f, loc in input_locations(request) if loc.is_remote]
+    output_dir = parse_location(request["output_dir"])
+    used = [loc for _, loc in remote] + ([output_dir] if output_dir.is_remote else [])
+    if not used:
+        return ObjectStore(None, None, [], output_dir), []
+    try:
+        settings = storage.load_settings(config)
+    except storage.StorageError as err:
+        return ObjectStore(None, None, remote, output_dir), [Problem("", str(err))]
+    s3 = storage.client(settings, used[0].scheme)
+    return ObjectStore(s3, settings, remote, output_dir), storage.endpoint_problems(settings, used)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A valid request whose inputs were checked: its object store and, when every input is
+    local, its Nextflow params (otherwise they are known once the inputs are staged)."""
+
+    validation: Validation
+    objects: ObjectStore
+    params: dict | None
+
+    @property
+    def tasks_total(self) -> int:
+        return expected_tasks(self.params) if self.params else 0
+
+
+def plan(validation: Validation, storage_config: str | None) -> tuple[Plan, list[Problem]]:
+    """Check the inputs of a valid request where they are; nothing is written."""
+    objects, problems = object_store(validation.request, storage_config)
+    params = None
+    if not errors(problems):
+        if objects.s3:
+            problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
+        else:
+            try:
+                params = to_params(validation.request, validation.options)
+            except ParamsError as err:
+                problems += err.problems
+            else:
+                problems += preflight(params)
+    return Plan(validation, objects, params), problems
+
+
+class Execution:
+    """Brings one job to its end: stage object-storage inputs, run Nextflow (or follow the
+    run a previous process started), publish the results. Cancellable from another thread."""
+
+    def __init__(self, store: JobStore, job: Job, job_plan: Plan, state_dir: Path,
+                 options: RunOptions, log: Log = lambda message: None,
+                 max_attempts: int | None = None):
+        self.store, self.job, self.plan = store, job, job_plan
+        self.max_attempts = max_attempts  # Nextflow runs allowed, None: no limit
+        self.state_dir, self.options, self.log = state_dir, options, log
+        self.run: JobRun | None = None
+        self._lock = threading.Lock()
+        self._cancelled = job.status == CANCELING
+
+    def cancel(self) -> None:
+        """Stop the job: before Nextflow starts it never will; once running, it is stopped."""
+        with self._lock:
+            self._cancelled = True
+            if self.run is not None:
+                self.run.cancel()
+            else:
+                self.job = self.store.update(self.job.instance_id, status=CANCELING)
+
+    def execute(self, on_progress: Callable[[Job], None] = lambda job: None,
+                staging: Progress | None = None) -> Job:
+        """Run the job to its end and return its final record."""
+        params = self._recorded_params()
+        if params is not None and self.job.status in (RUNNING, CANCELING):
+            attached = JobRun(self.store, self.job, params, self.options, self._publisher())
+            if attached.attach() or attached.exit_status() is not None:
+                with self._lock:
+                    self.run = attached
+                self.log(f"{self.job.instance_id}: following the run started earlier")
+                return attached.wait(on_progress) if attached.pid else attached.finish()
+        if self._cancelled:
+            return self._cancelled_before_start()
+        if self.max_attempts is not None and self.job.attempts >= self.max_attempts:
+            self._failed(f"its run was interrupted {self.job.attempts} times; not resumed again")
+            return self.job
+        params = self.plan.params
+        if self.plan.objects.s3:
+            params = self._stage(staging)
+            if params is None:
+                return self.job
+        with self._lock:
+            if self._cancelled:
+                return self._cancelled_before_start()
+            self.run = JobRun(self.store, self.job, params, self.options, self._publisher())
+            self.run.start()
+        return self.run.wait(on_progress)
+
+    def _recorded_params(self) -> dict | None:
+        """The params of the run a previous process started for this job, if any."""
+        path = Path(self.job.run_dir) / "params.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def _cancelled_before_start(self) -> Job:
+        self.job = self.store.update(self.job.instance_id, status=CANCELLED, end_time=now_ms(),
+                                     message="cancelled on request")
+        return self.job
+
+    def _failed(self, message: str) -> None:
+        self.job = self.store.update(self.job.instance_id, status=FAILED, message=message,
+                                     end_time=now_ms())
+
+    def _publisher(self) -> Callable[[Path], None] | None:
+        objects = self.plan.objects
+        if not objects.output_dir.is_remote:
+            return None
+
+        def publish(folder: Path) -> None:
+            started = time.monotonic()
+            count = storage.publish(objects.s3, folder, objects.output_dir)
+            self.log(f"published {count} files to {objects.output_dir.raw} in "
+                     f"{time.monotonic() - started:.1f} s (manifest last)")
+
+        return publish
+
+    def _stage(self, progress: Progress | None) -> dict | None:
+        """Download the object-storage inputs and check their content: the job's params, or
+        None when the job failed (its record says why)."""
+        objects, run_dir = self.plan.objects, Path(self.job.run_dir)
+        started = time.monotonic()
+        try:
+            staged, fetched = storage.stage_in(objects.s3, objects.remote,
+                                               self.state_dir / "cache", run_dir / "inputs",
+                                               progress=progress)
+            self.log(f"staged {len(staged)} inputs in {time.monotonic() - started:.1f} s "
+                     f"({fetched} objects downloaded, the rest from the cache)")
+            if objects.output_dir.is_remote:
+                staged[objects.output_dir.raw] = run_dir / "results"
+                storage.withdraw_manifest(objects.s3, objects.output_dir)
+        except storage.StorageError as err:
+            self._failed(str(err))
+            return None
+        validation = self.plan.validation
+        params = to_params(validation.request, validation.options, staged=staged)
+        problems = errors(preflight(params))
+        if problems:
+            self._failed("; ".join(format_problem(p) for p in problems))
+            return None
+        self.job = self.store.update(self.job.instance_id, tasks_total=expected_tasks(params))
+        return params
+
+
+def new_job(store: JobStore, job_plan: Plan, state_dir: Path, **identity) -> Job:
+    """Record a LAUNCHING job for a checked plan; its run folder is in the state dir."""
+    return store.create(job_plan.validation.request, tasks_total=job_plan.tasks_total,
+                        runs_in=state_dir / "runs", **identity)

@@ -1,0 +1,133 @@
+"""The job service's worker pool: runs submitted jobs a few at a time, oldest first, and takes
+back the jobs a previous service process left unfinished.
+
+The job store is the queue's durable form: on start, jobs that were running are followed again
+(their Nextflow is still running) or resumed with `-resume`, then LAUNCHING jobs run in the
+order they were submitted.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
+from cnvkit_nf.params import ParamsError, to_params
+from cnvkit_nf.problems import errors, format_problem
+from cnvkit_nf.request import validate_request
+from cnvkit_nf.runner import RunOptions
+from cnvkit_nf.submission import Execution, Plan, object_store, plan
+
+RUNNER = "service"
+MAX_ATTEMPTS = 3  # Nextflow runs of one job; a job interrupted this often is not resumed again
+
+
+class WorkerPool:
+    """`concurrency` threads, each bringing one job at a time to its end."""
+
+    def __init__(self, store: JobStore, state_dir: Path, options: RunOptions,
+                 storage_config: str | None, concurrency: int = 1,
+                 log: Callable[[str], None] = print):
+        self.store, self.state_dir, self.options = store, state_dir, options
+        self.storage_config, self.concurrency, self.log = storage_config, concurrency, log
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._plans: dict[str, Plan] = {}
+        self._active: dict[str, Execution] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Queue the jobs left by an earlier process (running ones first), start the workers."""
+        left = self.store.unfinished(RUNNER)
+        for job in sorted(left, key=lambda job: job.status == LAUNCHING):
+            self._queue.put(job.instance_id)
+        if left:
+            self.log(f"taking back {len(left)} unfinished job(s)")
+        for number in range(self.concurrency):
+            threading.Thread(target=self._work, name=f"worker-{number}", daemon=True).start()
+
+    def submit(self, job: Job, job_plan: Plan) -> None:
+        """Queue a job that was just recorded (LAUNCHING)."""
+        with self._lock:
+            self._plans[job.instance_id] = job_plan
+        self._queue.put(job.instance_id)
+
+    @property
+    def running(self) -> int:
+        """How many jobs the workers are bringing to their end now."""
+        with self._lock:
+            return len(self._active)
+
+    def cancel(self, instance_id: str) -> Job | None:
+        """Cancel a job that has not ended; None when it has (or is already being cancelled)."""
+        with self._lock:
+            execution = self._active.get(instance_id)
+            if execution is not None:
+                current = self.store.get(instance_id)
+                if current is None or current.status == CANCELING or current.final:
+                    return None
+                execution.cancel()
+                return self.store.get(instance_id)
+            self._plans.pop(instance_id, None)
+            job = self.store.transition(instance_id, {LAUNCHING}, status=CANCELLED,
+                                        end_time=now_ms(), message="cancelled on request")
+            # a running job no worker follows yet (after a restart): its worker stops it
+            return job or self.store.transition(instance_id, {RUNNING}, status=CANCELING)
+
+    def _work(self) -> None:
+        while True:
+            instance_id = self._queue.get()
+            with self._lock:
+                job = self.store.get(instance_id)
+                if job is None or job.final:
+                    continue
+                execution = self._execution(job)
+                if execution is None:
+                    continue
+                self._active[instance_id] = execution
+            try:
+                final = execution.execute()
+                self.log(f"{instance_id}: {final.status} {final.progress}")
+            except Exception as err:  # noqa: BLE001 - a job's failure must not stop the worker
+                self.log(traceback.format_exc())
+                self.store.update(instance_id, status=FAILED, end_time=now_ms(),
+                                  message=f"internal error of the job service: {err}")
+            finally:
+                with self._lock:
+                    del self._active[instance_id]
+
+    def _execution(self, job: Job) -> Execution | None:
+        """How to bring a job to its end; None when it ended here (cannot be run or resumed)."""
+        job_plan = self._plans.pop(job.instance_id, None)
+        if job_plan is None:
+            job_plan, reason = self._plan_again(job)
+            if job_plan is None:
+                self.store.update(job.instance_id, status=FAILED, end_time=now_ms(),
+                                  message=f"cannot be resumed after a restart: {reason}")
+                return None
+        return Execution(self.store, job, job_plan, self.state_dir, self.options,
+                         log=self.log, max_attempts=MAX_ATTEMPTS)
+
+    def _plan_again(self, job: Job) -> tuple[Plan | None, str]:
+        """The plan of a job taken back from an earlier process: a queued job's inputs are
+        checked again; a running job's are not (its run is already under way)."""
+        validation = validate_request(job.request)
+        if not validation.ok:
+            return None, "; ".join(format_problem(p) for p in errors(validation.problems))
+        if job.status == LAUNCHING:
+            job_plan, problems = plan(validation, self.storage_config)
+            if errors(problems):
+                return None, "; ".join(format_problem(p) for p in errors(problems))
+            return job_plan, ""
+        objects, problems = object_store(job.request, self.storage_config)
+        if errors(problems):
+            return None, "; ".join(format_problem(p) for p in errors(problems))
+        params = None
+        if objects.s3 is None:
+            try:
+                params = to_params(job.request, validation.options)
+            except ParamsError as err:
+                return None, str(err)
+        return Plan(validation, objects, params), ""

@@ -1,0 +1,412 @@
+"""The job service over real HTTP on 127.0.0.1, running jobs with the real `nextflow`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from cnvkit_nf import manifest, nextflow, openapi
+from cnvkit_nf.jobs import JobStore
+from cnvkit_nf.runner import running
+from cnvkit_nf.simulate import seed_like_cohort
+from tests.service_process import ROOT, ServiceProcess
+from tests.test_pipeline_e2e import CHROM, called_copies, seed_request
+
+pytestmark = pytest.mark.e2e
+
+ALICE, BOB = "alice-token-0123456789", "bob-token-0123456789ab"
+JOBS = "/v2.0/{}/gene/tools/cnvkit"
+LIMITS = {"max_inputs": 6, "max_option_length": 300, "max_body_bytes": 64 * 1024}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, nextflow_ready) -> dict:
+    """Data roots per project (/data/{project}), the seed-like cohort in lab-a's, a config."""
+    base = tmp_path_factory.mktemp("site")
+    for project in ("lab-a", "lab-b"):
+        (base / "data" / project).mkdir(parents=True)
+    cohort = seed_like_cohort(base / "data" / "lab-a" / "cohort", reads_per_sample=150_000,
+                              seed=5, chrom_length=CHROM)
+    config = base / "service.json"
+    config.write_text(json.dumps({
+        "tokens": [{"token": ALICE, "owner": "alice", "projects": ["lab-a"]},
+                   {"token_sha256": hashlib.sha256(BOB.encode()).hexdigest(),
+                    "owner": "bob", "projects": ["lab-b"]}],
+        "data_roots": [str(base / "data" / "{project}")],
+        "limits": LIMITS,
+    }))
+    return {"base": base, "cohort": cohort, "config": config, "data": base / "data"}
+
+
+@pytest.fixture(scope="module")
+def nextflow_ready() -> str:
+    found = nextflow.find()
+    if not found:
+        pytest.fail("Nextflow is not installed: run `make install`")
+    return found
+
+
+def start(site: dict, name: str, *args: str) -> ServiceProcess:
+    state = site["base"] / name
+    state.mkdir(exist_ok=True)
+    return ServiceProcess(state, site["config"], *args).start()
+
+
+@pytest.fixture(scope="module")
+def stub_service(site):
+    """A service that runs jobs with -stub-run (seconds each): for wiring and API tests."""
+    service = start(site, "stub-state", "--stub")
+    yield service
+    assert service.stop() == 0
+
+
+def request_for(site: dict, name: str, **changes) -> dict:
+    out = site["data"] / "lab-a" / "out" / name
+    return seed_request(site["cohort"], out, **changes)
+
+
+def job(service: ServiceProcess, instance_id: str, token: str = ALICE,
+        project: str = "lab-a") -> dict:
+    status, body = service.call("GET", f"{JOBS.format(project)}?instance-id={instance_id}", token)
+    assert status == 200, body
+    assert body["count"] == 1
+    return body["instances"][0]
+
+
+def wait_for(service: ServiceProcess, instance_id: str, states: set[str],
+             timeout: float = 400, seen: list | None = None) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = job(service, instance_id)
+        if seen is not None:
+            seen.append(current)
+        if current["status"] in states:
+            return current
+        time.sleep(0.5)
+    raise AssertionError(f"{instance_id} did not reach {states}: {current}")
+
+
+def submit(service: ServiceProcess, request: dict, token: str = ALICE,
+           project: str = "lab-a") -> str:
+    status, body = service.call("POST", JOBS.format(project), token, request)
+    assert status == 201, body
+    return body["instance_id"]
+
+
+# --- a real job, start to end ---------------------------------------------------------------
+
+def test_seed_request_runs_to_finished(site):
+    service = start(site, "seed-state")
+    try:
+        request = request_for(site, "seed")
+        instance_id = submit(service, request)
+        assert len(instance_id) == 36 and instance_id.count("-") == 4
+        seen: list[dict] = []
+        final = wait_for(service, instance_id, {"FINISHED", "FAILED"}, seen=seen)
+        health_started = time.monotonic()
+        assert service.call("GET", "/health")[0] == 200
+        assert time.monotonic() - health_started < 1
+    finally:
+        assert service.stop() == 0
+    assert final["status"] == "FINISHED", final["message"]
+    total = int(final["progress"].split("/")[1])
+    assert seen[0]["progress"] == f"0/{total}" and final["progress"] == f"{total}/{total}"
+    durations = [entry["duration"] for entry in seen]
+    assert durations == sorted(durations) and durations[-1] > durations[0]
+    assert final["owner"] == "alice" and final["message"] is None
+    assert {key: final[key] for key in request} == request  # every request field echoed
+    out = Path(request["output_dir"])
+    assert manifest.verify(out) == []
+    son = next(spec for spec in site["cohort"].samples if spec.name == "Son_S2_ALL")
+    calls = out / "samples" / "Son_S2_ALL" / "Son_S2_ALL.call.cns"
+    for event in son.events:
+        assert called_copies(calls, event.chrom, event.start, event.end) == {event.copies}
+
+
+# --- bad requests ------------------------------------------------------------------------------
+
+def _malformed(site: dict) -> list[tuple[str, str, str, str | None, object, int, str, str]]:
+    """(name, method, path, token, body, status, error_code, text the error must contain)."""
+    good = request_for(site, "never")
+    lab_a, data = JOBS.format("lab-a"), site["data"]
+    link = data / "lab-a" / "escape.bam"
+    if not link.is_symlink():
+        link.symlink_to("/etc/hostname")
+    no_ref = {k: v for k, v in good.items() if k != "ref"}
+    return [
+        ("wrong type", "POST", lab_a, ALICE, {**good, "experimental_inputs": "x.bam"}, 400,
+         "DLI.0001", "experimental_inputs"),
+        ("missing field", "POST", lab_a, ALICE, no_ref, 400, "DLI.0001", "ref"),
+        ("unknown field", "POST", lab_a, ALICE, {**good, "expermental_inputs": []}, 400,
+         "DLI.0001", "did you mean 'experimental_inputs'"),
+        ("command substitution", "POST", lab_a, ALICE, {**good, "coverage_conf": "$(id)"},
+         400, "DLI.0001", "coverage_conf"),
+        ("shell separator", "POST", lab_a, ALICE, {**good, "fix_conf": "--no-gc; rm -rf /"},
+         400, "DLI.0001", "fix_conf"),
+        ("managed output", "POST", lab_a, ALICE, {**good, "call_conf": "--outp=/tmp/x"}, 400,
+         "DLI.0001", "call_conf"),
+        ("bundled short flags", "POST", lab_a, ALICE, {**good, "reference_conf": "-yo/x"},
+         400, "DLI.0001", "reference_conf"),
+        ("rscript path", "POST", lab_a, ALICE,
+         {**good, "segment_conf": "--rscript-path /bin/sh"}, 400, "DLI.0001", "segment_conf"),
+        ("path traversal", "POST", lab_a, ALICE,
+         {**good, "bed": str(data / "lab-a" / ".." / "lab-b" / "x.bed")}, 400, "DLI.0001",
+         "'..' is not allowed"),
+        ("outside the roots", "POST", lab_a, ALICE, {**good, "ref": "/etc/hosts.fa"}, 400,
+         "DLI.0001", "outside the data roots"),
+        ("another project's root", "POST", lab_a, ALICE,
+         {**good, "output_dir": str(data / "lab-b" / "out")}, 400, "DLI.0001",
+         "outside the data roots"),
+        ("symlink out of the root", "POST", lab_a, ALICE,
+         {**good, "control_inputs": [str(link)]}, 400, "DLI.0001", "symbolic link"),
+        ("relative path", "POST", lab_a, ALICE, {**good, "bed": "cohort/targets.bed"}, 400,
+         "DLI.0001", "not an absolute path"),
+        ("oversized body", "POST", lab_a, ALICE, {**good, "fix_conf": "x" * 70_000}, 400,
+         "DLI.0009", "at most 65536"),
+        ("invalid JSON", "POST", lab_a, ALICE, b'{"bed": ', 400, "DLI.0001", "invalid JSON"),
+        ("not an object", "POST", lab_a, ALICE, [good], 400, "DLI.0001", "object"),
+        ("repeated key", "POST", lab_a, ALICE,
+         b'{"bed": "/a.bed", "bed": "/b.bed"}', 400, "DLI.0001", "bed"),
+        ("not UTF-8", "POST", lab_a, ALICE, b'{"bed": "\xff"}', 400, "DLI.0001", "UTF-8"),
+        ("too many inputs", "POST", lab_a, ALICE,
+         {**good, "control_inputs": good["control_inputs"] * 3}, 400, "DLI.0001",
+         "at most 6"),
+        ("option too long", "POST", lab_a, ALICE, {**good, "fix_conf": "--no-gc " * 40},
+         400, "DLI.0001", "at most 300"),
+        ("annotation missing", "POST", lab_a, ALICE,
+         {k: v for k, v in good.items() if k != "annotation_file"}, 400, "DLI.0001",
+         "annotation_file"),
+        ("missing BAM", "POST", lab_a, ALICE,
+         {**good, "control_inputs": [str(data / "lab-a" / "Nobody_S9.bam")]}, 400, "DLI.0001",
+         "Nobody_S9.bam"),
+        ("limit 0", "GET", lab_a + "?limit=0", ALICE, None, 400, "DLI.0001", "limit"),
+        ("limit 101", "GET", lab_a + "?limit=101", ALICE, None, 400, "DLI.0001", "limit"),
+        ("negative offset", "GET", lab_a + "?offset=-1", ALICE, None, 400, "DLI.0001", "offset"),
+        ("start not a number", "GET", lab_a + "?start=yesterday", ALICE, None, 400, "DLI.0001",
+         "start"),
+        ("unknown query parameter", "GET", lab_a + "?instance_id=x", ALICE, None, 400,
+         "DLI.0001", "instance_id: unknown query parameter"),
+        ("no token", "POST", lab_a, None, good, 401, "DLI.0013", "X-Auth-Token"),
+        ("wrong token", "GET", lab_a, "not-a-token-at-all", None, 401, "DLI.0013", "token"),
+        ("another project", "GET", JOBS.format("lab-b"), ALICE, None, 404, "DLI.0023",
+         "not found"),
+        ("unknown job", "DELETE", lab_a + "/0b8d2a9e-0000-4000-8000-000000000000", ALICE, None,
+         404, "DLI.0023", "not found"),
+        ("unknown route", "GET", "/v1.0/lab-a/gene/tools/cnvkit", ALICE, None, 404,
+         "DLI.0023", "not found"),
+        ("wrong method", "PUT", lab_a, ALICE, good, 405, "DLI.0007", "not supported"),
+    ]
+
+
+def test_malformed_requests_get_clear_errors_and_nothing_runs(site, stub_service):
+    cases = _malformed(site)
+    assert len(cases) >= 25
+    failures = []
+    for name, method, path, token, body, status, code, text in cases:
+        got, answer = stub_service.call(method, path, token, body)
+        if (got, answer.get("error_code")) != (status, code) or text not in answer["error_msg"]:
+            failures.append((name, got, answer))
+    assert not failures
+    assert stub_service.call("GET", "/health")[1]["status"] == "ok"
+    status, listing = stub_service.call("GET", JOBS.format("lab-a"), ALICE)
+    assert (status, listing["count"]) == (200, 0)
+    assert not (site["data"] / "lab-a" / "out" / "never").exists()
+
+
+def test_every_problem_is_reported_at_once(site, stub_service):
+    bad = {**request_for(site, "never"), "coverage_conf": "$(id)", "bed": "../x.bed",
+           "has_annotate": "yes"}
+    status, answer = stub_service.call("POST", JOBS.format("lab-a"), ALICE, bad)
+    assert status == 400 and answer["error_code"] == "DLI.0001"
+    assert {"coverage_conf", "bed", "has_annotate"} <= {p["field"] for p in answer["problems"]}
+
+
+# --- auth --------------------------------------------------------------------------------------
+
+def test_projects_are_isolated(site, stub_service):
+    instance_id = submit(stub_service, request_for(site, "alice-1"))
+    mine = job(stub_service, instance_id)
+    assert mine["owner"] == "alice"
+    lab_b = JOBS.format("lab-b")
+    assert stub_service.call("GET", f"{lab_b}?instance-id={instance_id}", BOB)[0] == 404
+    assert stub_service.call("DELETE", f"{lab_b}/{instance_id}", BOB)[1]["error_code"] == \
+        "DLI.0023"
+    assert stub_service.call("GET", lab_b, BOB)[1] == {"count": 0, "instances": []}
+    assert stub_service.call("GET", f"{JOBS.format('lab-a')}?instance-id={instance_id}",
+                             BOB)[0] == 404  # bob's token does not open lab-a
+    cohort_bam = str(site["cohort"].bams["Son_S2_ALL"])  # lab-a's data, named by lab-b
+    status, answer = stub_service.call("POST", lab_b, BOB, {
+        **request_for(site, "bob"), "experimental_inputs": [cohort_bam],
+        "output_dir": str(site["data"] / "lab-b" / "out")})
+    assert status == 400 and "data roots of project lab-b" in answer["error_msg"]
+    assert wait_for(stub_service, instance_id, {"FINISHED", "FAILED"})["status"] == "FINISHED"
+
+
+# --- queue, cancel -----------------------------------------------------------------------------
+
+def test_ten_jobs_at_once_run_one_at_a_time_in_order(site, stub_service):
+    requests = [request_for(site, f"queue-{i}") for i in range(10)]
+    with ThreadPoolExecutor(10) as pool:
+        ids = list(pool.map(lambda r: submit(stub_service, r), requests))
+    statuses = [job(stub_service, i)["status"] for i in ids]
+    assert statuses.count("RUNNING") <= 1
+    for instance_id in ids:
+        assert wait_for(stub_service, instance_id, {"FINISHED", "FAILED"})["status"] == "FINISHED"
+    store = JobStore(stub_service.state_dir / "jobs.sqlite")
+    jobs = sorted((store.get(i) for i in ids), key=lambda j: (j.created, j.instance_id))
+    started = [j.start_time for j in jobs]
+    assert started == sorted(started)  # run in submission order
+    for earlier, later in zip(jobs, jobs[1:], strict=False):
+        assert later.start_time >= earlier.end_time  # never two at once
+    assert all(j.attempts == 1 for j in jobs)
+
+
+def test_cancel_queued_and_running_jobs(site):
+    service = start(site, "cancel-state")
+    try:
+        first = submit(service, request_for(site, "cancel-running"))
+        queued = submit(service, request_for(site, "cancel-queued"))
+        assert service.call("DELETE", f"{JOBS.format('lab-a')}/{queued}", ALICE) == (200, {})
+        assert job(service, queued)["status"] == "CANCELLED"
+        wait_for(service, first, {"RUNNING"})
+        deadline = time.monotonic() + 120
+        while int(job(service, first)["progress"].split("/")[0]) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        store = JobStore(service.state_dir / "jobs.sqlite")
+        record = store.get(first)
+        assert service.call("DELETE", f"{JOBS.format('lab-a')}/{first}", ALICE) == (200, {})
+        assert job(service, first)["status"] in ("CANCELING", "CANCELLED")
+        final = wait_for(service, first, {"CANCELLED", "FINISHED", "FAILED"}, timeout=120)
+        status, again = service.call("DELETE", f"{JOBS.format('lab-a')}/{first}", ALICE)
+    finally:
+        assert service.stop() == 0
+    assert final["status"] == "CANCELLED" and final["message"] == "cancelled on request"
+    assert (status, again["error_code"]) == (400, "DLI.0007")
+    assert not running(record.pid, Path(record.run_dir) / "nextflow.exitcode")
+    assert not _group_alive(record.pid)
+    assert not (Path(request_for(site, "cancel-running")["output_dir"]) / "manifest.json").exists()
+    assert not (Path(store.get(queued).run_dir) / "params.json").exists()  # never started
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# --- restart safety ----------------------------------------------------------------------------
+
+def _kill_mid_run(site: dict, name: str) -> tuple[ServiceProcess, str, JobStore]:
+    service = start(site, name)
+    instance_id = submit(service, request_for(site, name))
+    deadline = time.monotonic() + 180
+    while int(job(service, instance_id)["progress"].split("/")[0]) < 3:
+        assert time.monotonic() < deadline, job(service, instance_id)
+        time.sleep(0.3)
+    service.kill()
+    return service, instance_id, JobStore(service.state_dir / "jobs.sqlite")
+
+
+def test_kill9_then_restart_follows_the_running_nextflow(site):
+    service, instance_id, store = _kill_mid_run(site, "reattach")
+    record = store.get(instance_id)
+    assert record.status == "RUNNING"
+    assert running(record.pid, Path(record.run_dir) / "nextflow.exitcode")  # Nextflow goes on
+    service.start()
+    try:
+        final = wait_for(service, instance_id, {"FINISHED", "FAILED", "CANCELLED"})
+    finally:
+        assert service.stop() == 0
+    assert final["status"] == "FINISHED", final["message"]
+    record = store.get(instance_id)
+    assert record.attempts == 1 and record.pid  # one Nextflow run, followed to its end
+    history = (Path(record.run_dir) / ".nextflow" / "history").read_text().splitlines()
+    assert len(history) == 1
+    out = Path(record.request["output_dir"])
+    assert manifest.verify(out) == []
+    total = int(final["progress"].split("/")[1])
+    assert final["progress"] == f"{total}/{total}"
+
+
+def test_kill9_of_service_and_nextflow_then_restart_resumes(site):
+    service, instance_id, store = _kill_mid_run(site, "resume")
+    record = store.get(instance_id)
+    os.killpg(record.pid, signal.SIGKILL)  # as if the machine had gone down
+    deadline = time.monotonic() + 30
+    while _group_alive(record.pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    service.start()
+    try:
+        final = wait_for(service, instance_id, {"FINISHED", "FAILED", "CANCELLED"})
+    finally:
+        assert service.stop() == 0
+    assert final["status"] == "FINISHED", final["message"]
+    record = store.get(instance_id)
+    assert record.attempts == 2
+    run_dir = Path(record.run_dir)
+    assert len((run_dir / ".nextflow" / "history").read_text().splitlines()) == 2
+    out = Path(record.request["output_dir"])
+    trace = (out / "pipeline_info" / "trace.tsv").read_text()
+    assert "\tCACHED\t" in trace  # the second run reused the first run's finished tasks
+    assert manifest.verify(out) == []
+    names = [entry["path"] for entry in json.loads((out / "manifest.json").read_text())["files"]]
+    assert len(names) == len(set(names))
+
+
+def test_one_service_per_state_dir(site, stub_service):
+    second = ServiceProcess(stub_service.state_dir, site["config"])
+    with pytest.raises(RuntimeError, match="did not start"):
+        second.start()
+    assert "another cnvkit-nf serve uses" in (
+        stub_service.state_dir.parent / f"{stub_service.state_dir.name}.serve.log").read_text()
+
+
+# --- the API document and the CLI client ------------------------------------------------------
+
+def test_openapi_document_is_generated_committed_and_served(stub_service):
+    committed = (ROOT / "schema" / "openapi.json").read_text()
+    assert committed == openapi.render()
+    status, served = stub_service.call("GET", "/openapi.json")
+    assert status == 200 and served == json.loads(committed)
+    assert set(served["components"]["schemas"]["CnvkitRequest"]["properties"]) == set(
+        json.loads((ROOT / "schema" / "cnvkit_request.schema.json").read_text())["properties"])
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})})
+
+
+def test_cli_submit_and_status_talk_to_the_service(site, stub_service, tmp_path):
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(request_for(site, "cli")))
+    server = ["--server", stub_service.url, "--project", "lab-a"]
+    submitted = cli("submit", str(request), *server, env={"CNVKIT_NF_TOKEN": ALICE})
+    assert submitted.returncode == 0, submitted.stderr
+    instance_id = submitted.stdout.split(": ", 1)[1].strip()
+    wait_for(stub_service, instance_id, {"FINISHED"})
+    status = cli("status", instance_id, "--json", *server, "--token", ALICE)
+    assert status.returncode == 0, status.stderr
+    body = json.loads(status.stdout)
+    assert list(body) == ["instance_id", "status", "progress", "start_time", "duration",
+                          "message"]
+    assert body["status"] == "FINISHED" and body["instance_id"] == instance_id
+    request.write_text(json.dumps({**request_for(site, "cli"), "fix_conf": "$(id)"}))
+    bad = cli("submit", str(request), *server, "--token", ALICE)
+    assert bad.returncode == 1 and "fix_conf: forbidden character" in bad.stderr
+    unknown = cli("status", instance_id, *server, "--token", BOB)
+    assert unknown.returncode == 1 and "DLI.0023" in unknown.stderr
+    wrong = cli("cancel", instance_id, *server, "--token", ALICE)
+    assert wrong.returncode == 1 and "DLI.0007" in wrong.stderr
