@@ -408,7 +408,7 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     log = lambda message: click.echo(message, err=True)  # noqa: E731
     pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
                       ctx.storage_config, concurrency, log)
-    app = service.App(store, pool, config, ctx.state_dir, ctx.storage_config)
+    app = service.App(store, pool, config, ctx.storage_config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

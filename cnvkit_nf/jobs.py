@@ -168,12 +168,12 @@ class JobStore:
         return self.get(instance_id) if changed else None
 
     def unfinished(self, runner: str) -> list[Job]:
-        """Jobs of a runner that have not ended, oldest first."""
+        """Jobs of a runner that have not ended, in the order they were recorded."""
         finals = ", ".join("?" * len(FINAL_STATES))
         with self._connect() as db:
             rows = db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE runner = ? "
-                f"AND status NOT IN ({finals}) ORDER BY created, instance_id",
+                f"AND status NOT IN ({finals}) ORDER BY rowid",
                 [runner, *FINAL_STATES],
             ).fetchall()
         return [_from_row(row) for row in rows]
@@ -203,7 +203,7 @@ class JobStore:
             count = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {condition}", args).fetchone()[0]
             rows = db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE {condition} "
-                "ORDER BY created DESC, instance_id LIMIT ? OFFSET ?", [*args, limit, offset],
+                "ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?", [*args, limit, offset],
             ).fetchall()
         return count, [_from_row(row) for row in rows]
 

@@ -190,9 +190,16 @@ class JobRun:
 
     def attach(self) -> bool:
         """Follow the run started earlier for this job, if it is still running."""
-        if self.job.pid and running(self.job.pid, self.exit_file):
-            self.pid = self.job.pid
-            return True
+        try:
+            recorded = int(self.exit_file.with_suffix(".pid").read_text())
+        except (FileNotFoundError, ValueError):
+            recorded = None
+        for pid in {self.job.pid, recorded} - {None}:
+            if running(pid, self.exit_file):
+                self.pid = pid
+                if self.job.status != CANCELING:
+                    self.job = self.store.update(self.job.instance_id, status=RUNNING, pid=pid)
+                return True
         return False
 
     def cancel(self) -> None:

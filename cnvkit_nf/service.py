@@ -17,7 +17,6 @@ import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from cnvkit_nf import openapi
@@ -25,7 +24,7 @@ from cnvkit_nf.jobs import LAUNCHING, JobStore
 from cnvkit_nf.problems import Problem, errors, format_problem
 from cnvkit_nf.request import validate_text
 from cnvkit_nf.service_config import PROJECT_ID, Caller, ServiceConfig
-from cnvkit_nf.submission import new_job, plan
+from cnvkit_nf.submission import plan
 from cnvkit_nf.workers import RUNNER, WorkerPool
 
 _JOBS = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/?")
@@ -66,7 +65,6 @@ class App:
     store: JobStore
     pool: WorkerPool
     config: ServiceConfig
-    state_dir: Path
     storage_config: str | None
 
     def handle(self, method: str, target: str, headers, read_body) -> tuple[int, dict]:
@@ -124,9 +122,7 @@ class App:
         job_plan, checked = plan(validation, self.storage_config)
         if errors(checked):
             raise _invalid(errors(checked))
-        job = new_job(self.store, job_plan, self.state_dir, project=project, owner=caller.owner,
-                      runner=RUNNER)
-        self.pool.submit(job, job_plan)
+        job = self.pool.submit(job_plan, project, caller.owner)
         warnings = [format_problem(p) for p in problems + checked if p.severity == "warning"]
         return 201, {"instance_id": job.instance_id, **({"warnings": warnings} if warnings else {})}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnvkit_nf import storage
-from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, RUNNING, Job, JobStore, now_ms
+from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, Job, JobStore, now_ms
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, format_problem
@@ -110,7 +110,7 @@ class Execution:
                 staging: Progress | None = None) -> Job:
         """Run the job to its end and return its final record."""
         params = self._recorded_params()
-        if params is not None and self.job.status in (RUNNING, CANCELING):
+        if params is not None and not self.job.final:
             attached = JobRun(self.store, self.job, params, self.options, self._publisher())
             if attached.attach() or attached.exit_status() is not None:
                 with self._lock:

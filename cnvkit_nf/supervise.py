@@ -3,6 +3,8 @@ Nextflow runs can still learn how the run ended.
 
     python supervise.py EXIT_FILE COMMAND [ARGS...]
 
+Its own PID goes to EXIT_FILE's ".pid" sibling first, for whoever has to find the run again.
+
 The supervisor shares the command's process group: a stop signal sent to the group reaches the
 command, which decides how to end; the supervisor outlives the signal to write its status.
 """
@@ -25,6 +27,7 @@ def main(argv: list[str]) -> int:
         print("usage: supervise.py EXIT_FILE COMMAND [ARGS...]", file=sys.stderr)
         return 2
     exit_file = Path(argv[0])
+    exit_file.with_suffix(".pid").write_text(f"{os.getpid()}\n")
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _ignore)
     returncode = subprocess.call(argv[1:])

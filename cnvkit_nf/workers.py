@@ -19,7 +19,7 @@ from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.problems import errors, format_problem
 from cnvkit_nf.request import validate_request
 from cnvkit_nf.runner import RunOptions
-from cnvkit_nf.submission import Execution, Plan, object_store, plan
+from cnvkit_nf.submission import Execution, Plan, new_job, object_store, plan
 
 RUNNER = "service"
 MAX_ATTEMPTS = 3  # Nextflow runs of one job; a job interrupted this often is not resumed again
@@ -48,11 +48,15 @@ class WorkerPool:
         for number in range(self.concurrency):
             threading.Thread(target=self._work, name=f"worker-{number}", daemon=True).start()
 
-    def submit(self, job: Job, job_plan: Plan) -> None:
-        """Queue a job that was just recorded (LAUNCHING)."""
+    def submit(self, job_plan: Plan, project: str, owner: str) -> Job:
+        """Record a checked request as a LAUNCHING job and queue it: records and queue keep
+        the same order, whatever the number of callers."""
         with self._lock:
+            job = new_job(self.store, job_plan, self.state_dir, project=project, owner=owner,
+                          runner=RUNNER)
             self._plans[job.instance_id] = job_plan
-        self._queue.put(job.instance_id)
+            self._queue.put(job.instance_id)
+        return job
 
     @property
     def running(self) -> int:

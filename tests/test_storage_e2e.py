@@ -15,6 +15,7 @@ from cnvkit_nf import nextflow, storage
 from cnvkit_nf.request import input_locations
 from cnvkit_nf.seaweed import S3Server
 from cnvkit_nf.simulate import seed_like_cohort
+from tests.service_process import ServiceProcess
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +141,41 @@ def test_server_lost_during_upload_then_rerun_completes(bucket, tmp_path):
     listing = s3.list_objects_v2(Bucket="genes", Prefix="cnvkit/output-retry/")["Contents"]
     keys = {item["Key"].removeprefix("cnvkit/output-retry/") for item in listing}
     assert keys == {entry["path"] for entry in body["files"]} | {"manifest.json"}
+
+
+def test_service_takes_the_seed_request_as_written(bucket, tmp_path):
+    """Over HTTP the seed's own body (s3a:// paths) is checked with the service's credentials,
+    staged, run (-stub-run here: the real run is tested above) and published; a missing
+    object is refused with its field before any job exists."""
+    server, _ = bucket
+    token = "storage-token-0123456789"
+    config = tmp_path / "service.json"
+    config.write_text(json.dumps({"tokens": [{"token": token, "owner": "lab",
+                                              "projects": ["genomics"]}]}))
+    (tmp_path / "state").mkdir()
+    service = ServiceProcess(tmp_path / "state", config, "--stub", env=server.env()).start()
+    jobs = "/v2.0/genomics/gene/tools/cnvkit"
+    try:
+        status, answer = service.call("POST", jobs, token,
+                                      {**SEED, "bed": "s3a://genes/cnvkit/missing.bed"})
+        assert (status, answer["error_code"]) == (400, "DLI.0001")
+        assert "bed: s3a://genes/cnvkit/missing.bed: not found" in answer["error_msg"]
+        request = {**SEED, "output_dir": "s3a://genes/cnvkit/service-output/"}
+        status, answer = service.call("POST", jobs, token, request)
+        assert status == 201, answer
+        deadline = time.monotonic() + 300
+        while True:
+            job = service.call("GET", f"{jobs}?instance-id={answer['instance_id']}",
+                               token)[1]["instances"][0]
+            if job["status"] not in ("LAUNCHING", "RUNNING") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        _, listing = service.call("GET", jobs, token)
+    finally:
+        assert service.stop() == 0
+    assert job["status"] == "FINISHED", job["message"]
+    assert listing["count"] == 1  # the refused request left no job
+    s3 = server.client()
+    body = json.loads(s3.get_object(Bucket="genes", Key="cnvkit/service-output/manifest.json")
+                      ["Body"].read())
+    assert body["instance_id"] == answer["instance_id"]

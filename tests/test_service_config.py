@@ -1,0 +1,125 @@
+"""The job service's settings: tokens, data roots (paths and links) and limits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from cnvkit_nf.service_config import ConfigError, ServiceConfig, load
+
+
+def _config(tmp_path, **settings):
+    path = tmp_path / "service.json"
+    path.write_text(json.dumps(settings))
+    return load(path)
+
+
+def _request(**paths) -> dict:
+    return {"experimental_inputs": [paths.get("bam", "s3a://genes/x/S1.bam")],
+            "control_inputs": [], "output_dir": paths.get("out", "s3a://genes/out/"),
+            "ref": paths.get("ref", "s3a://genes/x/r.fa"), "bed": "s3a://genes/x/t.bed"}
+
+
+def _messages(config: ServiceConfig, request: dict, project: str = "lab-a") -> dict[str, str]:
+    return {p.field: p.message for p in config.request_problems(request, project)}
+
+
+def test_tokens_by_hash_or_in_clear(tmp_path):
+    config = _config(tmp_path, tokens=[
+        {"token": "0123456789abcdef", "owner": "alice", "projects": ["lab-a"]},
+        {"token_sha256": hashlib.sha256(b"secret-of-bob-123").hexdigest(), "owner": "bob",
+         "projects": ["lab-b", "lab-c"]}])
+    assert config.caller("0123456789abcdef").owner == "alice"
+    assert config.caller("secret-of-bob-123").projects == {"lab-b", "lab-c"}
+    assert config.caller("0123456789abcdeF") is None
+    assert config.caller(None) is None and config.caller("") is None
+
+
+@pytest.mark.parametrize(("entry", "complaint"), [
+    ({"token": "short", "owner": "a", "projects": ["p"]}, "16 characters"),
+    ({"token": "0123456789abcdef", "owner": "a", "projects": ["../p"]}, "project ids"),
+    ({"token": "0123456789abcdef", "projects": ["p"]}, "needs an owner"),
+    ({"token_sha256": "abc", "owner": "a", "projects": ["p"]}, "64 hex digits"),
+])
+def test_bad_token_entries_are_named(tmp_path, entry, complaint):
+    with pytest.raises(ConfigError, match=complaint):
+        _config(tmp_path, tokens=[entry])
+
+
+def test_bad_settings_are_named(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="unknown settings"):
+        _config(tmp_path, token=[])
+    with pytest.raises(ConfigError, match="max_inputs"):
+        _config(tmp_path, limits={"max_inputs": 0})
+    with pytest.raises(ConfigError, match="absolute"):
+        _config(tmp_path, data_roots=["data"])
+    monkeypatch.setenv("CNVKIT_NF_TOKENS", "[{")
+    with pytest.raises(ConfigError, match="CNVKIT_NF_TOKENS"):
+        load(None)
+
+
+def test_tokens_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CNVKIT_NF_TOKENS", json.dumps(
+        [{"token": "env-token-0123456789", "owner": "ci", "projects": ["lab-a"]}]))
+    assert load(None).caller("env-token-0123456789").owner == "ci"
+
+
+def test_local_paths_need_data_roots():
+    messages = _messages(ServiceConfig(), _request(bam="/data/S1.bam"))
+    assert "no data roots" in messages["experimental_inputs[0]"]
+    assert _messages(ServiceConfig(), _request()) == {}  # object storage only: fine
+
+
+def test_paths_inside_the_project_root(tmp_path):
+    for project in ("lab-a", "lab-b"):
+        (tmp_path / project).mkdir()
+    (tmp_path / "lab-a" / "S1.bam").write_bytes(b"")
+    (tmp_path / "lab-a" / "r.fa").write_text(">c\nA\n")
+    config = ServiceConfig(data_roots=(str(tmp_path / "{project}"),))
+    ok = _request(bam=str(tmp_path / "lab-a" / "S1.bam"), ref=str(tmp_path / "lab-a" / "r.fa"),
+                  out=str(tmp_path / "lab-a" / "new" / "out"))
+    assert _messages(config, ok) == {}
+    other = _messages(config, ok, project="lab-b")
+    assert set(other) == {"experimental_inputs[0]", "ref", "output_dir"}
+    assert "data roots of project lab-b" in other["ref"]
+
+
+def test_links_out_of_the_root_are_refused(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "S1.bam").write_bytes(b"")
+    (outside / "secret").write_text("x")
+    (root / "S1.bam").symlink_to(outside / "S1.bam")
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "S2.bam").write_bytes(b"")
+    (root / "S2.bam.bai").symlink_to(outside / "secret")
+    (root / "r.fa").write_text(">c\nA\n")
+    (root / "r.fa.fai").symlink_to(root / "r.fa")  # a link inside the root is fine
+    config = ServiceConfig(data_roots=(str(root),))
+    messages = _messages(config, _request(bam=str(root / "S1.bam"), ref=str(root / "r.fa"),
+                                          out=str(root / "linked" / "out")))
+    assert "symbolic link" in messages["experimental_inputs[0]"]
+    assert "symbolic link" in messages["output_dir"]
+    assert "ref" not in messages
+    companion = _messages(config, _request(bam=str(root / "S2.bam")))
+    assert "its companion S2.bam.bai" in companion["experimental_inputs[0]"]
+
+
+def test_relative_and_dotdot_paths(tmp_path):
+    config = ServiceConfig(data_roots=(str(tmp_path),))
+    messages = _messages(config, _request(bam="S1.bam", ref=f"{tmp_path}/../r.fa"))
+    assert "not an absolute path" in messages["experimental_inputs[0]"]
+    assert "'..' is not allowed" in messages["ref"]
+
+
+def test_limits():
+    config = ServiceConfig(limits={"max_body_bytes": 10, "max_inputs": 2,
+                                   "max_option_length": 5, "max_queued": 1})
+    request = {**_request(), "control_inputs": ["s3a://genes/x/C1.bam", "s3a://genes/x/C2.bam"],
+               "fix_conf": "--no-gc", "call_conf": 7}
+    messages = _messages(config, request)
+    assert messages == {"experimental_inputs": "3 BAM files in all; this service takes at most 2",
+                        "fix_conf": "7 characters; at most 5 are accepted"}
