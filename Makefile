@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: install demo demo-s3 test test-fast bench clean
+.PHONY: install demo demo-s3 test test-fast bench bench-service clean
 
 install: $(STAMP)
 	$(PY) -m cnvkit_nf.nextflow install
@@ -29,6 +29,9 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/bench_batch.py
+
+bench-service: install
+	$(PY) benchmarks/bench_service.py
 
 clean:
 	rm -rf .venv tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed demo-output .nextflow* work

@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnvkit_nf import manifest, nextflow
-from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, FINISHED, RUNNING, Job, JobStore, now_ms
+from cnvkit_nf.jobs import (
+    CANCELING,
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    LAUNCHING,
+    RUNNING,
+    Job,
+    JobStore,
+    now_ms,
+)
 from cnvkit_nf.problems import Problem
 from cnvkit_nf.request import sample_name
 
@@ -202,11 +212,18 @@ class JobRun:
                 return True
         return False
 
-    def cancel(self) -> None:
-        """Ask Nextflow to stop (it stops its tasks); the job ends CANCELLED."""
-        if not self.cancelled:
-            self.cancelled = True
-            self.job = self.store.update(self.job.instance_id, status=CANCELING)
+    def cancel(self) -> bool:
+        """Ask Nextflow to stop (it stops its tasks); the job ends CANCELLED. False when the
+        job had already ended or was being cancelled."""
+        changed = None if self.cancelled else self.store.transition(
+            self.job.instance_id, {LAUNCHING, RUNNING}, status=CANCELING)
+        if changed is None:
+            return False
+        self.cancelled, self.job = True, changed
+        self._stop()
+        return True
+
+    def _stop(self) -> None:
         if self._running():
             os.killpg(self.pid, signal.SIGTERM)
 
@@ -220,7 +237,7 @@ class JobRun:
         """Follow the run until Nextflow exits; record progress and the final state."""
         assert self.pid is not None
         if self.cancelled:
-            self.cancel()
+            self._stop()
         cancel_deadline = None
         while self._running():
             self._record_progress(on_progress)

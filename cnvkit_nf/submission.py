@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnvkit_nf import storage
-from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, Job, JobStore, now_ms
+from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, format_problem
@@ -97,14 +97,19 @@ class Execution:
         self._lock = threading.Lock()
         self._cancelled = job.status == CANCELING
 
-    def cancel(self) -> None:
-        """Stop the job: before Nextflow starts it never will; once running, it is stopped."""
+    def cancel(self) -> bool:
+        """Stop the job: before Nextflow starts it never will; once running, it is stopped.
+        False when the job had already ended."""
         with self._lock:
-            self._cancelled = True
             if self.run is not None:
-                self.run.cancel()
-            else:
-                self.job = self.store.update(self.job.instance_id, status=CANCELING)
+                accepted = self.run.cancel()
+                self._cancelled = self._cancelled or accepted
+                return accepted
+            changed = None if self._cancelled else self.store.transition(
+                self.job.instance_id, {LAUNCHING, RUNNING}, status=CANCELING)
+            if changed is not None:
+                self._cancelled, self.job = True, changed
+            return changed is not None
 
     def execute(self, on_progress: Callable[[Job], None] = lambda job: None,
                 staging: Progress | None = None) -> Job:

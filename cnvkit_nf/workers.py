@@ -69,11 +69,7 @@ class WorkerPool:
         with self._lock:
             execution = self._active.get(instance_id)
             if execution is not None:
-                current = self.store.get(instance_id)
-                if current is None or current.status == CANCELING or current.final:
-                    return None
-                execution.cancel()
-                return self.store.get(instance_id)
+                return self.store.get(instance_id) if execution.cancel() else None
             self._plans.pop(instance_id, None)
             job = self.store.transition(instance_id, {LAUNCHING}, status=CANCELLED,
                                         end_time=now_ms(), message="cancelled on request")
@@ -109,7 +105,7 @@ class WorkerPool:
             job_plan, reason = self._plan_again(job)
             if job_plan is None:
                 self.store.update(job.instance_id, status=FAILED, end_time=now_ms(),
-                                  message=f"cannot be resumed after a restart: {reason}")
+                                  message=f"cannot go on after the service restarted: {reason}")
                 return None
         return Execution(self.store, job, job_plan, self.state_dir, self.options,
                          log=self.log, max_attempts=MAX_ATTEMPTS)

@@ -292,6 +292,8 @@ def test_cancel_queued_and_running_jobs(site):
         record = store.get(first)
         assert service.call("DELETE", f"{JOBS.format('lab-a')}/{first}", ALICE) == (200, {})
         assert job(service, first)["status"] in ("CANCELING", "CANCELLED")
+        twice = service.call("DELETE", f"{JOBS.format('lab-a')}/{first}", ALICE)
+        assert (twice[0], twice[1]["error_code"]) == (400, "DLI.0007")  # already cancelling
         final = wait_for(service, first, {"CANCELLED", "FINISHED", "FAILED"}, timeout=120)
         status, again = service.call("DELETE", f"{JOBS.format('lab-a')}/{first}", ALICE)
     finally:
@@ -325,18 +327,23 @@ def _kill_mid_run(site: dict, name: str) -> tuple[ServiceProcess, str, JobStore]
     return service, instance_id, JobStore(service.state_dir / "jobs.sqlite")
 
 
-def test_kill9_then_restart_follows_the_running_nextflow(site):
-    service, instance_id, store = _kill_mid_run(site, "reattach")
-    record = store.get(instance_id)
-    assert record.status == "RUNNING"
-    assert running(record.pid, Path(record.run_dir) / "nextflow.exitcode")  # Nextflow goes on
+def _restart_until_done(service: ServiceProcess, instance_id: str, store: JobStore):
+    """Start the killed service again on its state dir; the job's final instance and record."""
     service.start()
     try:
         final = wait_for(service, instance_id, {"FINISHED", "FAILED", "CANCELLED"})
     finally:
         assert service.stop() == 0
     assert final["status"] == "FINISHED", final["message"]
+    return final, store.get(instance_id)
+
+
+def test_kill9_then_restart_follows_the_running_nextflow(site):
+    service, instance_id, store = _kill_mid_run(site, "reattach")
     record = store.get(instance_id)
+    assert record.status == "RUNNING"
+    assert running(record.pid, Path(record.run_dir) / "nextflow.exitcode")  # Nextflow goes on
+    final, record = _restart_until_done(service, instance_id, store)
     assert record.attempts == 1 and record.pid  # one Nextflow run, followed to its end
     history = (Path(record.run_dir) / ".nextflow" / "history").read_text().splitlines()
     assert len(history) == 1
@@ -354,13 +361,7 @@ def test_kill9_of_service_and_nextflow_then_restart_resumes(site):
     while _group_alive(record.pid):
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    service.start()
-    try:
-        final = wait_for(service, instance_id, {"FINISHED", "FAILED", "CANCELLED"})
-    finally:
-        assert service.stop() == 0
-    assert final["status"] == "FINISHED", final["message"]
-    record = store.get(instance_id)
+    final, record = _restart_until_done(service, instance_id, store)
     assert record.attempts == 2
     run_dir = Path(record.run_dir)
     assert len((run_dir / ".nextflow" / "history").read_text().splitlines()) == 2
@@ -417,3 +418,29 @@ def test_cli_submit_and_status_talk_to_the_service(site, stub_service, tmp_path)
     assert unknown.returncode == 1 and "DLI.0023" in unknown.stderr
     wrong = cli("cancel", instance_id, *server, "--token", ALICE)
     assert wrong.returncode == 1 and "DLI.0007" in wrong.stderr
+
+
+def test_jobs_that_cannot_go_on_after_a_restart_fail_with_the_reason(site, tmp_path):
+    state = site["base"] / "left-state"
+    store = JobStore(state / "jobs.sqlite")
+    runs = state / "runs"
+    worn = store.create(request_for(site, "worn"), project="lab-a", owner="alice",
+                        runner="service", runs_in=runs)
+    Path(worn.run_dir).mkdir(parents=True)
+    Path(worn.run_dir, "params.json").write_text("{}")
+    store.update(worn.instance_id, status="RUNNING", attempts=3, pid=2**22 + 1)
+    gone_bam = tmp_path / "Gone_S1.bam"
+    gone_bam.write_bytes(b"")
+    orphan = store.create(request_for(site, "gone", control_inputs=[str(gone_bam)]),
+                          project="lab-a", owner="alice", runner="service", runs_in=runs)
+    gone_bam.unlink()
+    service = start(site, "left-state", "--stub")
+    try:
+        worn_final = wait_for(service, worn.instance_id, {"FAILED", "FINISHED"}, timeout=60)
+        orphan_final = wait_for(service, orphan.instance_id, {"FAILED", "FINISHED"}, timeout=60)
+    finally:
+        assert service.stop() == 0
+    assert worn_final["message"] == "its run was interrupted 3 times; not resumed again"
+    assert orphan_final["status"] == "FAILED"
+    assert orphan_final["message"].startswith("cannot go on after the service restarted: ")
+    assert "Gone_S1.bam" in orphan_final["message"]
