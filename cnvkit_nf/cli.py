@@ -244,7 +244,8 @@ def _server_options(command):
     """--server, --project and --token: where a command finds the job service."""
     command = click.option("--token", envvar="CNVKIT_NF_TOKEN",
                            help="The X-Auth-Token (env CNVKIT_NF_TOKEN).")(command)
-    command = click.option("--project", help="The project id on the server.")(command)
+    command = click.option("--project", envvar="CNVKIT_NF_PROJECT",
+                           help="The project id on the server (env CNVKIT_NF_PROJECT).")(command)
     return click.option("--server", metavar="URL",
                         help="Ask a job service (cnvkit-nf serve) instead of the state dir.")(
         command)
