@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: install demo demo-s3 test test-fast bench bench-service clean
+.PHONY: install demo demo-s3 demo-service test test-fast bench bench-service clean
 
 install: $(STAMP)
 	$(PY) -m cnvkit_nf.nextflow install
@@ -19,6 +19,9 @@ demo: install
 
 demo-s3: install
 	$(PY) -m cnvkit_nf.demo --s3
+
+demo-service: install
+	$(PY) -m cnvkit_nf.demo --service
 
 test: install
 	$(PY) -m ruff check .

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cnvkit_nf.jobs import FINISHED, JobStore  # noqa: E402
+from cnvkit_nf.local_service import LocalService  # noqa: E402
 from cnvkit_nf.simulate import seed_like_cohort  # noqa: E402
-from tests.service_process import ServiceProcess  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
 JOBS = "/v2.0/bench/gene/tools/cnvkit"
@@ -36,7 +36,7 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms (n={len(samples)})"
 
 
-def timed(service: ServiceProcess, method: str, path: str, body=None) -> tuple[float, dict]:
+def timed(service: LocalService, method: str, path: str, body=None) -> tuple[float, dict]:
     started = time.perf_counter()
     status, answer = service.call(method, path, TOKEN, body)
     elapsed = time.perf_counter() - started
@@ -55,7 +55,7 @@ def request(cohort, output_dir: Path) -> dict:
 
 def bench_submit(tmp: Path, posts: int) -> None:
     cohort = seed_like_cohort(tmp / "data" / "cohort", reads_per_sample=300_000, seed=2)
-    service = ServiceProcess(tmp / "submit-state", write_config(tmp)).start()
+    service = LocalService(tmp / "submit-state", write_config(tmp)).start()
     try:
         _, first = timed(service, "POST", JOBS, request(cohort, tmp / "data" / "out" / "run"))
         samples, ids = [], []
@@ -83,7 +83,7 @@ def bench_query(tmp: Path, records: int) -> None:
         store.update(job.instance_id, status=FINISHED, tasks_done=21, end_time=job.created + 1)
         ids.append((job.instance_id, job.created))
     print(f"{records} records written in {time.perf_counter() - started:.1f} s")
-    service = ServiceProcess(state, write_config(tmp)).start()
+    service = LocalService(state, write_config(tmp)).start()
     middle = ids[records // 2][1]
     calls = {
         "first page (limit 10)": f"{JOBS}",

@@ -1,15 +1,19 @@
-"""`make demo`, `make demo-s3`: a seed-like cohort, the seed-shaped request on it, its calls."""
+"""`make demo`, `make demo-s3`, `make demo-service`: a seed-like cohort, the seed-shaped request
+on it (run by the launcher, from object storage, or through the job service), its calls."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from cnvkit_nf.local_service import LocalService
 from cnvkit_nf.seaweed import S3Server
 from cnvkit_nf.simulate import seed_like_cohort
 
@@ -97,5 +101,54 @@ def main_s3() -> int:
     return 0
 
 
+def main_service() -> int:
+    """The same request submitted over HTTP to a job service on 127.0.0.1, with the client
+    commands a user types."""
+    data = cohort_folder()
+    state = DEMO / "state-service"
+    state.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    config = state / "service.json"
+    config.write_text(json.dumps({"tokens": [{"token": token, "owner": "demo",
+                                              "projects": ["demo"]}],
+                                  "data_roots": [str(DEMO)]}))
+    output_dir = DEMO / "results-service"
+    request_file = DEMO / "request-service.json"
+    request_file.write_text(json.dumps(demo_request(data, output_dir), indent=2) + "\n")
+    service = LocalService(state, config).start()
+    print(f"job service at {service.url} (log: {state.parent / 'state-service.serve.log'})")
+    client = {**os.environ, "CNVKIT_NF_TOKEN": token, "CNVKIT_NF_PROJECT": "demo"}
+    cli = [str(ROOT / "bin" / "cnvkit-nf")]
+    try:
+        print(f"$ cnvkit-nf submit {request_file} --server {service.url}", flush=True)
+        submitted = subprocess.run([*cli, "submit", str(request_file), "--server", service.url],
+                                   env=client, capture_output=True, text=True)
+        print(submitted.stdout + submitted.stderr, end="", flush=True)
+        if submitted.returncode != 0:
+            return submitted.returncode
+        instance_id = submitted.stdout.split(": ", 1)[1].strip()
+        shown = ""
+        while True:
+            status = subprocess.run([*cli, "status", instance_id, "--server", service.url,
+                                     "--json"], env=client, capture_output=True, text=True)
+            body = json.loads(status.stdout)
+            if f"{body['status']} {body['progress']}" != shown:
+                shown = f"{body['status']} {body['progress']}"
+                print(f"  {shown} ({body['duration']} s)", flush=True)
+            if body["status"] not in ("LAUNCHING", "RUNNING", "CANCELING"):
+                break
+            time.sleep(2)
+    finally:
+        service.stop()
+    if body["status"] != "FINISHED":
+        print(f"message: {body['message']}")
+        return 3
+    print(f"\nresults in {output_dir}")
+    for call_cns in sorted(output_dir.glob("samples/*/*.call.cns")):
+        print_calls(call_cns.name.removesuffix(".call.cns"), call_cns.read_text())
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main_s3() if sys.argv[1:] == ["--s3"] else main())
+    commands = {"--s3": main_s3, "--service": main_service}
+    sys.exit(commands.get(sys.argv[1] if sys.argv[1:] else "", main)())

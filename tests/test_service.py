@@ -16,9 +16,9 @@ import pytest
 
 from cnvkit_nf import manifest, nextflow, openapi
 from cnvkit_nf.jobs import JobStore
+from cnvkit_nf.local_service import ROOT, LocalService
 from cnvkit_nf.runner import running
 from cnvkit_nf.simulate import seed_like_cohort
-from tests.service_process import ROOT, ServiceProcess
 from tests.test_pipeline_e2e import CHROM, called_copies, seed_request
 
 pytestmark = pytest.mark.e2e
@@ -55,10 +55,10 @@ def nextflow_ready() -> str:
     return found
 
 
-def start(site: dict, name: str, *args: str) -> ServiceProcess:
+def start(site: dict, name: str, *args: str) -> LocalService:
     state = site["base"] / name
     state.mkdir(exist_ok=True)
-    return ServiceProcess(state, site["config"], *args).start()
+    return LocalService(state, site["config"], *args).start()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def request_for(site: dict, name: str, **changes) -> dict:
     return seed_request(site["cohort"], out, **changes)
 
 
-def job(service: ServiceProcess, instance_id: str, token: str = ALICE,
+def job(service: LocalService, instance_id: str, token: str = ALICE,
         project: str = "lab-a") -> dict:
     status, body = service.call("GET", f"{JOBS.format(project)}?instance-id={instance_id}", token)
     assert status == 200, body
@@ -82,7 +82,7 @@ def job(service: ServiceProcess, instance_id: str, token: str = ALICE,
     return body["instances"][0]
 
 
-def wait_for(service: ServiceProcess, instance_id: str, states: set[str],
+def wait_for(service: LocalService, instance_id: str, states: set[str],
              timeout: float = 400, seen: list | None = None) -> dict:
     """Poll the query API until the job is in one of `states`; `seen` collects
     (seconds the call took, instance) for every poll."""
@@ -98,7 +98,7 @@ def wait_for(service: ServiceProcess, instance_id: str, states: set[str],
     raise AssertionError(f"{instance_id} did not reach {states}: {current}")
 
 
-def submit(service: ServiceProcess, request: dict, token: str = ALICE,
+def submit(service: LocalService, request: dict, token: str = ALICE,
            project: str = "lab-a") -> str:
     status, body = service.call("POST", JOBS.format(project), token, request)
     assert status == 201, body
@@ -316,7 +316,7 @@ def _group_alive(pgid: int) -> bool:
 
 # --- restart safety ----------------------------------------------------------------------------
 
-def _kill_mid_run(site: dict, name: str) -> tuple[ServiceProcess, str, JobStore]:
+def _kill_mid_run(site: dict, name: str) -> tuple[LocalService, str, JobStore]:
     service = start(site, name)
     instance_id = submit(service, request_for(site, name))
     deadline = time.monotonic() + 180
@@ -327,7 +327,7 @@ def _kill_mid_run(site: dict, name: str) -> tuple[ServiceProcess, str, JobStore]
     return service, instance_id, JobStore(service.state_dir / "jobs.sqlite")
 
 
-def _restart_until_done(service: ServiceProcess, instance_id: str, store: JobStore):
+def _restart_until_done(service: LocalService, instance_id: str, store: JobStore):
     """Start the killed service again on its state dir; the job's final instance and record."""
     service.start()
     try:
@@ -374,7 +374,7 @@ def test_kill9_of_service_and_nextflow_then_restart_resumes(site):
 
 
 def test_one_service_per_state_dir(site, stub_service):
-    second = ServiceProcess(stub_service.state_dir, site["config"])
+    second = LocalService(stub_service.state_dir, site["config"])
     with pytest.raises(RuntimeError, match="did not start"):
         second.start()
     assert "another cnvkit-nf serve uses" in (

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from cnvkit_nf import nextflow, storage
+from cnvkit_nf.local_service import LocalService
 from cnvkit_nf.request import input_locations
 from cnvkit_nf.seaweed import S3Server
 from cnvkit_nf.simulate import seed_like_cohort
-from tests.service_process import ServiceProcess
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def test_service_takes_the_seed_request_as_written(bucket, tmp_path):
     config.write_text(json.dumps({"tokens": [{"token": token, "owner": "lab",
                                               "projects": ["genomics"]}]}))
     (tmp_path / "state").mkdir()
-    service = ServiceProcess(tmp_path / "state", config, "--stub", env=server.env()).start()
+    service = LocalService(tmp_path / "state", config, "--stub", env=server.env()).start()
     jobs = "/v2.0/genomics/gene/tools/cnvkit"
     try:
         status, answer = service.call("POST", jobs, token,

@@ -1,4 +1,5 @@
-"""A `cnvkit-nf serve` process on 127.0.0.1 for tests and benchmarks, and a raw HTTP caller."""
+"""A `cnvkit-nf serve` process on 127.0.0.1 (for tests, benchmarks and `make demo-service`),
+stopped by its PID, and a raw HTTP caller."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent.parent
 
 
-class ServiceProcess:
+class LocalService:
     """The job service run as users run it (`bin/cnvkit-nf serve`), stopped by its PID."""
 
     def __init__(self, state_dir: Path, config: Path, *args: str, env: dict | None = None):
@@ -22,7 +23,7 @@ class ServiceProcess:
         self.process: subprocess.Popen | None = None
         self.url = ""
 
-    def start(self) -> ServiceProcess:
+    def start(self) -> LocalService:
         """Start it and wait until it listens (it exits early, with a log, when it cannot)."""
         log = open(self.state_dir.parent / f"{self.state_dir.name}.serve.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
