@@ -5,12 +5,14 @@ The settings are a JSON file (`cnvkit-nf serve --config`, or env CNVKIT_NF_SERVI
 
     {"tokens": [{"token_sha256": "<hex>", "owner": "alice", "projects": ["lab-a"]}],
      "data_roots": ["/data/{project}", "/data/shared"],
+     "object_roots": ["s3a://genes/{project}/", "s3a://references/"],
      "limits": {"max_body_bytes": 1048576, "max_inputs": 200, "max_option_length": 1000,
                 "max_queued": 1000}}
 
 A token may be given in clear (`"token"`) or, better, by its SHA-256 (`"token_sha256"`); env
 CNVKIT_NF_TOKENS may hold the same list as "tokens". `{project}` in a data root stands for the
-project of the request, so that projects can be kept apart on disk.
+project of the request, so that projects can be kept apart on disk; `object_roots` does the
+same for object-storage URIs (without it, any object the service's credentials reach).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnvkit_nf.confs import SUBSTEP_OF_FIELD
-from cnvkit_nf.paths import parse_location
+from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem
 from cnvkit_nf.request import path_entries
 
@@ -50,6 +52,7 @@ class ServiceConfig:
 
     callers: dict[str, Caller] = field(default_factory=dict)
     data_roots: tuple[str, ...] = ()
+    object_roots: tuple[str, ...] | None = None  # None: any URI the credentials can reach
     limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
     def caller(self, token: str | None) -> Caller | None:
@@ -65,7 +68,7 @@ class ServiceConfig:
         return [(root, Path(os.path.realpath(root))) for root in written]
 
     def request_problems(self, request: dict, project: str) -> list[Problem]:
-        """Limits and data-root rules a (schema-valid or not) request breaks."""
+        """Limits, data-root and object-root rules a (schema-valid or not) request breaks."""
         return self._limit_problems(request) + self._path_problems(request, project)
 
     def _limit_problems(self, request: dict) -> list[Problem]:
@@ -92,6 +95,9 @@ class ServiceConfig:
             except ValueError:
                 continue  # reported by the request validation
             if location.is_remote:
+                reason = self._object_problem(location, project)
+                if reason:
+                    problems.append(Problem(where, reason))
                 continue
             if not roots:
                 problems.append(Problem(where, "local paths are not accepted by this service "
@@ -105,6 +111,26 @@ class ServiceConfig:
                 problems.append(Problem(where, f"{reason}; local paths must be inside the "
                                         f"data roots of project {project}: {places}"))
         return problems
+
+
+    def _object_problem(self, location: Location, project: str) -> str | None:
+        """Why an object-storage URI is not under the project's object roots, or None."""
+        if self.object_roots is None:
+            return None  # the service's credentials alone decide
+        if any(part in ("", ".", "..") for part in location.key.rstrip("/").split("/")):
+            return "empty, '.' and '..' parts are not allowed in object keys"
+        allowed = [parse_location(root.replace("{project}", project)).as_folder()
+                   for root in self.object_roots]
+        if any(_family(root.scheme) == _family(location.scheme) and root.bucket == location.bucket
+               and location.as_folder().key.startswith(root.key) for root in allowed):
+            return None
+        places = ", ".join(root.raw for root in allowed) or "none"
+        return f"outside the object-storage folders of project {project}: {places}"
+
+
+def _family(scheme: str) -> str:
+    """s3a:// and s3:// name the same objects."""
+    return "s3" if scheme in ("s3", "s3a") else scheme
 
 
 def _companions(where: str, text: str) -> list[str]:
@@ -145,7 +171,7 @@ def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceC
             raise ConfigError(f"{path}: {err}") from err
         if not isinstance(settings, dict):
             raise ConfigError(f"{path}: must hold a JSON object")
-    unknown = set(settings) - {"tokens", "data_roots", "limits"}
+    unknown = set(settings) - {"tokens", "data_roots", "object_roots", "limits"}
     if unknown:
         raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
     tokens = list(settings.get("tokens") or [])
@@ -162,7 +188,17 @@ def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceC
     roots = tuple(settings.get("data_roots") or ()) + tuple(extra_roots)
     if any(not isinstance(r, str) or not Path(r).is_absolute() for r in roots):
         raise ConfigError("data_roots must be absolute paths")
-    return ServiceConfig(_callers(tokens), roots, limits)
+    objects = settings.get("object_roots")
+    if objects is not None:
+        try:
+            objects = tuple(objects)
+            if not all(parse_location(root.replace("{project}", "p")).is_remote
+                       for root in objects):
+                raise ValueError("not an object-storage URI")
+        except (TypeError, ValueError, AttributeError) as err:
+            raise ConfigError(f"object_roots must be a list of s3a://, s3:// or obs:// "
+                              f"folders: {err}") from None
+    return ServiceConfig(_callers(tokens), roots, objects, limits)
 
 
 def _callers(tokens: list) -> dict[str, Caller]:

@@ -19,7 +19,8 @@ def _config(tmp_path, **settings):
 def _request(**paths) -> dict:
     return {"experimental_inputs": [paths.get("bam", "s3a://genes/x/S1.bam")],
             "control_inputs": [], "output_dir": paths.get("out", "s3a://genes/out/"),
-            "ref": paths.get("ref", "s3a://genes/x/r.fa"), "bed": "s3a://genes/x/t.bed"}
+            "ref": paths.get("ref", "s3a://genes/x/r.fa"),
+            "bed": paths.get("bed", "s3a://genes/x/t.bed")}
 
 
 def _messages(config: ServiceConfig, request: dict, project: str = "lab-a") -> dict[str, str]:
@@ -123,3 +124,20 @@ def test_limits():
     messages = _messages(config, request)
     assert messages == {"experimental_inputs": "3 BAM files in all; this service takes at most 2",
                         "fix_conf": "7 characters; at most 5 are accepted"}
+
+
+def test_object_roots_per_project(tmp_path):
+    config = _config(tmp_path, object_roots=["s3a://genes/{project}/", "obs://refs/hg38/"])
+    ok = _request(bam="s3://genes/lab-a/S1.bam", ref="obs://refs/hg38/r.fa",
+                  out="s3a://genes/lab-a/out/", bed="s3a://genes/lab-a/t.bed")
+    assert _messages(config, ok) == {}
+    messages = _messages(config, _request(bam="s3a://genes/lab-b/S1.bam",
+                                          ref="s3a://genes/lab-a/../lab-b/r.fa",
+                                          out="obs://genes/lab-a/out/"))
+    assert set(messages) == {"experimental_inputs[0]", "ref", "output_dir", "bed"}
+    assert "object-storage folders of project lab-a: s3a://genes/lab-a/, obs://refs/hg38/" in \
+        messages["experimental_inputs[0]"]
+    assert "'..'" in messages["ref"]
+    assert _messages(_config(tmp_path), _request()) == {}  # no object_roots: any URI
+    with pytest.raises(ConfigError, match="object_roots"):
+        _config(tmp_path, object_roots=["/data"])

@@ -151,7 +151,8 @@ def test_service_takes_the_seed_request_as_written(bucket, tmp_path):
     token = "storage-token-0123456789"
     config = tmp_path / "service.json"
     config.write_text(json.dumps({"tokens": [{"token": token, "owner": "lab",
-                                              "projects": ["genomics"]}]}))
+                                              "projects": ["genomics"]}],
+                                  "object_roots": ["s3a://genes/cnvkit/"]}))
     (tmp_path / "state").mkdir()
     service = LocalService(tmp_path / "state", config, "--stub", env=server.env()).start()
     jobs = "/v2.0/genomics/gene/tools/cnvkit"
@@ -160,6 +161,10 @@ def test_service_takes_the_seed_request_as_written(bucket, tmp_path):
                                       {**SEED, "bed": "s3a://genes/cnvkit/missing.bed"})
         assert (status, answer["error_code"]) == (400, "DLI.0001")
         assert "bed: s3a://genes/cnvkit/missing.bed: not found" in answer["error_msg"]
+        status, answer = service.call("POST", jobs, token,
+                                      {**SEED, "output_dir": "s3a://genes/elsewhere/"})
+        assert (status, answer["error_code"]) == (400, "DLI.0001")
+        assert "output_dir: outside the object-storage folders" in answer["error_msg"]
         request = {**SEED, "output_dir": "s3a://genes/cnvkit/service-output/"}
         status, answer = service.call("POST", jobs, token, request)
         assert status == 201, answer
