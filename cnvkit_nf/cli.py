@@ -408,7 +408,8 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     store = JobStore(ctx.state_dir / "jobs.sqlite")
     log = lambda message: click.echo(message, err=True)  # noqa: E731
     pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
-                      ctx.storage_config, concurrency, log)
+                      ctx.storage_config, concurrency, log,
+                      admit=lambda job: config.request_problems(job.request, job.project))
     app = service.App(store, pool, config, ctx.storage_config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
 from cnvkit_nf.params import ParamsError, to_params
-from cnvkit_nf.problems import errors, format_problem
+from cnvkit_nf.problems import Problem, errors, format_problem
 from cnvkit_nf.request import validate_request
 from cnvkit_nf.runner import RunOptions
 from cnvkit_nf.submission import Execution, Plan, new_job, object_store, plan
@@ -30,9 +30,11 @@ class WorkerPool:
 
     def __init__(self, store: JobStore, state_dir: Path, options: RunOptions,
                  storage_config: str | None, concurrency: int = 1,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print,
+                 admit: Callable[[Job], list[Problem]] = lambda job: []):
         self.store, self.state_dir, self.options = store, state_dir, options
         self.storage_config, self.concurrency, self.log = storage_config, concurrency, log
+        self.admit = admit  # the service's rules, checked again when a job's turn comes
         self._queue: queue.Queue[str] = queue.Queue()
         self._plans: dict[str, Plan] = {}
         self._active: dict[str, Execution] = {}
@@ -100,6 +102,13 @@ class WorkerPool:
 
     def _execution(self, job: Job) -> Execution | None:
         """How to bring a job to its end; None when it ended here (cannot be run or resumed)."""
+        refused = errors(self.admit(job)) if job.status == LAUNCHING else []
+        if refused:  # e.g. a folder replaced by a link out of the data roots while it waited
+            self._plans.pop(job.instance_id, None)
+            self.store.update(job.instance_id, status=FAILED, end_time=now_ms(),
+                              message="refused when its turn came: "
+                                      + "; ".join(format_problem(p) for p in refused))
+            return None
         job_plan = self._plans.pop(job.instance_id, None)
         if job_plan is None:
             job_plan, reason = self._plan_again(job)

@@ -276,6 +276,20 @@ def test_ten_jobs_at_once_run_one_at_a_time_in_order(site, stub_service):
     assert all(j.attempts == 1 for j in jobs)
 
 
+def test_rules_are_checked_again_when_a_queued_job_starts(site, stub_service, tmp_path):
+    first = submit(stub_service, request_for(site, "ahead"))
+    swapped = request_for(site, "swapped")
+    queued = submit(stub_service, swapped)
+    Path(swapped["output_dir"]).parent.mkdir(parents=True, exist_ok=True)
+    Path(swapped["output_dir"]).symlink_to(tmp_path, target_is_directory=True)
+    final = wait_for(stub_service, queued, {"FAILED", "FINISHED"})
+    assert final["status"] == "FAILED"
+    assert final["message"].startswith("refused when its turn came: output_dir: ")
+    assert "symbolic link" in final["message"]
+    assert list(tmp_path.iterdir()) == []
+    assert wait_for(stub_service, first, {"FAILED", "FINISHED"})["status"] == "FINISHED"
+
+
 def test_cancel_queued_and_running_jobs(site):
     service = start(site, "cancel-state")
     try:
@@ -420,7 +434,7 @@ def test_cli_submit_and_status_talk_to_the_service(site, stub_service, tmp_path)
     assert wrong.returncode == 1 and "DLI.0007" in wrong.stderr
 
 
-def test_jobs_that_cannot_go_on_after_a_restart_fail_with_the_reason(site, tmp_path):
+def test_jobs_that_cannot_go_on_after_a_restart_fail_with_the_reason(site):
     state = site["base"] / "left-state"
     store = JobStore(state / "jobs.sqlite")
     runs = state / "runs"
@@ -429,7 +443,7 @@ def test_jobs_that_cannot_go_on_after_a_restart_fail_with_the_reason(site, tmp_p
     Path(worn.run_dir).mkdir(parents=True)
     Path(worn.run_dir, "params.json").write_text("{}")
     store.update(worn.instance_id, status="RUNNING", attempts=3, pid=2**22 + 1)
-    gone_bam = tmp_path / "Gone_S1.bam"
+    gone_bam = site["data"] / "lab-a" / "Gone_S1.bam"
     gone_bam.write_bytes(b"")
     orphan = store.create(request_for(site, "gone", control_inputs=[str(gone_bam)]),
                           project="lab-a", owner="alice", runner="service", runs_in=runs)
