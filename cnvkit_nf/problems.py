@@ -22,3 +22,8 @@ def format_problem(p: Problem) -> str:
     """Render as "field: message", prefixed "warning: " for warnings."""
     text = f"{p.field}: {p.message}" if p.field else p.message
     return f"warning: {text}" if p.severity == "warning" else text
+
+
+def summary(problems: Iterable[Problem]) -> str:
+    """The errors among `problems` on one line, "; "-separated (for job messages, API errors)."""
+    return "; ".join(format_problem(p) for p in errors(problems))

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cnvkit_nf import openapi
 from cnvkit_nf.jobs import LAUNCHING, JobStore
-from cnvkit_nf.problems import Problem, errors, format_problem
+from cnvkit_nf.problems import Problem, errors, format_problem, summary
 from cnvkit_nf.request import validate_text
 from cnvkit_nf.service_config import PROJECT_ID, Caller, ServiceConfig
 from cnvkit_nf.submission import plan
@@ -51,7 +51,7 @@ class ApiError(Exception):
 
 
 def _invalid(problems: list[Problem]) -> ApiError:
-    message = "; ".join(format_problem(p) for p in problems)
+    message = summary(problems)
     return ApiError(400, "DLI.0001", message, problems)
 
 

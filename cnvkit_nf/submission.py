@@ -18,7 +18,7 @@ from cnvkit_nf import storage
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.paths import Location, parse_location
-from cnvkit_nf.problems import Problem, errors, format_problem
+from cnvkit_nf.problems import Problem, errors, summary
 from cnvkit_nf.request import Validation, input_locations
 from cnvkit_nf.runner import JobRun, RunOptions, expected_tasks, preflight
 
@@ -187,7 +187,7 @@ class Execution:
         params = to_params(validation.request, validation.options, staged=staged)
         problems = errors(preflight(params))
         if problems:
-            self._failed("; ".join(format_problem(p) for p in problems))
+            self._failed(summary(problems))
             return None
         self.job = self.store.update(self.job.instance_id, tasks_total=expected_tasks(params))
         return params

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
 from cnvkit_nf.params import ParamsError, to_params
-from cnvkit_nf.problems import Problem, errors, format_problem
+from cnvkit_nf.problems import Problem, errors, summary
 from cnvkit_nf.request import validate_request
 from cnvkit_nf.runner import RunOptions
 from cnvkit_nf.submission import Execution, Plan, new_job, object_store, plan
@@ -106,8 +106,7 @@ class WorkerPool:
         if refused:  # e.g. a folder replaced by a link out of the data roots while it waited
             self._plans.pop(job.instance_id, None)
             self.store.update(job.instance_id, status=FAILED, end_time=now_ms(),
-                              message="refused when its turn came: "
-                                      + "; ".join(format_problem(p) for p in refused))
+                              message=f"refused when its turn came: {summary(refused)}")
             return None
         job_plan = self._plans.pop(job.instance_id, None)
         if job_plan is None:
@@ -124,15 +123,15 @@ class WorkerPool:
         checked again; a running job's are not (its run is already under way)."""
         validation = validate_request(job.request)
         if not validation.ok:
-            return None, "; ".join(format_problem(p) for p in errors(validation.problems))
+            return None, summary(validation.problems)
         if job.status == LAUNCHING:
             job_plan, problems = plan(validation, self.storage_config)
             if errors(problems):
-                return None, "; ".join(format_problem(p) for p in errors(problems))
+                return None, summary(problems)
             return job_plan, ""
         objects, problems = object_store(job.request, self.storage_config)
         if errors(problems):
-            return None, "; ".join(format_problem(p) for p in errors(problems))
+            return None, summary(problems)
         params = None
         if objects.s3 is None:
             try:
