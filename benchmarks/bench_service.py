@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cnvkit_nf.demo import demo_request  # noqa: E402
 from cnvkit_nf.jobs import FINISHED, JobStore  # noqa: E402
 from cnvkit_nf.local_service import LocalService  # noqa: E402
 from cnvkit_nf.simulate import seed_like_cohort  # noqa: E402
@@ -45,23 +46,16 @@ def timed(service: LocalService, method: str, path: str, body=None) -> tuple[flo
     return elapsed, answer
 
 
-def request(cohort, output_dir: Path) -> dict:
-    bams = cohort.bams
-    return {**SEED, "experimental_inputs": [str(bams["Son_S2_ALL"])],
-            "control_inputs": [str(bams["Father_S5_ALL"]), str(bams["Mather_S1_ALL"])],
-            "output_dir": str(output_dir), "ref": str(cohort.ref), "bed": str(cohort.bed),
-            "annotation_file": str(cohort.annotation)}
-
-
 def bench_submit(tmp: Path, posts: int) -> None:
     cohort = seed_like_cohort(tmp / "data" / "cohort", reads_per_sample=300_000, seed=2)
     service = LocalService(tmp / "submit-state", write_config(tmp)).start()
     try:
-        _, first = timed(service, "POST", JOBS, request(cohort, tmp / "data" / "out" / "run"))
+        data, out = cohort.ref.parent, tmp / "data" / "out"
+        _, first = timed(service, "POST", JOBS, demo_request(data, out / "run"))
         samples, ids = [], []
         for i in range(posts):
             elapsed, answer = timed(service, "POST", JOBS,
-                                    request(cohort, tmp / "data" / "out" / f"q{i}"))
+                                    demo_request(data, out / f"q{i}"))
             samples.append(elapsed)
             ids.append(answer["instance_id"])
         print(f"submit while a job runs: {percentiles(samples)}")

@@ -20,11 +20,11 @@ import click
 from cnvkit_nf import manifest, nextflow, service, storage
 from cnvkit_nf import service_config as settings
 from cnvkit_nf.client import Client, ServiceError
-from cnvkit_nf.jobs import CANCELLED, FINAL_STATES, FINISHED, Job, JobStore
+from cnvkit_nf.jobs import CANCELLED, FAILED, FINISHED, Job, JobStore
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.problems import Problem, errors, format_problem
 from cnvkit_nf.request import Validation, validate_file
-from cnvkit_nf.runner import RunOptions, running
+from cnvkit_nf.runner import RunOptions, run_alive
 from cnvkit_nf.submission import Execution, new_job, object_store, plan
 from cnvkit_nf.workers import WorkerPool
 
@@ -97,20 +97,14 @@ def validate(ctx: Context, request_file: str, as_json: bool, check_inputs: bool)
     """
     validation = _load(request_file, as_json)
     problems = validation.problems
-    if check_inputs:
-        problems = problems + _check_inputs(validation, request_file, ctx.storage_config)
+    if check_inputs:  # content of local inputs, or existence of object-storage ones
+        problems = problems + plan(validation, ctx.storage_config)[1]
     valid = not errors(problems)
     _report(problems, as_json, valid=valid)
     if not valid:
         sys.exit(EXIT_INVALID)
     if not as_json:
         click.echo(f"{request_file}: valid")
-
-
-def _check_inputs(validation: Validation, request_file: str, config: str | None
-                  ) -> list[Problem]:
-    """Content checks of local inputs, or existence checks of object-storage ones."""
-    return plan(validation, config)[1]
 
 
 @main.command()
@@ -287,8 +281,7 @@ def submit(request_file: str, server: str, project: str, token: str | None) -> N
 @main.command()
 @click.argument("instance_id")
 @_server_options
-@click.pass_obj
-def cancel(ctx: Context, instance_id: str, server: str, project: str, token: str | None) -> None:
+def cancel(instance_id: str, server: str, project: str, token: str | None) -> None:
     """Cancel a job of a job service."""
     client = _client(server, project, token)
     if client is None:
@@ -334,10 +327,8 @@ def _local_job(state_dir: Path, instance_id: str) -> Job:
     job = store.get(instance_id)
     if job is None:
         raise click.ClickException(f"no job {instance_id} in {state_dir}")
-    exit_file = Path(job.run_dir or ".") / "nextflow.exitcode"
-    if (job.runner == "cli" and job.status not in FINAL_STATES and job.pid
-            and not running(job.pid, exit_file)):
-        job = store.update(job.instance_id, status="FAILED",
+    if job.runner == "cli" and not job.final and job.pid and not run_alive(job):
+        job = store.update(job.instance_id, status=FAILED,
                            message="the run stopped without reporting an end (launcher killed?)")
     return job
 
@@ -350,9 +341,8 @@ def _local_job(state_dir: Path, instance_id: str) -> Job:
 def list_jobs(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
     """List the jobs of this state dir, newest first."""
     count, jobs = JobStore(ctx.state_dir / "jobs.sqlite").list(limit=limit, offset=offset)
-    rows = [{"instance_id": j.instance_id, "status": j.status, "progress": j.progress,
-             "start_time": j.start_time, "duration": j.duration,
-             "output_dir": j.request.get("output_dir")} for j in jobs]
+    fields = (*STATUS_FIELDS[:-1], "output_dir")
+    rows = [{key: job.instance()[key] for key in fields} for job in jobs]
     if as_json:
         click.echo(json.dumps({"count": count, "instances": rows}, indent=2))
         return

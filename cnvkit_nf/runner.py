@@ -160,7 +160,7 @@ class JobRun:
 
     @property
     def exit_file(self) -> Path:
-        return self.run_dir / "nextflow.exitcode"
+        return exit_file(self.run_dir)
 
     def command(self, executable: str) -> list[str]:
         """The `nextflow run` command line of this job (its params file is in the run folder).
@@ -287,6 +287,16 @@ class JobRun:
                 return self.store.update(self.job.instance_id, status=FAILED, end_time=now_ms(),
                                          message=f"publishing the results failed: {err}")
         return self.store.update(self.job.instance_id, status=FINISHED, end_time=now_ms())
+
+
+def exit_file(run_dir: Path) -> Path:
+    """Where the supervisor of a run folder's Nextflow writes its exit status."""
+    return Path(run_dir) / "nextflow.exitcode"
+
+
+def run_alive(job: Job) -> bool:
+    """Whether the job's Nextflow run (its supervisor) is still running."""
+    return bool(job.pid and job.run_dir) and running(job.pid, exit_file(job.run_dir))
 
 
 def running(pid: int, exit_file: Path) -> bool:

@@ -66,20 +66,23 @@ class Plan:
         return expected_tasks(self.params) if self.params else 0
 
 
-def plan(validation: Validation, storage_config: str | None) -> tuple[Plan, list[Problem]]:
-    """Check the inputs of a valid request where they are; nothing is written."""
+def plan(validation: Validation, storage_config: str | None,
+         check_inputs: bool = True) -> tuple[Plan, list[Problem]]:
+    """Check the inputs of a valid request where they are (unless `check_inputs` is False:
+    a run already under way); nothing is written."""
     objects, problems = object_store(validation.request, storage_config)
     params = None
     if not errors(problems):
         if objects.s3:
-            problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
+            if check_inputs:
+                problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
         else:
             try:
                 params = to_params(validation.request, validation.options)
             except ParamsError as err:
                 problems += err.problems
             else:
-                problems += preflight(params)
+                problems += preflight(params) if check_inputs else []
     return Plan(validation, objects, params), problems
 
 

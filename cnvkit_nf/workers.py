@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
-from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.problems import Problem, errors, summary
 from cnvkit_nf.request import validate_request
 from cnvkit_nf.runner import RunOptions
-from cnvkit_nf.submission import Execution, Plan, new_job, object_store, plan
+from cnvkit_nf.submission import Execution, Plan, new_job, plan
 
 RUNNER = "service"
 MAX_ATTEMPTS = 3  # Nextflow runs of one job; a job interrupted this often is not resumed again
@@ -124,18 +123,8 @@ class WorkerPool:
         validation = validate_request(job.request)
         if not validation.ok:
             return None, summary(validation.problems)
-        if job.status == LAUNCHING:
-            job_plan, problems = plan(validation, self.storage_config)
-            if errors(problems):
-                return None, summary(problems)
-            return job_plan, ""
-        objects, problems = object_store(job.request, self.storage_config)
+        job_plan, problems = plan(validation, self.storage_config,
+                                  check_inputs=job.status == LAUNCHING)
         if errors(problems):
             return None, summary(problems)
-        params = None
-        if objects.s3 is None:
-            try:
-                params = to_params(job.request, validation.options)
-            except ParamsError as err:
-                return None, str(err)
-        return Plan(validation, objects, params), ""
+        return job_plan, ""

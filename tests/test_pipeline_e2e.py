@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cnvkit_nf import manifest, nextflow
+from cnvkit_nf.demo import demo_request
 from cnvkit_nf.jobs import JobStore
 from cnvkit_nf.runner import expected_tasks
 from cnvkit_nf.simulate import Cohort, seed_like_cohort
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "bin" / "cnvkit-nf"
 CNVKIT = str(Path(sys.executable).parent / "cnvkit.py")
-SEED = json.loads((ROOT / "tests" / "data" / "seed_request.json").read_text())
 CHROM = 400_000
 
 
@@ -46,17 +46,7 @@ def cohort(tmp_path_factory) -> Cohort:
 
 def seed_request(cohort: Cohort, output_dir: Path, **changes) -> dict:
     """The seed's example request, every path pointed at the generated cohort."""
-    bams = cohort.bams
-    request = {
-        **SEED,
-        "experimental_inputs": [str(bams["Son_S2_ALL"])],
-        "control_inputs": [str(bams["Father_S5_ALL"]), str(bams["Mather_S1_ALL"])],
-        "output_dir": str(output_dir) + "/",
-        "ref": str(cohort.ref),
-        "bed": str(cohort.bed),
-        "annotation_file": str(cohort.annotation),
-    }
-    return {**request, **changes}
+    return {**demo_request(cohort.ref.parent, output_dir), **changes}
 
 
 def launch(args: list[str], state: Path, **kwargs) -> subprocess.CompletedProcess:

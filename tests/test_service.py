@@ -17,7 +17,7 @@ import pytest
 from cnvkit_nf import manifest, nextflow
 from cnvkit_nf.jobs import JobStore
 from cnvkit_nf.local_service import ROOT, LocalService
-from cnvkit_nf.runner import running
+from cnvkit_nf.runner import run_alive
 from cnvkit_nf.simulate import seed_like_cohort
 from tests.test_pipeline_e2e import CHROM, called_copies, seed_request
 
@@ -314,7 +314,7 @@ def test_cancel_queued_and_running_jobs(site):
         assert service.stop() == 0
     assert final["status"] == "CANCELLED" and final["message"] == "cancelled on request"
     assert (status, again["error_code"]) == (400, "DLI.0007")
-    assert not running(record.pid, Path(record.run_dir) / "nextflow.exitcode")
+    assert not run_alive(record)
     assert not _group_alive(record.pid)
     assert not (Path(request_for(site, "cancel-running")["output_dir"]) / "manifest.json").exists()
     assert not (Path(store.get(queued).run_dir) / "params.json").exists()  # never started
@@ -356,7 +356,7 @@ def test_kill9_then_restart_follows_the_running_nextflow(site):
     service, instance_id, store = _kill_mid_run(site, "reattach")
     record = store.get(instance_id)
     assert record.status == "RUNNING"
-    assert running(record.pid, Path(record.run_dir) / "nextflow.exitcode")  # Nextflow goes on
+    assert run_alive(record)  # Nextflow goes on
     final, record = _restart_until_done(service, instance_id, store)
     assert record.attempts == 1 and record.pid  # one Nextflow run, followed to its end
     history = (Path(record.run_dir) / ".nextflow" / "history").read_text().splitlines()
