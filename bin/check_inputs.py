@@ -174,8 +174,9 @@ def is_dedup_program(pg: dict[str, str]) -> bool:
 
 
 def find_index(bam: Path) -> Path | None:
-    """An index next to the BAM (``X.bam.bai``, ``X.bai`` or ``X.bam.csi``) not older than it."""
-    for index in (Path(f"{bam}.bai"), bam.with_suffix(".bai"), Path(f"{bam}.csi")):
+    """The ``.bai`` next to the BAM (``X.bam.bai`` or ``X.bai``) not older than it, as the
+    pipeline looks for it (a ``.csi`` alone is not used: the pipeline builds a ``.bai``)."""
+    for index in (Path(f"{bam}.bai"), bam.with_suffix(".bai")):
         if index.is_file() and index.stat().st_mtime >= bam.stat().st_mtime:
             return index
     return None

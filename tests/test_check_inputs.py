@@ -175,6 +175,8 @@ def test_missing_or_stale_index_is_a_note(check_inputs, small_cohort, bam, tmp_p
     assert note in run(check_inputs, small_cohort, bams={"S": copy}).notes  # older than the BAM
     os.utime(index)
     assert note not in run(check_inputs, small_cohort, bams={"S": copy}).notes
+    index.rename(tmp_path / "s.bam.csi")  # the pipeline does not use a .csi: it builds a .bai
+    assert note in run(check_inputs, small_cohort, bams={"S": copy}).notes
 
 
 @pytest.mark.parametrize(
