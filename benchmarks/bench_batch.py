@@ -328,10 +328,10 @@ def report(summary: dict, run: dict) -> None:
         line(f"sum of task realtime ({nf['tasks']} tasks)", nf["task_realtime_s"])
         line(f"  / {CPUS} CPUs", nf["task_realtime_per_cpu_s"])
         line("CPU s of the tasks (realtime x %cpu)", nf["task_cpu_s"])
-        line("CPU s of launcher + Nextflow (the rest)", nf["cpu_s"] - nf["task_cpu_s"])
+        line("CPU s of launcher, Nextflow, task wrappers (rest)", nf["cpu_s"] - nf["task_cpu_s"])
         line("`nextflow -version` (JVM start-up, median of 3)", summary["nextflow_version_s"])
         line("`cnvkit.py version` (Python + cnvlib import)", summary["cnvkit_import_s"])
-        print("(each task runs its command and, for versions.yml, `cnvkit.py version`)")
+        print("(every CNVkit task pays that import once; batch pays it once in all)")
         print(
             f"\n{'process':<20}{'tasks':>6}{'realtime s':>12}{'mean s':>9}{'CPU s':>8}{'RSS MB':>8}"
         )
