@@ -212,7 +212,8 @@ def check_bam(file: File, report: Report) -> dict[str, int] | None:
 def compare_contigs(
     bam: File, contigs: dict[str, int], ref: File, ref_contigs: dict[str, int], report: Report
 ) -> None:
-    """A BAM must share contig names with the reference, with the same lengths."""
+    """A BAM must share contig names with the reference, with the same lengths; contigs on one
+    side only (another variant of the build?) are a warning."""
     common = [c for c in contigs if c in ref_contigs]
     if not common:
         report.error(
@@ -232,6 +233,14 @@ def compare_contigs(
             f"contig lengths differ from the reference {ref}: {examples(differ)}; "
             "was it aligned to another genome build?",
         )
+    only_bam = [c for c in contigs if c not in ref_contigs]
+    only_ref = [c for c in ref_contigs if c not in contigs]
+    if only_bam or only_ref:
+        sides = [f"only in the BAM: {examples(only_bam)}" if only_bam else "",
+                 f"only in the reference: {examples(only_ref)}" if only_ref else ""]
+        report.warning(bam, f"contigs differ from the reference {ref} ("
+                       + "; ".join(side for side in sides if side)
+                       + "); reads on contigs the reference lacks are not counted")
 
 
 # --- reference FASTA ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the package may not be pip-installed (e.g. bare `pytest`)
     sys.path.insert(0, str(ROOT))
 
+from cnvkit_nf import nextflow  # noqa: E402
 from cnvkit_nf.simulate import Cohort, make_cohort, standard_samples  # noqa: E402
 
 SMALL_CHROM = 300_000  # autosome length of the shared test cohort
@@ -25,6 +26,16 @@ def load_script(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def nextflow_bin() -> str:
+    """The Nextflow the launcher would use; the test fails (not skips) without one."""
+    found = nextflow.find()
+    if not found:
+        pytest.fail("Nextflow is not installed: run `make install` (or "
+                    "`.venv/bin/python -m cnvkit_nf.nextflow install`)")
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -165,6 +165,18 @@ def test_contig_length_differs(check_inputs, small_cohort, bam, tmp_path) -> Non
     assert "contig lengths differ" in msg and "chr1 (BAM 300001, reference 300000)" in msg
 
 
+def test_contigs_on_one_side_only_are_a_warning(check_inputs, small_cohort, bam, tmp_path):
+    extra = reheader(bam, tmp_path / "e.bam", lambda h: h + "@SQ\tSN:chrUn_1\tLN:5000\n")
+    ref = tmp_path / "ref.fa"
+    ref.write_text(Path(small_cohort.ref).read_text() + ">chrM\nACGTACGTAC\n")
+    report = run(check_inputs, small_cohort, ref=ref, bams={"S": extra})
+    assert report.ok
+    [warning] = [p for p in report.problems if p.file == str(extra)]
+    assert warning.severity == "warning"
+    assert "only in the BAM: chrUn_1; only in the reference: chrM" in warning.message
+    assert not [p for p in run(check_inputs, small_cohort, bams={"S": bam}).problems]
+
+
 def test_missing_or_stale_index_is_a_note(check_inputs, small_cohort, bam, tmp_path) -> None:
     copy = Path(shutil.copy(bam, tmp_path / "s.bam"))
     note = f"{copy}: no up-to-date index (.bai) next to it; the index will be built"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from cnvkit_nf import manifest, pipeline_schema
+from cnvkit_nf import manifest, nextflow, pipeline_schema
 from cnvkit_nf.confs import PIPELINE_CHAR_PATTERN
 from cnvkit_nf.jobs import FINISHED, RUNNING, JobStore
 from cnvkit_nf.params import ParamsError, to_params
@@ -208,3 +208,18 @@ def test_cli_lists_jobs(tmp_path):
     assert body["count"] == 1 and body["instances"][0]["instance_id"] == job.instance_id
     assert body["instances"][0]["progress"] == "0/7"
     assert cli("--state-dir", str(tmp_path), "list", "--limit", "101", cwd=tmp_path).returncode == 2
+
+
+@pytest.mark.parametrize(("version", "used"), [("24.10.1", True), ("25.04.4", True),
+                                               ("24.04.4", False)])
+def test_nextflow_on_path_is_used_from_24_10(tmp_path, monkeypatch, version, used) -> None:
+    fake = tmp_path / "nextflow"
+    fake.write_text(f"#!/bin/sh\necho '  N E X T F L O W\n  version {version} build 5928'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    expected = tuple(int(part) for part in version.split("."))
+    assert nextflow.parse_version(f"version {version} build 1") == expected
+    found = nextflow.find()
+    assert (found == str(fake)) is used
+    if not used:  # too old: the jars installed from Maven Central (make install) instead
+        assert found == str(nextflow.WRAPPER)

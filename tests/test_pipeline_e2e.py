@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cnvkit_nf import manifest, nextflow
+from cnvkit_nf import manifest
 from cnvkit_nf.demo import demo_request
 from cnvkit_nf.jobs import JobStore
 from cnvkit_nf.runner import expected_tasks
@@ -27,15 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "bin" / "cnvkit-nf"
 CNVKIT = str(Path(sys.executable).parent / "cnvkit.py")
 CHROM = 400_000
-
-
-@pytest.fixture(scope="module")
-def nextflow_bin() -> str:
-    found = nextflow.find()
-    if not found:
-        pytest.fail("Nextflow is not installed: run `make install` (or "
-                    "`.venv/bin/python -m cnvkit_nf.nextflow install`)")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +79,11 @@ def test_run_prints_id_first_and_finishes(seed_run):
     assert first.startswith("instance_id: ")
     assert "status: FINISHED" in result.stdout
     assert "warning: sex_conf: -y/--male-reference" in result.stderr  # decided: a warning
+    # not a terminal: plain progress lines, tasks done never going back, ending complete
+    steps = [line.split()[1].split("/") for line in result.stderr.splitlines()
+             if line.startswith("progress: ")]
+    done = [int(k) for k, _ in steps]
+    assert len(steps) >= 2 and done == sorted(done) and steps[-1][0] == steps[-1][1]
 
 
 def test_planted_changes_are_called(seed_run, cohort):
@@ -183,11 +179,17 @@ def test_results_equal_cnvkit_run_by_hand(seed_run, cohort, tmp_path):
            "reference.cnn", *opts("fix_conf"), "-o", "Son_S2_ALL.cnr")
     cnvkit("segment", "Son_S2_ALL.cnr", *opts("segment_conf"), "-p", "1", "-o", "Son_S2_ALL.cns")
     cnvkit("call", "Son_S2_ALL.cns", *opts("call_conf"), "-o", "Son_S2_ALL.call.cns")
-    for name in ("Son_S2_ALL.cnr", "Son_S2_ALL.cns", "Son_S2_ALL.call.cns"):
+    cnvkit("genemetrics", "Son_S2_ALL.cnr", "-s", "Son_S2_ALL.cns", *opts("genemetrics_conf"),
+           "-o", "Son_S2_ALL.genemetrics.tsv")
+    cnvkit("sex", *sorted([f"{n}.targetcoverage.cnn" for n in cohort.bams] + ["Son_S2_ALL.cnr"]),
+           *opts("sex_conf"), "-o", "sex.tsv")
+    for name in ("Son_S2_ALL.cnr", "Son_S2_ALL.cns", "Son_S2_ALL.call.cns",
+                 "Son_S2_ALL.genemetrics.tsv"):
         ours = (out / "samples" / "Son_S2_ALL" / name).read_text()
         assert ours == (tmp_path / name).read_text(), name
-    ours = (out / "reference" / "reference.cnn").read_text()
-    assert ours == (tmp_path / "reference.cnn").read_text()
+    assert (tmp_path / "Son_S2_ALL.genemetrics.tsv").read_text().count("\n") > 1  # has genes
+    for name in ("reference/reference.cnn", "sex/sex.tsv"):
+        assert (out / name).read_text() == (tmp_path / Path(name).name).read_text(), name
 
 
 def test_resume_reuses_every_task(seed_run):
@@ -249,7 +251,7 @@ def test_validate_can_check_inputs(cohort, tmp_path):
 def test_failed_job_reports_why(cohort, nextflow_bin, tmp_path):
     """A task the executor cannot run: the job ends FAILED with Nextflow's reason, no manifest."""
     (tmp_path / "huge.config").write_text(
-        "params.max_memory = '100000.GB'\n"
+        "process.resourceLimits = [cpus: 2, memory: '100000.GB', time: '1.h']\n"
         "process { withName: 'CNVKIT_ACCESS' { memory = '50000.GB' } }\n")
     request = seed_request(cohort, tmp_path / "out")
     (tmp_path / "request.json").write_text(json.dumps(request))
@@ -322,6 +324,23 @@ def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
     assert [path.stat().st_mtime_ns for path in inputs] == before
 
 
+def test_max_cpus_param_caps_cpu_requests(nextflow_bin, tmp_path):
+    """`--max_cpus` (command line, params file or Tower form) reaches process.resourceLimits."""
+    env = {**os.environ, "NXF_OFFLINE": "true",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cpus = {}
+    for max_cpus in ("1", "2"):
+        out = tmp_path / max_cpus
+        result = subprocess.run(
+            [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
+             "--output_dir", str(out), "--coverage_cpus", "2", "--max_cpus", max_cpus],
+            cwd=tmp_path, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stdout
+        cpus[max_cpus] = {row["cpus"] for row in read_table(out / "pipeline_info" / "trace.tsv")
+                          if row["process"].endswith("CNVKIT_COVERAGE")}
+    assert cpus == {"1": {"1"}, "2": {"2"}}
+
+
 def test_stale_index_is_rebuilt_not_overwritten(nextflow_bin, tmp_path):
     """An index older than its BAM is rebuilt in the work dir; the user's file stays as it was."""
     for path in (ROOT / "tests" / "data" / "stub").iterdir():
@@ -342,3 +361,24 @@ def test_stale_index_is_rebuilt_not_overwritten(nextflow_bin, tmp_path):
                if row["process"].endswith("SAMTOOLS_INDEX")}
     assert indexed == {"normal_B"}
     assert (tmp_path / f"{stale.name}.bai").read_text() == "old index"
+
+
+def test_direct_run_checks_inputs_before_any_other_task(nextflow_bin, small_cohort, tmp_path):
+    """`nextflow run` without the launcher: a bad BAM fails the check, and nothing else runs
+    (no index is built for it, no CNVkit task starts), with the file and the reason."""
+    fake = tmp_path / "Fake.bam"
+    fake.write_text("not a BAM\n")
+    ref = tmp_path / "genome.fa"  # no .fai: the check reads the FASTA; indexing waits for it
+    shutil.copy(small_cohort.ref, ref)
+    env = {**os.environ, "NXF_OFFLINE": "true",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "local",
+         "--experimental_inputs", str(fake), "--control_inputs", str(small_cohort.controls[0]),
+         "--ref", str(ref), "--bed", str(small_cohort.bed), "--output_dir", str(tmp_path / "out")],
+        cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    assert f"{fake.name}: is a text file, not a BAM file" in result.stdout
+    ran = {row["process"].split(":")[-1]
+           for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")}
+    assert ran == {"CHECK_INPUTS"}

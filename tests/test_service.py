@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cnvkit_nf import manifest, nextflow
+from cnvkit_nf import manifest
 from cnvkit_nf.jobs import JobStore
 from cnvkit_nf.local_service import ROOT, LocalService
 from cnvkit_nf.runner import run_alive
@@ -29,7 +29,7 @@ LIMITS = {"max_inputs": 6, "max_option_length": 300, "max_body_bytes": 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, nextflow_ready) -> dict:
+def site(tmp_path_factory, nextflow_bin) -> dict:
     """Data roots per project (/data/{project}), the seed-like cohort in lab-a's, a config."""
     base = tmp_path_factory.mktemp("site")
     for project in ("lab-a", "lab-b"):
@@ -45,14 +45,6 @@ def site(tmp_path_factory, nextflow_ready) -> dict:
         "limits": LIMITS,
     }))
     return {"base": base, "cohort": cohort, "config": config, "data": base / "data"}
-
-
-@pytest.fixture(scope="module")
-def nextflow_ready() -> str:
-    found = nextflow.find()
-    if not found:
-        pytest.fail("Nextflow is not installed: run `make install`")
-    return found
 
 
 def start(site: dict, name: str, *args: str) -> LocalService:

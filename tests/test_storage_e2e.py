@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cnvkit_nf import nextflow, storage
+from cnvkit_nf import storage
 from cnvkit_nf.local_service import LocalService
 from cnvkit_nf.request import input_locations
 from cnvkit_nf.seaweed import S3Server
@@ -24,10 +24,8 @@ SEED = json.loads(SEED_FILE.read_text())
 
 
 @pytest.fixture(scope="module")
-def bucket(tmp_path_factory):
+def bucket(tmp_path_factory, nextflow_bin):
     """A fresh server whose bucket `genes` holds a generated cohort under the seed's names."""
-    if not nextflow.find():
-        pytest.fail("Nextflow is not installed: run `make install`")
     try:
         server = S3Server(tmp_path_factory.mktemp("s3e2e") / "data").start()
     except RuntimeError as err:

@@ -34,36 +34,34 @@ workflow CNVKIT {
     outdir      // string: where pipeline_info/versions.yml goes
 
     main:
+    // Nothing else starts before every input passed its checks (the FASTA's index is used when
+    // there is an up-to-date one; without it the check reads the contigs from the FASTA).
+    names_bams = samples
+        .toSortedList { a, b -> a[0].id <=> b[0].id }
+        .map { rows -> [rows.collect { row -> row[0].id }, rows.collect { row -> row[1] }] }
+    fai = file("${fasta}.fai")
+    CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams)
+    checked = CHECK_INPUTS.out.report
+
     // Reference and BAM indexes: used when present, built when missing.
-    fasta_in = channel.of(fasta).branch { f ->
+    fasta_in = channel.of(fasta).combine(checked).map { f, _ok -> f }.branch { f ->
         indexed: file("${f}.fai").exists()
         missing: true
     }
     SAMTOOLS_FAIDX(fasta_in.missing)
-    fasta_fai = fasta_in.indexed
+    reference_fasta = fasta_in.indexed
         .map { f -> [f, file("${f}.fai")] }
         .mix(SAMTOOLS_FAIDX.out.fasta_fai)
         .first()
 
-    bams_in = samples.branch { _meta, bam ->
+    bams_in = samples.combine(checked).map { meta, bam, _ok -> [meta, bam] }.branch { _meta, bam ->
         indexed: bamIndex(bam) != null
         missing: true
     }
     SAMTOOLS_INDEX(bams_in.missing)
-
-    // Nothing reaches CNVkit before every input passed its checks.
-    names_bams = samples
-        .toSortedList { a, b -> a[0].id <=> b[0].id }
-        .map { rows -> [rows.collect { row -> row[0].id }, rows.collect { row -> row[1] }] }
-    CHECK_INPUTS(fasta_fai, bed, annotation, names_bams)
-    checked = CHECK_INPUTS.out.report
-
     bams = bams_in.indexed
         .map { meta, bam -> [meta, bam, bamIndex(bam)] }
         .mix(SAMTOOLS_INDEX.out.bam_bai)
-        .combine(checked)
-        .map { meta, bam, bai, _ok -> [meta, bam, bai] }
-    reference_fasta = fasta_fai.combine(checked).map { f, fai, _ok -> [f, fai] }
     targets_bed = channel.value(bed).combine(checked).map { b, _ok -> b }
 
     ANNOTATION_TO_BED(channel.fromList(annotation ? [annotation] : []))

@@ -17,7 +17,7 @@ process CNVKIT_ANTITARGET {
     script:
     def args = task.ext.args ?: ''
     """
-    cnvkit.py antitarget ${targets} -g ${access} ${args} -o antitargets.bed
+    cnvkit.py antitarget ${targets} ${args} -g ${access} -o antitargets.bed
     """
 
     stub:

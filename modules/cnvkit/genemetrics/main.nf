@@ -17,7 +17,7 @@ process CNVKIT_GENEMETRICS {
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    cnvkit.py genemetrics ${cnr} -s ${cns} ${args} -o ${prefix}.genemetrics.tsv
+    cnvkit.py genemetrics ${cnr} ${args} -s ${cns} -o ${prefix}.genemetrics.tsv
     """
 
     stub:

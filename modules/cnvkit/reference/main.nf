@@ -20,7 +20,7 @@ process CNVKIT_REFERENCE {
     def args = task.ext.args ?: ''
     def sources = coverages ? "${coverages}" : "-t ${targets} -a ${antitargets}"
     """
-    cnvkit.py reference ${sources} -f ${fasta} ${args} -o reference.cnn
+    cnvkit.py reference ${sources} ${args} -f ${fasta} -o reference.cnn
     """
 
     stub:

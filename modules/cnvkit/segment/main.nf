@@ -17,7 +17,7 @@ process CNVKIT_SEGMENT {
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    cnvkit.py segment ${cnr} ${args} -p ${task.cpus} -o ${prefix}.cns
+    cnvkit.py segment ${cnr} ${args} -p ${task.cpus} --rscript-path Rscript -o ${prefix}.cns
     """
 
     stub:

@@ -18,7 +18,7 @@ process CNVKIT_TARGET {
     def args = task.ext.args ?: ''
     def annotate = annotation ? "--annotate ${annotation}" : ''
     """
-    cnvkit.py target ${bed} ${annotate} ${args} -o targets.bed
+    cnvkit.py target ${bed} ${args} ${annotate} -o targets.bed
     """
 
     stub:

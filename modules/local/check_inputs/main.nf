@@ -9,7 +9,7 @@ process CHECK_INPUTS {
         'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
 
     input:
-    tuple path(fasta), path(fai)
+    tuple path(fasta), path(fai)  // fai: [] when the FASTA has no up-to-date index
     path bed
     path annotation  // or [] when no annotation is used
     tuple val(names), path(bams)

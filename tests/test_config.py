@@ -1,0 +1,70 @@
+"""The pipeline's configuration as the real `nextflow config` resolves it, and module shape."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = sorted(ROOT.glob("modules/*/*/main.nf"))
+
+
+def resolved(nextflow_bin: str, *args: str) -> dict[str, str]:
+    """`nextflow config -flat` of the pipeline as a {setting: value} dict."""
+    result = subprocess.run(
+        [nextflow_bin, "config", "-flat", *args, str(ROOT)], capture_output=True, text=True,
+        env={**os.environ, "NXF_OFFLINE": "true"}, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dict(line.split(" = ", 1) for line in result.stdout.splitlines() if " = " in line)
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        ("local", {"process.executor": "'local'"}),
+        ("docker", {"docker.enabled": "true", "podman.enabled": "false"}),
+        ("podman", {"podman.enabled": "true", "docker.enabled": "false"}),
+        ("singularity", {"singularity.enabled": "true", "singularity.autoMounts": "true"}),
+        ("apptainer", {"apptainer.enabled": "true", "apptainer.autoMounts": "true"}),
+        ("conda", {"conda.enabled": "true", "docker.enabled": "false"}),
+        ("slurm", {"process.executor": "'slurm'",
+                   "process.resourceLimits": "[cpus:32, memory:'128.GB', time:'48.h']"}),
+        ("awsbatch", {"process.executor": "'awsbatch'",
+                      "process.resourceLimits": "[cpus:16, memory:'64.GB', time:'24.h']"}),
+        ("k8s", {"process.executor": "'k8s'",
+                 "process.resourceLimits": "[cpus:8, memory:'32.GB', time:'24.h']"}),
+        ("test", {"process.resourceLimits": "[cpus:2, memory:'4.GB', time:'1.h']",
+                  "trace.file": "'results-test/pipeline_info/trace.tsv'"}),
+    ],
+)
+def test_profile_resolves(nextflow_bin, profile, expected) -> None:
+    config = resolved(nextflow_bin, "-profile", profile)
+    assert {key: config.get(key) for key in expected} == expected
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: p.parent.name)
+def test_module_is_pinned_and_has_a_stub(module) -> None:
+    text = module.read_text()
+    tool = re.search(r'conda "bioconda::(cnvkit=0\.9\.14|samtools=1\.21)"', text)
+    assert tool
+    name, version = tool.group(1).split("=")
+    images = re.findall(r"'([^']+/[^']+)'", text.split("container", 1)[1].split("input:", 1)[0])
+    assert len(images) == 2 and all(f"{name}:{version}" in i or "sha256" in i for i in images)
+    assert "stub:" in text
+
+
+@pytest.mark.parametrize("module", sorted(ROOT.glob("modules/cnvkit/*/main.nf")),
+                         ids=lambda p: p.parent.name)
+def test_managed_options_come_after_user_options(module) -> None:
+    """Inputs first, then the user's `${args}`, then only options the pipeline sets: for
+    argparse the last occurrence wins, so a direct `nextflow run` cannot redirect them."""
+    commands = re.findall(r"cnvkit\.py \w+ [^\n\"]*", module.read_text())
+    assert commands
+    for command in commands:
+        before, _, after = command.partition(" ${args}")
+        assert after, command
+        assert all(word.startswith("${") for word in before.split()[2:]), command
+        # option-value pairs; ${annotate} is "--annotate FILE" or nothing
+        assert re.fullmatch(r"( -[-\w]+ [^-\s]\S*| \$\{annotate\})+", after), command
