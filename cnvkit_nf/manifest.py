@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 NAME = "manifest.json"
@@ -41,6 +44,34 @@ def write(folder: Path, **info) -> Path:
     target = folder / NAME
     os.replace(tmp, target)
     return target
+
+
+def publish(folder: Path, put: Callable[[Path, str], None], workers: int = 1) -> int:
+    """Send each file of a finished result folder through `put(path, relative_name)`, its
+    manifest last, so that whoever sees the manifest sees a complete result; the file count."""
+    files = [p for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.relative_to(folder).as_posix() != NAME]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda path: put(path, path.relative_to(folder).as_posix()), files))
+    put(folder / NAME, NAME)
+    return len(files) + 1
+
+
+def copier(target: Path) -> Callable[[Path, str], None]:
+    """A `put` for `publish` into a local folder: each file is copied under a temporary name
+    beside its destination and renamed into place, so no reader sees a half-written file."""
+    def put(path: Path, name: str) -> None:
+        dest = target / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    return put
 
 
 def remove(folder: Path) -> None:

@@ -146,9 +146,9 @@ class JobRun:
     """
 
     def __init__(self, store: JobStore, job: Job, params: dict, options: RunOptions,
-                 publish: Callable[[Path], object] | None = None):
+                 publish: Callable[[Path], object]):
         self.store, self.job, self.params, self.options = store, job, params, options
-        self.publish = publish  # copies a finished result folder elsewhere, manifest last
+        self.publish = publish  # copies the finished results folder to output_dir, manifest last
         self.run_dir = Path(job.run_dir)
         self.process: subprocess.Popen | None = None
         self.pid: int | None = None
@@ -280,12 +280,11 @@ class JobRun:
         results = Path(self.params["output_dir"])
         manifest.write(results, instance_id=self.job.instance_id, finished=end,
                        request=self.job.request)
-        if self.publish:
-            try:
-                self.publish(results)
-            except Exception as err:  # noqa: BLE001 - any failure to publish fails the job
-                return self.store.update(self.job.instance_id, status=FAILED, end_time=now_ms(),
-                                         message=f"publishing the results failed: {err}")
+        try:
+            self.publish(results)
+        except Exception as err:  # noqa: BLE001 - any failure to publish fails the job
+            return self.store.update(self.job.instance_id, status=FAILED, end_time=now_ms(),
+                                     message=f"publishing the results failed: {err}")
         return self.store.update(self.job.instance_id, status=FINISHED, end_time=now_ms())
 
 

@@ -24,7 +24,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from cnvkit_nf.manifest import hexdigest
+from cnvkit_nf import manifest
 from cnvkit_nf.paths import Location
 from cnvkit_nf.problems import Problem
 
@@ -230,7 +230,6 @@ def _companions(field: str, location: Location) -> list[Location]:
 
 # --- stage mode: inputs downloaded to a local cache, results uploaded with the manifest last ---
 
-MANIFEST_NAME = "manifest.json"
 _TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20,
                            max_concurrency=4)
 
@@ -264,7 +263,8 @@ def download(s3, location: Location, cache: Path) -> tuple[Path, bool]:
         if partial.stat().st_size != info.size:
             raise StorageError(f"{location.raw}: downloaded {partial.stat().st_size} bytes, "
                                f"expected {info.size}")
-        if re.fullmatch(r"[0-9a-f]{32}", info.etag) and hexdigest(partial, _md5) != info.etag:
+        if (re.fullmatch(r"[0-9a-f]{32}", info.etag)
+                and manifest.hexdigest(partial, _md5) != info.etag):
             raise StorageError(f"{location.raw}: checksum differs from the object's ETag")
         os.utime(partial, (info.modified, info.modified))
         os.replace(partial, target)
@@ -317,9 +317,9 @@ def withdraw_manifest(s3, output_dir: Location) -> None:
     folder never looks complete while a new run replaces its files."""
     folder = output_dir.as_folder()
     try:
-        s3.delete_object(Bucket=folder.bucket, Key=folder.key + MANIFEST_NAME)
+        s3.delete_object(Bucket=folder.bucket, Key=folder.key + manifest.NAME)
     except (ClientError, BotoCoreError) as err:
-        raise StorageError(f"cannot withdraw {folder.raw}{MANIFEST_NAME}: "
+        raise StorageError(f"cannot withdraw {folder.raw}{manifest.NAME}: "
                            f"{_reason(err, folder)}") from err
 
 
@@ -331,10 +331,9 @@ def publish(s3, folder: Path, output_dir: Location, workers: int = 8) -> int:
     sees it sees a complete result. Returns the number of files uploaded.
     """
     prefix = output_dir.as_folder()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
 
-    def put(path: Path) -> None:
-        target = _sibling(prefix, prefix.key + path.relative_to(folder).as_posix())
+    def put(path: Path, name: str) -> None:
+        target = _sibling(prefix, prefix.key + name)
         try:
             s3.upload_file(str(path), target.bucket, target.key, Config=_TRANSFER)
         except (ClientError, BotoCoreError, S3UploadFailedError) as err:
@@ -342,10 +341,7 @@ def publish(s3, folder: Path, output_dir: Location, workers: int = 8) -> int:
         if head(s3, target).size != path.stat().st_size:
             raise StorageError(f"upload of {target.raw} is incomplete")
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(put, files))
-    put(folder / MANIFEST_NAME)
-    return len(files) + 1
+    return manifest.publish(folder, put, workers)
 
 
 # --- native mode: Nextflow's nf-amazon plugin reads the objects itself (cloud executors) ---

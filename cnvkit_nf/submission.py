@@ -2,7 +2,9 @@
 
 `plan` checks a request's inputs where they are (local content checks, or object-storage
 existence checks) before a job is created; `Execution` then stages object-storage inputs,
-runs Nextflow, and publishes the results — or attaches to a run that a killed service left.
+runs Nextflow into the job's own results folder, and publishes that folder to `output_dir`
+(local or object storage) once the run succeeded, manifest last — or attaches to a run that a
+killed service left.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnvkit_nf import storage
+from cnvkit_nf import manifest, storage
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.paths import Location, parse_location
@@ -135,6 +137,9 @@ class Execution:
             params = self._stage(staging)
             if params is None:
                 return self.job
+        if not self.plan.objects.output_dir.is_remote:
+            manifest.remove(self._local_output())  # the folder is about to be rewritten
+        params = {**params, "output_dir": str(Path(self.job.run_dir) / "results")}
         with self._lock:
             if self._cancelled:
                 return self._cancelled_before_start()
@@ -156,14 +161,19 @@ class Execution:
         self.job = self.store.update(self.job.instance_id, status=FAILED, message=message,
                                      end_time=now_ms())
 
-    def _publisher(self) -> Callable[[Path], None] | None:
+    def _local_output(self) -> Path:
+        return self.plan.objects.output_dir.local_path().absolute()
+
+    def _publisher(self) -> Callable[[Path], None]:
+        """Publishes the finished results folder to `output_dir`, manifest last."""
         objects = self.plan.objects
-        if not objects.output_dir.is_remote:
-            return None
 
         def publish(folder: Path) -> None:
             started = time.monotonic()
-            count = storage.publish(objects.s3, folder, objects.output_dir)
+            if objects.output_dir.is_remote:
+                count = storage.publish(objects.s3, folder, objects.output_dir)
+            else:
+                count = manifest.publish(folder, manifest.copier(self._local_output()))
             self.log(f"published {count} files to {objects.output_dir.raw} in "
                      f"{time.monotonic() - started:.1f} s (manifest last)")
 

@@ -203,12 +203,20 @@ def test_resume_reuses_every_task(seed_run):
 
 
 def test_flat_reference_and_gene_symbols(cohort, nextflow_bin, tmp_path):
-    """No controls: a flat reference; GENCODE GFF3 annotation: targets named by gene symbol."""
+    """No controls: a flat reference; GENCODE GFF3 annotation: targets named by gene symbol.
+    The folder held an earlier result: its manifest is replaced, its leftovers not vouched for."""
     request = seed_request(cohort, tmp_path / "out", control_inputs=[], has_annotate=True,
                            sex_conf="", target_conf="")
     (tmp_path / "request.json").write_text(json.dumps(request))
+    stale = tmp_path / "out" / "samples" / "Old_S8" / "Old_S8.call.cns"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from an earlier request\n")
+    manifest.write(tmp_path / "out", instance_id="earlier")
     result = launch(["run", str(tmp_path / "request.json")], tmp_path / "state", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "published " in result.stderr
+    assert manifest.verify(tmp_path / "out") == [f"{stale.relative_to(tmp_path / 'out')}: "
+                                                 "not in the manifest"]
     reference = read_table(tmp_path / "out" / "reference" / "reference.cnn")
     autosomal = {float(row["log2"]) for row in reference if row["chromosome"] in ("chr1", "chr2")}
     assert autosomal == {0.0}
@@ -262,7 +270,7 @@ def test_failed_job_reports_why(cohort, nextflow_bin, tmp_path):
     job_id = result.stdout.splitlines()[0].split(": ", 1)[1]
     body = json.loads(launch(["status", job_id, "--json"], tmp_path / "state").stdout)
     assert body["status"] == "FAILED" and "memory" in body["message"].lower()
-    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_cancel_stops_the_run_without_manifest(cohort, nextflow_bin, tmp_path):
@@ -281,7 +289,7 @@ def test_cancel_stops_the_run_without_manifest(cohort, nextflow_bin, tmp_path):
     assert process.wait(timeout=120) == 130
     job = store.get(job_id)
     assert job.status == "CANCELLED"
-    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not (tmp_path / "out").exists()  # results reach output_dir only after success
     nextflow_pid = job.pid
     with pytest.raises(ProcessLookupError):
         os.kill(nextflow_pid, 0)
