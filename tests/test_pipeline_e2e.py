@@ -349,6 +349,30 @@ def test_max_cpus_param_caps_cpu_requests(nextflow_bin, tmp_path):
     assert cpus == {"1": {"1"}, "2": {"2"}}
 
 
+@pytest.mark.parametrize(("exit_code", "retried"), [(137, True), (1, False)])
+def test_only_resource_kills_are_retried(nextflow_bin, tmp_path, exit_code, retried):
+    """A task killed for resources (137 = SIGKILL, e.g. out of memory) runs again with twice the
+    memory; any other failure stops the run."""
+    (tmp_path / "fail.config").write_text(
+        "process { withName: 'CNVKIT_ACCESS' { beforeScript = "
+        f"{{ \"[ ${{task.attempt}} -gt 1 ] || exit {exit_code}\" }} }} }}\n")
+    env = {**os.environ, "NXF_OFFLINE": "true",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
+         "-c", str(tmp_path / "fail.config"), "--output_dir", str(tmp_path / "out")],
+        cwd=tmp_path, capture_output=True, text=True, env=env)
+    attempts = [(row["status"], row["exit"], row["memory"])
+                for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")
+                if row["process"].endswith("CNVKIT_ACCESS")]
+    if retried:
+        assert result.returncode == 0, result.stdout
+        assert attempts == [("FAILED", "137", "2 GB"), ("COMPLETED", "0", "4 GB")]
+    else:
+        assert result.returncode != 0
+        assert attempts == [("FAILED", "1", "2 GB")]
+
+
 def test_stale_index_is_rebuilt_not_overwritten(nextflow_bin, tmp_path):
     """An index older than its BAM is rebuilt in the work dir; the user's file stays as it was."""
     for path in (ROOT / "tests" / "data" / "stub").iterdir():
