@@ -212,9 +212,12 @@ def test_flat_reference_and_gene_symbols(cohort, nextflow_bin, tmp_path):
     stale.parent.mkdir(parents=True)
     stale.write_text("from an earlier request\n")
     manifest.write(tmp_path / "out", instance_id="earlier")
-    result = launch(["run", str(tmp_path / "request.json")], tmp_path / "state", cwd=tmp_path)
+    result = launch(["run", str(tmp_path / "request.json"), "--work-dir", str(tmp_path / "w")],
+                    tmp_path / "state", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "published " in result.stderr
+    assert len(list((tmp_path / "w").glob("*/*/.command.sh"))) == len(
+        read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv"))  # --work-dir was used
     assert manifest.verify(tmp_path / "out") == [f"{stale.relative_to(tmp_path / 'out')}: "
                                                  "not in the manifest"]
     reference = read_table(tmp_path / "out" / "reference" / "reference.cnn")
