@@ -9,9 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 from cnvkit_nf import manifest, nextflow, pipeline_schema
+from cnvkit_nf.cli import main as cli_main
 from cnvkit_nf.confs import PIPELINE_CHAR_PATTERN
 from cnvkit_nf.jobs import FINISHED, RUNNING, JobStore
 from cnvkit_nf.params import ParamsError, to_params
@@ -223,3 +225,21 @@ def test_nextflow_on_path_is_used_from_24_10(tmp_path, monkeypatch, version, use
     assert (found == str(fake)) is used
     if not used:  # too old: the jars installed from Maven Central (make install) instead
         assert found == str(nextflow.WRAPPER)
+
+
+def test_run_without_any_nextflow_exits_4(small_cohort, tmp_path, monkeypatch) -> None:
+    """No `nextflow` on PATH, none installed, no java/mvn to install one: exit 4 with the
+    install command, after the checks and before any job is recorded."""
+    monkeypatch.setattr(nextflow, "STAMP", tmp_path / "not-installed")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    request = {**SEED, "experimental_inputs": [str(small_cohort.bams["Sample_1"])],
+               "control_inputs": [str(bam) for bam in small_cohort.controls],
+               "ref": str(small_cohort.ref), "bed": str(small_cohort.bed),
+               "output_dir": str(tmp_path / "out")}
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    result = CliRunner().invoke(cli_main, ["--state-dir", str(tmp_path / "state"), "run",
+                                           str(tmp_path / "request.json")])
+    assert result.exit_code == 4, result.output
+    assert "apt-get install -y default-jre-headless maven" in result.output
+    assert not (tmp_path / "state" / "jobs.sqlite").exists()
+    assert not (tmp_path / "out").exists()
