@@ -66,5 +66,5 @@ def test_managed_options_come_after_user_options(module) -> None:
         before, _, after = command.partition(" ${args}")
         assert after, command
         assert all(word.startswith("${") for word in before.split()[2:]), command
-        # option-value pairs; ${annotate} is "--annotate FILE" or nothing
-        assert re.fullmatch(r"( -[-\w]+ [^-\s]\S*| \$\{annotate\})+", after), command
+        # option-value pairs; ${annotate} and ${flat} are such pairs or nothing
+        assert re.fullmatch(r"( -[-\w]+ [^-\s]\S*| \$\{(annotate|flat)\})+", after), command

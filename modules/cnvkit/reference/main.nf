@@ -18,9 +18,10 @@ process CNVKIT_REFERENCE {
 
     script:
     def args = task.ext.args ?: ''
-    def sources = coverages ? "${coverages}" : "-t ${targets} -a ${antitargets}"
+    def controls = coverages ? "${coverages}" : ''
+    def flat = coverages ? '' : "-t ${targets} -a ${antitargets}"  // no controls: a flat reference
     """
-    cnvkit.py reference ${sources} ${args} -f ${fasta} -o reference.cnn
+    cnvkit.py reference ${controls} ${args} ${flat} -f ${fasta} -o reference.cnn
     """
 
     stub:
