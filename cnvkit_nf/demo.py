@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from cnvkit_nf.jobs import FINAL_STATES
 from cnvkit_nf.local_service import LocalService
 from cnvkit_nf.seaweed import S3Server
 from cnvkit_nf.simulate import seed_like_cohort
@@ -59,6 +60,13 @@ def print_calls(name: str, call_cns_text: str) -> None:
                   f"log2={float(row['log2']):+.2f}  probes={row['probes']}")
 
 
+def print_results(output_dir: Path) -> None:
+    """Where a local result folder is, and each sample's calls."""
+    print(f"\nresults in {output_dir}")
+    for call_cns in sorted(output_dir.glob("samples/*/*.call.cns")):
+        print_calls(call_cns.name.removesuffix(".call.cns"), call_cns.read_text())
+
+
 def main() -> int:
     data = cohort_folder()
     output_dir = DEMO / "results"
@@ -69,9 +77,7 @@ def main() -> int:
                           "run", str(request_file)])
     if run.returncode != 0:
         return run.returncode
-    print(f"\nresults in {output_dir}")
-    for call_cns in sorted(output_dir.glob("samples/*/*.call.cns")):
-        print_calls(call_cns.name.removesuffix(".call.cns"), call_cns.read_text())
+    print_results(output_dir)
     return 0
 
 
@@ -135,7 +141,7 @@ def main_service() -> int:
             if f"{body['status']} {body['progress']}" != shown:
                 shown = f"{body['status']} {body['progress']}"
                 print(f"  {shown} ({body['duration']} s)", flush=True)
-            if body["status"] not in ("LAUNCHING", "RUNNING", "CANCELING"):
+            if body["status"] in FINAL_STATES:
                 break
             time.sleep(2)
     finally:
@@ -143,9 +149,7 @@ def main_service() -> int:
     if body["status"] != "FINISHED":
         print(f"message: {body['message']}")
         return 3
-    print(f"\nresults in {output_dir}")
-    for call_cns in sorted(output_dir.glob("samples/*/*.call.cns")):
-        print_calls(call_cns.name.removesuffix(".call.cns"), call_cns.read_text())
+    print_results(output_dir)
     return 0
 
 

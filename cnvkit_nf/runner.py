@@ -183,7 +183,6 @@ class JobRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "params.json").write_text(json.dumps(self.params, indent=2) + "\n")
         self.exit_file.unlink(missing_ok=True)
-        manifest.remove(Path(self.params["output_dir"]))
         env = {**os.environ, "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false",
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         supervisor = [sys.executable, str(SUPERVISE), str(self.exit_file)]

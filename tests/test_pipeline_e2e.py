@@ -298,13 +298,19 @@ def test_cancel_stops_the_run_without_manifest(cohort, nextflow_bin, tmp_path):
         os.kill(nextflow_pid, 0)
 
 
+def nextflow_run(nextflow_bin: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`nextflow run main.nf ARGS` as a user types it (no launcher), the venv's tools on PATH."""
+    env = {**os.environ, "NXF_OFFLINE": "true",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([nextflow_bin, "run", str(ROOT / "main.nf"), *args], cwd=cwd,
+                          capture_output=True, text=True, env=env)
+
+
 def test_direct_nextflow_run_rejects_hostile_options(nextflow_bin, tmp_path):
-    result = subprocess.run(
-        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
-         "--segment_conf", "-m cbs; touch pwned", "--output_dir", str(tmp_path / "out"),
-         "--bed", str(tmp_path / "x$(touch pwned).bed")],
-        cwd=tmp_path, capture_output=True, text=True,
-        env={**os.environ, "NXF_OFFLINE": "true"})
+    result = nextflow_run(
+        nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+        "--segment_conf", "-m cbs; touch pwned", "--output_dir", str(tmp_path / "out"),
+        "--bed", str(tmp_path / "x$(touch pwned).bed"))
     assert result.returncode != 0
     assert "segment_conf: only letters, digits" in result.stdout
     assert "file name may only contain letters" in result.stdout
@@ -313,14 +319,11 @@ def test_direct_nextflow_run_rejects_hostile_options(nextflow_bin, tmp_path):
 
 
 def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
-    env = {**os.environ, "NXF_OFFLINE": "true",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     inputs = sorted((ROOT / "tests" / "data" / "stub").iterdir())
     before = [path.stat().st_mtime_ns for path in inputs]
-    result = subprocess.run(
-        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
-         "--output_dir", str(tmp_path / "out")],
-        cwd=tmp_path, capture_output=True, text=True, env=env)
+    result = nextflow_run(
+        nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+        "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stdout
     out = tmp_path / "out"
     for name in ("reference/reference.cnn", "reference/annotation.bed", "sex/sex.tsv",
@@ -337,15 +340,12 @@ def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
 
 def test_max_cpus_param_caps_cpu_requests(nextflow_bin, tmp_path):
     """`--max_cpus` (command line, params file or Tower form) reaches process.resourceLimits."""
-    env = {**os.environ, "NXF_OFFLINE": "true",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     cpus = {}
     for max_cpus in ("1", "2"):
         out = tmp_path / max_cpus
-        result = subprocess.run(
-            [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
-             "--output_dir", str(out), "--coverage_cpus", "2", "--max_cpus", max_cpus],
-            cwd=tmp_path, capture_output=True, text=True, env=env)
+        result = nextflow_run(
+            nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+            "--output_dir", str(out), "--coverage_cpus", "2", "--max_cpus", max_cpus)
         assert result.returncode == 0, result.stdout
         cpus[max_cpus] = {row["cpus"] for row in read_table(out / "pipeline_info" / "trace.tsv")
                           if row["process"].endswith("CNVKIT_COVERAGE")}
@@ -359,12 +359,9 @@ def test_only_resource_kills_are_retried(nextflow_bin, tmp_path, exit_code, retr
     (tmp_path / "fail.config").write_text(
         "process { withName: 'CNVKIT_ACCESS' { beforeScript = "
         f"{{ \"[ ${{task.attempt}} -gt 1 ] || exit {exit_code}\" }} }} }}\n")
-    env = {**os.environ, "NXF_OFFLINE": "true",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
-         "-c", str(tmp_path / "fail.config"), "--output_dir", str(tmp_path / "out")],
-        cwd=tmp_path, capture_output=True, text=True, env=env)
+    result = nextflow_run(
+        nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+        "-c", str(tmp_path / "fail.config"), "--output_dir", str(tmp_path / "out"))
     attempts = [(row["status"], row["exit"], row["memory"])
                 for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")
                 if row["process"].endswith("CNVKIT_ACCESS")]
@@ -384,13 +381,10 @@ def test_stale_index_is_rebuilt_not_overwritten(nextflow_bin, tmp_path):
     (tmp_path / f"{fresh.name}.bai").touch()
     (tmp_path / f"{stale.name}.bai").write_text("old index")
     os.utime(tmp_path / f"{stale.name}.bai", (0, 0))
-    env = {**os.environ, "NXF_OFFLINE": "true",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
-         "--output_dir", str(tmp_path / "out"), "--experimental_inputs", str(fresh),
-         "--control_inputs", str(stale)],
-        cwd=tmp_path, capture_output=True, text=True, env=env)
+    result = nextflow_run(
+        nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+        "--output_dir", str(tmp_path / "out"), "--experimental_inputs", str(fresh),
+        "--control_inputs", str(stale))
     assert result.returncode == 0, result.stdout
     indexed = {row["tag"] for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")
                if row["process"].endswith("SAMTOOLS_INDEX")}
@@ -405,13 +399,10 @@ def test_direct_run_checks_inputs_before_any_other_task(nextflow_bin, small_coho
     fake.write_text("not a BAM\n")
     ref = tmp_path / "genome.fa"  # no .fai: the check reads the FASTA; indexing waits for it
     shutil.copy(small_cohort.ref, ref)
-    env = {**os.environ, "NXF_OFFLINE": "true",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "local",
-         "--experimental_inputs", str(fake), "--control_inputs", str(small_cohort.controls[0]),
-         "--ref", str(ref), "--bed", str(small_cohort.bed), "--output_dir", str(tmp_path / "out")],
-        cwd=tmp_path, capture_output=True, text=True, env=env)
+    result = nextflow_run(
+        nextflow_bin, tmp_path, "-profile", "local",
+        "--experimental_inputs", str(fake), "--control_inputs", str(small_cohort.controls[0]),
+        "--ref", str(ref), "--bed", str(small_cohort.bed), "--output_dir", str(tmp_path / "out"))
     assert result.returncode != 0
     assert f"{fake.name}: is a text file, not a BAM file" in result.stdout
     ran = {row["process"].split(":")[-1]
