@@ -97,7 +97,8 @@ def write_config(tmp: Path) -> Path:
     config = tmp / "service.json"
     config.write_text(json.dumps({
         "tokens": [{"token": TOKEN, "owner": "bench", "projects": ["bench"]}],
-        "data_roots": [str(tmp / "data")], "limits": {"max_queued": 100_000}}))
+        "data_roots": [{"path": str(tmp / "data"), "writable": True}],
+        "limits": {"max_queued": 100_000}}))
     return config
 
 

@@ -33,6 +33,7 @@ FORMATS = {
 }
 NAME_KEYS = ("gene_name", "Name", "gene", "gene_id")
 SNIFF_LINES = 20
+SNIFF_BYTES = 1 << 20  # the format is told from at most this much of the start of a file
 _GFF_SKIP = {"CDS", "start_codon", "stop_codon", "five_prime_UTR", "three_prime_UTR", "UTR"}
 _GTF_ATTR = re.compile(r'(\S+)\s+"([^"]*)"')  # key "value";
 _GFF3_ATTR = re.compile(r'\s*[^\s=;"]+=')  # key=value;
@@ -87,7 +88,7 @@ def sniff_format(path: str | Path) -> str | None:
     """
     try:
         with open_text(path) as f:
-            head = list(islice(f, 1000))
+            head = f.read(SNIFF_BYTES).splitlines(keepends=True)[:1000]
     except (OSError, EOFError, UnicodeDecodeError):
         return None
     if any(line.startswith("##gff-version 3") for line in head):

@@ -20,7 +20,7 @@ import re
 import struct
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -41,6 +41,13 @@ DEDUP_TOOLS = (
 )
 EXAMPLES = 3
 File = str | Path  # input files are reported exactly as they were given
+# Bounds on what the checks read, so that a small crafted file cannot cost gigabytes.
+MAX_HEADER_TEXT = 64 << 20  # a BAM's SAM header text
+MAX_CONTIGS = 1_000_000  # contigs of a BAM or FASTA
+MAX_NAME = 4096  # a BAM contig name
+MAX_LINE = 1 << 20  # a line of a BED, interval list, .fai or annotation
+MAX_FASTA_HEADER = 1 << 16  # a FASTA '>' line
+CHUNK = 1 << 20
 
 
 @dataclass
@@ -110,7 +117,7 @@ def _chr_hint(ours: Iterable[str], theirs: Iterable[str]) -> str:
 
 def _take(stream: IO[bytes], size: int) -> bytes:
     """Exactly ``size`` bytes; EOFError if the stream ends first or the size is implausible."""
-    if not 0 <= size < 1 << 30:
+    if not 0 <= size <= MAX_NAME:
         raise EOFError(f"implausible length {size}")
     data = stream.read(size)
     if len(data) < size:
@@ -122,8 +129,27 @@ def _int32(stream: IO[bytes]) -> int:
     return struct.unpack("<i", _take(stream, 4))[0]
 
 
+def _header_lines(stream: IO[bytes], size: int, kinds: tuple[bytes, ...]) -> str:
+    """The lines of a ``size``-byte SAM header text that start with one of ``kinds``, read
+    a chunk at a time (the rest is skipped, never held)."""
+    kept, partial = [], b""
+    while size > 0:
+        chunk = stream.read(min(size, CHUNK))
+        if not chunk:
+            raise EOFError("unexpected end of data")
+        size -= len(chunk)
+        lines = (partial + chunk).split(b"\n")
+        partial = lines.pop()
+        kept += [line for line in lines if line.startswith(kinds)]
+        if len(partial) > MAX_LINE:
+            partial = partial[:MAX_LINE]  # a line this long is never one we keep whole
+    kept += [partial.rstrip(b"\0")] if partial.startswith(kinds) else []
+    return b"\n".join(kept).decode("utf-8", "replace")
+
+
 def read_bam_header(path: Path) -> tuple[str, dict[str, int]]:
-    """SAM header text and ``{contig: length}`` of a BAM; ValueError says why it is not one."""
+    """The @HD and @PG lines of a BAM's header and its ``{contig: length}``; ValueError says
+    why it is not a BAM (or not one this check reads)."""
     with open(path, "rb") as f:
         head = f.read(4096)
         f.seek(max(0, f.seek(0, os.SEEK_END) - len(BGZF_EOF)))
@@ -144,9 +170,17 @@ def read_bam_header(path: Path) -> tuple[str, dict[str, int]]:
         with gzip.open(path) as g:
             if g.read(4) != b"BAM\1":
                 raise ValueError("is BGZF-compressed but not BAM (no 'BAM\\1' magic)")
-            text = _take(g, _int32(g)).decode("utf-8", "replace")
+            size = _int32(g)
+            if not 0 <= size <= MAX_HEADER_TEXT:
+                raise ValueError(f"its header claims {size} bytes of text; more than "
+                                 f"{MAX_HEADER_TEXT >> 20} MiB is not a header this check reads")
+            text = _header_lines(g, size, (b"@HD", b"@PG"))
+            count = _int32(g)
+            if not 0 <= count <= MAX_CONTIGS:
+                raise ValueError(f"its header claims {count} contigs; more than {MAX_CONTIGS} "
+                                 "is not a header this check reads")
             contigs = {}
-            for _ in range(_int32(g)):
+            for _ in range(count):
                 name = _take(g, _int32(g)).rstrip(b"\0").decode()
                 contigs[name] = _int32(g)
     except (OSError, EOFError, UnicodeDecodeError) as exc:
@@ -246,25 +280,84 @@ def compare_contigs(
 # --- reference FASTA ---------------------------------------------------------------------------
 
 
-def read_fai(fai: Path) -> dict[str, int]:
-    """``{contig: length}`` from a FASTA index."""
-    with open(fai) as f:
-        rows = [line.split("\t") for line in f if line.strip()]
-    return {r[0]: int(r[1]) for r in rows}
+def text_lines(handle: IO[str]) -> Iterator[str]:
+    """The lines of a text file; ValueError names a line longer than MAX_LINE characters."""
+    for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE + 1), ""), 1):
+        if len(line) > MAX_LINE:
+            raise ValueError(f"line {number} is longer than {MAX_LINE} characters")
+        yield line
 
 
-def scan_fasta(path: Path) -> dict[str, int]:
-    """``{contig: length}`` by reading the whole FASTA (plain or gzipped)."""
+def read_fai(fai: Path) -> list[tuple[str, int, int, int, int]]:
+    """The rows of a FASTA index: name, length, offset, bases and bytes per line."""
+    rows = []
+    with open(fai, encoding="utf-8", errors="replace") as f:
+        for line in text_lines(f):
+            if line.strip():
+                name, length, offset, bases, width = line.split("\t")[:5]
+                rows.append((name, int(length), int(offset), int(bases), int(width)))
+            if len(rows) > MAX_CONTIGS:
+                raise ValueError(f"more than {MAX_CONTIGS} contigs")
+    return rows
+
+
+def fai_describes(path: Path, rows: list[tuple[str, int, int, int, int]]) -> bool:
+    """Whether a plain FASTA holds exactly the sequences its index lists, in order: before
+    each one's first base there is only its own '>' line (a sequence the indexer skipped,
+    such as a second one of the same name, would be there too). Reads a line per contig."""
+    end = 0
+    with open(path, "rb") as f:
+        for name, length, offset, bases, width in sorted(rows, key=lambda row: row[2]):
+            if not 0 < offset - end <= MAX_FASTA_HEADER or bases < 1:
+                return False
+            f.seek(end)
+            header = re.fullmatch(rb"\s*>(\S+)[^\n]*\n", f.read(offset - end))
+            if header is None or header.group(1).decode("utf-8", "replace") != name:
+                return False
+            lines, rest = divmod(length, bases)
+            end = offset + lines * width + rest
+        f.seek(end)
+        return not f.read(MAX_FASTA_HEADER).strip()
+
+
+def scan_fasta(path: Path) -> tuple[dict[str, int], list[str]]:
+    """``{contig: length}`` by reading the whole FASTA (plain or gzipped) a chunk at a time,
+    and the names that more than one sequence has."""
     lengths: dict[str, int] = {}
-    name = None
-    with gzip.open(path) if is_gzip(path) else open(path, "rb") as f:
-        for line in f:
-            if line.startswith(b">"):
-                name = line[1:].split(None, 1)[0].decode() if line[1:].strip() else ""
-                lengths[name] = 0
-            elif name is not None:
-                lengths[name] += len(line.strip())
-    return lengths
+    repeated: list[str] = []
+    name, header, line_start = None, None, True
+    with _open_binary(path) as f:
+        while chunk := f.read(CHUNK):
+            at = 0
+            while at < len(chunk):
+                if header is not None:  # inside a '>' line
+                    end = chunk.find(b"\n", at)
+                    header += chunk[at:len(chunk) if end < 0 else end]
+                    if len(header) > MAX_FASTA_HEADER:
+                        raise ValueError(f"has a '>' line longer than {MAX_FASTA_HEADER} bytes")
+                    if end < 0:
+                        break
+                    name = header.split(None, 1)[0].decode("utf-8", "replace") if \
+                        header.strip() else ""
+                    if name in lengths and name not in repeated:
+                        repeated.append(name)
+                    lengths[name] = 0
+                    if len(lengths) > MAX_CONTIGS:
+                        raise ValueError(f"has more than {MAX_CONTIGS} sequences")
+                    header, at, line_start = None, end + 1, True
+                elif line_start and chunk[at] == ord(">"):
+                    header, at = bytearray(), at + 1
+                else:  # sequence, up to the next '>' line
+                    end = chunk.find(b"\n>", at)
+                    stop = len(chunk) if end < 0 else end + 1
+                    if name is not None:
+                        lengths[name] += len(chunk[at:stop].translate(None, b" \t\r\n"))
+                    line_start, at = chunk[stop - 1] == ord("\n"), stop
+    return lengths, repeated
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    return gzip.open(path) if is_gzip(path) else open(path, "rb")
 
 
 def check_reference(file: File, report: Report) -> dict[str, int] | None:
@@ -273,26 +366,98 @@ def check_reference(file: File, report: Report) -> dict[str, int] | None:
     if not _readable(file, report):
         return None
     try:
-        with open_text(path) as f:
-            first = next((line for line in f if line.strip()), "")
+        with _open_binary(path) as f:
+            first = f.read(MAX_FASTA_HEADER).lstrip()
     except (OSError, EOFError) as exc:
         report.error(file, f"cannot be read as a FASTA file ({exc})")
         return None
-    if not first.startswith(">"):
+    if not first.startswith(b">"):
         report.error(file, "is not a FASTA file (its first line does not start with '>')")
         return None
-    fai = Path(f"{path}.fai")
-    if fai.is_file() and fai.stat().st_mtime >= path.stat().st_mtime:
+    lengths, repeated = _indexed_contigs(file, path, report)
+    if lengths is None:
         try:
-            return read_fai(fai)
-        except (OSError, ValueError, IndexError):
-            report.warning(fai, "is not a valid FASTA index; reading contigs from the FASTA")
-    else:
+            lengths, repeated = scan_fasta(path)
+        except (OSError, EOFError, ValueError) as exc:
+            report.error(file, f"cannot be read as a FASTA file ({exc})")
+            return None
+    if repeated:
+        report.error(file, f"more than one sequence is named {examples(repeated)}: only the "
+                     "first word of a '>' line names a contig (so '>chr 1' and '>chr 2' are "
+                     "both 'chr'), and CNVkit needs unique names; rename them")
+    return lengths
+
+
+def _indexed_contigs(file: File, path: Path, report: Report) -> tuple[dict | None, list[str]]:
+    """Contig lengths and repeated names from an up-to-date .fai that describes the FASTA;
+    (None, []) when the FASTA itself must be read."""
+    fai = Path(f"{path}.fai")
+    if not fai.is_file() or fai.stat().st_mtime < path.stat().st_mtime:
         report.note(file, "no up-to-date .fai index; contig lengths read from the FASTA")
-    return scan_fasta(path)
+        return None, []
+    try:
+        rows = read_fai(fai)
+    except (OSError, ValueError) as exc:
+        report.warning(fai, f"is not a valid FASTA index ({exc}); reading contigs from the "
+                       "FASTA")
+        return None, []
+    if not is_gzip(path) and not fai_describes(path, rows):
+        report.warning(fai, "does not describe the FASTA (stale, or sequences were skipped "
+                       "when it was built); reading contigs from the FASTA")
+        return None, []
+    names = Counter(row[0] for row in rows)
+    return {row[0]: row[1] for row in rows}, [name for name, n in names.items() if n > 1]
 
 
 # --- target regions ----------------------------------------------------------------------------
+
+
+# Lines of a target file that CNVkit cannot read (its BED reader takes one 'browser' line,
+# then one 'track' line, at the top only; it stops at a later 'track' line).
+UNREAD = {
+    "comment": "has comment lines ('#'), which CNVkit cannot read; remove them "
+               "(grep -v '^#')",
+    "blank": "has blank lines, which CNVkit cannot read in a BED; remove them",
+    "track": "has a 'track' line after its top: CNVkit stops reading there and would ignore "
+             "the intervals after it; split the file or remove the line",
+    "browser": "has a 'browser' line that is not its first line, which CNVkit cannot read; "
+               "remove it",
+}
+
+
+def _unread(line: str, kind: str) -> str | None:
+    """Why CNVkit cannot read a line of a target file (a key of UNREAD), or None."""
+    if line.startswith("#"):
+        return "comment"
+    if kind == "interval list":
+        return None
+    if not line.strip():
+        return "blank"
+    return next((key for key in ("track", "browser") if line.startswith(key)), None)
+
+
+def _interval(line: str, number: int, kind: str, bad: list[str], negative: list[str],
+              inverted: list[str], contigs: Counter[str]) -> None:
+    """Check one interval line; record what is wrong with it."""
+    if not line.strip():
+        return  # a blank line of an interval list, which CNVkit skips
+    cols = line.split("\t")
+    if len(cols) < 3:
+        why = "not tab-separated" if len(line.split()) >= 3 else "fewer than 3 columns"
+        bad.append(f"line {number}: {why}: {line[:60]!r}")
+        return
+    try:
+        start, end = int(cols[1]), int(cols[2])
+    except ValueError:
+        bad.append(f"line {number}: start and end are not integers: {line[:60]!r}")
+        return
+    if kind == "interval list":
+        start -= 1  # 1-based, closed
+    if start < 0 or end < 0:
+        negative.append(f"line {number}: {cols[1]} {cols[2]}")
+    elif start >= end:
+        inverted.append(f"line {number}: {cols[1]} {cols[2]}")
+    contigs[cols[0]] += 1
 
 
 def check_targets(
@@ -305,32 +470,32 @@ def check_targets(
     bad: list[str] = []  # unparseable lines
     negative: list[str] = []
     inverted: list[str] = []
+    unread: dict[str, list[str]] = {key: [] for key in UNREAD}  # lines CNVkit cannot read
     contigs: Counter[str] = Counter()
     kind = "BED"
+    headers = ("browser ", "track")  # what CNVkit skips at the top of a BED, in this order
     with open_text(path) as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if number == 1 and line.startswith(("@HD", "@SQ")):
-                kind = "interval list"
-            if not line.strip() or line.startswith(("#", "track", "browser", "@")):
-                continue
-            cols = line.split("\t")
-            if len(cols) < 3:
-                why = "not tab-separated" if len(line.split()) >= 3 else "fewer than 3 columns"
-                bad.append(f"line {number}: {why}: {line[:60]!r}")
-                continue
-            try:
-                start, end = int(cols[1]), int(cols[2])
-            except ValueError:
-                bad.append(f"line {number}: start and end are not integers: {line[:60]!r}")
-                continue
-            if kind == "interval list":
-                start -= 1  # 1-based, closed
-            if start < 0 or end < 0:
-                negative.append(f"line {number}: {cols[1]} {cols[2]}")
-            elif start >= end:
-                inverted.append(f"line {number}: {cols[1]} {cols[2]}")
-            contigs[cols[0]] += 1
+        try:
+            for number, line in enumerate(text_lines(f), 1):
+                line = line.rstrip("\r\n")
+                if number == 1 and line.startswith(("@HD", "@SQ")):
+                    kind, headers = "interval list", ()
+                header = next((h for h in headers if line.startswith(h)), None)
+                headers = headers[headers.index(header) + 1:] if header else ()
+                if header or (kind == "interval list" and line.startswith("@")):
+                    continue
+                why = _unread(line, kind)
+                if why:
+                    unread[why].append(f"line {number}")
+                    continue
+                _interval(line, number, kind, bad, negative, inverted, contigs)
+        except ValueError as exc:
+            report.error(file, f"is not a {kind} file: {exc}")
+            return
+    for why, lines in unread.items():
+        if lines:
+            report.error(file, f"{kind} {UNREAD[why]}: {examples(lines)}")
+
     for lines, what in (
         (bad, "cannot be parsed"),
         (negative, "negative coordinates"),
@@ -339,7 +504,7 @@ def check_targets(
         if lines:
             report.error(file, f"{kind} {what}: {examples(lines)}")
     if not contigs:
-        if not bad:
+        if not bad and not any(unread.values()):
             report.error(file, f"{kind} has no intervals")
         return
     report.note(file, f"{kind} with {sum(contigs.values())} intervals on {len(contigs)} contigs")

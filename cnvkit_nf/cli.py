@@ -20,6 +20,7 @@ import click
 from cnvkit_nf import manifest, nextflow, service, storage
 from cnvkit_nf import service_config as settings
 from cnvkit_nf.client import Client, ServiceError
+from cnvkit_nf.confined import everywhere
 from cnvkit_nf.jobs import CANCELLED, FAILED, FINISHED, Job, JobStore
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.problems import Problem, errors, format_problem
@@ -98,7 +99,7 @@ def validate(ctx: Context, request_file: str, as_json: bool, check_inputs: bool)
     validation = _load(request_file, as_json)
     problems = validation.problems
     if check_inputs:  # content of local inputs, or existence of object-storage ones
-        problems = problems + plan(validation, ctx.storage_config)[1]
+        problems = problems + plan(validation, ctx.storage_config, everywhere())[1]
     valid = not errors(problems)
     _report(problems, as_json, valid=valid)
     if not valid:
@@ -162,7 +163,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
     """
     validation = _load(request_file)
     _report(validation.problems, False, valid=True)
-    job_plan, problems = plan(validation, ctx.storage_config)
+    job_plan, problems = plan(validation, ctx.storage_config, everywhere())
     if errors(problems):
         _report(problems, False, valid=False)
         click.echo(f"{request_file}: inputs are not usable, nothing was run", err=True)
@@ -361,7 +362,8 @@ def list_jobs(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
               help="JSON settings: tokens, data_roots, limits (env CNVKIT_NF_SERVICE_CONFIG).")
 @click.option("--data-root", "data_roots", multiple=True,
               type=click.Path(file_okay=False, exists=True, resolve_path=True),
-              help="A folder whose files requests may name by local path (repeatable).")
+              help="A folder whose files requests of every project may name by local path, "
+                   "read-only (repeatable).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
               help="Jobs run at once; more wait as LAUNCHING, oldest first.")
 @click.option("--profile", default="local", show_default=True, help="Nextflow profile(s).")
@@ -389,6 +391,10 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     if not config.callers:
         raise click.ClickException("no tokens are configured (--config or CNVKIT_NF_TOKENS): "
                                    "nobody could call the service")
+    if config.could_hold(ctx.state_dir):
+        raise click.ClickException(f"the state dir {ctx.state_dir} lies in a data root: "
+                                   "projects could change the inputs the jobs read; put it "
+                                   "elsewhere (--state-dir)")
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     lock = open(ctx.state_dir / "service.lock", "w")  # noqa: SIM115 - held while serving
     try:
@@ -398,7 +404,7 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     store = JobStore(ctx.state_dir / "jobs.sqlite")
     log = lambda message: click.echo(message, err=True)  # noqa: E731
     pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
-                      ctx.storage_config, concurrency, log,
+                      ctx.storage_config, config.roots, concurrency, log,
                       admit=lambda job: config.request_problems(job.request, job.project))
     app = service.App(store, pool, config, ctx.storage_config)
     stop = threading.Event()

@@ -62,6 +62,7 @@ _SHLEX_MESSAGES = {
     "No escaped character": "trailing backslash",
 }
 _UNSET = object()
+MAX_PROCESSES = 1024  # largest -p/--processes: a CPU request, and a 32-bit integer in Nextflow
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,9 @@ def _check_parsed(
             f"-p/--processes must be a positive integer, got {processes} "
             "(0 or a bare -p would mean all CPUs)"
         )
+    elif processes > MAX_PROCESSES:
+        messages.append(f"-p/--processes must be at most {MAX_PROCESSES}, got {processes} (it "
+                        "becomes the task's CPU request, capped by max_cpus)")
     else:
         tokens = _drop_processes(tokens, optionals["processes"])
         if _parse(parser, dummies + tokens, preset) != {**parsed, "processes": _UNSET}:

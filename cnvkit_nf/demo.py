@@ -115,10 +115,12 @@ def main_service() -> int:
     state.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(24)
     config = state / "service.json"
+    # The cohort is shared and read-only; each project writes under its own folder.
     config.write_text(json.dumps({"tokens": [{"token": token, "owner": "demo",
                                               "projects": ["demo"]}],
-                                  "data_roots": [str(DEMO)]}))
-    output_dir = DEMO / "results-service"
+                                  "data_roots": [str(data), str(DEMO / "service-{project}")]}))
+    output_dir = DEMO / "service-demo" / "results"
+    output_dir.parent.mkdir(exist_ok=True)
     request_file = DEMO / "request-service.json"
     request_file.write_text(json.dumps(demo_request(data, output_dir), indent=2) + "\n")
     service = LocalService(state, config).start()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+import stat
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,20 +25,27 @@ def hexdigest(path: Path, new=hashlib.sha256) -> str:
 
 
 def listing(folder: Path) -> list[dict]:
-    """Every file under folder except the manifest: relative path, size, sha256; sorted."""
+    """Every regular file under folder except the manifest: relative path, size, sha256;
+    sorted. Links are neither followed nor listed."""
     entries = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(_files(folder)):
         rel = path.relative_to(folder).as_posix()
         if rel != NAME:
             entries.append({"path": rel, "size": path.stat().st_size, "sha256": hexdigest(path)})
     return entries
 
 
+def _files(folder: Path) -> list[Path]:
+    """The regular files under folder, links not followed."""
+    return [Path(top, name) for top, _, names in os.walk(folder)
+            for name in names if stat.S_ISREG(os.lstat(Path(top, name)).st_mode)]
+
+
 def write(folder: Path, **info) -> Path:
     """Write folder/manifest.json atomically (temp file, then rename) and return its path."""
     body = {**info, "files": listing(folder)}
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=folder)
-    with os.fdopen(fd, "w") as handle:
+    tmp = folder / f".manifest.{uuid.uuid4().hex}"
+    with open(tmp, "x") as handle:  # mode as the umask gives, like every other result file
         json.dump(body, handle, indent=2)
         handle.write("\n")
     target = folder / NAME
@@ -49,34 +56,11 @@ def write(folder: Path, **info) -> Path:
 def publish(folder: Path, put: Callable[[Path, str], None], workers: int = 1) -> int:
     """Send each file of a finished result folder through `put(path, relative_name)`, its
     manifest last, so that whoever sees the manifest sees a complete result; the file count."""
-    files = [p for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.relative_to(folder).as_posix() != NAME]
+    files = [p for p in sorted(_files(folder)) if p.relative_to(folder).as_posix() != NAME]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(lambda path: put(path, path.relative_to(folder).as_posix()), files))
     put(folder / NAME, NAME)
     return len(files) + 1
-
-
-def copier(target: Path) -> Callable[[Path, str], None]:
-    """A `put` for `publish` into a local folder: each file is copied under a temporary name
-    beside its destination and renamed into place, so no reader sees a half-written file."""
-    def put(path: Path, name: str) -> None:
-        dest = target / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, dest)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-
-    return put
-
-
-def remove(folder: Path) -> None:
-    """Drop a previous manifest, so a folder being rewritten never looks complete."""
-    (folder / NAME).unlink(missing_ok=True)
 
 
 def verify(folder: Path) -> list[str]:
@@ -84,7 +68,12 @@ def verify(folder: Path) -> list[str]:
     target = folder / NAME
     if not target.is_file():
         return [f"{target}: no manifest, the result is incomplete"]
-    listed = {entry["path"]: entry for entry in json.loads(target.read_text())["files"]}
+    try:
+        listed = {entry["path"]: entry for entry in json.loads(target.read_text())["files"]}
+        for entry in listed.values():
+            _identity(entry)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        return [f"{target}: not a valid manifest ({type(err).__name__}: {err})"]
     found = {entry["path"]: entry for entry in listing(folder)}
     problems = [f"{path}: listed but missing" for path in sorted(listed.keys() - found.keys())]
     problems += [f"{path}: not in the manifest" for path in sorted(found.keys() - listed.keys())]

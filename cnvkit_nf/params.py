@@ -26,9 +26,10 @@ def to_params(request: dict, options: dict[str, CheckedOptions], *,
               base: Path | None = None, staged: dict[str, Path] | None = None) -> dict:
     """Nextflow params for a request that passed `request.validate_request`.
 
-    Local paths are made absolute against `base` (default: the current directory); object
-    storage URIs are replaced by their local copies in `staged` (URI -> path, with the URI of
-    `output_dir` mapped to the local folder the results are collected in). Each `*_conf`
+    Paths in `staged` are replaced by their local copies there (object-storage URIs by their
+    downloads, local inputs by their private copies, `output_dir` by the folder the results
+    are collected in); other local paths are made absolute against `base` (default: the
+    current directory). Each `*_conf`
     becomes its validated, re-quoted option string; a -p/--processes value becomes the CPU
     request of its substep's task.
     """
@@ -37,11 +38,11 @@ def to_params(request: dict, options: dict[str, CheckedOptions], *,
     problems: list[Problem] = []
 
     def local(field: str, value: str) -> str:
+        if value in staged:
+            return str(staged[value])
         location = parse_location(value)
         if not location.is_remote:
             return str((base / location.local_path()).absolute())
-        if value in staged:
-            return str(staged[value])
         problems.append(Problem(field, f"{location.scheme}:// paths are only used through "
                                        "object storage staging (cnvkit-nf run)"))
         return value

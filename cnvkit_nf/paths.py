@@ -8,6 +8,9 @@ REMOTE_SCHEMES = ("s3a", "s3", "obs")
 _URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
+# Characters Nextflow gives a meaning to in a path it reads from a params file: `${...}` is
+# expanded (`${projectDir}`...), and `* ? [ ] { }` make `file()` read the path as a glob.
+NEXTFLOW_SPECIAL = "${}*?[]"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,14 @@ def parse_location(text: str) -> Location:
         raise ValueError("empty path")
     if any(c in text for c in "\0\n\r"):
         raise ValueError("path contains a NUL or line-break character")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise ValueError("path is not valid Unicode text (it holds a lone surrogate such as "
+                         "\\ud800)")
+    special = [c for c in NEXTFLOW_SPECIAL if c in text]
+    if special:
+        raise ValueError(f"path contains {' '.join(special)}: Nextflow would expand ${{...}} "
+                         "or read the path as a file pattern, not as the file named; rename "
+                         "the folder or file")
     uri = _URI.fullmatch(text)
     if uri is None:
         return Location("file", None, text, text)
@@ -60,6 +71,16 @@ def parse_location(text: str) -> Location:
         raise ValueError(f"{text!r} has no object key after the bucket ({scheme}://bucket/key)")
     check_bucket(bucket)
     return Location(scheme, bucket, key, text)
+
+
+def index_names(field: str, key: str) -> list[str]:
+    """The index files the pipeline reads beside an input (a path or an object key): a BAM's
+    `x.bam.bai` and `x.bai`, the reference's `.fai`; none for other fields."""
+    if field == "ref":
+        return [key + ".fai"]
+    if field.startswith(("experimental_inputs[", "control_inputs[")):
+        return [key + ".bai", key.removesuffix(".bam") + ".bai"]
+    return []
 
 
 def check_bucket(bucket: str) -> None:

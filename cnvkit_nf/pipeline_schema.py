@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from cnvkit_nf.confs import PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
+from cnvkit_nf.confs import MAX_PROCESSES, PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
 from cnvkit_nf.request import load_schema
 
 TARGET = Path(__file__).resolve().parent.parent / "nextflow_schema.json"
@@ -50,9 +50,11 @@ def build() -> dict:
     }
     resources = {
         "coverage_cpus": {"title": "coverage CPUs", "type": "integer", "minimum": 1,
-                          "default": 1, "description": "CPUs per `cnvkit.py coverage` task."},
+                          "maximum": MAX_PROCESSES, "default": 1,
+                          "description": "CPUs per `cnvkit.py coverage` task."},
         "segment_cpus": {"title": "segment CPUs", "type": "integer", "minimum": 1,
-                         "default": 1, "description": "CPUs per `cnvkit.py segment` task."},
+                         "maximum": MAX_PROCESSES, "default": 1,
+                         "description": "CPUs per `cnvkit.py segment` task."},
         "max_cpus": {"title": "Max CPUs", "type": "integer", "minimum": 1,
                      "description": "Largest CPU request of one task; larger ones are capped "
                                     "(default: the CPUs of the machine running Nextflow)."},

@@ -1,9 +1,12 @@
 """What a valid CNVkit job request is: the JSON schema plus the cross-field rules (static)."""
 
+import contextlib
 import difflib
 import functools
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,8 @@ from cnvkit_nf.problems import Problem, errors
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "cnvkit_request.schema.json"
 INPUT_FIELDS = ("experimental_inputs", "control_inputs")
+MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
+MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
 PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 # File names reach the pipeline's task scripts (files are staged under their own name), so an
@@ -101,26 +106,41 @@ def validate_request(data: object) -> Validation:
 
 
 def input_locations(data: dict[str, Any]) -> list[tuple[str, paths.Location]]:
-    """(field, location) of every file a valid request's job reads, annotation only if used."""
-    return [
-        (where, paths.parse_location(text)) for where, text in path_entries(data)
-        if where != "output_dir" and (where != "annotation_file" or data.get("has_annotate"))
-    ]
+    """(field, location) of every file a request's job reads, annotation only if used; paths
+    that do not parse are left out (the validation reports them)."""
+    found = []
+    for where, text in path_entries(data):
+        if where == "output_dir" or (where == "annotation_file"
+                                     and data.get("has_annotate") is not True):
+            continue
+        with contextlib.suppress(ValueError):
+            found.append((where, paths.parse_location(text)))
+    return found
 
 
 def validate_file(path: str | Path) -> Validation:
-    """Read and validate a JSON request file; unreadable or invalid JSON becomes a problem."""
+    """Read and validate a JSON request file; a file that cannot be read as one (not a regular
+    file, too large, not UTF-8, invalid JSON) becomes a problem."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
     except OSError as exc:
         return Validation([Problem("", f"cannot read {path}: {exc.strerror or exc}")])
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return Validation([Problem("", f"{path} is not a regular file")])
+        data = handle.read(MAX_REQUEST_BYTES + 1)
+    if len(data) > MAX_REQUEST_BYTES:
+        return Validation([Problem("", f"{path} is larger than {MAX_REQUEST_BYTES} bytes; a "
+                                       "request is a small JSON object")])
+    try:
+        return validate_text(data.decode("utf-8"))
     except UnicodeDecodeError:
         return Validation([Problem("", f"{path} is not UTF-8 text")])
-    return validate_text(text)
 
 
 def validate_text(text: str) -> Validation:
-    """Parse and validate a JSON request; invalid JSON or repeated field names are problems."""
+    """Parse and validate a JSON request; invalid JSON, repeated field names and nesting
+    deeper than a request has are problems."""
     try:
         data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
@@ -128,7 +148,30 @@ def validate_text(text: str) -> Validation:
         return Validation([Problem("", message)])
     except ValueError as exc:
         return Validation([Problem("", str(exc))])
+    except RecursionError:  # nested too deeply for the parser itself
+        return _too_deep()
+    if _depth(data) > MAX_DEPTH:
+        return _too_deep()
     return validate_request(data)
+
+
+def _too_deep() -> Validation:
+    return Validation([Problem("", f"the JSON is nested more than {MAX_DEPTH} levels deep; a "
+                                   "request is one object of strings, booleans and lists of "
+                                   "strings")])
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (a string has depth 0)."""
+    deepest, level = 0, [(value, 0)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            if depth + 1 <= MAX_DEPTH:
+                level += [(child, depth + 1) for child in
+                          (item.values() if isinstance(item, dict) else item)]
+    return deepest
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Run one job: preflight its inputs, start Nextflow, follow its progress, finish its record.
+"""Run one job: start Nextflow, follow its progress, finish its record.
 
 The CLI (`cnvkit-nf run`) and the job service call the same functions, so a job behaves alike
 whichever way it was submitted.
@@ -29,11 +29,8 @@ from cnvkit_nf.jobs import (
     JobStore,
     now_ms,
 )
-from cnvkit_nf.problems import Problem
-from cnvkit_nf.request import sample_name
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECK_INPUTS = ROOT / "bin" / "check_inputs.py"
 SUPERVISE = Path(__file__).with_name("supervise.py")
 DONE_STATES = {"COMPLETED", "CACHED"}
 STOP_GRACE_SECONDS = 60
@@ -47,44 +44,6 @@ class RunOptions:
     work_dir: Path | None = None
     configs: list[Path] = field(default_factory=list)
     stub: bool = False
-
-
-def preflight(params: dict) -> list[Problem]:
-    """Content checks of a job's local inputs and output folder, before anything runs."""
-    problems = _output_problems(Path(params["output_dir"]))
-    command = [sys.executable, str(CHECK_INPUTS), "--json", "--ref", params["ref"],
-               "--bed", params["bed"]]
-    if params.get("annotation_file"):
-        command += ["--annotation", params["annotation_file"]]
-    for bam in params["experimental_inputs"] + params["control_inputs"]:
-        command += ["--bam", f"{sample_name(bam)}={bam}"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    try:
-        report = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return problems + [Problem("", f"input check failed: {result.stderr.strip()[-2000:]}")]
-    return problems + [
-        Problem(_field_of(item["file"], params), f"{item['file']}: {item['message']}",
-                item.get("severity", "error"))
-        for item in report["problems"]
-    ]
-
-
-def _output_problems(out: Path) -> list[Problem]:
-    if out.exists() and not out.is_dir():
-        return [Problem("output_dir", f"{out} exists and is not a folder")]
-    existing = out if out.exists() else next(p for p in out.parents if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        return [Problem("output_dir", f"cannot write into {existing}")]
-    return []
-
-
-def _field_of(path: str, params: dict) -> str:
-    """The request field that named a file, for error messages."""
-    for name in ("experimental_inputs", "control_inputs"):
-        if path in params[name]:
-            return f"{name}[{params[name].index(path)}]"
-    return next((n for n in ("ref", "bed", "annotation_file") if params.get(n) == path), "")
 
 
 def expected_tasks(params: dict) -> int:
@@ -115,13 +74,15 @@ def tasks_done(trace: Path) -> int:
         return 0
 
 
-def failure_message(log_text: str) -> str:
-    """The useful part of Nextflow's error report: what failed and the command's error output."""
+def failure_message(log_text: str, returncode: int) -> str:
+    """The useful part of Nextflow's error report: what failed and the command's error output;
+    without a report (Nextflow was killed), its exit status and the last lines of its log."""
     lines = log_text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("ERROR ~")), None)
     if start is None:
-        tail = [line for line in lines if line.strip()][-5:]
-        return " | ".join(tail) or "Nextflow stopped without an error report"
+        tail = " | ".join([line for line in lines if line.strip()][-3:])
+        return (f"Nextflow ended ({exit_description(returncode)}) without an error report"
+                + (f"; the last lines of its log: {tail}" if tail else ""))
     message = [lines[start].removeprefix("ERROR ~").strip()]
     for marker in ("Command error:", "Caused by:"):
         if marker in lines[start:]:
@@ -275,7 +236,7 @@ class JobRun:
         if returncode != 0:
             log = (self.run_dir / "nextflow.out").read_text(errors="replace")
             return self.store.update(self.job.instance_id, status=FAILED, end_time=end,
-                                     message=failure_message(log))
+                                     message=failure_message(log, returncode))
         results = Path(self.params["output_dir"])
         manifest.write(results, instance_id=self.job.instance_id, finished=end,
                        request=self.job.request)
@@ -285,6 +246,19 @@ class JobRun:
             return self.store.update(self.job.instance_id, status=FAILED, end_time=now_ms(),
                                      message=f"publishing the results failed: {err}")
         return self.store.update(self.job.instance_id, status=FINISHED, end_time=now_ms())
+
+
+def exit_description(returncode: int) -> str:
+    """How a process ended, from its status as `subprocess` or a shell reports it:
+    `killed by signal 9, SIGKILL`, `exit status 137: killed by signal 9, SIGKILL`."""
+    number = -returncode if returncode < 0 else returncode - 128
+    try:
+        killed = f"killed by signal {number}, {signal.Signals(number).name}"
+    except ValueError:
+        killed = ""
+    if returncode < 0:
+        return killed or f"killed by signal {number}"
+    return f"exit status {returncode}" + (f": {killed}" if returncode > 128 and killed else "")
 
 
 def exit_file(run_dir: Path) -> Path:

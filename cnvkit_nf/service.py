@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from cnvkit_nf import openapi
+from cnvkit_nf import local_files, openapi
 from cnvkit_nf.jobs import LAUNCHING, JobStore
 from cnvkit_nf.problems import Problem, errors, format_problem, summary
 from cnvkit_nf.request import validate_text
@@ -111,15 +111,16 @@ class App:
             validation = validate_text(body.decode("utf-8"))
         except UnicodeDecodeError:
             raise _invalid([Problem("", "the body is not UTF-8 text")]) from None
-        problems = validation.problems
+        problems, roots = validation.problems, self.config.roots(project)
         if validation.request:
             problems = problems + self.config.request_problems(validation.request, project)
-        if errors(problems):
-            raise _invalid(errors(problems))
+        if errors(problems):  # the paths too, so that every problem is told at once
+            raise _invalid(errors(problems + local_files.path_problems(validation.request,
+                                                                       roots)))
         if self.store.count(RUNNER, LAUNCHING) >= self.config.limits["max_queued"]:
             raise ApiError(400, "DLI.0009", "system limit reached: "
                            f"{self.config.limits['max_queued']} jobs are already waiting")
-        job_plan, checked = plan(validation, self.storage_config)
+        job_plan, checked = plan(validation, self.storage_config, roots)
         if errors(checked):
             raise _invalid(errors(checked))
         job = self.pool.submit(job_plan, project, caller.owner)

@@ -4,15 +4,18 @@
 The settings are a JSON file (`cnvkit-nf serve --config`, or env CNVKIT_NF_SERVICE_CONFIG):
 
     {"tokens": [{"token_sha256": "<hex>", "owner": "alice", "projects": ["lab-a"]}],
-     "data_roots": ["/data/{project}", "/data/shared"],
+     "data_roots": ["/data/{project}", "/data/shared",
+                    {"path": "/scratch/{project}-results", "writable": true}],
      "object_roots": ["s3a://genes/{project}/", "s3a://references/"],
      "limits": {"max_body_bytes": 1048576, "max_inputs": 200, "max_option_length": 1000,
                 "max_queued": 1000}}
 
 A token may be given in clear (`"token"`) or, better, by its SHA-256 (`"token_sha256"`); env
 CNVKIT_NF_TOKENS may hold the same list as "tokens". `{project}` in a data root stands for the
-project of the request, so that projects can be kept apart on disk; `object_roots` does the
-same for object-storage URIs (without it, any object the service's credentials reach).
+project of the request, so that projects can be kept apart on disk; such a root is writable
+(output_dir may lie in it), a root shared by every project is read-only unless it says
+`"writable": true`. `object_roots` does the same for object-storage URIs (without it, any
+object the service's credentials reach).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnvkit_nf.confined import Roots
 from cnvkit_nf.confs import SUBSTEP_OF_FIELD
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem
@@ -47,11 +51,19 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class DataRoot:
+    """A local folder requests may name files in; `{project}` in it stands for the project."""
+
+    path: str
+    writable: bool
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """Tokens (by SHA-256), data roots and limits of a job service."""
 
     callers: dict[str, Caller] = field(default_factory=dict)
-    data_roots: tuple[str, ...] = ()
+    data_roots: tuple[DataRoot, ...] = ()
     object_roots: tuple[str, ...] | None = None  # None: any URI the credentials can reach
     limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
@@ -61,15 +73,29 @@ class ServiceConfig:
             return None
         return self.callers.get(hashlib.sha256(token.encode()).hexdigest())
 
-    def roots(self, project: str) -> list[tuple[Path, Path]]:
-        """The data roots of a project: each as written and as resolved."""
-        written = [Path(os.path.normpath(root.replace("{project}", project)))
-                   for root in self.data_roots]
-        return [(root, Path(os.path.realpath(root))) for root in written]
+    def roots(self, project: str) -> Roots:
+        """The folders a project's jobs may read from and write into."""
+        def place(root: DataRoot) -> Path:
+            return Path(os.path.normpath(root.path.replace("{project}", project)))
+
+        return Roots(tuple(place(root) for root in self.data_roots),
+                     tuple(place(root) for root in self.data_roots if root.writable),
+                     f"project {project}")
+
+    def could_hold(self, path: Path) -> bool:
+        """Whether some project's data root holds `path` (as written or resolved)."""
+        forms = {os.path.normpath(path), os.path.realpath(path)}
+        for root in self.data_roots:
+            pattern = re.escape(os.path.normpath(root.path)).replace(
+                re.escape("{project}"), PROJECT_ID.pattern)
+            if any(re.match(f"{pattern}(?:/|$)", form) for form in forms):
+                return True
+        return False
 
     def request_problems(self, request: dict, project: str) -> list[Problem]:
-        """Limits, data-root and object-root rules a (schema-valid or not) request breaks."""
-        return self._limit_problems(request) + self._path_problems(request, project)
+        """Limits and object-root rules a (schema-valid or not) request breaks; its local
+        paths are checked where they are opened, inside `roots(project)` (`local_files`)."""
+        return self._limit_problems(request) + self._object_problems(request, project)
 
     def _limit_problems(self, request: dict) -> list[Problem]:
         problems = []
@@ -86,32 +112,17 @@ class ServiceConfig:
                                         f"{self.limits['max_option_length']} are accepted"))
         return problems
 
-    def _path_problems(self, request: dict, project: str) -> list[Problem]:
-        roots = self.roots(project)
+    def _object_problems(self, request: dict, project: str) -> list[Problem]:
         problems = []
         for where, text in path_entries(request):
             try:
                 location = parse_location(text)
             except ValueError:
                 continue  # reported by the request validation
-            if location.is_remote:
-                reason = self._object_problem(location, project)
-                if reason:
-                    problems.append(Problem(where, reason))
-                continue
-            if not roots:
-                problems.append(Problem(where, "local paths are not accepted by this service "
-                                        "(it has no data roots); use an object-storage URI"))
-                continue
-            reason = _outside(text, roots)
-            for companion in _companions(where, text) if reason is None else ():
-                reason = _outside(companion, roots, f"its companion {Path(companion).name}")
+            reason = self._object_problem(location, project) if location.is_remote else None
             if reason:
-                places = ", ".join(str(written) for written, _ in roots)
-                problems.append(Problem(where, f"{reason}; local paths must be inside the "
-                                        f"data roots of project {project}: {places}"))
+                problems.append(Problem(where, reason))
         return problems
-
 
     def _object_problem(self, location: Location, project: str) -> str | None:
         """Why an object-storage URI is not under the project's object roots, or None."""
@@ -131,34 +142,6 @@ class ServiceConfig:
 def _family(scheme: str) -> str:
     """s3a:// and s3:// name the same objects."""
     return "s3" if scheme in ("s3", "s3a") else scheme
-
-
-def _companions(where: str, text: str) -> list[str]:
-    """Existing files the pipeline reads next to a named one (indexes)."""
-    if where == "ref":
-        names = [text + ".fai"]
-    elif text.endswith(".bam"):
-        names = [text + ".bai", text.removesuffix(".bam") + ".bai"]
-    else:
-        names = []
-    return [name for name in names if os.path.lexists(name)]
-
-
-def _outside(text: str, roots: list[tuple[Path, Path]], subject: str = "the path") -> str | None:
-    """Why a path is not inside one of the roots once links are resolved, or None when it is."""
-    path = Path(text)
-    if not path.is_absolute():
-        return "not an absolute path"
-    if ".." in path.parts:
-        return "'..' is not allowed in paths"
-    resolved = Path(os.path.realpath(path))
-    if any(resolved.is_relative_to(real) for _, real in roots):
-        return None
-    lexical = Path(os.path.normpath(path))
-    if any(lexical.is_relative_to(written) or lexical.is_relative_to(real)
-           for written, real in roots):
-        return f"{subject} is a symbolic link (or inside one) that leads outside the data roots"
-    return f"{subject} is outside the data roots"
 
 
 def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceConfig:
@@ -185,9 +168,8 @@ def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceC
            if k not in DEFAULT_LIMITS or not isinstance(v, int) or v < 1]
     if bad:
         raise ConfigError(f"limits: unknown or not a positive integer: {sorted(bad)}")
-    roots = tuple(settings.get("data_roots") or ()) + tuple(extra_roots)
-    if any(not isinstance(r, str) or not Path(r).is_absolute() for r in roots):
-        raise ConfigError("data_roots must be absolute paths")
+    roots = tuple(_data_root(entry) for entry in settings.get("data_roots") or ())
+    roots += tuple(DataRoot(path, writable=False) for path in extra_roots)
     objects = settings.get("object_roots")
     if objects is not None:
         try:
@@ -199,6 +181,19 @@ def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceC
             raise ConfigError(f"object_roots must be a list of s3a://, s3:// or obs:// "
                               f"folders: {err}") from None
     return ServiceConfig(_callers(tokens), roots, objects, limits)
+
+
+def _data_root(entry: object) -> DataRoot:
+    """A data_roots entry: a path, or {"path": ..., "writable": true|false}. A root of each
+    project's own (with `{project}`) is writable by default, a shared one read-only."""
+    path, writable = entry, None
+    if isinstance(entry, dict) and not set(entry) - {"path", "writable"}:
+        path, writable = entry.get("path"), entry.get("writable")
+    if not isinstance(path, str) or not Path(path).is_absolute() or not isinstance(
+            writable, bool | None):
+        raise ConfigError(f"data_roots: {entry!r} is not an absolute path or "
+                          '{"path": "/absolute/path", "writable": true|false}')
+    return DataRoot(path, "{project}" in path if writable is None else writable)
 
 
 def _callers(tokens: list) -> dict[str, Caller]:

@@ -25,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from cnvkit_nf import manifest
-from cnvkit_nf.paths import Location
+from cnvkit_nf.paths import Location, index_names
 from cnvkit_nf.problems import Problem
 
 _CREDENTIAL_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken",
@@ -220,12 +220,7 @@ def preflight(s3, inputs: list[tuple[str, Location]], output_dir: Location) -> l
 
 def _companions(field: str, location: Location) -> list[Location]:
     """The index objects a file is used with: BAM index, or the reference's .fai."""
-    if field.endswith("]"):
-        return [_sibling(location, location.key + ".bai"),
-                _sibling(location, location.key.removesuffix(".bam") + ".bai")]
-    if field == "ref":
-        return [_sibling(location, location.key + ".fai")]
-    return []
+    return [_sibling(location, key) for key in index_names(field, location.key)]
 
 
 # --- stage mode: inputs downloaded to a local cache, results uploaded with the manifest last ---

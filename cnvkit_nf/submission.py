@@ -16,13 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnvkit_nf import manifest, storage
+from cnvkit_nf import local_files, publish_local, storage
+from cnvkit_nf.confined import Roots, everywhere
+from cnvkit_nf.input_store import InputStore, StoreError
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, summary
 from cnvkit_nf.request import Validation, input_locations
-from cnvkit_nf.runner import JobRun, RunOptions, expected_tasks, preflight
+from cnvkit_nf.runner import JobRun, RunOptions, expected_tasks
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -68,23 +70,26 @@ class Plan:
         return expected_tasks(self.params) if self.params else 0
 
 
-def plan(validation: Validation, storage_config: str | None,
+def plan(validation: Validation, storage_config: str | None, roots: Roots,
          check_inputs: bool = True) -> tuple[Plan, list[Problem]]:
     """Check the inputs of a valid request where they are (unless `check_inputs` is False:
-    a run already under way); nothing is written."""
-    objects, problems = object_store(validation.request, storage_config)
-    params = None
-    if not errors(problems):
-        if objects.s3:
-            if check_inputs:
-                problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
-        else:
-            try:
-                params = to_params(validation.request, validation.options)
-            except ParamsError as err:
-                problems += err.problems
-            else:
-                problems += preflight(params) if check_inputs else []
+    a run already under way): local files opened inside `roots`, then their content; objects
+    with the store's credentials. Nothing is written."""
+    request = validation.request
+    objects, problems = object_store(request, storage_config)
+    if errors(problems):
+        return Plan(validation, objects, None), problems
+    if objects.s3:
+        if check_inputs:
+            problems += local_files.path_problems(request, roots)
+            problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
+        return Plan(validation, objects, None), problems
+    try:
+        params = to_params(request, validation.options)
+    except ParamsError as err:
+        return Plan(validation, objects, None), problems + err.problems
+    if check_inputs:
+        problems += local_files.check(request, validation.options, roots)
     return Plan(validation, objects, params), problems
 
 
@@ -94,10 +99,13 @@ class Execution:
 
     def __init__(self, store: JobStore, job: Job, job_plan: Plan, state_dir: Path,
                  options: RunOptions, log: Log = lambda message: None,
-                 max_attempts: int | None = None):
+                 max_attempts: int | None = None, roots: Roots | None = None,
+                 inputs: InputStore | None = None):
         self.store, self.job, self.plan = store, job, job_plan
         self.max_attempts = max_attempts  # Nextflow runs allowed, None: no limit
         self.state_dir, self.options, self.log = state_dir, options, log
+        self.roots = roots or everywhere()  # where local inputs and output_dir may lie
+        self.inputs = inputs  # the store of private inputs, None: Nextflow reads the paths
         self.run: JobRun | None = None
         self._lock = threading.Lock()
         self._cancelled = job.status == CANCELING
@@ -132,14 +140,12 @@ class Execution:
         if self.max_attempts is not None and self.job.attempts >= self.max_attempts:
             self._failed(f"its run was interrupted {self.job.attempts} times; not resumed again")
             return self.job
-        params = self.plan.params
-        if self.plan.objects.s3:
-            params = self._stage(staging)
-            if params is None:
-                return self.job
-        if not self.plan.objects.output_dir.is_remote:
-            manifest.remove(self._local_output())  # the folder is about to be rewritten
-        params = {**params, "output_dir": str(Path(self.job.run_dir) / "results")}
+        staged = self._stage(staging) if self.plan.objects.s3 else {}
+        if staged is not None:
+            staged = self._admit(staged)
+        params = self._params(staged) if staged is not None else None
+        if params is None:
+            return self.job
         with self._lock:
             if self._cancelled:
                 return self._cancelled_before_start()
@@ -161,8 +167,8 @@ class Execution:
         self.job = self.store.update(self.job.instance_id, status=FAILED, message=message,
                                      end_time=now_ms())
 
-    def _local_output(self) -> Path:
-        return self.plan.objects.output_dir.local_path().absolute()
+    def _local_output(self) -> str:
+        return self.roots.absolute(self.plan.objects.output_dir.key)
 
     def _publisher(self) -> Callable[[Path], None]:
         """Publishes the finished results folder to `output_dir`, manifest last."""
@@ -173,15 +179,15 @@ class Execution:
             if objects.output_dir.is_remote:
                 count = storage.publish(objects.s3, folder, objects.output_dir)
             else:
-                count = manifest.publish(folder, manifest.copier(self._local_output()))
+                count = publish_local.publish(folder, self._local_output(), self.roots)
             self.log(f"published {count} files to {objects.output_dir.raw} in "
                      f"{time.monotonic() - started:.1f} s (manifest last)")
 
         return publish
 
-    def _stage(self, progress: Progress | None) -> dict | None:
-        """Download the object-storage inputs and check their content: the job's params, or
-        None when the job failed (its record says why)."""
+    def _stage(self, progress: Progress | None) -> dict[str, Path] | None:
+        """Download the object-storage inputs: their local copies by URI, or None when the
+        job failed (its record says why)."""
         objects, run_dir = self.plan.objects, Path(self.job.run_dir)
         started = time.monotonic()
         try:
@@ -191,18 +197,60 @@ class Execution:
             self.log(f"staged {len(staged)} inputs in {time.monotonic() - started:.1f} s "
                      f"({fetched} objects downloaded, the rest from the cache)")
             if objects.output_dir.is_remote:
-                staged[objects.output_dir.raw] = run_dir / "results"
                 storage.withdraw_manifest(objects.s3, objects.output_dir)
         except storage.StorageError as err:
             self._failed(str(err))
             return None
-        validation = self.plan.validation
-        params = to_params(validation.request, validation.options, staged=staged)
-        problems = errors(preflight(params))
+        return staged
+
+    def _admit(self, staged: dict[str, Path]) -> dict[str, Path] | None:
+        """Check the local paths again now that the job's turn has come, hand the inputs to
+        the private store (when there is one), withdraw the manifest of an earlier result in
+        a local output_dir: the paths Nextflow is to use, or None when the job failed."""
+        request = self.plan.validation.request
+        problems: list[Problem] = []
+        private: dict[str, Path] = {}
+        if self.inputs is not None:
+            opened, problems = local_files.open_inputs(request, self.roots)
+            try:
+                if not problems:
+                    for item in opened:
+                        private[item.path] = self.inputs.admit(self.job.project, item)
+            except (StoreError, OSError) as err:
+                self._failed(f"the inputs could not be staged: {err}")
+                return None
+            finally:
+                for item in opened:
+                    item.close()
+        output = self.plan.objects.output_dir
+        if not output.is_remote:
+            reason = local_files.output_problem(output.key, self.roots)
+            problems += [Problem("output_dir", reason)] if reason else []
         if problems:
-            self._failed(summary(problems))
+            self._failed(f"refused when its turn came: {summary(problems)}")
             return None
-        self.job = self.store.update(self.job.instance_id, tasks_total=expected_tasks(params))
+        if not output.is_remote:
+            try:
+                publish_local.withdraw_manifest(self._local_output(), self.roots)
+            except publish_local.PublishError as err:
+                self._failed(f"refused when its turn came: {err}")
+                return None
+        return {**staged, **private}
+
+    def _params(self, staged: dict[str, Path]) -> dict | None:
+        """The job's Nextflow params, its results collected in its own run folder; None when
+        staged object-storage inputs fail their content checks (the job failed)."""
+        validation = self.plan.validation
+        results = Path(self.job.run_dir) / "results"
+        params = to_params(validation.request, validation.options,
+                           staged={**staged, self.plan.objects.output_dir.raw: results})
+        if self.plan.objects.s3:  # downloaded copies: checked as a local run's inputs are
+            problems = errors(local_files.content_problems(params))
+            if problems:
+                self._failed(summary(problems))
+                return None
+            self.job = self.store.update(self.job.instance_id,
+                                         tasks_total=expected_tasks(params))
         return params
 
 

@@ -14,6 +14,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from cnvkit_nf.confined import Roots
+from cnvkit_nf.input_store import InputStore
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
 from cnvkit_nf.problems import Problem, errors, summary
 from cnvkit_nf.request import validate_request
@@ -28,11 +30,13 @@ class WorkerPool:
     """`concurrency` threads, each bringing one job at a time to its end."""
 
     def __init__(self, store: JobStore, state_dir: Path, options: RunOptions,
-                 storage_config: str | None, concurrency: int = 1,
-                 log: Callable[[str], None] = print,
+                 storage_config: str | None, roots: Callable[[str], Roots],
+                 concurrency: int = 1, log: Callable[[str], None] = print,
                  admit: Callable[[Job], list[Problem]] = lambda job: []):
         self.store, self.state_dir, self.options = store, state_dir, options
         self.storage_config, self.concurrency, self.log = storage_config, concurrency, log
+        self.roots = roots  # a project's data roots
+        self.inputs = InputStore(state_dir / "inputs")  # the jobs' private inputs
         self.admit = admit  # the service's rules, checked again when a job's turn comes
         self._queue: queue.Queue[str] = queue.Queue()
         self._plans: dict[str, Plan] = {}
@@ -115,7 +119,8 @@ class WorkerPool:
                                   message=f"cannot go on after the service restarted: {reason}")
                 return None
         return Execution(self.store, job, job_plan, self.state_dir, self.options,
-                         log=self.log, max_attempts=MAX_ATTEMPTS)
+                         log=self.log, max_attempts=MAX_ATTEMPTS,
+                         roots=self.roots(job.project), inputs=self.inputs)
 
     def _plan_again(self, job: Job) -> tuple[Plan | None, str]:
         """The plan of a job taken back from an earlier process: a queued job's inputs are
@@ -123,7 +128,7 @@ class WorkerPool:
         validation = validate_request(job.request)
         if not validation.ok:
             return None, summary(validation.problems)
-        job_plan, problems = plan(validation, self.storage_config,
+        job_plan, problems = plan(validation, self.storage_config, self.roots(job.project),
                                   check_inputs=job.status == LAUNCHING)
         if errors(problems):
             return None, summary(problems)

@@ -194,7 +194,7 @@ def test_missing_or_stale_index_is_a_note(check_inputs, small_cohort, bam, tmp_p
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("track name=x\n# nothing\n\n", "BED has no intervals"),
+        ("track name=x\n", "BED has no intervals"),
         ("1\t100\t200\n2\t100\t200\n", "no BED contig is in the reference"),
         ("chr1\t100\t200\nchr1\tabc\t300\n", "cannot be parsed: line 2: start and end are not"),
         ("chr1\t100\t200\nchr1 300 400\n", "cannot be parsed: line 2: not tab-separated"),
@@ -236,7 +236,8 @@ def test_reference_without_fai(check_inputs, small_cohort, tmp_path) -> None:
     assert report.ok and report.problems == []
     assert f"{ref}: no up-to-date .fai index; contig lengths read from the FASTA" in report.notes
     assert not Path(f"{ref}.fai").exists()
-    assert check_inputs.scan_fasta(ref) == check_inputs.read_fai(Path(f"{small_cohort.ref}.fai"))
+    indexed = check_inputs.read_fai(Path(f"{small_cohort.ref}.fai"))
+    assert check_inputs.scan_fasta(ref) == ({row[0]: row[1] for row in indexed}, [])
 
 
 def test_reference_not_fasta(check_inputs, small_cohort, tmp_path) -> None:
@@ -304,3 +305,127 @@ def test_command_line(small_cohort, tmp_path) -> None:
     assert _cli("--ref", small_cohort.ref).returncode == 2  # usage error
     duplicate = _cli("--ref", small_cohort.ref, "--bed", small_cohort.bed, *bams[:2], *bams[:2])
     assert duplicate.returncode == 1 and "is given more than once" in duplicate.stdout
+
+
+# --- what CNVkit itself cannot read ------------------------------------------------------------
+
+TARGET_HEADS = {  # a BED's first lines, before the cohort's intervals
+    "browser-and-track": ("browser position chr1\ntrack name=t\n", None),
+    "track": ("track name=t\n", None),
+    "comment": ("# made by hand\n", "comment lines ('#')"),
+    "comment-after-track": ("track name=t\n#x\n", "comment lines ('#')"),
+    "blank": ("\n", "blank lines"),
+    "two-browsers": ("browser position chr1\nbrowser hide all\n", "'browser' line"),
+    "track-then-browser": ("track name=t\nbrowser x\n", "'browser' line"),
+}
+
+
+def test_bed_lines_that_cnvkit_cannot_read_are_refused(check_inputs, small_cohort, tmp_path):
+    """Each variant is refused exactly when CNVkit's own reader (`cnvkit.py target`) fails on it
+    or would drop intervals; the refusal says what to do."""
+    intervals = small_cohort.bed.read_text()
+    first, rest = intervals.split("\n", 1)
+    beds = {name: write(tmp_path / f"{name}.bed", head + intervals)
+            for name, (head, _) in TARGET_HEADS.items()}
+    beds["blank-at-end"] = write(tmp_path / "blank-at-end.bed", intervals + "\n")
+    beds["second-track"] = write(tmp_path / "second-track.bed", f"{first}\ntrack x\n{rest}")
+    expected = {name: why for name, (_, why) in TARGET_HEADS.items()}
+    expected |= {"blank-at-end": "blank lines", "second-track": "'track' line after its top"}
+    read = subprocess.run(  # CNVkit's reading, one interpreter for every file
+        [sys.executable, "-c", "import sys\nfrom skgenome import tabio\nfor path in sys.argv[1:]:"
+         "\n    try:\n        print(len(tabio.read_auto(path)))\n    except Exception:\n"
+         "        print('error')", *map(str, beds.values())],
+        capture_output=True, text=True, check=True).stdout.split()
+    whole = intervals.count("\n")
+    for (name, bed), cnvkit in zip(beds.items(), read, strict=True):
+        report = run(check_inputs, small_cohort, bed=bed)
+        if expected[name] is None:
+            assert report.ok and cnvkit == str(whole), (name, report.problems, cnvkit)
+        else:
+            assert cnvkit != str(whole), (name, cnvkit)  # CNVkit fails, or drops intervals
+            assert expected[name] in only_error(report), name
+
+
+@pytest.mark.parametrize("index", ["none", "samtools", "one-row-per-sequence"])
+def test_fasta_names_must_be_unique(check_inputs, small_cohort, tmp_path, index) -> None:
+    """'>chr 1' and '>chr 2' both name a contig 'chr', which CNVkit refuses with a traceback;
+    the check says so, whatever .fai lies beside the FASTA."""
+    ref = tmp_path / "ref.fa"
+    text = small_cohort.ref.read_text()
+    ref.write_text(text.replace(">chr1\n", ">chr 1\n").replace(">chr2\n", ">chr 2\n"))
+    rows = [line.split("\t") for line in Path(f"{small_cohort.ref}.fai").read_text().split("\n")
+            if line]
+    shift = 2  # bytes added before every sequence after the first two headers
+    table = []
+    for number, (name, length, offset, bases, width) in enumerate(rows):
+        offset = int(offset) + shift * min(number + 1, 2)
+        table.append(["chr" if name in ("chr1", "chr2") else name, length, str(offset), bases,
+                      width])
+    if index == "samtools":  # samtools faidx skips a second sequence of the same name
+        table = [row for number, row in enumerate(table) if number != 1]
+    if index != "none":
+        Path(f"{ref}.fai").write_text("".join("\t".join(row) + "\n" for row in table))
+    report = run(check_inputs, small_cohort, ref=ref)
+    assert any("more than one sequence is named chr: only the first word of a '>' line names "
+               "a contig" in message for message in errors(report)), report.problems
+    if index == "samtools":
+        assert any("does not describe the FASTA" in p.message for p in report.problems)
+
+
+def test_a_description_after_the_fasta_name_is_fine(check_inputs, small_cohort, tmp_path):
+    ref = tmp_path / "ref.fa"
+    ref.write_text(small_cohort.ref.read_text().replace(">chr1\n", ">chr1 assembled 2024\n"))
+    report = run(check_inputs, small_cohort, ref=ref)
+    assert report.ok and report.problems == []
+
+
+# --- bounded reading ---------------------------------------------------------------------------
+
+def _check_alone(args: list[str]) -> tuple[dict, int]:
+    """check_inputs.py --json in a process of its own: its report and peak memory (bytes)."""
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "--json", *args],
+                               stdout=subprocess.PIPE, text=True)
+    out = process.stdout.read()
+    _, _, usage = os.wait4(process.pid, 0)
+    return json.loads(out), usage.ru_maxrss * 1024
+
+
+def test_a_fasta_line_of_300_mb_is_read_in_bounded_memory(small_cohort, tmp_path) -> None:
+    ref = tmp_path / "one-line.fa.gz"
+    line = b"ACGT" * (1 << 18)  # 1 MiB
+    with gzip.open(ref, "wb", compresslevel=1) as out:
+        out.write(b">chr1\n")
+        for _ in range(300):
+            out.write(line)
+        out.write(b"\n")
+    assert ref.stat().st_size < 5 << 20
+    report, peak = _check_alone(["--ref", str(ref), "--bed", str(small_cohort.bed),
+                                 "--bam", f"S={small_cohort.bams['Sample_1']}"])
+    assert peak < 150 << 20, f"{peak >> 20} MiB"
+    assert any("contig lengths differ from the reference" in p["message"] and
+               f"reference {300 << 20}" in p["message"] for p in report["problems"])
+
+
+def test_a_bam_header_claiming_500_mb_is_refused_unread(small_cohort, tmp_path) -> None:
+    bam = tmp_path / "huge-header.bam"
+    with pysam.BGZFile(str(bam), "wb") as out:
+        out.write(b"BAM\1" + (500_000_000).to_bytes(4, "little") + b"@HD\tVN:1.6\n")
+        zeros = bytes(1 << 20)
+        for _ in range(500):
+            out.write(zeros)
+    assert bam.stat().st_size < 1 << 20  # a small file ...
+    report, peak = _check_alone(["--ref", str(small_cohort.ref), "--bed",
+                                 str(small_cohort.bed), "--bam", f"S={bam}"])
+    assert peak < 150 << 20, f"{peak >> 20} MiB"  # ... that never costs its claim
+    assert report["problems"] == [{"file": str(bam), "severity": "error", "message":
+                                   "its header claims 500000000 bytes of text; more than 64 "
+                                   "MiB is not a header this check reads"}]
+
+
+def test_a_long_bam_header_is_streamed(check_inputs, small_cohort, bam, tmp_path) -> None:
+    """A header with 60 MB of @CO lines is still read, keeping only what the check needs."""
+    comments = "".join(f"@CO\t{'x' * 1000}\n" for _ in range(60_000))
+    big = reheader(bam, tmp_path / "big.bam", lambda header: header + comments)
+    text, contigs = check_inputs.read_bam_header(big)
+    assert "@CO" not in text and "@HD" in text and "@PG" in text
+    assert contigs == check_inputs.read_bam_header(bam)[1]

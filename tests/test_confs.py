@@ -102,6 +102,9 @@ def test_parsed_values_exposed() -> None:
         ("coverage_conf", "-p -3", "positive integer, got -3"),
         ("segment_conf", "-p", "positive integer, got 0"),
         ("coverage_conf", "-p x", "invalid int value: 'x'"),
+        ("coverage_conf", "-p 2147483648", "-p/--processes must be at most 1024, got "
+                                           "2147483648"),
+        ("segment_conf", "--processes=1025", "must be at most 1024"),
         ("coverage_conf", "-cp4", "write -p/--processes as a separate option"),
         ("call_conf", "-m nonsense", "invalid choice: 'nonsense'"),
     ],

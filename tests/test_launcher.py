@@ -18,7 +18,14 @@ from cnvkit_nf.confs import PIPELINE_CHAR_PATTERN
 from cnvkit_nf.jobs import FINISHED, RUNNING, JobStore
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.request import validate_request
-from cnvkit_nf.runner import expected_tasks, failure_message, tasks_done
+from cnvkit_nf.runner import (
+    JobRun,
+    RunOptions,
+    exit_file,
+    expected_tasks,
+    failure_message,
+    tasks_done,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = json.loads((ROOT / "tests" / "data" / "seed_request.json").read_text())
@@ -114,10 +121,32 @@ def test_failure_message_keeps_the_command_error():
         "status (1)", "", "Command executed:", "", "  check_inputs.py ...", "",
         "Command error:", "  error: x.bam: not coordinate-sorted", "", "Work dir:", "  /w",
     ])
-    message = failure_message(log)
+    message = failure_message(log, 1)
     assert message.splitlines()[0] == "Error executing process > 'CNVKIT:CHECK_INPUTS (1 BAMs)'"
     assert "error: x.bam: not coordinate-sorted" in message
-    assert failure_message("boom\n") == "boom"
+    assert failure_message("boom\n", 1) == ("Nextflow ended (exit status 1) without an error "
+                                            "report; the last lines of its log: boom")
+
+
+@pytest.mark.parametrize(("status", "said"), [
+    (-9, "Nextflow ended (killed by signal 9, SIGKILL) without an error report"),
+    (137, "Nextflow ended (exit status 137: killed by signal 9, SIGKILL) without an error"),
+    (143, "Nextflow ended (exit status 143: killed by signal 15, SIGTERM) without an error"),
+])
+def test_a_killed_nextflow_fails_the_job_with_its_exit_status(tmp_path, status, said):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store.create(SEED, runs_in=tmp_path / "runs")
+    run_dir = Path(job.run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / "nextflow.out").write_text("[ab/cd] Submitted process > CNVKIT:CNVKIT_FIX (S)\n"
+                                          "[ef/01] Submitted process > CNVKIT:CNVKIT_SEX\n")
+    exit_file(run_dir).write_text(f"{status}\n")
+    run = JobRun(store, job, {"output_dir": str(run_dir / "results")}, RunOptions(),
+                 publish=lambda folder: pytest.fail("a failed run publishes nothing"))
+    final = run.finish()
+    assert final.status == "FAILED" and final.end_time
+    assert final.message.startswith(said)
+    assert final.message.endswith("Submitted process > CNVKIT:CNVKIT_SEX")
 
 
 def test_job_store_round_trip(tmp_path):
@@ -152,9 +181,9 @@ def test_manifest_written_last_and_verified(tmp_path):
     assert manifest.verify(tmp_path) == ["a/x.cns: listed but missing", "z: not in the manifest"]
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path, timeout: float | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), *args], capture_output=True,
-                          text=True, cwd=cwd)
+                          text=True, cwd=cwd, timeout=timeout)
 
 
 def test_cli_validate_seed_and_bad_request(tmp_path):
@@ -243,3 +272,27 @@ def test_run_without_any_nextflow_exits_4(small_cohort, tmp_path, monkeypatch) -
     assert "apt-get install -y default-jre-headless maven" in result.output
     assert not (tmp_path / "state" / "jobs.sqlite").exists()
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_validate_refuses_what_is_not_a_request_file(tmp_path):
+    """/dev/zero, a FIFO and deeply nested JSON get an answer at once, never a hang, an
+    exhausted memory or a traceback."""
+    fifo = tmp_path / "request.fifo"
+    os.mkfifo(fifo)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    for path, said in ((Path("/dev/zero"), "/dev/zero is not a regular file"),
+                       (fifo, f"{fifo} is not a regular file"),
+                       (deep, "the JSON is nested more than 32 levels deep")):
+        result = cli("validate", str(path), cwd=tmp_path, timeout=30)
+        assert result.returncode == 1 and said in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_cli_verify_names_a_malformed_manifest(tmp_path):
+    for text in ("{", '{"files": [{"path": "a"}]}', '{"files": 3}', "[]"):
+        (tmp_path / "manifest.json").write_text(text)
+        result = cli("verify", str(tmp_path), cwd=tmp_path)
+        assert result.returncode == 1, text
+        assert f"{tmp_path / 'manifest.json'}: not a valid manifest" in result.stderr, text
+        assert "Traceback" not in result.stderr

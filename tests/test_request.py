@@ -10,7 +10,13 @@ from jsonschema import Draft202012Validator
 from cnvkit_nf.confs import SUBSTEP_OF_FIELD
 from cnvkit_nf.paths import parse_location
 from cnvkit_nf.problems import Problem, errors, format_problem
-from cnvkit_nf.request import load_schema, sample_name, validate_file, validate_request
+from cnvkit_nf.request import (
+    load_schema,
+    sample_name,
+    validate_file,
+    validate_request,
+    validate_text,
+)
 
 SEED_FILE = Path(__file__).parent / "data" / "seed_request.json"
 SEED = json.loads(SEED_FILE.read_text())
@@ -237,8 +243,33 @@ def test_format_problem() -> None:
     assert format_problem(Problem("ref", "odd", "warning")) == "warning: ref: odd"
 
 
-@pytest.mark.parametrize("name", ["x$(touch pwned).bam", "a b.bam", "x;id.bam", "x`id`.bam"])
-def test_input_file_names_are_shell_inert(name: str) -> None:
+@pytest.mark.parametrize(("name", "reason"), [
+    ("x$(touch pwned).bam", "path contains $: Nextflow would expand"),
+    ("a b.bam", "may only contain letters"), ("x;id.bam", "may only contain letters"),
+    ("x`id`.bam", "may only contain letters")])
+def test_input_file_names_are_shell_inert(name: str, reason: str) -> None:
     bad = error_map(request(experimental_inputs=[f"/data/{name}"], bed="/data/t b.bed"))
-    assert "may only contain letters" in bad["experimental_inputs[0]"]
+    assert reason in bad["experimental_inputs[0]"]
     assert "may only contain letters" in bad["bed"]
+
+
+@pytest.mark.parametrize("path", ["/data/${projectDir}/S.bam", "/data/$x/S.bam",
+                                  "/data/{a,b}/S.bam", "/data/*/S.bam", "/data/S?.bam",
+                                  "/data/[ab]/S.bam", "s3a://genes/${launchDir}/S.bam"])
+def test_paths_nextflow_would_expand_are_refused(path: str) -> None:
+    """Nextflow expands ${...} in a params file and reads * ? [ ] { } in file() as a pattern,
+    so the file it opens would not be the one that was checked."""
+    message = error_map(request(experimental_inputs=[path]))["experimental_inputs[0]"]
+    assert message.startswith("path contains ") and "Nextflow would expand" in message
+
+
+def test_a_lone_surrogate_is_a_problem_not_a_crash() -> None:
+    bad = error_map(request(ref="/data/\ud800.fa", output_dir="/out/\udfff"))
+    assert "lone surrogate" in bad["ref"] and "lone surrogate" in bad["output_dir"]
+
+
+def test_nesting_is_bounded() -> None:
+    for text in ("[" * 100_000 + "]" * 100_000, '{"bed": ' * 40 + '"x"' + "}" * 40):
+        [problem] = validate_text(text).problems
+        assert problem.message.startswith("the JSON is nested more than 32 levels deep")
+    assert validate_text(json.dumps(SEED)).ok

@@ -34,6 +34,7 @@ def site(tmp_path_factory, nextflow_bin) -> dict:
     base = tmp_path_factory.mktemp("site")
     for project in ("lab-a", "lab-b"):
         (base / "data" / project).mkdir(parents=True)
+    (base / "shared").mkdir()
     cohort = seed_like_cohort(base / "data" / "lab-a" / "cohort", reads_per_sample=150_000,
                               seed=5, chrom_length=CHROM)
     config = base / "service.json"
@@ -41,10 +42,11 @@ def site(tmp_path_factory, nextflow_bin) -> dict:
         "tokens": [{"token": ALICE, "owner": "alice", "projects": ["lab-a"]},
                    {"token_sha256": hashlib.sha256(BOB.encode()).hexdigest(),
                     "owner": "bob", "projects": ["lab-b"]}],
-        "data_roots": [str(base / "data" / "{project}")],
+        "data_roots": [str(base / "data" / "{project}"), str(base / "shared")],  # shared: read
         "limits": LIMITS,
     }))
-    return {"base": base, "cohort": cohort, "config": config, "data": base / "data"}
+    return {"base": base, "cohort": cohort, "config": config, "data": base / "data",
+            "shared": base / "shared"}
 
 
 def start(site: dict, name: str, *args: str) -> LocalService:
@@ -121,6 +123,9 @@ def test_seed_request_runs_to_finished(site):
     assert {key: final[key] for key in request} == request  # every request field echoed
     out = Path(request["output_dir"])
     assert manifest.verify(out) == []
+    umask = os.umask(0)
+    os.umask(umask)  # the service's, which it inherited: results are as readable as it allows
+    assert {p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()} == {0o666 & ~umask}
     son = next(spec for spec in site["cohort"].samples if spec.name == "Son_S2_ALL")
     calls = out / "samples" / "Son_S2_ALL" / "Son_S2_ALL.call.cns"
     for event in son.events:
@@ -136,6 +141,9 @@ def _malformed(site: dict) -> list[tuple[str, str, str, str | None, object, int,
     link = data / "lab-a" / "escape.bam"
     if not link.is_symlink():
         link.symlink_to("/etc/hostname")
+    fifo = data / "lab-a" / "pipe.bed"
+    if not fifo.exists():
+        os.mkfifo(fifo)
     no_ref = {k: v for k, v in good.items() if k != "ref"}
     return [
         ("wrong type", "POST", lab_a, ALICE, {**good, "experimental_inputs": "x.bam"}, 400,
@@ -200,6 +208,25 @@ def _malformed(site: dict) -> list[tuple[str, str, str, str | None, object, int,
         ("unknown route", "GET", "/v1.0/lab-a/gene/tools/cnvkit", ALICE, None, 404,
          "DLI.0023", "not found"),
         ("wrong method", "PUT", lab_a, ALICE, good, 405, "DLI.0007", "not supported"),
+        ("Nextflow expansion in a path", "POST", lab_a, ALICE,
+         {**good, "bed": str(data / "lab-a" / "${projectDir}" / "t.bed")}, 400, "DLI.0001",
+         "bed: path contains $ { }: Nextflow would expand"),
+        ("glob in a path", "POST", lab_a, ALICE,
+         {**good, "control_inputs": [str(data / "lab-*" / "Father_S5_ALL.bam")]}, 400,
+         "DLI.0001", "control_inputs[0]: path contains *: Nextflow would expand ${...} or read "
+         "the path as a file pattern"),
+        ("output into a shared root", "POST", lab_a, ALICE,
+         {**good, "output_dir": str(site["shared"] / "out")}, 400, "DLI.0001",
+         "is in a data root that is read-only for project lab-a"),
+        ("deeply nested JSON", "POST", lab_a, ALICE, b"[" * 5000 + b"]" * 5000, 400,
+         "DLI.0001", "nested more than 32 levels deep"),
+        ("lone surrogate in a path", "POST", lab_a, ALICE,
+         {**good, "bed": good["bed"] + "\ud800"}, 400, "DLI.0001", "lone surrogate"),
+        ("processes beyond a 32-bit integer", "POST", lab_a, ALICE,
+         {**good, "coverage_conf": "-p 2147483648"}, 400, "DLI.0001",
+         "-p/--processes must be at most 1024, got 2147483648"),
+        ("a FIFO as input", "POST", lab_a, ALICE, {**good, "bed": str(fifo)}, 400, "DLI.0001",
+         "is not a regular file"),
     ]
 
 
@@ -447,3 +474,63 @@ def test_jobs_that_cannot_go_on_after_a_restart_fail_with_the_reason(site):
     assert orphan_final["status"] == "FAILED"
     assert orphan_final["message"].startswith("cannot go on after the service restarted: ")
     assert "Gone_S1.bam" in orphan_final["message"]
+
+
+# --- what was checked is what is read and written ----------------------------------------------
+
+def _hard_link_tree(source: Path, dest: Path, names: dict[str, str]) -> None:
+    """Files of `source` linked into `dest` under new names ({old: new})."""
+    dest.mkdir(parents=True)
+    for old, new in names.items():
+        os.link(source / old, dest / new)
+
+
+def test_paths_swapped_while_jobs_run_change_nothing(site):
+    """Two real jobs run while their folders are replaced by links into lab-b: one has its
+    tumour's folder swapped, the other its output folder. The first computes on the BAM that
+    was checked; the second publishes nothing, and lab-b is never written."""
+    cohort, lab_a, lab_b = site["cohort"], site["data"] / "lab-a", site["data"] / "lab-b"
+    son, father = "Son_S2_ALL.sort.mkdup.bam", "Father_S5_ALL.sort.mkdup.bam"
+    tumour = lab_a / "swap" / "tumour"
+    _hard_link_tree(cohort.ref.parent, tumour, {son: son, f"{son}.bai": f"{son}.bai"})
+    decoy = lab_b / "decoy"  # lab-b's "Son": a BAM without the planted changes
+    _hard_link_tree(cohort.ref.parent, decoy, {father: son, f"{father}.bai": f"{son}.bai"})
+    victim = lab_b / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("lab-b's own\n")
+    swapped_output = lab_a / "swap" / "out-2"
+    swapped_output.mkdir()
+    service = start(site, "swap-state", "--concurrency", "2")
+    try:
+        inputs_job = submit(service, request_for(site, "swap-in",
+                                                 experimental_inputs=[str(tumour / son)]))
+        output_job = submit(service, request_for(site, "x", output_dir=str(swapped_output)))
+        for instance_id in (inputs_job, output_job):
+            wait_for(service, instance_id, {"RUNNING"})
+        tumour.rename(tumour.with_name("tumour.checked"))
+        tumour.symlink_to(decoy, target_is_directory=True)
+        swapped_output.rename(swapped_output.with_name("out-2.moved"))
+        swapped_output.symlink_to(victim, target_is_directory=True)
+        inputs_final = wait_for(service, inputs_job, {"FINISHED", "FAILED", "CANCELLED"})
+        output_final = wait_for(service, output_job, {"FINISHED", "FAILED", "CANCELLED"})
+    finally:
+        assert service.stop() == 0
+    store = JobStore(service.state_dir / "jobs.sqlite")
+    private = service.state_dir / "inputs" / "lab-a"
+    params = json.loads((Path(store.get(inputs_job).run_dir) / "params.json").read_text())
+    for path in params["experimental_inputs"] + params["control_inputs"] + [params["ref"]]:
+        assert Path(path).is_relative_to(private), path  # Nextflow reads only private paths
+    checked = tumour.with_name("tumour.checked") / son
+    assert os.stat(params["experimental_inputs"][0]).st_ino == os.stat(checked).st_ino
+    assert inputs_final["status"] == "FINISHED", inputs_final["message"]
+    calls = Path(request_for(site, "swap-in")["output_dir"]) / "samples" / "Son_S2_ALL" / \
+        "Son_S2_ALL.call.cns"
+    planted = next(spec for spec in cohort.samples if spec.name == "Son_S2_ALL")
+    for event in planted.events:  # lab-b's decoy has none of these
+        assert called_copies(calls, event.chrom, event.start, event.end) == {event.copies}
+    assert output_final["status"] == "FAILED"
+    assert output_final["message"].startswith("publishing the results failed: output_dir ")
+    assert "symbolic link (or inside one) that leads outside the data roots" in \
+        output_final["message"]
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]  # lab-b untouched
+    assert list(swapped_output.with_name("out-2.moved").iterdir()) == []

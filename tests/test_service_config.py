@@ -1,13 +1,16 @@
-"""The job service's settings: tokens, data roots (paths and links) and limits."""
+"""The job service's settings: tokens, data roots (paths, links, read-only roots) and limits."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 
 import pytest
 
-from cnvkit_nf.service_config import ConfigError, ServiceConfig, load
+from cnvkit_nf import local_files
+from cnvkit_nf.service_config import ConfigError, DataRoot, ServiceConfig, load
 
 
 def _config(tmp_path, **settings):
@@ -24,7 +27,10 @@ def _request(**paths) -> dict:
 
 
 def _messages(config: ServiceConfig, request: dict, project: str = "lab-a") -> dict[str, str]:
-    return {p.field: p.message for p in config.request_problems(request, project)}
+    """What the service says of a request: its rules, and where the request's paths lead."""
+    problems = config.request_problems(request, project)
+    problems += local_files.path_problems(request, config.roots(project))
+    return {p.field: p.message for p in problems}
 
 
 def test_tokens_by_hash_or_in_clear(tmp_path):
@@ -56,6 +62,8 @@ def test_bad_settings_are_named(tmp_path, monkeypatch):
         _config(tmp_path, limits={"max_inputs": 0})
     with pytest.raises(ConfigError, match="absolute"):
         _config(tmp_path, data_roots=["data"])
+    with pytest.raises(ConfigError, match="writable"):
+        _config(tmp_path, data_roots=[{"path": "/data", "writable": "yes"}])
     monkeypatch.setenv("CNVKIT_NF_TOKENS", "[{")
     with pytest.raises(ConfigError, match="CNVKIT_NF_TOKENS"):
         load(None)
@@ -78,7 +86,7 @@ def test_paths_inside_the_project_root(tmp_path):
         (tmp_path / project).mkdir()
     (tmp_path / "lab-a" / "S1.bam").write_bytes(b"")
     (tmp_path / "lab-a" / "r.fa").write_text(">c\nA\n")
-    config = ServiceConfig(data_roots=(str(tmp_path / "{project}"),))
+    config = ServiceConfig(data_roots=(DataRoot(str(tmp_path / "{project}"), True),))
     ok = _request(bam=str(tmp_path / "lab-a" / "S1.bam"), ref=str(tmp_path / "lab-a" / "r.fa"),
                   out=str(tmp_path / "lab-a" / "new" / "out"))
     assert _messages(config, ok) == {}
@@ -99,18 +107,18 @@ def test_links_out_of_the_root_are_refused(tmp_path):
     (root / "S2.bam.bai").symlink_to(outside / "secret")
     (root / "r.fa").write_text(">c\nA\n")
     (root / "r.fa.fai").symlink_to(root / "r.fa")  # a link inside the root is fine
-    config = ServiceConfig(data_roots=(str(root),))
+    config = ServiceConfig(data_roots=(DataRoot(str(root), True),))
     messages = _messages(config, _request(bam=str(root / "S1.bam"), ref=str(root / "r.fa"),
                                           out=str(root / "linked" / "out")))
     assert "symbolic link" in messages["experimental_inputs[0]"]
     assert "symbolic link" in messages["output_dir"]
     assert "ref" not in messages
     companion = _messages(config, _request(bam=str(root / "S2.bam")))
-    assert "its companion S2.bam.bai" in companion["experimental_inputs[0]"]
+    assert "its index S2.bam.bai is a symbolic link" in companion["experimental_inputs[0]"]
 
 
 def test_relative_and_dotdot_paths(tmp_path):
-    config = ServiceConfig(data_roots=(str(tmp_path),))
+    config = ServiceConfig(data_roots=(DataRoot(str(tmp_path), True),))
     messages = _messages(config, _request(bam="S1.bam", ref=f"{tmp_path}/../r.fa"))
     assert "not an absolute path" in messages["experimental_inputs[0]"]
     assert "'..' is not allowed" in messages["ref"]
@@ -141,3 +149,43 @@ def test_object_roots_per_project(tmp_path):
     assert _messages(_config(tmp_path), _request()) == {}  # no object_roots: any URI
     with pytest.raises(ConfigError, match="object_roots"):
         _config(tmp_path, object_roots=["/data"])
+
+
+def test_shared_roots_are_read_only_unless_the_config_says(tmp_path):
+    for folder in ("lab-a", "shared", "scratch"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "shared" / "S1.bam").write_bytes(b"")
+    config = _config(tmp_path, data_roots=[
+        str(tmp_path / "{project}"), str(tmp_path / "shared"),
+        {"path": str(tmp_path / "scratch"), "writable": True}])
+    assert [(root.path.endswith("{project}"), root.writable) for root in config.data_roots] == [
+        (True, True), (False, False), (False, True)]
+    read = _request(bam=str(tmp_path / "shared" / "S1.bam"), out=str(tmp_path / "lab-a" / "o"))
+    assert _messages(config, read) == {}  # a shared root's files may be read
+    into_shared = _messages(config, {**read, "output_dir": str(tmp_path / "shared" / "o")})
+    assert into_shared == {"output_dir": f"{tmp_path}/shared/o: is in a data root that is "
+                           f"read-only for project lab-a; results may be written under: "
+                           f"{tmp_path}/lab-a, {tmp_path}/scratch"}
+    assert _messages(config, {**read, "output_dir": str(tmp_path / "scratch" / "o")}) == {}
+    (tmp_path / "lab-a" / "to-shared").symlink_to(tmp_path / "shared")
+    linked = _messages(config, {**read, "output_dir": str(tmp_path / "lab-a" / "to-shared")})
+    assert "symbolic link (or inside one) that leads outside" in linked["output_dir"]
+
+
+def test_the_state_dir_must_not_lie_in_a_data_root(tmp_path):
+    config = _config(tmp_path, data_roots=["/data/{project}", "/shared"])
+    assert config.could_hold(tmp_path / "x") is False
+    assert config.could_hold(Path("/data/lab-a/state")) and config.could_hold(Path("/shared/s"))
+    assert not config.could_hold(Path("/data/.state"))  # not a project id: no project's root
+
+
+def test_fifos_and_folders_are_not_inputs(tmp_path):
+    root = tmp_path / "lab-a"
+    root.mkdir()
+    os.mkfifo(root / "S1.bam")
+    (root / "r.fa").mkdir()
+    config = ServiceConfig(data_roots=(DataRoot(str(root), True),))
+    messages = _messages(config, _request(bam=str(root / "S1.bam"), ref=str(root / "r.fa")))
+    assert messages["experimental_inputs[0]"].endswith("is not a regular file (a FIFO, device "
+                                                       "or socket)")
+    assert messages["ref"].endswith("is a folder, not a file")

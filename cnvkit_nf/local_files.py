@@ -1,0 +1,190 @@
+"""A request's local files, opened only inside the roots its job may use (see `confined`).
+
+When a request is submitted its files are opened, and their content checked through those very
+descriptors (`bin/check_inputs.py` reads links to them). When its job's turn comes they are
+opened again, and what is opened then is handed to the pipeline (`input_store`); results are
+written into the output folder only through descriptors (`publish_local`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnvkit_nf import confined
+from cnvkit_nf.confined import Roots
+from cnvkit_nf.confs import CheckedOptions
+from cnvkit_nf.params import to_params
+from cnvkit_nf.paths import Location, index_names, parse_location
+from cnvkit_nf.problems import Problem, errors
+from cnvkit_nf.request import input_locations, sample_name
+
+CHECK_INPUTS = Path(__file__).resolve().parent.parent / "bin" / "check_inputs.py"
+NO_ROOTS = ("local paths are not accepted by this service (it has no data roots); use an "
+            "object-storage URI")
+
+
+@dataclass
+class Input:
+    """One local input as the request names it, opened: the file, then its indexes."""
+
+    path: str  # as the request names it
+    files: list[tuple[str, int]]  # (file name, read-only descriptor)
+
+    def close(self) -> None:
+        for _, fd in self.files:
+            os.close(fd)
+
+
+def open_inputs(request: dict, roots: Roots) -> tuple[list[Input], list[Problem]]:
+    """Open every local file a valid request's job reads, with the indexes beside it, inside
+    the readable roots; the caller closes them. Problems say which field and why not."""
+    opened: list[Input] = []
+    problems: list[Problem] = []
+    for field, location in input_locations(request):
+        if location.is_remote:
+            continue
+        if not roots.readable:
+            problems.append(Problem(field, NO_ROOTS))
+            continue
+        path = roots.absolute(location.key)
+        try:
+            files = [(os.path.basename(path), confined.open_file(path, roots.readable))]
+        except confined.Refused as err:
+            problems.append(Problem(field, _reason(location.raw, err, roots)))
+            continue
+        opened.append(Input(location.raw, files))
+        for index in index_names(field, path):
+            name = os.path.basename(index)
+            try:
+                files.append((name, confined.open_file(index, roots.readable)))
+            except confined.Missing:
+                continue
+            except confined.Refused as err:
+                problems.append(Problem(field, _reason(location.raw, err, roots,
+                                                       f"its index {name}")))
+    return opened, problems
+
+
+def path_problems(request: dict, roots: Roots) -> list[Problem]:
+    """What is wrong with a request's local paths (valid or not: paths that do not parse are
+    left to the validation): inputs that cannot be opened inside the readable roots, an output
+    folder outside the writable ones."""
+    opened, problems = open_inputs(request, roots)
+    for item in opened:
+        item.close()
+    return problems + _output_problems(request, roots)
+
+
+def check(request: dict, options: dict[str, CheckedOptions], roots: Roots) -> list[Problem]:
+    """Every problem of the files of a valid request whose paths are all local: as
+    `path_problems`, then the content of the opened files (`content_problems`)."""
+    opened, problems = open_inputs(request, roots)
+    problems += _output_problems(request, roots)
+    try:
+        if errors(problems):
+            return problems
+        with tempfile.TemporaryDirectory(prefix="cnvkit-nf-check-") as folder:
+            views, descriptors = views_of(opened, Path(folder))
+            params = to_params(request, options, staged=views)
+            shown = {str(view): item_path for item_path, view in views.items()}
+            return problems + content_problems(params, descriptors, shown)
+    finally:
+        for item in opened:
+            item.close()
+
+
+def views_of(opened: list[Input], folder: Path) -> tuple[dict[str, Path], list[int]]:
+    """Links to the opened files, by request path: `/proc/self/fd/N`, which a child process
+    that inherits descriptor N opens as the very file that was checked. Indexes sit beside."""
+    views, descriptors = {}, []
+    for number, item in enumerate(opened):
+        place = folder / str(number)
+        place.mkdir()
+        for name, fd in item.files:
+            (place / name).symlink_to(f"/proc/self/fd/{fd}")
+            descriptors.append(fd)
+        views[item.path] = place / item.files[0][0]
+    return views, descriptors
+
+
+def content_problems(params: dict, pass_fds: Sequence[int] = (),
+                     shown: dict[str, str] | None = None) -> list[Problem]:
+    """The content checks of `bin/check_inputs.py` on a job's local inputs (as its params name
+    them; `shown` gives the name a user knows for a path, `pass_fds` the descriptors its
+    links need)."""
+    shown = shown or {}
+    command = [sys.executable, str(CHECK_INPUTS), "--json", "--ref", params["ref"],
+               "--bed", params["bed"]]
+    if params.get("annotation_file"):
+        command += ["--annotation", params["annotation_file"]]
+    for bam in params["experimental_inputs"] + params["control_inputs"]:
+        command += ["--bam", f"{sample_name(bam)}={bam}"]
+    result = subprocess.run(command, capture_output=True, text=True, pass_fds=pass_fds)
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return [Problem("", f"input check failed: {result.stderr.strip()[-2000:]}")]
+
+    def users(text: str) -> str:
+        for path, known in shown.items():
+            text = text.replace(path, known)
+        return text
+
+    return [Problem(_field_of(item["file"], params), users(f"{item['file']}: {item['message']}"),
+                    item.get("severity", "error"))
+            for item in report["problems"]]
+
+
+def _field_of(path: str, params: dict) -> str:
+    """The request field that named a file, for error messages."""
+    for name in ("experimental_inputs", "control_inputs"):
+        if path in params[name]:
+            return f"{name}[{params[name].index(path)}]"
+    return next((n for n in ("ref", "bed", "annotation_file") if params.get(n) == path), "")
+
+
+def _output_problems(request: dict, roots: Roots) -> list[Problem]:
+    output = request.get("output_dir")
+    with contextlib.suppress(TypeError, ValueError):
+        output = parse_location(output)
+    if not isinstance(output, Location) or output.is_remote:
+        return []
+    reason = output_problem(output.key, roots)
+    return [Problem("output_dir", reason)] if reason else []
+
+
+def output_problem(path: str, roots: Roots) -> str | None:
+    """Why results cannot be written into the local folder `path` (it may not exist yet)."""
+    if not roots.readable:
+        return NO_ROOTS
+    path = roots.absolute(path)
+    try:
+        fd, missing = confined.deepest_folder(path, roots.writable)
+    except confined.Refused as err:
+        if (isinstance(err, confined.Outside) and not confined.inside(path, roots.writable)
+                and confined.inside(path, roots.readable)):
+            places = ", ".join(map(str, roots.writable)) or "none"
+            return (f"{path}: is in a data root that is read-only for {roots.owner}; results "
+                    f"may be written under: {places}")
+        return _reason(path, err, roots)
+    with confined.opened(fd):
+        if not os.access(".", os.W_OK, dir_fd=fd):
+            where = path if not missing else "the folder that would hold it"
+            return f"{path}: cannot write into {where} (permission denied)"
+    return None
+
+
+def _reason(path: str, err: confined.Refused, roots: Roots, subject: str = "") -> str:
+    text = f"{path}: {subject + ' ' if subject else ''}{err}"
+    if isinstance(err, confined.Outside):
+        places = ", ".join(map(str, roots.readable))
+        text += f"; local paths must be inside the data roots of {roots.owner}: {places}"
+    return text
