@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Check a CNVkit job's inputs before CNVkit sees them, and report every problem at once.
 
-Usage: check_inputs.py --ref REF.fa --bed TARGETS.bed [--annotation FILE]
-                       --bam NAME=PATH [--bam NAME=PATH ...] [--json]
+Usage: check_inputs.py [--ref REF.fa] [--bed TARGETS.bed] [--annotation FILE]
+                       [--bam NAME=PATH ...] [--json]
 
 Exit status 0 if the inputs are usable (warnings allowed), 1 if any error was found. Problems
 are printed one per line (``error: FILE: reason``), or with ``--json`` as
@@ -547,16 +547,18 @@ def check_annotation(file: File, report: Report) -> None:
 
 
 def check_inputs(
-    ref: File, bed: File, bams: dict[str, File], annotation: File | None = None
+    ref: File | None, bed: File | None, bams: dict[str, File], annotation: File | None = None
 ) -> Report:
-    """Run every check and collect the results."""
+    """Run every check on the files given (a caller that already found a file unusable leaves
+    it out) and collect the results."""
     report = Report()
-    ref_contigs = check_reference(ref, report)
+    ref_contigs = check_reference(ref, report) if ref is not None else None
     for bam in bams.values():
         contigs = check_bam(bam, report)
         if contigs and ref_contigs:
             compare_contigs(bam, contigs, ref, ref_contigs, report)
-    check_targets(bed, ref, ref_contigs, report)
+    if bed is not None:
+        check_targets(bed, ref, ref_contigs, report)
     if annotation is not None:
         check_annotation(annotation, report)
     return report
@@ -572,14 +574,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Check CNVkit inputs (BAMs, reference, targets, annotation).",
     )
-    parser.add_argument("--ref", required=True, help="reference FASTA")
-    parser.add_argument("--bed", required=True, help="targets: BED or interval_list")
+    parser.add_argument("--ref", help="reference FASTA")
+    parser.add_argument("--bed", help="targets: BED or interval_list")
     parser.add_argument("--annotation", help="GFF3, GTF, refFlat or BED")
     parser.add_argument(
         "--bam",
         type=_bam_arg,
         action="append",
-        required=True,
+        default=[],
         metavar="NAME=PATH",
         help="a sample's BAM (repeat for each sample)",
     )

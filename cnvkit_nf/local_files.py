@@ -21,9 +21,9 @@ from pathlib import Path
 from cnvkit_nf import confined
 from cnvkit_nf.confined import Roots
 from cnvkit_nf.confs import CheckedOptions
-from cnvkit_nf.params import to_params
+from cnvkit_nf.params import LIST_FIELDS, PATH_FIELDS, to_params
 from cnvkit_nf.paths import Location, index_names, parse_location
-from cnvkit_nf.problems import Problem, errors
+from cnvkit_nf.problems import Problem
 from cnvkit_nf.request import input_locations, sample_name
 
 CHECK_INPUTS = Path(__file__).resolve().parent.parent / "bin" / "check_inputs.py"
@@ -85,17 +85,23 @@ def path_problems(request: dict, roots: Roots) -> list[Problem]:
 
 def check(request: dict, options: dict[str, CheckedOptions], roots: Roots) -> list[Problem]:
     """Every problem of the files of a valid request whose paths are all local: as
-    `path_problems`, then the content of the opened files (`content_problems`)."""
+    `path_problems`, then the content of every file that could be opened, read through its
+    descriptor (`content_problems`)."""
     opened, problems = open_inputs(request, roots)
     problems += _output_problems(request, roots)
+    if not opened:
+        return problems
     try:
-        if errors(problems):
-            return problems
         with tempfile.TemporaryDirectory(prefix="cnvkit-nf-check-") as folder:
             views, descriptors = views_of(opened, Path(folder))
             params = to_params(request, options, staged=views)
+            viewed = {str(view) for view in views.values()}
+            checked = {name: [p if p in viewed else None for p in params[name]]
+                       for name in LIST_FIELDS}
+            checked |= {name: params[name] if params[name] in viewed else None
+                        for name in PATH_FIELDS}
             shown = {str(view): item_path for item_path, view in views.items()}
-            return problems + content_problems(params, descriptors, shown)
+            return problems + content_problems(checked, descriptors, shown)
     finally:
         for item in opened:
             item.close()
@@ -117,16 +123,15 @@ def views_of(opened: list[Input], folder: Path) -> tuple[dict[str, Path], list[i
 
 def content_problems(params: dict, pass_fds: Sequence[int] = (),
                      shown: dict[str, str] | None = None) -> list[Problem]:
-    """The content checks of `bin/check_inputs.py` on a job's local inputs (as its params name
-    them; `shown` gives the name a user knows for a path, `pass_fds` the descriptors its
-    links need)."""
+    """The content checks of `bin/check_inputs.py` on a job's local inputs, as its params name
+    them (None: not checked); `shown` gives the name a user knows for a path, `pass_fds` the
+    descriptors its links need."""
     shown = shown or {}
-    command = [sys.executable, str(CHECK_INPUTS), "--json", "--ref", params["ref"],
-               "--bed", params["bed"]]
-    if params.get("annotation_file"):
-        command += ["--annotation", params["annotation_file"]]
+    command = [sys.executable, str(CHECK_INPUTS), "--json"]
+    for option, name in (("--ref", "ref"), ("--bed", "bed"), ("--annotation", "annotation_file")):
+        command += [option, params[name]] if params.get(name) else []
     for bam in params["experimental_inputs"] + params["control_inputs"]:
-        command += ["--bam", f"{sample_name(bam)}={bam}"]
+        command += ["--bam", f"{sample_name(bam)}={bam}"] if bam else []
     result = subprocess.run(command, capture_output=True, text=True, pass_fds=pass_fds)
     try:
         report = json.loads(result.stdout)

@@ -8,6 +8,7 @@ default (what OBS-compatible and self-hosted servers expect).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -323,12 +324,15 @@ def publish(s3, folder: Path, output_dir: Location, workers: int = 8) -> int:
 
     Objects are written whole (S3 never exposes a partial upload), each checked by size after
     the upload; `manifest.json` goes up only when every other file is there, so a reader that
-    sees it sees a complete result. Returns the number of files uploaded.
+    sees it sees a complete result. When an upload fails, the objects already written are
+    deleted again (as far as the store still answers). Returns the number of files uploaded.
     """
     prefix = output_dir.as_folder()
+    written: list[str] = []
 
     def put(path: Path, name: str) -> None:
         target = _sibling(prefix, prefix.key + name)
+        written.append(target.key)
         try:
             s3.upload_file(str(path), target.bucket, target.key, Config=_TRANSFER)
         except (ClientError, BotoCoreError, S3UploadFailedError) as err:
@@ -336,7 +340,15 @@ def publish(s3, folder: Path, output_dir: Location, workers: int = 8) -> int:
         if head(s3, target).size != path.stat().st_size:
             raise StorageError(f"upload of {target.raw} is incomplete")
 
-    return manifest.publish(folder, put, workers)
+    try:
+        return manifest.publish(folder, put, workers)
+    except Exception:
+        for start in range(0, len(written), 1000):  # the most one call deletes
+            with contextlib.suppress(ClientError, BotoCoreError):
+                s3.delete_objects(Bucket=prefix.bucket, Delete={
+                    "Objects": [{"Key": key} for key in written[start:start + 1000]],
+                    "Quiet": True})
+        raise
 
 
 # --- native mode: Nextflow's nf-amazon plugin reads the objects itself (cloud executors) ---

@@ -1,10 +1,11 @@
 """A job's path from a valid request to its end, shared by `cnvkit-nf run` and the job service.
 
-`plan` checks a request's inputs where they are (local content checks, or object-storage
-existence checks) before a job is created; `Execution` then stages object-storage inputs,
-runs Nextflow into the job's own results folder, and publishes that folder to `output_dir`
-(local or object storage) once the run succeeded, manifest last — or attaches to a run that a
-killed service left.
+`plan` checks a request's inputs where they are (local files opened inside the allowed roots
+and their content checked, or object-storage existence checks) before a job is created;
+`Execution` then stages object-storage inputs, opens the local ones again (the job service
+hands Nextflow private links or copies of them), runs Nextflow into the job's own results
+folder, and publishes that folder to `output_dir` (local or object storage) once the run
+succeeded, manifest last — or attaches to a run that a killed service left.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ class Execution:
             return self.job
         staged = self._stage(staging) if self.plan.objects.s3 else {}
         if staged is not None:
-            staged = self._admit(staged)
+            staged = self._claim_paths(staged)
         params = self._params(staged) if staged is not None else None
         if params is None:
             return self.job
@@ -203,7 +204,7 @@ class Execution:
             return None
         return staged
 
-    def _admit(self, staged: dict[str, Path]) -> dict[str, Path] | None:
+    def _claim_paths(self, staged: dict[str, Path]) -> dict[str, Path] | None:
         """Check the local paths again now that the job's turn has come, hand the inputs to
         the private store (when there is one), withdraw the manifest of an earlier result in
         a local output_dir: the paths Nextflow is to use, or None when the job failed."""
@@ -211,17 +212,20 @@ class Execution:
         problems: list[Problem] = []
         private: dict[str, Path] = {}
         if self.inputs is not None:
+            started = time.monotonic()
             opened, problems = local_files.open_inputs(request, self.roots)
             try:
                 if not problems:
                     for item in opened:
-                        private[item.path] = self.inputs.admit(self.job.project, item)
+                        private[item.path] = self.inputs.admit(item)
             except (StoreError, OSError) as err:
                 self._failed(f"the inputs could not be staged: {err}")
                 return None
             finally:
                 for item in opened:
                     item.close()
+            self.log(f"{self.job.instance_id}: {len(private)} local inputs in the private "
+                     f"store in {time.monotonic() - started:.1f} s")
         output = self.plan.objects.output_dir
         if not output.is_remote:
             reason = local_files.output_problem(output.key, self.roots)

@@ -302,7 +302,8 @@ def test_command_line(small_cohort, tmp_path) -> None:
         f"error: {tmp_path / 'x.bam'}: does not exist",
         f"error: {empty}: BED has no intervals",
     ]
-    assert _cli("--ref", small_cohort.ref).returncode == 2  # usage error
+    assert _cli("--ref", small_cohort.ref, "--frobnicate").returncode == 2  # usage error
+    assert _cli("--ref", small_cohort.ref).returncode == 0  # only what is given is checked
     duplicate = _cli("--ref", small_cohort.ref, "--bed", small_cohort.bed, *bams[:2], *bams[:2])
     assert duplicate.returncode == 1 and "is given more than once" in duplicate.stdout
 

@@ -111,23 +111,33 @@ def _opened(site, roots: Roots | None = None) -> Input:
     return item
 
 
-def _admit(store: InputStore, site, project: str = "lab-a") -> Path:
+def _admit(store: InputStore, site) -> Path:
     item = _opened(site)
     try:
-        return store.admit(project, item)
+        return store.admit(item)
     finally:
         item.close()
 
 
 def test_an_unchanged_input_keeps_its_private_path(site, tmp_path):
     store = InputStore(tmp_path / "store")
-    first = _admit(store, site)
-    assert first == _admit(store, site)  # what Nextflow's task cache can match
-    assert sorted(p.name for p in first.parent.iterdir()) == ["S1.bam", "S1.bam.bai"]
-    assert first.parent.parent == tmp_path / "store" / "lab-a"
     bam = site["a"] / "run" / "S1.bam"
+    linked = site["a"] / "run" / "linked.bam"  # the same file under another name
+    os.link(bam, linked)
+
+    def admit_linked() -> Path:
+        item = Input(str(linked), [("linked.bam", os.open(linked, os.O_RDONLY))])
+        try:
+            return store.admit(item)
+        finally:
+            item.close()
+
+    first, other = _admit(store, site), admit_linked()
+    assert first == _admit(store, site) and other == admit_linked()  # what caching can match
+    assert sorted(p.name for p in first.parent.iterdir()) == ["S1.bam", "S1.bam.bai"]
+    assert other.name == "linked.bam" and other.resolve() == first.resolve()  # one object
     assert os.stat(first).st_ino == os.stat(bam).st_ino  # a hard link: no copy, no later swap
-    assert _admit(store, site, "lab-b").parent.parent.name == "lab-b"  # never shared
+    assert os.stat(bam).st_nlink == 3  # linked once, however often and under whatever name
 
 
 def test_a_rewritten_input_gets_a_new_entry(site, tmp_path):
@@ -165,8 +175,8 @@ def test_concurrent_admissions_share_one_entry(site, tmp_path):
     for thread in threads:
         thread.join()
     assert len(found) == 8 and all(path.read_bytes() == b"lab-a's BAM" for path in found)
-    home = tmp_path / "store" / "lab-a"
-    assert not [p for p in home.iterdir() if p.name.startswith(".")]  # no half-built entry
+    for home in (tmp_path / "store" / "entries", tmp_path / "store" / "objects"):
+        assert not [p for p in home.iterdir() if p.name.startswith(".")]  # nothing half-made
     assert _admit(store, site) in found
 
 

@@ -504,7 +504,8 @@ def test_paths_swapped_while_jobs_run_change_nothing(site):
     try:
         inputs_job = submit(service, request_for(site, "swap-in",
                                                  experimental_inputs=[str(tumour / son)]))
-        output_job = submit(service, request_for(site, "x", output_dir=str(swapped_output)))
+        output_job = submit(service, {**request_for(site, "x"),
+                                      "output_dir": str(swapped_output)})
         for instance_id in (inputs_job, output_job):
             wait_for(service, instance_id, {"RUNNING"})
         tumour.rename(tumour.with_name("tumour.checked"))
@@ -516,7 +517,7 @@ def test_paths_swapped_while_jobs_run_change_nothing(site):
     finally:
         assert service.stop() == 0
     store = JobStore(service.state_dir / "jobs.sqlite")
-    private = service.state_dir / "inputs" / "lab-a"
+    private = service.state_dir / "inputs" / "entries"
     params = json.loads((Path(store.get(inputs_job).run_dir) / "params.json").read_text())
     for path in params["experimental_inputs"] + params["control_inputs"] + [params["ref"]]:
         assert Path(path).is_relative_to(private), path  # Nextflow reads only private paths

@@ -179,3 +179,24 @@ def test_withdraw_manifest(server, s3):
     listing = server.client().list_objects_v2(Bucket="genes", Prefix="cnvkit/old-out/")
     assert listing.get("KeyCount", 0) == 0
     storage.withdraw_manifest(s3, parse_location("s3a://genes/cnvkit/old-out/"))  # none: fine
+
+
+def test_a_failed_upload_takes_back_what_it_wrote(server, s3, tmp_path):
+    """When one file cannot be uploaded, the objects of the new result already written are
+    deleted: the folder holds nothing of it (and no manifest)."""
+    results = tmp_path / "results"
+    (results / "samples").mkdir(parents=True)
+    for name in ("a.txt", "b.txt", "samples/c.txt", "d.txt"):
+        (results / name).write_text(f"{name}\n")
+    (results / "manifest.json").write_text("{}\n")
+    upload = s3.upload_file
+
+    def failing(path, bucket, key, **options):  # the store refuses one object
+        if key.endswith("/samples/c.txt"):
+            raise storage.S3UploadFailedError("refused")
+        return upload(path, bucket, key, **options)
+
+    s3.upload_file = failing
+    with pytest.raises(storage.StorageError, match="c.txt failed"):
+        storage.publish(s3, results, parse_location("s3a://genes/taken-back/"), workers=1)
+    assert [key for key in objects(server) if key.startswith("taken-back/")] == []

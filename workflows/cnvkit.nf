@@ -93,6 +93,7 @@ workflow CNVKIT {
         .map { _meta, target, _antitarget -> target }
         .mix(CNVKIT_FIX.out.cnr.map { _meta, cnr -> cnr })
         .toSortedList { a, b -> a.name <=> b.name }
+        .filter { files -> files }  // empty only when a failed check is ending the run
     CNVKIT_SEX(sex_inputs)
 
     // One versions file for the run: process, tool and version of every substep that ran.
