@@ -138,11 +138,10 @@ def _header_lines(stream: IO[bytes], size: int, kinds: tuple[bytes, ...]) -> str
         if not chunk:
             raise EOFError("unexpected end of data")
         size -= len(chunk)
-        lines = (partial + chunk).split(b"\n")
+        lines = chunk.split(b"\n")
+        lines[0] = (partial + lines[0])[:MAX_LINE]  # a longer line keeps its start only
         partial = lines.pop()
         kept += [line for line in lines if line.startswith(kinds)]
-        if len(partial) > MAX_LINE:
-            partial = partial[:MAX_LINE]  # a line this long is never one we keep whole
     kept += [partial.rstrip(b"\0")] if partial.startswith(kinds) else []
     return b"\n".join(kept).decode("utf-8", "replace")
 

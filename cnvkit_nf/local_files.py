@@ -100,7 +100,8 @@ def check(request: dict, options: dict[str, CheckedOptions], roots: Roots) -> li
                        for name in LIST_FIELDS}
             checked |= {name: params[name] if params[name] in viewed else None
                         for name in PATH_FIELDS}
-            shown = {str(view): item_path for item_path, view in views.items()}
+            shown = {f"{view.parent}/": os.path.join(os.path.dirname(item_path), "")
+                     for item_path, view in views.items()}  # the folders the user knows
             return problems + content_problems(checked, descriptors, shown)
     finally:
         for item in opened:
@@ -124,8 +125,8 @@ def views_of(opened: list[Input], folder: Path) -> tuple[dict[str, Path], list[i
 def content_problems(params: dict, pass_fds: Sequence[int] = (),
                      shown: dict[str, str] | None = None) -> list[Problem]:
     """The content checks of `bin/check_inputs.py` on a job's local inputs, as its params name
-    them (None: not checked); `shown` gives the name a user knows for a path, `pass_fds` the
-    descriptors its links need."""
+    them (None: not checked); `shown` gives the name a user knows for a part of a path,
+    `pass_fds` the descriptors its links need."""
     shown = shown or {}
     command = [sys.executable, str(CHECK_INPUTS), "--json"]
     for option, name in (("--ref", "ref"), ("--bed", "bed"), ("--annotation", "annotation_file")):
@@ -179,7 +180,7 @@ def output_problem(path: str, roots: Roots) -> str | None:
             places = ", ".join(map(str, roots.writable)) or "none"
             return (f"{path}: is in a data root that is read-only for {roots.owner}; results "
                     f"may be written under: {places}")
-        return _reason(path, err, roots)
+        return _reason(path, err, roots, writing=True)
     with confined.opened(fd):
         if not os.access(".", os.W_OK, dir_fd=fd):
             where = path if not missing else "the folder that would hold it"
@@ -187,9 +188,11 @@ def output_problem(path: str, roots: Roots) -> str | None:
     return None
 
 
-def _reason(path: str, err: confined.Refused, roots: Roots, subject: str = "") -> str:
+def _reason(path: str, err: confined.Refused, roots: Roots, subject: str = "",
+            writing: bool = False) -> str:
     text = f"{path}: {subject + ' ' if subject else ''}{err}"
     if isinstance(err, confined.Outside):
-        places = ", ".join(map(str, roots.readable))
-        text += f"; local paths must be inside the data roots of {roots.owner}: {places}"
+        places = ", ".join(map(str, roots.writable if writing else roots.readable))
+        text += (f"; local paths must be inside the {'writable ' if writing else ''}data "
+                 f"roots of {roots.owner}: {places}")
     return text

@@ -270,7 +270,7 @@ def test_contents_are_checked_through_the_opened_files(small_cohort, tmp_path):
         (tmp_path / "views").mkdir()
         views, descriptors = views_of(opened, tmp_path / "views")
         params = to_params(request, {}, staged=views)
-        found = content_problems(params, descriptors, {str(v): k for k, v in views.items()})
+        found = content_problems(params, descriptors)
     finally:
         for item in opened:
             item.close()

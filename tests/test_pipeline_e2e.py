@@ -243,6 +243,8 @@ def test_bad_input_stops_before_anything_runs(cohort, nextflow_bin, tmp_path):
     result = launch(["run", str(tmp_path / "request.json")], tmp_path / "state", cwd=tmp_path)
     assert result.returncode == 1
     assert "experimental_inputs[0]" in result.stderr and "coordinate" in result.stderr
+    assert f"experimental_inputs[0]: {unsorted}: not coordinate-sorted" in result.stderr
+    assert "cnvkit-nf-check-" not in result.stderr  # the user's paths, not the checked links
     assert "experimental_inputs[1]" in result.stderr
     assert "instance_id" not in result.stdout
     assert not (tmp_path / "out").exists()
