@@ -29,9 +29,8 @@ def to_params(request: dict, options: dict[str, CheckedOptions], *,
     Paths in `staged` are replaced by their local copies there (object-storage URIs by their
     downloads, local inputs by their private copies, `output_dir` by the folder the results
     are collected in); other local paths are made absolute against `base` (default: the
-    current directory). Each `*_conf`
-    becomes its validated, re-quoted option string; a -p/--processes value becomes the CPU
-    request of its substep's task.
+    current directory). Each `*_conf` becomes its validated, re-quoted option string; a
+    -p/--processes value becomes the CPU request of its substep's task.
     """
     base = base or Path.cwd()
     staged = staged or {}

@@ -20,9 +20,9 @@ from cnvkit_nf.problems import Problem, errors
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "cnvkit_request.schema.json"
 INPUT_FIELDS = ("experimental_inputs", "control_inputs")
+PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file")
 MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
 MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
-PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 # File names reach the pipeline's task scripts (files are staged under their own name), so an
 # input's file name is limited to characters no shell treats specially.

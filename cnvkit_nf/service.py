@@ -114,9 +114,10 @@ class App:
         problems, roots = validation.problems, self.config.roots(project)
         if validation.request:
             problems = problems + self.config.request_problems(validation.request, project)
-        if errors(problems):  # the paths too, so that every problem is told at once
-            raise _invalid(errors(problems + local_files.path_problems(validation.request,
-                                                                       roots)))
+        if errors(problems):  # the paths too (but never more of them than the limit allows)
+            oversized = self.config.limit_problems(validation.request)
+            raise _invalid(errors(problems + ([] if oversized else local_files.path_problems(
+                validation.request, roots))))
         if self.store.count(RUNNER, LAUNCHING) >= self.config.limits["max_queued"]:
             raise ApiError(400, "DLI.0009", "system limit reached: "
                            f"{self.config.limits['max_queued']} jobs are already waiting")

@@ -95,9 +95,10 @@ class ServiceConfig:
     def request_problems(self, request: dict, project: str) -> list[Problem]:
         """Limits and object-root rules a (schema-valid or not) request breaks; its local
         paths are checked where they are opened, inside `roots(project)` (`local_files`)."""
-        return self._limit_problems(request) + self._object_problems(request, project)
+        return self.limit_problems(request) + self._object_problems(request, project)
 
-    def _limit_problems(self, request: dict) -> list[Problem]:
+    def limit_problems(self, request: dict) -> list[Problem]:
+        """How a request exceeds the service's limits (inputs, option lengths)."""
         problems = []
         inputs = sum(len(request.get(name) or []) for name in
                      ("experimental_inputs", "control_inputs")
