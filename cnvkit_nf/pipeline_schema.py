@@ -65,12 +65,20 @@ def build() -> dict:
                      "pattern": r"^(\d+\.?\s*(s|m|h|d)\s*)+$",
                      "description": "Largest time request of one task."},
     }
+    launcher = {
+        "inputs_checked": {"title": "Inputs checked", "type": "boolean", "default": False,
+                           "hidden": True,
+                           "description": "Set by cnvkit-nf when it has checked the inputs' "
+                                          "content already: the pipeline's first task "
+                                          "(CHECK_INPUTS) is then skipped."},
+    }
     groups = {
         "input_options": ("Inputs", inputs, ["experimental_inputs", "control_inputs", "ref",
                                              "bed"]),
         "output_options": ("Output", output, ["output_dir"]),
         "substep_options": ("CNVkit substep options", options, []),
         "resource_options": ("Resources", resources, []),
+        "launcher_options": ("Launcher", launcher, []),
     }
     defs = {
         key: {"title": title, "type": "object", "properties": props,

@@ -46,22 +46,12 @@ class RunOptions:
     stub: bool = False
 
 
-def expected_tasks(params: dict) -> int:
-    """How many tasks the pipeline will run for these params (see workflows/cnvkit.nf)."""
-    experimental = len(params["experimental_inputs"])
-    bams = params["experimental_inputs"] + params["control_inputs"]
-    unindexed = sum(1 for bam in bams if not _fresh_index(Path(bam)))
-    fixed = 6  # check_inputs, access, target, antitarget, reference, sex
-    return (fixed + unindexed + (0 if Path(params["ref"] + ".fai").exists() else 1)
-            + (1 if params.get("has_annotate") else 0) + len(bams) + 4 * experimental)
-
-
-def _fresh_index(bam: Path) -> bool:
-    """Whether `x.bam.bai` or `x.bai` exists and is not older than the BAM (as in the pipeline)."""
-    return any(
-        index.exists() and index.stat().st_mtime >= bam.stat().st_mtime
-        for index in (Path(f"{bam}.bai"), bam.with_suffix(".bai"))
-    )
+def tasks_total(results: Path) -> int | None:
+    """How many tasks the run has, as the workflow wrote it when it started; None before."""
+    try:
+        return int((results / "pipeline_info" / "tasks.txt").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def tasks_done(trace: Path) -> int:
@@ -211,8 +201,8 @@ class JobRun:
 
     def _record_progress(self, on_progress: Callable[[Job], None]) -> None:
         done = tasks_done(self.trace)
-        if done != self.job.tasks_done:
-            total = max(self.job.tasks_total, done)
+        total = max(tasks_total(Path(self.params["output_dir"])) or self.job.tasks_total, done)
+        if (done, total) != (self.job.tasks_done, self.job.tasks_total):
             self.job = self.store.update(self.job.instance_id, tasks_done=done, tasks_total=total)
         on_progress(self.job)
 

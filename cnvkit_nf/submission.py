@@ -21,11 +21,11 @@ from cnvkit_nf import local_files, publish_local, storage
 from cnvkit_nf.confined import Roots, everywhere
 from cnvkit_nf.input_store import InputStore, StoreError
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
-from cnvkit_nf.params import ParamsError, to_params
+from cnvkit_nf.params import to_params
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, summary
 from cnvkit_nf.request import Validation, input_locations
-from cnvkit_nf.runner import JobRun, RunOptions, expected_tasks
+from cnvkit_nf.runner import JobRun, RunOptions
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -59,16 +59,10 @@ def object_store(request: dict, config: str | None) -> tuple[ObjectStore, list[P
 
 @dataclass(frozen=True)
 class Plan:
-    """A valid request whose inputs were checked: its object store and, when every input is
-    local, its Nextflow params (otherwise they are known once the inputs are staged)."""
+    """A valid request whose inputs were checked, and its object store."""
 
     validation: Validation
     objects: ObjectStore
-    params: dict | None
-
-    @property
-    def tasks_total(self) -> int:
-        return expected_tasks(self.params) if self.params else 0
 
 
 def plan(validation: Validation, storage_config: str | None, roots: Roots,
@@ -78,20 +72,14 @@ def plan(validation: Validation, storage_config: str | None, roots: Roots,
     with the store's credentials. Nothing is written."""
     request = validation.request
     objects, problems = object_store(request, storage_config)
-    if errors(problems):
-        return Plan(validation, objects, None), problems
+    if errors(problems) or not check_inputs:
+        return Plan(validation, objects), problems
     if objects.s3:
-        if check_inputs:
-            problems += local_files.path_problems(request, roots)
-            problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
-        return Plan(validation, objects, None), problems
-    try:
-        params = to_params(request, validation.options)
-    except ParamsError as err:
-        return Plan(validation, objects, None), problems + err.problems
-    if check_inputs:
+        problems += local_files.path_problems(request, roots)
+        problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
+    else:
         problems += local_files.check(request, validation.options, roots)
-    return Plan(validation, objects, params), problems
+    return Plan(validation, objects), problems
 
 
 class Execution:
@@ -253,12 +241,9 @@ class Execution:
             if problems:
                 self._failed(summary(problems))
                 return None
-            self.job = self.store.update(self.job.instance_id,
-                                         tasks_total=expected_tasks(params))
-        return params
+        return {**params, "inputs_checked": True}  # the pipeline need not check them again
 
 
 def new_job(store: JobStore, job_plan: Plan, state_dir: Path, **identity) -> Job:
     """Record a LAUNCHING job for a checked plan; its run folder is in the state dir."""
-    return store.create(job_plan.validation.request, tasks_total=job_plan.tasks_total,
-                        runs_in=state_dir / "runs", **identity)
+    return store.create(job_plan.validation.request, runs_in=state_dir / "runs", **identity)

@@ -58,13 +58,14 @@ def test_module_is_pinned_and_has_a_stub(module) -> None:
 @pytest.mark.parametrize("module", sorted(ROOT.glob("modules/cnvkit/*/main.nf")),
                          ids=lambda p: p.parent.name)
 def test_managed_options_come_after_user_options(module) -> None:
-    """Inputs first, then the user's `${args}`, then only options the pipeline sets: for
-    argparse the last occurrence wins, so a direct `nextflow run` cannot redirect them."""
+    """Inputs first, then the user's options (`${args}`, `${target_args}`...), then only
+    options the pipeline sets: for argparse the last occurrence wins, so a direct `nextflow
+    run` cannot redirect them."""
     commands = re.findall(r"cnvkit\.py \w+ [^\n\"]*", module.read_text())
     assert commands
     for command in commands:
-        before, _, after = command.partition(" ${args}")
+        before, _, after = re.split(r" (\$\{\w*args\})", command, maxsplit=1)
         assert after, command
-        assert all(word.startswith("${") for word in before.split()[2:]), command
+        assert not any(word.startswith("-") for word in before.split()[2:]), command
         # option-value pairs; ${annotate} and ${flat} are such pairs or nothing
         assert re.fullmatch(r"( -[-\w]+ [^-\s]\S*| \$\{(annotate|flat)\})+", after), command

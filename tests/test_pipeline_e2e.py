@@ -18,7 +18,6 @@ import pytest
 from cnvkit_nf import manifest
 from cnvkit_nf.demo import demo_request
 from cnvkit_nf.jobs import JobStore
-from cnvkit_nf.runner import expected_tasks
 from cnvkit_nf.simulate import Cohort, seed_like_cohort
 
 pytestmark = pytest.mark.e2e
@@ -133,17 +132,17 @@ def test_sex_table_infers_each_sample(seed_run):
     assert sexes == {"Son_S2_ALL": "Male", "Father_S5_ALL": "Male", "Mather_S1_ALL": "Female"}
 
 
-def test_coverage_cpus_capped_by_machine(seed_run):
+def test_coverage_cpus_capped_by_what_cnvkit_can_use(seed_run):
     trace = read_table(seed_run["out"] / "pipeline_info" / "trace.tsv")
     cpus = {int(row["cpus"]) for row in trace if row["process"].endswith("CNVKIT_COVERAGE")}
-    assert cpus == {min(5, os.cpu_count())}  # the seed asks -p 5
+    assert cpus == {1}  # the seed asks -p 5; CNVkit's -p uses one process per 5,000 intervals
 
 
 def test_progress_and_status(seed_run):
     trace = read_table(seed_run["out"] / "pipeline_info" / "trace.tsv")
     run_dir = seed_run["state"] / "runs" / _job_id(seed_run)
-    params = json.loads((run_dir / "params.json").read_text())
-    assert len(trace) == expected_tasks(params)
+    assert (run_dir / "params.json").is_file()
+    assert int((seed_run["out"] / "pipeline_info" / "tasks.txt").read_text()) == len(trace)
     status = launch(["status", _job_id(seed_run), "--json"], seed_run["state"])
     body = json.loads(status.stdout)
     assert body["status"] == "FINISHED"
@@ -265,13 +264,13 @@ def test_failed_job_reports_why(cohort, nextflow_bin, tmp_path):
     """A task the executor cannot run: the job ends FAILED with Nextflow's reason, no manifest."""
     (tmp_path / "huge.config").write_text(
         "process.resourceLimits = [cpus: 2, memory: '100000.GB', time: '1.h']\n"
-        "process { withName: 'CNVKIT_ACCESS' { memory = '50000.GB' } }\n")
+        "process { withName: 'CNVKIT_PREPARE' { memory = '50000.GB' } }\n")
     request = seed_request(cohort, tmp_path / "out")
     (tmp_path / "request.json").write_text(json.dumps(request))
     result = launch(["run", str(tmp_path / "request.json"), "-c", str(tmp_path / "huge.config")],
                     tmp_path / "state", cwd=tmp_path)
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "status: FAILED" in result.stdout and "CNVKIT_ACCESS" in result.stdout
+    assert "status: FAILED" in result.stdout and "CNVKIT_PREPARE" in result.stdout
     job_id = result.stdout.splitlines()[0].split(": ", 1)[1]
     body = json.loads(launch(["status", job_id, "--json"], tmp_path / "state").stdout)
     assert body["status"] == "FAILED" and "memory" in body["message"].lower()
@@ -347,11 +346,28 @@ def test_max_cpus_param_caps_cpu_requests(nextflow_bin, tmp_path):
         out = tmp_path / max_cpus
         result = nextflow_run(
             nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
-            "--output_dir", str(out), "--coverage_cpus", "2", "--max_cpus", max_cpus)
+            "--output_dir", str(out), "--segment_cpus", "2", "--max_cpus", max_cpus)
         assert result.returncode == 0, result.stdout
         cpus[max_cpus] = {row["cpus"] for row in read_table(out / "pipeline_info" / "trace.tsv")
-                          if row["process"].endswith("CNVKIT_COVERAGE")}
+                          if row["process"].endswith("CNVKIT_SAMPLE")}
     assert cpus == {"1": {"1"}, "2": {"2"}}
+
+
+@pytest.mark.parametrize(("intervals", "processes", "cpus"),
+                         [(6_000, "5", "2"), (6_000, "1", "1")])  # 100 intervals: the seed run
+def test_coverage_asks_for_the_cpus_its_beds_can_use(nextflow_bin, tmp_path, intervals,
+                                                     processes, cpus):
+    """CNVkit's coverage -p runs one process per 5,000 intervals: a task asks for the smaller
+    of -p and that, so that the CPUs it is granted are kept busy."""
+    bed = tmp_path / "targets.bed"
+    bed.write_text("".join(f"chr1\t{i * 300}\t{i * 300 + 200}\n" for i in range(intervals)))
+    out = tmp_path / "out"
+    result = nextflow_run(
+        nextflow_bin, tmp_path, "-profile", "test,local", "-stub", "--output_dir", str(out),
+        "--bed", str(bed), "--coverage_cpus", processes, "--max_cpus", "2")
+    assert result.returncode == 0, result.stdout
+    assert {row["cpus"] for row in read_table(out / "pipeline_info" / "trace.tsv")
+            if row["process"].endswith("CNVKIT_COVERAGE")} == {cpus}
 
 
 @pytest.mark.parametrize(("exit_code", "retried"), [(137, True), (1, False)])
@@ -359,14 +375,14 @@ def test_only_resource_kills_are_retried(nextflow_bin, tmp_path, exit_code, retr
     """A task killed for resources (137 = SIGKILL, e.g. out of memory) runs again with twice the
     memory; any other failure stops the run."""
     (tmp_path / "fail.config").write_text(
-        "process { withName: 'CNVKIT_ACCESS' { beforeScript = "
+        "process { withName: 'CNVKIT_PREPARE' { beforeScript = "
         f"{{ \"[ ${{task.attempt}} -gt 1 ] || exit {exit_code}\" }} }} }}\n")
     result = nextflow_run(
         nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
         "-c", str(tmp_path / "fail.config"), "--output_dir", str(tmp_path / "out"))
     attempts = [(row["status"], row["exit"], row["memory"])
                 for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")
-                if row["process"].endswith("CNVKIT_ACCESS")]
+                if row["process"].endswith("CNVKIT_PREPARE")]
     if retried:
         assert result.returncode == 0, result.stdout
         assert attempts == [("FAILED", "137", "2 GB"), ("COMPLETED", "0", "4 GB")]
@@ -392,6 +408,8 @@ def test_stale_index_is_rebuilt_not_overwritten(nextflow_bin, tmp_path):
                if row["process"].endswith("SAMTOOLS_INDEX")}
     assert indexed == {"normal_B"}
     assert (tmp_path / f"{stale.name}.bai").read_text() == "old index"
+    trace = read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")  # the workflow's count
+    assert int((tmp_path / "out" / "pipeline_info" / "tasks.txt").read_text()) == len(trace)
 
 
 def test_direct_run_checks_inputs_before_any_other_task(nextflow_bin, small_cohort, tmp_path):

@@ -1,20 +1,15 @@
 /*
- * The order of CNVkit's substeps for one request: checks, reference build, per-sample calls.
+ * The stages of one request: checks, regions, coverage per sample, reference, calls per
+ * experimental sample, sex. Each CNVkit stage runs its substeps in one interpreter.
  */
-include { CHECK_INPUTS       } from '../modules/local/check_inputs'
-include { ANNOTATION_TO_BED  } from '../modules/local/annotation_to_bed'
-include { SAMTOOLS_FAIDX     } from '../modules/samtools/faidx'
-include { SAMTOOLS_INDEX     } from '../modules/samtools/index'
-include { CNVKIT_ACCESS      } from '../modules/cnvkit/access'
-include { CNVKIT_TARGET      } from '../modules/cnvkit/target'
-include { CNVKIT_ANTITARGET  } from '../modules/cnvkit/antitarget'
-include { CNVKIT_COVERAGE    } from '../modules/cnvkit/coverage'
-include { CNVKIT_REFERENCE   } from '../modules/cnvkit/reference'
-include { CNVKIT_FIX         } from '../modules/cnvkit/fix'
-include { CNVKIT_SEGMENT     } from '../modules/cnvkit/segment'
-include { CNVKIT_CALL        } from '../modules/cnvkit/call'
-include { CNVKIT_GENEMETRICS } from '../modules/cnvkit/genemetrics'
-include { CNVKIT_SEX         } from '../modules/cnvkit/sex'
+include { CHECK_INPUTS     } from '../modules/local/check_inputs'
+include { SAMTOOLS_FAIDX   } from '../modules/samtools/faidx'
+include { SAMTOOLS_INDEX   } from '../modules/samtools/index'
+include { CNVKIT_PREPARE   } from '../modules/cnvkit/prepare'
+include { CNVKIT_COVERAGE  } from '../modules/cnvkit/coverage'
+include { CNVKIT_REFERENCE } from '../modules/cnvkit/reference'
+include { CNVKIT_SAMPLE    } from '../modules/cnvkit/sample'
+include { CNVKIT_SEX       } from '../modules/cnvkit/sex'
 
 // The BAM index beside a BAM (`x.bam.bai` or `x.bai`, not older than the BAM), or null when
 // it must be built (CNVkit would otherwise rebuild a stale one through its staged link).
@@ -40,8 +35,12 @@ workflow CNVKIT {
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { rows -> [rows.collect { row -> row[0].id }, rows.collect { row -> row[1] }] }
     fai = file("${fasta}.fai")
-    CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams)
-    checked = CHECK_INPUTS.out.report
+    if (params.inputs_checked) {  // the launcher checked them: not again
+        checked = channel.value('checked by the launcher')
+    } else {
+        CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams)
+        checked = CHECK_INPUTS.out.report
+    }
 
     // Reference and BAM indexes: used when present, built when missing.
     fasta_in = channel.of(fasta).combine(checked).map { f, _ok -> f }.branch { f ->
@@ -64,16 +63,16 @@ workflow CNVKIT {
         .mix(SAMTOOLS_INDEX.out.bam_bai)
     targets_bed = channel.value(bed).combine(checked).map { b, _ok -> b }
 
-    ANNOTATION_TO_BED(channel.fromList(annotation ? [annotation] : []))
-    gene_bed = ANNOTATION_TO_BED.out.bed.ifEmpty([]).first()
+    CNVKIT_PREPARE(reference_fasta, targets_bed, annotation)
+    targets = CNVKIT_PREPARE.out.targets.first()
+    antitargets = CNVKIT_PREPARE.out.antitargets.first()
 
-    CNVKIT_ACCESS(reference_fasta)
-    CNVKIT_TARGET(targets_bed, gene_bed)
-    targets = CNVKIT_TARGET.out.bed.first()
-    CNVKIT_ANTITARGET(targets, CNVKIT_ACCESS.out.bed)
-    antitargets = CNVKIT_ANTITARGET.out.bed.first()
-
-    CNVKIT_COVERAGE(bams, targets, antitargets)
+    // CNVkit's -p runs one process per 5,000 intervals of a BED (cnvlib/parallel.py,
+    // to_chunks): a coverage task never asks for more CPUs than its BEDs can keep busy.
+    processes = targets.combine(antitargets)
+        .map { t, a -> Math.max(1, (Math.max(t.countLines(), a.countLines()) + 4999).intdiv(5000)) }
+        .first()
+    CNVKIT_COVERAGE(bams, targets, antitargets, processes)
     coverage = CNVKIT_COVERAGE.out.cnn
 
     // Pooled reference from the controls, flat when there are none.
@@ -84,26 +83,36 @@ workflow CNVKIT {
     CNVKIT_REFERENCE(control_cnn, targets, antitargets, reference_fasta)
 
     experimental_cnn = coverage.filter { meta, _target, _antitarget -> meta.role == 'experimental' }
-    CNVKIT_FIX(experimental_cnn, CNVKIT_REFERENCE.out.cnn.first())
-    CNVKIT_SEGMENT(CNVKIT_FIX.out.cnr)
-    CNVKIT_CALL(CNVKIT_SEGMENT.out.cns)
-    CNVKIT_GENEMETRICS(CNVKIT_FIX.out.cnr.join(CNVKIT_SEGMENT.out.cns))
+    CNVKIT_SAMPLE(experimental_cnn, CNVKIT_REFERENCE.out.cnn)
 
     sex_inputs = coverage
         .map { _meta, target, _antitarget -> target }
-        .mix(CNVKIT_FIX.out.cnr.map { _meta, cnr -> cnr })
+        .mix(CNVKIT_SAMPLE.out.cnr.map { _meta, cnr -> cnr })
         .toSortedList { a, b -> a.name <=> b.name }
         .filter { files -> files }  // empty only when a failed check is ending the run
     CNVKIT_SEX(sex_inputs)
 
-    // One versions file for the run: process, tool and version of every substep that ran.
+    // How many tasks this run has, for progress reports (`k/n`): every process above, once per
+    // item of what it runs on.
+    samples.toList()
+        .map { rows ->
+            def bams = rows.size()
+            def experimental = rows.count { row -> row[0].role == 'experimental' }
+            def unindexed = rows.count { row -> bamIndex(row[1]) == null }
+            def faidx = file("${fasta}.fai").exists() ? 0 : 1
+            def check = params.inputs_checked ? 0 : 1
+            // check + indexes + prepare + coverage + reference + sample stages + sex
+            "${check + faidx + unindexed + 1 + bams + 1 + experimental + 1}"
+        }
+        .collectFile(name: 'tasks.txt', storeDir: "${outdir}/pipeline_info")
+
+    // One versions file for the run: process, tool and version of every stage that ran.
     channel.empty()
         .mix(
-            SAMTOOLS_FAIDX.out.versions, SAMTOOLS_INDEX.out.versions, CHECK_INPUTS.out.versions,
-            ANNOTATION_TO_BED.out.versions, CNVKIT_ACCESS.out.versions, CNVKIT_TARGET.out.versions,
-            CNVKIT_ANTITARGET.out.versions, CNVKIT_COVERAGE.out.versions,
-            CNVKIT_REFERENCE.out.versions, CNVKIT_FIX.out.versions, CNVKIT_SEGMENT.out.versions,
-            CNVKIT_CALL.out.versions, CNVKIT_GENEMETRICS.out.versions, CNVKIT_SEX.out.versions
+            SAMTOOLS_FAIDX.out.versions, SAMTOOLS_INDEX.out.versions,
+            params.inputs_checked ? channel.empty() : CHECK_INPUTS.out.versions,
+            CNVKIT_PREPARE.out.versions, CNVKIT_COVERAGE.out.versions,
+            CNVKIT_REFERENCE.out.versions, CNVKIT_SAMPLE.out.versions, CNVKIT_SEX.out.versions
         )
         .unique()
         .map { process, tool, version -> "${process.tokenize(':').last()}:\n  ${tool}: ${version}" }
@@ -111,9 +120,9 @@ workflow CNVKIT {
 
     emit:
     reference   = CNVKIT_REFERENCE.out.cnn
-    cnr         = CNVKIT_FIX.out.cnr
-    cns         = CNVKIT_SEGMENT.out.cns
-    calls       = CNVKIT_CALL.out.cns
-    genemetrics = CNVKIT_GENEMETRICS.out.tsv
+    cnr         = CNVKIT_SAMPLE.out.cnr
+    cns         = CNVKIT_SAMPLE.out.cns
+    calls       = CNVKIT_SAMPLE.out.calls
+    genemetrics = CNVKIT_SAMPLE.out.genemetrics
     sex         = CNVKIT_SEX.out.tsv
 }

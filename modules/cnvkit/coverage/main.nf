@@ -1,3 +1,6 @@
+// One sample's read depths in its target and antitarget bins, in one interpreter
+// (bin/cnvkit_stage.py): target, then antitarget, each across every CPU of the task.
+// Options: task.ext.args -> both coverage lines (coverage_conf).
 process CNVKIT_COVERAGE {
     tag "${meta.id}"
     label 'process_single'
@@ -10,6 +13,7 @@ process CNVKIT_COVERAGE {
     tuple val(meta), path(bam), path(bai)
     path targets
     path antitargets
+    val processes  // how many processes CNVkit's -p can use on these BEDs (caps the CPUs)
 
     output:
     tuple val(meta), path("*.targetcoverage.cnn"), path("*.antitargetcoverage.cnn"), emit: cnn
@@ -18,16 +22,11 @@ process CNVKIT_COVERAGE {
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
-    // The CPUs granted to the task are shared by the two interval sets: with two or more, both
-    // coverages run side by side (-p split between them); with one, one after the other.
-    def together = task.cpus >= 2
-    def target_p = together ? task.cpus - task.cpus.intdiv(2) : 1
-    def antitarget_p = together ? task.cpus.intdiv(2) : 1
-    def target = "cnvkit.py coverage ${bam} ${targets} ${args} -p ${target_p} -o ${prefix}.targetcoverage.cnn"
-    def antitarget = "cnvkit.py coverage ${bam} ${antitargets} ${args} -p ${antitarget_p} -o ${prefix}.antitargetcoverage.cnn"
-    def commands = together ? "${target} &\ntarget_pid=\$!\n${antitarget}\nwait \$target_pid" : "${target}\n${antitarget}"
     """
-    ${commands}
+    cnvkit_stage.py <<'CNVKIT'
+    cnvkit.py coverage ${bam} ${targets} ${args} -p ${task.cpus} -o ${prefix}.targetcoverage.cnn
+    cnvkit.py coverage ${bam} ${antitargets} ${args} -p ${task.cpus} -o ${prefix}.antitargetcoverage.cnn
+    CNVKIT
     """
 
     stub:

@@ -1,0 +1,45 @@
+// Regions of a job, once per job: gene symbols from the annotation (when given), then CNVkit's
+// access, target and antitarget in one interpreter (bin/cnvkit_stage.py).
+// Options: task.ext.args -> access, ext.args2 -> target (target_conf),
+//          ext.args3 -> antitarget (antitarget_conf).
+process CNVKIT_PREPARE {
+    tag "${bed.name}"
+    label 'process_single'
+    conda "bioconda::cnvkit=0.9.14"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
+        'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
+        'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
+
+    input:
+    tuple path(fasta), path(fai)
+    path bed, stageAs: 'regions/*'  // user files: never where an output is written
+    path annotation, stageAs: 'genes/*'  // GFF3, GTF, refFlat or BED; [] for none
+
+    output:
+    path "access.bed", emit: access
+    path "targets.bed", emit: targets
+    path "antitargets.bed", emit: antitargets
+    path "annotation.bed", emit: annotation, optional: true
+    tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
+
+    script:
+    def access_args = task.ext.args ?: ''
+    def target_args = task.ext.args2 ?: ''
+    def antitarget_args = task.ext.args3 ?: ''
+    def symbols = annotation ? "annotation_to_bed.py ${annotation} annotation.bed" : ''
+    def annotate = annotation ? '--annotate annotation.bed' : ''
+    """
+    ${symbols}
+    cnvkit_stage.py <<'CNVKIT'
+    cnvkit.py access ${fasta} ${access_args} -o access.bed
+    cnvkit.py target ${bed} ${target_args} ${annotate} -o targets.bed
+    cnvkit.py antitarget targets.bed ${antitarget_args} -g access.bed -o antitargets.bed
+    CNVKIT
+    """
+
+    stub:  // the regions as given, so that what depends on their number can be checked
+    """
+    cp ${bed} targets.bed
+    touch access.bed antitargets.bed ${annotation ? 'annotation.bed' : ''}
+    """
+}
