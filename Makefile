@@ -37,4 +37,4 @@ bench-service: install
 	$(PY) benchmarks/bench_service.py
 
 clean:
-	rm -rf .venv tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed demo-output .nextflow* work
+	rm -rf .venv tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed tools/nextflow/nextflow.jsa demo-output .nextflow* work

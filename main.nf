@@ -82,8 +82,9 @@ workflow {
         error("Invalid parameters:\n  - " + problems.join('\n  - '))
     }
 
-    def samples = experimental.collect { path -> [[id: sampleName(path), role: 'experimental'], path] } +
-                  controls.collect { path -> [[id: sampleName(path), role: 'control'], path] }
+    // Controls first: their coverage is what the reference, and so every tumour, waits for.
+    def samples = controls.collect { path -> [[id: sampleName(path), role: 'control'], path] } +
+                  experimental.collect { path -> [[id: sampleName(path), role: 'experimental'], path] }
     def annotation = params.has_annotate ? file(params.annotation_file, checkIfExists: true) : []
 
     CNVKIT(

@@ -155,6 +155,8 @@ def run_pipeline(made: Cohort, options: dict[str, str], folder: Path) -> dict:
     trace = output / "pipeline_info" / "trace.tsv"
     if trace.exists():
         result |= trace_summary(trace, started, started + result["wall_s"])
+        params = next((folder / "state" / "runs").glob("*/params.json"))
+        result |= startup_comparison(nextflow.ensure(log=print), params, folder / "startup")
     return result
 
 
@@ -217,8 +219,13 @@ def trace_summary(trace: Path, started: float, ended: float) -> dict:
     realtime = sum(p["realtime_s"] for p in processes.values())
     first = min(epoch(r["submit"]) for r in rows)
     last = max(epoch(r["complete"]) for r in rows)
+    path_s, path = critical_path(rows)
     return {
         "tasks": len(rows),
+        "cnvkit_interpreters": sum(1 for r in rows if r["process"].rpartition(":")[2]
+                                   .startswith("CNVKIT_")),
+        "critical_path_s": path_s,
+        "critical_path": path,
         "task_realtime_s": realtime,
         "task_realtime_per_cpu_s": realtime / CPUS,
         "task_cpu_s": sum(p["cpu_s"] for p in processes.values()),
@@ -227,6 +234,61 @@ def trace_summary(trace: Path, started: float, ended: float) -> dict:
         "after_last_task_s": ended - last,
         "processes": dict(sorted(processes.items(), key=lambda kv: -kv[1]["realtime_s"])),
     }
+
+
+def critical_path(rows: list[dict]) -> tuple[float, list[str]]:
+    """The longest chain of task realtimes along what the tasks consumed (each task's
+    .command.run links the outputs of the tasks it waited for): the wall time of the tasks
+    with as many CPUs as there are tasks at once; and that chain's tasks."""
+    tasks = {row["workdir"]: row for row in rows}
+    inputs = {}
+    for workdir in tasks:
+        staged = Path(workdir, ".command.run").read_text()
+        inputs[workdir] = {other for other in tasks if f"ln -s {other}/" in staged}
+    chain: dict[str, tuple[float, list[str]]] = {}
+
+    def longest(workdir: str) -> tuple[float, list[str]]:
+        if workdir not in chain:
+            before = max((longest(other) for other in inputs[workdir]), default=(0.0, []))
+            row = tasks[workdir]
+            name = f"{row['process'].rpartition(':')[2]} ({row['tag'] or '-'})"
+            chain[workdir] = (before[0] + seconds(row["realtime"]), [*before[1], name])
+        return chain[workdir]
+
+    return max(longest(workdir) for workdir in tasks)
+
+
+def first_task_s(command: list, trace: Path, cwd: Path) -> float:
+    """Seconds from a `nextflow run` command's start to its first task's submission."""
+    started = time.time()
+    subprocess.run([str(c) for c in command], capture_output=True, env=ENV, cwd=cwd)
+    with open(trace, newline="") as handle:
+        return min(epoch(r["submit"]) for r in csv.DictReader(handle, delimiter="\t")) - started
+
+
+def startup_comparison(nxf: str, params: Path, folder: Path, times: int = 3) -> dict:
+    """Medians of seconds to the first task: a direct `nextflow run` of the launcher's params
+    (a -stub run, whose first task, CHECK_INPUTS, starts as a real run's does) and a pipeline
+    of one process; what the launcher adds is measured against the first."""
+    folder.mkdir()
+    direct = {**json.loads(params.read_text()), "inputs_checked": False,
+              "output_dir": str(folder / "out")}
+    (folder / "params.json").write_text(json.dumps(direct))
+    (folder / "one.nf").write_text('process ONE {\n  output: stdout\n  script: "echo one"\n}\n'
+                                   "workflow { ONE() }\n")
+    runs: dict[str, list[float]] = {"direct_first_task_s": [], "one_process_first_task_s": []}
+    for _ in range(times):
+        for work in folder.glob("work*"):
+            shutil.rmtree(work)
+        for trace in (folder / "one.tsv", folder / "out" / "pipeline_info" / "trace.tsv"):
+            trace.unlink(missing_ok=True)
+        runs["direct_first_task_s"].append(first_task_s(
+            [nxf, "run", ROOT, "-params-file", "params.json", "-profile", "local", "-stub",
+             "-work-dir", "work-direct"], folder / "out" / "pipeline_info" / "trace.tsv", folder))
+        runs["one_process_first_task_s"].append(first_task_s(
+            [nxf, "run", "one.nf", "-work-dir", "work-one", "-with-trace", "one.tsv"],
+            folder / "one.tsv", folder))
+    return {name: statistics.median(values) for name, values in runs.items()}
 
 
 def dominant_cn(call_cns: Path, chrom: str, start: int, end: int) -> int | None:
@@ -323,9 +385,16 @@ def report(summary: dict, run: dict) -> None:
     if "processes" in nf:
         print(f"\nwhere cnvkit-nf's {nf['wall_s']:.1f} s went (last repeat)")
         line("launcher, preflight, Nextflow start: to 1st task", nf["before_first_task_s"])
+        if "direct_first_task_s" in nf:
+            line("  direct `nextflow run` of its params: to 1st task", nf["direct_first_task_s"])
+            line("  a one-process pipeline: to 1st task", nf["one_process_first_task_s"])
+            line("  what the launcher adds", nf["before_first_task_s"] - nf["direct_first_task_s"])
         line("first task submitted to last task done", nf["task_span_s"])
         line("after the last task (publish, manifest, exit)", nf["after_last_task_s"])
         line(f"sum of task realtime ({nf['tasks']} tasks)", nf["task_realtime_s"])
+        line("critical path (longest chain of task realtimes)", nf["critical_path_s"])
+        print(f"  {' > '.join(nf['critical_path'])}")
+        print(f"CNVkit interpreter starts: {nf['cnvkit_interpreters']} (one per stage task)")
         line(f"  / {CPUS} CPUs", nf["task_realtime_per_cpu_s"])
         line("CPU s of the tasks (realtime x %cpu)", nf["task_cpu_s"])
         line("CPU s of launcher, Nextflow, task wrappers (rest)", nf["cpu_s"] - nf["task_cpu_s"])

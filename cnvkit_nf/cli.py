@@ -17,11 +17,12 @@ from pathlib import Path
 
 import click
 
-from cnvkit_nf import manifest, nextflow, service, storage
+from cnvkit_nf import manifest, nextflow, option_cache, service, storage
 from cnvkit_nf import service_config as settings
 from cnvkit_nf.client import Client, ServiceError
 from cnvkit_nf.confined import everywhere
 from cnvkit_nf.jobs import CANCELLED, FAILED, FINISHED, Job, JobStore
+from cnvkit_nf.option_cache import OptionCache
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.problems import Problem, errors, format_problem
 from cnvkit_nf.request import Validation, validate_file
@@ -44,7 +45,7 @@ def _report(problems: list[Problem], as_json: bool, valid: bool) -> None:
 
 def _load(request_file: str, as_json: bool = False) -> Validation:
     """Validate a request file; on errors print them all and exit 1."""
-    validation = validate_file(request_file)
+    validation = validate_file(request_file, OptionCache(option_cache.default_folder()))
     if not validation.ok:
         _report(validation.problems, as_json, valid=False)
         if not as_json:

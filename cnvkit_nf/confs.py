@@ -207,8 +207,9 @@ def _sex_warnings(checked: dict[str, CheckedOptions]) -> list[Problem]:
     return warnings
 
 
-def check_all(request: dict) -> tuple[dict[str, CheckedOptions], list[Problem]]:
-    """Check all nine ``*_conf`` fields (missing = "") plus the cross-substep sex settings."""
+def check_all(request: dict, cache=None) -> tuple[dict[str, CheckedOptions], list[Problem]]:
+    """Check all nine ``*_conf`` fields (missing = "") plus the cross-substep sex settings;
+    `cache` (an `option_cache.OptionCache`) gives and keeps the parsers' earlier verdicts."""
     checked: dict[str, CheckedOptions] = {}
     problems: list[Problem] = []
     for field in SUBSTEP_OF_FIELD:
@@ -218,8 +219,14 @@ def check_all(request: dict) -> tuple[dict[str, CheckedOptions], list[Problem]]:
         if not isinstance(text, str):
             problems.append(Problem(field, f"expected a string, got {type(text).__name__}"))
             continue
-        options, found = check_options(field, text)
-        problems += found
+        options = cache.get(field, text) if cache else None
+        if options is None:
+            options, found = check_options(field, text)
+            problems += found
+            if options and cache:
+                cache.put(text, options)
         if options:
             checked[field] = options
+    if cache:
+        cache.save()
     return checked, problems + _sex_warnings(checked)

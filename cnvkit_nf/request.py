@@ -74,8 +74,9 @@ def sample_name(path: str) -> str:
     return stem
 
 
-def validate_request(data: object) -> Validation:
-    """Check a parsed request and report every problem found, without touching any file."""
+def validate_request(data: object, cache=None) -> Validation:
+    """Check a parsed request and report every problem found, without touching any file
+    (`cache`: see `confs.check_all`)."""
     if not isinstance(data, dict):
         return Validation(_schema_problems(data, set()))
     entries = path_entries(data)
@@ -100,7 +101,8 @@ def validate_request(data: object) -> Validation:
             Problem("annotation_file", "ignored because has_annotate is not true", "warning")
         )
     options, option_problems = confs.check_all(
-        {k: v for k, v in data.items() if isinstance(v, str)}  # the schema reports non-strings
+        {k: v for k, v in data.items() if isinstance(v, str)},  # the schema reports non-strings
+        cache,
     )
     return Validation(list(dict.fromkeys(problems + option_problems)), options, data)
 
@@ -118,7 +120,7 @@ def input_locations(data: dict[str, Any]) -> list[tuple[str, paths.Location]]:
     return found
 
 
-def validate_file(path: str | Path) -> Validation:
+def validate_file(path: str | Path, cache=None) -> Validation:
     """Read and validate a JSON request file; a file that cannot be read as one (not a regular
     file, too large, not UTF-8, invalid JSON) becomes a problem."""
     try:
@@ -133,12 +135,12 @@ def validate_file(path: str | Path) -> Validation:
         return Validation([Problem("", f"{path} is larger than {MAX_REQUEST_BYTES} bytes; a "
                                        "request is a small JSON object")])
     try:
-        return validate_text(data.decode("utf-8"))
+        return validate_text(data.decode("utf-8"), cache)
     except UnicodeDecodeError:
         return Validation([Problem("", f"{path} is not UTF-8 text")])
 
 
-def validate_text(text: str) -> Validation:
+def validate_text(text: str, cache=None) -> Validation:
     """Parse and validate a JSON request; invalid JSON, repeated field names and nesting
     deeper than a request has are problems."""
     try:
@@ -152,7 +154,7 @@ def validate_text(text: str) -> Validation:
         return _too_deep()
     if _depth(data) > MAX_DEPTH:
         return _too_deep()
-    return validate_request(data)
+    return validate_request(data, cache)
 
 
 def _too_deep() -> Validation:
