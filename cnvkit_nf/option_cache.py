@@ -11,6 +11,7 @@ once for all its requests.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import importlib.metadata
@@ -41,16 +42,22 @@ class OptionCache:
 
     def get(self, field: str, text: str) -> confs.CheckedOptions | None:
         entry = self.entries.get(self._key(field, text))
-        return confs.CheckedOptions(field=field, **entry) if isinstance(entry, dict) else None
+        try:
+            return confs.CheckedOptions(field, entry["substep"], entry["args"],
+                                        entry["processes"], ast.literal_eval(entry["values"]))
+        except (KeyError, TypeError, ValueError, SyntaxError):
+            return None  # not there, or not an entry this code wrote: parse again
 
     def put(self, text: str, checked: confs.CheckedOptions) -> None:
-        entry = {"substep": checked.substep, "args": checked.args,
-                 "processes": checked.processes, "values": checked.values}
+        values = repr(checked.values)  # Python literals keep their types (tuples stay tuples)
         try:
-            json.dumps(entry)
-        except TypeError:
-            return  # a value JSON cannot hold: parsed again next time
-        self.entries[self._key(checked.field, text)] = entry
+            if ast.literal_eval(values) != checked.values:
+                return
+        except (ValueError, SyntaxError):
+            return  # a value that is no literal: parsed again next time
+        self.entries[self._key(checked.field, text)] = {
+            "substep": checked.substep, "args": checked.args, "processes": checked.processes,
+            "values": values}
         self.added = True
 
     def save(self) -> None:

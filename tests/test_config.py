@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cnvkit_nf import nextflow
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(ROOT.glob("modules/*/*/main.nf"))
 
@@ -69,3 +71,16 @@ def test_managed_options_come_after_user_options(module) -> None:
         assert not any(word.startswith("-") for word in before.split()[2:]), command
         # option-value pairs; ${annotate} and ${flat} are such pairs or nothing
         assert re.fullmatch(r"( -[-\w]+ [^-\s]\S*| \$\{(annotate|flat)\})+", after), command
+
+
+def test_the_installed_nextflow_starts_from_its_class_data_archive(nextflow_bin, tmp_path):
+    """`make install` archives the classes a run loads; the JVM maps them instead of loading
+    them one by one (about a second of every start)."""
+    if Path(nextflow_bin) != nextflow.WRAPPER:
+        pytest.skip(f"Nextflow on PATH ({nextflow_bin}) is not the installed wrapper")
+    log = tmp_path / "classes.log"
+    done = subprocess.run([nextflow_bin, "-version"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "NXF_OPTS": f"-Xlog:class+load=info:file={log}"})
+    assert done.returncode == 0 and "version 24.10" in done.stdout
+    assert "nextflow.cli.Launcher source: shared objects file (top)" in log.read_text(), \
+        "no class-data archive: run `.venv/bin/python -m cnvkit_nf.nextflow install`"

@@ -1,7 +1,10 @@
 """Option strings (``*_conf``) checked with CNVkit's real parsers."""
 
+import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,10 @@ from cnvkit_nf.confs import (
     check_options,
     substep_parser,
 )
+from cnvkit_nf.option_cache import OptionCache
 
+ROOT = Path(__file__).resolve().parents[1]
+SEED_FILE = ROOT / "tests" / "data" / "seed_request.json"
 SEED_OPTIONS = {
     "target_conf": ("--split", "--split", None),
     "antitarget_conf": ("-a 100000", "-a 100000", None),
@@ -210,3 +216,28 @@ def test_which_substeps_have_sex_and_process_options() -> None:
         "sex",
     }
     assert having("processes") == {"coverage", "segment"}
+
+
+def test_accepted_strings_are_kept_and_refused_ones_parsed_again(tmp_path):
+    request = {"coverage_conf": "-q 10 -p 5", "sex_conf": "-y", "fix_conf": "--frobnicate"}
+    plain, plain_problems = check_all(request)
+    first, first_problems = check_all(request, OptionCache(tmp_path))
+    again = OptionCache(tmp_path)  # a later launcher run
+    second, second_problems = check_all(request, again)
+    assert first == second == plain and first_problems == second_problems == plain_problems
+    assert again.get("coverage_conf", "-q 10 -p 5") == plain["coverage_conf"]
+    assert again.get("fix_conf", "--frobnicate") is None  # refusals are never kept
+    [kept] = tmp_path.iterdir()  # named after CNVkit's version and these rules
+    assert kept.name.startswith("options-") and kept.suffix == ".json"
+
+
+def test_a_warm_cache_spares_the_cnvlib_import(tmp_path):
+    """What makes the launcher start in well under a second once a lab's options were seen."""
+    script = ("import json, sys\n"
+              "from cnvkit_nf.option_cache import OptionCache\n"
+              "from cnvkit_nf.request import validate_file\n"
+              f"validation = validate_file({str(SEED_FILE)!r}, OptionCache({str(tmp_path)!r}))\n"
+              "print(json.dumps([validation.ok, 'cnvlib' in sys.modules]))\n")
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, cwd=ROOT).stdout for _ in range(2)]
+    assert [json.loads(run) for run in runs] == [[True, True], [True, False]]
