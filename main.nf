@@ -54,6 +54,11 @@ def paramProblems(experimental, controls) {
             problems << "${name}: must be a positive integer, got '${params[name]}'".toString()
         }
     }
+    ['plots', 'inputs_checked'].each { name ->
+        if (!(params[name] instanceof Boolean)) {
+            problems << "${name}: must be true or false, got '${params[name]}'".toString()
+        }
+    }
     def inputs = experimental + controls + [params.ref, params.bed] +
                  (params.has_annotate ? [params.annotation_file] : [])
     inputs.findAll { path -> path }.each { path ->

@@ -135,8 +135,9 @@ def total(results: list[dict]) -> dict:
     }
 
 
-def run_pipeline(made: Cohort, options: dict[str, str], folder: Path) -> dict:
-    """`cnvkit-nf run` on the cohort; wall time plus where the time went, from the trace."""
+def run_pipeline(made: Cohort, options: dict[str, str], folder: Path, plots: bool = True) -> dict:
+    """`cnvkit-nf run` on the cohort; wall time plus where the time went, from the trace.
+    `plots=False` runs it with `params.plots = false` (no plots, no report.html)."""
     folder.mkdir()
     output = folder / "output"
     request = {
@@ -151,9 +152,12 @@ def run_pipeline(made: Cohort, options: dict[str, str], folder: Path) -> dict:
     (folder / "request.json").write_text(json.dumps(request, indent=2) + "\n")
     started = time.time()
     command = [LAUNCHER, "--state-dir", folder / "state", "run", folder / "request.json"]
+    if not plots:
+        (folder / "no-plots.config").write_text("params.plots = false\n")
+        command += ["-c", folder / "no-plots.config"]
     result = timed(command, folder / "run.log")
     trace = output / "pipeline_info" / "trace.tsv"
-    if trace.exists():
+    if trace.exists() and plots:
         result |= trace_summary(trace, started, started + result["wall_s"])
         params = next((folder / "state" / "runs").glob("*/params.json"))
         result |= startup_comparison(nextflow.ensure(log=print), params, folder / "startup")
@@ -358,6 +362,10 @@ def summarise(runs: list[dict], startup: dict) -> dict:
         m["baseline_2"] = m["baseline_1"] + m["genemetrics"] + m["sex"]
         m["ratio_1"] = m["cnvkit_nf"] / m["baseline_1"]
         m["ratio_2"] = m["cnvkit_nf"] / m["baseline_2"]
+        if all("cnvkit_nf_no_plots" in r for r in runs):
+            m["cnvkit_nf_no_plots"] = statistics.median(
+                r["cnvkit_nf_no_plots"][measure] for r in runs)
+            m["plots_cost"] = m["cnvkit_nf"] / m["cnvkit_nf_no_plots"] - 1
         out[measure] = m
     return out | startup
 
@@ -376,6 +384,10 @@ def report(summary: dict, run: dict) -> None:
     line("baseline 2: access + batch + genemetrics + sex", wall["baseline_2"], cpu["baseline_2"])
     print(f"{'cnvkit-nf / baseline 1':<52}{wall['ratio_1']:>9.2f}{cpu['ratio_1']:>9.2f}")
     print(f"{'cnvkit-nf / baseline 2':<52}{wall['ratio_2']:>9.2f}{cpu['ratio_2']:>9.2f}")
+    if "plots_cost" in wall:
+        line("cnvkit-nf run, plots false", wall["cnvkit_nf_no_plots"], cpu["cnvkit_nf_no_plots"])
+        print(f"{'what plots and report add (on / off - 1)':<52}{wall['plots_cost']:>9.1%}"
+              f"{cpu['plots_cost']:>9.1%}")
     nf, base = run["cnvkit_nf"], run["baseline"]
     print(
         f"CPU s used by other processes during cnvkit-nf: {nf['other_cpu_s']:.1f}, "
@@ -441,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         default=600,
         help="before each side, wait up to this many seconds for other processes to go quiet",
     )
+    parser.add_argument(
+        "--plots-cost",
+        action="store_true",
+        help="also run cnvkit-nf with params.plots false, to measure what plots and report add",
+    )
     args = parser.parse_args(argv)
     if args.samples < 3:
         parser.error("--samples must be at least 3 (2 controls + 1 experimental)")
@@ -458,13 +475,18 @@ def main(argv: list[str] | None = None) -> int:
         folder = work / f"repeat{repeat}"
         folder.mkdir()
         run: dict = {}
-        for side, label in (("cnvkit_nf", "cnvkit-nf run"), ("baseline", "cnvkit.py batch ...")):
+        sides = [("cnvkit_nf", "cnvkit-nf run"), ("baseline", "cnvkit.py batch ...")]
+        if args.plots_cost:
+            sides.append(("cnvkit_nf_no_plots", "cnvkit-nf run, plots false"))
+        for side, label in sides:
             waited = wait_until_quiet(args.max_wait)
             if waited > 6:
                 print(f"  waited {waited:.0f} s for other processes to go quiet", flush=True)
             print(f"repeat {repeat}/{args.repeats}: {label}", end=" ", flush=True)
             if side == "cnvkit_nf":
                 run[side] = run_pipeline(made, options, folder / "cnvkit-nf")
+            elif side == "cnvkit_nf_no_plots":
+                run[side] = run_pipeline(made, options, folder / "no-plots", plots=False)
             else:
                 run[side] = run_baseline(made, folder / "batch")
             run[side]["waited_s"] = waited
@@ -475,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarise(runs, startup)
     report(summary, runs[-1])
-    failed = any(r[side]["exit"] for r in runs for side in ("cnvkit_nf", "baseline"))
+    failed = any(r[side]["exit"] for r in runs for side in r if side != "calls")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     results = {
         "machine": machine(),

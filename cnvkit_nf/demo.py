@@ -65,6 +65,8 @@ def print_results(output_dir: Path) -> None:
     print(f"\nresults in {output_dir}")
     for call_cns in sorted(output_dir.glob("samples/*/*.call.cns")):
         print_calls(call_cns.name.removesuffix(".call.cns"), call_cns.read_text())
+    if (output_dir / "report.html").is_file():
+        print(f"report: {(output_dir / 'report.html').as_uri()} (open it in a browser)")
 
 
 def main() -> int:
@@ -102,6 +104,7 @@ def main_s3() -> int:
         key = "cnvkit/output/samples/Son_S2_ALL/Son_S2_ALL.call.cns"
         print(f"\nresults in s3a://genes/cnvkit/output/ (server data: {folder})")
         print_calls("Son_S2_ALL", s3.get_object(Bucket="genes", Key=key)["Body"].read().decode())
+        print("report: s3a://genes/cnvkit/output/report.html")
     finally:
         server.stop()
     return 0

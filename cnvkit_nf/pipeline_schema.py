@@ -42,6 +42,11 @@ def build() -> dict:
             "description": "How results are placed into output_dir.",
             "enum": ["copy", "copyNoFollow", "link", "rellink", "symlink", "move"],
         },
+        "plots": {
+            "title": "Plots and report", "type": "boolean", "default": True,
+            "description": "Per tumour a scatter plot (PNG) and a diagram (PDF), a heatmap of "
+                           "two or more tumours, and report.html; false skips them.",
+        },
     }
     options = {
         field: _from_request(field, type="string", default="",
@@ -71,6 +76,10 @@ def build() -> dict:
                            "description": "Set by cnvkit-nf when it has checked the inputs' "
                                           "content already: the pipeline's first task "
                                           "(CHECK_INPUTS) is then skipped."},
+        "job": {"title": "Job", "type": "object", "hidden": True,
+                "description": "Set by cnvkit-nf: the job's instance_id, submission time and "
+                               "request as sent, shown by report.html (a direct run shows its "
+                               "run name, start and params instead)."},
     }
     groups = {
         "input_options": ("Inputs", inputs, ["experimental_inputs", "control_inputs", "ref",

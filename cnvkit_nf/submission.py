@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cnvkit_nf import local_files, publish_local, storage
@@ -241,7 +242,10 @@ class Execution:
             if problems:
                 self._failed(summary(problems))
                 return None
-        return {**params, "inputs_checked": True}  # the pipeline need not check them again
+        job = {"instance_id": self.job.instance_id, "request": validation.request,
+               "submitted": datetime.fromtimestamp(self.job.created / 1000, UTC).isoformat()}
+        # the inputs were checked: the pipeline need not check them again
+        return {**params, "inputs_checked": True, "job": job}
 
 
 def new_job(store: JobStore, job_plan: Plan, state_dir: Path, **identity) -> Job:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages a local run needs, only those that are missing:
-# samtools, R with DNAcopy (CBS segmentation), Java 17+ and Maven (to fetch Nextflow's jars).
+# samtools, R with DNAcopy (CBS segmentation), Java 17+ and Maven (to fetch Nextflow's jars), and
+# Chromium (the tests open report.html in it, headless).
 set -euo pipefail
 need=()
 command -v samtools >/dev/null || need+=(samtools)
@@ -8,6 +9,7 @@ command -v samtools >/dev/null || need+=(samtools)
   || need+=(r-base-core r-bioc-dnacopy)
 command -v java >/dev/null || need+=(default-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+{ command -v chromium || command -v chromium-browser; } >/dev/null || need+=(chromium)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -63,3 +63,16 @@ def annotation_to_bed() -> ModuleType:
 
 
 # --- simulate / check_inputs / annotation_to_bed fixtures: end -----------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session (tests/browser.py); fails when it is missing."""
+    from tests.browser import Browser
+
+    try:
+        started = Browser()
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    yield started
+    started.stop()

@@ -26,6 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "bin" / "cnvkit-nf"
 CNVKIT = str(Path(sys.executable).parent / "cnvkit.py")
 CHROM = 400_000
+RESULTS_PER_TUMOUR = (".cnr", ".cns", ".segmetrics.cns", ".call.cns", ".genemetrics.tsv",
+                      ".bintest.cns", ".vcf", ".bed")
+PLOTS_PER_TUMOUR = ("-scatter.png", "-diagram.pdf")
+# The pipeline's fixed segmetrics settings (modules/cnvkit/sample): batch's interval, seeded.
+SEGMETRICS = ("--ci", "--pi", "--alpha", "0.5", "--smooth-bootstrap", "0")
+RESULTS_PER_JOB = ("sex/sex.tsv", "cohort/cohort.seg", "cohort/metrics.tsv",
+                   "cohort/cnvkit_mqc.tsv")
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +54,11 @@ def launch(args: list[str], state: Path, **kwargs) -> subprocess.CompletedProces
 def read_table(path: Path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def without_date(vcf: Path) -> list[str]:
+    """A VCF's lines but its ##fileDate (the day it was written)."""
+    return [line for line in vcf.read_text().splitlines() if not line.startswith("##fileDate")]
 
 
 def called_copies(call_cns: Path, chrom: str, start: int, end: int) -> set[int]:
@@ -102,12 +114,14 @@ def test_output_layout_and_manifest(seed_run):
         "reference/reference.cnn", "sex/sex.tsv", "pipeline_info/trace.tsv",
         "pipeline_info/report.html", "pipeline_info/timeline.html",
         "pipeline_info/versions.yml", "manifest.json",
-        "samples/Son_S2_ALL/Son_S2_ALL.cnr", "samples/Son_S2_ALL/Son_S2_ALL.cns",
-        "samples/Son_S2_ALL/Son_S2_ALL.call.cns", "samples/Son_S2_ALL/Son_S2_ALL.genemetrics.tsv",
+        *RESULTS_PER_JOB, "report.html",
+    ] + [f"samples/Son_S2_ALL/Son_S2_ALL{suffix}"
+         for suffix in (*RESULTS_PER_TUMOUR, *PLOTS_PER_TUMOUR)
     ] + [f"coverage/{name}.{kind}coverage.cnn" for name in
          ("Son_S2_ALL", "Father_S5_ALL", "Mather_S1_ALL") for kind in ("target", "antitarget")]
     missing = [name for name in expected if not (out / name).is_file()]
     assert not missing
+    assert not (out / "cohort" / "heatmap.png").exists()  # one tumour: no heatmap
     assert manifest.verify(out) == []
     listed = {entry["path"] for entry in json.loads((out / "manifest.json").read_text())["files"]}
     assert set(expected) - {"manifest.json"} <= listed
@@ -177,17 +191,31 @@ def test_results_equal_cnvkit_run_by_hand(seed_run, cohort, tmp_path):
     cnvkit("fix", "Son_S2_ALL.targetcoverage.cnn", "Son_S2_ALL.antitargetcoverage.cnn",
            "reference.cnn", *opts("fix_conf"), "-o", "Son_S2_ALL.cnr")
     cnvkit("segment", "Son_S2_ALL.cnr", *opts("segment_conf"), "-p", "1", "-o", "Son_S2_ALL.cns")
-    cnvkit("call", "Son_S2_ALL.cns", *opts("call_conf"), "-o", "Son_S2_ALL.call.cns")
+    cnvkit("segmetrics", "Son_S2_ALL.cnr", "-s", "Son_S2_ALL.cns", *SEGMETRICS,
+           "-o", "Son_S2_ALL.segmetrics.cns")
+    cnvkit("call", "Son_S2_ALL.segmetrics.cns", *opts("call_conf"), "-o", "Son_S2_ALL.call.cns")
     cnvkit("genemetrics", "Son_S2_ALL.cnr", "-s", "Son_S2_ALL.cns", *opts("genemetrics_conf"),
            "-o", "Son_S2_ALL.genemetrics.tsv")
+    cnvkit("bintest", "Son_S2_ALL.cnr", "-s", "Son_S2_ALL.cns", "-t",
+           "-o", "Son_S2_ALL.bintest.cns")
+    for kind in ("vcf", "bed"):  # the seed's call_conf has no sex options to pass on
+        cnvkit("export", kind, "Son_S2_ALL.call.cns", "-i", "Son_S2_ALL",
+               "-o", f"Son_S2_ALL.{kind}")
     cnvkit("sex", *sorted([f"{n}.targetcoverage.cnn" for n in cohort.bams] + ["Son_S2_ALL.cnr"]),
            *opts("sex_conf"), "-o", "sex.tsv")
-    for name in ("Son_S2_ALL.cnr", "Son_S2_ALL.cns", "Son_S2_ALL.call.cns",
-                 "Son_S2_ALL.genemetrics.tsv"):
+    cnvkit("export", "seg", "Son_S2_ALL.cns", "-o", "cohort.seg")
+    cnvkit("metrics", "Son_S2_ALL.cnr", "-s", "Son_S2_ALL.cns", "-o", "metrics.tsv")
+    for name in ("Son_S2_ALL.cnr", "Son_S2_ALL.cns", "Son_S2_ALL.segmetrics.cns",
+                 "Son_S2_ALL.call.cns", "Son_S2_ALL.genemetrics.tsv", "Son_S2_ALL.bintest.cns",
+                 "Son_S2_ALL.bed"):
         ours = (out / "samples" / "Son_S2_ALL" / name).read_text()
         assert ours == (tmp_path / name).read_text(), name
+    assert (without_date(out / "samples" / "Son_S2_ALL" / "Son_S2_ALL.vcf")
+            == without_date(tmp_path / "Son_S2_ALL.vcf"))
     assert (tmp_path / "Son_S2_ALL.genemetrics.tsv").read_text().count("\n") > 1  # has genes
-    for name in ("reference/reference.cnn", "sex/sex.tsv"):
+    assert "ci_lo" in (tmp_path / "Son_S2_ALL.call.cns").read_text().splitlines()[0]
+    for name in ("reference/reference.cnn", "sex/sex.tsv", "cohort/cohort.seg",
+                 "cohort/metrics.tsv"):
         assert (out / name).read_text() == (tmp_path / Path(name).name).read_text(), name
 
 
@@ -328,15 +356,33 @@ def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
     assert result.returncode == 0, result.stdout
     out = tmp_path / "out"
     for name in ("reference/reference.cnn", "reference/annotation.bed", "sex/sex.tsv",
-                 "samples/tumour_A/tumour_A.call.cns", "samples/tumour_D/tumour_D.call.cns",
-                 "samples/tumour_D/tumour_D.genemetrics.tsv", "pipeline_info/versions.yml",
-                 "coverage/normal_C.targetcoverage.cnn"):
+                 "pipeline_info/versions.yml", "coverage/normal_C.targetcoverage.cnn",
+                 *RESULTS_PER_JOB, "cohort/heatmap.png", "report.html"):
         assert (out / name).exists(), name
+    for sample in ("tumour_A", "tumour_D"):
+        for suffix in (*RESULTS_PER_TUMOUR, *PLOTS_PER_TUMOUR):
+            assert (out / "samples" / sample / f"{sample}{suffix}").exists(), (sample, suffix)
     for sample in ("tumour_A", "tumour_D", "normal_B", "normal_C"):
         for kind in ("target", "antitarget"):
             assert (out / "coverage" / f"{sample}.{kind}coverage.cnn").exists(), (sample, kind)
     # outputs named like an input (targets.bed) must not be written through its staged link
     assert [path.stat().st_mtime_ns for path in inputs] == before
+
+
+def test_stub_run_without_plots(nextflow_bin, tmp_path):
+    """`--plots false`: no scatter, diagram, heatmap or report.html; everything else."""
+    result = nextflow_run(nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+                          "--plots", "false", "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stdout
+    out = tmp_path / "out"
+    assert all((out / name).exists() for name in RESULTS_PER_JOB)
+    assert all((out / "samples" / "tumour_A" / f"tumour_A{suffix}").exists()
+               for suffix in RESULTS_PER_TUMOUR)
+    plots = [p.name for p in out.rglob("*") if p.suffix in (".png", ".pdf")]
+    assert plots == [] and not (out / "report.html").exists()
+    refused = nextflow_run(nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+                           "--plots", "maybe", "--output_dir", str(tmp_path / "out2"))
+    assert refused.returncode != 0 and "plots: must be true or false" in refused.stdout
 
 
 def test_max_cpus_param_caps_cpu_requests(nextflow_bin, tmp_path):

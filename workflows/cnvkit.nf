@@ -1,6 +1,7 @@
 /*
  * The stages of one request: checks, regions, coverage per sample, reference, calls per
- * experimental sample, sex. Each CNVkit stage runs its substeps in one interpreter.
+ * experimental sample, the cohort (sex, SEG, metrics, heatmap, report). Each CNVkit stage runs
+ * its substeps in one interpreter and writes its outputs where they are published.
  */
 include { CHECK_INPUTS     } from '../modules/local/check_inputs'
 include { SAMTOOLS_FAIDX   } from '../modules/samtools/faidx'
@@ -9,7 +10,7 @@ include { CNVKIT_PREPARE   } from '../modules/cnvkit/prepare'
 include { CNVKIT_COVERAGE  } from '../modules/cnvkit/coverage'
 include { CNVKIT_REFERENCE } from '../modules/cnvkit/reference'
 include { CNVKIT_SAMPLE    } from '../modules/cnvkit/sample'
-include { CNVKIT_SEX       } from '../modules/cnvkit/sex'
+include { CNVKIT_COHORT    } from '../modules/cnvkit/cohort'
 
 // The BAM index beside a BAM (`x.bam.bai` or `x.bai`, not older than the BAM), or null when
 // it must be built (CNVkit would otherwise rebuild a stale one through its staged link).
@@ -18,6 +19,13 @@ def bamIndex(bam) {
     return candidates.find { candidate ->
         candidate.exists() && candidate.lastModified() >= bam.lastModified()
     }
+}
+
+// Where a task's output is published: its path below the task's folder (<workDir>/ab/cdef...),
+// which publishDir keeps below output_dir.
+def resultPath(f) {
+    def inWork = workflow.workDir.relativize(f)
+    return inWork.subpath(2, inWork.nameCount).toString()
 }
 
 workflow CNVKIT {
@@ -85,12 +93,44 @@ workflow CNVKIT {
     experimental_cnn = coverage.filter { meta, _target, _antitarget -> meta.role == 'experimental' }
     CNVKIT_SAMPLE(experimental_cnn, CNVKIT_REFERENCE.out.cnn)
 
-    sex_inputs = coverage
-        .map { _meta, target, _antitarget -> target }
-        .mix(CNVKIT_SAMPLE.out.cnr.map { _meta, cnr -> cnr })
-        .toSortedList { a, b -> a.name <=> b.name }
-        .filter { files -> files }  // empty only when a failed check is ending the run
-    CNVKIT_SEX(sex_inputs)
+    // The cohort: every tumour's results in the order of their sample names.
+    tumours = CNVKIT_SAMPLE.out.cnr
+        .join(CNVKIT_SAMPLE.out.cns)
+        .join(CNVKIT_SAMPLE.out.calls)
+        .toSortedList { a, b -> a[0].id <=> b[0].id }
+        .filter { rows -> rows }  // empty only when a failed check is ending the run
+    target_cnn = coverage.map { _meta, target, _antitarget -> target }.toSortedList { a, b -> a.name <=> b.name }
+    scatters = CNVKIT_SAMPLE.out.scatter.map { _meta, png -> png }.toSortedList { a, b -> a.name <=> b.name }
+    // What the report says of the job: from the launcher (the same on a resumed job, so the
+    // cohort task stays cached), else this run's name, start and params.
+    job = channel.value(groovy.json.JsonOutput.toJson([
+            job: params.job ?: [run_name: workflow.runName, submitted: "${workflow.start}",
+                                request: params],
+            pipeline: workflow.manifest.version, nextflow: "${nextflow.version}"]))
+        .collectFile(name: 'job.json')
+    results = channel.empty()
+        .mix(
+            CNVKIT_PREPARE.out.access, CNVKIT_PREPARE.out.targets, CNVKIT_PREPARE.out.antitargets,
+            CNVKIT_PREPARE.out.annotation, CNVKIT_REFERENCE.out.cnn,
+            coverage.flatMap { _meta, target, antitarget -> [target, antitarget] },
+            CNVKIT_SAMPLE.out.cnr.mix(
+                CNVKIT_SAMPLE.out.cns, CNVKIT_SAMPLE.out.segmetrics, CNVKIT_SAMPLE.out.calls,
+                CNVKIT_SAMPLE.out.genemetrics, CNVKIT_SAMPLE.out.bintest, CNVKIT_SAMPLE.out.vcf,
+                CNVKIT_SAMPLE.out.bed, CNVKIT_SAMPLE.out.scatter, CNVKIT_SAMPLE.out.diagram
+            ).map { _meta, f -> f }
+        )
+        .map { f -> resultPath(f) }
+        .collectFile(name: 'results.txt', newLine: true, sort: true)
+    CNVKIT_COHORT(
+        target_cnn,
+        tumours.map { rows -> rows.collect { row -> row[1] } },
+        tumours.map { rows -> rows.collect { row -> row[2] } },
+        tumours.map { rows -> rows.collect { row -> row[3] } },
+        scatters,
+        CNVKIT_REFERENCE.out.cnn,
+        job,
+        results
+    )
 
     // How many tasks this run has, for progress reports (`k/n`): every process above, once per
     // item of what it runs on.
@@ -101,7 +141,7 @@ workflow CNVKIT {
             def unindexed = rows.count { row -> bamIndex(row[1]) == null }
             def faidx = file("${fasta}.fai").exists() ? 0 : 1
             def check = params.inputs_checked ? 0 : 1
-            // check + indexes + prepare + coverage + reference + sample stages + sex
+            // check + indexes + prepare + coverage + reference + sample stages + cohort
             "${check + faidx + unindexed + 1 + bams + 1 + experimental + 1}"
         }
         .collectFile(name: 'tasks.txt', storeDir: "${outdir}/pipeline_info")
@@ -112,7 +152,7 @@ workflow CNVKIT {
             SAMTOOLS_FAIDX.out.versions, SAMTOOLS_INDEX.out.versions,
             params.inputs_checked ? channel.empty() : CHECK_INPUTS.out.versions,
             CNVKIT_PREPARE.out.versions, CNVKIT_COVERAGE.out.versions,
-            CNVKIT_REFERENCE.out.versions, CNVKIT_SAMPLE.out.versions, CNVKIT_SEX.out.versions
+            CNVKIT_REFERENCE.out.versions, CNVKIT_SAMPLE.out.versions, CNVKIT_COHORT.out.versions
         )
         .unique()
         .map { process, tool, version -> "${process.tokenize(':').last()}:\n  ${tool}: ${version}" }
@@ -124,5 +164,5 @@ workflow CNVKIT {
     cns         = CNVKIT_SAMPLE.out.cns
     calls       = CNVKIT_SAMPLE.out.calls
     genemetrics = CNVKIT_SAMPLE.out.genemetrics
-    sex         = CNVKIT_SEX.out.tsv
+    sex         = CNVKIT_COHORT.out.sex
 }

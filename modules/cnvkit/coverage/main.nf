@@ -16,22 +16,24 @@ process CNVKIT_COVERAGE {
     val processes  // how many processes CNVkit's -p can use on these BEDs (caps the CPUs)
 
     output:
-    tuple val(meta), path("*.targetcoverage.cnn"), path("*.antitargetcoverage.cnn"), emit: cnn
+    tuple val(meta), path("coverage/*.targetcoverage.cnn"), path("coverage/*.antitargetcoverage.cnn"), emit: cnn
     tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
+    mkdir -p coverage
     cnvkit_stage.py <<'CNVKIT'
-    cnvkit.py coverage ${bam} ${targets} ${args} -p ${task.cpus} -o ${prefix}.targetcoverage.cnn
-    cnvkit.py coverage ${bam} ${antitargets} ${args} -p ${task.cpus} -o ${prefix}.antitargetcoverage.cnn
+    cnvkit.py coverage ${bam} ${targets} ${args} -p ${task.cpus} -o coverage/${prefix}.targetcoverage.cnn
+    cnvkit.py coverage ${bam} ${antitargets} ${args} -p ${task.cpus} -o coverage/${prefix}.antitargetcoverage.cnn
     CNVKIT
     """
 
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.targetcoverage.cnn ${prefix}.antitargetcoverage.cnn
+    mkdir -p coverage
+    touch coverage/${prefix}.targetcoverage.cnn coverage/${prefix}.antitargetcoverage.cnn
     """
 }

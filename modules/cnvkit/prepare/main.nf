@@ -16,30 +16,32 @@ process CNVKIT_PREPARE {
     path annotation, stageAs: 'genes/*'  // GFF3, GTF, refFlat or BED; [] for none
 
     output:
-    path "access.bed", emit: access
-    path "targets.bed", emit: targets
-    path "antitargets.bed", emit: antitargets
-    path "annotation.bed", emit: annotation, optional: true
+    path "reference/access.bed", emit: access
+    path "reference/targets.bed", emit: targets
+    path "reference/antitargets.bed", emit: antitargets
+    path "reference/annotation.bed", emit: annotation, optional: true
     tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
     def access_args = task.ext.args ?: ''
     def target_args = task.ext.args2 ?: ''
     def antitarget_args = task.ext.args3 ?: ''
-    def symbols = annotation ? "annotation_to_bed.py ${annotation} annotation.bed" : ''
-    def annotate = annotation ? '--annotate annotation.bed' : ''
+    def symbols = annotation ? "annotation_to_bed.py ${annotation} reference/annotation.bed" : ''
+    def annotate = annotation ? '--annotate reference/annotation.bed' : ''
     """
+    mkdir -p reference
     ${symbols}
     cnvkit_stage.py <<'CNVKIT'
-    cnvkit.py access ${fasta} ${access_args} -o access.bed
-    cnvkit.py target ${bed} ${target_args} ${annotate} -o targets.bed
-    cnvkit.py antitarget targets.bed ${antitarget_args} -g access.bed -o antitargets.bed
+    cnvkit.py access ${fasta} ${access_args} -o reference/access.bed
+    cnvkit.py target ${bed} ${target_args} ${annotate} -o reference/targets.bed
+    cnvkit.py antitarget reference/targets.bed ${antitarget_args} -g reference/access.bed -o reference/antitargets.bed
     CNVKIT
     """
 
     stub:  // the regions as given, so that what depends on their number can be checked
     """
-    cp ${bed} targets.bed
-    touch access.bed antitargets.bed ${annotation ? 'annotation.bed' : ''}
+    mkdir -p reference
+    cp ${bed} reference/targets.bed
+    touch reference/access.bed reference/antitargets.bed ${annotation ? 'reference/annotation.bed' : ''}
     """
 }

@@ -13,7 +13,7 @@ process CNVKIT_REFERENCE {
     tuple path(fasta), path(fai)
 
     output:
-    path "reference.cnn", emit: cnn
+    path "reference/reference.cnn", emit: cnn
     tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
@@ -21,11 +21,13 @@ process CNVKIT_REFERENCE {
     def controls = coverages ? "${coverages}" : ''
     def flat = coverages ? '' : "-t ${targets} -a ${antitargets}"  // no controls: a flat reference
     """
-    cnvkit.py reference ${controls} ${args} ${flat} -f ${fasta} -o reference.cnn
+    mkdir -p reference
+    cnvkit.py reference ${controls} ${args} ${flat} -f ${fasta} -o reference/reference.cnn
     """
 
     stub:
     """
-    touch reference.cnn
+    mkdir -p reference
+    touch reference/reference.cnn
     """
 }

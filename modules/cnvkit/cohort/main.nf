@@ -1,0 +1,62 @@
+// The job's cohort, once per job, after every sample: sex of every sample, then the tumours'
+// SEG, metrics and (two or more tumours, plots on) heatmap, in one interpreter
+// (bin/cnvkit_stage.py); then bin/cnvkit_report.py writes the MultiQC table and, plots on,
+// report.html. Outputs are written where they are published.
+// Options: task.ext.args -> sex (sex_conf); ext.args2 -> call_conf, whose sex options ({sex})
+//          the heatmap takes; task.ext.plots false -> no heatmap, no report.html.
+process CNVKIT_COHORT {
+    tag "${ratios.size()} tumours"
+    label 'process_single'
+    conda "bioconda::cnvkit=0.9.14"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
+        'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
+        'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
+
+    input:
+    path coverages  // target coverage of every sample
+    path ratios     // .cnr of every tumour, in the order of `segments`
+    path segments   // .cns of every tumour
+    path calls      // .call.cns of every tumour
+    path scatters   // scatter PNG of every tumour, or [] without plots
+    path reference  // reference.cnn
+    path job        // job.json: params, versions, start (see the workflow)
+    path results    // results.txt: every result file's published path
+
+    output:
+    path "sex/sex.tsv", emit: sex
+    path "cohort/cohort.seg", emit: seg
+    path "cohort/metrics.tsv", emit: metrics
+    path "cohort/heatmap.png", emit: heatmap, optional: true
+    path "cohort/cnvkit_mqc.tsv", emit: multiqc
+    path "report.html", emit: report, optional: true
+    tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
+
+    script:
+    def sex_args = task.ext.args ?: ''
+    def call_args = task.ext.args2 ?: ''
+    def plots = task.ext.plots != false
+    def sexed = [coverages, ratios].flatten().sort { f -> f.name }
+    def heatmap = plots && segments instanceof List && segments.size() > 1 ?
+        "\n    cnvkit.py heatmap ${segments} {sex} -o cohort/heatmap.png" : ''
+    """
+    mkdir -p sex cohort
+    cnvkit_stage.py --sex-of='${call_args}' --optional heatmap <<'CNVKIT'
+    cnvkit.py sex ${sexed.join(' ')} ${sex_args} -o sex/sex.tsv
+    cnvkit.py sex ${reference} -o reference-sex.tsv
+    cnvkit.py export seg ${segments} -o cohort/cohort.seg
+    cnvkit.py metrics ${ratios} -s ${segments} -o cohort/metrics.tsv${heatmap}
+    CNVKIT
+    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv \\
+        --reference-sex reference-sex.tsv --metrics cohort/metrics.tsv --calls ${calls} \\
+        ${plots ? "--scatters ${scatters} --html report.html" : ''} --multiqc cohort/cnvkit_mqc.tsv
+    """
+
+    stub:
+    def plots = task.ext.plots != false
+    """
+    mkdir -p sex cohort
+    touch sex/sex.tsv cohort/cohort.seg cohort/metrics.tsv cohort/cnvkit_mqc.tsv
+    ${plots ? 'touch report.html' : ''}
+    ${plots && segments instanceof List && segments.size() > 1 ? 'touch cohort/heatmap.png' : ''}
+    """
+}
