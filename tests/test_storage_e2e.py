@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -63,12 +64,13 @@ def test_seed_request_runs_on_object_storage(bucket, tmp_path, monkeypatch):
 
     calls = s3.get_object(Bucket="genes",
                           Key="cnvkit/output/samples/Son_S2_ALL/Son_S2_ALL.call.cns")
-    rows = [line.split("\t") for line in calls["Body"].read().decode().splitlines()[1:]]
+    rows = list(csv.DictReader(calls["Body"].read().decode().splitlines(), delimiter="\t"))
     son = next(spec for spec in cohort.samples if spec.name == "Son_S2_ALL")
     for event in son.events:
         middle = (event.start + event.end) // 2
-        copies = {int(row[5]) for row in rows
-                  if row[0] == event.chrom and int(row[1]) <= middle < int(row[2])}
+        copies = {int(row["cn"]) for row in rows
+                  if row["chromosome"] == event.chrom
+                  and int(row["start"]) <= middle < int(row["end"])}
         assert copies == {event.copies}, event
 
     # A re-run rewrites the folder: the old manifest is withdrawn first, the new one goes last.
