@@ -27,9 +27,8 @@ THRESHOLDS = {"stdev": 0.35, "mad": 0.3, "iqr": 0.4, "segments": 100}
 GENES_SHOWN = 12
 SEX_CHROMOSOMES = {"chrX", "chrY", "X", "Y"}
 KNOWN_SEXES = {"Male", "Female"}  # `cnvkit.py sex` says Unknown without usable chrX data
-# Files every results folder has besides those the pipeline's tasks write (see README).
-JOB_FILES = ["manifest.json", "pipeline_info/versions.yml", "pipeline_info/trace.tsv",
-             "pipeline_info/report.html", "pipeline_info/timeline.html"]
+# Written after the tasks: Nextflow's run records, and the manifest of the published result.
+JOB_FILES = ["pipeline_info/", "manifest.json"]
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -196,7 +195,7 @@ def multiqc_table(sex: dict[str, str], metrics: dict[str, dict[str, float]],
         "#         format: '{:,.0f}'",
         "Sample\tcnvkit_sex\tcnvkit_noise_mad\tcnvkit_calls",
     ]
-    rows = [f"{name}\t{sex.get(name, 'unknown')}\t"
+    rows = [f"{name}\t{sex.get(name, 'Unknown')}\t"
             f"{metrics.get(name, {}).get('mad', float('nan')):.4f}\t{len(found)}"
             for name, found in calls.items()]
     return "\n".join(header + rows) + "\n"
