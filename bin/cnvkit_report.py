@@ -222,9 +222,8 @@ def main(argv: list[str]) -> int:
     if args.html:
         scatters = {sample_of(path, "-scatter.png"): path for path in args.scatters}
         results = [line for line in args.results.read_text().splitlines() if line]
-        own = [str(path) for path in (args.sex, args.metrics, args.multiqc, args.html)]
-        cohort = sorted(str(p) for p in args.metrics.parent.iterdir() if p.is_file())
-        listed = sorted(dict.fromkeys(results + own + cohort))
+        cohort = [str(p) for p in args.metrics.parent.iterdir() if p.is_file()]  # cohort/*
+        listed = sorted({*results, *cohort, str(args.sex), str(args.html)})
         page = render(json.loads(args.job.read_text()), listed, sex, reference_sex, metrics,
                       calls, scatters)
         args.html.write_text(page)

@@ -19,7 +19,7 @@ process CNVKIT_COHORT {
     path calls      // .call.cns of every tumour
     path scatters   // scatter PNG of every tumour, or [] without plots
     path reference  // reference.cnn
-    path job        // job.json: params, versions, start (see the workflow)
+    path job        // job.json: the job (or run) and its request, versions (see the workflow)
     path results    // results.txt: every result file's published path
 
     output:
