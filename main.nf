@@ -5,7 +5,8 @@
  * The launcher (bin/cnvkit-nf) validates a request and writes these params; the pipeline checks
  * them again here, so that a direct `nextflow run` or a Tower launch gets the same guarantees:
  * option strings limited to a conservative character set, required inputs present, sample names
- * unique. Nothing runs when a check fails.
+ * unique, the reference extensions (reference_cnn, reference_only) used consistently. Nothing
+ * runs when a check fails.
  */
 include { CNVKIT } from './workflows/cnvkit'
 
@@ -32,8 +33,21 @@ def sampleName(path) {
 
 def paramProblems(experimental, controls) {
     def problems = []
-    if (!experimental) {
+    if (params.reference_only) {
+        if (experimental) {
+            problems << 'experimental_inputs: must be [] when reference_only is true: a reference-only job calls no sample'
+        }
+        if (params.reference_cnn) {
+            problems << 'reference_cnn: cannot be given with reference_only: a reference-only job builds a new reference from control_inputs'
+        }
+    } else if (!experimental) {
         problems << 'experimental_inputs: at least one BAM is required'
+    }
+    if (params.reference_cnn && controls) {
+        problems << 'control_inputs: must be [] when reference_cnn is given: the reference takes the place of the controls'
+    }
+    if (params.reference_cnn && !params.reference_cnn.toString().endsWith('.cnn')) {
+        problems << 'reference_cnn: must be a CNVkit reference ending in .cnn'
     }
     ['output_dir', 'ref', 'bed'].each { name ->
         if (!params[name]) {
@@ -54,12 +68,12 @@ def paramProblems(experimental, controls) {
             problems << "${name}: must be a positive integer, got '${params[name]}'".toString()
         }
     }
-    ['plots', 'inputs_checked'].each { name ->
+    ['plots', 'inputs_checked', 'reference_only'].each { name ->
         if (!(params[name] instanceof Boolean)) {
             problems << "${name}: must be true or false, got '${params[name]}'".toString()
         }
     }
-    def inputs = experimental + controls + [params.ref, params.bed] +
+    def inputs = experimental + controls + [params.ref, params.bed, params.reference_cnn] +
                  (params.has_annotate ? [params.annotation_file] : [])
     inputs.findAll { path -> path }.each { path ->
         // Files are staged into task scripts under their own name: keep names shell-inert.
@@ -91,12 +105,20 @@ workflow {
     def samples = controls.collect { path -> [[id: sampleName(path), role: 'control'], path] } +
                   experimental.collect { path -> [[id: sampleName(path), role: 'experimental'], path] }
     def annotation = params.has_annotate ? file(params.annotation_file, checkIfExists: true) : []
+    // A reference built earlier, with its record (x.cnn -> x.json) when there is one.
+    def reused = []
+    if (params.reference_cnn) {
+        def cnn = file(params.reference_cnn, checkIfExists: true)
+        def record = file(cnn.toString().replaceFirst(/\.cnn$/, '.json'))
+        reused = record.exists() ? [cnn, record] : [cnn]
+    }
 
     CNVKIT(
         channel.fromList(samples).map { meta, path -> [meta, file(path, checkIfExists: true)] },
         file(params.ref, checkIfExists: true),
         file(params.bed, checkIfExists: true),
         annotation,
+        reused,
         params.output_dir
     )
 }

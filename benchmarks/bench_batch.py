@@ -6,8 +6,14 @@ benchmarks/README.md for what has no equivalent). The baseline is timed step by 
 `cnvkit.py access` (batch does not compute access for hybrid capture, the pipeline does),
 `cnvkit.py batch`, then `genemetrics` per experimental sample and `sex`, which batch never runs.
 
+With --warm, each repeat then times a second job of the same controls, FASTA, BED and options
+on one tumour (the cohort's first), which reuses the reference the first job kept, against
+`cnvkit.py batch TUMOUR.bam -r reference.cnn --scatter --diagram` plus genemetrics (batch's own
+reference from the baseline).
+
 A measurement, not a test: it never fails on timing, and exits 1 only when a command fails.
-Usage: .venv/bin/python benchmarks/bench_batch.py [--samples 5] [--reads 3000000] [--keep]
+Usage: .venv/bin/python benchmarks/bench_batch.py [--samples 5] [--reads 3000000] [--warm]
+       [--keep]
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ BATCH_OPTIONS = (
     "--target-avg-size 267 --antitarget-avg-size 100000 -q 10 "
     "--segment-method cbs --drop-low-coverage"
 ).split()
+# With -r, batch refuses the options that build a reference (the two bin sizes).
+WARM_BATCH_OPTIONS = "-q 10 --segment-method cbs --drop-low-coverage --scatter --diagram".split()
 GENEMETRICS_OPTIONS = "--drop-low-coverage -a 0.001 -b 150 --mean".split()
 SEX_OPTIONS = ["-y"]
 STEPS = ("access", "batch", "genemetrics", "sex")
@@ -135,13 +143,16 @@ def total(results: list[dict]) -> dict:
     }
 
 
-def run_pipeline(made: Cohort, options: dict[str, str], folder: Path, plots: bool = True) -> dict:
-    """`cnvkit-nf run` on the cohort; wall time plus where the time went, from the trace.
-    `plots=False` runs it with `params.plots = false` (no plots, no report.html)."""
+def run_pipeline(made: Cohort, options: dict[str, str], folder: Path, plots: bool = True,
+                 tumours: list[Path] | None = None, state: Path | None = None) -> dict:
+    """`cnvkit-nf run` on the cohort (or on `tumours` of it); wall time plus where the time
+    went, from the trace. `plots=False` runs it with `params.plots = false` (no plots, no
+    report.html); `state`: the state dir (its kept references), default one of its own."""
     folder.mkdir()
     output = folder / "output"
+    state = state or folder / "state"
     request = {
-        "experimental_inputs": [str(p) for p in made.experimental],
+        "experimental_inputs": [str(p) for p in tumours or made.experimental],
         "control_inputs": [str(p) for p in made.controls],
         "output_dir": str(output),
         "ref": str(made.ref),
@@ -151,17 +162,33 @@ def run_pipeline(made: Cohort, options: dict[str, str], folder: Path, plots: boo
     }
     (folder / "request.json").write_text(json.dumps(request, indent=2) + "\n")
     started = time.time()
-    command = [LAUNCHER, "--state-dir", folder / "state", "run", folder / "request.json"]
+    command = [LAUNCHER, "--state-dir", state, "run", folder / "request.json"]
     if not plots:
         (folder / "no-plots.config").write_text("params.plots = false\n")
         command += ["-c", folder / "no-plots.config"]
     result = timed(command, folder / "run.log")
+    result["reused_reference"] = "reference reused" in (folder / "run.log").read_text()
     trace = output / "pipeline_info" / "trace.tsv"
     if trace.exists() and plots:
         result |= trace_summary(trace, started, started + result["wall_s"])
+    if trace.exists() and plots and not tumours:
         params = next((folder / "state" / "runs").glob("*/params.json"))
         result |= startup_comparison(nextflow.ensure(log=print), params, folder / "startup")
     return result
+
+
+def run_warm_baseline(made: Cohort, reference: Path, folder: Path) -> dict:
+    """`batch TUMOUR -r reference.cnn --scatter --diagram`, then genemetrics: the tumour of a
+    warm job, against a reference built before."""
+    folder.mkdir()
+    tumour = made.experimental[0]
+    log, name = folder / "run.log", tumour.stem
+    steps = {"batch": timed([CNVKIT, "batch", tumour, "-r", reference, *WARM_BATCH_OPTIONS,
+                             "-p", CPUS, "--output-dir", folder], log)}
+    steps["genemetrics"] = timed([CNVKIT, "genemetrics", folder / f"{name}.cnr", "-s",
+                                  folder / f"{name}.cns", *GENEMETRICS_OPTIONS, "-o",
+                                  folder / f"{name}.genemetrics.tsv"], log)
+    return {"steps": steps, **total(list(steps.values()))}
 
 
 def run_baseline(made: Cohort, folder: Path) -> dict:
@@ -362,6 +389,11 @@ def summarise(runs: list[dict], startup: dict) -> dict:
         m["baseline_2"] = m["baseline_1"] + m["genemetrics"] + m["sex"]
         m["ratio_1"] = m["cnvkit_nf"] / m["baseline_1"]
         m["ratio_2"] = m["cnvkit_nf"] / m["baseline_2"]
+        if all("warm" in r for r in runs):
+            m["warm"] = statistics.median(r["warm"][measure] for r in runs)
+            m["warm_baseline"] = statistics.median(r["warm_baseline"][measure] for r in runs)
+            m["warm_ratio_cold"] = m["warm"] / m["baseline_2"]
+            m["warm_ratio_reuse"] = m["warm"] / m["warm_baseline"]
         if all("cnvkit_nf_no_plots" in r for r in runs):
             m["cnvkit_nf_no_plots"] = statistics.median(
                 r["cnvkit_nf_no_plots"][measure] for r in runs)
@@ -388,6 +420,18 @@ def report(summary: dict, run: dict) -> None:
         line("cnvkit-nf run, plots false", wall["cnvkit_nf_no_plots"], cpu["cnvkit_nf_no_plots"])
         print(f"{'what plots and report add (on / off - 1)':<52}{wall['plots_cost']:>9.1%}"
               f"{cpu['plots_cost']:>9.1%}")
+    if "warm" in wall:
+        line("warm: cnvkit-nf run, 1 tumour, reference reused", wall["warm"], cpu["warm"])
+        line("  batch TUMOUR -r reference.cnn --scatter --diagram", wall["warm_baseline"],
+             cpu["warm_baseline"])
+        print(f"{'  warm / baseline 2 (the cold cohort; target <= 0.5)':<52}"
+              f"{wall['warm_ratio_cold']:>9.2f}{cpu['warm_ratio_cold']:>9.2f}")
+        print(f"{'  warm / batch -r + genemetrics (target <= 1.0)':<52}"
+              f"{wall['warm_ratio_reuse']:>9.2f}{cpu['warm_ratio_reuse']:>9.2f}")
+        warm = run["warm"]
+        if "critical_path" in warm:
+            print(f"  warm tasks: {warm['tasks']}; reused: {warm['reused_reference']}; critical "
+                  f"path {warm['critical_path_s']:.1f} s: {' > '.join(warm['critical_path'])}")
     nf, base = run["cnvkit_nf"], run["baseline"]
     print(
         f"CPU s used by other processes during cnvkit-nf: {nf['other_cpu_s']:.1f}, "
@@ -454,6 +498,12 @@ def main(argv: list[str] | None = None) -> int:
         help="before each side, wait up to this many seconds for other processes to go quiet",
     )
     parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="also time a second job on one tumour that reuses the first job's reference, "
+        "against batch -r with that tumour",
+    )
+    parser.add_argument(
         "--plots-cost",
         action="store_true",
         help="also run cnvkit-nf with params.plots false, to measure what plots and report add",
@@ -478,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         sides = [("cnvkit_nf", "cnvkit-nf run"), ("baseline", "cnvkit.py batch ...")]
         if args.plots_cost:
             sides.append(("cnvkit_nf_no_plots", "cnvkit-nf run, plots false"))
+        if args.warm:
+            sides += [("warm", "cnvkit-nf run, 1 tumour, reference kept by the first"),
+                      ("warm_baseline", "cnvkit.py batch TUMOUR -r reference.cnn ...")]
         for side, label in sides:
             waited = wait_until_quiet(args.max_wait)
             if waited > 6:
@@ -487,6 +540,13 @@ def main(argv: list[str] | None = None) -> int:
                 run[side] = run_pipeline(made, options, folder / "cnvkit-nf")
             elif side == "cnvkit_nf_no_plots":
                 run[side] = run_pipeline(made, options, folder / "no-plots", plots=False)
+            elif side == "warm":
+                run[side] = run_pipeline(made, options, folder / "warm",
+                                         tumours=made.experimental[:1],
+                                         state=folder / "cnvkit-nf" / "state")
+            elif side == "warm_baseline":
+                run[side] = run_warm_baseline(made, folder / "batch" / "reference.cnn",
+                                              folder / "warm-batch")
             else:
                 run[side] = run_baseline(made, folder / "batch")
             run[side]["waited_s"] = waited

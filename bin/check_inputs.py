@@ -2,14 +2,16 @@
 """Check a CNVkit job's inputs before CNVkit sees them, and report every problem at once.
 
 Usage: check_inputs.py [--ref REF.fa] [--bed TARGETS.bed] [--annotation FILE]
-                       [--bam NAME=PATH ...] [--json]
+                       [--bam NAME=PATH ...] [--reference-cnn REFERENCE.cnn
+                       [--option FIELD=ARGS ...]] [--json]
 
 Exit status 0 if the inputs are usable (warnings allowed), 1 if any error was found. Problems
 are printed one per line (``error: FILE: reason``), or with ``--json`` as
 ``{"problems": [{"file", "message", "severity"}], "notes": [...]}``.
 
-Standard library only (plus ``annotation_to_bed.py`` from this directory, for the annotation
-format sniffing): the pipeline also runs it inside CNVkit containers.
+Standard library only (plus ``annotation_to_bed.py`` and ``reference_record.py`` from this
+directory: the annotation format sniffing, and what a reused reference was built from): the
+pipeline also runs it inside CNVkit containers.
 """
 
 import argparse
@@ -27,6 +29,8 @@ from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotation_to_bed import FORMATS, is_gzip, open_text, sniff_format  # noqa: E402
+from reference_record import contradictions, record_path  # noqa: E402
+from reference_record import read as read_record  # noqa: E402
 
 BGZF_MAGIC = b"\x1f\x8b\x08\x04"
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
@@ -542,14 +546,100 @@ def check_annotation(file: File, report: Report) -> None:
         report.note(file, f"annotation format {FORMATS[fmt]}{gz}")
 
 
+# --- a reference built earlier -----------------------------------------------------------------
+
+# The columns of a CNVkit reference (.cnn); `spread` tells it from a sample's coverage.
+REFERENCE_COLUMNS = ("chromosome", "start", "end", "gene", "log2", "depth", "spread")
+UNCHECKED = ("the FASTA's content", "the target, antitarget, coverage and reference options it "
+             "was built with", "the CNVkit version")
+
+
+def reference_ends(path: Path) -> dict[str, int]:
+    """`{contig: largest bin end}` of a CNVkit reference; ValueError says why it is not one."""
+    ends: dict[str, int] = {}
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = text_lines(handle)
+        header = next(lines, "").rstrip("\n").split("\t")
+        missing = [c for c in REFERENCE_COLUMNS if c not in header]
+        if missing:
+            raise ValueError(f"its header lacks the column(s) {', '.join(missing)} (a reference "
+                             f"has {', '.join(REFERENCE_COLUMNS)})")
+        at = [header.index(c) for c in ("chromosome", "start", "end")]
+        for number, line in enumerate(lines, 2):
+            fields = line.rstrip("\n").split("\t")
+            try:
+                contig, start, end = fields[at[0]], int(fields[at[1]]), int(fields[at[2]])
+            except (IndexError, ValueError):
+                raise ValueError(f"line {number} is not a bin (chromosome, start, end)") from None
+            if not 0 <= start < end:
+                raise ValueError(f"line {number} has start {start} and end {end}")
+            ends[contig] = max(end, ends.get(contig, 0))
+    if not ends:
+        raise ValueError("it has no bins")
+    return ends
+
+
+def check_reference_cnn(file: File, ref: File | None, ref_contigs: dict[str, int] | None,
+                        options: dict[str, str], report: Report) -> None:
+    """A reference to reuse: a CNVkit reference on the FASTA's contigs; when its record is
+    beside it, built on this very FASTA with options this job does not contradict."""
+    if not _readable(file, report):
+        return
+    try:
+        ends = reference_ends(Path(file))
+    except (OSError, ValueError) as exc:
+        report.error(file, f"is not a CNVkit reference: {exc}")
+        return
+    if ref_contigs is not None:
+        unknown = [c for c in ends if c not in ref_contigs]
+        beyond = [f"{c} ({ends[c]} > {ref_contigs[c]})" for c in ends
+                  if c in ref_contigs and ends[c] > ref_contigs[c]]
+        if unknown or beyond:
+            report.error(file, f"was built on other contigs than those of {ref}: "
+                         + (f"not in it: {examples(unknown)}{_chr_hint(unknown, ref_contigs)}"
+                            if unknown else f"bins beyond the contig's end: {examples(beyond)}"))
+            return
+    where = record_path(Path(file))
+    try:
+        record = read_record(where)
+    except (OSError, ValueError) as exc:
+        report.error(where, f"{exc}; remove it, or give the record written with the reference")
+        return
+    if record is None:
+        report.warning(file, f"has no record of how it was built ({where.name} beside it, as "
+                       "this pipeline writes): only its contigs were checked against the "
+                       f"FASTA; not checked: {', '.join(UNCHECKED)}")
+        return
+    if ref_contigs is not None:
+        for reason in contradictions(record, options, Path(ref), ref_contigs):
+            report.error(file, f"cannot be reused: {reason}")
+    installed = _cnvkit_version()
+    if installed and record.get("cnvkit") != installed:
+        report.warning(file, f"was built with CNVkit {record.get('cnvkit')}; this is CNVkit "
+                       f"{installed}")
+    controls = record.get("controls") or []
+    report.note(file, f"reference built from {len(controls)} control(s): "
+                f"{', '.join(map(str, controls)) or 'none (flat)'}")
+
+
+def _cnvkit_version() -> str | None:
+    import importlib.metadata  # noqa: PLC0415 - only when a reference is reused
+
+    try:
+        return importlib.metadata.version("cnvkit")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 # --- command line ------------------------------------------------------------------------------
 
 
 def check_inputs(
-    ref: File | None, bed: File | None, bams: dict[str, File], annotation: File | None = None
+    ref: File | None, bed: File | None, bams: dict[str, File], annotation: File | None = None,
+    reference_cnn: File | None = None, options: dict[str, str] | None = None,
 ) -> Report:
     """Run every check on the files given (a caller that already found a file unusable leaves
-    it out) and collect the results."""
+    it out) and collect the results; `options` are the job's option strings by field."""
     report = Report()
     ref_contigs = check_reference(ref, report) if ref is not None else None
     for bam in bams.values():
@@ -560,6 +650,8 @@ def check_inputs(
         check_targets(bed, ref, ref_contigs, report)
     if annotation is not None:
         check_annotation(annotation, report)
+    if reference_cnn is not None:
+        check_reference_cnn(reference_cnn, ref, ref_contigs, options or {}, report)
     return report
 
 
@@ -584,6 +676,10 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=PATH",
         help="a sample's BAM (repeat for each sample)",
     )
+    parser.add_argument("--reference-cnn", help="a CNVkit reference built earlier, to reuse")
+    parser.add_argument("--option", action="append", default=[], metavar="FIELD=ARGS",
+                        help="the job's option string of a substep, e.g. coverage_conf=-q 20 "
+                             "(compared with a reused reference's record)")
     parser.add_argument("--json", action="store_true", help="print a JSON report")
     args = parser.parse_args(argv)
     bams: dict[str, str] = {}
@@ -592,7 +688,8 @@ def main(argv: list[str] | None = None) -> int:
         if name in bams:
             duplicated.append(name)
         bams[name] = path
-    report = check_inputs(args.ref, args.bed, bams, args.annotation)
+    options = dict(pair.split("=", 1) for pair in args.option if "=" in pair)
+    report = check_inputs(args.ref, args.bed, bams, args.annotation, args.reference_cnn, options)
     for name in duplicated:
         report.error(bams[name], f"sample name {name!r} is given more than once")
     if args.json:

@@ -2,14 +2,15 @@
 """Run a stage's CNVkit command lines in one Python interpreter, each as `cnvkit.py` runs it.
 
 Usage: cnvkit_stage.py [--sex-of=CALL_OPTIONS] [--optional SUBCOMMAND,...] < COMMANDS
-       (one `cnvkit.py SUBCOMMAND ...` line each)
+       (one `cnvkit.py SUBCOMMAND ...` or `reference2targets.py ...` line each)
 
 Each line is split as a shell would split it (no shell runs it), parsed by CNVkit's own parser
 (`cnvlib.commands.parse_args`) and run by the function that parser names (`args.func(args)`):
 exactly what `cnvkit.py` does, so the outputs are those of the same lines run one by one, while
 CNVkit's imports (pandas, scipy, matplotlib...) are paid once per stage instead of once per
-line. Lines run in order; the first that fails ends the stage with its error (argparse's exit
-status 2, or 1 with the traceback). Blank lines and `#` comments are skipped.
+line. CNVkit's `reference2targets.py` script runs the same way, by its own parser and function.
+Lines run in order; the first that fails ends the stage with its error (argparse's exit status
+2, or 1 with the traceback). Blank lines and `#` comments are skipped.
 
 Lines of an --optional subcommand (plots) may fail without ending the stage: the error is
 logged, what the line had written to its output is removed, and the next line runs.
@@ -27,6 +28,7 @@ import sys
 import time
 
 SEX_WORD = "{sex}"
+SCRIPTS = ("cnvkit.py", "reference2targets.py")  # the CNVkit programs whose lines are run
 
 
 def sex_options(cnvkit, call_options: str) -> list[str]:
@@ -38,6 +40,14 @@ def sex_options(cnvkit, call_options: str) -> list[str]:
     if args.diploid_parx_genome:
         words += ["--diploid-parx-genome", args.diploid_parx_genome]
     return words
+
+
+def reference2targets(words: list[str]) -> None:
+    """Run a `reference2targets.py` line: its parser reads `sys.argv`."""
+    from cnvlib.cli import reference2targets as script  # noqa: PLC0415
+
+    sys.argv = words
+    script.reference2targets(script.argument_parsing())
 
 
 def arguments(argv: list[str]) -> argparse.Namespace:
@@ -67,9 +77,10 @@ def main(argv: list[str]) -> int:
     call_options = options.sex_of
     optional = set(filter(None, options.optional.split(",")))
     commands = [words for line in sys.stdin if (words := shlex.split(line, comments=True))]
-    wrong = [shlex.join(words) for words in commands if words[0] != "cnvkit.py"]
+    wrong = [shlex.join(words) for words in commands if words[0] not in SCRIPTS]
     if wrong:
-        print(f"cnvkit_stage.py: not a cnvkit.py command line: {wrong[0]}", file=sys.stderr)
+        print(f"cnvkit_stage.py: not a {' or '.join(SCRIPTS)} command line: {wrong[0]}",
+              file=sys.stderr)
         return 2
     if call_options is None and any(SEX_WORD in words for words in commands):
         print(f"cnvkit_stage.py: {SEX_WORD} needs --sex-of=CALL_OPTIONS", file=sys.stderr)
@@ -83,14 +94,17 @@ def main(argv: list[str]) -> int:
         words = [word for w in line for word in (sex if w == SEX_WORD else [w])]
         print(f"$ {shlex.join(words)}", file=sys.stderr, flush=True)
         started = time.monotonic()
-        args = cnvkit.parse_args(words[1:])
-        if words[1] in optional:
-            run_optional(words, args)
+        if words[0] == "reference2targets.py":
+            reference2targets(words)
+        elif words[1] in optional:
+            run_optional(words, cnvkit.parse_args(words[1:]))
         else:
+            args = cnvkit.parse_args(words[1:])
             args.func(args)
         if pyplot := sys.modules.get("matplotlib.pyplot"):
             pyplot.close("all")  # as when each line's process ends: no figure leaks into the next
-        print(f"  ({words[1]}: {time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
+        name = words[1] if words[0] == "cnvkit.py" else words[0]
+        print(f"  ({name}: {time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
     return 0
 
 

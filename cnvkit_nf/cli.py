@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from cnvkit_nf.jobs import CANCELLED, FAILED, FINISHED, Job, JobStore
 from cnvkit_nf.option_cache import OptionCache
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.problems import Problem, errors, format_problem
+from cnvkit_nf.reference_cache import ReferenceCache, parse_size
 from cnvkit_nf.request import Validation, validate_file
 from cnvkit_nf.runner import RunOptions, run_alive
 from cnvkit_nf.submission import Execution, new_job, object_store, plan
@@ -71,10 +73,22 @@ def _params(validation: Validation, request_file: str, staged: dict | None = Non
               envvar="CNVKIT_NF_STORAGE_CONFIG",
               help="JSON settings of the object store (endpoint_url, region, addressing_style, "
                    "profile, endpoints per scheme); default: the AWS chain alone.")
+@click.option("--reference-cache-size", "cache_size", envvar="CNVKIT_NF_REFERENCE_CACHE_SIZE",
+              default="20G", show_default=True, callback=lambda _c, _p, value: _size(value),
+              help="Bound of the references kept for reuse between jobs, e.g. 500M, 20G; 0 "
+                   "turns reuse off (env CNVKIT_NF_REFERENCE_CACHE_SIZE).")
 @click.pass_context
-def main(ctx: click.Context, state_dir: Path, storage_config: str | None) -> None:
+def main(ctx: click.Context, state_dir: Path, storage_config: str | None,
+         cache_size: int) -> None:
     """Run CNVkit jobs described by one JSON request on the Nextflow pipeline."""
-    ctx.obj = Context(state_dir, storage_config)
+    ctx.obj = Context(state_dir, storage_config, cache_size)
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a size such as 500M or 20G") from None
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,13 @@ class Context:
 
     state_dir: Path
     storage_config: str | None
+    cache_bytes: int = 0
+
+    @property
+    def references(self) -> ReferenceCache | None:
+        """The references kept between this state dir's jobs; None when the bound is 0."""
+        return ReferenceCache(self.state_dir / "references", self.cache_bytes) \
+            if self.cache_bytes else None
 
 
 @main.command()
@@ -185,7 +206,8 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
     click.echo(f"instance_id: {job.instance_id}")
     execution = Execution(store, job, job_plan, ctx.state_dir,
                           RunOptions(profile, work_dir, list(configs)),
-                          log=lambda message: click.echo(message, err=True))
+                          log=lambda message: click.echo(message, err=True),
+                          references=ctx.references)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: execution.cancel())
     with _display() as (staging, progress):
@@ -406,7 +428,8 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     log = lambda message: click.echo(message, err=True)  # noqa: E731
     pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
                       ctx.storage_config, config.roots, concurrency, log,
-                      admit=lambda job: config.request_problems(job.request, job.project))
+                      admit=lambda job: config.request_problems(job.request, job.project),
+                      references=ctx.references)
     app = service.App(store, pool, config, ctx.storage_config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -417,6 +440,51 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     stop.wait()
     server.shutdown()
     log(f"stopped; {pool.running} running job(s) go on and are followed at the next start")
+
+
+@main.group()
+def cache() -> None:
+    """The references kept for reuse between jobs (see --reference-cache-size)."""
+
+
+@cache.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def cache_list(ctx: Context, as_json: bool) -> None:
+    """List the kept references, most recently used first."""
+    entries = ReferenceCache(ctx.state_dir / "references").entries()
+    rows = [{"project": e.project, "key": e.key, "size": e.size, "created": int(e.created),
+             "used": int(e.used), "controls": e.record.get("controls", []),
+             "fasta": e.record.get("fasta", {}).get("name"),
+             "options": e.record.get("options", {}), "reference": str(e.reference)}
+            for e in entries]
+    if as_json:
+        click.echo(json.dumps({"count": len(rows), "references": rows}, indent=2))
+        return
+    for row in rows:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["used"]))
+        click.echo(f"{row['key'][:12]}  {row['project']:<12}  {row['size'] / 1e6:>8.1f} MB  "
+                   f"used {used}  {row['fasta']}  {', '.join(row['controls']) or 'flat'}")
+    total = sum(row["size"] for row in rows)
+    click.echo(f"{len(rows)} reference(s), {total / 1e6:.1f} MB of {ctx.cache_bytes / 1e6:.1f} "
+               "MB", err=True)
+
+
+@cache.command(name="prune")
+@click.option("--max-size", "max_size", callback=lambda _c, _p, v: None if v is None else _size(v),
+              help="Keep at most this much, least recently used removed first (default: "
+                   "--reference-cache-size; 0 removes every reference not in use).")
+@click.option("--project", help="Only this project's references.")
+@click.pass_obj
+def cache_prune(ctx: Context, max_size: int | None, project: str | None) -> None:
+    """Remove the least recently used references beyond a size; those in use stay."""
+    references = ReferenceCache(ctx.state_dir / "references", ctx.cache_bytes)
+    removed = references.prune(max_size, project)
+    for entry in removed:
+        click.echo(f"removed {entry.key[:12]}  {entry.project}  {entry.size / 1e6:.1f} MB")
+    left = references.entries(project)
+    click.echo(f"{len(removed)} removed, {len(left)} kept "
+               f"({sum(e.size for e in left) / 1e6:.1f} MB)", err=True)
 
 
 @main.command()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cnvkit_nf import confined
 from cnvkit_nf.confined import Roots
-from cnvkit_nf.confs import CheckedOptions
+from cnvkit_nf.confs import SUBSTEP_OF_FIELD, CheckedOptions
 from cnvkit_nf.params import LIST_FIELDS, PATH_FIELDS, to_params
 from cnvkit_nf.paths import Location, index_names, parse_location
 from cnvkit_nf.problems import Problem
@@ -100,6 +100,7 @@ def check(request: dict, options: dict[str, CheckedOptions], roots: Roots) -> li
                        for name in LIST_FIELDS}
             checked |= {name: params[name] if params[name] in viewed else None
                         for name in PATH_FIELDS}
+            checked |= {name: params[name] for name in SUBSTEP_OF_FIELD}
             shown = {f"{view.parent}/": os.path.join(os.path.dirname(item_path), "")
                      for item_path, view in views.items()}  # the folders the user knows
             return problems + content_problems(checked, descriptors, shown)
@@ -133,6 +134,9 @@ def content_problems(params: dict, pass_fds: Sequence[int] = (),
         command += [option, params[name]] if params.get(name) else []
     for bam in params["experimental_inputs"] + params["control_inputs"]:
         command += ["--bam", f"{sample_name(bam)}={bam}"] if bam else []
+    if params.get("reference_cnn"):  # compared with the options it was built with
+        command += ["--reference-cnn", params["reference_cnn"]]
+        command += [f"--option={field}={params.get(field) or ''}" for field in SUBSTEP_OF_FIELD]
     result = subprocess.run(command, capture_output=True, text=True, pass_fds=pass_fds)
     try:
         report = json.loads(result.stdout)
@@ -154,7 +158,8 @@ def _field_of(path: str, params: dict) -> str:
     for name in ("experimental_inputs", "control_inputs"):
         if path in params[name]:
             return f"{name}[{params[name].index(path)}]"
-    return next((n for n in ("ref", "bed", "annotation_file") if params.get(n) == path), "")
+    return next((n for n in ("ref", "bed", "annotation_file", "reference_cnn")
+                 if params.get(n) == path), "")
 
 
 def _output_problems(request: dict, roots: Roots) -> list[Problem]:

@@ -8,7 +8,7 @@ from cnvkit_nf.confs import SUBSTEP_OF_FIELD, CheckedOptions
 from cnvkit_nf.paths import parse_location
 from cnvkit_nf.problems import Problem
 
-PATH_FIELDS = ("ref", "bed", "annotation_file", "output_dir")
+PATH_FIELDS = ("ref", "bed", "annotation_file", "reference_cnn", "output_dir")
 LIST_FIELDS = ("experimental_inputs", "control_inputs")
 # Substeps whose -p/--processes becomes the task's CPU request instead of an option.
 CPU_PARAMS = {"coverage_conf": "coverage_cpus", "segment_conf": "segment_cpus"}
@@ -51,13 +51,15 @@ def to_params(request: dict, options: dict[str, CheckedOptions], *,
         params[field] = [local(f"{field}[{i}]", value)
                          for i, value in enumerate(request.get(field) or [])]
     for field in PATH_FIELDS:
-        if field == "annotation_file" and not request.get("has_annotate"):
+        if (field == "annotation_file" and not request.get("has_annotate")) or (
+                field == "reference_cnn" and "reference_cnn" not in request):
             params[field] = None
         else:
             params[field] = local(field, request[field])
     if problems:
         raise ParamsError(problems)
     params["has_annotate"] = bool(request.get("has_annotate"))
+    params["reference_only"] = bool(request.get("reference_only"))
     for field in SUBSTEP_OF_FIELD:
         checked = options.get(field)
         params[field] = checked.args if checked else ""

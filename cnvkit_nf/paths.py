@@ -75,9 +75,12 @@ def parse_location(text: str) -> Location:
 
 def index_names(field: str, key: str) -> list[str]:
     """The index files the pipeline reads beside an input (a path or an object key): a BAM's
-    `x.bam.bai` and `x.bai`, the reference's `.fai`; none for other fields."""
+    `x.bam.bai` and `x.bai`, the reference's `.fai`, a reused reference's build record
+    (`x.cnn` -> `x.json`); none for other fields."""
     if field == "ref":
         return [key + ".fai"]
+    if field == "reference_cnn":
+        return [key.removesuffix(".cnn") + ".json"]
     if field.startswith(("experimental_inputs[", "control_inputs[")):
         return [key + ".bai", key.removesuffix(".bam") + ".bai"]
     return []

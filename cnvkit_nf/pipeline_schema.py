@@ -26,14 +26,17 @@ def build() -> dict:
     """The params schema (JSON Schema draft 2020-12 with nf-core style `$defs` groups)."""
     file_path = {"type": "string", "format": "file-path", "exists": True}
     inputs = {
-        "experimental_inputs": _from_request(
-            "experimental_inputs", type="array", minItems=1, items=file_path),
+        "experimental_inputs": _from_request(  # none for reference_only (main.nf checks)
+            "experimental_inputs", type="array", items=file_path),
         "control_inputs": _from_request("control_inputs", type="array", items=file_path),
         "ref": _from_request("ref", **file_path),
         "bed": _from_request("bed", **file_path),
         "has_annotate": _from_request("has_annotate", type="boolean", default=False),
         "annotation_file": _from_request("annotation_file", **{**file_path,
                                                               "type": ["string", "null"]}),
+        "reference_cnn": _from_request("reference_cnn", **{**file_path, "pattern": r"\.cnn$",
+                                                          "type": ["string", "null"]}),
+        "reference_only": _from_request("reference_only", type="boolean", default=False),
     }
     output = {
         "output_dir": _from_request("output_dir", type="string", format="directory-path"),

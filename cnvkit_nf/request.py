@@ -20,7 +20,7 @@ from cnvkit_nf.problems import Problem, errors
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "cnvkit_request.schema.json"
 INPUT_FIELDS = ("experimental_inputs", "control_inputs")
-PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file")
+PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn")
 MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
 MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -100,11 +100,30 @@ def validate_request(data: object, cache=None) -> Validation:
         problems.append(
             Problem("annotation_file", "ignored because has_annotate is not true", "warning")
         )
+    problems += _reference_problems(data)
     options, option_problems = confs.check_all(
         {k: v for k, v in data.items() if isinstance(v, str)},  # the schema reports non-strings
         cache,
     )
     return Validation(list(dict.fromkeys(problems + option_problems)), options, data)
+
+
+def _reference_problems(data: dict[str, Any]) -> list[Problem]:
+    """The rules of the reference extensions (reference_cnn, reference_only) that span fields."""
+    problems = []
+    reference = data.get("reference_cnn")
+    if isinstance(reference, str):
+        if not reference.endswith(".cnn"):
+            problems.append(Problem("reference_cnn", "must be a CNVkit reference ending in .cnn"))
+        if data.get("control_inputs"):
+            problems.append(Problem("control_inputs", "must be [] when reference_cnn is given: "
+                                    "the reference takes the place of the controls (or leave "
+                                    "reference_cnn out to build a new one from these)"))
+        if data.get("reference_only") is True:
+            problems.append(Problem("reference_cnn", "cannot be given with reference_only: a "
+                                    "reference-only job builds a new reference from "
+                                    "control_inputs"))
+    return problems
 
 
 def input_locations(data: dict[str, Any]) -> list[tuple[str, paths.Location]]:
@@ -227,6 +246,9 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
             else "missing required field"
         )
         return [Problem(prefix + name, reason) for name in value if name not in instance]
+    if err.validator == "maxItems" and "allOf" in err.schema_path:
+        return [Problem(where, "must be [] when reference_only is true: a reference-only job "
+                               "calls no sample")]
     reasons = {
         "type": f"expected {value}, got {_json_type(instance)}",
         "minItems": f"must list at least {value} BAM file(s)",

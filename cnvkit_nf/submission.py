@@ -5,7 +5,9 @@ and their content checked, or object-storage existence checks) before a job is c
 `Execution` then stages object-storage inputs, opens the local ones again (the job service
 hands Nextflow private links or copies of them), runs Nextflow into the job's own results
 folder, and publishes that folder to `output_dir` (local or object storage) once the run
-succeeded, manifest last — or attaches to a run that a killed service left.
+succeeded, manifest last — or attaches to a run that a killed service left. A job that would
+build a reference the project's reference cache holds reuses it (`reference_cache`); one that
+builds it keeps it there.
 """
 
 from __future__ import annotations
@@ -21,14 +23,27 @@ from pathlib import Path
 from cnvkit_nf import local_files, publish_local, storage
 from cnvkit_nf.confined import Roots, everywhere
 from cnvkit_nf.input_store import InputStore, StoreError
-from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
+from cnvkit_nf.jobs import (
+    CANCELING,
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    LAUNCHING,
+    RUNNING,
+    Job,
+    JobStore,
+    now_ms,
+)
 from cnvkit_nf.params import to_params
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, summary
+from cnvkit_nf.reference_cache import Lease, ReferenceCache, key_of
 from cnvkit_nf.request import Validation, input_locations
 from cnvkit_nf.runner import JobRun, RunOptions
 
 Log = Callable[[str], None]
+REUSED = ("reference reused: built by an earlier job of this project from the same controls, "
+          "FASTA, BED, annotation, CNVkit version and options")
 Progress = Callable[[int, int], None]
 
 
@@ -90,12 +105,13 @@ class Execution:
     def __init__(self, store: JobStore, job: Job, job_plan: Plan, state_dir: Path,
                  options: RunOptions, log: Log = lambda message: None,
                  max_attempts: int | None = None, roots: Roots | None = None,
-                 inputs: InputStore | None = None):
+                 inputs: InputStore | None = None, references: ReferenceCache | None = None):
         self.store, self.job, self.plan = store, job, job_plan
         self.max_attempts = max_attempts  # Nextflow runs allowed, None: no limit
         self.state_dir, self.options, self.log = state_dir, options, log
         self.roots = roots or everywhere()  # where local inputs and output_dir may lie
         self.inputs = inputs  # the store of private inputs, None: Nextflow reads the paths
+        self.references = references  # references kept between jobs, None: always build
         self.run: JobRun | None = None
         self._lock = threading.Lock()
         self._cancelled = job.status == CANCELING
@@ -124,7 +140,8 @@ class Execution:
                 with self._lock:
                     self.run = attached
                 self.log(f"{self.job.instance_id}: following the run started earlier")
-                return attached.wait(on_progress) if attached.pid else attached.finish()
+                final = attached.wait(on_progress) if attached.pid else attached.finish()
+                return self._keep_reference(final, params)
         if self._cancelled:
             return self._cancelled_before_start()
         if self.max_attempts is not None and self.job.attempts >= self.max_attempts:
@@ -136,12 +153,61 @@ class Execution:
         params = self._params(staged) if staged is not None else None
         if params is None:
             return self.job
-        with self._lock:
-            if self._cancelled:
-                return self._cancelled_before_start()
-            self.run = JobRun(self.store, self.job, params, self.options, self._publisher())
-            self.run.start()
-        return self.run.wait(on_progress)
+        lease = self._reference_lease(params)
+        try:
+            with self._lock:
+                if self._cancelled:
+                    return self._cancelled_before_start()
+                self.run = JobRun(self.store, self.job, params, self.options, self._publisher())
+                self.run.start()
+                if lease is not None and lease.entry is not None:
+                    self.job = self.store.update(self.job.instance_id, message=REUSED)
+            return self._keep_reference(self.run.wait(on_progress), params)
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _reference_lease(self, params: dict) -> Lease | None:
+        """Hold the project's cache entry of the reference these params would build: when it is
+        there, the params are changed to reuse it; else this job builds it (and others of the
+        project wait for it). None without a cache, or when the params build no reference."""
+        key = key_of(params, self.plan.validation.options, self.state_dir / "cache") \
+            if self.references is not None else None
+        if key is None:
+            return None
+        earlier = ((self._recorded_params() or {}).get("job") or {}).get("reference") or {}
+        if earlier == {"key": key, "reused": False}:  # resumed: goes on building as it began
+            params["job"]["reference"] = earlier
+            return None
+        job_id = self.job.instance_id
+        lease = self.references.acquire(
+            self.job.project, key, cancelled=lambda: self._cancelled,
+            waiting=lambda: self.log(f"{job_id}: waiting for the reference that another job "
+                                     "builds from the same inputs"))
+        if lease is None:  # cancelled while waiting
+            return None
+        if lease.entry is not None:
+            params.update(control_inputs=[], reference_cnn=str(lease.entry.reference))
+            self.log(f"{job_id}: {REUSED}")
+        params["job"]["reference"] = {"key": key, "reused": lease.entry is not None}
+        return lease
+
+    def _keep_reference(self, final: Job, params: dict) -> Job:
+        """Keep the reference a finished job built in the cache, unless its inputs changed
+        while it ran (the key no longer describes what it read)."""
+        built = (params.get("job") or {}).get("reference") or {}
+        if self.references is None or final.status != FINISHED or built.get("reused", True):
+            return final
+        if key_of(params, self.plan.validation.options, self.state_dir / "cache") != built["key"]:
+            self.log(f"{final.instance_id}: an input changed during the run: its reference is "
+                     "not kept for reuse")
+            return final
+        try:
+            self.references.keep(final.project, built["key"],
+                                 Path(params["output_dir"]) / "reference")
+        except OSError as err:
+            self.log(f"{final.instance_id}: its reference could not be kept for reuse: {err}")
+        return final
 
     def _recorded_params(self) -> dict | None:
         """The params of the run a previous process started for this job, if any."""

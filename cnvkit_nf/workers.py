@@ -18,6 +18,7 @@ from cnvkit_nf.confined import Roots
 from cnvkit_nf.input_store import InputStore
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
 from cnvkit_nf.problems import Problem, errors, summary
+from cnvkit_nf.reference_cache import ReferenceCache
 from cnvkit_nf.request import validate_request
 from cnvkit_nf.runner import RunOptions
 from cnvkit_nf.submission import Execution, Plan, new_job, plan
@@ -32,12 +33,14 @@ class WorkerPool:
     def __init__(self, store: JobStore, state_dir: Path, options: RunOptions,
                  storage_config: str | None, roots: Callable[[str], Roots],
                  concurrency: int = 1, log: Callable[[str], None] = print,
-                 admit: Callable[[Job], list[Problem]] = lambda job: []):
+                 admit: Callable[[Job], list[Problem]] = lambda job: [],
+                 references: ReferenceCache | None = None):
         self.store, self.state_dir, self.options = store, state_dir, options
         self.storage_config, self.concurrency, self.log = storage_config, concurrency, log
         self.roots = roots  # a project's data roots
         self.inputs = InputStore(state_dir / "inputs")  # the jobs' private inputs
         self.admit = admit  # the service's rules, checked again when a job's turn comes
+        self.references = references  # references kept between a project's jobs
         self._queue: queue.Queue[str] = queue.Queue()
         self._plans: dict[str, Plan] = {}
         self._active: dict[str, Execution] = {}
@@ -120,7 +123,8 @@ class WorkerPool:
                 return None
         return Execution(self.store, job, job_plan, self.state_dir, self.options,
                          log=self.log, max_attempts=MAX_ATTEMPTS,
-                         roots=self.roots(job.project), inputs=self.inputs)
+                         roots=self.roots(job.project), inputs=self.inputs,
+                         references=self.references)
 
     def _plan_again(self, job: Job) -> tuple[Plan | None, str]:
         """The plan of a job taken back from an earlier process: a queued job's inputs are

@@ -2,6 +2,8 @@
 
 # --- simulate / check_inputs / annotation_to_bed fixtures: begin ---------------------------------
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -13,9 +15,12 @@ if str(ROOT) not in sys.path:  # the package may not be pip-installed (e.g. bare
     sys.path.insert(0, str(ROOT))
 
 from cnvkit_nf import nextflow  # noqa: E402
-from cnvkit_nf.simulate import Cohort, make_cohort, standard_samples  # noqa: E402
+from cnvkit_nf.demo import demo_request  # noqa: E402
+from cnvkit_nf.simulate import Cohort, make_cohort, seed_like_cohort, standard_samples  # noqa: E402
 
 SMALL_CHROM = 300_000  # autosome length of the shared test cohort
+CHROM = 400_000  # autosome length of the seed-shaped cohort
+LAUNCHER = ROOT / "bin" / "cnvkit-nf"
 
 
 def load_script(name: str) -> ModuleType:
@@ -63,6 +68,37 @@ def annotation_to_bed() -> ModuleType:
 
 
 # --- simulate / check_inputs / annotation_to_bed fixtures: end -----------------------------------
+
+
+def seed_request(cohort: Cohort, output_dir: Path, **changes) -> dict:
+    """The seed's example request, every path pointed at the generated cohort."""
+    return {**demo_request(cohort.ref.parent, output_dir), **changes}
+
+
+def launch(args: list[str], state: Path, **kwargs) -> subprocess.CompletedProcess:
+    """`cnvkit-nf --state-dir STATE ARGS...`, its output captured."""
+    return subprocess.run([str(LAUNCHER), "--state-dir", str(state), *args],
+                          capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def cohort(tmp_path_factory) -> Cohort:
+    """The seed's cohort shape: two controls, one tumour (Son_S2_ALL); 150k reads each."""
+    return seed_like_cohort(tmp_path_factory.mktemp("seed_cohort"), reads_per_sample=150_000,
+                            seed=3, chrom_length=CHROM)
+
+
+@pytest.fixture(scope="session")
+def seed_run(cohort, nextflow_bin, tmp_path_factory):
+    """One launcher run of the seed-shaped request (all nine option strings); its state dir
+    keeps the reference it built for reuse."""
+    work = tmp_path_factory.mktemp("seed_run")
+    request = seed_request(cohort, work / "results")
+    request_file = work / "request.json"
+    request_file.write_text(json.dumps(request))
+    result = launch(["run", str(request_file)], work / "state", cwd=work)
+    return {"work": work, "request": request, "request_file": request_file, "result": result,
+            "out": work / "results", "state": work / "state"}
 
 
 @pytest.fixture(scope="session")

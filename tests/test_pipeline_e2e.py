@@ -16,16 +16,13 @@ from pathlib import Path
 import pytest
 
 from cnvkit_nf import manifest
-from cnvkit_nf.demo import demo_request
 from cnvkit_nf.jobs import JobStore
-from cnvkit_nf.simulate import Cohort, seed_like_cohort
+from tests.conftest import CHROM, LAUNCHER, launch, seed_request
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
-LAUNCHER = ROOT / "bin" / "cnvkit-nf"
 CNVKIT = str(Path(sys.executable).parent / "cnvkit.py")
-CHROM = 400_000
 RESULTS_PER_TUMOUR = (".cnr", ".cns", ".segmetrics.cns", ".call.cns", ".genemetrics.tsv",
                       ".bintest.cns", ".vcf", ".bed")
 PLOTS_PER_TUMOUR = ("-scatter.png", "-diagram.pdf")
@@ -33,22 +30,6 @@ PLOTS_PER_TUMOUR = ("-scatter.png", "-diagram.pdf")
 SEGMETRICS = ("--ci", "--pi", "--alpha", "0.5", "--smooth-bootstrap", "0")
 RESULTS_PER_JOB = ("sex/sex.tsv", "cohort/cohort.seg", "cohort/metrics.tsv",
                    "cohort/cnvkit_mqc.tsv")
-
-
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory) -> Cohort:
-    return seed_like_cohort(tmp_path_factory.mktemp("seed_cohort"), reads_per_sample=150_000,
-                            seed=3, chrom_length=CHROM)
-
-
-def seed_request(cohort: Cohort, output_dir: Path, **changes) -> dict:
-    """The seed's example request, every path pointed at the generated cohort."""
-    return {**demo_request(cohort.ref.parent, output_dir), **changes}
-
-
-def launch(args: list[str], state: Path, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LAUNCHER), "--state-dir", str(state), *args],
-                          capture_output=True, text=True, **kwargs)
 
 
 def read_table(path: Path) -> list[dict]:
@@ -69,18 +50,6 @@ def called_copies(call_cns: Path, chrom: str, start: int, end: int) -> set[int]:
         if row["chromosome"] == chrom and int(row["start"]) < end - quarter
         and int(row["end"]) > start + quarter
     }
-
-
-@pytest.fixture(scope="module")
-def seed_run(cohort, nextflow_bin, tmp_path_factory):
-    """One launcher run of the seed-shaped request (all nine option strings)."""
-    work = tmp_path_factory.mktemp("seed_run")
-    request = seed_request(cohort, work / "results")
-    request_file = work / "request.json"
-    request_file.write_text(json.dumps(request))
-    result = launch(["run", str(request_file)], work / "state", cwd=work)
-    return {"work": work, "request": request, "request_file": request_file, "result": result,
-            "out": work / "results", "state": work / "state"}
 
 
 def test_run_prints_id_first_and_finishes(seed_run):

@@ -33,10 +33,11 @@ def error_map(data: object) -> dict[str, str]:
     return {p.field: p.message for p in errors(validate_request(data).problems)}
 
 
-def test_schema_is_valid_and_has_the_16_fields() -> None:
+def test_schema_is_valid_and_has_the_16_seed_fields_and_2_extensions() -> None:
     schema = load_schema()
     Draft202012Validator.check_schema(schema)
-    assert len(schema["properties"]) == 16
+    assert len(schema["properties"]) == 18
+    assert {"reference_cnn", "reference_only"} <= set(schema["properties"])
     assert set(schema["required"]) == {
         "experimental_inputs",
         "control_inputs",

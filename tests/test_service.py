@@ -19,7 +19,8 @@ from cnvkit_nf.jobs import JobStore
 from cnvkit_nf.local_service import ROOT, LocalService
 from cnvkit_nf.runner import run_alive
 from cnvkit_nf.simulate import seed_like_cohort
-from tests.test_pipeline_e2e import CHROM, called_copies, seed_request
+from tests.conftest import CHROM, seed_request
+from tests.test_pipeline_e2e import called_copies
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,9 @@
 /*
  * The stages of one request: checks, regions, coverage per sample, reference, calls per
  * experimental sample, the cohort (sex, SEG, metrics, heatmap, report). Each CNVkit stage runs
- * its substeps in one interpreter and writes its outputs where they are published.
+ * its substeps in one interpreter and writes its outputs where they are published. A job that
+ * reuses a reference built earlier takes its regions from it and builds none; a reference-only
+ * job (no experimental samples) ends with the reference.
  */
 include { CHECK_INPUTS     } from '../modules/local/check_inputs'
 include { SAMTOOLS_FAIDX   } from '../modules/samtools/faidx'
@@ -34,6 +36,7 @@ workflow CNVKIT {
     fasta       // path: reference FASTA
     bed         // path: target BED or Picard interval list
     annotation  // path or []: gene annotation (GFF3, GTF, refFlat or BED)
+    reused      // [reference.cnn, its record if any] built earlier, or [] to build one
     outdir      // string: where pipeline_info/versions.yml goes
 
     main:
@@ -46,7 +49,7 @@ workflow CNVKIT {
     if (params.inputs_checked) {  // the launcher checked them: not again
         checked = channel.value('checked by the launcher')
     } else {
-        CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams)
+        CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams, reused)
         checked = CHECK_INPUTS.out.report
     }
 
@@ -71,7 +74,7 @@ workflow CNVKIT {
         .mix(SAMTOOLS_INDEX.out.bam_bai)
     targets_bed = channel.value(bed).combine(checked).map { b, _ok -> b }
 
-    CNVKIT_PREPARE(reference_fasta, targets_bed, annotation)
+    CNVKIT_PREPARE(reference_fasta, targets_bed, annotation, reused)
     targets = CNVKIT_PREPARE.out.targets.first()
     antitargets = CNVKIT_PREPARE.out.antitargets.first()
 
@@ -83,15 +86,24 @@ workflow CNVKIT {
     CNVKIT_COVERAGE(bams, targets, antitargets, processes)
     coverage = CNVKIT_COVERAGE.out.cnn
 
-    // Pooled reference from the controls, flat when there are none.
-    control_cnn = coverage
-        .filter { meta, _target, _antitarget -> meta.role == 'control' }
-        .flatMap { _meta, target, antitarget -> [target, antitarget] }
-        .toSortedList { a, b -> a.name <=> b.name }
-    CNVKIT_REFERENCE(control_cnn, targets, antitargets, reference_fasta)
+    // Pooled reference from the controls, flat when there are none; or the one reused.
+    if (reused) {
+        reference = CNVKIT_PREPARE.out.reference.first()
+        reference_files = CNVKIT_PREPARE.out.reference.mix(CNVKIT_PREPARE.out.record)
+        reference_versions = channel.empty()
+    } else {
+        control_cnn = coverage
+            .filter { meta, _target, _antitarget -> meta.role == 'control' }
+            .flatMap { _meta, target, antitarget -> [target, antitarget] }
+            .toSortedList { a, b -> a.name <=> b.name }
+        CNVKIT_REFERENCE(control_cnn, targets, antitargets, reference_fasta, bed, annotation)
+        reference = CNVKIT_REFERENCE.out.cnn
+        reference_files = CNVKIT_REFERENCE.out.cnn.mix(CNVKIT_REFERENCE.out.record)
+        reference_versions = CNVKIT_REFERENCE.out.versions
+    }
 
     experimental_cnn = coverage.filter { meta, _target, _antitarget -> meta.role == 'experimental' }
-    CNVKIT_SAMPLE(experimental_cnn, CNVKIT_REFERENCE.out.cnn)
+    CNVKIT_SAMPLE(experimental_cnn, reference)
 
     // The cohort: every tumour's results in the order of their sample names.
     tumours = CNVKIT_SAMPLE.out.cnr
@@ -111,7 +123,7 @@ workflow CNVKIT {
     results = channel.empty()
         .mix(
             CNVKIT_PREPARE.out.access, CNVKIT_PREPARE.out.targets, CNVKIT_PREPARE.out.antitargets,
-            CNVKIT_PREPARE.out.annotation, CNVKIT_REFERENCE.out.cnn,
+            CNVKIT_PREPARE.out.annotation, reference_files,
             coverage.flatMap { _meta, target, antitarget -> [target, antitarget] },
             CNVKIT_SAMPLE.out.cnr.mix(
                 CNVKIT_SAMPLE.out.cns, CNVKIT_SAMPLE.out.segmetrics, CNVKIT_SAMPLE.out.calls,
@@ -127,7 +139,7 @@ workflow CNVKIT {
         tumours.map { rows -> rows.collect { row -> row[2] } },
         tumours.map { rows -> rows.collect { row -> row[3] } },
         scatters,
-        CNVKIT_REFERENCE.out.cnn,
+        reference,
         job,
         results
     )
@@ -141,8 +153,10 @@ workflow CNVKIT {
             def unindexed = rows.count { row -> bamIndex(row[1]) == null }
             def faidx = file("${fasta}.fai").exists() ? 0 : 1
             def check = params.inputs_checked ? 0 : 1
+            def pooling = reused ? 0 : 1
+            def cohort = experimental ? 1 : 0
             // check + indexes + prepare + coverage + reference + sample stages + cohort
-            "${check + faidx + unindexed + 1 + bams + 1 + experimental + 1}"
+            "${check + faidx + unindexed + 1 + bams + pooling + experimental + cohort}"
         }
         .collectFile(name: 'tasks.txt', storeDir: "${outdir}/pipeline_info")
 
@@ -152,14 +166,14 @@ workflow CNVKIT {
             SAMTOOLS_FAIDX.out.versions, SAMTOOLS_INDEX.out.versions,
             params.inputs_checked ? channel.empty() : CHECK_INPUTS.out.versions,
             CNVKIT_PREPARE.out.versions, CNVKIT_COVERAGE.out.versions,
-            CNVKIT_REFERENCE.out.versions, CNVKIT_SAMPLE.out.versions, CNVKIT_COHORT.out.versions
+            reference_versions, CNVKIT_SAMPLE.out.versions, CNVKIT_COHORT.out.versions
         )
         .unique()
         .map { process, tool, version -> "${process.tokenize(':').last()}:\n  ${tool}: ${version}" }
         .collectFile(name: 'versions.yml', storeDir: "${outdir}/pipeline_info", sort: true, newLine: true)
 
     emit:
-    reference   = CNVKIT_REFERENCE.out.cnn
+    reference   = reference
     cnr         = CNVKIT_SAMPLE.out.cnr
     cns         = CNVKIT_SAMPLE.out.cns
     calls       = CNVKIT_SAMPLE.out.calls

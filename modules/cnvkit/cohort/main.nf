@@ -5,7 +5,7 @@
 // Options: task.ext.args -> sex (sex_conf); ext.args2 -> call_conf, whose sex options ({sex})
 //          the heatmap takes; task.ext.plots false -> no heatmap, no report.html.
 process CNVKIT_COHORT {
-    tag "${ratios.size()} tumours"
+    tag "${[ratios].flatten().size()} tumour(s)"
     label 'process_single'
     conda "bioconda::cnvkit=0.9.14"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?

@@ -1,5 +1,7 @@
 // Regions of a job, once per job: gene symbols from the annotation (when given), then CNVkit's
-// access, target and antitarget in one interpreter (bin/cnvkit_stage.py).
+// access, target and antitarget in one interpreter (bin/cnvkit_stage.py). A job that reuses a
+// reference takes its regions from it instead, as `cnvkit.py batch -r` does (CNVkit's
+// reference2targets.py), and publishes the reference (with its record) among its results.
 // Options: task.ext.args -> access, ext.args2 -> target (target_conf),
 //          ext.args3 -> antitarget (antitarget_conf).
 process CNVKIT_PREPARE {
@@ -14,9 +16,12 @@ process CNVKIT_PREPARE {
     tuple path(fasta), path(fai)
     path bed, stageAs: 'regions/*'  // user files: never where an output is written
     path annotation, stageAs: 'genes/*'  // GFF3, GTF, refFlat or BED; [] for none
+    path reused, stageAs: 'reused/*'  // a reference built earlier, its record; [] for none
 
     output:
-    path "reference/access.bed", emit: access
+    path "reference/access.bed", emit: access, optional: true
+    path "reference/reference.cnn", emit: reference, optional: true
+    path "reference/reference.json", emit: record, optional: true
     path "reference/targets.bed", emit: targets
     path "reference/antitargets.bed", emit: antitargets
     path "reference/annotation.bed", emit: annotation, optional: true
@@ -28,6 +33,21 @@ process CNVKIT_PREPARE {
     def antitarget_args = task.ext.args3 ?: ''
     def symbols = annotation ? "annotation_to_bed.py ${annotation} reference/annotation.bed" : ''
     def annotate = annotation ? '--annotate reference/annotation.bed' : ''
+    def given = reused instanceof Collection ? reused : [reused]
+    if (given) {
+        def cnn = given.find { f -> f.name.endsWith('.cnn') }
+        def record = given.find { f -> f.name.endsWith('.json') }
+        """
+        mkdir -p reference
+        cp ${cnn} reference/reference.cnn
+        ${record ? "cp ${record} reference/reference.json" : ''}
+        cnvkit_stage.py <<'CNVKIT'
+        reference2targets.py reference/reference.cnn -o reference/regions
+        CNVKIT
+        mv reference/regions.target.bed reference/targets.bed
+        mv reference/regions.antitarget.bed reference/antitargets.bed
+        """
+    } else {
     """
     mkdir -p reference
     ${symbols}
@@ -37,11 +57,14 @@ process CNVKIT_PREPARE {
     cnvkit.py antitarget reference/targets.bed ${antitarget_args} -g reference/access.bed -o reference/antitargets.bed
     CNVKIT
     """
+    }
 
     stub:  // the regions as given, so that what depends on their number can be checked
+    def copies = reused ? (reused instanceof Collection ? reused : [reused]).collect { f -> "cp ${f} reference/reference.${f.name.tokenize('.').last()}" }.join('\n') : 'touch reference/access.bed'
     """
     mkdir -p reference
     cp ${bed} reference/targets.bed
-    touch reference/access.bed reference/antitargets.bed ${annotation ? 'reference/annotation.bed' : ''}
+    touch reference/antitargets.bed ${annotation ? 'reference/annotation.bed' : ''}
+    ${copies}
     """
 }

@@ -1,3 +1,8 @@
+// The pooled reference of the controls (flat without), and its record (bin/reference_record.py):
+// the FASTA, BED, annotation, controls and the option strings it was built with, so that a job
+// reusing it can check them. Options: task.ext.args -> reference (reference_conf);
+// task.ext.options: the job's option strings by field, of which the record keeps those that
+// shape a reference.
 process CNVKIT_REFERENCE {
     tag "${coverages ? 'pooled' : 'flat'}"
     label 'process_single'
@@ -11,23 +16,33 @@ process CNVKIT_REFERENCE {
     path targets
     path antitargets
     tuple path(fasta), path(fai)
+    path bed, stageAs: 'regions/*'  // the user's BED and annotation: recorded, not read again
+    path annotation, stageAs: 'genes/*'
 
     output:
     path "reference/reference.cnn", emit: cnn
+    path "reference/reference.json", emit: record
     tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
     def args = task.ext.args ?: ''
     def controls = coverages ? "${coverages}" : ''
     def flat = coverages ? '' : "-t ${targets} -a ${antitargets}"  // no controls: a flat reference
+    def names = (coverages instanceof Collection ? coverages : [coverages])
+        .findAll { f -> f.name.endsWith('.targetcoverage.cnn') }
+        .collect { f -> "--control ${f.name - '.targetcoverage.cnn'}" }.join(' ')
+    def options = (task.ext.options ?: [:]).collect { field, value -> "--option=${field}='${value ?: ''}'" }.join(' ')
     """
     mkdir -p reference
     cnvkit.py reference ${controls} ${args} ${flat} -f ${fasta} -o reference/reference.cnn
+    reference_record.py --fasta ${fasta} --fai ${fai} --bed ${bed} ${annotation ? "--annotation ${annotation}" : ''} \\
+        ${names} ${options} --pipeline '${workflow.manifest.version}' -o reference/reference.json
     """
 
     stub:
     """
     mkdir -p reference
     touch reference/reference.cnn
+    echo '{}' > reference/reference.json
     """
 }

@@ -13,6 +13,7 @@ process CHECK_INPUTS {
     path bed
     path annotation  // or [] when no annotation is used
     tuple val(names), path(bams)
+    path reused, stageAs: 'reused/*'  // a reference to reuse and its record; [] for none
 
     output:
     path "input_check.txt", emit: report
@@ -21,8 +22,11 @@ process CHECK_INPUTS {
     script:
     def pairs = [names, bams].transpose().collect { pair -> "--bam ${pair[0]}=${pair[1]}" }.join(' ')
     def annotate = annotation ? "--annotation ${annotation}" : ''
+    def cnn = (reused instanceof Collection ? reused : [reused]).find { f -> f.name.endsWith('.cnn') }
+    def options = (task.ext.options ?: [:]).collect { field, value -> "--option=${field}='${value ?: ''}'" }.join(' ')
+    def reference = cnn ? "--reference-cnn ${cnn} ${options}" : ''
     """
-    check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} > input_check.txt || {
+    check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} ${reference} > input_check.txt || {
         cat input_check.txt >&2
         exit 1
     }

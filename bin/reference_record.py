@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""What a pooled reference was built from: `reference.json` beside `reference.cnn`.
+
+Usage: reference_record.py --fasta REF.fa --fai REF.fa.fai --bed TARGETS.bed
+                           [--annotation FILE] [--control SAMPLE ...]
+                           [--option FIELD=ARGS ...] -o reference/reference.json
+
+The record names the CNVkit and pipeline versions, the FASTA (contigs, size, SHA-256), the BED
+and annotation (SHA-256), the controls' sample names and the option strings of the
+substeps that shape a reference (`SHAPING`). A job that reuses the reference compares its own
+FASTA and options with it (`contradictions`). Standard library only: it runs in CNVkit's
+containers.
+"""
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import shlex
+import sys
+from pathlib import Path
+
+FORMAT = "cnvkit-nf reference record 1"
+# The request fields whose options shape a reference: the regions, the coverage, the pooling.
+SHAPING = ("target_conf", "antitarget_conf", "coverage_conf", "reference_conf")
+# Applied to every sample's coverage, so a reused reference needs the very same ones; the
+# others are not applied when a reference is reused: left empty they mean "as recorded".
+APPLIED_AGAIN = ("coverage_conf",)
+
+
+def record_path(cnn: Path) -> Path:
+    """Where the record of a reference lies: `x.cnn` -> `x.json`."""
+    return cnn.with_suffix(".json")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fai_contigs(fai: Path) -> dict[str, int]:
+    """`{contig: length}` from a FASTA index."""
+    rows = (line.split("\t") for line in fai.read_text().splitlines() if line.strip())
+    return {row[0]: int(row[1]) for row in rows}
+
+
+def read(path: Path) -> dict | None:
+    """The record at `path`; None when there is none; ValueError when it is not one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"is not JSON ({err})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ValueError(f"is not a reference record (no \"format\": \"{FORMAT}\")")
+    return record
+
+
+def contradictions(record: dict, options: dict[str, str], fasta: Path,
+                   fasta_contigs: dict[str, int]) -> list[str]:
+    """Why a job with `options` and this FASTA may not reuse the recorded reference."""
+    found = []
+    built = record["fasta"]
+    if built["contigs"] != fasta_contigs:
+        found.append(f"it was built on another FASTA ({built['name']}, {len(built['contigs'])} "
+                     f"contigs), whose contigs or lengths differ from this one's")
+    elif built["sha256"] != sha256(fasta):
+        found.append(f"it was built on another FASTA ({built['name']}): same contigs, other "
+                     "content (SHA-256 differs)")
+    for field in SHAPING:
+        mine, theirs = options.get(field, ""), record["options"].get(field, "")
+        if shlex.split(mine) == shlex.split(theirs):
+            continue
+        if mine.strip() or field in APPLIED_AGAIN:
+            found.append(f"{field} '{mine}' contradicts the '{theirs}' it was built with; "
+                         f"give {field} '{theirs}'" + ("" if field in APPLIED_AGAIN else
+                                                       " or leave it empty"))
+    return found
+
+
+def build(args: argparse.Namespace) -> dict:
+    def described(path: str | None) -> dict | None:
+        return {"name": Path(path).name, "sha256": sha256(Path(path))} if path else None
+
+    return {
+        "format": FORMAT,
+        "cnvkit": importlib.metadata.version("cnvkit"),
+        "pipeline": args.pipeline,
+        "fasta": {"name": Path(args.fasta).name, "size": Path(args.fasta).stat().st_size,
+                  "sha256": sha256(Path(args.fasta)), "contigs": fai_contigs(Path(args.fai))},
+        "bed": described(args.bed),
+        "annotation": described(args.annotation),
+        "controls": sorted(args.control),
+        "options": {field: value for field, value in (pair.split("=", 1) for pair in args.option)
+                    if field in SHAPING},
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fasta", required=True)
+    parser.add_argument("--fai", required=True)
+    parser.add_argument("--bed", required=True)
+    parser.add_argument("--annotation")
+    parser.add_argument("--control", action="append", default=[], metavar="SAMPLE")
+    parser.add_argument("--option", action="append", default=[], metavar="FIELD=ARGS")
+    parser.add_argument("--pipeline", default="", help="the pipeline's version")
+    parser.add_argument("-o", "--output", required=True)
+    args = parser.parse_args(argv)
+    Path(args.output).write_text(json.dumps(build(args), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
