@@ -105,7 +105,7 @@ workflow {
     def samples = controls.collect { path -> [[id: sampleName(path), role: 'control'], path] } +
                   experimental.collect { path -> [[id: sampleName(path), role: 'experimental'], path] }
     def annotation = params.has_annotate ? file(params.annotation_file, checkIfExists: true) : []
-    // A reference built earlier, with its record (x.cnn -> x.json) when there is one.
+    // A reference built earlier, then its record (x.cnn -> x.json) when there is one.
     def reused = []
     if (params.reference_cnn) {
         def cnn = file(params.reference_cnn, checkIfExists: true)

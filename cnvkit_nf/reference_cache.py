@@ -123,8 +123,7 @@ class Lease:
     (exclusive lock) and `keep`s what it built. Released by `release`, or when the process
     ends."""
 
-    def __init__(self, cache: ReferenceCache, project: str, key: str, handle, entry):
-        self.cache, self.project, self.key = cache, project, key
+    def __init__(self, handle, entry: Entry | None):
         self._handle, self.entry = handle, entry
 
     def release(self) -> None:
@@ -173,9 +172,9 @@ class ReferenceCache:
                 if found is not None:
                     fcntl.flock(handle, fcntl.LOCK_SH)  # an exclusive hold becomes shared
                     os.utime(found.folder)  # last used: what a prune keeps longest
-                    return Lease(self, project, key, handle, found)
+                    return Lease(handle, found)
                 if mode == fcntl.LOCK_EX:
-                    return Lease(self, project, key, handle, None)
+                    return Lease(handle, None)
                 fcntl.flock(handle, fcntl.LOCK_UN)  # no entry: the exclusive hold builds it
             if cancelled():
                 handle.close()

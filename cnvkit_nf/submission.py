@@ -44,6 +44,7 @@ from cnvkit_nf.runner import JobRun, RunOptions
 Log = Callable[[str], None]
 REUSED = ("reference reused: built by an earlier job of this project from the same controls, "
           "FASTA, BED, annotation, CNVkit version and options")
+WAITING = "waiting for the reference another job of this project builds from the same inputs"
 Progress = Callable[[int, int], None]
 
 
@@ -179,16 +180,18 @@ class Execution:
         if earlier == {"key": key, "reused": False}:  # resumed: goes on building as it began
             params["job"]["reference"] = earlier
             return None
-        job_id = self.job.instance_id
-        lease = self.references.acquire(
-            self.job.project, key, cancelled=lambda: self._cancelled,
-            waiting=lambda: self.log(f"{job_id}: waiting for the reference that another job "
-                                     "builds from the same inputs"))
+
+        def waiting() -> None:
+            self.log(f"{self.job.instance_id}: {WAITING}")
+            self.store.update(self.job.instance_id, message=WAITING)
+
+        lease = self.references.acquire(self.job.project, key,
+                                        cancelled=lambda: self._cancelled, waiting=waiting)
         if lease is None:  # cancelled while waiting
             return None
         if lease.entry is not None:
             params.update(control_inputs=[], reference_cnn=str(lease.entry.reference))
-            self.log(f"{job_id}: {REUSED}")
+            self.log(f"{self.job.instance_id}: {REUSED}")
         params["job"]["reference"] = {"key": key, "reused": lease.entry is not None}
         return lease
 

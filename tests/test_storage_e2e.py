@@ -14,6 +14,8 @@ import pytest
 
 from cnvkit_nf import storage
 from cnvkit_nf.local_service import LocalService
+from cnvkit_nf.paths import parse_location
+from cnvkit_nf.reference_cache import identity
 from cnvkit_nf.request import input_locations
 from cnvkit_nf.seaweed import S3Server
 from cnvkit_nf.simulate import seed_like_cohort
@@ -82,6 +84,7 @@ def test_seed_request_runs_on_object_storage(bucket, tmp_path, monkeypatch):
                         .read())
     assert second["instance_id"] != body["instance_id"]
     assert "(0 objects downloaded, the rest from the cache)" in again.stderr
+    assert "reference reused" in again.stderr  # the same objects: bucket, key, ETag and size
 
     # A second job with the same controls and reference downloads nothing: the cache is hit.
     for key, value in server.env().items():
@@ -89,6 +92,28 @@ def test_seed_request_runs_on_object_storage(bucket, tmp_path, monkeypatch):
     _, fetched = storage.stage_in(storage.client(), input_locations(SEED),
                                   tmp_path / "state" / "cache", tmp_path / "again")
     assert fetched == 0
+
+
+def test_an_object_is_identified_by_its_etag_and_size(bucket, tmp_path, monkeypatch):
+    """What keys a kept reference: a rewritten object is another input, the same bytes
+    uploaded again the same one."""
+    server, cohort = bucket
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    s3, cache = storage.client(), tmp_path / "cache"
+    uri = "s3a://genes/identity/Father_S5_ALL.bam"
+    data = cohort.bams["Father_S5_ALL"].read_bytes()
+
+    def identity_of(content: bytes) -> list:
+        s3.put_object(Bucket="genes", Key="identity/Father_S5_ALL.bam", Body=content)
+        staged, _ = storage.stage_in(s3, [("control_inputs[0]", parse_location(uri))], cache,
+                                     tmp_path / "staged")
+        return identity(staged[uri], cache)
+
+    first = identity_of(data)
+    assert first[0] == "object"
+    assert identity_of(data[:-1] + b"\0") != first  # rewritten: another ETag
+    assert identity_of(data) == first  # the same bytes again: the same ETag and size
 
 
 def test_failed_preflight_writes_nothing(bucket, tmp_path):

@@ -80,10 +80,17 @@ workflow CNVKIT {
 
     // CNVkit's -p runs one process per 5,000 intervals of a BED (cnvlib/parallel.py,
     // to_chunks): a coverage task never asks for more CPUs than its BEDs can keep busy.
-    processes = targets.combine(antitargets)
-        .map { t, a -> Math.max(1, (Math.max(t.countLines(), a.countLines()) + 4999).intdiv(5000)) }
-        .first()
-    CNVKIT_COVERAGE(bams, targets, antitargets, processes)
+    // With a reference built earlier the tasks take its bins themselves (and are bounded by
+    // its line count): they start without waiting for CNVKIT_PREPARE.
+    def chunks = { lines -> Math.max(1, (lines + 4999).intdiv(5000)) }
+    if (reused) {
+        CNVKIT_COVERAGE(bams, [], [], reused[0], chunks(reused[0].countLines()))
+    } else {
+        processes = targets.combine(antitargets)
+            .map { t, a -> chunks(Math.max(t.countLines(), a.countLines())) }
+            .first()
+        CNVKIT_COVERAGE(bams, targets, antitargets, [], processes)
+    }
     coverage = CNVKIT_COVERAGE.out.cnn
 
     // Pooled reference from the controls, flat when there are none; or the one reused.

@@ -1,5 +1,7 @@
 // One sample's read depths in its target and antitarget bins, in one interpreter
-// (bin/cnvkit_stage.py): target, then antitarget, each across every CPU of the task.
+// (bin/cnvkit_stage.py): target, then antitarget, each across every CPU of the task. With a
+// reference built earlier the bins are its own, taken from it first as `batch -r` does (so
+// the task need not wait for CNVKIT_PREPARE, which publishes the same regions).
 // Options: task.ext.args -> both coverage lines (coverage_conf).
 process CNVKIT_COVERAGE {
     tag "${meta.id}"
@@ -11,8 +13,9 @@ process CNVKIT_COVERAGE {
 
     input:
     tuple val(meta), path(bam), path(bai)
-    path targets
-    path antitargets
+    path targets      // [] with a reference built earlier
+    path antitargets  // [] with a reference built earlier
+    path reused, stageAs: 'reused/*'  // reference.cnn built earlier, whose bins are used; or []
     val processes  // how many processes CNVkit's -p can use on these BEDs (caps the CPUs)
 
     output:
@@ -22,11 +25,15 @@ process CNVKIT_COVERAGE {
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def regions = reused ? "reference2targets.py ${reused} -o regions" : ''
+    def target_bed = reused ? 'regions.target.bed' : targets
+    def antitarget_bed = reused ? 'regions.antitarget.bed' : antitargets
     """
     mkdir -p coverage
     cnvkit_stage.py <<'CNVKIT'
-    cnvkit.py coverage ${bam} ${targets} ${args} -p ${task.cpus} -o coverage/${prefix}.targetcoverage.cnn
-    cnvkit.py coverage ${bam} ${antitargets} ${args} -p ${task.cpus} -o coverage/${prefix}.antitargetcoverage.cnn
+    ${regions}
+    cnvkit.py coverage ${bam} ${target_bed} ${args} -p ${task.cpus} -o coverage/${prefix}.targetcoverage.cnn
+    cnvkit.py coverage ${bam} ${antitarget_bed} ${args} -p ${task.cpus} -o coverage/${prefix}.antitargetcoverage.cnn
     CNVKIT
     """
 
