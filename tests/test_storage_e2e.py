@@ -86,6 +86,18 @@ def test_seed_request_runs_on_object_storage(bucket, tmp_path, monkeypatch):
     assert "(0 objects downloaded, the rest from the cache)" in again.stderr
     assert "reference reused" in again.stderr  # the same objects: bucket, key, ETag and size
 
+    # The reference named by its object URI (its record staged beside it): the same calls.
+    request = {**SEED, "control_inputs": [], "output_dir": "s3a://genes/cnvkit/reused/",
+               "reference_cnn": "s3a://genes/cnvkit/output/reference/reference.cnn"}
+    (tmp_path / "reused.json").write_text(json.dumps(request))
+    reused = subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), "--state-dir",
+                             str(tmp_path / "state"), "run", str(tmp_path / "reused.json")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert reused.returncode == 0, reused.stderr
+    for name in ("samples/Son_S2_ALL/Son_S2_ALL.call.cns", "reference/reference.json"):
+        assert s3.get_object(Bucket="genes", Key=f"cnvkit/reused/{name}")["Body"].read() == \
+            s3.get_object(Bucket="genes", Key=f"cnvkit/output/{name}")["Body"].read(), name
+
     # A second job with the same controls and reference downloads nothing: the cache is hit.
     for key, value in server.env().items():
         monkeypatch.setenv(key, value)
