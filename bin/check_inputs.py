@@ -574,6 +574,8 @@ def reference_ends(path: Path) -> dict[str, int]:
             if not 0 <= start < end:
                 raise ValueError(f"line {number} has start {start} and end {end}")
             ends[contig] = max(end, ends.get(contig, 0))
+            if len(ends) > MAX_CONTIGS:
+                raise ValueError(f"it has bins on more than {MAX_CONTIGS} contigs")
     if not ends:
         raise ValueError("it has no bins")
     return ends

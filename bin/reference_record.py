@@ -26,6 +26,7 @@ SHAPING = ("target_conf", "antitarget_conf", "coverage_conf", "reference_conf")
 # Applied to every sample's coverage, so a reused reference needs the very same ones; the
 # others are not applied when a reference is reused: left empty they mean "as recorded".
 APPLIED_AGAIN = ("coverage_conf",)
+MAX_BYTES = 16 << 20  # a record is a few KB; a larger file is refused unread
 
 
 def record_path(cnn: Path) -> Path:
@@ -50,15 +51,26 @@ def fai_contigs(fai: Path) -> dict[str, int]:
 def read(path: Path) -> dict | None:
     """The record at `path`; None when there is none; ValueError when it is not one."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         return None
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"is larger than {MAX_BYTES} bytes: not a reference record")
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
+        record = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ValueError(f"is not JSON ({err})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError(f"is not a reference record (no \"format\": \"{FORMAT}\")")
+    fasta, options = record.get("fasta"), record.get("options")
+    if not (isinstance(fasta, dict) and isinstance(fasta.get("name"), str)
+            and isinstance(fasta.get("sha256"), str) and isinstance(fasta.get("contigs"), dict)
+            and all(isinstance(n, int) for n in fasta["contigs"].values())
+            and isinstance(options, dict) and all(isinstance(v, str) for v in options.values())
+            and all(isinstance(c, str) for c in record.get("controls") or [])):
+        raise ValueError("is not a complete reference record (fasta: name, sha256, contigs; "
+                         "options; controls)")
     return record
 
 

@@ -209,7 +209,8 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
                           log=lambda message: click.echo(message, err=True),
                           references=ctx.references)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: execution.cancel())
+        # in a thread of its own: a second signal must not wait on the first one's locks
+        signal.signal(sig, lambda *_: threading.Thread(target=execution.cancel).start())
     with _display() as (staging, progress):
         final = execution.execute(progress, staging)
     _summarise(final, validation.request["output_dir"])

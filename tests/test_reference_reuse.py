@@ -238,11 +238,18 @@ def test_the_key_changes_with_each_input_that_shapes_a_reference(cohort, tmp_pat
     os.utime(control)  # a new mtime
     touched = _key(request)
     assert touched not in (first, rewritten)
+    size = control.stat().st_size
+    with open(control, "r+b") as handle:  # new content, same size
+        handle.seek(size // 2)
+        handle.write(b"\0")
+    assert control.stat().st_size == size
+    changed = _key(request)
+    assert changed not in (first, rewritten, touched)
 
     other = folder / "other.fa"  # another FASTA
     shutil.copy(request["ref"], other)
     shutil.copy(request["ref"] + ".fai", str(other) + ".fai")
-    assert _key({**request, "ref": str(other)}) != touched
+    assert _key({**request, "ref": str(other)}) != changed
 
 
 def test_two_jobs_share_one_build(tmp_path):
