@@ -36,12 +36,17 @@ BGZF_MAGIC = b"\x1f\x8b\x08\x04"
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 # Program names (from @PG ID, PN or the first two words of CL) of duplicate markers/removers.
 DEDUP_PROGRAM = re.compile(
-    r"markdup|rmdup|markduplicates(withmatecigar|spark)?|bammarkduplicates\d*|bamsormadup",
+    r"markdup|rmdup|markduplicates(withmatecigar|spark)?|bammarkduplicates\d*|bamsormadup"
+    r"|samblaster",
     re.IGNORECASE,
 )
+# DRAGEN marks duplicates inside its one program; only its command line says so.
+DRAGEN = re.compile(r"dragen", re.IGNORECASE)
+DRAGEN_DEDUP = re.compile(r"--enable-duplicate-marking(?:=|\s+)true\b", re.IGNORECASE)
 DEDUP_TOOLS = (
     "samtools markdup/rmdup, Picard or GATK MarkDuplicates (incl. MarkDuplicatesWithMateCigar, "
-    "MarkDuplicatesSpark), sambamba markdup, biobambam bammarkduplicates/bamsormadup"
+    "MarkDuplicatesSpark), sambamba markdup, SAMBLASTER, biobambam "
+    "bammarkduplicates/bamsormadup, DRAGEN with --enable-duplicate-marking true"
 )
 EXAMPLES = 3
 File = str | Path  # input files are reported exactly as they were given
@@ -207,7 +212,10 @@ def is_dedup_program(pg: dict[str, str]) -> bool:
     """True if a @PG record is a duplicate-marking or -removing step."""
     words = [pg.get("ID", ""), pg.get("PN", ""), *pg.get("CL", "").split()[:2]]
     parts = (p for w in words for p in re.split(r"[\s/.:]+", w))
-    return any(DEDUP_PROGRAM.fullmatch(p) for p in parts)
+    if any(DEDUP_PROGRAM.fullmatch(p) for p in parts):
+        return True
+    dragen = DRAGEN.search(f"{pg.get('ID', '')} {pg.get('PN', '')}")
+    return bool(dragen and DRAGEN_DEDUP.search(pg.get("CL", "")))
 
 
 def find_index(bam: Path) -> Path | None:

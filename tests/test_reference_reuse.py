@@ -328,10 +328,15 @@ def service_site(tmp_path_factory, cohort, nextflow_bin):
     assert service.stop() == 0
 
 
-def _submit(site: dict, project: str, name: str) -> str:
+def _request(site: dict, project: str, name: str) -> dict:
+    """The seed-shaped request on the shared cohort, into the project's own folder."""
     request = seed_request(site["cohort"], site["base"] / "out" / project / name)
-    request = json.loads(json.dumps(request).replace(str(site["cohort"].ref.parent),
-                                                     str(site["shared"])))
+    return json.loads(json.dumps(request).replace(str(site["cohort"].ref.parent),
+                                                  str(site["shared"])))
+
+
+def _submit(site: dict, project: str, name: str) -> str:
+    request = _request(site, project, name)
     status, body = site["service"].call("POST", JOBS.format(project), TOKENS[project], request)
     assert status == 201, body
     return body["instance_id"]
@@ -367,6 +372,13 @@ def test_the_service_reuses_within_a_project_only(service_site):
         "CNVKIT_PREPARE", "CNVKIT_COVERAGE", "CNVKIT_SAMPLE", "CNVKIT_COHORT"}  # per sample
     assert [tag for name, tag in processes(Path(reused["output_dir"]))
             if name == "CNVKIT_COVERAGE"] == [TUMOUR]
+
+    theirs = str(Path(first["output_dir"]) / "reference" / "reference.cnn")  # lab-a's result
+    status, answer = site["service"].call("POST", JOBS.format("lab-b"), TOKENS["lab-b"], {
+        **_request(site, "lab-b", "b0"),
+        "control_inputs": [], "reference_cnn": theirs})
+    assert status == 400 and "reference_cnn" in answer["error_msg"]
+    assert "data roots of project lab-b" in answer["error_msg"]
 
     other = _finished(site, "lab-b", _submit(site, "lab-b", "b1"))  # same files, lab-b
     assert _built(other) and other["message"] is None
