@@ -84,6 +84,14 @@ def main(ctx: click.Context, state_dir: Path, storage_config: str | None,
     ctx.obj = Context(state_dir, storage_config, cache_size)
 
 
+def _renamed(old: str, new: str, value):
+    """An option's old spelling: still works, with a note to use the new one."""
+    if value:
+        click.echo(f"warning: `{old}` is deprecated (its meaning differed between run and "
+                   f"serve); use {new}", err=True)
+    return value
+
+
 def _size(text: str) -> int:
     try:
         return parse_size(text)
@@ -172,17 +180,23 @@ def params(ctx: Context, request_file: str, output: str | None, storage_mode: st
               help="Nextflow work directory (default: in the job's run folder).")
 @click.option("--resume", is_flag=True,
               help="Continue the latest run of the same request, reusing its finished tasks.")
-@click.option("-c", "--config", "configs", multiple=True, type=click.Path(dir_okay=False,
-              exists=True, path_type=Path), help="Extra Nextflow config file (repeatable).")
+@click.option("-c", "--nextflow-config", "configs", multiple=True, type=click.Path(
+              dir_okay=False, exists=True, path_type=Path),
+              help="Extra Nextflow config file (repeatable).")
+@click.option("--config", "old_configs", multiple=True, hidden=True, type=click.Path(
+              dir_okay=False, exists=True, path_type=Path),
+              callback=lambda _c, _p, value: _renamed("run --config", "-c/--nextflow-config",
+                                                      value))
 @click.pass_obj
 def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, resume: bool,
-        configs: tuple[Path, ...]) -> None:
+        configs: tuple[Path, ...], old_configs: tuple[Path, ...]) -> None:
     """Validate a request, check its inputs, run the pipeline and wait for it.
 
     Prints the instance_id first, then progress (tasks done/total), then where the results are.
     Object-storage inputs are staged into a local cache first; an object-storage output_dir
     receives the results after the run, its manifest last.
     """
+    configs += old_configs
     validation = _load(request_file)
     _report(validation.problems, False, valid=True)
     job_plan, problems = plan(validation, ctx.storage_config, everywhere())
@@ -381,9 +395,13 @@ def list_jobs(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port to listen on (0: any free port, printed at start).")
-@click.option("--config", "service_config", type=click.Path(dir_okay=False, exists=True),
-              envvar="CNVKIT_NF_SERVICE_CONFIG",
+@click.option("--service-config", "service_config", type=click.Path(dir_okay=False,
+              exists=True), envvar="CNVKIT_NF_SERVICE_CONFIG",
               help="JSON settings: tokens, data_roots, limits (env CNVKIT_NF_SERVICE_CONFIG).")
+@click.option("--config", "old_service_config", hidden=True,
+              type=click.Path(dir_okay=False, exists=True),
+              callback=lambda _c, _p, value: _renamed("serve --config", "--service-config",
+                                                      value))
 @click.option("--data-root", "data_roots", multiple=True,
               type=click.Path(file_okay=False, exists=True, resolve_path=True),
               help="A folder whose files requests of every project may name by local path, "
@@ -398,14 +416,14 @@ def list_jobs(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
               help="Run every job with -stub-run: checks the wiring, computes nothing.")
 @click.pass_obj
 def serve(ctx: Context, host: str, port: int, service_config: str | None,
-          data_roots: tuple[str, ...], concurrency: int, profile: str,
-          configs: tuple[Path, ...], stub: bool) -> None:
+          old_service_config: str | None, data_roots: tuple[str, ...], concurrency: int,
+          profile: str, configs: tuple[Path, ...], stub: bool) -> None:
     """Run the job service: the seed's REST API over HTTP (see schema/openapi.json).
 
     Stop it with SIGTERM or Ctrl-C: running jobs go on, and are followed again at the next start.
     """
     try:
-        config = settings.load(service_config, data_roots)
+        config = settings.load(service_config or old_service_config, data_roots)
         nextflow.ensure(log=lambda m: click.echo(m, err=True))
     except settings.ConfigError as err:
         raise click.ClickException(str(err)) from None

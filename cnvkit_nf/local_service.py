@@ -28,7 +28,7 @@ class LocalService:
         log = open(self.state_dir.parent / f"{self.state_dir.name}.serve.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(ROOT / "bin" / "cnvkit-nf"), "--state-dir", str(self.state_dir), "serve",
-             "--port", "0", "--config", str(self.config), *self.args],
+             "--port", "0", "--service-config", str(self.config), *self.args],
             stdout=subprocess.PIPE, stderr=log, text=True, env=self.env,
         )
         log.close()

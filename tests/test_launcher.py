@@ -289,3 +289,24 @@ def test_cli_verify_names_a_malformed_manifest(tmp_path):
         assert result.returncode == 1, text
         assert f"{tmp_path / 'manifest.json'}: not a valid manifest" in result.stderr, text
         assert "Traceback" not in result.stderr
+
+
+def test_old_config_spellings_work_with_a_deprecation_message(tmp_path):
+    """`--config` meant a Nextflow config for `run` and the service's settings for `serve`:
+    now `-c/--nextflow-config` and `--service-config`; the old spelling still works."""
+    extra = tmp_path / "extra.config"
+    extra.write_text("")
+    bad = tmp_path / "request.json"
+    bad.write_text("{}")
+    result = cli("--state-dir", str(tmp_path / "state"), "run", str(bad), "--config", str(extra),
+                 cwd=tmp_path)
+    assert "`run --config` is deprecated" in result.stderr and "-c/--nextflow-config" in \
+        result.stderr
+    assert result.returncode == 1 and "missing required field" in result.stderr  # it went on
+    settings = tmp_path / "service.json"
+    settings.write_text("{}")
+    result = cli("--state-dir", str(tmp_path / "state"), "serve", "--config", str(settings),
+                 cwd=tmp_path, timeout=60)
+    assert "`serve --config` is deprecated" in result.stderr and "--service-config" in \
+        result.stderr
+    assert result.returncode == 1 and "no tokens are configured" in result.stderr
