@@ -1,19 +1,46 @@
 """Build `nextflow_schema.json`, the pipeline's params schema for Tower/Seqera launch forms.
 
-Titles and descriptions come from the request schema, so the two cannot drift apart; a test
-checks that the committed file is what `python -m cnvkit_nf.pipeline_schema` writes.
+Titles and descriptions come from the request schema, file-name patterns from the request's
+rules, so they cannot drift apart; a test checks that the committed file is what
+`python -m cnvkit_nf.pipeline_schema` writes, and that nf-core's schema linter passes it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 from cnvkit_nf.confs import MAX_PROCESSES, PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
-from cnvkit_nf.request import load_schema
+from cnvkit_nf.request import FILE_NAME_CHARS, SAMPLE_NAME_CHARS, load_schema
 
-TARGET = Path(__file__).resolve().parent.parent / "nextflow_schema.json"
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "nextflow_schema.json"
+DOCS = "https://cnvkit.readthedocs.io/en/stable/"
+# An example of each option string, and where CNVkit documents the substep.
+EXAMPLES = {
+    "target_conf": ("--split --avg-size 200", "pipeline.html#target"),
+    "antitarget_conf": ("-a 100000 -m 10000", "pipeline.html#antitarget"),
+    "coverage_conf": ("-q 10 -p 4", "pipeline.html#coverage"),
+    "sex_conf": ("-y", "reports.html#sex"),
+    "reference_conf": ("--no-rmask", "pipeline.html#reference"),
+    "fix_conf": ("--no-rmask", "pipeline.html#fix"),
+    "segment_conf": ("-m cbs --drop-low-coverage -t 0.001", "pipeline.html#segment"),
+    "genemetrics_conf": ("--drop-low-coverage -t 0.2 -m 5", "reports.html#genemetrics"),
+    "call_conf": ("--center median --drop-low-coverage", "pipeline.html#call"),
+}
+# A path's folders (without what Nextflow would expand), then a file name of safe characters.
+_FOLDERS = r"^(?:[^\x00\n\r$\{\}*?\[\]]*/)?"
+FILE_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+$"
+BAM_PATTERN = f"{_FOLDERS}[{SAMPLE_NAME_CHARS}]+(?:\\.[{FILE_NAME_CHARS}]*)?\\.bam$"
+CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+\\.cnn$"
+
+
+def pipeline_name() -> str:
+    """`manifest.name` of nextflow.config (owner/name)."""
+    found = re.search(r"^\s*name\s*=\s*'([^']+)'", (ROOT / "nextflow.config").read_text(), re.M)
+    return found.group(1)
 
 
 def _from_request(name: str, **extra) -> dict:
@@ -22,71 +49,90 @@ def _from_request(name: str, **extra) -> dict:
     return {"title": prop["title"], "description": prop["description"], **extra}
 
 
+def _file(pattern: str = FILE_PATTERN, **extra) -> dict:
+    return {"type": "string", "format": "file-path", "exists": True, "pattern": pattern, **extra}
+
+
+def _option(field: str) -> dict:
+    """A substep's option string: its pattern, and help with an example and CNVkit's docs."""
+    example, page = EXAMPLES[field]
+    substep = SUBSTEP_OF_FIELD[field]
+    return _from_request(
+        field, type="string", pattern=f"^{PIPELINE_CHAR_PATTERN}$", fa_icon="fas fa-terminal",
+        help_text=f"Options of `cnvkit.py {substep}`, as on its command line, for example "
+                  f"`{example}`. Inputs and outputs are the pipeline's own and are refused. "
+                  f"See {DOCS}{page}.")
+
+
 def build() -> dict:
     """The params schema (JSON Schema draft 2020-12 with nf-core style `$defs` groups)."""
-    file_path = {"type": "string", "format": "file-path", "exists": True}
     inputs = {
         "experimental_inputs": _from_request(  # none for reference_only (main.nf checks)
-            "experimental_inputs", type="array", items=file_path),
-        "control_inputs": _from_request("control_inputs", type="array", items=file_path),
-        "ref": _from_request("ref", **file_path),
-        "bed": _from_request("bed", **file_path),
-        "has_annotate": _from_request("has_annotate", type="boolean", default=False),
-        "annotation_file": _from_request("annotation_file", **{**file_path,
-                                                              "type": ["string", "null"]}),
-        "reference_cnn": _from_request("reference_cnn", **{**file_path, "pattern": r"\.cnn$",
-                                                          "type": ["string", "null"]}),
-        "reference_only": _from_request("reference_only", type="boolean", default=False),
+            "experimental_inputs", type="array", fa_icon="fas fa-vial",
+            items=_file(BAM_PATTERN)),
+        "control_inputs": _from_request("control_inputs", type="array", fa_icon="fas fa-vials",
+                                        items=_file(BAM_PATTERN)),
+        "ref": _from_request("ref", **_file(fa_icon="fas fa-dna", mimetype="text/x-fasta")),
+        "bed": _from_request("bed", **_file(fa_icon="fas fa-bullseye", mimetype="text/plain")),
+        "has_annotate": _from_request("has_annotate", type="boolean", fa_icon="fas fa-tags"),
+        "annotation_file": _from_request("annotation_file", **_file(fa_icon="fas fa-tags",
+                                                                    mimetype="text/plain")),
+        "reference_cnn": _from_request("reference_cnn", **_file(
+            CNN_PATTERN, fa_icon="fas fa-recycle", mimetype="text/tab-separated-values")),
+        "reference_only": _from_request("reference_only", type="boolean",
+                                        fa_icon="fas fa-hammer"),
     }
     output = {
-        "output_dir": _from_request("output_dir", type="string", format="directory-path"),
+        "output_dir": _from_request("output_dir", type="string", format="directory-path",
+                                    fa_icon="fas fa-folder-open"),
         "publish_dir_mode": {
-            "title": "Publish mode", "type": "string", "default": "copy",
-            "description": "How results are placed into output_dir.",
-            "enum": ["copy", "copyNoFollow", "link", "rellink", "symlink", "move"],
+            "title": "Publish mode", "type": "string", "default": "copy", "hidden": True,
+            "fa_icon": "fas fa-copy", "description": "How results are placed into output_dir.",
+            "enum": ["copy", "copyNoFollow", "link", "rellink", "symlink"],
         },
         "plots": {
             "title": "Plots and report", "type": "boolean", "default": True,
+            "fa_icon": "fas fa-chart-area",
             "description": "Per tumour a scatter plot (PNG) and a diagram (PDF), a heatmap of "
                            "two or more tumours, and report.html; false skips them.",
         },
     }
-    options = {
-        field: _from_request(field, type="string", default="",
-                             pattern=f"^{PIPELINE_CHAR_PATTERN}$")
-        for field in SUBSTEP_OF_FIELD
-    }
+    options = {field: _option(field) for field in SUBSTEP_OF_FIELD}
     resources = {
         "coverage_cpus": {"title": "coverage CPUs", "type": "integer", "minimum": 1,
-                          "maximum": MAX_PROCESSES, "default": 1,
+                          "maximum": MAX_PROCESSES, "default": 1, "fa_icon": "fas fa-microchip",
                           "description": "CPUs per `cnvkit.py coverage` task."},
         "segment_cpus": {"title": "segment CPUs", "type": "integer", "minimum": 1,
-                         "maximum": MAX_PROCESSES, "default": 1,
+                         "maximum": MAX_PROCESSES, "default": 1, "fa_icon": "fas fa-microchip",
                          "description": "CPUs per `cnvkit.py segment` task."},
-        "max_cpus": {"title": "Max CPUs", "type": "integer", "minimum": 1,
+        "max_cpus": {"title": "Max CPUs", "type": "integer", "minimum": 1, "default": 16,
+                     "hidden": True, "fa_icon": "fas fa-microchip",
                      "description": "Largest CPU request of one task; larger ones are capped "
-                                    "(default: the CPUs of the machine running Nextflow)."},
+                                    "(the local profile also caps it at the CPUs of the "
+                                    "machine running Nextflow)."},
         "max_memory": {"title": "Max memory", "type": "string", "default": "64.GB",
+                       "hidden": True, "fa_icon": "fas fa-memory",
                        "pattern": r"^\d+(\.\d+)?\.?\s*(K|M|G|T)?B$",
                        "description": "Largest memory request of one task."},
         "max_time": {"title": "Max time", "type": "string", "default": "48.h",
+                     "hidden": True, "fa_icon": "far fa-clock",
                      "pattern": r"^(\d+\.?\s*(s|m|h|d)\s*)+$",
                      "description": "Largest time request of one task."},
     }
     launcher = {
-        "inputs_checked": {"title": "Inputs checked", "type": "boolean", "default": False,
-                           "hidden": True,
+        "inputs_checked": {"title": "Inputs checked", "type": "boolean", "hidden": True,
+                           "fa_icon": "fas fa-check",
                            "description": "Set by cnvkit-nf when it has checked the inputs' "
                                           "content already: the pipeline's first task "
                                           "(CHECK_INPUTS) is then skipped."},
-        "job": {"title": "Job", "type": "object", "hidden": True,
+        "job": {"title": "Job", "type": "object", "hidden": True, "fa_icon": "fas fa-id-card",
                 "description": "Set by cnvkit-nf: the job's instance_id, submission time and "
                                "request as sent, shown by report.html (a direct run shows its "
                                "run name, start and params instead)."},
     }
     groups = {
-        "input_options": ("Inputs", inputs, ["experimental_inputs", "control_inputs", "ref",
-                                             "bed"]),
+        # control_inputs may be [] (a flat reference, or reference_cnn): not required here
+        "input_options": ("Inputs", inputs, ["experimental_inputs", "ref", "bed"]),
         "output_options": ("Output", output, ["output_dir"]),
         "substep_options": ("CNVkit substep options", options, []),
         "resource_options": ("Resources", resources, []),
@@ -99,7 +145,7 @@ def build() -> dict:
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://cnvkit-nf.example/nextflow_schema.json",
+        "$id": f"https://raw.githubusercontent.com/{pipeline_name()}/main/nextflow_schema.json",
         "title": "cnvkit-nf pipeline parameters",
         "description": load_schema()["description"],
         "type": "object",

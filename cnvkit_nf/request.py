@@ -23,10 +23,12 @@ INPUT_FIELDS = ("experimental_inputs", "control_inputs")
 PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn")
 MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
 MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+SAMPLE_NAME_CHARS = "A-Za-z0-9_-"  # a sample name: its BAM's file name up to the first '.'
+FILE_NAME_CHARS = "A-Za-z0-9_.+-"
+_SAFE_NAME = re.compile(f"[{SAMPLE_NAME_CHARS}]+")
 # File names reach the pipeline's task scripts (files are staged under their own name), so an
 # input's file name is limited to characters no shell treats specially.
-_SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+_SAFE_FILE_NAME = re.compile(f"[{FILE_NAME_CHARS}]+")
 _JSON_TYPES = {
     dict: "object",
     list: "array",
