@@ -1,6 +1,8 @@
 # Every target does its own set-up on a fresh Debian/Ubuntu machine.
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
+# nf-core's schema linter, in a venv of its own (its dependencies are not the product's)
+NFCORE  := tools/nf-core/venv/bin/nf-core
 
 .PHONY: install demo demo-s3 demo-service test test-fast bench bench-service clean
 
@@ -23,7 +25,12 @@ demo-s3: install
 demo-service: install
 	$(PY) -m cnvkit_nf.demo --service
 
-test: install
+$(NFCORE): tools/nf-core/requirements.txt
+	test -x tools/nf-core/venv/bin/python || python3 -m venv tools/nf-core/venv
+	tools/nf-core/venv/bin/pip install -q --disable-pip-version-check -r tools/nf-core/requirements.txt
+	touch $@
+
+test: install $(NFCORE)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -ra
 
@@ -37,4 +44,4 @@ bench-service: install
 	$(PY) benchmarks/bench_service.py
 
 clean:
-	rm -rf .venv tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed tools/nextflow/nextflow.jsa demo-output .nextflow* work
+	rm -rf .venv tools/nf-core/venv tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed tools/nextflow/nextflow.jsa demo-output .nextflow* work

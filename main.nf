@@ -4,19 +4,11 @@
  *
  * The launcher (bin/cnvkit-nf) validates a request and writes these params; the pipeline checks
  * them again here, so that a direct `nextflow run` or a Tower launch gets the same guarantees:
- * option strings limited to a conservative character set, required inputs present, sample names
- * unique, the reference extensions (reference_cnn, reference_only) used consistently. Nothing
- * runs when a check fails.
+ * every rule of nextflow_schema.json (generated from the request schema: types, patterns,
+ * limits, required fields), then the rules that span several params. Nothing runs when a check
+ * fails.
  */
 include { CNVKIT } from './workflows/cnvkit'
-
-// Must match PIPELINE_CHAR_PATTERN in cnvkit_nf/confs.py (a test compares them).
-def OPTION_PATTERN() { return /[ A-Za-z0-9_.,=:+\/%-]*/ }
-
-def CONF_PARAMS() {
-    return ['target_conf', 'antitarget_conf', 'coverage_conf', 'sex_conf', 'reference_conf',
-            'fix_conf', 'segment_conf', 'genemetrics_conf', 'call_conf']
-}
 
 // A list param given as a list (params file) or as a comma-separated string (command line).
 def asList(value) {
@@ -31,7 +23,77 @@ def sampleName(path) {
     return file(path.toString()).name.replaceFirst(/\.bam$/, '').tokenize('.')[0]
 }
 
-def paramProblems(experimental, controls) {
+// Whether a value is of a JSON-schema type.
+def hasType(value, type) {
+    switch (type) {
+        case 'string': return value instanceof CharSequence
+        case 'boolean': return value instanceof Boolean
+        case 'integer': return value instanceof Integer || value instanceof Long || value instanceof BigInteger
+        case 'number': return value instanceof Number
+        case 'array': return value instanceof List
+        case 'object': return value instanceof Map
+        default: return false
+    }
+}
+
+// What a value breaks of one rule of nextflow_schema.json (the keywords it uses: type, pattern,
+// enum, minimum, maximum, minItems, maxItems, items), as "name: reason" lines.
+def ruleProblems(name, value, rule) {
+    if (value == null) {
+        return []
+    }
+    if (rule.type == 'array' && value instanceof CharSequence) {  // a=1,b on the command line
+        value = asList(value)
+    }
+    def types = rule.type instanceof List ? rule.type : [rule.type]
+    if (!types.any { type -> hasType(value, type) }) {
+        def words = [string: 'a string', boolean: 'true or false', integer: 'an integer',
+                     number: 'a number', array: 'a list', object: 'an object']
+        return ["${name}: must be ${types.collect { type -> words[type] }.join(' or ')}, got '${value}'".toString()]
+    }
+    def problems = []
+    if (rule.pattern && !(value.toString() ==~ rule.pattern)) {  // the whole value (all are anchored)
+        problems << "${name}: ${rule.errorMessage ?: "must match ${rule.pattern}"}, got '${value}'".toString()
+    }
+    if (rule.enum && !(value in rule.enum)) {
+        problems << "${name}: must be one of ${rule.enum.join(', ')}, got '${value}'".toString()
+    }
+    if (rule.minimum != null && value instanceof Number && value < rule.minimum) {
+        problems << "${name}: must be at least ${rule.minimum}, got ${value}".toString()
+    }
+    if (rule.maximum != null && value instanceof Number && value > rule.maximum) {
+        problems << "${name}: must be at most ${rule.maximum}, got ${value}".toString()
+    }
+    if (rule.minItems != null && value instanceof List && value.size() < rule.minItems) {
+        problems << "${name}: must list at least ${rule.minItems} item(s)".toString()
+    }
+    if (rule.maxItems != null && value instanceof List && value.size() > rule.maxItems) {
+        problems << "${name}: must list at most ${rule.maxItems} item(s)".toString()
+    }
+    if (rule.items && value instanceof List) {
+        value.eachWithIndex { item, i -> problems += ruleProblems("${name}[${i}]", item, rule.items) }
+    }
+    return problems
+}
+
+// Every rule of nextflow_schema.json that the params break: its required params, then each
+// param's own rules.
+def schemaProblems() {
+    def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/nextflow_schema.json"))
+    def problems = []
+    schema['$defs'].each { _group, group ->
+        group.required.each { name ->
+            if (params[name] == null || params[name] == '') {
+                problems << "${name}: required".toString()
+            }
+        }
+        group.properties.each { name, rule -> problems += ruleProblems(name, params[name], rule) }
+    }
+    return problems
+}
+
+// The rules that span several params.
+def crossProblems(experimental, controls) {
     def problems = []
     if (params.reference_only) {
         if (experimental) {
@@ -46,47 +108,10 @@ def paramProblems(experimental, controls) {
     if (params.reference_cnn && controls) {
         problems << 'control_inputs: must be [] when reference_cnn is given: the reference takes the place of the controls'
     }
-    if (params.reference_cnn && !params.reference_cnn.toString().endsWith('.cnn')) {
-        problems << 'reference_cnn: must be a CNVkit reference ending in .cnn'
-    }
-    ['output_dir', 'ref', 'bed'].each { name ->
-        if (!params[name]) {
-            problems << "${name}: required".toString()
-        }
-    }
     if (params.has_annotate && !params.annotation_file) {
         problems << 'annotation_file: required when has_annotate is true'
     }
-    CONF_PARAMS().each { name ->
-        def value = params[name] ?: ''
-        if (!(value.toString() ==~ OPTION_PATTERN())) {
-            problems << "${name}: only letters, digits, spaces and _ . , = : + / % - are allowed".toString()
-        }
-    }
-    ['coverage_cpus', 'segment_cpus'].each { name ->
-        if (!(params[name].toString() ==~ /^[1-9][0-9]*$/)) {
-            problems << "${name}: must be a positive integer, got '${params[name]}'".toString()
-        }
-    }
-    ['plots', 'inputs_checked', 'reference_only'].each { name ->
-        if (!(params[name] instanceof Boolean)) {
-            problems << "${name}: must be true or false, got '${params[name]}'".toString()
-        }
-    }
-    def inputs = experimental + controls + [params.ref, params.bed, params.reference_cnn] +
-                 (params.has_annotate ? [params.annotation_file] : [])
-    inputs.findAll { path -> path }.each { path ->
-        // Files are staged into task scripts under their own name: keep names shell-inert.
-        if (!(file(path.toString()).name ==~ /[A-Za-z0-9_.+-]+/)) {
-            problems << "${path}: file name may only contain letters, digits and _ . + -".toString()
-        }
-    }
     def names = (experimental + controls).collect { path -> sampleName(path) }
-    names.each { name ->
-        if (!(name ==~ /^[A-Za-z0-9_-]+$/)) {
-            problems << "sample name '${name}' (from the BAM file name) may only contain letters, digits, _ and -".toString()
-        }
-    }
     names.countBy { name -> name }.findAll { _name, count -> count > 1 }.each { name, _count ->
         problems << "sample name '${name}' is derived from more than one BAM: rename the files".toString()
     }
@@ -96,7 +121,7 @@ def paramProblems(experimental, controls) {
 workflow {
     def experimental = asList(params.experimental_inputs)
     def controls = asList(params.control_inputs)
-    def problems = paramProblems(experimental, controls)
+    def problems = schemaProblems() + crossProblems(experimental, controls)
     if (problems) {
         error("Invalid parameters:\n  - " + problems.join('\n  - '))
     }

@@ -98,7 +98,7 @@ def check(request: dict, options: dict[str, CheckedOptions], roots: Roots) -> li
             viewed = {str(view) for view in views.values()}
             checked = {name: [p if p in viewed else None for p in params[name]]
                        for name in LIST_FIELDS}
-            checked |= {name: params[name] if params[name] in viewed else None
+            checked |= {name: params.get(name) if params.get(name) in viewed else None
                         for name in PATH_FIELDS}
             checked |= {name: params[name] for name in SUBSTEP_OF_FIELD}
             shown = {f"{view.parent}/": os.path.join(os.path.dirname(item_path), "")

@@ -53,9 +53,8 @@ def to_params(request: dict, options: dict[str, CheckedOptions], *,
     for field in PATH_FIELDS:
         if (field == "annotation_file" and not request.get("has_annotate")) or (
                 field == "reference_cnn" and "reference_cnn" not in request):
-            params[field] = None
-        else:
-            params[field] = local(field, request[field])
+            continue  # left out: the pipeline's default (null)
+        params[field] = local(field, request[field])
     if problems:
         raise ParamsError(problems)
     params["has_annotate"] = bool(request.get("has_annotate"))

@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from cnvkit_nf.confs import MAX_PROCESSES, PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
+from cnvkit_nf.confs import ALLOWED_CHARS, MAX_PROCESSES, PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
 from cnvkit_nf.request import FILE_NAME_CHARS, SAMPLE_NAME_CHARS, load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,10 +37,11 @@ BAM_PATTERN = f"{_FOLDERS}[{SAMPLE_NAME_CHARS}]+(?:\\.[{FILE_NAME_CHARS}]*)?\\.b
 CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+\\.cnn$"
 
 
-def pipeline_name() -> str:
-    """`manifest.name` of nextflow.config (owner/name)."""
-    found = re.search(r"^\s*name\s*=\s*'([^']+)'", (ROOT / "nextflow.config").read_text(), re.M)
-    return found.group(1)
+def manifest(key: str) -> str:
+    """A value of nextflow.config's manifest block: `name` (owner/name), `description`."""
+    block = re.search(r"^manifest \{(.*?)^\}", (ROOT / "nextflow.config").read_text(),
+                      re.M | re.S).group(1)
+    return re.search(rf"^\s*{key}\s*=\s*'([^']*)'", block, re.M).group(1)
 
 
 def _from_request(name: str, **extra) -> dict:
@@ -49,8 +50,16 @@ def _from_request(name: str, **extra) -> dict:
     return {"title": prop["title"], "description": prop["description"], **extra}
 
 
-def _file(pattern: str = FILE_PATTERN, **extra) -> dict:
-    return {"type": "string", "format": "file-path", "exists": True, "pattern": pattern, **extra}
+FILE_RULE = ("file name may only contain letters, digits and _ . + -, and the path none of "
+             "$ { } * ? [ ] (Nextflow would expand them)")
+BAM_RULE = ("must be a BAM file (.bam) whose name starts with its sample name of letters, "
+            "digits, _ and - (up to the first '.'), in a path without $ { } * ? [ ]")
+CNN_RULE = f"must be a CNVkit reference (.cnn); {FILE_RULE}"
+
+
+def _file(pattern: str = FILE_PATTERN, rule: str = FILE_RULE, **extra) -> dict:
+    return {"type": "string", "format": "file-path", "exists": True, "pattern": pattern,
+            "errorMessage": rule, **extra}
 
 
 def _option(field: str) -> dict:
@@ -59,6 +68,7 @@ def _option(field: str) -> dict:
     substep = SUBSTEP_OF_FIELD[field]
     return _from_request(
         field, type="string", pattern=f"^{PIPELINE_CHAR_PATTERN}$", fa_icon="fas fa-terminal",
+        errorMessage=f"only {ALLOWED_CHARS} and spaces are allowed",
         help_text=f"Options of `cnvkit.py {substep}`, as on its command line, for example "
                   f"`{example}`. Inputs and outputs are the pipeline's own and are refused. "
                   f"See {DOCS}{page}.")
@@ -69,16 +79,16 @@ def build() -> dict:
     inputs = {
         "experimental_inputs": _from_request(  # none for reference_only (main.nf checks)
             "experimental_inputs", type="array", fa_icon="fas fa-vial",
-            items=_file(BAM_PATTERN)),
+            items=_file(BAM_PATTERN, BAM_RULE)),
         "control_inputs": _from_request("control_inputs", type="array", fa_icon="fas fa-vials",
-                                        items=_file(BAM_PATTERN)),
+                                        items=_file(BAM_PATTERN, BAM_RULE)),
         "ref": _from_request("ref", **_file(fa_icon="fas fa-dna", mimetype="text/x-fasta")),
         "bed": _from_request("bed", **_file(fa_icon="fas fa-bullseye", mimetype="text/plain")),
         "has_annotate": _from_request("has_annotate", type="boolean", fa_icon="fas fa-tags"),
         "annotation_file": _from_request("annotation_file", **_file(fa_icon="fas fa-tags",
                                                                     mimetype="text/plain")),
         "reference_cnn": _from_request("reference_cnn", **_file(
-            CNN_PATTERN, fa_icon="fas fa-recycle", mimetype="text/tab-separated-values")),
+            CNN_PATTERN, CNN_RULE, fa_icon="fas fa-recycle", mimetype="text/tab-separated-values")),
         "reference_only": _from_request("reference_only", type="boolean",
                                         fa_icon="fas fa-hammer"),
     }
@@ -145,9 +155,9 @@ def build() -> dict:
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"https://raw.githubusercontent.com/{pipeline_name()}/main/nextflow_schema.json",
-        "title": "cnvkit-nf pipeline parameters",
-        "description": load_schema()["description"],
+        "$id": f"https://raw.githubusercontent.com/{manifest('name')}/main/nextflow_schema.json",
+        "title": f"{manifest('name')} pipeline parameters",
+        "description": manifest("description"),
         "type": "object",
         "$defs": defs,
         "allOf": [{"$ref": f"#/$defs/{key}"} for key in defs],

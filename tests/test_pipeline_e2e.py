@@ -310,10 +310,33 @@ def test_direct_nextflow_run_rejects_hostile_options(nextflow_bin, tmp_path):
         "--segment_conf", "-m cbs; touch pwned", "--output_dir", str(tmp_path / "out"),
         "--bed", str(tmp_path / "x$(touch pwned).bed"))
     assert result.returncode != 0
-    assert "segment_conf: only letters, digits" in result.stdout
-    assert "file name may only contain letters" in result.stdout
+    assert "segment_conf: only ASCII letters, digits" in result.stdout  # the schema's rules
+    assert "bed: file name may only contain letters" in result.stdout
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
     assert not (tmp_path / "pwned").exists()
+
+
+def test_direct_run_enforces_the_generated_schema(nextflow_bin, tmp_path):
+    """main.nf reads nextflow_schema.json itself: each param's type, pattern, enum and limits,
+    every problem at once, before any task."""
+    params = {"experimental_inputs": ["/data/Son S2.bam", "/data/ok.bam"],
+              "control_inputs": ["/data/N1.bam"],
+              "ref": "/data/ref.fa", "bed": "/data/t.bed", "output_dir": str(tmp_path / "out"),
+              "coverage_cpus": 0, "publish_dir_mode": "move", "segment_conf": "-m cbs\n-t 1",
+              "max_memory": "lots", "plots": "yes", "reference_cnn": "/data/ref.txt"}
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    result = nextflow_run(nextflow_bin, tmp_path, "-params-file", str(tmp_path / "params.json"))
+    assert result.returncode != 0
+    for said in ("experimental_inputs[0]: must be a BAM file (.bam) whose name starts with",
+                 "coverage_cpus: must be at least 1, got 0",
+                 "publish_dir_mode: must be one of copy, copyNoFollow, link, rellink, symlink",
+                 "segment_conf: only ASCII letters",  # a newline is no space
+                 "max_memory: must match", "plots: must be true or false, got 'yes'",
+                 "reference_cnn: must be a CNVkit reference (.cnn)",
+                 "control_inputs: must be [] when reference_cnn is given"):
+        assert said in result.stdout, said
+    assert "experimental_inputs[1]" not in result.stdout
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
 
 
 def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
