@@ -108,6 +108,9 @@ def crossProblems(experimental, controls) {
     if (params.reference_cnn && controls) {
         problems << 'control_inputs: must be [] when reference_cnn is given: the reference takes the place of the controls'
     }
+    if (params.inputs_checked && params.indexes == null) {
+        problems << 'indexes: required when inputs_checked is true (the launcher\'s index decisions)'
+    }
     if (params.has_annotate && !params.annotation_file) {
         problems << 'annotation_file: required when has_annotate is true'
     }

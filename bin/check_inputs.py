@@ -3,7 +3,13 @@
 
 Usage: check_inputs.py [--ref REF.fa] [--bed TARGETS.bed] [--annotation FILE]
                        [--bam NAME=PATH ...] [--reference-cnn REFERENCE.cnn
-                       [--option FIELD=ARGS ...]] [--json]
+                       [--option FIELD=ARGS ...]] [--json] [--indexes FILE [--indexes-only]]
+
+It also decides, once for every caller, which indexes are used as they are and which are
+built (`--indexes FILE`: `{"fai": true|false, "bai": {"NAME": ".bam.bai"|".bai"|null}}`):
+a `.fai` is used when it is not older than the FASTA and describes it, a BAM index when it is
+not older than the BAM (beside the path given, else beside the file a link points to).
+`--indexes-only` makes only these decisions (cheap: no BAM or FASTA is read whole).
 
 Exit status 0 if the inputs are usable (warnings allowed), 1 if any error was found. Problems
 are printed one per line (``error: FILE: reason``), or with ``--json`` as
@@ -74,6 +80,7 @@ class Report:
 
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    indexes: dict = field(default_factory=lambda: {"fai": False, "bai": {}})
 
     def error(self, file: str | Path, message: str) -> None:
         self.problems.append(Problem(str(file), message, "error"))
@@ -218,12 +225,19 @@ def is_dedup_program(pg: dict[str, str]) -> bool:
     return bool(dragen and DRAGEN_DEDUP.search(pg.get("CL", "")))
 
 
-def find_index(bam: Path) -> Path | None:
-    """The ``.bai`` next to the BAM (``X.bam.bai`` or ``X.bai``) not older than it, as the
-    pipeline looks for it (a ``.csi`` alone is not used: the pipeline builds a ``.bai``)."""
-    for index in (Path(f"{bam}.bai"), bam.with_suffix(".bai")):
-        if index.is_file() and index.stat().st_mtime >= bam.stat().st_mtime:
-            return index
+BAI_SUFFIXES = (".bam.bai", ".bai")  # X.bam.bai, X.bai: where an index is looked for
+
+
+def find_index(bam: Path) -> str | None:
+    """Which ``.bai`` beside the BAM (``X.bam.bai`` or ``X.bai``, as a suffix of its path
+    without ``.bam``) is not older than it: beside the path given, else beside the file a link
+    points to; None when the index must be built (a ``.csi`` alone is not used)."""
+    for place in dict.fromkeys([bam, bam.resolve()]):
+        stem = str(place).removesuffix(".bam")
+        for suffix in BAI_SUFFIXES:
+            index = Path(stem + suffix)
+            if index.is_file() and index.stat().st_mtime >= place.stat().st_mtime:
+                return suffix
     return None
 
 
@@ -249,8 +263,6 @@ def check_bam(file: File, report: Report) -> dict[str, int] | None:
         )
     if not contigs:
         report.error(file, "has no reference contigs (@SQ); is it aligned?")
-    if find_index(path) is None:
-        report.note(file, "no up-to-date index (.bai) next to it; the index will be built")
     return contigs
 
 
@@ -399,25 +411,46 @@ def check_reference(file: File, report: Report) -> dict[str, int] | None:
     return lengths
 
 
-def _indexed_contigs(file: File, path: Path, report: Report) -> tuple[dict | None, list[str]]:
-    """Contig lengths and repeated names from an up-to-date .fai that describes the FASTA;
-    (None, []) when the FASTA itself must be read."""
+def usable_fai(file: File, report: Report) -> list | None:
+    """The rows of the FASTA's .fai when it is used as it is: not older than the FASTA, valid,
+    describing it; None (and why, in the report) when the pipeline builds a new one."""
+    path = Path(file)
     fai = Path(f"{path}.fai")
     if not fai.is_file() or fai.stat().st_mtime < path.stat().st_mtime:
-        report.note(file, "no up-to-date .fai index; contig lengths read from the FASTA")
-        return None, []
+        report.note(file, "no up-to-date .fai index: it will be built")
+        return None
     try:
         rows = read_fai(fai)
     except (OSError, ValueError) as exc:
-        report.warning(fai, f"is not a valid FASTA index ({exc}); reading contigs from the "
-                       "FASTA")
-        return None, []
+        report.warning(fai, f"is not a valid FASTA index ({exc}); a new one will be built")
+        return None
     if not is_gzip(path) and not fai_describes(path, rows):
         report.warning(fai, "does not describe the FASTA (stale, or sequences were skipped "
-                       "when it was built); reading contigs from the FASTA")
+                       "when it was built); a new one will be built")
+        return None
+    return rows
+
+
+def _indexed_contigs(file: File, path: Path, report: Report) -> tuple[dict | None, list[str]]:
+    """Contig lengths and repeated names from the .fai when it is used; (None, []) when the
+    FASTA itself must be read."""
+    rows = usable_fai(file, report)
+    report.indexes["fai"] = rows is not None
+    if rows is None:
         return None, []
     names = Counter(row[0] for row in rows)
     return {row[0]: row[1] for row in rows}, [name for name, n in names.items() if n > 1]
+
+
+def decide_indexes(ref: File | None, bams: dict[str, File], report: Report) -> None:
+    """Which indexes are used as they are (the rest are built), into `report.indexes`."""
+    if ref is not None and Path(ref).is_file():
+        report.indexes["fai"] = usable_fai(ref, report) is not None
+    for name, bam in bams.items():
+        found = find_index(Path(bam)) if Path(bam).is_file() else None
+        report.indexes["bai"][name] = found
+        if found is None and Path(bam).is_file():
+            report.note(bam, "no up-to-date index (.bai) next to it; the index will be built")
 
 
 # --- target regions ----------------------------------------------------------------------------
@@ -652,6 +685,7 @@ def check_inputs(
     it out) and collect the results; `options` are the job's option strings by field."""
     report = Report()
     ref_contigs = check_reference(ref, report) if ref is not None else None
+    decide_indexes(None, bams, report)
     for bam in bams.values():
         contigs = check_bam(bam, report)
         if contigs and ref_contigs:
@@ -691,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the job's option string of a substep, e.g. coverage_conf=-q 20 "
                              "(compared with a reused reference's record)")
     parser.add_argument("--json", action="store_true", help="print a JSON report")
+    parser.add_argument("--indexes", metavar="FILE", help="write the index decisions here")
+    parser.add_argument("--indexes-only", action="store_true",
+                        help="only decide which indexes are used (with --indexes)")
     args = parser.parse_args(argv)
     bams: dict[str, str] = {}
     duplicated = []
@@ -699,12 +736,20 @@ def main(argv: list[str] | None = None) -> int:
             duplicated.append(name)
         bams[name] = path
     options = dict(pair.split("=", 1) for pair in args.option if "=" in pair)
-    report = check_inputs(args.ref, args.bed, bams, args.annotation, args.reference_cnn, options)
+    if args.indexes_only:
+        report = Report()
+        decide_indexes(args.ref, bams, report)
+    else:
+        report = check_inputs(args.ref, args.bed, bams, args.annotation, args.reference_cnn,
+                              options)
+    if args.indexes:
+        Path(args.indexes).write_text(json.dumps(report.indexes) + "\n")
     for name in duplicated:
         report.error(bams[name], f"sample name {name!r} is given more than once")
     if args.json:
         problems = [asdict(p) for p in report.problems]
-        print(json.dumps({"problems": problems, "notes": report.notes}, indent=2))
+        print(json.dumps({"problems": problems, "notes": report.notes,
+                          "indexes": report.indexes}, indent=2))
     else:
         for p in report.problems:
             print(f"{p.severity}: {p.file}: {p.message}")

@@ -153,6 +153,18 @@ def content_problems(params: dict, pass_fds: Sequence[int] = (),
             for item in report["problems"]]
 
 
+def index_decisions(params: dict) -> dict:
+    """Which indexes of a job's inputs, as its params name them, the pipeline uses as they are
+    and which it builds: the input check's decisions (`check_inputs.py --indexes-only`)."""
+    command = [sys.executable, str(CHECK_INPUTS), "--indexes-only", "--ref", params["ref"]]
+    for bam in params["experimental_inputs"] + params["control_inputs"]:
+        command += ["--bam", f"{sample_name(bam)}={bam}"]
+    with tempfile.TemporaryDirectory(prefix="cnvkit-nf-indexes-") as folder:
+        decided = Path(folder) / "indexes.json"
+        subprocess.run([*command, "--indexes", str(decided)], check=True, capture_output=True)
+        return json.loads(decided.read_text())
+
+
 def _field_of(path: str, params: dict) -> str:
     """The request field that named a file, for error messages."""
     for name in ("experimental_inputs", "control_inputs"):

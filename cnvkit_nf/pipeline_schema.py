@@ -135,6 +135,11 @@ def build() -> dict:
                            "description": "Set by cnvkit-nf when it has checked the inputs' "
                                           "content already: the pipeline's first task "
                                           "(CHECK_INPUTS) is then skipped."},
+        "indexes": {"title": "Index decisions", "type": "object", "hidden": True,
+                    "fa_icon": "fas fa-list-check",
+                    "description": "Set by cnvkit-nf with inputs_checked: which indexes its "
+                                   "input check found usable (the rest are built), as "
+                                   "CHECK_INPUTS decides them otherwise."},
         "job": {"title": "Job", "type": "object", "hidden": True, "fa_icon": "fas fa-id-card",
                 "description": "Set by cnvkit-nf: the job's instance_id, submission time and "
                                "request as sent, shown by report.html (a direct run shows its "

@@ -198,6 +198,28 @@ def test_missing_or_stale_index_is_a_note(check_inputs, small_cohort, bam, tmp_p
     assert note in run(check_inputs, small_cohort, bams={"S": copy}).notes
 
 
+def test_index_decisions(check_inputs, small_cohort, bam, tmp_path) -> None:
+    """Made once, here, for the launcher and the workflow: which index is used, which built."""
+    ref = Path(shutil.copy(small_cohort.ref, tmp_path / "ref.fa"))
+    fai = Path(shutil.copy(f"{small_cohort.ref}.fai", f"{ref}.fai"))
+    staged = tmp_path / "task"  # as Nextflow stages a BAM: a link without its index beside
+    staged.mkdir()
+    (staged / "S.bam").symlink_to(bam)
+    script = [sys.executable, str(SCRIPT), "--ref", str(ref), "--bam", f"S={staged / 'S.bam'}",
+              "--indexes", str(tmp_path / "indexes.json"), "--indexes-only"]
+    subprocess.run(script, check=True, capture_output=True)
+    assert json.loads((tmp_path / "indexes.json").read_text()) == {
+        "fai": True, "bai": {"S": ".bam.bai"}}  # beside the file the link points to
+    os.utime(fai, (ref.stat().st_mtime - 60,) * 2)  # older than the FASTA: stale
+    subprocess.run(script, check=True, capture_output=True)
+    assert json.loads((tmp_path / "indexes.json").read_text())["fai"] is False
+    os.utime(fai)  # new again, but of another FASTA: does not describe this one
+    ref.write_text(">chr1\nACGT\n")
+    os.utime(fai)
+    subprocess.run(script, check=True, capture_output=True)
+    assert json.loads((tmp_path / "indexes.json").read_text())["fai"] is False
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -241,7 +263,8 @@ def test_reference_without_fai(check_inputs, small_cohort, tmp_path) -> None:
     ref = Path(shutil.copy(small_cohort.ref, tmp_path / "ref.fa"))
     report = run(check_inputs, small_cohort, ref=ref)
     assert report.ok and report.problems == []
-    assert f"{ref}: no up-to-date .fai index; contig lengths read from the FASTA" in report.notes
+    assert f"{ref}: no up-to-date .fai index: it will be built" in report.notes
+    assert report.indexes["fai"] is False
     assert not Path(f"{ref}.fai").exists()
     indexed = check_inputs.read_fai(Path(f"{small_cohort.ref}.fai"))
     assert check_inputs.scan_fasta(ref) == ({row[0]: row[1] for row in indexed}, [])
@@ -293,7 +316,7 @@ def test_command_line(small_cohort, tmp_path) -> None:
     assert json.loads(good.stdout) == {"problems": [], "notes": [
         f"{small_cohort.bed}: BED with {len(small_cohort.bed.read_text().splitlines())} "
         "intervals on 6 contigs",
-    ]}  # fmt: skip
+    ], "indexes": {"fai": True, "bai": dict.fromkeys(small_cohort.bams, ".bam.bai")}}  # fmt: skip
 
     empty = write(tmp_path / "e.bed", "")
     args = ("--ref", small_cohort.ref, "--bed", empty, "--bam", tmp_path / "x.bam")
@@ -302,7 +325,7 @@ def test_command_line(small_cohort, tmp_path) -> None:
     assert json.loads(bad.stdout) == {"problems": [
         {"file": str(tmp_path / "x.bam"), "message": "does not exist", "severity": "error"},
         {"file": str(empty), "message": "BED has no intervals", "severity": "error"},
-    ], "notes": []}  # fmt: skip
+    ], "notes": [], "indexes": {"fai": True, "bai": {"x.bam": None}}}  # fmt: skip
     text = _cli(*args)
     assert text.returncode == 1
     assert text.stdout.splitlines() == [

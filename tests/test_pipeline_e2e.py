@@ -200,9 +200,13 @@ def test_resume_reuses_every_task(seed_run):
 
 def test_flat_reference_and_gene_symbols(cohort, nextflow_bin, tmp_path):
     """No controls: a flat reference; GENCODE GFF3 annotation: targets named by gene symbol.
-    The folder held an earlier result: its manifest is replaced, its leftovers not vouched for."""
+    The folder held an earlier result: its manifest is replaced, its leftovers not vouched for.
+    The FASTA's .fai is stale: the launcher's check decides, and the run builds, a new one."""
+    fasta = Path(shutil.copy(cohort.ref, tmp_path / "genome.fa"))
+    fai = Path(shutil.copy(f"{cohort.ref}.fai", f"{fasta}.fai"))
+    os.utime(fai, (0, 0))
     request = seed_request(cohort, tmp_path / "out", control_inputs=[], has_annotate=True,
-                           sex_conf="", target_conf="")
+                           sex_conf="", target_conf="", ref=str(fasta))
     (tmp_path / "request.json").write_text(json.dumps(request))
     stale = tmp_path / "out" / "samples" / "Old_S8" / "Old_S8.call.cns"
     stale.parent.mkdir(parents=True)
@@ -216,6 +220,9 @@ def test_flat_reference_and_gene_symbols(cohort, nextflow_bin, tmp_path):
         read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv"))  # --work-dir was used
     assert manifest.verify(tmp_path / "out") == [f"{stale.relative_to(tmp_path / 'out')}: "
                                                  "not in the manifest"]
+    ran = [row["process"].split(":")[-1]
+           for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")]
+    assert "SAMTOOLS_FAIDX" in ran and "CHECK_INPUTS" not in ran and fai.stat().st_mtime == 0
     reference = read_table(tmp_path / "out" / "reference" / "reference.cnn")
     autosomal = {float(row["log2"]) for row in reference if row["chromosome"] in ("chr1", "chr2")}
     assert autosomal == {0.0}
@@ -430,22 +437,29 @@ def test_only_resource_kills_are_retried(nextflow_bin, tmp_path, exit_code, retr
 
 
 def test_stale_index_is_rebuilt_not_overwritten(nextflow_bin, tmp_path):
-    """An index older than its BAM is rebuilt in the work dir; the user's file stays as it was."""
+    """An index older than its BAM or FASTA is rebuilt in the work dir, as the input check
+    decided; the user's file stays as it was."""
     for path in (ROOT / "tests" / "data" / "stub").iterdir():
         shutil.copy(path, tmp_path / path.name)
     fresh, stale = tmp_path / "tumour_A.sort.mkdup.bam", tmp_path / "normal_B.sort.mkdup.bam"
     (tmp_path / f"{fresh.name}.bai").touch()
     (tmp_path / f"{stale.name}.bai").write_text("old index")
     os.utime(tmp_path / f"{stale.name}.bai", (0, 0))
+    fai = tmp_path / "genome.fa.fai"  # older than the FASTA: stale
+    fai.write_text("chr1\t4\t6\t4\t5\n")
+    os.utime(fai, (0, 0))
     result = nextflow_run(
         nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
         "--output_dir", str(tmp_path / "out"), "--experimental_inputs", str(fresh),
-        "--control_inputs", str(stale))
+        "--control_inputs", str(stale), "--ref", str(tmp_path / "genome.fa"))
     assert result.returncode == 0, result.stdout
-    indexed = {row["tag"] for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")
-               if row["process"].endswith("SAMTOOLS_INDEX")}
+    ran = read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")
+    indexed = {row["tag"] for row in ran if row["process"].endswith("SAMTOOLS_INDEX")}
     assert indexed == {"normal_B"}
+    assert [row["tag"] for row in ran if row["process"].endswith("SAMTOOLS_FAIDX")] == \
+        ["genome.fa"]
     assert (tmp_path / f"{stale.name}.bai").read_text() == "old index"
+    assert fai.read_text() == "chr1\t4\t6\t4\t5\n" and fai.stat().st_mtime == 0
     trace = read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")  # the workflow's count
     assert int((tmp_path / "out" / "pipeline_info" / "tasks.txt").read_text()) == len(trace)
 

@@ -14,13 +14,10 @@ include { CNVKIT_REFERENCE } from '../modules/cnvkit/reference'
 include { CNVKIT_SAMPLE    } from '../modules/cnvkit/sample'
 include { CNVKIT_COHORT    } from '../modules/cnvkit/cohort'
 
-// The BAM index beside a BAM (`x.bam.bai` or `x.bai`, not older than the BAM), or null when
-// it must be built (CNVkit would otherwise rebuild a stale one through its staged link).
-def bamIndex(bam) {
-    def candidates = [file("${bam}.bai"), file(bam.toString().replaceFirst(/\.bam$/, '.bai'))]
-    return candidates.find { candidate ->
-        candidate.exists() && candidate.lastModified() >= bam.lastModified()
-    }
+// The index the input check chose for a BAM (suffix `.bam.bai` or `.bai`, beside it), or null
+// when it must be built (CNVkit would otherwise rebuild a stale one through its staged link).
+def bamIndex(bam, suffix) {
+    return suffix ? file(bam.toString().replaceFirst(/\.bam$/, '') + suffix) : null
 }
 
 // Where a task's output is published: its path below the task's folder (<workDir>/ab/cdef...),
@@ -40,37 +37,40 @@ workflow CNVKIT {
     outdir      // string: where pipeline_info/versions.yml goes
 
     main:
-    // Nothing else starts before every input passed its checks (the FASTA's index is used when
-    // there is an up-to-date one; without it the check reads the contigs from the FASTA).
+    // Nothing else starts before every input passed its checks. The check also decides which
+    // indexes are used as they are and which are built (bin/check_inputs.py); when the
+    // launcher checked, it passes its check's decisions (params.indexes).
     names_bams = samples
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { rows -> [rows.collect { row -> row[0].id }, rows.collect { row -> row[1] }] }
     fai = file("${fasta}.fai")
     if (params.inputs_checked) {  // the launcher checked them: not again
         checked = channel.value('checked by the launcher')
+        indexes = channel.value(params.indexes)
     } else {
         CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams, reused)
         checked = CHECK_INPUTS.out.report
+        indexes = CHECK_INPUTS.out.indexes.map { f -> new groovy.json.JsonSlurper().parse(f) }.first()
     }
 
-    // Reference and BAM indexes: used when present, built when missing.
-    fasta_in = channel.of(fasta).combine(checked).map { f, _ok -> f }.branch { f ->
-        indexed: file("${f}.fai").exists()
+    // Reference and BAM indexes: used or built, as the check decided.
+    fasta_in = channel.of(fasta).combine(indexes).branch { _f, decided ->
+        indexed: decided.fai
         missing: true
     }
-    SAMTOOLS_FAIDX(fasta_in.missing)
+    SAMTOOLS_FAIDX(fasta_in.missing.map { f, _decided -> f })
     reference_fasta = fasta_in.indexed
-        .map { f -> [f, file("${f}.fai")] }
+        .map { f, _decided -> [f, file("${f}.fai")] }
         .mix(SAMTOOLS_FAIDX.out.fasta_fai)
         .first()
 
-    bams_in = samples.combine(checked).map { meta, bam, _ok -> [meta, bam] }.branch { _meta, bam ->
-        indexed: bamIndex(bam) != null
+    bams_in = samples.combine(indexes).branch { meta, _bam, decided ->
+        indexed: decided.bai[meta.id] != null
         missing: true
     }
-    SAMTOOLS_INDEX(bams_in.missing)
+    SAMTOOLS_INDEX(bams_in.missing.map { meta, bam, _decided -> [meta, bam] })
     bams = bams_in.indexed
-        .map { meta, bam -> [meta, bam, bamIndex(bam)] }
+        .map { meta, bam, decided -> [meta, bam, bamIndex(bam, decided.bai[meta.id])] }
         .mix(SAMTOOLS_INDEX.out.bam_bai)
     targets_bed = channel.value(bed).combine(checked).map { b, _ok -> b }
 
@@ -154,11 +154,13 @@ workflow CNVKIT {
     // How many tasks this run has, for progress reports (`k/n`): every process above, once per
     // item of what it runs on.
     samples.toList()
-        .map { rows ->
+        .map { rows -> [rows] }
+        .combine(indexes)
+        .map { rows, decided ->
             def bams = rows.size()
             def experimental = rows.count { row -> row[0].role == 'experimental' }
-            def unindexed = rows.count { row -> bamIndex(row[1]) == null }
-            def faidx = file("${fasta}.fai").exists() ? 0 : 1
+            def unindexed = rows.count { row -> decided.bai[row[0].id] == null }
+            def faidx = decided.fai ? 0 : 1
             def check = params.inputs_checked ? 0 : 1
             def pooling = reused ? 0 : 1
             def cohort = experimental ? 1 : 0

@@ -17,6 +17,7 @@ process CHECK_INPUTS {
 
     output:
     path "input_check.txt", emit: report
+    path "indexes.json", emit: indexes  // which indexes are used as they are, which are built
     tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
@@ -26,14 +27,17 @@ process CHECK_INPUTS {
     def options = (task.ext.options ?: [:]).collect { field, value -> "--option=${field}='${value ?: ''}'" }.join(' ')
     def reference = cnn ? "--reference-cnn ${cnn} ${options}" : ''
     """
-    check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} ${reference} > input_check.txt || {
+    check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} ${reference} \\
+        --indexes indexes.json > input_check.txt || {
         cat input_check.txt >&2
         exit 1
     }
     """
 
-    stub:
+    stub:  // the index decisions only: what the wiring depends on
+    def pairs = [names, bams].transpose().collect { pair -> "--bam ${pair[0]}=${pair[1]}" }.join(' ')
     """
     touch input_check.txt
+    check_inputs.py --ref ${fasta} ${pairs} --indexes indexes.json --indexes-only
     """
 }
