@@ -31,8 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnvkit_nf.confs import CheckedOptions
-
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ("reference.cnn", "reference.json", "targets.bed", "antitargets.bed")
 # The pipeline's code that builds a reference: a change to it is a new key.
@@ -75,8 +73,7 @@ def identity(path: str | Path, staging_cache: Path | None = None) -> list:
     return ["file", info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
-def key_of(params: dict, options: dict[str, CheckedOptions],
-           staging_cache: Path | None = None) -> str | None:
+def key_of(params: dict, staging_cache: Path | None = None) -> str | None:
     """The cache key of the reference a job's params would build; None when they build none
     (a reused reference) or name an input that is not there."""
     if params.get("reference_cnn"):
@@ -94,7 +91,7 @@ def key_of(params: dict, options: dict[str, CheckedOptions],
     described = {
         "pipeline": [hashlib.sha256((ROOT / name).read_bytes()).hexdigest() for name in BUILDERS],
         "cnvkit": importlib.metadata.version("cnvkit"),
-        "options": {field: options[field].args if field in options else "" for field in SHAPING},
+        "options": {field: params.get(field) or "" for field in SHAPING},  # re-quoted, no -p
         "inputs": identities,
         "control_names": [Path(bam).name for bam in inputs["controls"]],
     }

@@ -172,7 +172,7 @@ class Execution:
         """Hold the project's cache entry of the reference these params would build: when it is
         there, the params are changed to reuse it; else this job builds it (and others of the
         project wait for it). None without a cache, or when the params build no reference."""
-        key = key_of(params, self.plan.validation.options, self.state_dir / "cache") \
+        key = key_of(params, self.state_dir / "cache") \
             if self.references is not None else None
         if key is None:
             return None
@@ -201,7 +201,7 @@ class Execution:
         built = (params.get("job") or {}).get("reference") or {}
         if self.references is None or final.status != FINISHED or built.get("reused", True):
             return final
-        if key_of(params, self.plan.validation.options, self.state_dir / "cache") != built["key"]:
+        if key_of(params, self.state_dir / "cache") != built["key"]:
             self.log(f"{final.instance_id}: an input changed during the run: its reference is "
                      "not kept for reuse")
             return final

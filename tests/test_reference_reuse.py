@@ -214,7 +214,7 @@ def test_a_reference_only_job_publishes_the_reference(seed_run, built, tmp_path)
 
 def _key(request: dict) -> str:
     validation = validate_request(request)
-    return key_of(to_params(request, validation.options), validation.options)
+    return key_of(to_params(request, validation.options))
 
 
 def test_the_key_changes_with_each_input_that_shapes_a_reference(cohort, tmp_path):
