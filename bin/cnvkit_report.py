@@ -108,6 +108,19 @@ pre { background: #f7f7f7; padding: 1em; overflow-x: auto; }
 """
 
 
+def reference_origin(about: dict) -> str:
+    """Where the job's reference came from: reused from the project's kept references (the
+    launcher says so in the job), given as reference_cnn, or built by the job itself."""
+    if (about.get("reference") or {}).get("reused"):
+        return ("The reference was <b>reused</b>: built by an earlier job of this project from "
+                "the same controls, FASTA, BED, annotation, CNVkit version and options.")
+    given = (about.get("request") or {}).get("reference_cnn")
+    if given:
+        return (f"The reference was <b>given</b> (reference_cnn {html.escape(str(given))}); no "
+                "control was processed.")
+    return "The reference was built by this job from its controls (flat without any)."
+
+
 def render(job: dict, results: list[str], sex: dict[str, str], reference_sex: str,
            metrics: dict[str, dict[str, float]], calls: dict[str, list[dict[str, str]]],
            scatters: dict[str, Path]) -> str:
@@ -139,10 +152,10 @@ def render(job: dict, results: list[str], sex: dict[str, str], reference_sex: st
         f"report written {int(elapsed.total_seconds())} s later. "
         + ", ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in versions.items()) + ".</p>",
         "<h2>Samples</h2>",
-        (f"<p>The reference assumes a <b>{html.escape(reference_sex.lower())}</b> sample "
-         "(the sex CNVkit infers from reference.cnn). " if reference_sex in KNOWN_SEXES else
-         "<p>CNVkit cannot tell which sex the reference assumes (no usable chrX in "
-         "reference.cnn). ")
+        f"<p>{reference_origin(about)} "
+        + (f"It assumes a <b>{html.escape(reference_sex.lower())}</b> sample "
+           "(the sex CNVkit infers from reference.cnn). " if reference_sex in KNOWN_SEXES else
+           "CNVkit cannot tell which sex it assumes (no usable chrX in reference.cnn). ")
         + "Sex of each tumour is inferred from its target coverage. QC thresholds: "
         + ", ".join(f"{k} &gt; {v:g}" for k, v in THRESHOLDS.items()) + ".</p>",
         table(["sample", "sex", "matches reference", *THRESHOLDS, "calls", "QC flags"],

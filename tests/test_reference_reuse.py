@@ -158,6 +158,7 @@ def test_a_second_job_reuses_the_kept_reference(seed_run, cohort, tmp_path):
     assert [task for task in ran if task[0] in ("CNVKIT_REFERENCE", "CHECK_INPUTS")] == []
     assert [tag for name, tag in ran if name == "CNVKIT_COVERAGE"] == [TUMOUR]
     same_calls(tmp_path / "out", seed_run["out"])
+    assert "The reference was <b>reused</b>" in (tmp_path / "out" / "report.html").read_text()
     job_id = result.stdout.split()[1]
     status = json.loads(launch(["status", job_id, "--json"], seed_run["state"]).stdout)
     assert status["status"] == "FINISHED" and status["message"].startswith(REUSED)

@@ -47,7 +47,8 @@ def test_report_of_edge_cases(tmp_path):
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "report.html").read_text()
     assert "No calls: every segment has copy number 2." in page  # Quiet
-    assert "CNVkit cannot tell which sex the reference assumes" in page
+    assert "CNVkit cannot tell which sex it assumes" in page
+    assert "The reference was built by this job from its controls" in page
     assert page.count("No scatter plot: CNVkit could not draw it") == 2
     assert ">unknown</span>" in page  # sex match cannot be decided
     assert "stdev 0.5 &gt; 0.35" in page and "Quiet" in page
@@ -59,6 +60,20 @@ def test_report_of_edge_cases(tmp_path):
         assert f'<a href="{path}">' in page, path
     table = (tmp_path / "cohort" / "cnvkit_mqc.tsv").read_text().splitlines()
     assert table[-2:] == ["Loud\tUnknown\t0.2000\t1", "Quiet\tUnknown\t0.0800\t0"]
+
+
+def test_the_report_says_where_the_reference_came_from(tmp_path):
+    args = write_inputs(tmp_path)
+    job = json.loads((tmp_path / "job.json").read_text())
+    for about, said in (
+            ({"reference": {"key": "k", "reused": True}}, "The reference was <b>reused</b>"),
+            ({"request": {"reference_cnn": "/pon/<x>.cnn"}},
+             "The reference was <b>given</b> (reference_cnn /pon/&lt;x&gt;.cnn)")):
+        (tmp_path / "job.json").write_text(json.dumps({**job, "job": {**job["job"], **about}}))
+        done = subprocess.run([sys.executable, str(REPORT), *args, "--scatters", "--html",
+                               "report.html"], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert said in (tmp_path / "report.html").read_text()
 
 
 def test_without_html_only_the_multiqc_table_is_written(tmp_path):
