@@ -35,7 +35,7 @@ from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotation_to_bed import FORMATS, is_gzip, open_text, sniff_format  # noqa: E402
-from reference_record import contradictions, record_path  # noqa: E402
+from reference_record import cnvkit_version, contradictions, record_path  # noqa: E402
 from reference_record import read as read_record  # noqa: E402
 
 BGZF_MAGIC = b"\x1f\x8b\x08\x04"
@@ -443,14 +443,18 @@ def _indexed_contigs(file: File, path: Path, report: Report) -> tuple[dict | Non
 
 
 def decide_indexes(ref: File | None, bams: dict[str, File], report: Report) -> None:
-    """Which indexes are used as they are (the rest are built), into `report.indexes`."""
+    """Which indexes are used as they are (the rest are built), into `report.indexes`: the
+    FASTA's (unless `ref` is None: `check_reference` decides it as it reads the contigs) and
+    each BAM's."""
     if ref is not None and Path(ref).is_file():
         report.indexes["fai"] = usable_fai(ref, report) is not None
     for name, bam in bams.items():
-        found = find_index(Path(bam)) if Path(bam).is_file() else None
-        report.indexes["bai"][name] = found
-        if found is None and Path(bam).is_file():
-            report.note(bam, "no up-to-date index (.bai) next to it; the index will be built")
+        report.indexes["bai"][name] = None
+        if Path(bam).is_file():
+            report.indexes["bai"][name] = find_index(Path(bam))
+            if report.indexes["bai"][name] is None:
+                report.note(bam, "no up-to-date index (.bai) next to it; the index will be "
+                            "built")
 
 
 # --- target regions ----------------------------------------------------------------------------
@@ -656,22 +660,13 @@ def check_reference_cnn(file: File, ref: File | None, ref_contigs: dict[str, int
     if ref_contigs is not None:
         for reason in contradictions(record, options, Path(ref), ref_contigs):
             report.error(file, f"cannot be reused: {reason}")
-    installed = _cnvkit_version()
+    installed = cnvkit_version()
     if installed and record.get("cnvkit") != installed:
         report.warning(file, f"was built with CNVkit {record.get('cnvkit')}; this is CNVkit "
                        f"{installed}")
     controls = record.get("controls") or []
     report.note(file, f"reference built from {len(controls)} control(s): "
                 f"{', '.join(map(str, controls)) or 'none (flat)'}")
-
-
-def _cnvkit_version() -> str | None:
-    import importlib.metadata  # noqa: PLC0415 - only when a reference is reused
-
-    try:
-        return importlib.metadata.version("cnvkit")
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -48,6 +48,14 @@ def fai_contigs(fai: Path) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
+def cnvkit_version() -> str | None:
+    """The installed CNVkit's version; None where it is not installed."""
+    try:
+        return importlib.metadata.version("cnvkit")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def read(path: Path) -> dict | None:
     """The record at `path`; None when there is none; ValueError when it is not one."""
     try:
@@ -102,7 +110,7 @@ def build(args: argparse.Namespace) -> dict:
 
     return {
         "format": FORMAT,
-        "cnvkit": importlib.metadata.version("cnvkit"),
+        "cnvkit": cnvkit_version(),
         "pipeline": args.pipeline,
         "fasta": {"name": Path(args.fasta).name, "size": Path(args.fasta).stat().st_size,
                   "sha256": sha256(Path(args.fasta)), "contigs": fai_contigs(Path(args.fai))},

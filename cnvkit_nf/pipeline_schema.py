@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from cnvkit_nf.confs import ALLOWED_CHARS, MAX_PROCESSES, PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
+from cnvkit_nf.paths import NEXTFLOW_SPECIAL
 from cnvkit_nf.request import FILE_NAME_CHARS, SAMPLE_NAME_CHARS, load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ EXAMPLES = {
     "call_conf": ("--center median --drop-low-coverage", "pipeline.html#call"),
 }
 # A path's folders (without what Nextflow would expand), then a file name of safe characters.
-_FOLDERS = r"^(?:[^\x00\n\r$\{\}*?\[\]]*/)?"
+_FOLDERS = f"^(?:[^\\x00\\n\\r{re.escape(NEXTFLOW_SPECIAL)}]*/)?"
 FILE_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+$"
 BAM_PATTERN = f"{_FOLDERS}[{SAMPLE_NAME_CHARS}]+(?:\\.[{FILE_NAME_CHARS}]*)?\\.bam$"
 CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+\\.cnn$"
@@ -50,10 +51,11 @@ def _from_request(name: str, **extra) -> dict:
     return {"title": prop["title"], "description": prop["description"], **extra}
 
 
+_SPECIAL = " ".join(NEXTFLOW_SPECIAL)
 FILE_RULE = ("file name may only contain letters, digits and _ . + -, and the path none of "
-             "$ { } * ? [ ] (Nextflow would expand them)")
+             f"{_SPECIAL} (Nextflow would expand them)")
 BAM_RULE = ("must be a BAM file (.bam) whose name starts with its sample name of letters, "
-            "digits, _ and - (up to the first '.'), in a path without $ { } * ? [ ]")
+            f"digits, _ and - (up to the first '.'), in a path without {_SPECIAL}")
 CNN_RULE = f"must be a CNVkit reference (.cnn); {FILE_RULE}"
 
 

@@ -7,13 +7,12 @@ inputs as an earlier job's reuses that one instead (README, "Reference reuse").
                                      removes it), shared while a job uses it
 
 The key digests what shapes a reference: the code of the stages that build it, the CNVkit
-version, the option strings
-of the shaping substeps, and the identity of every control BAM, the FASTA, the BED and the
-annotation as Nextflow reads them. A local file's identity is its device, inode, size, mtime
-and ctime (a rewrite changes the ctime, which no `touch -r` restores); a staged object's is its
-bucket, key, ETag and size (its folder in the staging cache). A job whose inputs changed while
-it built a reference does not keep it. Entries are made under a temporary name and renamed
-into place whole, and each project has its own.
+version, the option strings of the shaping substeps, and the identity of every control BAM, the
+FASTA, the BED and the annotation as Nextflow reads them. A local file's identity is its device,
+inode, size, mtime and ctime (a rewrite changes the ctime, which no `touch -r` restores); a
+staged object's is its bucket, key, ETag and size (its folder in the staging cache). A job whose
+inputs changed while it built a reference does not keep it. Entries are made under a temporary
+name and renamed into place whole, and each project has its own.
 """
 
 from __future__ import annotations
@@ -140,15 +139,7 @@ class ReferenceCache:
         return self.folder / digest
 
     def entry(self, project: str, key: str) -> Entry | None:
-        folder = self._place(project) / key
-        try:
-            meta = json.loads((folder / "entry.json").read_text())
-            record = json.loads((folder / "reference.json").read_text())
-            info = folder.stat()
-        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-            return None
-        return Entry(meta["project"], key, folder, meta["size"], meta["created"],
-                     info.st_mtime, record)
+        return _read(self._place(project) / key)
 
     def acquire(self, project: str, key: str, cancelled: Callable[[], bool] = lambda: False,
                 waiting: Callable[[], None] = lambda: None) -> Lease | None:
@@ -214,19 +205,9 @@ class ReferenceCache:
         for place in places:
             if not place.is_dir():
                 continue
-            for folder in place.iterdir():
-                if folder.is_dir() and not folder.name.startswith("."):
-                    meta = self._meta(folder)
-                    entry = self.entry(meta.get("project", ""), folder.name) if meta else None
-                    found += [entry] if entry else []
+            found += [entry for folder in place.iterdir() if not folder.name.startswith(".")
+                      and (entry := _read(folder)) is not None]
         return sorted(found, key=lambda e: e.used, reverse=True)
-
-    @staticmethod
-    def _meta(folder: Path) -> dict | None:
-        try:
-            return json.loads((folder / "entry.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
 
     def prune(self, max_bytes: int | None = None, project: str | None = None,
               keep: str | None = None) -> list[Entry]:
@@ -256,3 +237,15 @@ class ReferenceCache:
             os.rename(entry.folder, gone)  # out of sight whole, then deleted
             shutil.rmtree(gone, ignore_errors=True)
         return True
+
+
+def _read(folder: Path) -> Entry | None:
+    """The entry in `folder`; None when there is none (or only a lock file of that name)."""
+    try:
+        meta = json.loads((folder / "entry.json").read_text())
+        record = json.loads((folder / "reference.json").read_text())
+        info = folder.stat()
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+    return Entry(meta["project"], folder.name, folder, meta["size"], meta["created"],
+                 info.st_mtime, record)

@@ -172,7 +172,7 @@ class Execution:
         """Hold the project's cache entry of the reference these params would build: when it is
         there, the params are changed to reuse it; else this job builds it (and others of the
         project wait for it). None without a cache, or when the params build no reference."""
-        key = key_of(params, self.state_dir / "cache") \
+        key = key_of(params, self._staging_cache) \
             if self.references is not None else None
         if key is None:
             return None
@@ -201,7 +201,7 @@ class Execution:
         built = (params.get("job") or {}).get("reference") or {}
         if self.references is None or final.status != FINISHED or built.get("reused", True):
             return final
-        if key_of(params, self.state_dir / "cache") != built["key"]:
+        if key_of(params, self._staging_cache) != built["key"]:
             self.log(f"{final.instance_id}: an input changed during the run: its reference is "
                      "not kept for reuse")
             return final
@@ -211,6 +211,11 @@ class Execution:
         except OSError as err:
             self.log(f"{final.instance_id}: its reference could not be kept for reuse: {err}")
         return final
+
+    @property
+    def _staging_cache(self) -> Path:
+        """Where object-storage inputs are downloaded to (keyed by their identity)."""
+        return self.state_dir / "cache"
 
     def _recorded_params(self) -> dict | None:
         """The params of the run a previous process started for this job, if any."""
@@ -251,7 +256,7 @@ class Execution:
         started = time.monotonic()
         try:
             staged, fetched = storage.stage_in(objects.s3, objects.remote,
-                                               self.state_dir / "cache", run_dir / "inputs",
+                                               self._staging_cache, run_dir / "inputs",
                                                progress=progress)
             self.log(f"staged {len(staged)} inputs in {time.monotonic() - started:.1f} s "
                      f"({fetched} objects downloaded, the rest from the cache)")

@@ -1,8 +1,8 @@
 // The pooled reference of the controls (flat without), and its record (bin/reference_record.py):
 // the FASTA, BED, annotation, controls and the option strings it was built with, so that a job
 // reusing it can check them. Options: task.ext.args -> reference (reference_conf);
-// task.ext.options: the job's option strings by field, of which the record keeps those that
-// shape a reference.
+// task.ext.options: the job's option strings, of which the record keeps those that shape a
+// reference.
 process CNVKIT_REFERENCE {
     tag "${coverages ? 'pooled' : 'flat'}"
     label 'process_single'
@@ -31,7 +31,7 @@ process CNVKIT_REFERENCE {
     def names = (coverages instanceof Collection ? coverages : [coverages])
         .findAll { f -> f.name.endsWith('.targetcoverage.cnn') }
         .collect { f -> "--control ${f.name - '.targetcoverage.cnn'}" }.join(' ')
-    def options = (task.ext.options ?: [:]).collect { field, value -> "--option=${field}='${value ?: ''}'" }.join(' ')
+    def options = task.ext.options ?: ''  // --option=FIELD='ARGS' of each option string
     """
     mkdir -p reference
     cnvkit.py reference ${controls} ${args} ${flat} -f ${fasta} -o reference/reference.cnn

@@ -24,7 +24,7 @@ process CHECK_INPUTS {
     def pairs = [names, bams].transpose().collect { pair -> "--bam ${pair[0]}=${pair[1]}" }.join(' ')
     def annotate = annotation ? "--annotation ${annotation}" : ''
     def cnn = (reused instanceof Collection ? reused : [reused]).find { f -> f.name.endsWith('.cnn') }
-    def options = (task.ext.options ?: [:]).collect { field, value -> "--option=${field}='${value ?: ''}'" }.join(' ')
+    def options = task.ext.options ?: ''  // --option=FIELD='ARGS' of each option string
     def reference = cnn ? "--reference-cnn ${cnn} ${options}" : ''
     """
     check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} ${reference} \\
