@@ -23,10 +23,11 @@ from cnvkit_nf.confined import Roots
 from cnvkit_nf.confs import SUBSTEP_OF_FIELD, CheckedOptions
 from cnvkit_nf.params import LIST_FIELDS, PATH_FIELDS, to_params
 from cnvkit_nf.paths import Location, index_names, parse_location
+from cnvkit_nf.pipeline_files import BIN
 from cnvkit_nf.problems import Problem
 from cnvkit_nf.request import input_locations, sample_name
 
-CHECK_INPUTS = Path(__file__).resolve().parent.parent / "bin" / "check_inputs.py"
+CHECK_INPUTS = BIN / "check_inputs.py"
 NO_ROOTS = ("local paths are not accepted by this service (it has no data roots); use an "
             "object-storage URI")
 

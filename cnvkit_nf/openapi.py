@@ -11,12 +11,12 @@ import copy
 import functools
 import json
 import sys
-from pathlib import Path
 
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, FINISHED, LAUNCHING, RUNNING
+from cnvkit_nf.pipeline_files import SCHEMA
 from cnvkit_nf.request import load_schema
 
-TARGET = Path(__file__).resolve().parent.parent / "schema" / "openapi.json"
+TARGET = SCHEMA / "openapi.json"
 _JOB_FIELDS = {
     "instance_id": {"type": "string", "format": "uuid", "description": "The job ID."},
     "owner": {"type": "string", "description": "Who submitted the job (the token's owner)."},

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
 
 from cnvkit_nf.confs import ALLOWED_CHARS, MAX_PROCESSES, PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
 from cnvkit_nf.paths import NEXTFLOW_SPECIAL
+from cnvkit_nf.pipeline_files import PIPELINE
 from cnvkit_nf.request import FILE_NAME_CHARS, SAMPLE_NAME_CHARS, load_schema
 
-ROOT = Path(__file__).resolve().parent.parent
-TARGET = ROOT / "nextflow_schema.json"
+TARGET = PIPELINE / "nextflow_schema.json"
 DOCS = "https://cnvkit.readthedocs.io/en/stable/"
 # An example of each option string, and where CNVkit documents the substep.
 EXAMPLES = {
@@ -40,7 +39,7 @@ CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+\\.cnn$"
 
 def manifest(key: str) -> str:
     """A value of nextflow.config's manifest block: `name` (owner/name), `description`."""
-    block = re.search(r"^manifest \{(.*?)^\}", (ROOT / "nextflow.config").read_text(),
+    block = re.search(r"^manifest \{(.*?)^\}", (PIPELINE / "nextflow.config").read_text(),
                       re.M | re.S).group(1)
     return re.search(rf"^\s*{key}\s*=\s*'([^']*)'", block, re.M).group(1)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import shutil
@@ -30,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from cnvkit_nf.pipeline_files import PIPELINE, load_bin
+
 FILES = ("reference.cnn", "reference.json", "targets.bed", "antitargets.bed")
 # The pipeline's code that builds a reference: a change to it is a new key.
 BUILDERS = ("modules/cnvkit/prepare/main.nf", "modules/cnvkit/coverage/main.nf",
@@ -51,16 +51,8 @@ def parse_size(text: str) -> int:
     return int(value * units[unit])
 
 
-def _shaping() -> tuple[str, ...]:
-    """The request fields whose options shape a reference, as the record defines them."""
-    path = ROOT / "bin" / "reference_record.py"
-    spec = importlib.util.spec_from_file_location("reference_record", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SHAPING
-
-
-SHAPING = _shaping()
+# The request fields whose options shape a reference, as the record defines them.
+SHAPING = load_bin("reference_record").SHAPING
 
 
 def identity(path: str | Path, staging_cache: Path | None = None) -> list:
@@ -88,7 +80,7 @@ def key_of(params: dict, staging_cache: Path | None = None) -> str | None:
     except OSError:
         return None
     described = {
-        "pipeline": [hashlib.sha256((ROOT / name).read_bytes()).hexdigest() for name in BUILDERS],
+        "pipeline": [hashlib.sha256((PIPELINE / n).read_bytes()).hexdigest() for n in BUILDERS],
         "cnvkit": importlib.metadata.version("cnvkit"),
         "options": {field: params.get(field) or "" for field in SHAPING},  # re-quoted, no -p
         "inputs": identities,

@@ -16,9 +16,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from cnvkit_nf import confs, paths
+from cnvkit_nf.pipeline_files import SCHEMA
 from cnvkit_nf.problems import Problem, errors
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "cnvkit_request.schema.json"
+SCHEMA_PATH = SCHEMA / "cnvkit_request.schema.json"
 INPUT_FIELDS = ("experimental_inputs", "control_inputs")
 PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn")
 MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read

@@ -29,8 +29,8 @@ from cnvkit_nf.jobs import (
     JobStore,
     now_ms,
 )
+from cnvkit_nf.pipeline_files import PIPELINE
 
-ROOT = Path(__file__).resolve().parent.parent
 SUPERVISE = Path(__file__).with_name("supervise.py")
 DONE_STATES = {"COMPLETED", "CACHED"}
 STOP_GRACE_SECONDS = 60
@@ -119,7 +119,7 @@ class JobRun:
         A run folder that already holds a Nextflow session is resumed: finished tasks are reused.
         """
         work = self.options.work_dir or self.run_dir / "work"
-        command = [executable, "run", str(ROOT / "main.nf"),
+        command = [executable, "run", str(PIPELINE / "main.nf"),
                    "-params-file", str(self.run_dir / "params.json"),
                    "-profile", self.options.profile, "-work-dir", str(work), "-ansi-log", "false"]
         for config in self.options.configs:
