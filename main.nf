@@ -78,8 +78,7 @@ def ruleProblems(name, value, rule) {
 
 // Every rule of nextflow_schema.json that the params break: its required params, then each
 // param's own rules.
-def schemaProblems() {
-    def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/nextflow_schema.json"))
+def schemaProblems(schema) {
     def problems = []
     schema['$defs'].each { _group, group ->
         group.required.each { name ->
@@ -108,8 +107,8 @@ def crossProblems(experimental, controls) {
     if (params.reference_cnn && controls) {
         problems << 'control_inputs: must be [] when reference_cnn is given: the reference takes the place of the controls'
     }
-    if (params.inputs_checked && params.indexes == null) {
-        problems << 'indexes: required when inputs_checked is true (the launcher\'s index decisions)'
+    if (params.inputs_checked && (params.indexes == null || params.checked_options == null)) {
+        problems << 'indexes, checked_options: required when inputs_checked is true (the launcher\'s check)'
     }
     if (params.has_annotate && !params.annotation_file) {
         problems << 'annotation_file: required when has_annotate is true'
@@ -124,7 +123,8 @@ def crossProblems(experimental, controls) {
 workflow {
     def experimental = asList(params.experimental_inputs)
     def controls = asList(params.control_inputs)
-    def problems = schemaProblems() + crossProblems(experimental, controls)
+    def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/nextflow_schema.json"))
+    def problems = schemaProblems(schema) + crossProblems(experimental, controls)
     if (problems) {
         error("Invalid parameters:\n  - " + problems.join('\n  - '))
     }
@@ -147,6 +147,7 @@ workflow {
         file(params.bed, checkIfExists: true),
         annotation,
         reused,
+        schema['$defs'].substep_options.properties.keySet().collectEntries { name -> [name, params[name] ?: ''] },
         params.output_dir
     )
 }

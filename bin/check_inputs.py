@@ -3,7 +3,8 @@
 
 Usage: check_inputs.py [--ref REF.fa] [--bed TARGETS.bed] [--annotation FILE]
                        [--bam NAME=PATH ...] [--reference-cnn REFERENCE.cnn
-                       [--option FIELD=ARGS ...]] [--json] [--indexes FILE [--indexes-only]]
+                       [--option FIELD=ARGS ...]] [--check-options FILE] [--json]
+                       [--indexes FILE [--indexes-only]]
 
 It also decides, once for every caller, which indexes are used as they are and which are
 built (`--indexes FILE`: `{"fai": true|false, "bai": {"NAME": ".bam.bai"|".bai"|null}}`):
@@ -11,13 +12,18 @@ a `.fai` is used when it is not older than the FASTA and describes it, a BAM ind
 not older than the BAM (beside the path given, else beside the file a link points to).
 `--indexes-only` makes only these decisions (cheap: no BAM or FASTA is read whole).
 
+`--check-options FILE` checks the job's option strings (`--option FIELD=ARGS`) with CNVkit's
+own parsers, by the rules of `cnvkit_options.py` that the launcher applies too, and writes
+what each becomes: `{"FIELD": {"args": "re-quoted, without -p", "processes": N|null}}`. It
+needs CNVkit (the pipeline runs it in CNVkit's container or conda environment).
+
 Exit status 0 if the inputs are usable (warnings allowed), 1 if any error was found. Problems
 are printed one per line (``error: FILE: reason``), or with ``--json`` as
 ``{"problems": [{"file", "message", "severity"}], "notes": [...]}``.
 
 Standard library only (plus ``annotation_to_bed.py`` and ``reference_record.py`` from this
-directory: the annotation format sniffing, and what a reused reference was built from): the
-pipeline also runs it inside CNVkit containers.
+directory: the annotation format sniffing, and what a reused reference was built from; and
+CNVkit for `--check-options`): the pipeline also runs it inside CNVkit containers.
 """
 
 import argparse
@@ -669,16 +675,30 @@ def check_reference_cnn(file: File, ref: File | None, ref_contigs: dict[str, int
                 f"{', '.join(map(str, controls)) or 'none (flat)'}")
 
 
+def check_options(options: dict[str, str], report: Report) -> dict[str, dict]:
+    """The option strings checked with CNVkit's parsers (problems go to the report): what
+    each accepted one becomes, `{"args": re-quoted string without -p, "processes": N|None}`."""
+    from cnvkit_options import check_all  # imports CNVkit: only where it is installed
+
+    checked, found = check_all(options)
+    for problem in found:
+        add = report.error if problem.severity == "error" else report.warning
+        add(problem.field, problem.message)
+    return {field: {"args": c.args, "processes": c.processes} for field, c in checked.items()}
+
+
 # --- command line ------------------------------------------------------------------------------
 
 
 def check_inputs(
     ref: File | None, bed: File | None, bams: dict[str, File], annotation: File | None = None,
     reference_cnn: File | None = None, options: dict[str, str] | None = None,
+    report: Report | None = None,
 ) -> Report:
     """Run every check on the files given (a caller that already found a file unusable leaves
-    it out) and collect the results; `options` are the job's option strings by field."""
-    report = Report()
+    it out) and collect the results (into `report` if given); `options` are the job's option
+    strings by field."""
+    report = report if report is not None else Report()
     ref_contigs = check_reference(ref, report) if ref is not None else None
     decide_indexes(None, bams, report)
     for bam in bams.values():
@@ -719,6 +739,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--option", action="append", default=[], metavar="FIELD=ARGS",
                         help="the job's option string of a substep, e.g. coverage_conf=-q 20 "
                              "(compared with a reused reference's record)")
+    parser.add_argument("--check-options", metavar="FILE",
+                        help="check the --option strings with CNVkit's parsers and write "
+                             "what each becomes here")
     parser.add_argument("--json", action="store_true", help="print a JSON report")
     parser.add_argument("--indexes", metavar="FILE", help="write the index decisions here")
     parser.add_argument("--indexes-only", action="store_true",
@@ -731,12 +754,16 @@ def main(argv: list[str] | None = None) -> int:
             duplicated.append(name)
         bams[name] = path
     options = dict(pair.split("=", 1) for pair in args.option if "=" in pair)
+    report = Report()
+    if args.check_options:
+        checked = check_options(options, report)
+        Path(args.check_options).write_text(json.dumps(checked, indent=2) + "\n")
+        options = {field: option["args"] for field, option in checked.items()}
     if args.indexes_only:
-        report = Report()
         decide_indexes(args.ref, bams, report)
     else:
-        report = check_inputs(args.ref, args.bed, bams, args.annotation, args.reference_cnn,
-                              options)
+        check_inputs(args.ref, args.bed, bams, args.annotation, args.reference_cnn, options,
+                     report)
     if args.indexes:
         Path(args.indexes).write_text(json.dumps(report.indexes) + "\n")
     for name in duplicated:

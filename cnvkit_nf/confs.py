@@ -1,232 +1,29 @@
-"""Check the per-substep option strings (``*_conf``) against CNVkit's own argument parsers."""
+"""The option-string rules of `bin/cnvkit_options.py` for the package: the same checks the
+pipeline's input check makes, with the package's `Problem`."""
 
-import argparse
-import contextlib
-import functools
-import io
-import re
-import shlex
-from dataclasses import dataclass
-from typing import Any
+from __future__ import annotations
 
+from cnvkit_nf.pipeline_files import BIN, load_bin
 from cnvkit_nf.problems import Problem
 
-SUBSTEP_OF_FIELD: dict[str, str] = {
-    "target_conf": "target",
-    "antitarget_conf": "antitarget",
-    "coverage_conf": "coverage",
-    "sex_conf": "sex",
-    "reference_conf": "reference",
-    "fix_conf": "fix",
-    "segment_conf": "segment",
-    "genemetrics_conf": "genemetrics",
-    "call_conf": "call",
-}
-_PARSER_NAME = {
-    "target": "P_target",
-    "antitarget": "P_anti",
-    "coverage": "P_coverage",
-    "sex": "P_sex",
-    "reference": "P_reference",
-    "fix": "P_fix",
-    "segment": "P_segment",
-    "genemetrics": "P_genemetrics",
-    "call": "P_call",
-}
-
-# Destinations the pipeline sets itself: inputs, outputs, helper programs and help. A user
-# option that sets one is rejected; so is anything that changes a positional destination.
-MANAGED_DESTS = frozenset(
-    ["output", "dataframe", "purity_output"]  # outputs
-    + ["fasta", "targets", "antitargets", "reference", "reference_arg", "segment"]  # inputs
-    + ["access", "annotate", "vcf", "purity_file", "exclude"]  # more inputs
-    + ["rscript_path", "help"]  # a program to run; help prints and exits
-)
-
-_CHAR_CLASS = "A-Za-z0-9_.,=:+/%-"
-ALLOWED_CHARS = "ASCII letters, digits and - _ . , = : + / %"
-TOKEN_RE = re.compile(f"[{_CHAR_CLASS}]+")
-# The same whitelist plus space, for a whole re-quoted ``args`` string; valid in Java, Groovy
-# and Python. Match it against the whole string: Groovy ``==~``, Java ``matches()``, Python
-# ``re.fullmatch`` (no anchors: ``$`` would accept a trailing newline in Java and Python).
-PIPELINE_CHAR_PATTERN = f"[ {_CHAR_CLASS}]*"
-
-# Sex-chromosome settings that should agree among the substeps that have them.
-SEX_OPTIONS = {
-    "male_reference": "-y/--male-reference",
-    "diploid_parx_genome": "--diploid-parx-genome",
-}
-
-_SHLEX_MESSAGES = {
-    "No closing quotation": "unbalanced quote",
-    "No escaped character": "trailing backslash",
-}
-_UNSET = object()
-MAX_PROCESSES = 1024  # largest -p/--processes: a CPU request, and a 32-bit integer in Nextflow
-
-
-@dataclass(frozen=True)
-class CheckedOptions:
-    """A validated option string: re-quoted ``args`` (without -p) and the parsed values."""
-
-    field: str
-    substep: str
-    args: str
-    processes: int | None
-    values: dict[str, Any]
-
-
-class _Rejected(Exception):
-    """argparse refused the arguments; the message is argparse's."""
-
-
-@functools.cache
-def substep_parser(substep: str) -> argparse.ArgumentParser:
-    """CNVkit's own parser of ``substep`` (imported lazily: cnvlib is slow to import)."""
-    from cnvlib import commands
-
-    return getattr(commands, _PARSER_NAME[substep])
-
-
-def _parse(
-    parser: argparse.ArgumentParser, argv: list[str], preset: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    """Parse quietly; destinations in ``preset`` stay ``_UNSET`` unless an option sets them."""
-    out, err = io.StringIO(), io.StringIO()
-    namespace = argparse.Namespace(**dict.fromkeys(preset, _UNSET))
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            return vars(parser.parse_args(argv, namespace))
-    except SystemExit as exc:
-        if exc.code == 0:
-            raise _Rejected("-h/--help is not allowed") from None
-        raise _Rejected(err.getvalue().strip().rpartition(": error: ")[2]) from None
-
-
-def _token_problem(tokens: list[str]) -> str | None:
-    """Why the tokens are unacceptable before parsing, or None."""
-    bad = sorted({c for token in tokens for c in token if not TOKEN_RE.fullmatch(c)})
-    if bad:
-        return f"forbidden character(s) {' '.join(map(repr, bad))}; allowed are {ALLOWED_CHARS}"
-    if "" in tokens:
-        return "empty argument (remove the empty quotes)"
-    if "--" in tokens:
-        return "a bare '--' is not allowed"
-    return None
-
-
-def _drop_processes(tokens: list[str], flags: list[str]) -> list[str]:
-    """The tokens without ``-p N``, ``-pN``, ``-p=N``, ``--processes N``, ``--processes=N``."""
-    attached = tuple(f + "=" for f in flags) + tuple(f for f in flags if len(f) == 2)
-    kept, skip = [], False
-    for token in tokens:
-        if skip:
-            skip = False
-        elif token in flags:
-            skip = True
-        elif not token.startswith(attached):
-            kept.append(token)
-    return kept
+RULES = BIN / "cnvkit_options.py"
+_rules = load_bin("cnvkit_options")
+CheckedOptions = _rules.CheckedOptions
+SUBSTEP_OF_FIELD = _rules.SUBSTEP_OF_FIELD
+ALLOWED_CHARS = _rules.ALLOWED_CHARS
+PIPELINE_CHAR_PATTERN = _rules.PIPELINE_CHAR_PATTERN
+MAX_PROCESSES = _rules.MAX_PROCESSES
+substep_parser = _rules.substep_parser
 
 
 def check_options(field: str, text: str) -> tuple[CheckedOptions | None, list[Problem]]:
     """Validate one ``*_conf`` string with the real CNVkit parser of its substep."""
-    substep = SUBSTEP_OF_FIELD[field]
-    try:
-        tokens = shlex.split(text)
-    except ValueError as exc:
-        return None, [Problem(field, _SHLEX_MESSAGES.get(str(exc), str(exc)))]
-    reason = _token_problem(tokens)
-    if reason:
-        return None, [Problem(field, reason)]
-    try:
-        return _check_parsed(field, substep, tokens)
-    except _Rejected as exc:
-        return None, [Problem(field, f"cnvkit.py {substep}: {exc}")]
-
-
-def _check_parsed(
-    field: str, substep: str, tokens: list[str]
-) -> tuple[CheckedOptions | None, list[Problem]]:
-    """Parse the tokens after dummy positionals and reject anything the pipeline manages."""
-    parser = substep_parser(substep)
-    optionals = {a.dest: a.option_strings for a in parser._actions if a.option_strings}
-    positionals = [a.dest for a in parser._actions if not a.option_strings]
-    dummies = ["_"] * len(positionals)
-    preset = frozenset(optionals) & (MANAGED_DESTS | {"processes"})
-    base = _parse(parser, dummies)
-    parsed = _parse(parser, dummies + tokens, preset)
-    messages = []
-    for dest in positionals:
-        if parsed[dest] != base[dest]:
-            extra = parsed[dest][len(base[dest]) :]  # only list positionals can grow
-            words = " ".join(extra)
-            messages.append(f"unexpected argument(s) {words}: neither an option nor a value")
-    for dest in sorted(preset & MANAGED_DESTS):
-        if parsed.get(dest, _UNSET) is not _UNSET:
-            messages.append(f"{'/'.join(optionals[dest])} is set by the pipeline, not by users")
-    processes = parsed.get("processes", _UNSET)
-    if processes is _UNSET:
-        processes = None
-    elif processes is None or processes < 1:
-        messages.append(
-            f"-p/--processes must be a positive integer, got {processes} "
-            "(0 or a bare -p would mean all CPUs)"
-        )
-    elif processes > MAX_PROCESSES:
-        messages.append(f"-p/--processes must be at most {MAX_PROCESSES}, got {processes} (it "
-                        "becomes the task's CPU request, capped by max_cpus)")
-    else:
-        tokens = _drop_processes(tokens, optionals["processes"])
-        if _parse(parser, dummies + tokens, preset) != {**parsed, "processes": _UNSET}:
-            messages.append("write -p/--processes as a separate option, e.g. '-p 4'")
-    if messages:
-        return None, [Problem(field, m) for m in messages]
-    values = {d: parsed[d] for d in optionals if d in parsed and d not in preset}
-    return CheckedOptions(field, substep, shlex.join(tokens), processes, values), []
-
-
-def _sex_warnings(checked: dict[str, CheckedOptions]) -> list[Problem]:
-    """Warn when -y or --diploid-parx-genome differ among the substeps that accept them."""
-    warnings = []
-    for dest, label in SEX_OPTIONS.items():
-        have = {f: c.values[dest] for f, c in checked.items() if dest in c.values}
-        if len(set(have.values())) < 2:
-            continue
-        setters = [f for f, v in have.items() if v not in (None, False)]
-        unset = ", ".join(f for f in have if f not in setters)
-        if dest == "male_reference":
-            message = (
-                f"{label} is set in {', '.join(setters)} but not in {unset}; to be "
-                f"consistent add -y to {unset} too (or remove it everywhere)"
-            )
-        else:
-            shown = ", ".join(f"{f}={'unset' if v is None else v}" for f, v in have.items())
-            message = f"{label} differs ({shown}); give the same value in {', '.join(have)}"
-        warnings.append(Problem(setters[0], message, "warning"))
-    return warnings
+    checked, found = _rules.check_options(field, text)
+    return checked, [Problem(*p) for p in found]
 
 
 def check_all(request: dict, cache=None) -> tuple[dict[str, CheckedOptions], list[Problem]]:
-    """Check all nine ``*_conf`` fields (missing = "") plus the cross-substep sex settings;
-    `cache` (an `option_cache.OptionCache`) gives and keeps the parsers' earlier verdicts."""
-    checked: dict[str, CheckedOptions] = {}
-    problems: list[Problem] = []
-    for field in SUBSTEP_OF_FIELD:
-        text = request.get(field)
-        if text is None:
-            text = ""
-        if not isinstance(text, str):
-            problems.append(Problem(field, f"expected a string, got {type(text).__name__}"))
-            continue
-        options = cache.get(field, text) if cache else None
-        if options is None:
-            options, found = check_options(field, text)
-            problems += found
-            if options and cache:
-                cache.put(text, options)
-        if options:
-            checked[field] = options
-    if cache:
-        cache.save()
-    return checked, problems + _sex_warnings(checked)
+    """Check all nine ``*_conf`` fields and the sex settings among them; `cache` is an
+    `option_cache.OptionCache` of the parsers' earlier verdicts."""
+    checked, found = _rules.check_all(request, cache)
+    return checked, [Problem(*p) for p in found]

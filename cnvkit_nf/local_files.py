@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cnvkit_nf import confined
 from cnvkit_nf.confined import Roots
-from cnvkit_nf.confs import SUBSTEP_OF_FIELD, CheckedOptions
+from cnvkit_nf.confs import CheckedOptions
 from cnvkit_nf.params import LIST_FIELDS, PATH_FIELDS, to_params
 from cnvkit_nf.paths import Location, index_names, parse_location
 from cnvkit_nf.pipeline_files import BIN
@@ -101,7 +101,7 @@ def check(request: dict, options: dict[str, CheckedOptions], roots: Roots) -> li
                        for name in LIST_FIELDS}
             checked |= {name: params.get(name) if params.get(name) in viewed else None
                         for name in PATH_FIELDS}
-            checked |= {name: params[name] for name in SUBSTEP_OF_FIELD}
+            checked["checked_options"] = params["checked_options"]
             shown = {f"{view.parent}/": os.path.join(os.path.dirname(item_path), "")
                      for item_path, view in views.items()}  # the folders the user knows
             return problems + content_problems(checked, descriptors, shown)
@@ -137,7 +137,8 @@ def content_problems(params: dict, pass_fds: Sequence[int] = (),
         command += ["--bam", f"{sample_name(bam)}={bam}"] if bam else []
     if params.get("reference_cnn"):  # compared with the options it was built with
         command += ["--reference-cnn", params["reference_cnn"]]
-        command += [f"--option={field}={params.get(field) or ''}" for field in SUBSTEP_OF_FIELD]
+        command += [f"--option={field}={option['args']}"  # as checked: -p apart
+                    for field, option in params["checked_options"].items()]
     result = subprocess.run(command, capture_output=True, text=True, pass_fds=pass_fds)
     try:
         report = json.loads(result.stdout)

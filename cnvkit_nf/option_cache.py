@@ -3,10 +3,10 @@
 Importing cnvlib to reach its parsers costs seconds (pandas, scipy, matplotlib), more than
 everything else the launcher does before Nextflow starts. A string that CNVkit's parser of a
 substep accepted is accepted again, with the same result, as long as neither CNVkit nor the
-rules of `confs` change: the cache file is named after both (CNVkit's version and the source
-of `confs.py`), so any change starts a new one. Only accepted strings are kept; a refused one
-is parsed again, and explained, every time. The job service does not use it: it imports cnvlib
-once for all its requests.
+rules change: the cache file is named after both (CNVkit's version and the source of
+`bin/cnvkit_options.py`), so any change starts a new one. Only accepted strings are kept; a
+refused one is parsed again, and explained, every time. The job service does not use it: it
+imports cnvlib once for all its requests.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class OptionCache:
 
     def __init__(self, folder: Path):
         rules = hashlib.sha256(importlib.metadata.version("cnvkit").encode()
-                               + Path(confs.__file__).read_bytes()).hexdigest()[:16]
+                               + confs.RULES.read_bytes()).hexdigest()[:16]
         self.path = Path(folder) / f"options-{rules}.json"
         self.entries: dict[str, dict] = {}
         with contextlib.suppress(OSError, ValueError):

@@ -10,8 +10,6 @@ from cnvkit_nf.problems import Problem
 
 PATH_FIELDS = ("ref", "bed", "annotation_file", "reference_cnn", "output_dir")
 LIST_FIELDS = ("experimental_inputs", "control_inputs")
-# Substeps whose -p/--processes becomes the task's CPU request instead of an option.
-CPU_PARAMS = {"coverage_conf": "coverage_cpus", "segment_conf": "segment_cpus"}
 
 
 class ParamsError(Exception):
@@ -29,8 +27,9 @@ def to_params(request: dict, options: dict[str, CheckedOptions], *,
     Paths in `staged` are replaced by their local copies there (object-storage URIs by their
     downloads, local inputs by their private copies, `output_dir` by the folder the results
     are collected in); other local paths are made absolute against `base` (default: the
-    current directory). Each `*_conf` becomes its validated, re-quoted option string; a
-    -p/--processes value becomes the CPU request of its substep's task.
+    current directory). Each `*_conf` becomes its validated, re-quoted option string (a
+    -p/--processes last); `checked_options` holds what the pipeline's input check makes of
+    them, which a job whose launcher checked them passes with `inputs_checked`.
     """
     base = base or Path.cwd()
     staged = staged or {}
@@ -59,10 +58,12 @@ def to_params(request: dict, options: dict[str, CheckedOptions], *,
         raise ParamsError(problems)
     params["has_annotate"] = bool(request.get("has_annotate"))
     params["reference_only"] = bool(request.get("reference_only"))
-    for field in SUBSTEP_OF_FIELD:
-        checked = options.get(field)
-        params[field] = checked.args if checked else ""
-        if field in CPU_PARAMS:
-            params[CPU_PARAMS[field]] = (checked.processes if checked else None) or 1
+    checked = {field: {"args": options[field].args if field in options else "",
+                       "processes": options[field].processes if field in options else None}
+               for field in SUBSTEP_OF_FIELD}
+    for field, option in checked.items():
+        processes = f"-p {option['processes']}" if option["processes"] else ""
+        params[field] = " ".join(filter(None, (option["args"], processes)))
+    params["checked_options"] = checked
     return params
 

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 
-from cnvkit_nf.confs import ALLOWED_CHARS, MAX_PROCESSES, PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
+from cnvkit_nf.confs import ALLOWED_CHARS, PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
 from cnvkit_nf.paths import NEXTFLOW_SPECIAL
 from cnvkit_nf.pipeline_files import PIPELINE
 from cnvkit_nf.request import FILE_NAME_CHARS, SAMPLE_NAME_CHARS, load_schema
@@ -71,8 +71,8 @@ def _option(field: str) -> dict:
         field, type="string", pattern=f"^{PIPELINE_CHAR_PATTERN}$", fa_icon="fas fa-terminal",
         errorMessage=f"only {ALLOWED_CHARS} and spaces are allowed",
         help_text=f"Options of `cnvkit.py {substep}`, as on its command line, for example "
-                  f"`{example}`. Inputs and outputs are the pipeline's own and are refused. "
-                  f"See {DOCS}{page}.")
+                  f"`{example}`. CNVkit's own parser checks it before any work starts; inputs "
+                  f"and outputs are the pipeline's own and are refused. See {DOCS}{page}.")
 
 
 def build() -> dict:
@@ -110,12 +110,6 @@ def build() -> dict:
     }
     options = {field: _option(field) for field in SUBSTEP_OF_FIELD}
     resources = {
-        "coverage_cpus": {"title": "coverage CPUs", "type": "integer", "minimum": 1,
-                          "maximum": MAX_PROCESSES, "default": 1, "fa_icon": "fas fa-microchip",
-                          "description": "CPUs per `cnvkit.py coverage` task."},
-        "segment_cpus": {"title": "segment CPUs", "type": "integer", "minimum": 1,
-                         "maximum": MAX_PROCESSES, "default": 1, "fa_icon": "fas fa-microchip",
-                         "description": "CPUs per `cnvkit.py segment` task."},
         "max_cpus": {"title": "Max CPUs", "type": "integer", "minimum": 1, "default": 16,
                      "hidden": True, "fa_icon": "fas fa-microchip",
                      "description": "Largest CPU request of one task; larger ones are capped "
@@ -141,6 +135,12 @@ def build() -> dict:
                     "description": "Set by cnvkit-nf with inputs_checked: which indexes its "
                                    "input check found usable (the rest are built), as "
                                    "CHECK_INPUTS decides them otherwise."},
+        "checked_options": {
+            "title": "Checked option strings", "type": "object", "hidden": True,
+            "fa_icon": "fas fa-list-check",
+            "description": "Written by cnvkit-nf, used with inputs_checked: each option "
+                           "string as its check re-quoted it, and its -p (`{FIELD: {args, "
+                           "processes}}`), as CHECK_INPUTS makes them otherwise."},
         "job": {"title": "Job", "type": "object", "hidden": True, "fa_icon": "fas fa-id-card",
                 "description": "Set by cnvkit-nf: the job's instance_id, submission time and "
                                "request as sent, shown by report.html (a direct run shows its "

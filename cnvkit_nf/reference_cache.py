@@ -82,7 +82,7 @@ def key_of(params: dict, staging_cache: Path | None = None) -> str | None:
     described = {
         "pipeline": [hashlib.sha256((PIPELINE / n).read_bytes()).hexdigest() for n in BUILDERS],
         "cnvkit": importlib.metadata.version("cnvkit"),
-        "options": {field: params.get(field) or "" for field in SHAPING},  # re-quoted, no -p
+        "options": {field: params["checked_options"][field]["args"] for field in SHAPING},
         "inputs": identities,
         "control_names": [Path(bam).name for bam in inputs["controls"]],
     }

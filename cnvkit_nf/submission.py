@@ -318,8 +318,8 @@ class Execution:
                 return None
         job = {"instance_id": self.job.instance_id, "request": validation.request,
                "submitted": datetime.fromtimestamp(self.job.created / 1000, UTC).isoformat()}
-        # the inputs were checked: the pipeline need not check them again, and follows the
-        # check's decisions on the indexes of the very files it is given
+        # the inputs and options were checked: the pipeline need not check them again, and
+        # follows the check's decisions on the indexes of the very files it is given
         return {**params, "inputs_checked": True, "job": job,
                 "indexes": local_files.index_decisions(params)}
 

@@ -13,6 +13,7 @@ from types import ModuleType
 import pysam
 import pytest
 
+from cnvkit_nf.confs import SUBSTEP_OF_FIELD
 from cnvkit_nf.simulate import Cohort
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bin" / "check_inputs.py"
@@ -412,13 +413,17 @@ def test_a_description_after_the_fasta_name_is_fine(check_inputs, small_cohort, 
 
 # --- bounded reading ---------------------------------------------------------------------------
 
+# Run a command and print its peak memory: started by this small process, the check's peak is
+# its own (a child of the test process would start from the test process's peak, cnvlib and all).
+_PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:]); "
+         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)")
+
+
 def _check_alone(args: list[str]) -> tuple[dict, int]:
     """check_inputs.py --json in a process of its own: its report and peak memory (bytes)."""
-    process = subprocess.Popen([sys.executable, str(SCRIPT), "--json", *args],
-                               stdout=subprocess.PIPE, text=True)
-    out = process.stdout.read()
-    _, _, usage = os.wait4(process.pid, 0)
-    return json.loads(out), usage.ru_maxrss * 1024
+    done = subprocess.run([sys.executable, "-c", _PEAK, sys.executable, str(SCRIPT), "--json",
+                           *args], capture_output=True, text=True)
+    return json.loads(done.stdout), int(done.stderr.split()[-1]) * 1024
 
 
 def test_a_fasta_line_of_300_mb_is_read_in_bounded_memory(small_cohort, tmp_path) -> None:
@@ -460,3 +465,29 @@ def test_a_long_bam_header_is_streamed(check_inputs, small_cohort, bam, tmp_path
     text, contigs = check_inputs.read_bam_header(big)
     assert "@CO" not in text and "@HD" in text and "@PG" in text
     assert contigs == check_inputs.read_bam_header(bam)[1]
+
+
+# --- option strings ----------------------------------------------------------------------------
+
+def test_option_strings_are_checked_with_cnvkits_parsers(tmp_path) -> None:
+    """`--check-options` (the pipeline's check in a direct or Tower run) applies the rules the
+    launcher applies (bin/cnvkit_options.py): each string re-quoted with its -p apart, and
+    CNVkit's own message for a bad one, every problem at once."""
+    out = tmp_path / "options.json"
+    command = [sys.executable, str(SCRIPT), "--check-options", str(out)]
+    ok = subprocess.run([*command, "--option=coverage_conf=-p 4  -q 10",
+                         "--option=segment_conf=-m cbs"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout
+    checked = json.loads(out.read_text())
+    assert set(checked) == set(SUBSTEP_OF_FIELD)
+    assert checked["coverage_conf"] == {"args": "-q 10", "processes": 4}
+    assert checked["segment_conf"] == {"args": "-m cbs", "processes": None}
+    assert checked["call_conf"] == {"args": "", "processes": None}
+    bad = subprocess.run([*command, "--option=fix_conf=--frob", "--option=call_conf=-o x.cns",
+                          "--option=coverage_conf=-p 0"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines()[:3] == [
+        "error: coverage_conf: -p/--processes must be a positive integer, got 0 (0 or a bare "
+        "-p would mean all CPUs)",
+        "error: fix_conf: cnvkit.py fix: unrecognized arguments: --frob",
+        "error: call_conf: -o/--output is set by the pipeline, not by users"]

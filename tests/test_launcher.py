@@ -54,9 +54,10 @@ def test_params_of_the_seed_shaped_request(tmp_path):
     assert params["control_inputs"][1] == "/abs/Mather_S1_ALL.bam"
     assert params["output_dir"] == str(tmp_path / "out")
     assert "annotation_file" not in params and params["has_annotate"] is False
-    assert params["coverage_conf"] == "-q 10" and params["coverage_cpus"] == 5
+    assert params["coverage_conf"] == "-q 10 -p 5"  # re-quoted, -p last
+    assert params["checked_options"]["coverage_conf"] == {"args": "-q 10", "processes": 5}
     assert params["segment_conf"] == "-m cbs --drop-low-coverage -t 0.001 --drop-outliers 5"
-    assert params["segment_cpus"] == 1
+    assert params["checked_options"]["segment_conf"]["processes"] is None
     assert params["sex_conf"] == "-y" and "max_cpus" not in params  # the profile decides
 
 
@@ -206,7 +207,7 @@ def test_cli_params_and_usage_errors(tmp_path):
     request.write_text(json.dumps(local_seed(tmp_path)))
     result = cli("params", str(request), "-o", str(tmp_path / "params.json"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "params.json").read_text())["coverage_cpus"] == 5
+    assert json.loads((tmp_path / "params.json").read_text())["coverage_conf"] == "-q 10 -p 5"
     assert cli("run", cwd=tmp_path).returncode == 2
     missing = cli("status", "no-such-job", "--state-dir", str(tmp_path), cwd=tmp_path)
     assert missing.returncode == 2  # --state-dir belongs before the command

@@ -329,13 +329,13 @@ def test_direct_run_enforces_the_generated_schema(nextflow_bin, tmp_path):
     params = {"experimental_inputs": ["/data/Son S2.bam", "/data/ok.bam"],
               "control_inputs": ["/data/N1.bam"],
               "ref": "/data/ref.fa", "bed": "/data/t.bed", "output_dir": str(tmp_path / "out"),
-              "coverage_cpus": 0, "publish_dir_mode": "move", "segment_conf": "-m cbs\n-t 1",
+              "max_cpus": 0, "publish_dir_mode": "move", "segment_conf": "-m cbs\n-t 1",
               "max_memory": "lots", "plots": "yes", "reference_cnn": "/data/ref.txt"}
     (tmp_path / "params.json").write_text(json.dumps(params))
     result = nextflow_run(nextflow_bin, tmp_path, "-params-file", str(tmp_path / "params.json"))
     assert result.returncode != 0
     for said in ("experimental_inputs[0]: must be a BAM file (.bam) whose name starts with",
-                 "coverage_cpus: must be at least 1, got 0",
+                 "max_cpus: must be at least 1, got 0",
                  "publish_dir_mode: must be one of copy, copyNoFollow, link, rellink, symlink",
                  "segment_conf: only ASCII letters",  # a newline is no space
                  "max_memory: must match", "plots: must be true or false, got 'yes'",
@@ -385,13 +385,14 @@ def test_stub_run_without_plots(nextflow_bin, tmp_path):
 
 
 def test_max_cpus_param_caps_cpu_requests(nextflow_bin, tmp_path):
-    """`--max_cpus` (command line, params file or Tower form) reaches process.resourceLimits."""
+    """`--max_cpus` (command line, params file or Tower form) reaches process.resourceLimits;
+    a -p in segment_conf, checked by the pipeline's input check, is the CPU request."""
     cpus = {}
     for max_cpus in ("1", "2"):
         out = tmp_path / max_cpus
         result = nextflow_run(
             nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
-            "--output_dir", str(out), "--segment_cpus", "2", "--max_cpus", max_cpus)
+            "--output_dir", str(out), "--segment_conf=-p 2", "--max_cpus", max_cpus)
         assert result.returncode == 0, result.stdout
         cpus[max_cpus] = {row["cpus"] for row in read_table(out / "pipeline_info" / "trace.tsv")
                           if row["process"].endswith("CNVKIT_SAMPLE")}
@@ -409,7 +410,7 @@ def test_coverage_asks_for_the_cpus_its_beds_can_use(nextflow_bin, tmp_path, int
     out = tmp_path / "out"
     result = nextflow_run(
         nextflow_bin, tmp_path, "-profile", "test,local", "-stub", "--output_dir", str(out),
-        "--bed", str(bed), "--coverage_cpus", processes, "--max_cpus", "2")
+        "--bed", str(bed), f"--coverage_conf=-q 10 -p {processes}", "--max_cpus", "2")
     assert result.returncode == 0, result.stdout
     assert {row["cpus"] for row in read_table(out / "pipeline_info" / "trace.tsv")
             if row["process"].endswith("CNVKIT_COVERAGE")} == {cpus}

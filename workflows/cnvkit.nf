@@ -34,12 +34,14 @@ workflow CNVKIT {
     bed         // path: target BED or Picard interval list
     annotation  // path or []: gene annotation (GFF3, GTF, refFlat or BED)
     reused      // [reference.cnn, its record if any] built earlier, or [] to build one
+    conf        // map: the request's option strings as given, {FIELD: ARGS}
     outdir      // string: where pipeline_info/versions.yml goes
 
     main:
-    // Nothing else starts before every input passed its checks. The check also decides which
-    // indexes are used as they are and which are built (bin/check_inputs.py); when the
-    // launcher checked, it passes its check's decisions (params.indexes).
+    // Nothing else starts before every input and option string passed its checks. The check
+    // also decides which indexes are used as they are and which are built, and re-quotes each
+    // option string CNVkit's parsers accepted, its -p apart (bin/check_inputs.py); when the
+    // launcher checked, it passes its check's results (params.indexes, params.checked_options).
     names_bams = samples
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { rows -> [rows.collect { row -> row[0].id }, rows.collect { row -> row[1] }] }
@@ -47,10 +49,12 @@ workflow CNVKIT {
     if (params.inputs_checked) {  // the launcher checked them: not again
         checked = channel.value('checked by the launcher')
         indexes = channel.value(params.indexes)
+        options = channel.value(params.checked_options)
     } else {
-        CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams, reused)
+        CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams, reused, conf)
         checked = CHECK_INPUTS.out.report
         indexes = CHECK_INPUTS.out.indexes.map { f -> new groovy.json.JsonSlurper().parse(f) }.first()
+        options = CHECK_INPUTS.out.options.map { f -> new groovy.json.JsonSlurper().parse(f) }.first()
     }
 
     // Reference and BAM indexes: used or built, as the check decided.
@@ -74,7 +78,7 @@ workflow CNVKIT {
         .mix(SAMTOOLS_INDEX.out.bam_bai)
     targets_bed = channel.value(bed).combine(checked).map { b, _ok -> b }
 
-    CNVKIT_PREPARE(reference_fasta, targets_bed, annotation, reused)
+    CNVKIT_PREPARE(reference_fasta, targets_bed, annotation, reused, options)
     targets = CNVKIT_PREPARE.out.targets.first()
     antitargets = CNVKIT_PREPARE.out.antitargets.first()
 
@@ -84,12 +88,12 @@ workflow CNVKIT {
     // its line count): they start without waiting for CNVKIT_PREPARE.
     def chunks = { lines -> Math.max(1, (lines + 4999).intdiv(5000)) }
     if (reused) {
-        CNVKIT_COVERAGE(bams, [], [], reused[0], chunks(reused[0].countLines()))
+        CNVKIT_COVERAGE(bams, [], [], reused[0], chunks(reused[0].countLines()), options)
     } else {
         processes = targets.combine(antitargets)
             .map { t, a -> chunks(Math.max(t.countLines(), a.countLines())) }
             .first()
-        CNVKIT_COVERAGE(bams, targets, antitargets, [], processes)
+        CNVKIT_COVERAGE(bams, targets, antitargets, [], processes, options)
     }
     coverage = CNVKIT_COVERAGE.out.cnn
 
@@ -103,14 +107,14 @@ workflow CNVKIT {
             .filter { meta, _target, _antitarget -> meta.role == 'control' }
             .flatMap { _meta, target, antitarget -> [target, antitarget] }
             .toSortedList { a, b -> a.name <=> b.name }
-        CNVKIT_REFERENCE(control_cnn, targets, antitargets, reference_fasta, bed, annotation)
+        CNVKIT_REFERENCE(control_cnn, targets, antitargets, reference_fasta, bed, annotation, options)
         reference = CNVKIT_REFERENCE.out.cnn
         reference_files = CNVKIT_REFERENCE.out.cnn.mix(CNVKIT_REFERENCE.out.record)
         reference_versions = CNVKIT_REFERENCE.out.versions
     }
 
     experimental_cnn = coverage.filter { meta, _target, _antitarget -> meta.role == 'experimental' }
-    CNVKIT_SAMPLE(experimental_cnn, reference)
+    CNVKIT_SAMPLE(experimental_cnn, reference, options)
 
     // The cohort: every tumour's results in the order of their sample names.
     tumours = CNVKIT_SAMPLE.out.cnr
@@ -148,7 +152,8 @@ workflow CNVKIT {
         scatters,
         reference,
         job,
-        results
+        results,
+        options
     )
 
     // How many tasks this run has, for progress reports (`k/n`): every process above, once per

@@ -21,6 +21,7 @@ process CNVKIT_COHORT {
     path reference  // reference.cnn
     path job        // job.json: the job (or run) and its request, versions (see the workflow)
     path results    // results.txt: every result file's published path
+    val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
     path "sex/sex.tsv", emit: sex

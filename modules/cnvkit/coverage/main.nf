@@ -17,6 +17,7 @@ process CNVKIT_COVERAGE {
     path antitargets  // [] with a reference built earlier
     path reused, stageAs: 'reused/*'  // reference.cnn built earlier, whose bins are used; or []
     val processes  // how many processes CNVkit's -p can use on these BEDs (caps the CPUs)
+    val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
     tuple val(meta), path("coverage/*.targetcoverage.cnn"), path("coverage/*.antitargetcoverage.cnn"), emit: cnn

@@ -17,6 +17,7 @@ process CNVKIT_PREPARE {
     path bed, stageAs: 'regions/*'  // user files: never where an output is written
     path annotation, stageAs: 'genes/*'  // GFF3, GTF, refFlat or BED; [] for none
     path reused, stageAs: 'reused/*'  // a reference built earlier, its record; [] for none
+    val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
     path "reference/access.bed", emit: access, optional: true

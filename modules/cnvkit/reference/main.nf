@@ -18,6 +18,7 @@ process CNVKIT_REFERENCE {
     tuple path(fasta), path(fai)
     path bed, stageAs: 'regions/*'  // the user's BED and annotation: recorded, not read again
     path annotation, stageAs: 'genes/*'
+    val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
     path "reference/reference.cnn", emit: cnn

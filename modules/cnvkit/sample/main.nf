@@ -20,6 +20,7 @@ process CNVKIT_SAMPLE {
     input:
     tuple val(meta), path(target_cnn), path(antitarget_cnn)
     path reference
+    val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
     tuple val(meta), path("samples/${meta.id}/${meta.id}.cnr"), emit: cnr

@@ -14,30 +14,34 @@ process CHECK_INPUTS {
     path annotation  // or [] when no annotation is used
     tuple val(names), path(bams)
     path reused, stageAs: 'reused/*'  // a reference to reuse and its record; [] for none
+    val conf  // the request's option strings as given, {FIELD: ARGS} (no quote: nextflow_schema.json)
 
     output:
     path "input_check.txt", emit: report
     path "indexes.json", emit: indexes  // which indexes are used as they are, which are built
+    path "options.json", emit: options  // the option strings as CNVkit's parsers accepted them
     tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
     def pairs = [names, bams].transpose().collect { pair -> "--bam ${pair[0]}=${pair[1]}" }.join(' ')
     def annotate = annotation ? "--annotation ${annotation}" : ''
     def cnn = (reused instanceof Collection ? reused : [reused]).find { f -> f.name.endsWith('.cnn') }
-    def options = task.ext.options ?: ''  // --option=FIELD='ARGS' of each option string
-    def reference = cnn ? "--reference-cnn ${cnn} ${options}" : ''
+    def reference = cnn ? "--reference-cnn ${cnn}" : ''
+    def options = conf.collect { field, text -> "--option=${field}='${text}'" }.join(' ')
     """
     check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} ${reference} \\
-        --indexes indexes.json > input_check.txt || {
+        ${options} --check-options options.json --indexes indexes.json > input_check.txt || {
         cat input_check.txt >&2
         exit 1
     }
     """
 
-    stub:  // the index decisions only: what the wiring depends on
+    stub:  // the option strings and the index decisions only: what the wiring depends on
     def pairs = [names, bams].transpose().collect { pair -> "--bam ${pair[0]}=${pair[1]}" }.join(' ')
+    def options = conf.collect { field, text -> "--option=${field}='${text}'" }.join(' ')
     """
     touch input_check.txt
-    check_inputs.py --ref ${fasta} ${pairs} --indexes indexes.json --indexes-only
+    check_inputs.py --ref ${fasta} ${pairs} ${options} --check-options options.json \\
+        --indexes indexes.json --indexes-only
     """
 }
