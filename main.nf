@@ -6,7 +6,7 @@
  * them again here, so that a direct `nextflow run` or a Tower launch gets the same guarantees:
  * every rule of nextflow_schema.json (generated from the request schema: types, patterns,
  * limits, required fields), then the rules that span several params. Nothing runs when a check
- * fails.
+ * fails. The result folder gets its manifest last, whoever launched the run.
  */
 include { CNVKIT } from './workflows/cnvkit'
 
@@ -120,6 +120,29 @@ def crossProblems(experimental, controls) {
     return problems
 }
 
+// Place a run's manifest (made by RESULT_MANIFEST) into the result folder, after Nextflow has
+// published every file (it waits for its publishing threads before calling onComplete), and
+// only if each listed file is there with its size: written under another name first and
+// renamed, or put whole into object storage.
+def placeManifest(made, folder, session) {
+    def body = new groovy.json.JsonSlurper().parse(made)
+    def absent = body.files.findAll { f ->
+        def published = folder.resolve(f.path)
+        !published.isFile() || published.size() != f.size
+    }
+    if (absent) {
+        error("Not complete, no manifest: ${absent.size()} result file(s) not published, e.g. ${absent[0].path}")
+    }
+    def target = folder.resolve('manifest.json')
+    if (folder.fileSystem != java.nio.file.FileSystems.default) {
+        made.copyTo(target)
+        return
+    }
+    def partial = folder.resolve(".manifest.${session}")
+    made.copyTo(partial)
+    java.nio.file.Files.move(partial, target, java.nio.file.StandardCopyOption.ATOMIC_MOVE)
+}
+
 workflow {
     def experimental = asList(params.experimental_inputs)
     def controls = asList(params.control_inputs)
@@ -141,6 +164,17 @@ workflow {
         reused = record.exists() ? [cnn, record] : [cnn]
     }
 
+    // An earlier result's manifest goes first: a folder being rewritten never looks complete.
+    def folder = file(params.output_dir)
+    folder.resolve('manifest.json').delete()
+    def made = null
+    def run = workflow  // within the handler `workflow` is not this run's
+    run.onComplete {
+        if (run.success && made) {
+            placeManifest(made, folder, run.sessionId)
+        }
+    }
+
     CNVKIT(
         channel.fromList(samples).map { meta, path -> [meta, file(path, checkIfExists: true)] },
         file(params.ref, checkIfExists: true),
@@ -150,4 +184,5 @@ workflow {
         schema['$defs'].substep_options.properties.keySet().collectEntries { name -> [name, params[name] ?: ''] },
         params.output_dir
     )
+    CNVKIT.out.manifest.subscribe { f -> made = f }
 }

@@ -98,8 +98,11 @@ def build() -> dict:
                                     fa_icon="fas fa-folder-open"),
         "publish_dir_mode": {
             "title": "Publish mode", "type": "string", "default": "copy", "hidden": True,
-            "fa_icon": "fas fa-copy", "description": "How results are placed into output_dir.",
-            "enum": ["copy", "copyNoFollow", "link", "rellink", "symlink"],
+            "fa_icon": "fas fa-copy",
+            "description": "How results are placed into output_dir: copied, or hard-linked "
+                           "(same filesystem only). Not symbolic links: a result must not "
+                           "depend on the work directory, and its manifest lists files.",
+            "enum": ["copy", "copyNoFollow", "link"],
         },
         "plots": {
             "title": "Plots and report", "type": "boolean", "default": True,

@@ -214,7 +214,8 @@ class JobRun:
             return None
 
     def finish(self) -> Job:
-        """Record how the ended run went: write the manifest and publish when it succeeded."""
+        """Record how the ended run went: publish its results (the pipeline wrote their
+        manifest) when it succeeded."""
         end = now_ms()
         returncode = self.exit_status()
         if self.cancelled:
@@ -228,8 +229,9 @@ class JobRun:
             return self.store.update(self.job.instance_id, status=FAILED, end_time=end,
                                      message=failure_message(log, returncode))
         results = Path(self.params["output_dir"])
-        manifest.write(results, instance_id=self.job.instance_id, finished=end,
-                       request=self.job.request)
+        if not (results / manifest.NAME).is_file():  # the pipeline places it after every file
+            return self.store.update(self.job.instance_id, status=FAILED, end_time=end,
+                                     message="the run ended without the manifest of its results")
         try:
             self.publish(results)
         except Exception as err:  # noqa: BLE001 - any failure to publish fails the job

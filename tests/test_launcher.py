@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,8 @@ def test_manifest_written_last_and_verified(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.cns").write_text("1\n")
     (tmp_path / "y.tsv").write_text("22\n")
+    (tmp_path / "pipeline_info").mkdir()  # Nextflow's logs, written after the manifest
+    (tmp_path / "pipeline_info" / "trace.tsv").write_text("task_id\n")
     assert manifest.verify(tmp_path) == [f"{tmp_path / 'manifest.json'}: no manifest, the "
                                          "result is incomplete"]
     manifest.write(tmp_path, instance_id="abc")
@@ -177,6 +180,8 @@ def test_manifest_written_last_and_verified(tmp_path):
     assert [entry["path"] for entry in body["files"]] == ["a/x.cns", "y.tsv"]
     assert body["instance_id"] == "abc" and body["files"][1]["size"] == 3
     assert manifest.verify(tmp_path) == []
+    (tmp_path / "pipeline_info" / "trace.tsv").write_text("task_id\n1\n")
+    assert manifest.verify(tmp_path) == []  # not covered
     (tmp_path / "a" / "x.cns").unlink()
     (tmp_path / "z").write_text("")
     assert manifest.verify(tmp_path) == ["a/x.cns: listed but missing", "z: not in the manifest"]
@@ -318,3 +323,26 @@ def test_old_config_spellings_work_with_a_deprecation_message(tmp_path):
     assert "`serve --config` is deprecated" in result.stderr and "--service-config" in \
         result.stderr
     assert result.returncode == 1 and "no tokens are configured" in result.stderr
+
+
+def test_the_pipeline_task_lists_staged_files_under_their_result_paths(tmp_path):
+    """bin/result_manifest.py as RESULT_MANIFEST runs it: files staged as in/00001/NAME, ...,
+    listed under the result paths given in the same order."""
+    for number, text in ((1, "a\n"), (2, "bb\n"), (10, "c\n")):
+        folder = tmp_path / "in" / f"{number:05d}"
+        folder.mkdir(parents=True)
+        (folder / "x.cns").write_text(text)
+    (tmp_path / "paths.txt").write_text("samples/B/x.cns\nsamples/A/x.cns\nz.cns\n")
+    (tmp_path / "job.json").write_text(json.dumps({"job": {"run_name": "sad_turing",
+                                                           "request": {"bed": "t.bed"}}}))
+    command = [sys.executable, str(ROOT / "bin" / "result_manifest.py"), "--paths",
+               str(tmp_path / "paths.txt"), "--staged", str(tmp_path / "in"), "--job",
+               str(tmp_path / "job.json"), "-o", str(tmp_path / "manifest.json")]
+    assert subprocess.run(command).returncode == 0
+    body = json.loads((tmp_path / "manifest.json").read_text())
+    assert body["instance_id"] == "sad_turing" and body["request"] == {"bed": "t.bed"}
+    assert [(f["path"], f["size"]) for f in body["files"]] == [
+        ("samples/A/x.cns", 3), ("samples/B/x.cns", 2), ("z.cns", 2)]
+    (tmp_path / "paths.txt").write_text("samples/B/x.cns\nz.cns\n")
+    refused = subprocess.run(command, capture_output=True, text=True)
+    assert refused.returncode == 2 and "3 staged files for 2 result paths" in refused.stderr

@@ -17,6 +17,8 @@ import pytest
 
 from cnvkit_nf import manifest
 from cnvkit_nf.jobs import JobStore
+from cnvkit_nf.params import to_params
+from cnvkit_nf.request import validate_request
 from tests.conftest import CHROM, LAUNCHER, launch, seed_request
 
 pytestmark = pytest.mark.e2e
@@ -93,7 +95,9 @@ def test_output_layout_and_manifest(seed_run):
     assert not (out / "cohort" / "heatmap.png").exists()  # one tumour: no heatmap
     assert manifest.verify(out) == []
     listed = {entry["path"] for entry in json.loads((out / "manifest.json").read_text())["files"]}
-    assert set(expected) - {"manifest.json"} <= listed
+    assert {name for name in expected if not name.startswith("pipeline_info/")} - \
+        {"manifest.json"} <= listed
+    assert not [name for name in listed if name.startswith("pipeline_info/")]  # Nextflow's logs
     assert "cnvkit: 0.9.14" in (out / "pipeline_info" / "versions.yml").read_text()
     sex = out / "sex" / "sex.tsv"
     original = sex.read_bytes()
@@ -321,6 +325,45 @@ def test_direct_nextflow_run_rejects_hostile_options(nextflow_bin, tmp_path):
     assert "bed: file name may only contain letters" in result.stdout
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
     assert not (tmp_path / "pwned").exists()
+
+
+def test_direct_run_checks_options_and_ends_with_a_manifest(nextflow_bin, seed_run, tmp_path):
+    """`nextflow run . -params-file`, as from a shell or a Tower launch (no launcher): CNVkit's
+    parsers refuse a hostile option string before any CNVkit task; a valid request ends with a
+    manifest that verifies, and with the launcher job's calls."""
+    request = seed_run["request"]
+    validation = validate_request(request)
+    assert validation.ok, validation.problems
+    params = to_params(request, validation.options,
+                       staged={request["output_dir"]: tmp_path / "out"})
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    (hostile / "params.json").write_text(json.dumps({
+        **params, "fix_conf": "--no-edge --frobnicate",
+        "segment_conf": "-m cbs --rscript-path /bin/sh", "output_dir": str(hostile / "out")}))
+    result = nextflow_run(nextflow_bin, hostile, "-profile", "local",
+                          "-params-file", str(hostile / "params.json"))
+    assert result.returncode != 0
+    assert "error: fix_conf: cnvkit.py fix: unrecognized arguments: --frobnicate" in result.stdout
+    assert "error: segment_conf: --rscript-path is set by the pipeline, not by users" \
+        in result.stdout
+    ran = [row["process"] for row in read_table(hostile / "out" / "pipeline_info" / "trace.tsv")]
+    assert ran == ["CNVKIT:CHECK_INPUTS"] and not (hostile / "out" / "manifest.json").exists()
+
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    result = nextflow_run(nextflow_bin, tmp_path, "-profile", "local",
+                          "-params-file", str(tmp_path / "params.json"))
+    assert result.returncode == 0, result.stdout
+    out = tmp_path / "out"
+    assert manifest.verify(out) == []
+    ours, theirs = (
+        [entry["path"] for entry in json.loads((folder / "manifest.json").read_text())["files"]]
+        for folder in (out, seed_run["out"]))
+    assert ours == theirs
+    calls = "samples/Son_S2_ALL/Son_S2_ALL.call.cns"
+    assert (out / calls).read_bytes() == (seed_run["out"] / calls).read_bytes()
+    ran = [row["process"].split(":")[-1] for row in read_table(out / "pipeline_info" / "trace.tsv")]
+    assert "CHECK_INPUTS" in ran and "RESULT_MANIFEST" in ran
 
 
 def test_direct_run_enforces_the_generated_schema(nextflow_bin, tmp_path):

@@ -13,6 +13,7 @@ include { CNVKIT_COVERAGE  } from '../modules/cnvkit/coverage'
 include { CNVKIT_REFERENCE } from '../modules/cnvkit/reference'
 include { CNVKIT_SAMPLE    } from '../modules/cnvkit/sample'
 include { CNVKIT_COHORT    } from '../modules/cnvkit/cohort'
+include { RESULT_MANIFEST  } from '../modules/local/result_manifest'
 
 // The index the input check chose for a BAM (suffix `.bam.bai` or `.bai`, beside it), or null
 // when it must be built (CNVkit would otherwise rebuild a stale one through its staged link).
@@ -131,7 +132,7 @@ workflow CNVKIT {
                                 request: params],
             pipeline: workflow.manifest.version, nextflow: "${nextflow.version}"]))
         .collectFile(name: 'job.json')
-    results = channel.empty()
+    result_files = channel.empty()
         .mix(
             CNVKIT_PREPARE.out.access, CNVKIT_PREPARE.out.targets, CNVKIT_PREPARE.out.antitargets,
             CNVKIT_PREPARE.out.annotation, reference_files,
@@ -142,6 +143,7 @@ workflow CNVKIT {
                 CNVKIT_SAMPLE.out.bed, CNVKIT_SAMPLE.out.scatter, CNVKIT_SAMPLE.out.diagram
             ).map { _meta, f -> f }
         )
+    results = result_files
         .map { f -> resultPath(f) }
         .collectFile(name: 'results.txt', newLine: true, sort: true)
     CNVKIT_COHORT(
@@ -154,6 +156,19 @@ workflow CNVKIT {
         job,
         results,
         options
+    )
+
+    // The manifest of everything the stages publish, made from the files themselves; main.nf
+    // places it once Nextflow has published them all.
+    published = result_files
+        .mix(CNVKIT_COHORT.out.sex, CNVKIT_COHORT.out.seg, CNVKIT_COHORT.out.metrics,
+             CNVKIT_COHORT.out.heatmap, CNVKIT_COHORT.out.multiqc, CNVKIT_COHORT.out.report)
+        .map { f -> [resultPath(f), f] }
+        .toSortedList { a, b -> a[0] <=> b[0] }
+    RESULT_MANIFEST(
+        published.map { rows -> rows.collect { row -> row[0] } },
+        published.map { rows -> rows.collect { row -> row[1] } },
+        job
     )
 
     // How many tasks this run has, for progress reports (`k/n`): every process above, once per
@@ -169,8 +184,8 @@ workflow CNVKIT {
             def check = params.inputs_checked ? 0 : 1
             def pooling = reused ? 0 : 1
             def cohort = experimental ? 1 : 0
-            // check + indexes + prepare + coverage + reference + sample stages + cohort
-            "${check + faidx + unindexed + 1 + bams + pooling + experimental + cohort}"
+            // check + indexes + prepare + coverage + reference + sample stages + cohort + manifest
+            "${check + faidx + unindexed + 1 + bams + pooling + experimental + cohort + 1}"
         }
         .collectFile(name: 'tasks.txt', storeDir: "${outdir}/pipeline_info")
 
@@ -187,6 +202,7 @@ workflow CNVKIT {
         .collectFile(name: 'versions.yml', storeDir: "${outdir}/pipeline_info", sort: true, newLine: true)
 
     emit:
+    manifest    = RESULT_MANIFEST.out.manifest
     reference   = reference
     cnr         = CNVKIT_SAMPLE.out.cnr
     cns         = CNVKIT_SAMPLE.out.cns
