@@ -18,9 +18,10 @@ def asList(value) {
     return value instanceof List ? value : value.toString().tokenize(',')*.trim()
 }
 
-// `Son_S2_ALL.sort.mkdup.bam` -> `Son_S2_ALL`, as cnvkit_nf.request.sample_name does.
+// `Son_S2_ALL.sort.mkdup.bam` -> `Son_S2_ALL`: the file name up to its first dot, as CNVkit
+// and cnvkit_nf.request.sample_name name samples.
 def sampleName(path) {
-    return file(path.toString()).name.replaceFirst(/\.bam$/, '').tokenize('.')[0]
+    return file(path.toString()).name.tokenize('.')[0]
 }
 
 // Whether a value is of a JSON-schema type.

@@ -7,7 +7,8 @@ Usage: check_inputs.py [--ref REF.fa] [--bed TARGETS.bed] [--annotation FILE]
                        [--indexes FILE [--indexes-only]]
 
 It also decides, once for every caller, which indexes are used as they are and which are
-built (`--indexes FILE`: `{"fai": true|false, "bai": {"NAME": ".bam.bai"|".bai"|null}}`):
+built (`--indexes FILE`: `{"fai": true|false, "bai": {"NAME": SUFFIX|null}}`, SUFFIX one of
+".bam.bai", ".bai" for a BAM, ".cram.crai", ".crai" for a CRAM):
 a `.fai` is used when it is not older than the FASTA and describes it, a BAM index when it is
 not older than the BAM (beside the path given, else beside the file a link points to).
 `--indexes-only` makes only these decisions (cheap: no BAM or FASTA is read whole).
@@ -27,14 +28,18 @@ CNVkit for `--check-options`): the pipeline also runs it inside CNVkit container
 """
 
 import argparse
+import bz2
 import gzip
+import hashlib
 import json
+import lzma
 import os
 import re
 import struct
 import sys
+import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -45,6 +50,11 @@ from reference_record import cnvkit_version, contradictions, record_path  # noqa
 from reference_record import read as read_record  # noqa: E402
 
 BGZF_MAGIC = b"\x1f\x8b\x08\x04"
+# The end-of-file container of CRAM 3.x, and of CRAM 2.1 (without CRC32s).
+CRAM_EOF = {3: bytes.fromhex("0f000000ffffffff0fe0454f46000000000100"
+                             "05bdd94f0001000606010001000100ee63014b"),
+            2: bytes.fromhex("0b000000ffffffffffe0454f4600000000010000010006060100010001"
+                             "00")}
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 # Program names (from @PG ID, PN or the first two words of CL) of duplicate markers/removers.
 DEDUP_PROGRAM = re.compile(
@@ -168,17 +178,26 @@ def _header_lines(stream: IO[bytes], size: int, kinds: tuple[bytes, ...]) -> str
     return b"\n".join(kept).decode("utf-8", "replace")
 
 
-def read_bam_header(path: Path) -> tuple[str, dict[str, int]]:
-    """The @HD and @PG lines of a BAM's header and its ``{contig: length}``; ValueError says
-    why it is not a BAM (or not one this check reads)."""
+def read_header(path: Path) -> tuple[str, dict[str, int]]:
+    """The @HD and @PG lines (and a CRAM's @SQ lines) of a BAM's or CRAM's header and its
+    ``{contig: length}``; ValueError says why it is not what its name says (or not one this
+    check reads)."""
     with open(path, "rb") as f:
         head = f.read(4096)
+    cram = path.name.endswith(".cram")
+    if not head:
+        raise ValueError(f"is empty, not a {'CRAM' if cram else 'BAM'} file")
+    if head.startswith(b"CRAM") != cram:
+        raise ValueError(f"is a {'BAM' if cram else 'CRAM'} file named .{path.suffix[1:]}; "
+                         f"name it .{'bam' if cram else 'cram'}")
+    return read_cram_header(path) if cram else read_bam_header(path, head)
+
+
+def read_bam_header(path: Path, head: bytes) -> tuple[str, dict[str, int]]:
+    """`read_header` of a BAM file, whose first bytes are `head`."""
+    with open(path, "rb") as f:
         f.seek(max(0, f.seek(0, os.SEEK_END) - len(BGZF_EOF)))
         tail = f.read()
-    if not head:
-        raise ValueError("is empty, not a BAM file")
-    if head.startswith(b"CRAM"):
-        raise ValueError("is a CRAM file, not BAM; convert it with `samtools view -b`")
     if b"\0" not in head:
         first = head.split(b"\n")[0]
         if first.startswith(b"@") or first.count(b"\t") >= 10:
@@ -211,6 +230,77 @@ def read_bam_header(path: Path) -> tuple[str, dict[str, int]]:
     return text, contigs
 
 
+def _itf8(stream: IO[bytes]) -> int:
+    """A CRAM ITF-8 integer: 1 to 5 bytes, the leading 1 bits of the first counting the rest."""
+    first = _take(stream, 1)[0]
+    extra = min(4, 8 - len(f"{first:08b}".lstrip("1")))
+    rest = _take(stream, extra)
+    if extra == 4:
+        value = ((first & 0x0F) << 28) | int.from_bytes(rest[:3], "big") << 4 | (rest[3] & 0x0F)
+        return value - (1 << 32) if value >= 1 << 31 else value
+    return ((first & (0x7F >> extra)) << (8 * extra)) | int.from_bytes(rest, "big")
+
+
+def _ltf8(stream: IO[bytes]) -> int:
+    """A CRAM LTF-8 integer: 1 to 9 bytes, the leading 1 bits of the first counting the rest."""
+    first = _take(stream, 1)[0]
+    extra = 8 - len(f"{first:08b}".lstrip("1"))
+    return ((first & (0xFF >> (extra + 1))) << (8 * extra)) | \
+        int.from_bytes(_take(stream, extra), "big")
+
+
+_CRAM_METHODS = {0: None, 1: zlib.decompressobj, 2: bz2.BZ2Decompressor,
+                 3: lzma.LZMADecompressor}
+
+
+def read_cram_header(path: Path) -> tuple[str, dict[str, int]]:
+    """`read_header` of a CRAM 2.1 or 3.x file: the SAM header is the first block of its first
+    container, raw or compressed (gzip, bzip2, lzma), read up to MAX_HEADER_TEXT."""
+    try:
+        with open(path, "rb") as f:
+            major = _take(f, 26)[4]  # 'CRAM', major, minor, a 20-byte file id
+            if major not in CRAM_EOF:
+                raise ValueError(f"is CRAM version {major}, which this check does not read "
+                                 "(2.1 and 3.x are read)")
+            f.read(4)  # the container's length
+            for _ in range(4):  # reference id, start, span, records
+                _itf8(f)
+            _ltf8(f), _ltf8(f)  # record counter, bases
+            _itf8(f)  # blocks
+            for _ in range(_itf8(f)):  # landmarks
+                _itf8(f)
+            f.read(4 if major == 3 else 0)  # CRC32
+            method, content = _take(f, 2)
+            _itf8(f)  # content id
+            size, raw = _itf8(f), _itf8(f)
+            if content != 0 or method not in _CRAM_METHODS:
+                raise ValueError("its first block is not a SAM header this check reads")
+            if not 0 <= size <= MAX_HEADER_TEXT or not 0 <= raw <= MAX_HEADER_TEXT + 4:
+                raise ValueError(f"its header claims more than {MAX_HEADER_TEXT >> 20} MiB; "
+                                 "not a header this check reads")
+            data = f.read(size)
+            if method:
+                decompress = _CRAM_METHODS[method](47) if method == 1 else \
+                    _CRAM_METHODS[method]()
+                data = decompress.decompress(data, raw)
+            f.seek(max(0, f.seek(0, os.SEEK_END) - len(CRAM_EOF[major])))
+            tail = f.read()
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise ValueError(f"is truncated or corrupt: cannot read its header ({exc})") from None
+    length = int.from_bytes(data[:4], "little")
+    if len(data) < 4 + length:
+        raise ValueError("is truncated or corrupt: its header is shorter than it claims")
+    lines = data[4:4 + length].rstrip(b"\0").decode("utf-8", "replace").splitlines()
+    text = "\n".join(line for line in lines if line.startswith(("@HD", "@PG", "@SQ")))
+    contigs = {}
+    for sq in header_records(text, "SQ"):
+        if "SN" in sq and sq.get("LN", "").isdigit():
+            contigs[sq["SN"]] = int(sq["LN"])
+    if tail != CRAM_EOF[major]:
+        raise ValueError("is truncated (no CRAM end-of-file container)")
+    return text, contigs
+
+
 def header_records(text: str, kind: str) -> list[dict[str, str]]:
     """Tag-value fields of each ``@kind`` line of a SAM header."""
     records = []
@@ -231,29 +321,32 @@ def is_dedup_program(pg: dict[str, str]) -> bool:
     return bool(dragen and DRAGEN_DEDUP.search(pg.get("CL", "")))
 
 
-BAI_SUFFIXES = (".bam.bai", ".bai")  # X.bam.bai, X.bai: where an index is looked for
+# Where the index of X.bam or X.cram is looked for (as samtools and CNVkit look).
+INDEX_SUFFIXES = {".bam": (".bam.bai", ".bai"), ".cram": (".cram.crai", ".crai")}
 
 
 def find_index(bam: Path) -> str | None:
-    """Which ``.bai`` beside the BAM (``X.bam.bai`` or ``X.bai``, as a suffix of its path
-    without ``.bam``) is not older than it: beside the path given, else beside the file a link
-    points to; None when the index must be built (a ``.csi`` alone is not used)."""
+    """Which index beside a BAM or CRAM (``X.bam.bai`` or ``X.bai``; ``X.cram.crai`` or
+    ``X.crai``: a suffix of its path without its own) is not older than it: beside the path
+    given, else beside the file a link points to; None when the index must be built (a
+    ``.csi`` alone is not used)."""
     for place in dict.fromkeys([bam, bam.resolve()]):
-        stem = str(place).removesuffix(".bam")
-        for suffix in BAI_SUFFIXES:
+        stem, kind = os.path.splitext(str(place))
+        for suffix in INDEX_SUFFIXES.get(kind, ()):
             index = Path(stem + suffix)
             if index.is_file() and index.stat().st_mtime >= place.stat().st_mtime:
                 return suffix
     return None
 
 
-def check_bam(file: File, report: Report) -> dict[str, int] | None:
-    """Check one BAM file; return its contig lengths if its header could be read."""
+def check_bam(file: File, report: Report) -> tuple[dict[str, int], str] | None:
+    """Check one BAM or CRAM file; return its contig lengths and header text (@HD, @PG, and
+    a CRAM's @SQ lines) if its header could be read."""
     path = Path(file)
     if not _readable(file, report):
         return None
     try:
-        text, contigs = read_bam_header(path)
+        text, contigs = read_header(path)
     except ValueError as exc:
         report.error(file, str(exc))
         return None
@@ -269,14 +362,33 @@ def check_bam(file: File, report: Report) -> dict[str, int] | None:
         )
     if not contigs:
         report.error(file, "has no reference contigs (@SQ); is it aligned?")
-    return contigs
+    return contigs, text
+
+
+def check_cram_reference(cram: File, text: str, ref: File, md5s: Callable[[], dict[str, str]],
+                         report: Report) -> None:
+    """A CRAM stores its reads as differences from a reference: the FASTA must hold the very
+    sequences it was written against, as the MD5s of its @SQ lines (M5 tags) say."""
+    stated = {sq["SN"]: sq["M5"].lower() for sq in header_records(text, "SQ")
+              if "SN" in sq and "M5" in sq}
+    if not stated:
+        report.warning(cram, "has no M5 tags on its @SQ lines: that it was written against "
+                       f"{ref} could not be checked")
+        return
+    ours = md5s()
+    differ = [name for name, md5 in stated.items() if name in ours and ours[name] != md5]
+    if differ:
+        report.error(cram, f"was written against another reference than {ref}: the sequence "
+                     f"of {examples(differ)} differs (the MD5 of its @SQ M5 tag); give the "
+                     "FASTA it was written with")
 
 
 def compare_contigs(
     bam: File, contigs: dict[str, int], ref: File, ref_contigs: dict[str, int], report: Report
-) -> None:
-    """A BAM must share contig names with the reference, with the same lengths; contigs on one
-    side only (another variant of the build?) are a warning."""
+) -> bool:
+    """A BAM or CRAM must share contig names with the reference, with the same lengths;
+    contigs on one side only (another variant of the build?) are a warning. False when they
+    disagree."""
     common = [c for c in contigs if c in ref_contigs]
     if not common:
         report.error(
@@ -284,7 +396,7 @@ def compare_contigs(
             f"no contig name in common with the reference {ref} (BAM: {examples(contigs)}; "
             f"reference: {examples(ref_contigs)}){_chr_hint(contigs, ref_contigs)}",
         )
-        return
+        return False
     differ = [
         f"{c} (BAM {contigs[c]}, reference {ref_contigs[c]})"
         for c in common
@@ -304,6 +416,7 @@ def compare_contigs(
         report.warning(bam, f"contigs differ from the reference {ref} ("
                        + "; ".join(side for side in sides if side)
                        + "); reads on contigs the reference lacks are not counted")
+    return not differ
 
 
 # --- reference FASTA ---------------------------------------------------------------------------
@@ -349,9 +462,12 @@ def fai_describes(path: Path, rows: list[tuple[str, int, int, int, int]]) -> boo
         return not f.read(MAX_FASTA_HEADER).strip()
 
 
-def scan_fasta(path: Path) -> tuple[dict[str, int], list[str]]:
+def scan_fasta(path: Path, md5s: dict[str, str] | None = None
+               ) -> tuple[dict[str, int], list[str]]:
     """``{contig: length}`` by reading the whole FASTA (plain or gzipped) a chunk at a time,
-    and the names that more than one sequence has."""
+    and the names that more than one sequence has; into `md5s` when given, the MD5 of each
+    sequence as SAM's M5 tag has it (upper case, no white space)."""
+    digests: dict = {}
     lengths: dict[str, int] = {}
     repeated: list[str] = []
     name, header, line_start = None, None, True
@@ -371,6 +487,7 @@ def scan_fasta(path: Path) -> tuple[dict[str, int], list[str]]:
                     if name in lengths and name not in repeated:
                         repeated.append(name)
                     lengths[name] = 0
+                    digests[name] = hashlib.md5(usedforsecurity=False)
                     if len(lengths) > MAX_CONTIGS:
                         raise ValueError(f"has more than {MAX_CONTIGS} sequences")
                     header, at, line_start = None, end + 1, True
@@ -380,8 +497,13 @@ def scan_fasta(path: Path) -> tuple[dict[str, int], list[str]]:
                     end = chunk.find(b"\n>", at)
                     stop = len(chunk) if end < 0 else end + 1
                     if name is not None:
-                        lengths[name] += len(chunk[at:stop].translate(None, b" \t\r\n"))
+                        bases = chunk[at:stop].translate(None, b" \t\r\n")
+                        lengths[name] += len(bases)
+                        if md5s is not None:
+                            digests[name].update(bases.upper())
                     line_start, at = chunk[stop - 1] == ord("\n"), stop
+    if md5s is not None:
+        md5s.update((name, digest.hexdigest()) for name, digest in digests.items())
     return lengths, repeated
 
 
@@ -459,7 +581,8 @@ def decide_indexes(ref: File | None, bams: dict[str, File], report: Report) -> N
         if Path(bam).is_file():
             report.indexes["bai"][name] = find_index(Path(bam))
             if report.indexes["bai"][name] is None:
-                report.note(bam, "no up-to-date index (.bai) next to it; the index will be "
+                kind = ".crai" if str(bam).endswith(".cram") else ".bai"
+                report.note(bam, f"no up-to-date index ({kind}) next to it; the index will be "
                             "built")
 
 
@@ -701,10 +824,19 @@ def check_inputs(
     report = report if report is not None else Report()
     ref_contigs = check_reference(ref, report) if ref is not None else None
     decide_indexes(None, bams, report)
+    md5s: dict[str, str] = {}
+
+    def ref_md5s() -> dict[str, str]:  # read once, for the first CRAM that needs them
+        if not md5s:
+            scan_fasta(Path(ref), md5s)
+        return md5s
+
     for bam in bams.values():
-        contigs = check_bam(bam, report)
-        if contigs and ref_contigs:
-            compare_contigs(bam, contigs, ref, ref_contigs, report)
+        header = check_bam(bam, report)
+        if header and ref_contigs:
+            agree = compare_contigs(bam, header[0], ref, ref_contigs, report)
+            if agree and str(bam).endswith(".cram"):
+                check_cram_reference(bam, header[1], ref, ref_md5s, report)
     if bed is not None:
         check_targets(bed, ref, ref_contigs, report)
     if annotation is not None:

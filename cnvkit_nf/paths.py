@@ -1,5 +1,7 @@
 """Locations of request files: local paths or object-storage URIs (s3a://, s3://, obs://)."""
 
+import functools
+import posixpath
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -75,15 +77,24 @@ def parse_location(text: str) -> Location:
 
 def index_names(field: str, key: str) -> list[str]:
     """The index files the pipeline reads beside an input (a path or an object key): a BAM's
-    `x.bam.bai` and `x.bai`, the reference's `.fai`, a reused reference's build record
-    (`x.cnn` -> `x.json`); none for other fields."""
+    `x.bam.bai` and `x.bai` (a CRAM's `x.cram.crai` and `x.crai`), the reference's `.fai`, a
+    reused reference's build record (`x.cnn` -> `x.json`); none for other fields."""
     if field == "ref":
         return [key + ".fai"]
     if field == "reference_cnn":
         return [key.removesuffix(".cnn") + ".json"]
     if field.startswith(("experimental_inputs[", "control_inputs[")):
-        return [key + ".bai", key.removesuffix(".bam") + ".bai"]
+        stem, kind = posixpath.splitext(key)
+        return [stem + suffix for suffix in _index_suffixes().get(kind, ())]
     return []
+
+
+@functools.cache
+def _index_suffixes() -> dict[str, tuple[str, ...]]:
+    """Where the index of a BAM or CRAM lies, as the input check looks for it."""
+    from cnvkit_nf.pipeline_files import load_bin  # the check's own rule
+
+    return load_bin("check_inputs").INDEX_SUFFIXES
 
 
 def check_bucket(bucket: str) -> None:

@@ -14,7 +14,7 @@ import sys
 from cnvkit_nf.confs import ALLOWED_CHARS, PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
 from cnvkit_nf.paths import NEXTFLOW_SPECIAL
 from cnvkit_nf.pipeline_files import PIPELINE
-from cnvkit_nf.request import FILE_NAME_CHARS, SAMPLE_NAME_CHARS, load_schema
+from cnvkit_nf.request import ALIGNMENT_SUFFIXES, FILE_NAME_CHARS, SAMPLE_NAME_CHARS, load_schema
 
 TARGET = PIPELINE / "nextflow_schema.json"
 DOCS = "https://cnvkit.readthedocs.io/en/stable/"
@@ -33,7 +33,8 @@ EXAMPLES = {
 # A path's folders (without what Nextflow would expand), then a file name of safe characters.
 _FOLDERS = f"^(?:[^\\x00\\n\\r{re.escape(NEXTFLOW_SPECIAL)}]*/)?"
 FILE_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+$"
-BAM_PATTERN = f"{_FOLDERS}[{SAMPLE_NAME_CHARS}]+(?:\\.[{FILE_NAME_CHARS}]*)?\\.bam$"
+BAM_PATTERN = (f"{_FOLDERS}[{SAMPLE_NAME_CHARS}]+(?:\\.[{FILE_NAME_CHARS}]*)?"
+               f"(?:{'|'.join(re.escape(s) for s in ALIGNMENT_SUFFIXES)})$")
 CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+\\.cnn$"
 
 
@@ -53,8 +54,9 @@ def _from_request(name: str, **extra) -> dict:
 _SPECIAL = " ".join(NEXTFLOW_SPECIAL)
 FILE_RULE = ("file name may only contain letters, digits and _ . + -, and the path none of "
              f"{_SPECIAL} (Nextflow would expand them)")
-BAM_RULE = ("must be a BAM file (.bam) whose name starts with its sample name of letters, "
-            f"digits, _ and - (up to the first '.'), in a path without {_SPECIAL}")
+BAM_RULE = ("must be a BAM (.bam) or CRAM (.cram) file whose name starts with its sample "
+            "name of letters, digits, _ and - (up to the first '.'), in a path without "
+            f"{_SPECIAL}")
 CNN_RULE = f"must be a CNVkit reference (.cnn); {FILE_RULE}"
 
 

@@ -25,6 +25,8 @@ PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn")
 MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
 MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
 SAMPLE_NAME_CHARS = "A-Za-z0-9_-"  # a sample name: its BAM's file name up to the first '.'
+# Reads come as BAM, or as CRAM read with the request's FASTA (beyond the seed's "BAM").
+ALIGNMENT_SUFFIXES = (".bam", ".cram")
 FILE_NAME_CHARS = "A-Za-z0-9_.+-"
 _SAFE_NAME = re.compile(f"[{SAMPLE_NAME_CHARS}]+")
 # File names reach the pipeline's task scripts (files are staged under their own name), so an
@@ -67,9 +69,9 @@ def _validator() -> Draft202012Validator:
 
 
 def sample_name(path: str) -> str:
-    """The sample name of a BAM path: ``dir/Son_S2.sort.mkdup.bam`` -> ``Son_S2``."""
+    """The sample name of a BAM or CRAM path: ``dir/Son_S2.sort.mkdup.bam`` -> ``Son_S2``."""
     base = path.rpartition("/")[2]
-    stem = base.removesuffix(".bam").partition(".")[0]
+    stem = base.partition(".")[0]
     if not _SAFE_NAME.fullmatch(stem):
         raise ValueError(
             f"sample name {stem!r} (from {base!r}) must be made of letters, digits, '_' and '-'"
@@ -279,8 +281,8 @@ def _input_problems(inputs: list[tuple[str, str]]) -> list[Problem]:
     seen: dict[str, str] = {}  # path -> location
     named: dict[str, tuple[str, str]] = {}  # sample name -> (location, path)
     for where, path in inputs:
-        if not path.endswith(".bam"):
-            problems.append(Problem(where, "must be a BAM file ending in .bam"))
+        if not path.endswith(ALIGNMENT_SUFFIXES):
+            problems.append(Problem(where, "must be a BAM or CRAM file ending in .bam or .cram"))
         if path in seen:
             problems.append(Problem(where, f"the same BAM is already listed as {seen[path]}"))
             continue

@@ -140,7 +140,7 @@ def _truncated(bam: Path, dest: Path) -> Path:
     [
         (lambda bam, d, ref: write(d, "just some text\n"), "is a text file, not a BAM file"),
         (lambda bam, d, ref: _sam(bam, d), "is a SAM text file, not BAM"),
-        (lambda bam, d, ref: _cram(bam, d, ref), "is a CRAM file, not BAM"),
+        (lambda bam, d, ref: _cram(bam, d, ref), "is a CRAM file named .bam; name it .cram"),
         (lambda bam, d, ref: _truncated(bam, d), "is truncated"),
         (lambda bam, d, ref: d.write_bytes(os.urandom(5000)) and d, "not a BAM file"),
         (lambda bam, d, ref: d.write_bytes(gzip.compress(b"x" * 100)) and d, "not BGZF"),
@@ -462,9 +462,9 @@ def test_a_long_bam_header_is_streamed(check_inputs, small_cohort, bam, tmp_path
     """A header with 60 MB of @CO lines is still read, keeping only what the check needs."""
     comments = "".join(f"@CO\t{'x' * 1000}\n" for _ in range(60_000))
     big = reheader(bam, tmp_path / "big.bam", lambda header: header + comments)
-    text, contigs = check_inputs.read_bam_header(big)
+    text, contigs = check_inputs.read_header(big)
     assert "@CO" not in text and "@HD" in text and "@PG" in text
-    assert contigs == check_inputs.read_bam_header(bam)[1]
+    assert contigs == check_inputs.read_header(bam)[1]
 
 
 # --- option strings ----------------------------------------------------------------------------
@@ -491,3 +491,46 @@ def test_option_strings_are_checked_with_cnvkits_parsers(tmp_path) -> None:
         "-p would mean all CPUs)",
         "error: fix_conf: cnvkit.py fix: unrecognized arguments: --frob",
         "error: call_conf: -o/--output is set by the pipeline, not by users"]
+
+
+# --- CRAM --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def cram(small_cohort: Cohort, tmp_path: Path) -> Path:
+    """Sample_1's reads as CRAM 3.1 written against the cohort's FASTA (pysam's htslib)."""
+    out = tmp_path / "Sample_1.sort.mkdup.cram"
+    pysam.view("-C", "-T", str(small_cohort.ref), "-o", str(out),
+               str(small_cohort.bams["Sample_1"]), catch_stdout=False)
+    return out
+
+
+def test_a_cram_is_read_like_a_bam(check_inputs, small_cohort, cram) -> None:
+    report = run(check_inputs, small_cohort, bams={"Sample_1": cram})
+    assert report.ok and errors(report) == [], report.problems
+    assert report.indexes["bai"] == {"Sample_1": None}  # to be built (.crai)
+    pysam.index(str(cram))
+    assert run(check_inputs, small_cohort, bams={"Sample_1": cram}).indexes["bai"] == {
+        "Sample_1": ".cram.crai"}
+
+
+def test_a_cram_against_another_fasta_is_refused(check_inputs, small_cohort, cram,
+                                                 tmp_path) -> None:
+    """Same contig names and lengths, one base changed: the @SQ M5 tags tell."""
+    text = small_cohort.ref.read_text()
+    at = text.index("\n", text.index(">chr2")) + 500
+    other = tmp_path / "other.fa"
+    other.write_text(text[:at] + ("A" if text[at] != "A" else "C") + text[at + 1:])
+    report = run(check_inputs, small_cohort, ref=other, bams={"Sample_1": cram})
+    assert errors(report) == [f"{cram}: was written against another reference than {other}: "
+                              "the sequence of chr2 differs (the MD5 of its @SQ M5 tag); give "
+                              "the FASTA it was written with"]
+
+
+def test_a_bam_named_cram_or_a_cut_cram_is_refused(check_inputs, small_cohort, cram,
+                                                   tmp_path) -> None:
+    named_cram = Path(shutil.copy(small_cohort.bams["Sample_1"], tmp_path / "B.cram"))
+    cut = tmp_path / "C.cram"
+    cut.write_bytes(cram.read_bytes()[:4000])
+    report = run(check_inputs, small_cohort, bams={"B": named_cram, "C": cut})
+    assert errors(report) == [f"{named_cram}: is a BAM file named .cram; name it .bam",
+                              f"{cut}: is truncated (no CRAM end-of-file container)"]

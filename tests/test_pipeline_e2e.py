@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pysam
 import pytest
 
 from cnvkit_nf import manifest
@@ -524,3 +525,23 @@ def test_direct_run_checks_inputs_before_any_other_task(nextflow_bin, small_coho
     ran = {row["process"].split(":")[-1]
            for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")}
     assert ran == {"CHECK_INPUTS"}
+
+
+def test_a_cram_tumour_gives_the_bams_calls(seed_run, cohort, tmp_path):
+    """CRAM next to BAM (beyond the seed): the tumour's reads as CRAM, read with the request's
+    FASTA, give the calls of its BAM; its index (.crai) is built."""
+    cram = tmp_path / "Son_S2_ALL.sort.mkdup.cram"
+    pysam.view("-C", "-T", str(cohort.ref), "-o", str(cram), str(cohort.bams["Son_S2_ALL"]),
+               catch_stdout=False)
+    request = {**seed_run["request"], "experimental_inputs": [str(cram)], "control_inputs": [],
+               "reference_cnn": str(seed_run["out"] / "reference" / "reference.cnn"),
+               "output_dir": str(tmp_path / "out")}
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    result = launch(["run", str(tmp_path / "request.json")], tmp_path / "state", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for suffix in (".cnr", ".cns", ".call.cns"):
+        name = f"samples/Son_S2_ALL/Son_S2_ALL{suffix}"
+        assert (tmp_path / "out" / name).read_bytes() == (seed_run["out"] / name).read_bytes()
+    ran = [row["process"].split(":")[-1]
+           for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")]
+    assert "SAMTOOLS_INDEX" in ran and manifest.verify(tmp_path / "out") == []

@@ -15,10 +15,11 @@ include { CNVKIT_SAMPLE    } from '../modules/cnvkit/sample'
 include { CNVKIT_COHORT    } from '../modules/cnvkit/cohort'
 include { RESULT_MANIFEST  } from '../modules/local/result_manifest'
 
-// The index the input check chose for a BAM (suffix `.bam.bai` or `.bai`, beside it), or null
-// when it must be built (CNVkit would otherwise rebuild a stale one through its staged link).
+// The index the input check chose for a BAM or CRAM (a suffix of its path without its own:
+// `.bam.bai`, `.bai`, `.cram.crai`, `.crai`), or null when it must be built (CNVkit would
+// otherwise rebuild a stale one through its staged link).
 def bamIndex(bam, suffix) {
-    return suffix ? file(bam.toString().replaceFirst(/\.bam$/, '') + suffix) : null
+    return suffix ? file(bam.toString().replaceFirst(/\.[^.\/]+$/, '') + suffix) : null
 }
 
 // Where a task's output is published: its path below the task's folder (<workDir>/ab/cdef...),
@@ -30,7 +31,7 @@ def resultPath(f) {
 
 workflow CNVKIT {
     take:
-    samples     // channel: [ meta (id, role: experimental|control), bam ]
+    samples     // channel: [ meta (id, role: experimental|control), BAM or CRAM ]
     fasta       // path: reference FASTA
     bed         // path: target BED or Picard interval list
     annotation  // path or []: gene annotation (GFF3, GTF, refFlat or BED)
@@ -89,12 +90,12 @@ workflow CNVKIT {
     // its line count): they start without waiting for CNVKIT_PREPARE.
     def chunks = { lines -> Math.max(1, (lines + 4999).intdiv(5000)) }
     if (reused) {
-        CNVKIT_COVERAGE(bams, [], [], reused[0], chunks(reused[0].countLines()), options)
+        CNVKIT_COVERAGE(bams, reference_fasta, [], [], reused[0], chunks(reused[0].countLines()), options)
     } else {
         processes = targets.combine(antitargets)
             .map { t, a -> chunks(Math.max(t.countLines(), a.countLines())) }
             .first()
-        CNVKIT_COVERAGE(bams, targets, antitargets, [], processes, options)
+        CNVKIT_COVERAGE(bams, reference_fasta, targets, antitargets, [], processes, options)
     }
     coverage = CNVKIT_COVERAGE.out.cnn
 

@@ -1,8 +1,8 @@
 // One sample's read depths in its target and antitarget bins, in one interpreter
 // (bin/cnvkit_stage.py): target, then antitarget, each across every CPU of the task. With a
 // reference built earlier the bins are its own, taken from it first as `batch -r` does (so
-// the task need not wait for CNVKIT_PREPARE, which publishes the same regions).
-// Options: task.ext.args -> both coverage lines (coverage_conf).
+// the task need not wait for CNVKIT_PREPARE, which publishes the same regions). A CRAM is read
+// with the job's FASTA. Options: task.ext.args -> both coverage lines (coverage_conf).
 process CNVKIT_COVERAGE {
     tag "${meta.id}"
     label 'process_single'
@@ -12,7 +12,8 @@ process CNVKIT_COVERAGE {
         'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
 
     input:
-    tuple val(meta), path(bam), path(bai)
+    tuple val(meta), path(bam), path(bai)  // a BAM or CRAM and its index
+    tuple path(fasta), path(fai)  // what a CRAM's reads are read against
     path targets      // [] with a reference built earlier
     path antitargets  // [] with a reference built earlier
     path reused, stageAs: 'reused/*'  // reference.cnn built earlier, whose bins are used; or []
@@ -29,12 +30,13 @@ process CNVKIT_COVERAGE {
     def regions = reused ? "reference2targets.py ${reused} -o regions" : ''
     def target_bed = reused ? 'regions.target.bed' : targets
     def antitarget_bed = reused ? 'regions.antitarget.bed' : antitargets
+    def reads = bam.name.endsWith('.cram') ? "${bam} -f ${fasta}" : bam
     """
     mkdir -p coverage
     cnvkit_stage.py <<'CNVKIT'
     ${regions}
-    cnvkit.py coverage ${bam} ${target_bed} ${args} -p ${task.cpus} -o coverage/${prefix}.targetcoverage.cnn
-    cnvkit.py coverage ${bam} ${antitarget_bed} ${args} -p ${task.cpus} -o coverage/${prefix}.antitargetcoverage.cnn
+    cnvkit.py coverage ${reads} ${target_bed} ${args} -p ${task.cpus} -o coverage/${prefix}.targetcoverage.cnn
+    cnvkit.py coverage ${reads} ${antitarget_bed} ${args} -p ${task.cpus} -o coverage/${prefix}.antitargetcoverage.cnn
     CNVKIT
     """
 

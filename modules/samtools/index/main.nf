@@ -10,7 +10,7 @@ process SAMTOOLS_INDEX {
     tuple val(meta), path(bam)
 
     output:
-    tuple val(meta), path(bam), path("*.bai"), emit: bam_bai
+    tuple val(meta), path(bam), path("*.{bai,crai}"), emit: bam_bai  // a BAM's or a CRAM's
     tuple val("${task.process}"), val('samtools'), eval("samtools version | sed -n '1s/^samtools //p'"), emit: versions
 
     script:
@@ -20,6 +20,6 @@ process SAMTOOLS_INDEX {
 
     stub:
     """
-    touch ${bam}.bai
+    touch ${bam}.${bam.name.endsWith('.cram') ? 'crai' : 'bai'}
     """
 }
