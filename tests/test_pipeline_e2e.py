@@ -378,9 +378,9 @@ def test_direct_run_enforces_the_generated_schema(nextflow_bin, tmp_path):
     (tmp_path / "params.json").write_text(json.dumps(params))
     result = nextflow_run(nextflow_bin, tmp_path, "-params-file", str(tmp_path / "params.json"))
     assert result.returncode != 0
-    for said in ("experimental_inputs[0]: must be a BAM file (.bam) whose name starts with",
+    for said in ("experimental_inputs[0]: must be a BAM (.bam) or CRAM (.cram) file whose name",
                  "max_cpus: must be at least 1, got 0",
-                 "publish_dir_mode: must be one of copy, copyNoFollow, link, rellink, symlink",
+                 "publish_dir_mode: must be one of copy, copyNoFollow, link",
                  "segment_conf: only ASCII letters",  # a newline is no space
                  "max_memory: must match", "plots: must be true or false, got 'yes'",
                  "reference_cnn: must be a CNVkit reference (.cnn)",
