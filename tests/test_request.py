@@ -131,10 +131,12 @@ def test_same_bam_twice() -> None:
     assert errs == {"control_inputs[1]": "the same BAM is already listed as control_inputs[0]"}
 
 
-def test_inputs_must_be_bam_with_safe_names() -> None:
-    errs = error_map(request(control_inputs=["s3a://genes/F.cram", "s3a://genes/a b.bam"]))
-    assert "ending in .bam" in errs["control_inputs[0]"]
+def test_inputs_must_be_bam_or_cram_with_safe_names() -> None:
+    errs = error_map(request(control_inputs=["s3a://genes/F.sam", "s3a://genes/a b.bam",
+                                             "s3a://genes/M.sort.cram"]))
+    assert errs["control_inputs[0]"] == "must be a BAM or CRAM file ending in .bam or .cram"
     assert "letters, digits" in errs["control_inputs[1]"]
+    assert "control_inputs[2]" not in errs
 
 
 @pytest.mark.parametrize(
