@@ -17,13 +17,13 @@ $(STAMP): requirements.txt pyproject.toml scripts/install-system-deps.sh
 	touch $@
 
 demo: install
-	$(PY) -m cnvkit_nf.demo
+	$(PY) -m scaffold.demo
 
 demo-s3: install
-	$(PY) -m cnvkit_nf.demo --s3
+	$(PY) -m scaffold.demo --s3
 
 demo-service: install
-	$(PY) -m cnvkit_nf.demo --service
+	$(PY) -m scaffold.demo --service
 
 $(NFCORE): tools/nf-core/requirements.txt
 	test -x tools/nf-core/venv/bin/python || python3 -m venv tools/nf-core/venv

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cnvkit_nf import nextflow  # noqa: E402
-from cnvkit_nf.simulate import Cohort, SampleSpec, make_cohort, standard_samples  # noqa: E402
+from scaffold.simulate import Cohort, SampleSpec, make_cohort, standard_samples  # noqa: E402
 
 DATA = ROOT / "benchmarks" / ".data"
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"

@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnvkit_nf.demo import demo_request  # noqa: E402
 from cnvkit_nf.jobs import FINISHED, JobStore  # noqa: E402
-from cnvkit_nf.local_service import LocalService  # noqa: E402
-from cnvkit_nf.simulate import seed_like_cohort  # noqa: E402
+from scaffold.demo import demo_request  # noqa: E402
+from scaffold.local_service import LocalService  # noqa: E402
+from scaffold.simulate import seed_like_cohort  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
 JOBS = "/v2.0/bench/gene/tools/cnvkit"

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from cnvkit_nf import storage  # noqa: E402
 from cnvkit_nf.paths import parse_location  # noqa: E402
-from cnvkit_nf.seaweed import S3Server  # noqa: E402
-from cnvkit_nf.simulate import make_cohort, standard_samples  # noqa: E402
+from scaffold.seaweed import S3Server  # noqa: E402
+from scaffold.simulate import make_cohort, standard_samples  # noqa: E402
 
 DATA = ROOT / "benchmarks" / ".data"
 SEED_REQUEST = ROOT / "tests" / "data" / "seed_request.json"

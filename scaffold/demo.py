@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from cnvkit_nf.jobs import FINAL_STATES
-from cnvkit_nf.local_service import LocalService
-from cnvkit_nf.seaweed import S3Server
-from cnvkit_nf.simulate import seed_like_cohort
+from scaffold.local_service import LocalService
+from scaffold.seaweed import S3Server
+from scaffold.simulate import seed_like_cohort
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo-output"

@@ -381,7 +381,7 @@ def _bam_header(genome: _Genome, spec: SampleSpec) -> bytes:
     events = ",".join(f"{e.chrom}:{e.start}-{e.end}x{e.copies}" for e in spec.events) or "none"
     text = "@HD\tVN:1.6\tSO:coordinate\n"
     text += "".join(f"@SQ\tSN:{c}\tLN:{s.size}\n" for c, s in genome.seqs.items())
-    text += "@PG\tID:simulate\tPN:cnvkit_nf.simulate\n"
+    text += "@PG\tID:simulate\tPN:scaffold.simulate\n"
     text += f"@CO\tsimulated sample {spec.name} sex={spec.sex} events={events}\n"
     raw = text.encode()
     out = [b"BAM\1", struct.pack("<i", len(raw)), raw, struct.pack("<i", len(genome.seqs))]
@@ -482,7 +482,7 @@ def _reg2bin(beg: np.ndarray, end: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     """Write the seed-like cohort into OUTDIR and print its paths."""
     parser = argparse.ArgumentParser(
-        prog="python -m cnvkit_nf.simulate",
+        prog="python -m scaffold.simulate",
         description="Write a synthetic exome cohort named like the seed example request.",
     )
     parser.add_argument("outdir", type=Path)

@@ -15,8 +15,8 @@ if str(ROOT) not in sys.path:  # the package may not be pip-installed (e.g. bare
     sys.path.insert(0, str(ROOT))
 
 from cnvkit_nf import nextflow  # noqa: E402
-from cnvkit_nf.demo import demo_request  # noqa: E402
-from cnvkit_nf.simulate import Cohort, make_cohort, seed_like_cohort, standard_samples  # noqa: E402
+from scaffold.demo import demo_request  # noqa: E402
+from scaffold.simulate import Cohort, make_cohort, seed_like_cohort, standard_samples  # noqa: E402
 
 SMALL_CHROM = 300_000  # autosome length of the shared test cohort
 CHROM = 400_000  # autosome length of the seed-shaped cohort

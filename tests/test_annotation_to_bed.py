@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from cnvkit_nf.simulate import Cohort
+from scaffold.simulate import Cohort
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bin" / "annotation_to_bed.py"
 CNVKIT = Path(sys.executable).parent / "cnvkit.py"

@@ -14,7 +14,7 @@ import pysam
 import pytest
 
 from cnvkit_nf.confs import SUBSTEP_OF_FIELD
-from cnvkit_nf.simulate import Cohort
+from scaffold.simulate import Cohort
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bin" / "check_inputs.py"
 

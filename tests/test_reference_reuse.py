@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from cnvkit_nf.local_service import LocalService
 from cnvkit_nf.params import to_params
 from cnvkit_nf.reference_cache import ReferenceCache, key_of
 from cnvkit_nf.request import validate_request
+from scaffold.local_service import LocalService
 from tests.conftest import launch, seed_request
 from tests.test_pipeline_e2e import nextflow_run, read_table
 

@@ -14,8 +14,8 @@ import pysam
 import pytest
 
 from cnvkit_nf import manifest
-from cnvkit_nf.demo import SEED
-from cnvkit_nf.simulate import Cohort, SampleSpec, make_cohort, standard_samples
+from scaffold.demo import SEED
+from scaffold.simulate import Cohort, SampleSpec, make_cohort, standard_samples
 from tests.test_pipeline_e2e import (
     PLOTS_PER_TUMOUR,
     RESULTS_PER_JOB,

@@ -16,9 +16,9 @@ import pytest
 
 from cnvkit_nf import manifest
 from cnvkit_nf.jobs import JobStore
-from cnvkit_nf.local_service import ROOT, LocalService
 from cnvkit_nf.runner import run_alive
-from cnvkit_nf.simulate import seed_like_cohort
+from scaffold.local_service import ROOT, LocalService
+from scaffold.simulate import seed_like_cohort
 from tests.conftest import CHROM, seed_request
 from tests.test_pipeline_e2e import called_copies
 

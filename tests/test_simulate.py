@@ -7,7 +7,7 @@ from pathlib import Path
 import pysam
 import pytest
 
-from cnvkit_nf.simulate import (
+from scaffold.simulate import (
     TARGET_FLANK,
     Cohort,
     Event,
@@ -134,7 +134,7 @@ def test_seed_like_cohort_names(tmp_path) -> None:
 
 def test_command_line(tmp_path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "cnvkit_nf.simulate", str(tmp_path), "--reads", "2000",
+        [sys.executable, "-m", "scaffold.simulate", str(tmp_path), "--reads", "2000",
          "--seed", "5", "--chrom-length", "60000"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip

@@ -11,7 +11,7 @@ import pytest
 from cnvkit_nf import storage
 from cnvkit_nf.paths import parse_location
 from cnvkit_nf.request import input_locations
-from cnvkit_nf.seaweed import S3Server
+from scaffold.seaweed import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = json.loads((ROOT / "tests" / "data" / "seed_request.json").read_text())

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from cnvkit_nf import storage
-from cnvkit_nf.local_service import LocalService
 from cnvkit_nf.paths import parse_location
 from cnvkit_nf.reference_cache import identity
 from cnvkit_nf.request import input_locations
-from cnvkit_nf.seaweed import S3Server
-from cnvkit_nf.simulate import seed_like_cohort
+from scaffold.local_service import LocalService
+from scaffold.seaweed import S3Server
+from scaffold.simulate import seed_like_cohort
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]

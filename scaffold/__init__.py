@@ -1,0 +1,3 @@
+"""Demo and test scaffolding of the checkout, not shipped in the wheel: synthetic cohorts
+(`simulate`), a local S3 server (`seaweed`), a local job service (`local_service`) and the
+`make demo` targets (`demo`)."""
