@@ -9,7 +9,7 @@ NFCORE  := tools/nf-core/venv/bin/nf-core
 install: $(STAMP)
 	$(PY) -m cnvkit_nf.nextflow install
 
-$(STAMP): requirements.txt pyproject.toml scripts/install-system-deps.sh
+$(STAMP): requirements.txt pyproject.toml setup.py scripts/install-system-deps.sh
 	scripts/install-system-deps.sh
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt

@@ -1,10 +1,11 @@
 """Find a usable Nextflow, or install its published jars from Maven Central.
 
 A `nextflow` on PATH is used when it is at least 24.10. Otherwise the core jars of the newest
-24.10.x release that Maven Central publishes in full are resolved with Maven into
-`tools/nextflow/lib` and run through the `tools/nextflow/nextflow` wrapper, with a class-data
-archive of the JVM (`tools/nextflow/nextflow.jsa`, written from a `-stub` run of the pipeline)
-that makes every start about a second shorter.
+24.10.x release that Maven Central publishes in full are resolved with Maven into `TOOLS/lib`
+and run through the `TOOLS/nextflow` wrapper, with a class-data archive of the JVM
+(`TOOLS/nextflow.jsa`, written from a `-stub` run of the pipeline) that makes every start about
+a second shorter. `TOOLS` is `$CNVKIT_NF_NEXTFLOW_DIR` when set, a checkout's `tools/nextflow`,
+else (an installed package) `nextflow/` in the user's cache folder, `~/.cache/cnvkit-nf`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TOOLS = ROOT / "tools" / "nextflow"
+from cnvkit_nf.option_cache import default_folder
+from cnvkit_nf.pipeline_files import PIPELINE
+
+SETTING = "CNVKIT_NF_NEXTFLOW_DIR"
+_HERE = Path(__file__).resolve().parent
+_CHECKOUT_TOOLS = _HERE.parent / "tools" / "nextflow"
+CHECKOUT = (_CHECKOUT_TOOLS / "pom.xml").is_file()
+# The wrapper and the Maven project that resolves the jars: a checkout's own, or the copy that
+# the wheel ships (setup.py), which `install` puts into TOOLS.
+SOURCE = _CHECKOUT_TOOLS if CHECKOUT else _HERE / "nextflow_wrapper"
+
+
+def _tools() -> Path:
+    if os.environ.get(SETTING):
+        return Path(os.environ[SETTING]).resolve()
+    return SOURCE if CHECKOUT else default_folder() / "nextflow"
+
+
+TOOLS = _tools()
 WRAPPER = TOOLS / "nextflow"
 STAMP = TOOLS / ".installed"
 ARCHIVE = TOOLS / "nextflow.jsa"
@@ -65,13 +83,22 @@ def _installed() -> bool:
     return (TOOLS / "lib" / f"nextflow-{STAMP.read_text().strip()}.jar").exists()
 
 
+def provide_wrapper() -> None:
+    """Put the wrapper and the Maven project into TOOLS unless they are there (a checkout)."""
+    if TOOLS != SOURCE:
+        TOOLS.mkdir(parents=True, exist_ok=True)
+        for name in ("nextflow", "pom.xml"):
+            shutil.copy(SOURCE / name, TOOLS / name)  # with its mode: the wrapper is executable
+
+
 def install(log=print) -> str:
-    """Resolve the newest complete 24.10.x release into tools/nextflow/lib; return the wrapper."""
+    """Resolve the newest complete 24.10.x release into TOOLS/lib; return the wrapper."""
     if not shutil.which("mvn") or not shutil.which("java"):
         raise NextflowError(
             "installing Nextflow needs java (17+) and mvn: "
             "apt-get install -y default-jre-headless maven"
         )
+    provide_wrapper()
     lib = TOOLS / "lib"
     failures = []
     for version in CANDIDATES:
@@ -111,7 +138,7 @@ def archive_classes(log=print) -> None:
     partial = ARCHIVE.with_name(f".{ARCHIVE.name}.{os.getpid()}")
     with tempfile.TemporaryDirectory(prefix="cnvkit-nf-archive-") as folder:
         done = subprocess.run(
-            [str(WRAPPER), "run", str(ROOT), "-profile", "test,local", "-stub",
+            [str(WRAPPER), "run", str(PIPELINE), "-profile", "test,local", "-stub",
              "--output_dir", f"{folder}/out", "-ansi-log", "false"],
             capture_output=True, text=True, cwd=folder, timeout=600,
             env={**os.environ, "NXF_OFFLINE": "true", "CNVKIT_NF_ARCHIVE_TO": str(partial),
@@ -124,7 +151,8 @@ def archive_classes(log=print) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m cnvkit_nf.nextflow install|path`: used by `make install`."""
+    """`python -m cnvkit_nf.nextflow install|path`: used by `make install`, and once after
+    installing the package (see README, "Installing the package")."""
     try:
         if argv[:1] == ["install"]:
             ensure()
