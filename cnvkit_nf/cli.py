@@ -187,9 +187,11 @@ def params(ctx: Context, request_file: str, output: str | None, storage_mode: st
               dir_okay=False, exists=True, path_type=Path),
               callback=lambda _c, _p, value: _renamed("run --config", "-c/--nextflow-config",
                                                       value))
+@click.option("--stub", is_flag=True,
+              help="Run with -stub-run: checks the wiring and the request, computes nothing.")
 @click.pass_obj
 def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, resume: bool,
-        configs: tuple[Path, ...], old_configs: tuple[Path, ...]) -> None:
+        configs: tuple[Path, ...], old_configs: tuple[Path, ...], stub: bool) -> None:
     """Validate a request, check its inputs, run the pipeline and wait for it.
 
     Prints the instance_id first, then progress (tasks done/total), then where the results are.
@@ -219,7 +221,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
         job = new_job(store, job_plan, ctx.state_dir)
     click.echo(f"instance_id: {job.instance_id}")
     execution = Execution(store, job, job_plan, ctx.state_dir,
-                          RunOptions(profile, work_dir, list(configs)),
+                          RunOptions(profile, work_dir, list(configs), stub),
                           log=lambda message: click.echo(message, err=True),
                           references=ctx.references)
     for sig in (signal.SIGINT, signal.SIGTERM):

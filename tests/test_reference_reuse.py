@@ -370,7 +370,8 @@ def test_the_service_reuses_within_a_project_only(service_site):
     reused = second if _built(first) else first
     assert reused["message"].startswith(REUSED)
     assert {name for name, _ in processes(Path(reused["output_dir"]))} == {
-        "CNVKIT_PREPARE", "CNVKIT_COVERAGE", "CNVKIT_SAMPLE", "CNVKIT_COHORT"}  # per sample
+        "CNVKIT_PREPARE", "CNVKIT_COVERAGE", "CNVKIT_SAMPLE", "CNVKIT_COHORT",
+        "RESULT_MANIFEST"}  # no control coverage, no reference
     assert [tag for name, tag in processes(Path(reused["output_dir"]))
             if name == "CNVKIT_COVERAGE"] == [TUMOUR]
 

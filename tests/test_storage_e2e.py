@@ -58,7 +58,9 @@ def test_seed_request_runs_on_object_storage(bucket, tmp_path, monkeypatch):
     uploaded = {item["Key"].removeprefix("cnvkit/output/"): item["Size"] for item in listing}
     body = json.loads(s3.get_object(Bucket="genes", Key="cnvkit/output/manifest.json")["Body"]
                       .read())
-    assert {entry["path"] for entry in body["files"]} == set(uploaded) - {"manifest.json"}
+    assert {entry["path"] for entry in body["files"]} == {
+        key for key in uploaded if key != "manifest.json" and not key.startswith("pipeline_info/")}
+    assert "pipeline_info/versions.yml" in uploaded  # published, not covered
     for entry in body["files"]:
         content = s3.get_object(Bucket="genes", Key=f"cnvkit/output/{entry['path']}")["Body"].read()
         assert (len(content), hashlib.sha256(content).hexdigest()) == \
@@ -178,7 +180,8 @@ def test_server_lost_during_upload_then_rerun_completes(bucket, tmp_path):
                       ["Body"].read())
     listing = s3.list_objects_v2(Bucket="genes", Prefix="cnvkit/output-retry/")["Contents"]
     keys = {item["Key"].removeprefix("cnvkit/output-retry/") for item in listing}
-    assert keys == {entry["path"] for entry in body["files"]} | {"manifest.json"}
+    assert {key for key in keys if not key.startswith("pipeline_info/")} == \
+        {entry["path"] for entry in body["files"]} | {"manifest.json"}
 
 
 def test_service_takes_the_seed_request_as_written(bucket, tmp_path):
