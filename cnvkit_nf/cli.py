@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from cnvkit_nf import manifest, nextflow, option_cache, service, storage
+from cnvkit_nf import http_server, manifest, nextflow, option_cache, service, storage
 from cnvkit_nf import service_config as settings
 from cnvkit_nf.client import Client, ServiceError
 from cnvkit_nf.confined import everywhere
@@ -416,14 +416,21 @@ def list_jobs(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
               help="Extra Nextflow config file for every job (repeatable).")
 @click.option("--stub", is_flag=True,
               help="Run every job with -stub-run: checks the wiring, computes nothing.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True),
+              help="PEM certificate (chain): serve HTTPS, with --tls-key.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True),
+              help="PEM private key of --tls-cert.")
 @click.pass_obj
 def serve(ctx: Context, host: str, port: int, service_config: str | None,
           old_service_config: str | None, data_roots: tuple[str, ...], concurrency: int,
-          profile: str, configs: tuple[Path, ...], stub: bool) -> None:
+          profile: str, configs: tuple[Path, ...], stub: bool, tls_cert: str | None,
+          tls_key: str | None) -> None:
     """Run the job service: the seed's REST API over HTTP (see schema/openapi.json).
 
     Stop it with SIGTERM or Ctrl-C: running jobs go on, and are followed again at the next start.
     """
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
     try:
         config = settings.load(service_config or old_service_config, data_roots)
         nextflow.ensure(log=lambda m: click.echo(m, err=True))
@@ -455,11 +462,15 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    server = service.serve(app, host, port,
-                           ready=lambda url: click.echo(f"listening on {url}", nl=True))
+    try:
+        server = http_server.serve(
+            app, http_server.Transport(host, port, config.limits, tls_cert, tls_key),
+            ready=lambda url: click.echo(f"listening on {url}", nl=True))
+    except OSError as err:
+        raise click.ClickException(str(err)) from None
     sys.stdout.flush()
     stop.wait()
-    server.shutdown()
+    server.stop()
     log(f"stopped; {pool.running} running job(s) go on and are followed at the next start")
 
 

@@ -1,4 +1,4 @@
-"""`cnvkit-nf serve`: the seed's REST API over HTTP.
+"""`cnvkit-nf serve`: the seed's REST API (its HTTP transport: `http_server`).
 
     POST   /v2.0/{project_id}/gene/tools/cnvkit                 submit a request -> 201 instance_id
     GET    /v2.0/{project_id}/gene/tools/cnvkit?instance-id=&limit=&offset=&start=&end=
@@ -11,12 +11,8 @@ handling never waits on a job: jobs run in the worker pool.
 
 from __future__ import annotations
 
-import json
 import re
-import sys
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from cnvkit_nf import local_files, openapi
@@ -56,6 +52,11 @@ def _invalid(problems: list[Problem]) -> ApiError:
 
 
 NOT_FOUND = ("DLI.0023", "resource not found")
+
+
+def internal_error() -> tuple[int, dict]:
+    """The answer to a request the service failed on."""
+    return 500, {"error_code": "DLI.0999", "error_msg": "internal server error"}
 
 
 @dataclass
@@ -169,91 +170,3 @@ def _integer(values: dict, name: str, default, low: int, high: int | None,
         problems.append(Problem(name, f"{text!r} is not an integer {bounds}"))
         return default
     return int(text)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "cnvkit-nf"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # seconds a client may take to send its request
-
-    def do_GET(self) -> None:  # noqa: N802 - the names http.server calls
-        self._answer("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._answer("POST")
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._answer("DELETE")
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._answer("PUT")
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._answer("PATCH")
-
-    def _answer(self, method: str) -> None:
-        allow: tuple[str, ...] = ()
-        try:
-            status, body = self.server.app.handle(method, self.path, self.headers, self._body)
-        except ApiError as err:
-            status, body, allow = err.status, err.body, err.allow
-        except Exception as err:  # noqa: BLE001 - every failure gets the family's 500 answer
-            self.log_error("internal error: %r", err)
-            status, body = 500, {"error_code": "DLI.0999", "error_msg": "internal server error"}
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if allow:
-            self.send_header("Allow", ", ".join(allow))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self, limit: int) -> bytes:
-        """The request body, at most `limit` bytes; larger bodies are refused unread."""
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise ApiError(400, "DLI.0001", "send the body with a Content-Length, not chunked")
-        length = self.headers.get("Content-Length", "0")
-        if not length.isdigit():
-            self.close_connection = True
-            raise ApiError(400, "DLI.0001", f"invalid Content-Length {length!r}")
-        size = int(length)
-        if size > limit:
-            self._drop(size, limit * _DRAIN_FACTOR)
-            raise ApiError(400, "DLI.0009", f"system limit reached: the body has {size} bytes; "
-                           f"this service takes at most {limit}")
-        return self.rfile.read(size)
-
-    def _drop(self, size: int, most: int) -> None:
-        """Read and forget a refused body so that the client sees the answer."""
-        self.close_connection = True
-        while 0 < size <= most:
-            chunk = self.rfile.read(min(size, 1 << 16))
-            if not chunk:
-                break
-            size -= len(chunk)
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
-        sys.stderr.write(f"{self.address_string()} {format % args}\n")
-
-
-class Server(ThreadingHTTPServer):
-    """A threaded HTTP server carrying an App."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], app: App):
-        super().__init__(address, _Handler)
-        self.app = app
-
-
-def serve(app: App, host: str, port: int, ready=lambda url: None) -> Server:
-    """Start the workers and the HTTP server in a thread; `ready(url)` once it listens."""
-    app.pool.start()
-    server = Server((host, port), app)
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    ready(f"http://{host}:{server.server_address[1]}")
-    return server
-

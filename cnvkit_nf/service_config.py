@@ -8,7 +8,8 @@ The settings are a JSON file (`cnvkit-nf serve --config`, or env CNVKIT_NF_SERVI
                     {"path": "/scratch/{project}-results", "writable": true}],
      "object_roots": ["s3a://genes/{project}/", "s3a://references/"],
      "limits": {"max_body_bytes": 1048576, "max_inputs": 200, "max_option_length": 1000,
-                "max_queued": 1000}}
+                "max_queued": 1000, "request_seconds": 10, "keep_alive_seconds": 15,
+                "max_connections": 1000, "max_header_bytes": 16384, "api_threads": 16}}
 
 A token may be given in clear (`"token"`) or, better, by its SHA-256 (`"token_sha256"`); env
 CNVKIT_NF_TOKENS may hold the same list as "tokens". `{project}` in a data root stands for the
@@ -35,7 +36,12 @@ from cnvkit_nf.request import path_entries
 
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 DEFAULT_LIMITS = {"max_body_bytes": 1 << 20, "max_inputs": 200, "max_option_length": 1000,
-                  "max_queued": 1000}
+                  "max_queued": 1000,
+                  # the HTTP transport (cnvkit_nf/http_server.py): seconds to send a request,
+                  # idle keep-alive seconds, open connections, request line and headers,
+                  # API calls at once
+                  "request_seconds": 10, "keep_alive_seconds": 15, "max_connections": 1000,
+                  "max_header_bytes": 16 << 10, "api_threads": 16}
 
 
 class ConfigError(Exception):
