@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnvkit_nf.jobs import FINISHED, JobStore  # noqa: E402
+from cnvkit_nf.jobs import JobStore  # noqa: E402
 from scaffold.demo import demo_request  # noqa: E402
 from scaffold.local_service import LocalService  # noqa: E402
 from scaffold.simulate import seed_like_cohort  # noqa: E402
@@ -74,7 +74,9 @@ def bench_query(tmp: Path, records: int) -> None:
     for i in range(records):
         job = store.create({**SEED, "output_dir": f"s3a://genes/out/{i}"}, project="bench",
                            owner="bench", runner="service", tasks_total=21)
-        store.update(job.instance_id, status=FINISHED, tasks_done=21, end_time=job.created + 1)
+        store.start(job.instance_id, pid=1, attempts=1)
+        store.progress(job.instance_id, 21, 21)
+        store.finish(job.instance_id)
         ids.append((job.instance_id, job.created))
     print(f"{records} records written in {time.perf_counter() - started:.1f} s")
     service = LocalService(state, write_config(tmp)).start()

@@ -22,13 +22,13 @@ from cnvkit_nf import http_server, manifest, nextflow, option_cache, service, st
 from cnvkit_nf import service_config as settings
 from cnvkit_nf.client import Client, ServiceError
 from cnvkit_nf.confined import everywhere
-from cnvkit_nf.jobs import CANCELLED, FAILED, FINISHED, Job, JobStore
+from cnvkit_nf.jobs import CANCELLED, FINISHED, Job, JobStore
 from cnvkit_nf.option_cache import OptionCache
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.problems import Problem, errors, format_problem
 from cnvkit_nf.reference_cache import ReferenceCache, parse_size
 from cnvkit_nf.request import Validation, validate_file
-from cnvkit_nf.runner import RunOptions, run_alive
+from cnvkit_nf.runner import RunOptions, settle
 from cnvkit_nf.submission import Execution, new_job, object_store, plan
 from cnvkit_nf.workers import WorkerPool
 
@@ -363,15 +363,12 @@ def status(ctx: Context, instance_id: str, as_json: bool, server: str | None,
 
 
 def _local_job(state_dir: Path, instance_id: str) -> Job:
-    """A job of the state dir; a `run` whose launcher vanished is marked FAILED."""
+    """A job of the state dir, as `settle` leaves it."""
     store = JobStore(state_dir / "jobs.sqlite")
     job = store.get(instance_id)
     if job is None:
         raise click.ClickException(f"no job {instance_id} in {state_dir}")
-    if job.runner == "cli" and not job.final and job.pid and not run_alive(job):
-        job = store.update(job.instance_id, status=FAILED,
-                           message="the run stopped without reporting an end (launcher killed?)")
-    return job
+    return settle(store, job)
 
 
 @main.command(name="list")
@@ -381,7 +378,9 @@ def _local_job(state_dir: Path, instance_id: str) -> Job:
 @click.pass_obj
 def list_jobs(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
     """List the jobs of this state dir, newest first."""
-    count, jobs = JobStore(ctx.state_dir / "jobs.sqlite").list(limit=limit, offset=offset)
+    store = JobStore(ctx.state_dir / "jobs.sqlite")
+    count, jobs = store.list(limit=limit, offset=offset)
+    jobs = [settle(store, job) for job in jobs]
     fields = (*STATUS_FIELDS[:-1], "output_dir")
     rows = [{key: job.instance()[key] for key in fields} for job in jobs]
     if as_json:

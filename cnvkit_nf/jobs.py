@@ -1,4 +1,20 @@
-"""Durable job records in SQLite: one row per job, every change committed before it is reported."""
+"""Durable job records in SQLite: one row per job, every change committed before it is reported.
+
+The store is the one owner of a job's state: it moves only through the named transitions of
+`JobStore` (start, follow, progress, finish, fail, request_cancel, withdraw, cancelled, retry),
+each one atomic, setting the times that go with it and refusing a move its state does not
+allow (`IllegalTransition`).
+
+    start           LAUNCHING, RUNNING (run again after a restart) -> RUNNING
+    follow          LAUNCHING, RUNNING -> RUNNING (a run started earlier; CANCELING stays)
+    progress        any state not ended: tasks done and expected
+    finish          RUNNING, CANCELING -> FINISHED
+    fail            LAUNCHING, RUNNING, CANCELING -> FAILED
+    request_cancel  LAUNCHING, RUNNING -> CANCELING
+    withdraw        LAUNCHING -> CANCELLED (a job still waiting for its turn)
+    cancelled       LAUNCHING, RUNNING, CANCELING -> CANCELLED
+    retry           FINISHED, FAILED, CANCELLED -> LAUNCHING
+"""
 
 from __future__ import annotations
 
@@ -15,6 +31,13 @@ LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING = (
     "LAUNCHING", "RUNNING", "FINISHED", "FAILED", "CANCELLED", "CANCELING",
 )
 FINAL_STATES = frozenset({FINISHED, FAILED, CANCELLED})
+ACTIVE_STATES = frozenset({LAUNCHING, RUNNING, CANCELING})
+# Fields only the transitions set.
+_STATE_FIELDS = frozenset({"status", "start_time", "end_time", "attempts"})
+
+
+class IllegalTransition(Exception):
+    """A job was asked to move where its state does not allow."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -142,10 +165,17 @@ class JobStore:
         return _from_row(row) if row else None
 
     def update(self, instance_id: str, **changes) -> Job:
-        """Change some fields of a job and return it as stored."""
+        """Change fields of a job other than its state (message, pid, progress...) and
+        return it as stored; its state changes through the transitions below."""
         unknown = set(changes) - set(_COLUMNS)
         if unknown:
             raise ValueError(f"unknown job fields: {sorted(unknown)}")
+        if _STATE_FIELDS & set(changes):
+            raise ValueError(f"{sorted(_STATE_FIELDS & set(changes))}: set by the job's "
+                             "transitions (start, finish, fail, ...), not by update")
+        return self._set(instance_id, **changes)
+
+    def _set(self, instance_id: str, **changes) -> Job:
         with self._connect() as db:
             db.execute(
                 f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in changes)} WHERE instance_id = ?",
@@ -156,8 +186,63 @@ class JobStore:
             raise KeyError(instance_id)
         return job
 
-    def transition(self, instance_id: str, from_states: set[str], **changes) -> Job | None:
-        """Change a job only if it is in one of `from_states` (atomically); None otherwise."""
+    # --- transitions ----------------------------------------------------------------------
+
+    def start(self, instance_id: str, pid: int, attempts: int) -> Job:
+        """A run of the job began (its `attempts`-th): RUNNING from LAUNCHING, or from
+        RUNNING when a restarted service runs it again."""
+        return self._move(instance_id, {LAUNCHING, RUNNING}, "start", status=RUNNING, pid=pid,
+                          start_time=now_ms(), end_time=None, message=None, attempts=attempts)
+
+    def follow(self, instance_id: str, pid: int) -> Job:
+        """A run started earlier is followed again (after a restart): RUNNING with its pid,
+        unless it is being cancelled."""
+        job = self._move(instance_id, {CANCELING}, "follow", pid=pid, quiet=True)
+        return job or self._move(instance_id, {LAUNCHING, RUNNING}, "follow", status=RUNNING,
+                                 pid=pid)
+
+    def progress(self, instance_id: str, done: int, total: int) -> Job:
+        """Tasks done of those expected, while the job has not ended (after, unchanged)."""
+        return self._move(instance_id, ACTIVE_STATES, "record progress of", quiet=True,
+                          tasks_done=done, tasks_total=total) or self.get(instance_id)
+
+    def finish(self, instance_id: str) -> Job:
+        """The run succeeded and its results are published: FINISHED."""
+        return self._move(instance_id, {RUNNING, CANCELING}, "finish", status=FINISHED,
+                          end_time=now_ms())
+
+    def fail(self, instance_id: str, message: str) -> Job:
+        """The job cannot end well, for the reason given: FAILED."""
+        return self._move(instance_id, ACTIVE_STATES, "fail", status=FAILED, end_time=now_ms(),
+                          message=message)
+
+    def request_cancel(self, instance_id: str) -> Job | None:
+        """Ask a job that has not ended to stop: CANCELING until its run has stopped. None
+        when it has ended or is already being cancelled."""
+        return self._move(instance_id, {LAUNCHING, RUNNING}, "cancel", status=CANCELING,
+                          quiet=True)
+
+    def withdraw(self, instance_id: str) -> Job | None:
+        """Cancel a job still waiting for its turn: CANCELLED at once. None when it is not
+        waiting (any more)."""
+        return self._move(instance_id, {LAUNCHING}, "withdraw", status=CANCELLED,
+                          end_time=now_ms(), message="cancelled on request", quiet=True)
+
+    def cancelled(self, instance_id: str) -> Job:
+        """The job stopped on request (or never started): CANCELLED."""
+        return self._move(instance_id, ACTIVE_STATES, "mark cancelled", status=CANCELLED,
+                          end_time=now_ms(), message="cancelled on request")
+
+    def retry(self, instance_id: str) -> Job:
+        """An ended job is to run again (its finished tasks are reused): LAUNCHING, its end
+        and message cleared."""
+        return self._move(instance_id, FINAL_STATES, "retry", status=LAUNCHING,
+                          end_time=None, message=None)
+
+    def _move(self, instance_id: str, from_states: set[str], verb: str, quiet: bool = False,
+              **changes) -> Job | None:
+        """Apply `changes` only if the job is in one of `from_states`, atomically; else
+        None (`quiet`) or IllegalTransition."""
         marks = ", ".join("?" * len(from_states))
         with self._connect() as db:
             changed = db.execute(
@@ -165,7 +250,13 @@ class JobStore:
                 f"WHERE instance_id = ? AND status IN ({marks})",
                 [_to_column(k, v) for k, v in changes.items()] + [instance_id, *from_states],
             ).rowcount
-        return self.get(instance_id) if changed else None
+        if changed:
+            return self.get(instance_id)
+        if quiet:
+            return None
+        job = self.get(instance_id)
+        raise IllegalTransition(f"cannot {verb} job {instance_id}: it is "
+                                f"{job.status if job else 'not recorded'}")
 
     def unfinished(self, runner: str) -> list[Job]:
         """Jobs of a runner that have not ended, in the order they were recorded."""

@@ -18,17 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnvkit_nf import manifest, nextflow
-from cnvkit_nf.jobs import (
-    CANCELING,
-    CANCELLED,
-    FAILED,
-    FINISHED,
-    LAUNCHING,
-    RUNNING,
-    Job,
-    JobStore,
-    now_ms,
-)
+from cnvkit_nf.jobs import CANCELING, IllegalTransition, Job, JobStore
 from cnvkit_nf.pipeline_files import PIPELINE
 
 SUPERVISE = Path(__file__).with_name("supervise.py")
@@ -144,9 +134,7 @@ class JobRun:
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid = self.process.pid
-        self.job = self.store.update(self.job.instance_id, status=RUNNING, pid=self.pid,
-                                     start_time=now_ms(), message=None, end_time=None,
-                                     attempts=self.job.attempts + 1)
+        self.job = self.store.start(self.job.instance_id, self.pid, self.job.attempts + 1)
 
     def attach(self) -> bool:
         """Follow the run started earlier for this job, if it is still running."""
@@ -157,16 +145,14 @@ class JobRun:
         for pid in {self.job.pid, recorded} - {None}:
             if running(pid, self.exit_file):
                 self.pid = pid
-                if self.job.status != CANCELING:
-                    self.job = self.store.update(self.job.instance_id, status=RUNNING, pid=pid)
+                self.job = self.store.follow(self.job.instance_id, pid)
                 return True
         return False
 
     def cancel(self) -> bool:
         """Ask Nextflow to stop (it stops its tasks); the job ends CANCELLED. False when the
         job had already ended or was being cancelled."""
-        changed = None if self.cancelled else self.store.transition(
-            self.job.instance_id, {LAUNCHING, RUNNING}, status=CANCELING)
+        changed = None if self.cancelled else self.store.request_cancel(self.job.instance_id)
         if changed is None:
             return False
         self.cancelled, self.job = True, changed
@@ -203,7 +189,7 @@ class JobRun:
         done = tasks_done(self.trace)
         total = max(tasks_total(Path(self.params["output_dir"])) or self.job.tasks_total, done)
         if (done, total) != (self.job.tasks_done, self.job.tasks_total):
-            self.job = self.store.update(self.job.instance_id, tasks_done=done, tasks_total=total)
+            self.job = self.store.progress(self.job.instance_id, done, total)
         on_progress(self.job)
 
     def exit_status(self) -> int | None:
@@ -216,28 +202,23 @@ class JobRun:
     def finish(self) -> Job:
         """Record how the ended run went: publish its results (the pipeline wrote their
         manifest) when it succeeded."""
-        end = now_ms()
         returncode = self.exit_status()
+        store, instance_id = self.store, self.job.instance_id
         if self.cancelled:
-            return self.store.update(self.job.instance_id, status=CANCELLED, end_time=end,
-                                     message="cancelled on request")
+            return store.cancelled(instance_id)
         if returncode is None:
-            return self.store.update(self.job.instance_id, status=FAILED, end_time=end,
-                                     message="Nextflow was killed before it could end the run")
+            return store.fail(instance_id, "Nextflow was killed before it could end the run")
         if returncode != 0:
             log = (self.run_dir / "nextflow.out").read_text(errors="replace")
-            return self.store.update(self.job.instance_id, status=FAILED, end_time=end,
-                                     message=failure_message(log, returncode))
+            return store.fail(instance_id, failure_message(log, returncode))
         results = Path(self.params["output_dir"])
         if not (results / manifest.NAME).is_file():  # the pipeline places it after every file
-            return self.store.update(self.job.instance_id, status=FAILED, end_time=end,
-                                     message="the run ended without the manifest of its results")
+            return store.fail(instance_id, "the run ended without the manifest of its results")
         try:
             self.publish(results)
         except Exception as err:  # noqa: BLE001 - any failure to publish fails the job
-            return self.store.update(self.job.instance_id, status=FAILED, end_time=now_ms(),
-                                     message=f"publishing the results failed: {err}")
-        return self.store.update(self.job.instance_id, status=FINISHED, end_time=now_ms())
+            return store.fail(instance_id, f"publishing the results failed: {err}")
+        return store.finish(instance_id)
 
 
 def exit_description(returncode: int) -> str:
@@ -256,6 +237,18 @@ def exit_description(returncode: int) -> str:
 def exit_file(run_dir: Path) -> Path:
     """Where the supervisor of a run folder's Nextflow writes its exit status."""
     return Path(run_dir) / "nextflow.exitcode"
+
+
+def settle(store: JobStore, job: Job) -> Job:
+    """A `cnvkit-nf run` job whose run vanished without recording an end (its launcher was
+    killed) is failed, once, with its end time: `status` and `list` show it alike."""
+    if job.runner == "cli" and not job.final and job.pid and not run_alive(job):
+        try:
+            return store.fail(job.instance_id, "the run stopped without reporting an end "
+                                               "(launcher killed?)")
+        except IllegalTransition:  # it ended meanwhile
+            return store.get(job.instance_id)
+    return job
 
 
 def run_alive(job: Job) -> bool:

@@ -23,17 +23,7 @@ from pathlib import Path
 from cnvkit_nf import local_files, publish_local, storage
 from cnvkit_nf.confined import Roots, everywhere
 from cnvkit_nf.input_store import InputStore, StoreError
-from cnvkit_nf.jobs import (
-    CANCELING,
-    CANCELLED,
-    FAILED,
-    FINISHED,
-    LAUNCHING,
-    RUNNING,
-    Job,
-    JobStore,
-    now_ms,
-)
+from cnvkit_nf.jobs import CANCELING, FINISHED, Job, JobStore
 from cnvkit_nf.params import to_params
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, summary
@@ -125,8 +115,8 @@ class Execution:
                 accepted = self.run.cancel()
                 self._cancelled = self._cancelled or accepted
                 return accepted
-            changed = None if self._cancelled else self.store.transition(
-                self.job.instance_id, {LAUNCHING, RUNNING}, status=CANCELING)
+            changed = None if self._cancelled else self.store.request_cancel(
+                self.job.instance_id)
             if changed is not None:
                 self._cancelled, self.job = True, changed
             return changed is not None
@@ -143,6 +133,8 @@ class Execution:
                 self.log(f"{self.job.instance_id}: following the run started earlier")
                 final = attached.wait(on_progress) if attached.pid else attached.finish()
                 return self._keep_reference(final, params)
+        if self.job.final:  # an ended job run again (`run --resume`): its tasks are reused
+            self.job = self.store.retry(self.job.instance_id)
         if self._cancelled:
             return self._cancelled_before_start()
         if self.max_attempts is not None and self.job.attempts >= self.max_attempts:
@@ -223,13 +215,11 @@ class Execution:
         return json.loads(path.read_text()) if path.exists() else None
 
     def _cancelled_before_start(self) -> Job:
-        self.job = self.store.update(self.job.instance_id, status=CANCELLED, end_time=now_ms(),
-                                     message="cancelled on request")
+        self.job = self.store.cancelled(self.job.instance_id)
         return self.job
 
     def _failed(self, message: str) -> None:
-        self.job = self.store.update(self.job.instance_id, status=FAILED, message=message,
-                                     end_time=now_ms())
+        self.job = self.store.fail(self.job.instance_id, message)
 
     def _local_output(self) -> str:
         return self.roots.absolute(self.plan.objects.output_dir.key)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cnvkit_nf.confined import Roots
 from cnvkit_nf.input_store import InputStore
-from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, LAUNCHING, RUNNING, Job, JobStore, now_ms
+from cnvkit_nf.jobs import LAUNCHING, Job, JobStore
 from cnvkit_nf.problems import Problem, errors, summary
 from cnvkit_nf.reference_cache import ReferenceCache
 from cnvkit_nf.request import validate_request
@@ -79,10 +79,8 @@ class WorkerPool:
             if execution is not None:
                 return self.store.get(instance_id) if execution.cancel() else None
             self._plans.pop(instance_id, None)
-            job = self.store.transition(instance_id, {LAUNCHING}, status=CANCELLED,
-                                        end_time=now_ms(), message="cancelled on request")
             # a running job no worker follows yet (after a restart): its worker stops it
-            return job or self.store.transition(instance_id, {RUNNING}, status=CANCELING)
+            return self.store.withdraw(instance_id) or self.store.request_cancel(instance_id)
 
     def _work(self) -> None:
         while True:
@@ -100,8 +98,7 @@ class WorkerPool:
                 self.log(f"{instance_id}: {final.status} {final.progress}")
             except Exception as err:  # noqa: BLE001 - a job's failure must not stop the worker
                 self.log(traceback.format_exc())
-                self.store.update(instance_id, status=FAILED, end_time=now_ms(),
-                                  message=f"internal error of the job service: {err}")
+                self.store.fail(instance_id, f"internal error of the job service: {err}")
             finally:
                 with self._lock:
                     del self._active[instance_id]
@@ -111,15 +108,14 @@ class WorkerPool:
         refused = errors(self.admit(job)) if job.status == LAUNCHING else []
         if refused:  # e.g. a folder replaced by a link out of the data roots while it waited
             self._plans.pop(job.instance_id, None)
-            self.store.update(job.instance_id, status=FAILED, end_time=now_ms(),
-                              message=f"refused when its turn came: {summary(refused)}")
+            self.store.fail(job.instance_id, f"refused when its turn came: {summary(refused)}")
             return None
         job_plan = self._plans.pop(job.instance_id, None)
         if job_plan is None:
             job_plan, reason = self._plan_again(job)
             if job_plan is None:
-                self.store.update(job.instance_id, status=FAILED, end_time=now_ms(),
-                                  message=f"cannot go on after the service restarted: {reason}")
+                self.store.fail(job.instance_id,
+                                f"cannot go on after the service restarted: {reason}")
                 return None
         return Execution(self.store, job, job_plan, self.state_dir, self.options,
                          log=self.log, max_attempts=MAX_ATTEMPTS,

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,16 @@ from jsonschema import Draft202012Validator
 
 from cnvkit_nf import manifest, nextflow, pipeline_schema
 from cnvkit_nf.cli import main as cli_main
-from cnvkit_nf.jobs import FINISHED, RUNNING, JobStore
+from cnvkit_nf.jobs import (
+    CANCELING,
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    LAUNCHING,
+    RUNNING,
+    IllegalTransition,
+    JobStore,
+)
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.request import validate_request
 from cnvkit_nf.runner import (
@@ -155,7 +165,9 @@ def test_job_store_round_trip(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite")
     job = store.create(SEED, tasks_total=16)
     assert job.status == "LAUNCHING" and job.progress == "0/16" and job.duration == 0
-    store.update(job.instance_id, status=RUNNING, created=job.created - 5000, tasks_done=3)
+    store.update(job.instance_id, created=job.created - 5000)
+    store.start(job.instance_id, pid=1, attempts=1)
+    store.progress(job.instance_id, 3, 16)
     again = JobStore(tmp_path / "jobs.sqlite").get(job.instance_id)
     assert (again.status, again.progress, again.request) == (RUNNING, "3/16", SEED)
     assert again.duration >= 5
@@ -164,7 +176,34 @@ def test_job_store_round_trip(tmp_path):
     assert store.latest_for_request({**SEED, "fix_conf": ""}) is None
     with pytest.raises(ValueError):
         store.update(job.instance_id, colour="red")
-    assert store.update(job.instance_id, status=FINISHED).final
+    assert store.finish(job.instance_id).final
+
+
+def test_a_job_moves_only_through_its_named_transitions(tmp_path):
+    """The store alone changes a job's state, sets the times that go with it and refuses a
+    move its state does not allow."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store.create(SEED)
+    with pytest.raises(ValueError, match="set by the job's transitions"):
+        store.update(job.instance_id, status=FINISHED)
+    with pytest.raises(IllegalTransition, match="cannot finish job .*: it is LAUNCHING"):
+        store.finish(job.instance_id)
+    running = store.start(job.instance_id, pid=7, attempts=1)
+    assert (running.status, running.start_time is not None, running.end_time) == (
+        RUNNING, True, None)
+    assert store.request_cancel(job.instance_id).status == CANCELING
+    assert store.request_cancel(job.instance_id) is None  # already being cancelled
+    ended = store.cancelled(job.instance_id)
+    assert ended.status == CANCELLED and ended.end_time >= running.start_time
+    with pytest.raises(IllegalTransition):
+        store.fail(job.instance_id, "too late")
+    assert store.progress(job.instance_id, 5, 9).progress == "0/0"  # ended: unchanged
+    again = store.retry(job.instance_id)
+    assert (again.status, again.end_time, again.message) == (LAUNCHING, None, None)
+    assert store.withdraw(job.instance_id).status == CANCELLED
+    assert store.withdraw(job.instance_id) is None
+    failed = store.fail(store.create(SEED).instance_id, "no FASTA")
+    assert failed.status == FAILED and failed.end_time and failed.message == "no FASTA"
 
 
 def test_manifest_written_last_and_verified(tmp_path):
@@ -346,3 +385,24 @@ def test_the_pipeline_task_lists_staged_files_under_their_result_paths(tmp_path)
     (tmp_path / "paths.txt").write_text("samples/B/x.cns\nz.cns\n")
     refused = subprocess.run(command, capture_output=True, text=True)
     assert refused.returncode == 2 and "3 staged files for 2 result paths" in refused.stderr
+
+
+def test_a_vanished_run_is_failed_alike_by_list_and_status(tmp_path):
+    """A `run` whose launcher was killed: `list` and `status` agree that it FAILED, and its
+    duration stops growing (it has an end time)."""
+    store = JobStore(tmp_path / "state" / "jobs.sqlite")
+    job = store.create(SEED, runs_in=tmp_path / "state" / "runs")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    store.start(job.instance_id, pid=gone.pid, attempts=1)
+    listed = cli("--state-dir", str(tmp_path / "state"), "list", "--json", cwd=tmp_path)
+    assert [row["status"] for row in json.loads(listed.stdout)["instances"]] == ["FAILED"]
+    shown = []
+    for _ in range(2):
+        status = cli("--state-dir", str(tmp_path / "state"), "status", job.instance_id,
+                     "--json", cwd=tmp_path)
+        shown.append(json.loads(status.stdout))
+        time.sleep(1.2)
+    assert [body["status"] for body in shown] == ["FAILED", "FAILED"]
+    assert shown[0]["duration"] == shown[1]["duration"]
+    assert store.get(job.instance_id).end_time is not None

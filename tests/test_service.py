@@ -461,7 +461,7 @@ def test_jobs_that_cannot_go_on_after_a_restart_fail_with_the_reason(site):
                         runner="service", runs_in=runs)
     Path(worn.run_dir).mkdir(parents=True)
     Path(worn.run_dir, "params.json").write_text("{}")
-    store.update(worn.instance_id, status="RUNNING", attempts=3, pid=2**22 + 1)
+    store.start(worn.instance_id, pid=2**22 + 1, attempts=3)
     gone_bam = site["data"] / "lab-a" / "Gone_S1.bam"
     gone_bam.write_bytes(b"")
     orphan = store.create(request_for(site, "gone", control_inputs=[str(gone_bam)]),
