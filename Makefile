@@ -3,6 +3,9 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 # nf-core's schema linter, in a venv of its own (its dependencies are not the product's)
 NFCORE  := tools/nf-core/venv/bin/nf-core
+# The GA4GH WES 1.1 OpenAPI document as sapporo publishes it on PyPI (the WES tests check every
+# answer against it); only the file is taken from the wheel, none of sapporo's dependencies.
+WES_SPEC := tools/wes/ga4gh-wes-spec-1.1.0.yml
 
 .PHONY: install demo demo-s3 demo-service test test-fast bench bench-service clean
 
@@ -30,7 +33,13 @@ $(NFCORE): tools/nf-core/requirements.txt
 	tools/nf-core/venv/bin/pip install -q --disable-pip-version-check -r tools/nf-core/requirements.txt
 	touch $@
 
-test: install $(NFCORE)
+$(WES_SPEC):
+	mkdir -p tools/wes
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps sapporo==2.4.0 -d tools/wes
+	$(PY) -c "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extract('sapporo/$(notdir $@)', 'tools/wes')" tools/wes/sapporo-2.4.0-py3-none-any.whl
+	mv tools/wes/sapporo/$(notdir $@) $@
+
+test: install $(NFCORE) $(WES_SPEC)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -ra
 
@@ -44,4 +53,4 @@ bench-service: install
 	$(PY) benchmarks/bench_service.py
 
 clean:
-	rm -rf .venv tools/nf-core/venv tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed tools/nextflow/nextflow.jsa demo-output .nextflow* work
+	rm -rf .venv tools/nf-core/venv tools/wes tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed tools/nextflow/nextflow.jsa demo-output .nextflow* work

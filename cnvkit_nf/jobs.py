@@ -275,17 +275,18 @@ class JobStore:
             return db.execute("SELECT COUNT(*) FROM jobs WHERE runner = ? AND status = ?",
                               (runner, status)).fetchone()[0]
 
-    def list(self, project: str = "local", *, instance_id: str | None = None,
-             start: int | None = None, end: int | None = None, limit: int = 10,
-             offset: int = 0) -> tuple[int, list[Job]]:
-        """A page of a project's jobs, newest first, and how many match in all.
+    def list(self, project: str | list[str] = "local", *, instance_id: str | None = None,
+             start: int | None = None, end: int | None = None, runner: str | None = None,
+             limit: int = 10, offset: int = 0) -> tuple[int, list[Job]]:
+        """A page of a project's (or projects') jobs, newest first, and how many match in all.
 
         `start`/`end` (Unix ms) keep jobs submitted at or after / at or before them, as in the
         family's query API (a job's `start_time` there is its submission time).
         """
-        where, args = ["project = ?"], [project]
+        projects = [project] if isinstance(project, str) else list(project)
+        where, args = [f"project IN ({', '.join('?' * len(projects))})"], [*projects]
         for clause, value in (("instance_id = ?", instance_id), ("created >= ?", start),
-                              ("created <= ?", end)):
+                              ("created <= ?", end), ("runner = ?", runner)):
             if value is not None:
                 where.append(clause)
                 args.append(value)

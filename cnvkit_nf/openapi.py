@@ -38,6 +38,18 @@ _ERRORS = {
 }
 
 
+WES_SPEC = "https://github.com/ga4gh/workflow-execution-service-schemas, version 1.1.0"
+_WES_OPERATIONS = (
+    ("service-info", "get", "GetServiceInfo", "The service: workflow types, run states."),
+    ("runs", "get", "ListRuns", "The token's runs, newest first, a page at a time."),
+    ("runs", "post", "RunWorkflow", "Submit a run: workflow_params is the request."),
+    ("runs/{run_id}", "get", "GetRunLog",
+     "A run: its request, state, task logs and outputs (the manifest's files)."),
+    ("runs/{run_id}/status", "get", "GetRunStatus", "A run's state."),
+    ("runs/{run_id}/cancel", "post", "CancelRun", "Cancel a run."),
+)
+
+
 def _request_schema() -> tuple[dict, dict]:
     """The request schema with its `$defs` moved to the document's components."""
     schema = copy.deepcopy(load_schema())
@@ -117,6 +129,32 @@ def document() -> dict:
                       "security": [], "responses": _responses("200", None)}}
     spec = {"get": {"operationId": "openapi", "summary": "This document.", "security": [],
                     "responses": _responses("200", None)}}
+    run_id = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    wes_error = {"$ref": "#/components/schemas/WesError"}
+    wes_paths: dict[str, dict] = {}
+    for path, method, operation, summary in _WES_OPERATIONS:
+        wes_paths.setdefault("/ga4gh/wes/v1/" + path, {})[method] = {
+            "operationId": f"wes{operation}", "tags": ["GA4GH WES 1.1"], "summary": summary,
+            "description": f"GA4GH WES 1.1 `{operation}` ({WES_SPEC}): a run is a job, its "
+                           "workflow_params the request.",
+            "security": [{"token": []}, {"bearer": []}],
+            **({"parameters": [run_id]} if "{run_id}" in path else {}),
+            **({"requestBody": {"required": True, "content": {"multipart/form-data": {
+                "schema": {"type": "object",
+                           "required": ["workflow_params", "workflow_type", "workflow_url"],
+                           "properties": {name: {"type": "string"} for name in (
+                               "workflow_params", "workflow_type", "workflow_type_version",
+                               "workflow_url", "tags")}}}}}}
+               if operation == "RunWorkflow" else {}),
+            "responses": {
+                "200": {"description": "Success.",
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                **{code: {"description": text,
+                          "content": {"application/json": {"schema": wes_error}}}
+                   for code, text in (("400", "Malformed or refused."),
+                                      ("401", "No valid token."),
+                                      ("404", "No such run for this token."))}},
+        }
     return {
         "openapi": "3.1.0",
         "info": {"title": "cnvkit-nf job service", "version": "2.0",
@@ -127,10 +165,12 @@ def document() -> dict:
             "/v2.0/{project_id}/gene/tools/cnvkit/{instance_id}": cancel,
             "/health": health,
             "/openapi.json": spec,
+            **wes_paths,
         },
         "components": {
             "securitySchemes": {"token": {"type": "apiKey", "in": "header",
-                                          "name": "X-Auth-Token"}},
+                                          "name": "X-Auth-Token"},
+                                "bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "CnvkitRequest": request,
                 "Instance": instance,
@@ -138,6 +178,9 @@ def document() -> dict:
                           "properties": {"error_code": {"type": "string",
                                                         "pattern": r"^DLI\.\d{4}$"},
                                          "error_msg": {"type": "string"}}},
+                "WesError": {"type": "object", "required": ["msg", "status_code"],
+                             "properties": {"msg": {"type": "string"},
+                                            "status_code": {"type": "integer"}}},
                 **defs,
             },
         },

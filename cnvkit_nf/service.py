@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from cnvkit_nf import local_files, openapi
-from cnvkit_nf.jobs import LAUNCHING, JobStore
+from cnvkit_nf.jobs import LAUNCHING, Job, JobStore
 from cnvkit_nf.problems import Problem, errors, format_problem, summary
 from cnvkit_nf.request import validate_text
 from cnvkit_nf.service_config import PROJECT_ID, Caller, ServiceConfig
@@ -71,12 +71,16 @@ class App:
     def handle(self, method: str, target: str, headers, read_body) -> tuple[int, dict]:
         """Answer one request: (HTTP status, JSON body); raises ApiError for error answers."""
         url = urlsplit(target)
+        if url.path.startswith("/ga4gh/wes/"):
+            from cnvkit_nf import wes  # the WES face builds on this module
+
+            return wes.Wes(self).handle(method, url.path, url.query, headers, read_body)
         if url.path == "/health":
-            self._allow(method, "GET")
+            self.allow(method, "GET")
             return 200, {"status": "ok", "running": self.pool.running,
                          "queued": self.store.count(RUNNER, LAUNCHING)}
         if url.path == "/openapi.json":
-            self._allow(method, "GET")
+            self.allow(method, "GET")
             return 200, openapi.document()
         jobs, job = _JOBS.fullmatch(url.path), _JOB.fullmatch(url.path)
         if not jobs and not job:
@@ -84,15 +88,15 @@ class App:
         project = (jobs or job).group(1)
         caller = self._caller(headers, project)
         if jobs:
-            self._allow(method, "GET", "POST")
+            self.allow(method, "GET", "POST")
             if method == "POST":
                 return self._submit(project, caller, read_body)
             return self._query(project, url.query)
-        self._allow(method, "DELETE")
+        self.allow(method, "DELETE")
         return self._cancel(project, job.group(2))
 
     @staticmethod
-    def _allow(method: str, *allowed: str) -> None:
+    def allow(method: str, *allowed: str) -> None:
         if method not in allowed:
             raise ApiError(405, "DLI.0007", f"{method} is not supported here; use "
                            f"{' or '.join(allowed)}", allow=allowed)
@@ -109,9 +113,16 @@ class App:
     def _submit(self, project: str, caller: Caller, read_body) -> tuple[int, dict]:
         body = read_body(self.config.limits["max_body_bytes"])
         try:
-            validation = validate_text(body.decode("utf-8"))
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise _invalid([Problem("", "the body is not UTF-8 text")]) from None
+        job, warnings = self.accept(text, project, caller)
+        return 201, {"instance_id": job.instance_id, **({"warnings": warnings} if warnings else {})}
+
+    def accept(self, text: str, project: str, caller: Caller) -> tuple[Job, list[str]]:
+        """Check a request (JSON text) as `cnvkit-nf run` does, plus the service's rules, and
+        queue it as a job of `project`; the job and the warnings. ApiError when refused."""
+        validation = validate_text(text)
         problems, roots = validation.problems, self.config.roots(project)
         if validation.request:
             problems = problems + self.config.request_problems(validation.request, project)
@@ -126,8 +137,7 @@ class App:
         if errors(checked):
             raise _invalid(errors(checked))
         job = self.pool.submit(job_plan, project, caller.owner)
-        warnings = [format_problem(p) for p in problems + checked if p.severity == "warning"]
-        return 201, {"instance_id": job.instance_id, **({"warnings": warnings} if warnings else {})}
+        return job, [format_problem(p) for p in problems + checked if p.severity == "warning"]
 
     def _query(self, project: str, query: str) -> tuple[int, dict]:
         args = parse_qs(query, keep_blank_values=True)

@@ -66,6 +66,11 @@ class WorkerPool:
             self._queue.put(job.instance_id)
         return job
 
+    def active(self, instance_id: str) -> bool:
+        """Whether a worker is bringing this job to its end now."""
+        with self._lock:
+            return instance_id in self._active
+
     @property
     def running(self) -> int:
         """How many jobs the workers are bringing to their end now."""
