@@ -801,13 +801,13 @@ def check_reference_cnn(file: File, ref: File | None, ref_contigs: dict[str, int
 def check_options(options: dict[str, str], report: Report) -> dict[str, dict]:
     """The option strings checked with CNVkit's parsers (problems go to the report): what
     each accepted one becomes, `{"args": re-quoted string without -p, "processes": N|None}`."""
-    from cnvkit_options import check_all  # imports CNVkit: only where it is installed
+    from cnvkit_options import check_all, stage_options  # imports CNVkit where it is installed
 
     checked, found = check_all(options)
     for problem in found:
         add = report.error if problem.severity == "error" else report.warning
         add(problem.field, problem.message)
-    return {field: {"args": c.args, "processes": c.processes} for field, c in checked.items()}
+    return stage_options(checked)
 
 
 # --- command line ------------------------------------------------------------------------------

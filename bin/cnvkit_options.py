@@ -88,6 +88,14 @@ class CheckedOptions:
     values: dict[str, Any]
 
 
+def stage_options(checked: dict[str, CheckedOptions]) -> dict[str, dict]:
+    """What the pipeline's stages take of the checked strings (`params.checked_options`, or
+    CHECK_INPUTS's options.json): `{FIELD: {"args", "processes"}}` for every field, one not
+    checked being empty."""
+    return {field: {"args": c.args, "processes": c.processes} if (c := checked.get(field))
+            else {"args": "", "processes": None} for field in SUBSTEP_OF_FIELD}
+
+
 class _Rejected(Exception):
     """argparse refused the arguments; the message is argparse's."""
 

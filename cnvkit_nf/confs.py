@@ -14,6 +14,7 @@ ALLOWED_CHARS = _rules.ALLOWED_CHARS
 PIPELINE_CHAR_PATTERN = _rules.PIPELINE_CHAR_PATTERN
 MAX_PROCESSES = _rules.MAX_PROCESSES
 substep_parser = _rules.substep_parser
+stage_options = _rules.stage_options
 
 
 def check_options(field: str, text: str) -> tuple[CheckedOptions | None, list[Problem]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnvkit_nf.confs import SUBSTEP_OF_FIELD, CheckedOptions
+from cnvkit_nf.confs import CheckedOptions, stage_options
 from cnvkit_nf.paths import parse_location
 from cnvkit_nf.problems import Problem
 
@@ -58,9 +58,7 @@ def to_params(request: dict, options: dict[str, CheckedOptions], *,
         raise ParamsError(problems)
     params["has_annotate"] = bool(request.get("has_annotate"))
     params["reference_only"] = bool(request.get("reference_only"))
-    checked = {field: {"args": options[field].args if field in options else "",
-                       "processes": options[field].processes if field in options else None}
-               for field in SUBSTEP_OF_FIELD}
+    checked = stage_options(options)
     for field, option in checked.items():
         processes = f"-p {option['processes']}" if option["processes"] else ""
         params[field] = " ".join(filter(None, (option["args"], processes)))
