@@ -45,9 +45,9 @@ class Transport:
 
 class _RequestDeadline(H11Protocol):
     """uvicorn's h11 protocol with a deadline for receiving each request, counted from its
-    first byte (or from the connection's opening)."""
+    first byte (or from the connection's opening); `Server` sets `request_seconds`."""
 
-    request_seconds = 10.0
+    request_seconds: float
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

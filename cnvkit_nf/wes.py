@@ -121,7 +121,8 @@ class Wes:
         counts: dict[str, int] = {}
         for project in sorted(caller.projects):
             for job in self.app.store.list(project, limit=1 << 30)[1]:
-                counts[self._state(job)] = counts.get(self._state(job), 0) + 1
+                named = self._state(job)
+                counts[named] = counts.get(named, 0) + 1
         version = ".".join(map(str, nextflow.MINIMUM))
         return {
             "id": "org.cnvkit-nf.wes", "name": "cnvkit-nf job service",
