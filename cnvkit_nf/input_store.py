@@ -66,6 +66,7 @@ class InputStore:
                     raise
             finally:
                 shutil.rmtree(building, ignore_errors=True)
+        os.utime(entry)  # last used: what a retention sweep keeps longest
         return entry / item.files[0][0]
 
     def _object(self, fd: int) -> Path:

@@ -251,6 +251,7 @@ def download(s3, location: Location, cache: Path) -> tuple[Path, bool]:
                               .encode()).hexdigest()[:32]
     target = cache / identity / location.name
     if target.is_file() and target.stat().st_size == info.size:
+        os.utime(target.parent)  # last used: what a retention sweep keeps longest
         return target, False
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
