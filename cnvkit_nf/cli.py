@@ -18,18 +18,18 @@ from pathlib import Path
 
 import click
 
-from cnvkit_nf import http_server, manifest, nextflow, option_cache, service, storage
+from cnvkit_nf import http_server, manifest, nextflow, option_cache, retention, service, storage
 from cnvkit_nf import service_config as settings
 from cnvkit_nf.client import Client, ServiceError
 from cnvkit_nf.confined import everywhere
-from cnvkit_nf.jobs import CANCELLED, FINISHED, Job, JobStore
+from cnvkit_nf.jobs import CANCELLED, FINISHED, Job, JobStore, Occupied
 from cnvkit_nf.option_cache import OptionCache
 from cnvkit_nf.params import ParamsError, to_params
 from cnvkit_nf.problems import Problem, errors, format_problem
 from cnvkit_nf.reference_cache import ReferenceCache, parse_size
 from cnvkit_nf.request import Validation, validate_file
-from cnvkit_nf.runner import RunOptions, settle
-from cnvkit_nf.submission import Execution, new_job, object_store, plan
+from cnvkit_nf.runner import RunOptions, job_log, settle
+from cnvkit_nf.submission import Execution, new_job, object_store, occupied, plan
 from cnvkit_nf.workers import WorkerPool
 
 EXIT_INVALID, EXIT_FAILED, EXIT_NO_NEXTFLOW, EXIT_CANCELLED = 1, 3, 4, 130
@@ -215,10 +215,16 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
 
     store = JobStore(ctx.state_dir / "jobs.sqlite")
     job = store.latest_for_request(validation.request) if resume else None
-    if job is None:
-        if resume:
-            click.echo("no earlier run of this request: starting afresh", err=True)
-        job = new_job(store, job_plan, ctx.state_dir)
+    try:
+        if job is None:
+            if resume:
+                click.echo("no earlier run of this request: starting afresh", err=True)
+            job = new_job(store, job_plan, ctx.state_dir)
+        elif job.final:  # run again: its finished tasks are reused
+            job = store.retry(job.instance_id)
+    except Occupied as err:
+        _report([occupied(err, job.project if job else "local")], False, valid=False)
+        sys.exit(EXIT_INVALID)
     click.echo(f"instance_id: {job.instance_id}")
     execution = Execution(store, job, job_plan, ctx.state_dir,
                           RunOptions(profile, work_dir, list(configs), stub),
@@ -333,6 +339,49 @@ def cancel(instance_id: str, server: str, project: str, token: str | None) -> No
     except ServiceError as err:
         _service_failed(err)
     click.echo(f"{instance_id}: cancelling")
+
+
+@main.command()
+@click.argument("instance_id")
+@_server_options
+def retry(instance_id: str, server: str, project: str, token: str | None) -> None:
+    """Run a FAILED or CANCELLED job of a job service again, reusing its finished tasks."""
+    client = _client(server, project, token)
+    if client is None:
+        raise click.UsageError("retry needs --server and --project (a job run by `cnvkit-nf "
+                               "run` is run again with `cnvkit-nf run --resume REQUEST`)")
+    try:
+        answer = client.retry(instance_id)
+    except ServiceError as err:
+        _service_failed(err)
+    click.echo(f"{instance_id}: {answer['status']}")
+
+
+@main.command()
+@click.argument("instance_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_server_options
+@click.pass_obj
+def log(ctx: Context, instance_id: str, as_json: bool, server: str | None, project: str | None,
+        token: str | None) -> None:
+    """Show a job's failure in full, its failed tasks' error output and Nextflow's log."""
+    client = _client(server, project, token)
+    if client is not None:
+        try:
+            shown = client.log(instance_id)
+        except ServiceError as err:
+            _service_failed(err)
+    else:
+        shown = job_log(_local_job(ctx.state_dir, instance_id))
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    click.echo(shown["log"], nl=False)
+    for task in shown["failed_tasks"]:
+        click.echo(f"--- failed task {task['name']} (exit {task['exit']}):", err=True)
+        click.echo(task["stderr"], nl=False, err=True)
+    if shown["failure"]:
+        click.echo(f"--- {instance_id} {shown['status']}:\n{shown['failure']}", err=True)
 
 
 STATUS_FIELDS = ("instance_id", "status", "progress", "start_time", "duration", "message")
@@ -459,6 +508,8 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
                       references=ctx.references)
     app = service.App(store, pool, config, ctx.storage_config)
     stop = threading.Event()
+    if config.retention is not None:
+        retention.schedule(ctx.state_dir, store, config.retention, log, stop)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
@@ -516,6 +567,56 @@ def cache_prune(ctx: Context, max_size: int | None, project: str | None) -> None
     left = references.entries(project)
     click.echo(f"{len(removed)} removed, {len(left)} kept "
                f"({sum(e.size for e in left) / 1e6:.1f} MB)", err=True)
+
+
+def _duration(text: str | None) -> float | None:
+    try:
+        return None if text is None else retention.parse_duration(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration such as 30d, 12h or 90m") from None
+
+
+@main.command()
+@click.option("--max-age", callback=lambda _c, _p, value: _duration(value),
+              help="Forget jobs that ended longer ago than this (e.g. 30d, 12h), their run "
+                   "folders with them; remove staged inputs unused as long.")
+@click.option("--max-disk", callback=lambda _c, _p, value: None if value is None else _size(value),
+              help="Bound of run folders and staged inputs (e.g. 200G): beyond it, unused "
+                   "staged inputs go first, then the run folders of the oldest ended jobs.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--service-config", "service_config", type=click.Path(dir_okay=False,
+              exists=True), envvar="CNVKIT_NF_SERVICE_CONFIG",
+              help="Without --max-age/--max-disk: use the policy of its `retention` setting.")
+@click.pass_obj
+def clean(ctx: Context, max_age: float | None, max_disk: int | None, dry_run: bool,
+          as_json: bool, service_config: str | None) -> None:
+    """Remove what the retention policy no longer keeps: old job records with their run folders,
+    run folders and staged inputs beyond a disk bound. Nothing an active job uses is removed.
+    """
+    policy = retention.Policy(max_age, max_disk)
+    if policy.empty and service_config:
+        try:
+            scheduled = settings.load(service_config).retention
+        except settings.ConfigError as err:
+            raise click.ClickException(str(err)) from None
+        policy = scheduled.policy if scheduled else policy
+    if policy.empty:
+        raise click.UsageError("give --max-age, --max-disk or a --service-config with a "
+                               "retention setting: clean removes nothing by default")
+    if not ctx.state_dir.is_dir():
+        raise click.ClickException(f"no state dir {ctx.state_dir}")
+    report = retention.clean(ctx.state_dir, JobStore(ctx.state_dir / "jobs.sqlite"), policy,
+                             dry_run)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for item in report.removed:
+        click.echo(f"{verb} {item.path}  {item.bytes / 1e6:.1f} MB  {item.why}")
+    for item in report.kept:
+        click.echo(f"kept {item.path}  {item.bytes / 1e6:.1f} MB  {item.why}")
+    click.echo(report.summary(), err=True)
 
 
 @main.command()

@@ -1,4 +1,5 @@
-"""The HTTP client of the job service, for `cnvkit-nf submit` and `cnvkit-nf status --server`."""
+"""The HTTP client of the job service, for `cnvkit-nf submit`, `cancel`, `retry`, and
+`status`/`log` with `--server`."""
 
 from __future__ import annotations
 
@@ -53,3 +54,11 @@ class Client:
     def cancel(self, instance_id: str) -> dict:
         """Cancel a job."""
         return self._call("DELETE", f"{self.base}/{quote(instance_id, safe='')}")
+
+    def retry(self, instance_id: str) -> dict:
+        """Run a FAILED or CANCELLED job again (its finished tasks are reused)."""
+        return self._call("POST", f"{self.base}/{quote(instance_id, safe='')}/retry")
+
+    def log(self, instance_id: str) -> dict:
+        """A job's log and its failure in full."""
+        return self._call("GET", f"{self.base}/{quote(instance_id, safe='')}/log")

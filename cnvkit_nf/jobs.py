@@ -1,9 +1,9 @@
 """Durable job records in SQLite: one row per job, every change committed before it is reported.
 
 The store is the one owner of a job's state: it moves only through the named transitions of
-`JobStore` (start, follow, progress, finish, fail, request_cancel, withdraw, cancelled, retry),
-each one atomic, setting the times that go with it and refusing a move its state does not
-allow (`IllegalTransition`).
+`JobStore` (start, follow, progress, finish, fail, request_cancel, withdraw, cancelled, retry;
+forget and discard_run for `retention`), each one atomic, setting the times that go with it and
+refusing a move its state does not allow (`IllegalTransition`).
 
     start           LAUNCHING, RUNNING (run again after a restart) -> RUNNING
     follow          LAUNCHING, RUNNING -> RUNNING (a run started earlier; CANCELING stays)
@@ -14,6 +14,12 @@ allow (`IllegalTransition`).
     withdraw        LAUNCHING -> CANCELLED (a job still waiting for its turn)
     cancelled       LAUNCHING, RUNNING, CANCELING -> CANCELLED
     retry           FINISHED, FAILED, CANCELLED -> LAUNCHING
+    forget          FINISHED, FAILED, CANCELLED -> no record (with its run folder)
+    discard_run     FINISHED, FAILED, CANCELLED stays, its run folder removed (message says so)
+
+A job records its `destination`, the folder it publishes into: while it has not ended, no
+other job may be created or retried with a destination that is the same folder, or inside or
+around it (`Occupied`), so that two jobs' results never interleave.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -38,6 +44,16 @@ _STATE_FIELDS = frozenset({"status", "start_time", "end_time", "attempts"})
 
 class IllegalTransition(Exception):
     """A job was asked to move where its state does not allow."""
+
+
+class Occupied(Exception):
+    """Another job that has not ended publishes into the same folder (or one inside or
+    around it): `job`."""
+
+    def __init__(self, job: Job):
+        super().__init__(f"job {job.instance_id} ({job.status}) publishes into "
+                         f"{job.request.get('output_dir')}")
+        self.job = job
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -55,7 +71,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     pid            INTEGER,
     run_dir        TEXT,
     runner         TEXT NOT NULL DEFAULT 'cli',
-    attempts       INTEGER NOT NULL DEFAULT 0
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    destination    TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project, created);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (runner, status, created);
@@ -64,6 +81,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (runner, status, created);
 _ADDED_COLUMNS = {
     "runner": "TEXT NOT NULL DEFAULT 'cli'",
     "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "destination": "TEXT",
 }
 
 
@@ -90,7 +108,8 @@ class Job:
     pid: int | None = None
     run_dir: str | None = None
     runner: str = "cli"  # who runs it: "cli" (cnvkit-nf run) or "service" (cnvkit-nf serve)
-    attempts: int = 0  # Nextflow runs started for it (more than one after a service restart)
+    attempts: int = 0  # Nextflow runs since it was submitted or retried (>1 after restarts)
+    destination: str | None = None  # the folder it publishes into, as `Occupied` compares
 
     @property
     def progress(self) -> str:
@@ -142,13 +161,18 @@ class JobStore:
             db.close()
 
     def create(self, request: dict, *, project: str = "local", owner: str = "local",
-               tasks_total: int = 0, runs_in: Path | None = None, runner: str = "cli") -> Job:
-        """Record a new LAUNCHING job with a fresh UUID; its run folder is `runs_in/<id>`."""
+               tasks_total: int = 0, runs_in: Path | None = None, runner: str = "cli",
+               destination: str | None = None) -> Job:
+        """Record a new LAUNCHING job with a fresh UUID; its run folder is `runs_in/<id>`.
+        Raises Occupied when a job that has not ended publishes where it would."""
         instance_id = str(uuid.uuid4())
         run_dir = str(Path(runs_in) / instance_id) if runs_in else None
         job = Job(instance_id, project, owner, LAUNCHING, request, now_ms(),
-                  tasks_total=tasks_total, run_dir=run_dir, runner=runner)
+                  tasks_total=tasks_total, run_dir=run_dir, runner=runner,
+                  destination=destination)
         with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # no other writer between the check and the insert
+            self._check_free(db, job)
             marks = ", ".join("?" * len(_COLUMNS))
             db.execute(
                 f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",
@@ -156,12 +180,14 @@ class JobStore:
             )
         return job
 
-    def get(self, instance_id: str) -> Job | None:
-        """The job with this id, or None."""
-        with self._connect() as db:
-            row = db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE instance_id = ?", (instance_id,)
-            ).fetchone()
+    def get(self, instance_id: str, db: sqlite3.Connection | None = None) -> Job | None:
+        """The job with this id, or None (read in `db`'s transaction when given)."""
+        query = f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE instance_id = ?"
+        if db is not None:
+            row = db.execute(query, (instance_id,)).fetchone()
+        else:
+            with self._connect() as own:
+                row = own.execute(query, (instance_id,)).fetchone()
         return _from_row(row) if row else None
 
     def update(self, instance_id: str, **changes) -> Job:
@@ -234,10 +260,32 @@ class JobStore:
                           end_time=now_ms(), message="cancelled on request")
 
     def retry(self, instance_id: str) -> Job:
-        """An ended job is to run again (its finished tasks are reused): LAUNCHING, its end
-        and message cleared."""
-        return self._move(instance_id, FINAL_STATES, "retry", status=LAUNCHING,
-                          end_time=None, message=None)
+        """An ended job is to run again (its finished tasks are reused): LAUNCHING, its end,
+        message and count of runs cleared. Raises Occupied like `create`."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # no other writer between the checks and the move
+            job = self.get(instance_id, db)
+            if job is None or not job.final:
+                raise IllegalTransition(f"cannot retry job {instance_id}: it is "
+                                        f"{job.status if job else 'not recorded'}")
+            self._check_free(db, job)
+            db.execute("UPDATE jobs SET status = ?, end_time = NULL, message = NULL, "
+                       "attempts = 0 WHERE instance_id = ?", (LAUNCHING, instance_id))
+        return self.get(instance_id)
+
+    def _check_free(self, db: sqlite3.Connection, job: Job) -> None:
+        """Raise Occupied when another job that has not ended publishes into `job`'s
+        destination, or a folder inside or around it."""
+        if job.destination is None:
+            return
+        rows = db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE destination IS NOT NULL "
+            f"AND instance_id != ? AND status IN ({', '.join('?' * len(ACTIVE_STATES))})",
+            [job.instance_id, *ACTIVE_STATES]).fetchall()
+        for other in map(_from_row, rows):
+            if other.destination.startswith(job.destination) or \
+                    job.destination.startswith(other.destination):
+                raise Occupied(other)
 
     def _move(self, instance_id: str, from_states: set[str], verb: str, quiet: bool = False,
               **changes) -> Job | None:
@@ -257,6 +305,41 @@ class JobStore:
         job = self.get(instance_id)
         raise IllegalTransition(f"cannot {verb} job {instance_id}: it is "
                                 f"{job.status if job else 'not recorded'}")
+
+    def forget(self, instance_id: str, ended_before: int,
+               then: Callable[[], object] = lambda: None) -> bool:
+        """Delete the record of a job that ended before `ended_before` (Unix ms; an old record
+        without an end: submitted before), and do `then` (its run folder moved away) in the
+        same write transaction: a retry waits, then finds no job. False when it is no such job
+        (any more); when `then` raises, the record stays."""
+        finals = ", ".join("?" * len(FINAL_STATES))
+        with self._connect() as db:
+            gone = db.execute(f"DELETE FROM jobs WHERE instance_id = ? AND status IN ({finals}) "
+                              "AND COALESCE(end_time, created) < ?",
+                              [instance_id, *FINAL_STATES, ended_before]).rowcount
+            if gone:
+                then()
+        return bool(gone)
+
+    def discard_run(self, instance_id: str, note: str, then: Callable[[], object]) -> bool:
+        """Add `note` to an ended job's message and do `then` (its run folder moved away) in
+        the same write transaction: a retry waits, then runs afresh. False when the job has not
+        ended (any more); when `then` raises, nothing changes."""
+        finals = ", ".join("?" * len(FINAL_STATES))
+        with self._connect() as db:
+            changed = db.execute(
+                "UPDATE jobs SET message = COALESCE(message || char(10), '') || ? "
+                f"WHERE instance_id = ? AND status IN ({finals})",
+                [note, instance_id, *FINAL_STATES]).rowcount
+            if changed:
+                then()
+        return bool(changed)
+
+    def every(self) -> list[Job]:
+        """Every job, in the order they were recorded."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs ORDER BY rowid").fetchall()
+        return [_from_row(row) for row in rows]
 
     def unfinished(self, runner: str) -> list[Job]:
         """Jobs of a runner that have not ended, in the order they were recorded."""

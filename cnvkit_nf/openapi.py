@@ -118,12 +118,49 @@ def document() -> dict:
                 "400", "401", "404", "500"),
         },
     }
+    instance_id = {"name": "instance_id", "in": "path", "required": True,
+                   "schema": {"type": "string"}}
     cancel = {"delete": {
         "operationId": "cancelCnvkitJob",
         "summary": "Cancel a job: queued jobs never start, running ones are stopped.",
-        "parameters": [project, {"name": "instance_id", "in": "path", "required": True,
-                                 "schema": {"type": "string"}}],
+        "parameters": [project, instance_id],
         "responses": _responses("200", None, "400", "401", "404", "500"),
+    }}
+    retry = {"post": {
+        "operationId": "retryCnvkitJob",
+        "summary": "Run a FAILED or CANCELLED job again (an extension of the family's API).",
+        "description": "The job is LAUNCHING again under the same instance_id; its inputs "
+                       "and the service's rules are checked again at its turn, and the tasks "
+                       "its earlier run finished are reused. Refused (DLI.0007) for a job in "
+                       "any other state, (DLI.0001) while another job publishes into its "
+                       "output_dir.",
+        "parameters": [project, instance_id],
+        "responses": _responses("200", {
+            "type": "object", "required": ["instance_id", "status"],
+            "properties": {"instance_id": _JOB_FIELDS["instance_id"],
+                           "status": {"type": "string"}}},
+            "400", "401", "404", "500"),
+    }}
+    text = {"type": "string"}
+    log = {"get": {
+        "operationId": "cnvkitJobLog",
+        "summary": "A job's log and its failure in full (an extension of the family's API).",
+        "description": "The end of Nextflow's log (at most 1 MiB; log_truncated says whether "
+                       "it was longer), Nextflow's error report from its `ERROR ~` line (or "
+                       "the job's message), and each failed task's error output.",
+        "parameters": [project, instance_id],
+        "responses": _responses("200", {
+            "type": "object",
+            "required": ["instance_id", "status", "failure", "failed_tasks", "log"],
+            "properties": {
+                "instance_id": _JOB_FIELDS["instance_id"], "status": text,
+                "message": {"type": ["string", "null"]},
+                "failure": {"type": ["string", "null"]},
+                "failed_tasks": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": text, "exit": text, "stderr": text,
+                    "stderr_truncated": {"type": "boolean"}}}},
+                "log": text, "log_truncated": {"type": "boolean"}}},
+            "401", "404", "500"),
     }}
     health = {"get": {"operationId": "health", "summary": "Liveness and queue sizes.",
                       "security": [], "responses": _responses("200", None)}}
@@ -163,6 +200,8 @@ def document() -> dict:
         "paths": {
             "/v2.0/{project_id}/gene/tools/cnvkit": jobs,
             "/v2.0/{project_id}/gene/tools/cnvkit/{instance_id}": cancel,
+            "/v2.0/{project_id}/gene/tools/cnvkit/{instance_id}/retry": retry,
+            "/v2.0/{project_id}/gene/tools/cnvkit/{instance_id}/log": log,
             "/health": health,
             "/openapi.json": spec,
             **wes_paths,

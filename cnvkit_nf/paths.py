@@ -30,6 +30,11 @@ class Location:
         return self.scheme != "file"
 
     @property
+    def family(self) -> str:
+        """The kind of store the scheme names: s3a:// and s3:// name the same objects."""
+        return "s3" if self.scheme in ("s3", "s3a") else self.scheme
+
+    @property
     def name(self) -> str:
         """The last path component (a trailing "/" is ignored)."""
         return PurePosixPath(self.key).name

@@ -1,7 +1,9 @@
-"""Run one job: start Nextflow, follow its progress, finish its record.
+"""Run one job's Nextflow: start it (or find the run an earlier process started), follow its
+progress into the job's record, and say how it ended (`Ended`).
 
-The CLI (`cnvkit-nf run`) and the job service call the same functions, so a job behaves alike
-whichever way it was submitted.
+What happens around the run (inputs staged before, results published and the job's end
+recorded after) is `submission.Execution`'s; the CLI (`cnvkit-nf run`) and the job service both
+go through it, so a job behaves alike whichever way it was submitted.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnvkit_nf import manifest, nextflow
+from cnvkit_nf import nextflow
 from cnvkit_nf.jobs import CANCELING, IllegalTransition, Job, JobStore
 from cnvkit_nf.pipeline_files import PIPELINE
 
 SUPERVISE = Path(__file__).with_name("supervise.py")
 DONE_STATES = {"COMPLETED", "CACHED"}
 STOP_GRACE_SECONDS = 60
+LOG_TAIL_BYTES = 1 << 20  # of Nextflow's log, in a job's log over HTTP
 
 
 @dataclass
@@ -36,6 +39,14 @@ class RunOptions:
     stub: bool = False
 
 
+@dataclass(frozen=True)
+class Ended:
+    """How a run ended: stopped on request, failed (`failure` says why) or succeeded."""
+
+    cancelled: bool = False
+    failure: str | None = None
+
+
 def tasks_total(results: Path) -> int | None:
     """How many tasks the run has, as the workflow wrote it when it started; None before."""
     try:
@@ -44,14 +55,18 @@ def tasks_total(results: Path) -> int | None:
         return None
 
 
-def tasks_done(trace: Path) -> int:
-    """Tasks completed (or taken from the cache) so far, from Nextflow's trace file."""
+def trace_rows(trace: Path) -> list[dict[str, str]]:
+    """The tasks of Nextflow's trace file so far, one row each; [] before it exists."""
     try:
         with open(trace, newline="") as handle:
-            return sum(1 for row in csv.DictReader(handle, delimiter="\t")
-                       if row.get("status") in DONE_STATES)
+            return list(csv.DictReader(handle, delimiter="\t"))
     except FileNotFoundError:
-        return 0
+        return []
+
+
+def tasks_done(trace: Path) -> int:
+    """Tasks completed (or taken from the cache) so far, from Nextflow's trace file."""
+    return sum(1 for row in trace_rows(trace) if row.get("status") in DONE_STATES)
 
 
 def failure_message(log_text: str, returncode: int) -> str:
@@ -86,10 +101,8 @@ class JobRun:
     by its PID and still be finished properly.
     """
 
-    def __init__(self, store: JobStore, job: Job, params: dict, options: RunOptions,
-                 publish: Callable[[Path], object]):
+    def __init__(self, store: JobStore, job: Job, params: dict, options: RunOptions):
         self.store, self.job, self.params, self.options = store, job, params, options
-        self.publish = publish  # copies the finished results folder to output_dir, manifest last
         self.run_dir = Path(job.run_dir)
         self.process: subprocess.Popen | None = None
         self.pid: int | None = None
@@ -150,8 +163,8 @@ class JobRun:
         return False
 
     def cancel(self) -> bool:
-        """Ask Nextflow to stop (it stops its tasks); the job ends CANCELLED. False when the
-        job had already ended or was being cancelled."""
+        """Ask Nextflow to stop (it stops its tasks): CANCELING. False when the job had
+        already ended or was being cancelled."""
         changed = None if self.cancelled else self.store.request_cancel(self.job.instance_id)
         if changed is None:
             return False
@@ -169,8 +182,8 @@ class JobRun:
         return self.pid is not None and running(self.pid, self.exit_file)
 
     def wait(self, on_progress: Callable[[Job], None] = lambda job: None,
-             poll_seconds: float = 1.0) -> Job:
-        """Follow the run until Nextflow exits; record progress and the final state."""
+             poll_seconds: float = 1.0) -> Ended:
+        """Follow the run until Nextflow exits, recording its progress; how it ended."""
         assert self.pid is not None
         if self.cancelled:
             self._stop()
@@ -183,7 +196,7 @@ class JobRun:
                     os.killpg(self.pid, signal.SIGKILL)
             time.sleep(poll_seconds)
         self._record_progress(on_progress)
-        return self.finish()
+        return self.ended()
 
     def _record_progress(self, on_progress: Callable[[Job], None]) -> None:
         done = tasks_done(self.trace)
@@ -199,26 +212,56 @@ class JobRun:
         except (FileNotFoundError, ValueError):
             return None
 
-    def finish(self) -> Job:
-        """Record how the ended run went: publish its results (the pipeline wrote their
-        manifest) when it succeeded."""
-        returncode = self.exit_status()
-        store, instance_id = self.store, self.job.instance_id
+    def ended(self) -> Ended:
+        """How the run ended, from its supervisor's record and Nextflow's log."""
         if self.cancelled:
-            return store.cancelled(instance_id)
+            return Ended(cancelled=True)
+        returncode = self.exit_status()
         if returncode is None:
-            return store.fail(instance_id, "Nextflow was killed before it could end the run")
+            return Ended(failure="Nextflow was killed before it could end the run")
         if returncode != 0:
             log = (self.run_dir / "nextflow.out").read_text(errors="replace")
-            return store.fail(instance_id, failure_message(log, returncode))
-        results = Path(self.params["output_dir"])
-        if not (results / manifest.NAME).is_file():  # the pipeline places it after every file
-            return store.fail(instance_id, "the run ended without the manifest of its results")
-        try:
-            self.publish(results)
-        except Exception as err:  # noqa: BLE001 - any failure to publish fails the job
-            return store.fail(instance_id, f"publishing the results failed: {err}")
-        return store.finish(instance_id)
+            return Ended(failure=failure_message(log, returncode))
+        return Ended()
+
+
+def job_log(job: Job, tail_bytes: int = LOG_TAIL_BYTES) -> dict:
+    """What a job's run left to read: the end of Nextflow's log, its error report in full
+    (from its `ERROR ~` line; else the job's message), and the error output of each failed
+    task (the end of it). Files are read only inside the job's run folder, never through a
+    link."""
+    run_dir = Path(job.run_dir) if job.run_dir else None
+    log, truncated = _tail(run_dir, run_dir / "nextflow.out", tail_bytes) if run_dir else ("",
+                                                                                         False)
+    report = log[log.find("ERROR ~"):] if "ERROR ~" in log else None
+    failed = []
+    if run_dir is not None:
+        for row in trace_rows(run_dir / "results" / "pipeline_info" / "trace.tsv"):
+            if row.get("status") == "FAILED":  # its error output, else (as Nextflow shows
+                workdir = Path(row.get("workdir", ""))  # it) the task wrapper's output
+                stderr, cut = _tail(run_dir, workdir / ".command.err", tail_bytes // 16)
+                if not stderr:
+                    stderr, cut = _tail(run_dir, workdir / ".command.log", tail_bytes // 16)
+                failed.append({"name": row.get("name"), "exit": row.get("exit"),
+                               "stderr": stderr, "stderr_truncated": cut})
+    return {"instance_id": job.instance_id, "status": job.status, "message": job.message,
+            "failure": report or (job.message if job.status == "FAILED" else None),
+            "failed_tasks": failed, "log": log, "log_truncated": truncated}
+
+
+def _tail(inside: Path, path: Path, size: int) -> tuple[str, bool]:
+    """The last `size` bytes of a file in the folder `inside` (as text), and whether the file
+    was longer; ("", False) when it is missing, elsewhere, or a link."""
+    try:
+        if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(inside)):
+            return "", False
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except (OSError, ValueError):
+        return "", False
+    with os.fdopen(fd, "rb") as handle:
+        length = os.fstat(fd).st_size
+        handle.seek(max(0, length - size))
+        return handle.read(size).decode("utf-8", errors="replace"), length > size
 
 
 def exit_description(returncode: int) -> str:

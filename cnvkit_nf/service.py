@@ -3,6 +3,10 @@
     POST   /v2.0/{project_id}/gene/tools/cnvkit                 submit a request -> 201 instance_id
     GET    /v2.0/{project_id}/gene/tools/cnvkit?instance-id=&limit=&offset=&start=&end=
     DELETE /v2.0/{project_id}/gene/tools/cnvkit/{instance_id}   cancel
+    POST   /v2.0/{project_id}/gene/tools/cnvkit/{instance_id}/retry   run a FAILED or CANCELLED
+                                                                 job again (extension)
+    GET    /v2.0/{project_id}/gene/tools/cnvkit/{instance_id}/log     its log and failure in
+                                                                 full (extension)
     GET    /health, /openapi.json
 
 Errors follow the service family: `{"error_code": "DLI.xxxx", "error_msg": "..."}`. Request
@@ -16,15 +20,17 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from cnvkit_nf import local_files, openapi
-from cnvkit_nf.jobs import LAUNCHING, Job, JobStore
+from cnvkit_nf.jobs import CANCELLED, FAILED, LAUNCHING, IllegalTransition, Job, JobStore, Occupied
 from cnvkit_nf.problems import Problem, errors, format_problem, summary
 from cnvkit_nf.request import validate_text
+from cnvkit_nf.runner import job_log
 from cnvkit_nf.service_config import PROJECT_ID, Caller, ServiceConfig
-from cnvkit_nf.submission import plan
+from cnvkit_nf.submission import occupied, plan
 from cnvkit_nf.workers import RUNNER, WorkerPool
 
 _JOBS = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/?")
 _JOB = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)")
+_JOB_ACTION = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)/(retry|log)")
 _QUERY = {"instance-id", "limit", "offset", "start", "end"}
 _DRAIN_FACTOR = 8  # an oversized body is read (and dropped) up to this many times the limit
 
@@ -83,15 +89,22 @@ class App:
             self.allow(method, "GET")
             return 200, openapi.document()
         jobs, job = _JOBS.fullmatch(url.path), _JOB.fullmatch(url.path)
-        if not jobs and not job:
+        action = _JOB_ACTION.fullmatch(url.path)
+        if not (jobs or job or action):
             raise ApiError(404, *NOT_FOUND)
-        project = (jobs or job).group(1)
+        project = (jobs or job or action).group(1)
         caller = self._caller(headers, project)
         if jobs:
             self.allow(method, "GET", "POST")
             if method == "POST":
                 return self._submit(project, caller, read_body)
             return self._query(project, url.query)
+        if action and action.group(3) == "retry":
+            self.allow(method, "POST")
+            return self._retry(project, action.group(2))
+        if action:
+            self.allow(method, "GET")
+            return 200, job_log(self._own_job(project, action.group(2)))
         self.allow(method, "DELETE")
         return self._cancel(project, job.group(2))
 
@@ -130,13 +143,14 @@ class App:
             oversized = self.config.limit_problems(validation.request)
             raise _invalid(errors(problems + ([] if oversized else local_files.path_problems(
                 validation.request, roots))))
-        if self.store.count(RUNNER, LAUNCHING) >= self.config.limits["max_queued"]:
-            raise ApiError(400, "DLI.0009", "system limit reached: "
-                           f"{self.config.limits['max_queued']} jobs are already waiting")
+        self._queue_limit()
         job_plan, checked = plan(validation, self.storage_config, roots)
         if errors(checked):
             raise _invalid(errors(checked))
-        job = self.pool.submit(job_plan, project, caller.owner)
+        try:
+            job = self.pool.submit(job_plan, project, caller.owner)
+        except Occupied as err:
+            raise _invalid([occupied(err, project)]) from None
         return job, [format_problem(p) for p in problems + checked if p.severity == "warning"]
 
     def _query(self, project: str, query: str) -> tuple[int, dict]:
@@ -159,10 +173,35 @@ class App:
             raise ApiError(404, *NOT_FOUND)
         return 200, {"count": count, "instances": [job.instance() for job in jobs]}
 
-    def _cancel(self, project: str, instance_id: str) -> tuple[int, dict]:
+    def _queue_limit(self) -> None:
+        if self.store.count(RUNNER, LAUNCHING) >= self.config.limits["max_queued"]:
+            raise ApiError(400, "DLI.0009", "system limit reached: "
+                           f"{self.config.limits['max_queued']} jobs are already waiting")
+
+    def _own_job(self, project: str, instance_id: str) -> Job:
+        """A job of this service and project; any other id is not found."""
         job = self.store.get(instance_id)
         if job is None or job.project != project or job.runner != RUNNER:
             raise ApiError(404, *NOT_FOUND)
+        return job
+
+    def _retry(self, project: str, instance_id: str) -> tuple[int, dict]:
+        job = self._own_job(project, instance_id)
+        if job.status not in (FAILED, CANCELLED):
+            raise ApiError(400, "DLI.0007", f"operation not supported: job {instance_id} is "
+                           f"{job.status}; only a FAILED or CANCELLED job can be retried")
+        self._queue_limit()
+        try:
+            job = self.pool.retry(instance_id)
+        except IllegalTransition:  # it was retried meanwhile
+            raise ApiError(400, "DLI.0007", f"operation not supported: job {instance_id} is "
+                           "already being retried") from None
+        except Occupied as err:
+            raise _invalid([occupied(err, project)]) from None
+        return 200, {"instance_id": instance_id, "status": job.status}
+
+    def _cancel(self, project: str, instance_id: str) -> tuple[int, dict]:
+        job = self._own_job(project, instance_id)
         if job.final or self.pool.cancel(instance_id) is None:
             current = self.store.get(instance_id)
             raise ApiError(400, "DLI.0007", f"operation not supported: job {instance_id} is "

@@ -1,5 +1,5 @@
 """What the job service allows: who may call it (tokens), which local folders requests may name
-(data roots) and how big a request may be (limits).
+(data roots) and how big a request may be (limits); and what it keeps of ended jobs (retention).
 
 The settings are a JSON file (`cnvkit-nf serve --config`, or env CNVKIT_NF_SERVICE_CONFIG):
 
@@ -9,14 +9,16 @@ The settings are a JSON file (`cnvkit-nf serve --config`, or env CNVKIT_NF_SERVI
      "object_roots": ["s3a://genes/{project}/", "s3a://references/"],
      "limits": {"max_body_bytes": 1048576, "max_inputs": 200, "max_option_length": 1000,
                 "max_queued": 1000, "request_seconds": 10, "keep_alive_seconds": 15,
-                "max_connections": 1000, "max_header_bytes": 16384, "api_threads": 16}}
+                "max_connections": 1000, "max_header_bytes": 16384, "api_threads": 16},
+     "retention": {"max_age": "30d", "max_disk": "200G", "every": "1h"}}
 
 A token may be given in clear (`"token"`) or, better, by its SHA-256 (`"token_sha256"`); env
 CNVKIT_NF_TOKENS may hold the same list as "tokens". `{project}` in a data root stands for the
 project of the request, so that projects can be kept apart on disk; such a root is writable
 (output_dir may lie in it), a root shared by every project is read-only unless it says
 `"writable": true`. `object_roots` does the same for object-storage URIs (without it, any
-object the service's credentials reach).
+object the service's credentials reach). `retention` cleans the state dir every `every` (default
+1h) by the policy of `cnvkit-nf clean` (`retention`): max_age, max_disk or both.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from cnvkit_nf.confined import Roots
 from cnvkit_nf.confs import SUBSTEP_OF_FIELD
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem
+from cnvkit_nf.reference_cache import parse_size
 from cnvkit_nf.request import path_entries
+from cnvkit_nf.retention import Policy, Schedule, parse_duration
 
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 DEFAULT_LIMITS = {"max_body_bytes": 1 << 20, "max_inputs": 200, "max_option_length": 1000,
@@ -66,12 +70,13 @@ class DataRoot:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Tokens (by SHA-256), data roots and limits of a job service."""
+    """Tokens (by SHA-256), data roots, limits and retention of a job service."""
 
     callers: dict[str, Caller] = field(default_factory=dict)
     data_roots: tuple[DataRoot, ...] = ()
     object_roots: tuple[str, ...] | None = None  # None: any URI the credentials can reach
     limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    retention: Schedule | None = None  # None: nothing is cleaned but by `cnvkit-nf clean`
 
     def caller(self, token: str | None) -> Caller | None:
         """The caller a token identifies, or None."""
@@ -139,16 +144,11 @@ class ServiceConfig:
             return "empty, '.' and '..' parts are not allowed in object keys"
         allowed = [parse_location(root.replace("{project}", project)).as_folder()
                    for root in self.object_roots]
-        if any(_family(root.scheme) == _family(location.scheme) and root.bucket == location.bucket
+        if any(root.family == location.family and root.bucket == location.bucket
                and location.as_folder().key.startswith(root.key) for root in allowed):
             return None
         places = ", ".join(root.raw for root in allowed) or "none"
         return f"outside the object-storage folders of project {project}: {places}"
-
-
-def _family(scheme: str) -> str:
-    """s3a:// and s3:// name the same objects."""
-    return "s3" if scheme in ("s3", "s3a") else scheme
 
 
 def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceConfig:
@@ -161,7 +161,7 @@ def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceC
             raise ConfigError(f"{path}: {err}") from err
         if not isinstance(settings, dict):
             raise ConfigError(f"{path}: must hold a JSON object")
-    unknown = set(settings) - {"tokens", "data_roots", "object_roots", "limits"}
+    unknown = set(settings) - {"tokens", "data_roots", "object_roots", "limits", "retention"}
     if unknown:
         raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
     tokens = list(settings.get("tokens") or [])
@@ -187,7 +187,34 @@ def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceC
         except (TypeError, ValueError, AttributeError) as err:
             raise ConfigError(f"object_roots must be a list of s3a://, s3:// or obs:// "
                               f"folders: {err}") from None
-    return ServiceConfig(_callers(tokens), roots, objects, limits)
+    return ServiceConfig(_callers(tokens), roots, objects, limits,
+                         _retention(settings["retention"]) if "retention" in settings else None)
+
+
+def _retention(entry: object) -> Schedule:
+    """The retention setting: {"max_age": "30d", "max_disk": "200G", "every": "1h"}, with
+    max_age, max_disk or both."""
+    if not isinstance(entry, dict) or set(entry) - {"max_age", "max_disk", "every"} or not (
+            {"max_age", "max_disk"} & set(entry)):
+        raise ConfigError(f"retention: {entry!r} is not an object with max_age (e.g. \"30d\"), "
+                          'max_disk (e.g. "200G") or both, and optionally every (e.g. "1h")')
+
+    def read(name: str, parse, what: str):
+        if name not in entry:
+            return None
+        try:
+            if isinstance(entry[name], str):
+                return parse(entry[name])
+        except ValueError:
+            pass
+        raise ConfigError(f"retention.{name}: {entry[name]!r} is not a {what}")
+
+    every = read("every", parse_duration, 'duration such as "1h", "30m" or "1d"')
+    if every == 0:
+        raise ConfigError("retention.every: must be more than 0")
+    policy = Policy(read("max_age", parse_duration, 'duration such as "30d" or "12h"'),
+                    read("max_disk", parse_size, 'size such as "200G" or "500M"'))
+    return Schedule(policy, every or 3600.0)
 
 
 def _data_root(entry: object) -> DataRoot:

@@ -1,18 +1,31 @@
 """A job's path from a valid request to its end, shared by `cnvkit-nf run` and the job service.
 
-`plan` checks a request's inputs where they are (local files opened inside the allowed roots
-and their content checked, or object-storage existence checks) before a job is created;
-`Execution` then stages object-storage inputs, opens the local ones again (the job service
-hands Nextflow private links or copies of them), runs Nextflow into the job's own results
-folder, and publishes that folder to `output_dir` (local or object storage) once the run
-succeeded, manifest last — or attaches to a run that a killed service left. A job that would
-build a reference the project's reference cache holds reuses it (`reference_cache`); one that
-builds it keeps it there.
+It reads in one direction; each step has one home and hands its result to the next:
+
+    plan          the inputs checked where they are (local files opened inside the allowed
+                  roots and their content checked, or object-storage existence checks); nothing
+                  is written, no job exists yet
+    new_job       the job's record, LAUNCHING (`jobs.JobStore` owns its states from here);
+                  or an ended job retried (`JobStore.retry`: its finished tasks are reused)
+    Execution.execute:
+      follow      a run an earlier process started (a killed service) is followed to its end;
+                  else:
+      begin       a cancelled job, or one interrupted too often, goes no further
+      stage       object-storage inputs downloaded, local ones opened again (the job service
+                  hands Nextflow private links or copies of them), an earlier manifest withdrawn
+      params      the Nextflow params, results collected in the job's own run folder
+      reference   the project's kept reference reused, or its building claimed
+                  (`reference_cache`)
+      run         Nextflow started and followed (`runner`, which only runs it); the steps
+                  from stage to here hold `retention.staging`
+      conclude    the results published to `output_dir` (local or object storage), manifest
+                  last; the end recorded; a reference the job built kept for reuse
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,16 +33,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cnvkit_nf import local_files, publish_local, storage
+from cnvkit_nf import local_files, manifest, publish_local, retention, storage
 from cnvkit_nf.confined import Roots, everywhere
 from cnvkit_nf.input_store import InputStore, StoreError
-from cnvkit_nf.jobs import CANCELING, FINISHED, Job, JobStore
+from cnvkit_nf.jobs import CANCELING, LAUNCHING, Job, JobStore, Occupied
 from cnvkit_nf.params import to_params
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, summary
 from cnvkit_nf.reference_cache import Lease, ReferenceCache, key_of
 from cnvkit_nf.request import Validation, input_locations
-from cnvkit_nf.runner import JobRun, RunOptions
+from cnvkit_nf.runner import Ended, JobRun, RunOptions
 
 Log = Callable[[str], None]
 REUSED = ("reference reused: built by an earlier job of this project from the same controls, "
@@ -66,10 +79,20 @@ def object_store(request: dict, config: str | None) -> tuple[ObjectStore, list[P
 
 @dataclass(frozen=True)
 class Plan:
-    """A valid request whose inputs were checked, and its object store."""
+    """A valid request whose inputs were checked, its object store, and the folder it
+    publishes into as jobs compare them (`jobs.Occupied`)."""
 
     validation: Validation
     objects: ObjectStore
+    destination: str
+
+
+def destination(output_dir: Location, roots: Roots) -> str:
+    """The folder of `output_dir` as jobs compare them, ending in "/": a bucket URI, or a
+    local path resolved through its links."""
+    if output_dir.is_remote:
+        return f"{output_dir.family}://{output_dir.bucket}/{output_dir.key.strip('/')}/"
+    return os.path.realpath(roots.absolute(output_dir.key)).rstrip("/") + "/"
 
 
 def plan(validation: Validation, storage_config: str | None, roots: Roots,
@@ -79,19 +102,29 @@ def plan(validation: Validation, storage_config: str | None, roots: Roots,
     with the store's credentials. Nothing is written."""
     request = validation.request
     objects, problems = object_store(request, storage_config)
+    checked = Plan(validation, objects, destination(objects.output_dir, roots))
     if errors(problems) or not check_inputs:
-        return Plan(validation, objects), problems
+        return checked, problems
     if objects.s3:
         problems += local_files.path_problems(request, roots)
         problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
     else:
         problems += local_files.check(request, validation.options, roots)
-    return Plan(validation, objects), problems
+    return checked, problems
+
+
+class JobFailed(Exception):
+    """A step of a job's path ended the job: the message says why."""
+
+
+class JobCancelled(Exception):
+    """The job was cancelled before its run started."""
 
 
 class Execution:
-    """Brings one job to its end: stage object-storage inputs, run Nextflow (or follow the
-    run a previous process started), publish the results. Cancellable from another thread."""
+    """Brings one job to its end, one step after another (`execute`): each step returns its
+    result to `execute` or raises `JobFailed`/`JobCancelled`; only `execute` records the end.
+    Cancellable from another thread."""
 
     def __init__(self, store: JobStore, job: Job, job_plan: Plan, state_dir: Path,
                  options: RunOptions, log: Log = lambda message: None,
@@ -123,42 +156,128 @@ class Execution:
 
     def execute(self, on_progress: Callable[[Job], None] = lambda job: None,
                 staging: Progress | None = None) -> Job:
-        """Run the job to its end and return its final record."""
-        params = self._recorded_params()
-        if params is not None and not self.job.final:
-            attached = JobRun(self.store, self.job, params, self.options, self._publisher())
-            if attached.attach() or attached.exit_status() is not None:
-                with self._lock:
-                    self.run = attached
-                self.log(f"{self.job.instance_id}: following the run started earlier")
-                final = attached.wait(on_progress) if attached.pid else attached.finish()
-                return self._keep_reference(final, params)
-        if self.job.final:  # an ended job run again (`run --resume`): its tasks are reused
-            self.job = self.store.retry(self.job.instance_id)
-        if self._cancelled:
-            return self._cancelled_before_start()
-        if self.max_attempts is not None and self.job.attempts >= self.max_attempts:
-            self._failed(f"its run was interrupted {self.job.attempts} times; not resumed again")
-            return self.job
-        staged = self._stage(staging) if self.plan.objects.s3 else {}
-        if staged is not None:
-            staged = self._claim_paths(staged)
-        params = self._params(staged) if staged is not None else None
-        if params is None:
-            return self.job
-        lease = self._reference_lease(params)
+        """Run the job to its end and return its final record: follow the run an earlier
+        process started, or begin (again): stage the inputs, make the params, take the
+        reference, run Nextflow; then publish the results and record the end."""
         try:
-            with self._lock:
-                if self._cancelled:
-                    return self._cancelled_before_start()
-                self.run = JobRun(self.store, self.job, params, self.options, self._publisher())
-                self.run.start()
-                if lease is not None and lease.entry is not None:
-                    self.job = self.store.update(self.job.instance_id, message=REUSED)
-            return self._keep_reference(self.run.wait(on_progress), params)
+            followed = self._follow(on_progress)
+            if followed is not None:
+                return self._conclude(*followed)
+            self._begin()
+            lease = None
+            try:
+                # retention leaves staged inputs alone until the run's params.json names them
+                with retention.staging(self.state_dir):
+                    params = self._params(self._stage(staging))
+                    lease = self._reference_lease(params)
+                    self._start(params, lease)
+                return self._conclude(self.run.wait(on_progress), params)
+            finally:
+                if lease is not None:
+                    lease.release()
+        except JobFailed as failure:
+            self.job = self.store.fail(self.job.instance_id, str(failure))
+        except JobCancelled:
+            self.job = self.store.cancelled(self.job.instance_id)
+        return self.job
+
+    # --- the steps, in the order `execute` takes them ---------------------------------------
+
+    def _follow(self, on_progress: Callable[[Job], None]) -> tuple[Ended, dict] | None:
+        """How the run an earlier process started for this job ended (followed to its end
+        when it still runs), with its params; None when there is no such run."""
+        params = self._recorded_params()
+        if params is None or self.job.final:
+            return None
+        run = JobRun(self.store, self.job, params, self.options)
+        # a retried (LAUNCHING) job's exit status is its earlier run's, which it does not follow
+        if not run.attach() and (run.exit_status() is None or self.job.status == LAUNCHING):
+            return None
+        with self._lock:
+            self.run = run
+        self.log(f"{self.job.instance_id}: following the run started earlier")
+        return (run.wait(on_progress) if run.pid else run.ended()), params
+
+    def _begin(self) -> None:
+        """Whether the job may (re)start: a cancelled one, or one interrupted too often, may
+        not."""
+        if self._cancelled:
+            raise JobCancelled
+        if self.max_attempts is not None and self.job.attempts >= self.max_attempts:
+            raise JobFailed(f"its run was interrupted {self.job.attempts} times; not resumed "
+                            "again")
+
+    def _stage(self, progress: Progress | None) -> dict[str, Path]:
+        """The local paths Nextflow is to read, by the paths of the request: object-storage
+        inputs downloaded, local inputs checked again now that the job's turn has come (and
+        handed to the private store when there is one); the manifest of an earlier result in
+        output_dir withdrawn."""
+        request = self.plan.validation.request
+        output = self.plan.objects.output_dir
+        staged = self._download(progress) if self.plan.objects.s3 else {}
+        opened, problems = local_files.open_inputs(request, self.roots) \
+            if self.inputs is not None else ([], [])
+        try:
+            private = self._admit(opened) if not problems else {}
         finally:
-            if lease is not None:
-                lease.release()
+            for item in opened:
+                item.close()
+        if not output.is_remote:
+            reason = local_files.output_problem(output.key, self.roots)
+            problems += [Problem("output_dir", reason)] if reason else []
+        if problems:
+            raise JobFailed(f"refused when its turn came: {summary(problems)}")
+        try:
+            if output.is_remote:
+                storage.withdraw_manifest(self.plan.objects.s3, output)
+            else:
+                publish_local.withdraw_manifest(self._local_output(), self.roots)
+        except (storage.StorageError, publish_local.PublishError) as err:
+            raise JobFailed(f"refused when its turn came: {err}") from None
+        return {**staged, **private}
+
+    def _download(self, progress: Progress | None) -> dict[str, Path]:
+        """The object-storage inputs in the staging cache, by URI."""
+        started = time.monotonic()
+        try:
+            staged, fetched = storage.stage_in(self.plan.objects.s3, self.plan.objects.remote,
+                                               self._staging_cache,
+                                               Path(self.job.run_dir) / "inputs",
+                                               progress=progress)
+        except storage.StorageError as err:
+            raise JobFailed(str(err)) from None
+        self.log(f"staged {len(staged)} inputs in {time.monotonic() - started:.1f} s "
+                 f"({fetched} objects downloaded, the rest from the cache)")
+        return staged
+
+    def _admit(self, opened: list[local_files.Input]) -> dict[str, Path]:
+        """The opened local inputs in the private store, by path."""
+        started = time.monotonic()
+        try:
+            private = {item.path: self.inputs.admit(item) for item in opened}
+        except (StoreError, OSError) as err:
+            raise JobFailed(f"the inputs could not be staged: {err}") from None
+        self.log(f"{self.job.instance_id}: {len(private)} local inputs in the private store "
+                 f"in {time.monotonic() - started:.1f} s")
+        return private
+
+    def _params(self, staged: dict[str, Path]) -> dict:
+        """The job's Nextflow params, its results collected in its own run folder; staged
+        object-storage inputs are checked here as a local run's inputs were in `plan`."""
+        validation = self.plan.validation
+        results = Path(self.job.run_dir) / "results"
+        params = to_params(validation.request, validation.options,
+                           staged={**staged, self.plan.objects.output_dir.raw: results})
+        if self.plan.objects.s3:
+            problems = errors(local_files.content_problems(params))
+            if problems:
+                raise JobFailed(summary(problems))
+        job = {"instance_id": self.job.instance_id, "request": validation.request,
+               "submitted": datetime.fromtimestamp(self.job.created / 1000, UTC).isoformat()}
+        # the inputs and options were checked: the pipeline need not check them again, and
+        # follows the check's decisions on the indexes of the very files it is given
+        return {**params, "inputs_checked": True, "job": job,
+                "indexes": local_files.index_decisions(params)}
 
     def _reference_lease(self, params: dict) -> Lease | None:
         """Hold the project's cache entry of the reference these params would build: when it is
@@ -187,22 +306,62 @@ class Execution:
         params["job"]["reference"] = {"key": key, "reused": lease.entry is not None}
         return lease
 
-    def _keep_reference(self, final: Job, params: dict) -> Job:
+    def _start(self, params: dict, lease: Lease | None) -> None:
+        """Start Nextflow, unless the job was cancelled meanwhile (`execute` follows it)."""
+        with self._lock:
+            if self._cancelled:
+                raise JobCancelled
+            self.run = JobRun(self.store, self.job, params, self.options)
+            self.run.start()
+        if lease is not None and lease.entry is not None:
+            self.job = self.store.update(self.job.instance_id, message=REUSED)
+
+    def _conclude(self, ended: Ended, params: dict) -> Job:
+        """Record how the run ended; a successful run's results are published first (manifest
+        last), and the reference it built is kept for the project's next jobs."""
+        if ended.cancelled:
+            raise JobCancelled
+        if ended.failure:
+            raise JobFailed(ended.failure)
+        results = Path(params["output_dir"])
+        if not (results / manifest.NAME).is_file():  # the pipeline places it after every file
+            raise JobFailed("the run ended without the manifest of its results")
+        try:
+            self._publish(results)
+        except Exception as err:  # noqa: BLE001 - any failure to publish fails the job
+            raise JobFailed(f"publishing the results failed: {err}") from None
+        self.job = self.store.finish(self.job.instance_id)
+        self._keep_reference(params)
+        return self.job
+
+    def _publish(self, results: Path) -> None:
+        """Copy the finished results folder to `output_dir`, manifest last."""
+        objects, started = self.plan.objects, time.monotonic()
+        if objects.output_dir.is_remote:
+            count = storage.publish(objects.s3, results, objects.output_dir)
+        else:
+            count = publish_local.publish(results, self._local_output(), self.roots)
+        self.log(f"published {count} files to {objects.output_dir.raw} in "
+                 f"{time.monotonic() - started:.1f} s (manifest last)")
+
+    def _keep_reference(self, params: dict) -> None:
         """Keep the reference a finished job built in the cache, unless its inputs changed
         while it ran (the key no longer describes what it read)."""
         built = (params.get("job") or {}).get("reference") or {}
-        if self.references is None or final.status != FINISHED or built.get("reused", True):
-            return final
+        if self.references is None or built.get("reused", True):
+            return
         if key_of(params, self._staging_cache) != built["key"]:
-            self.log(f"{final.instance_id}: an input changed during the run: its reference is "
-                     "not kept for reuse")
-            return final
+            self.log(f"{self.job.instance_id}: an input changed during the run: its reference "
+                     "is not kept for reuse")
+            return
         try:
-            self.references.keep(final.project, built["key"],
+            self.references.keep(self.job.project, built["key"],
                                  Path(params["output_dir"]) / "reference")
         except OSError as err:
-            self.log(f"{final.instance_id}: its reference could not be kept for reuse: {err}")
-        return final
+            self.log(f"{self.job.instance_id}: its reference could not be kept for reuse: "
+                     f"{err}")
+
+    # --- what the steps share ---------------------------------------------------------------
 
     @property
     def _staging_cache(self) -> Path:
@@ -214,106 +373,24 @@ class Execution:
         path = Path(self.job.run_dir) / "params.json"
         return json.loads(path.read_text()) if path.exists() else None
 
-    def _cancelled_before_start(self) -> Job:
-        self.job = self.store.cancelled(self.job.instance_id)
-        return self.job
-
-    def _failed(self, message: str) -> None:
-        self.job = self.store.fail(self.job.instance_id, message)
-
     def _local_output(self) -> str:
         return self.roots.absolute(self.plan.objects.output_dir.key)
 
-    def _publisher(self) -> Callable[[Path], None]:
-        """Publishes the finished results folder to `output_dir`, manifest last."""
-        objects = self.plan.objects
-
-        def publish(folder: Path) -> None:
-            started = time.monotonic()
-            if objects.output_dir.is_remote:
-                count = storage.publish(objects.s3, folder, objects.output_dir)
-            else:
-                count = publish_local.publish(folder, self._local_output(), self.roots)
-            self.log(f"published {count} files to {objects.output_dir.raw} in "
-                     f"{time.monotonic() - started:.1f} s (manifest last)")
-
-        return publish
-
-    def _stage(self, progress: Progress | None) -> dict[str, Path] | None:
-        """Download the object-storage inputs: their local copies by URI, or None when the
-        job failed (its record says why)."""
-        objects, run_dir = self.plan.objects, Path(self.job.run_dir)
-        started = time.monotonic()
-        try:
-            staged, fetched = storage.stage_in(objects.s3, objects.remote,
-                                               self._staging_cache, run_dir / "inputs",
-                                               progress=progress)
-            self.log(f"staged {len(staged)} inputs in {time.monotonic() - started:.1f} s "
-                     f"({fetched} objects downloaded, the rest from the cache)")
-            if objects.output_dir.is_remote:
-                storage.withdraw_manifest(objects.s3, objects.output_dir)
-        except storage.StorageError as err:
-            self._failed(str(err))
-            return None
-        return staged
-
-    def _claim_paths(self, staged: dict[str, Path]) -> dict[str, Path] | None:
-        """Check the local paths again now that the job's turn has come, hand the inputs to
-        the private store (when there is one), withdraw the manifest of an earlier result in
-        a local output_dir: the paths Nextflow is to use, or None when the job failed."""
-        request = self.plan.validation.request
-        problems: list[Problem] = []
-        private: dict[str, Path] = {}
-        if self.inputs is not None:
-            started = time.monotonic()
-            opened, problems = local_files.open_inputs(request, self.roots)
-            try:
-                if not problems:
-                    for item in opened:
-                        private[item.path] = self.inputs.admit(item)
-            except (StoreError, OSError) as err:
-                self._failed(f"the inputs could not be staged: {err}")
-                return None
-            finally:
-                for item in opened:
-                    item.close()
-            self.log(f"{self.job.instance_id}: {len(private)} local inputs in the private "
-                     f"store in {time.monotonic() - started:.1f} s")
-        output = self.plan.objects.output_dir
-        if not output.is_remote:
-            reason = local_files.output_problem(output.key, self.roots)
-            problems += [Problem("output_dir", reason)] if reason else []
-        if problems:
-            self._failed(f"refused when its turn came: {summary(problems)}")
-            return None
-        if not output.is_remote:
-            try:
-                publish_local.withdraw_manifest(self._local_output(), self.roots)
-            except publish_local.PublishError as err:
-                self._failed(f"refused when its turn came: {err}")
-                return None
-        return {**staged, **private}
-
-    def _params(self, staged: dict[str, Path]) -> dict | None:
-        """The job's Nextflow params, its results collected in its own run folder; None when
-        staged object-storage inputs fail their content checks (the job failed)."""
-        validation = self.plan.validation
-        results = Path(self.job.run_dir) / "results"
-        params = to_params(validation.request, validation.options,
-                           staged={**staged, self.plan.objects.output_dir.raw: results})
-        if self.plan.objects.s3:  # downloaded copies: checked as a local run's inputs are
-            problems = errors(local_files.content_problems(params))
-            if problems:
-                self._failed(summary(problems))
-                return None
-        job = {"instance_id": self.job.instance_id, "request": validation.request,
-               "submitted": datetime.fromtimestamp(self.job.created / 1000, UTC).isoformat()}
-        # the inputs and options were checked: the pipeline need not check them again, and
-        # follows the check's decisions on the indexes of the very files it is given
-        return {**params, "inputs_checked": True, "job": job,
-                "indexes": local_files.index_decisions(params)}
-
 
 def new_job(store: JobStore, job_plan: Plan, state_dir: Path, **identity) -> Job:
-    """Record a LAUNCHING job for a checked plan; its run folder is in the state dir."""
-    return store.create(job_plan.validation.request, runs_in=state_dir / "runs", **identity)
+    """Record a LAUNCHING job for a checked plan; its run folder is in the state dir. Raises
+    Occupied while another job publishes into the same folder (see `occupied`)."""
+    return store.create(job_plan.validation.request, runs_in=state_dir / "runs",
+                        destination=job_plan.destination, **identity)
+
+
+def occupied(err: Occupied, project: str) -> Problem:
+    """The problem of a job refused because `err.job` publishes where it would; a job of
+    another project is not named."""
+    other = err.job
+    whose = (f"job {other.instance_id} ({other.status}) publishes into "
+             f"{other.request['output_dir']}" if other.project == project
+             else "a job of another project publishes")
+    return Problem("output_dir", f"{whose} there (the same folder, or one inside or around "
+                                 "it) and has not ended; results of two jobs never mix: wait "
+                                 "for it to end, or choose another output_dir")

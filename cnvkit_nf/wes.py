@@ -9,7 +9,6 @@ project's runs are answered 404, as runs that do not exist.
 
 from __future__ import annotations
 
-import csv
 import email.parser
 import email.policy
 import json
@@ -21,7 +20,7 @@ from urllib.parse import parse_qs
 from cnvkit_nf import manifest, nextflow
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, FINISHED, LAUNCHING, RUNNING, Job
 from cnvkit_nf.pipeline_schema import manifest as pipeline_manifest
-from cnvkit_nf.runner import exit_file
+from cnvkit_nf.runner import exit_file, trace_rows
 from cnvkit_nf.service import ApiError
 from cnvkit_nf.service_config import Caller
 
@@ -151,14 +150,14 @@ class Wes:
                         name == "workflow_type_version" and name not in fields)]
         try:
             tags = json.loads(fields.get("tags") or "{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             tags = None
         if not isinstance(tags, dict):
             problems.append("tags must be a JSON object")
             tags = {}
         projects = sorted(caller.projects)
         project = tags.get("project") or (projects[0] if len(projects) == 1 else None)
-        if project not in caller.projects:
+        if not isinstance(project, str) or project not in caller.projects:
             problems.append(f"tags.project must name one of your projects ({', '.join(projects)})")
         if "workflow_params" not in fields:
             problems.append("workflow_params (the request, as JSON) is required")
@@ -211,6 +210,8 @@ def _form(content_type: str, body: bytes) -> dict[str, str]:
             fields = json.loads(body)
         except ValueError:
             raise WesError(400, "the body is not JSON") from None
+        except RecursionError:
+            raise WesError(400, "the body is nested too deeply") from None
         if not isinstance(fields, dict):
             raise WesError(400, "the body must be a JSON object")
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
@@ -218,7 +219,7 @@ def _form(content_type: str, body: bytes) -> dict[str, str]:
         raise WesError(400, "send the run as multipart/form-data (or application/json)")
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
-    if not message.is_multipart():
+    if not message.is_multipart() or message.defects:  # e.g. no closing boundary
         raise WesError(400, "the multipart/form-data body cannot be read")
     fields = {}
     for part in message.iter_parts():
@@ -227,7 +228,13 @@ def _form(content_type: str, body: bytes) -> dict[str, str]:
             raise WesError(400, "workflow_attachment is not taken: the pipeline is this "
                                 "service's own")
         if name:
-            fields[name] = part.get_payload(decode=True).decode("utf-8", "replace")
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):  # a part that is itself multipart
+                raise WesError(400, f"{name} must be a plain form field")
+            try:
+                fields[name] = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise WesError(400, f"{name} is not UTF-8 text") from None
     return fields
 
 
@@ -238,17 +245,12 @@ def _iso(ms: int | None) -> str | None:
 
 def _task_logs(trace: Path) -> list[dict]:
     """One TaskLog per task of Nextflow's trace."""
-    try:
-        with open(trace, newline="") as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t"))
-    except OSError:
-        return []
     return [_present({
         "id": row["task_id"], "name": row["name"], "start_time": row.get("start") or None,
         "end_time": row.get("complete") or None,
         "exit_code": int(row["exit"]) if row.get("exit", "").lstrip("-").isdigit() else None,
         "system_logs": [f"{row.get('status')} {row.get('native_id', '')}".strip()]})
-        for row in rows]
+        for row in trace_rows(trace)]
 
 
 def _present(fields: dict) -> dict:

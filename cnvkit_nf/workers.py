@@ -66,6 +66,14 @@ class WorkerPool:
             self._queue.put(job.instance_id)
         return job
 
+    def retry(self, instance_id: str) -> Job:
+        """Queue an ended job again, LAUNCHING: its inputs are checked again at its turn and
+        its finished tasks are reused. Raises IllegalTransition or Occupied (jobs.py)."""
+        with self._lock:
+            job = self.store.retry(instance_id)
+            self._queue.put(instance_id)
+        return job
+
     def active(self, instance_id: str) -> bool:
         """Whether a worker is bringing this job to its end now."""
         with self._lock:

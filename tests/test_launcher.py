@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 
 from cnvkit_nf import manifest, nextflow, pipeline_schema
 from cnvkit_nf.cli import main as cli_main
+from cnvkit_nf.confined import everywhere
 from cnvkit_nf.jobs import (
     CANCELING,
     CANCELLED,
@@ -24,8 +25,10 @@ from cnvkit_nf.jobs import (
     RUNNING,
     IllegalTransition,
     JobStore,
+    Occupied,
 )
 from cnvkit_nf.params import ParamsError, to_params
+from cnvkit_nf.paths import parse_location
 from cnvkit_nf.request import validate_request
 from cnvkit_nf.runner import (
     JobRun,
@@ -35,6 +38,7 @@ from cnvkit_nf.runner import (
     tasks_done,
     tasks_total,
 )
+from cnvkit_nf.submission import destination, occupied
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = json.loads((ROOT / "tests" / "data" / "seed_request.json").read_text())
@@ -145,7 +149,7 @@ def test_failure_message_keeps_the_command_error():
     (137, "Nextflow ended (exit status 137: killed by signal 9, SIGKILL) without an error"),
     (143, "Nextflow ended (exit status 143: killed by signal 15, SIGTERM) without an error"),
 ])
-def test_a_killed_nextflow_fails_the_job_with_its_exit_status(tmp_path, status, said):
+def test_a_killed_nextflow_is_a_failure_with_its_exit_status(tmp_path, status, said):
     store = JobStore(tmp_path / "jobs.sqlite")
     job = store.create(SEED, runs_in=tmp_path / "runs")
     run_dir = Path(job.run_dir)
@@ -153,12 +157,10 @@ def test_a_killed_nextflow_fails_the_job_with_its_exit_status(tmp_path, status, 
     (run_dir / "nextflow.out").write_text("[ab/cd] Submitted process > CNVKIT:CNVKIT_FIX (S)\n"
                                           "[ef/01] Submitted process > CNVKIT:CNVKIT_SEX\n")
     exit_file(run_dir).write_text(f"{status}\n")
-    run = JobRun(store, job, {"output_dir": str(run_dir / "results")}, RunOptions(),
-                 publish=lambda folder: pytest.fail("a failed run publishes nothing"))
-    final = run.finish()
-    assert final.status == "FAILED" and final.end_time
-    assert final.message.startswith(said)
-    assert final.message.endswith("Submitted process > CNVKIT:CNVKIT_SEX")
+    ended = JobRun(store, job, {"output_dir": str(run_dir / "results")}, RunOptions()).ended()
+    assert not ended.cancelled
+    assert ended.failure.startswith(said)
+    assert ended.failure.endswith("Submitted process > CNVKIT:CNVKIT_SEX")
 
 
 def test_job_store_round_trip(tmp_path):
@@ -204,6 +206,36 @@ def test_a_job_moves_only_through_its_named_transitions(tmp_path):
     assert store.withdraw(job.instance_id) is None
     failed = store.fail(store.create(SEED).instance_id, "no FASTA")
     assert failed.status == FAILED and failed.end_time and failed.message == "no FASTA"
+
+
+def test_jobs_that_would_publish_into_one_folder_at_once_are_refused(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    out = tmp_path / "out"
+    (tmp_path / "link").symlink_to(out, target_is_directory=True)
+    out.mkdir()
+    here = everywhere()
+    first = store.create(SEED, destination=destination(parse_location(f"{out}/a"), here))
+    assert first.destination == f"{out}/a/"
+    for clash in (f"{tmp_path}/link/a/", f"{out}/a/inner", str(out)):
+        with pytest.raises(Occupied) as refused:
+            store.create(SEED, destination=destination(parse_location(clash), here))
+        assert refused.value.job.instance_id == first.instance_id
+    beside = store.create(SEED, destination=destination(parse_location(f"{out}/ab"), here))
+    assert beside.destination == f"{out}/ab/"  # only starts alike: not the same folder
+    assert destination(parse_location("s3a://bucket/x//y/"), here) == "s3://bucket/x//y/"
+    assert destination(parse_location("s3://bucket/x"), here) == "s3://bucket/x/"
+
+    problem = occupied(refused.value, "local")
+    assert problem.field == "output_dir" and f"job {first.instance_id} (LAUNCHING)" in \
+        problem.message
+    assert first.instance_id not in occupied(refused.value, "lab-b").message  # another project
+    store.fail(first.instance_id, "boom")
+    second = store.create(SEED, destination=f"{out}/a/")  # free once the first ended
+    with pytest.raises(Occupied):
+        store.retry(first.instance_id)
+    assert store.get(first.instance_id).status == FAILED
+    store.cancelled(second.instance_id)
+    assert store.retry(first.instance_id).status == LAUNCHING
 
 
 def test_manifest_written_last_and_verified(tmp_path):

@@ -1,0 +1,112 @@
+"""What operators of the job service expect beyond the family's API, over real HTTP with the real
+`nextflow` (stub runs): a failed job retried reusing its finished tasks, its log and failure in
+full for its own project only, and jobs that never publish into the same folder at once."""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+
+import pytest
+
+from tests import test_service
+from tests.conftest import launch
+from tests.test_service import ALICE, BOB, JOBS, request_for, start, submit, wait_for
+
+site = test_service.site  # the fixture: data roots per project, a cohort, the config
+
+pytestmark = pytest.mark.e2e
+
+PLANTED = "planted failure of CNVKIT_SAMPLE"
+
+
+@pytest.fixture(scope="module")
+def failing(site, tmp_path_factory):
+    """A stub service whose CNVKIT_SAMPLE tasks fail while a flag file exists."""
+    folder = tmp_path_factory.mktemp("failing")
+    flag = folder / "fail"
+    config = folder / "fail.config"
+    config.write_text("process { withName: 'CNVKIT_SAMPLE' { beforeScript = "
+                      f"\"if [ -e '{flag}' ]; then echo '{PLANTED}' >&2; exit 3; fi\" }} }}\n")
+    service = start(site, "failing-state", "--stub", "-c", str(config))
+    yield service, flag
+    assert service.stop() == 0
+
+
+def test_a_failed_job_is_retried_through_the_api_reusing_its_finished_tasks(site, failing):
+    service, flag = failing
+    flag.touch()
+    instance_id = submit(service, request_for(site, "retried"))
+    failed = wait_for(service, instance_id, {"FINISHED", "FAILED", "CANCELLED"})
+    assert failed["status"] == "FAILED", failed
+    assert PLANTED in failed["message"]
+
+    status, log = service.call("GET", f"{JOBS.format('lab-a')}/{instance_id}/log", ALICE)
+    assert status == 200, log
+    assert log["instance_id"] == instance_id and log["status"] == "FAILED"
+    assert log["failure"].startswith("ERROR ~ Error executing process > 'CNVKIT:CNVKIT_SAMPLE")
+    assert "Command exit status:\n  3" in log["failure"] and PLANTED in log["failure"]
+    assert log["failed_tasks"] and all("CNVKIT_SAMPLE" in task["name"] and task["exit"] == "3"
+                                       and PLANTED in task["stderr"]
+                                       for task in log["failed_tasks"])
+    assert "Submitted process > CNVKIT:CNVKIT_PREPARE" in log["log"]
+    assert log["log_truncated"] is False
+
+    flag.unlink()
+    status, answer = service.call("POST", f"{JOBS.format('lab-a')}/{instance_id}/retry", ALICE)
+    assert (status, answer) == (200, {"instance_id": instance_id, "status": "LAUNCHING"})
+    done = wait_for(service, instance_id, {"FINISHED", "FAILED", "CANCELLED"})
+    assert done["status"] == "FINISHED", done
+    assert done["message"] is None
+    trace = service.state_dir / "runs" / instance_id / "results" / "pipeline_info" / "trace.tsv"
+    with open(trace, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    cached = {row["process"] for row in rows if row["status"] == "CACHED"}
+    assert {"CNVKIT:CNVKIT_PREPARE", "CNVKIT:CNVKIT_COVERAGE"} <= cached, rows
+    assert {row["process"] for row in rows if row["status"] == "COMPLETED"} >= \
+        {"CNVKIT:CNVKIT_SAMPLE"}, rows
+
+    status, again = service.call("POST", f"{JOBS.format('lab-a')}/{instance_id}/retry", ALICE)
+    assert status == 400 and again["error_code"] == "DLI.0007", again
+    assert "FINISHED" in again["error_msg"]
+    server = ["--server", service.url, "--project", "lab-a", "--token", ALICE]
+    shown = launch(["log", *server, instance_id], service.state_dir)
+    assert shown.returncode == 0 and "Submitted process > CNVKIT:CNVKIT_SAMPLE" in shown.stdout
+    refused = launch(["retry", *server, instance_id], service.state_dir)
+    assert refused.returncode == 1 and "DLI.0007" in refused.stderr, refused.stderr
+
+
+def test_a_job_log_and_retry_are_its_own_projects_only(site, failing):
+    service, _ = failing
+    instance_id = submit(service, request_for(site, "own-only"))
+    wait_for(service, instance_id, {"FINISHED", "FAILED", "CANCELLED"})
+    missing = str(uuid.uuid4())
+    for action, method in (("log", "GET"), ("retry", "POST")):
+        answers = {(status, json.dumps(body, sort_keys=True)) for status, body in (
+            service.call(method, f"{JOBS.format(project)}/{job}/{action}", token)
+            for project, token in (("lab-b", BOB), ("lab-b", ALICE))
+            for job in (instance_id, missing))}
+        assert len(answers) == 1 and next(iter(answers))[0] == 404, answers
+    status, body = service.call("GET", f"{JOBS.format('lab-a')}/{instance_id}/log")
+    assert status == 401, body
+    status, body = service.call("PUT", f"{JOBS.format('lab-a')}/{instance_id}/retry", ALICE)
+    assert status == 405, body
+
+
+def test_jobs_never_publish_into_the_same_folder_at_once(site, failing):
+    service, _ = failing
+    first = submit(service, request_for(site, "shared-out"))
+    same = request_for(site, "shared-out")
+    inner = {**same, "output_dir": same["output_dir"].rstrip("/") + "/inner/"}
+    for request in (same, inner):
+        status, body = service.call("POST", JOBS.format("lab-a"), ALICE, request)
+        assert status == 400 and body["error_code"] == "DLI.0001", body
+        assert [p["field"] for p in body["problems"]] == ["output_dir"], body
+        assert f"job {first} (" in body["problems"][0]["message"], body
+    beside = request_for(site, "shared-out-2")  # a name that merely starts alike
+    second = submit(service, beside)
+    assert wait_for(service, first, {"FINISHED", "FAILED"})["status"] == "FINISHED"
+    third = submit(service, same)  # the folder is free again
+    for instance_id in (second, third):
+        assert wait_for(service, instance_id, {"FINISHED", "FAILED"})["status"] == "FINISHED"
