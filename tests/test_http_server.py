@@ -179,6 +179,16 @@ def test_an_oversized_body_is_refused_unread(service):
     assert status == 400 and body["error_code"] == "DLI.0009", body
 
 
+def test_a_chunked_body_is_refused(service):
+    """Bodies come with a Content-Length: a chunked one is 400 DLI.0001, and nothing queued."""
+    jobs = "/v2.0/lab/gene/tools/cnvkit"
+    status, body = service.call("POST", jobs, TOKEN, body=b"2\r\n{}\r\n0\r\n\r\n",
+                                headers={"Transfer-Encoding": "chunked"})
+    assert (status, body["error_code"]) == (400, "DLI.0001"), body
+    assert "not chunked" in body["error_msg"]
+    assert service.call("GET", jobs, TOKEN)[1]["count"] == 0
+
+
 def test_tls(tmp_path, nextflow_bin):
     """--tls-cert/--tls-key: the same API over HTTPS."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"

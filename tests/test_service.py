@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -223,6 +226,28 @@ def _malformed(site: dict) -> list[tuple[str, str, str, str | None, object, int,
          "is in a data root that is read-only for project lab-a"),
         ("deeply nested JSON", "POST", lab_a, ALICE, b"[" * 5000 + b"]" * 5000, 400,
          "DLI.0001", "nested more than 32 levels deep"),
+        ("objects nested 10,000 deep", "POST", lab_a, ALICE,
+         b'{"a":' * 10_000 + b"1" + b"}" * 10_000, 400, "DLI.0001",
+         "nested more than 32 levels deep"),
+        ("10,000 unclosed brackets", "POST", lab_a, ALICE, b"[" * 10_000, 400, "DLI.0001",
+         "nested more than 32 levels deep"),
+        ("a JSON number", "POST", lab_a, ALICE, b"42", 400, "DLI.0001",
+         "expected object, got integer"),
+        ("a JSON string", "POST", lab_a, ALICE, b'"{}"', 400, "DLI.0001",
+         "expected object, got string"),
+        ("JSON null", "POST", lab_a, ALICE, b"null", 400, "DLI.0001", "expected object, got null"),
+        ("an empty body", "POST", lab_a, ALICE, b"", 400, "DLI.0001", "invalid JSON"),
+        ("a huge integer", "POST", lab_a, ALICE,
+         json.dumps({**good, "bed": 0}).replace('"bed": 0', '"bed": ' + "9" * 5000).encode(),
+         400, "DLI.0001", "digits"),
+        ("a number beyond a double", "POST", lab_a, ALICE,
+         json.dumps({**good, "bed": 0}).replace('"bed": 0', '"bed": 1e999999').encode(), 400,
+         "DLI.0001", "bed: expected string"),
+        ("NaN", "POST", lab_a, ALICE,
+         json.dumps({**good, "bed": 0}).replace('"bed": 0', '"bed": NaN').encode(), 400,
+         "DLI.0001", "bed: expected string"),
+        ("a body just over the limit", "POST", lab_a, ALICE, b" " * (64 * 1024 + 1), 400,
+         "DLI.0009", "at most 65536"),
         ("lone surrogate in a path", "POST", lab_a, ALICE,
          {**good, "bed": good["bed"] + "\ud800"}, 400, "DLI.0001", "lone surrogate"),
         ("processes beyond a 32-bit integer", "POST", lab_a, ALICE,
@@ -258,6 +283,45 @@ def test_every_problem_is_reported_at_once(site, stub_service):
 
 # --- auth --------------------------------------------------------------------------------------
 
+def answer_bytes(service: LocalService, method: str, path: str, token: str) -> tuple[int, bytes]:
+    """One HTTP request: its status and body as sent."""
+    address = urlsplit(service.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    try:
+        connection.request(method, path, headers={"X-Auth-Token": token})
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def bob_learns_nothing_of(service: LocalService, instance_id: str) -> None:
+    """Bob's token (lab-b) learns nothing of Alice's job (lab-a): every call on its id answers
+    byte for byte as on ids no job has (the id itself aside), on the seed API and WES."""
+    nobody = [str(uuid.uuid4()), "not-a-job"]
+    calls = [(method, JOBS.format(project) + path)
+             for project in ("lab-b", "lab-a")  # bob's project, and hers
+             for method, path in (("GET", "?instance-id={id}"), ("DELETE", "/{id}"),
+                                  ("PUT", "/{id}"), ("POST", "/{id}/retry"),
+                                  ("GET", "/{id}/log"))]
+    calls += [("GET", "/ga4gh/wes/v1/runs/{id}"), ("GET", "/ga4gh/wes/v1/runs/{id}/status"),
+              ("POST", "/ga4gh/wes/v1/runs/{id}/cancel"), ("DELETE", "/ga4gh/wes/v1/runs/{id}")]
+
+    def answers(job_id: str) -> list[tuple[int, bytes]]:
+        return [(status, body.replace(job_id.encode(), b"ID")) for status, body in
+                (answer_bytes(service, method, path.format(id=job_id), BOB)
+                 for method, path in calls)]
+
+    theirs = answers(instance_id)
+    # not found, but for PUT in bob's own project: a method no job path takes
+    assert [status for status, _ in theirs] == [404, 404, 405] + [404] * 11, theirs
+    for other in nobody:
+        assert answers(other) == theirs
+    assert instance_id not in json.dumps(service.call("GET", JOBS.format("lab-b"), BOB)[1])
+    assert instance_id not in json.dumps(service.call(
+        "GET", "/ga4gh/wes/v1/runs?page_size=100", BOB)[1])
+
+
 def test_projects_are_isolated(site, stub_service):
     instance_id = submit(stub_service, request_for(site, "alice-1"))
     mine = job(stub_service, instance_id)
@@ -274,7 +338,10 @@ def test_projects_are_isolated(site, stub_service):
         **request_for(site, "bob"), "experimental_inputs": [cohort_bam],
         "output_dir": str(site["data"] / "lab-b" / "out")})
     assert status == 400 and "data roots of project lab-b" in answer["error_msg"]
-    assert wait_for(stub_service, instance_id, {"FINISHED", "FAILED"})["status"] == "FINISHED"
+    bob_learns_nothing_of(stub_service, instance_id)  # while it waits or runs
+    assert wait_for(stub_service, instance_id, {"FINISHED", "FAILED", "CANCELLED"}
+                    )["status"] == "FINISHED"  # bob's cancels did nothing
+    bob_learns_nothing_of(stub_service, instance_id)  # once it has ended
 
 
 # --- queue, cancel -----------------------------------------------------------------------------
@@ -296,6 +363,44 @@ def test_ten_jobs_at_once_run_one_at_a_time_in_order(site, stub_service):
     for earlier, later in zip(jobs, jobs[1:], strict=False):
         assert later.start_time >= earlier.end_time  # never two at once
     assert all(j.attempts == 1 for j in jobs)
+
+
+def test_a_thousand_queued_jobs_are_listed_by_page_in_under_a_second(site):
+    """1,000 waiting jobs (recorded in the store of a running service, whose workers take only
+    what it queued itself), paged 100 at a time on each face: every id once, and each full
+    listing in under a second."""
+    service = start(site, "paging-state", "--stub")
+    try:
+        store = JobStore(service.state_dir / "jobs.sqlite")
+        request = request_for(site, "paged")
+        ids = [store.create(request, project="lab-a", owner="alice", runner="service",
+                            runs_in=service.state_dir / "runs").instance_id
+               for _ in range(1000)]
+        started = time.perf_counter()
+        seed = []
+        for offset in range(0, 1000, 100):
+            status, page = service.call("GET", f"{JOBS.format('lab-a')}?limit=100&offset="
+                                        f"{offset}", ALICE)
+            assert (status, page["count"], len(page["instances"])) == (200, 1000, 100), page
+            seed += page["instances"]
+        seed_seconds = time.perf_counter() - started
+        started, wes, token, pages = time.perf_counter(), [], "", 0
+        while True:
+            status, page = service.call("GET", "/ga4gh/wes/v1/runs?page_size=100"
+                                        + (f"&page_token={token}" if token else ""), ALICE)
+            assert status == 200, page
+            wes += page["runs"]
+            pages, token = pages + 1, page["next_page_token"]
+            if not token:
+                break
+        wes_seconds = time.perf_counter() - started
+    finally:
+        assert service.stop() == 0
+    assert [job["instance_id"] for job in seed] == ids[::-1]  # each once, newest first
+    assert [run["run_id"] for run in wes] == ids[::-1] and pages == 10
+    assert {job["status"] for job in seed} == {"LAUNCHING"}
+    assert {run["state"] for run in wes} == {"QUEUED"}
+    assert seed_seconds < 1 and wes_seconds < 1, (seed_seconds, wes_seconds)
 
 
 def test_rules_are_checked_again_when_a_queued_job_starts(site, stub_service, tmp_path):

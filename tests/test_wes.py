@@ -76,6 +76,15 @@ def service(tmp_path_factory, cohort, nextflow_bin):
 
 def call(service, method: str, path: str, token: str | None = ALICE, *,
          bearer: bool = True, body: bytes | None = None, content_type: str | None = None):
+    status, answer = exchange(service, method, path, token, bearer=bearer, body=body,
+                              content_type=content_type)
+    return status, json.loads(answer or b"{}")
+
+
+def exchange(service, method: str, path: str, token: str | None = ALICE, *,
+             bearer: bool = True, body: bytes | None = None,
+             content_type: str | None = None) -> tuple[int, bytes]:
+    """One WES request: the status and the body as sent."""
     url = urlsplit(service.url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
     headers = {}
@@ -87,7 +96,7 @@ def call(service, method: str, path: str, token: str | None = ALICE, *,
     try:
         connection.request(method, "/ga4gh/wes/v1" + path, body=body, headers=headers)
         answer = connection.getresponse()
-        return answer.status, json.loads(answer.read() or b"{}")
+        return answer.status, answer.read()
     finally:
         connection.close()
 
@@ -184,7 +193,23 @@ def test_cancel(service, cohort, check):
 
 
 def test_another_projects_runs_are_not_there(service, cohort, check):
+    bobs_counts = call(service, "GET", "/service-info", BOB)[1]["system_state_counts"]
     run_id = submit(service, cohort, "run-4")[1]["run_id"]
+
+    def bobs_answer(method: str, path: str, name: str, bearer: bool) -> tuple[int, bytes]:
+        status, body = exchange(service, method, path.format(name), BOB, bearer=bearer)
+        return status, body.replace(name.encode(), b"ID")
+
+    for method, path in (("GET", "/runs/{}"), ("GET", "/runs/{}/status"),
+                         ("POST", "/runs/{}/cancel"), ("DELETE", "/runs/{}")):
+        for bearer in (True, False):  # byte for byte as a run that does not exist, id aside
+            theirs = bobs_answer(method, path, run_id, bearer)
+            assert theirs[0] == 404, theirs
+            assert theirs == bobs_answer(method, path, str(uuid.uuid4()), bearer)
+            check(json.loads(theirs[1]), "ErrorResponse")
+    assert call(service, "GET", "/service-info", BOB)[1]["system_state_counts"] == bobs_counts
+    assert call(service, "GET", f"/runs/{run_id}/status")[1]["state"] in {
+        "QUEUED", "INITIALIZING", "RUNNING", "COMPLETE"}  # bob's cancels did nothing
     for path in (f"/runs/{run_id}", f"/runs/{run_id}/status"):
         status, body = call(service, "GET", path, BOB)
         assert status == 404 and body["msg"] == f"no run {run_id}"
@@ -214,3 +239,139 @@ def test_refused_runs_say_why(service, cohort, check):
     assert status == 400 and "segment_conf: cnvkit.py segment: argument -m/--method: " \
         "invalid choice: 'nonsense'" in body["msg"]
     check(body, "ErrorResponse")
+
+
+def run_ids(service, token: str = ALICE) -> list[str]:
+    """Every run a token's projects hold, page after page."""
+    seen, page_token = [], ""
+    while True:
+        status, page = call(service, "GET", "/runs?page_size=100"
+                            + (f"&page_token={page_token}" if page_token else ""), token)
+        assert status == 200, page
+        seen += [run["run_id"] for run in page["runs"]]
+        page_token = page["next_page_token"]
+        if not page_token:
+            return seen
+
+
+def _fields(**changes) -> dict[str, str]:
+    return {"workflow_type": "NFL", "workflow_type_version": "DSL2",
+            "workflow_url": "cnvkit-nf/cnvkit-nf", **changes}
+
+
+def _form_of(**changes):
+    """A valid RunWorkflow form (a request that would be queued) with `changes`; None drops a
+    field."""
+    def make(good: str) -> tuple[bytes, dict]:
+        fields = {k: v for k, v in {**_fields(workflow_params=good), **changes}.items()
+                  if v is not None}
+        body, content_type = multipart(fields)
+        return body, {"Content-Type": content_type}
+    return make
+
+
+def _raw(body: bytes, content_type: str | None = "multipart/form-data; boundary=b0undary",
+         **headers):
+    def make(good: str) -> tuple[bytes, dict]:
+        sent = {**({"Content-Type": content_type} if content_type else {}), **headers}
+        return body.replace(b"GOOD", good.encode()), sent
+    return make
+
+
+def _json_body(text: bytes):
+    return _raw(text, "application/json")
+
+
+def _not_utf8(good: str) -> tuple[bytes, dict]:
+    """A valid form whose output_dir has a byte that is not UTF-8 (it must not be replaced)."""
+    body, content_type = multipart(_fields(workflow_params=good))
+    return body.replace(b'never/"', b'never\xff/"'), {"Content-Type": content_type}
+
+
+
+def _unclosed(good: str) -> tuple[bytes, dict]:
+    """A valid form but for its closing boundary."""
+    body, content_type = multipart(_fields(workflow_params=good))
+    return body[:body.rindex(b"--", 0, -4)], {"Content-Type": content_type}
+
+
+DEEP = "[" * 10_000  # deeper than any parser's recursion
+NESTED_PART = (b'--b0undary\r\nContent-Disposition: form-data; name="workflow_params"\r\n'
+               b"Content-Type: multipart/mixed; boundary=inner\r\n\r\n"
+               b"--inner\r\n\r\nGOOD\r\n--inner--\r\n--b0undary--\r\n")
+MALFORMED_RUNS = [
+    ("no boundary", _raw(b"GOOD", "multipart/form-data"), "cannot be read"),
+    ("broken boundary", _raw(b'--other\r\nContent-Disposition: form-data; '
+                             b'name="workflow_params"\r\n\r\nGOOD\r\n--other--\r\n'),
+     "cannot be read"),
+    ("no closing boundary", _unclosed, "cannot be read"),
+    ("a part that is itself multipart", _raw(NESTED_PART),
+     "workflow_params must be a plain form field"),
+    ("no workflow_params", _form_of(workflow_params=None), "workflow_params (the request, as "
+     "JSON) is required"),
+    ("workflow_params not JSON", _form_of(workflow_params='{"bed": '), "invalid JSON"),
+    ("workflow_params not an object", _form_of(workflow_params="[]"), "expected object"),
+    ("workflow_params nested 10,000 deep", _form_of(workflow_params=DEEP),
+     "nested more than 32 levels deep"),
+    ("workflow_params with a huge number", _form_of(workflow_params="9" * 5000),
+     "4300 digits"),
+    ("workflow_params not UTF-8", _not_utf8, "workflow_params is not UTF-8 text"),
+    ("wrong workflow_type", _form_of(workflow_type="CWL"), "workflow_type must be 'NFL', "
+     "got 'CWL'"),
+    ("wrong workflow_type_version", _form_of(workflow_type_version="DSL1"),
+     "workflow_type_version must be 'DSL2', got 'DSL1'"),
+    ("wrong workflow_url", _form_of(workflow_url="https://example.org/x.nf"),
+     "workflow_url must be 'cnvkit-nf/cnvkit-nf'"),
+    ("no workflow_url", _form_of(workflow_url=None), "workflow_url must be"),
+    ("tags not JSON", _form_of(tags="{"), "tags must be a JSON object"),
+    ("tags nested 10,000 deep", _form_of(tags=DEEP), "tags must be a JSON object"),
+    ("tags.project a list", _form_of(tags='{"project": ["lab-a"]}'),
+     "tags.project must name one of your projects (lab-a)"),
+    ("tags.project an object", _form_of(tags='{"project": {"lab-a": 1}}'),
+     "tags.project must name one of your projects (lab-a)"),
+    ("workflow_attachment", _form_of(workflow_attachment="x"), "workflow_attachment is not "
+     "taken"),
+    ("oversized multipart", _form_of(workflow_engine_parameters="x" * (1 << 20)),
+     "system limit reached"),
+    ("chunked", _raw(b"2\r\n{}\r\n0\r\n\r\n", **{"Transfer-Encoding": "chunked"}),
+     "not chunked"),
+    ("JSON body not JSON", _json_body(b'{"workflow_params": '), "the body is not JSON"),
+    ("JSON body not UTF-8", _json_body(b'{"workflow_params": "\xff"}'), "the body is not JSON"),
+    ("JSON body an array", _json_body(b"[GOOD]"), "the body must be a JSON object"),
+    ("JSON body a number", _json_body(b"1e999999"), "the body must be a JSON object"),
+    ("JSON body nested 10,000 deep", _json_body(DEEP.encode()), "nested too deeply"),
+    ("JSON body with a huge number", _json_body(b'{"workflow_params": ' + b"9" * 5000 + b"}"),
+     "the body is not JSON"),
+    ("JSON body, tags.project a list", _json_body(
+        b'{"workflow_params": GOOD, "workflow_type": "NFL", "workflow_url": '
+        b'"cnvkit-nf/cnvkit-nf", "tags": {"project": ["lab-a"]}}'), "tags.project"),
+    ("oversized JSON body", _json_body(b'{"workflow_params": GOOD, "x": "'
+                                       + b"x" * (1 << 20) + b'"}'), "system limit reached"),
+    ("wrong Content-Type", _raw(b"GOOD", "text/plain"), "send the run as multipart/form-data"),
+    ("no Content-Type", _raw(b"GOOD", None), "send the run as multipart/form-data"),
+    ("urlencoded form", _raw(b"workflow_params=GOOD", "application/x-www-form-urlencoded"),
+     "send the run as multipart/form-data"),
+]
+
+
+@pytest.mark.parametrize("make, text", [pytest.param(make, text, id=name)
+                                        for name, make, text in MALFORMED_RUNS])
+def test_malformed_runs_are_refused_and_nothing_is_queued(service, cohort, check, make, text):
+    """Each would be queued but for its flaw: a 400 ErrorResponse that names it, never a 5xx."""
+    good = json.dumps(seed_request(cohort, service.out / "never"))
+    before = run_ids(service)
+    body, headers = make(good)
+    url = urlsplit(service.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    try:
+        connection.request("POST", "/ga4gh/wes/v1/runs", body=body,
+                           headers={"Authorization": f"Bearer {ALICE}", **headers})
+        answer = connection.getresponse()
+        status, payload = answer.status, json.loads(answer.read())
+    finally:
+        connection.close()
+    assert status == 400, payload
+    check(payload, "ErrorResponse")
+    assert payload["status_code"] == 400 and text in payload["msg"], payload
+    assert run_ids(service) == before
+    assert not (service.out / "never").exists()
