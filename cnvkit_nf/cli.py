@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,20 +293,24 @@ def _server_options(command):
         command)
 
 
-def _client(server: str | None, project: str | None, token: str | None) -> Client | None:
+def _ask(server: str | None, project: str | None, token: str | None,
+         call: Callable[[Client], dict], alone: str | None = None) -> dict | None:
+    """The answer of `call` to the job service at `server`; None without `--server` (unless
+    `alone` says why the command needs one). A service's error answer is printed, each problem
+    on its own line, and the command exits."""
     if server is None:
+        if alone:
+            raise click.UsageError(alone)
         return None
     if not project:
         raise click.UsageError("--server needs --project")
-    return Client(server, project, token)
-
-
-def _service_failed(err: ServiceError) -> None:
-    """Print a service's error answer, each problem on its own line, and exit."""
-    for problem in err.body.get("problems", []):
-        click.echo(format_problem(Problem(**problem)), err=True)
-    click.echo(f"error: {err}", err=True)
-    sys.exit(EXIT_INVALID)
+    try:
+        return call(Client(server, project, token))
+    except ServiceError as err:
+        for problem in err.body.get("problems", []):
+            click.echo(format_problem(Problem(**problem)), err=True)
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_INVALID)
 
 
 @main.command()
@@ -313,13 +318,9 @@ def _service_failed(err: ServiceError) -> None:
 @_server_options
 def submit(request_file: str, server: str, project: str, token: str | None) -> None:
     """Submit a request to a job service; print its instance_id."""
-    client = _client(server, project, token)
-    if client is None:
-        raise click.UsageError("submit needs --server and --project")
-    try:
-        answer = client.submit(Path(request_file).read_text(encoding="utf-8"))
-    except ServiceError as err:
-        _service_failed(err)
+    text = Path(request_file).read_text(encoding="utf-8")
+    answer = _ask(server, project, token, lambda client: client.submit(text),
+                  "submit needs --server and --project")
     for warning in answer.get("warnings", []):
         click.echo(warning, err=True)
     click.echo(f"instance_id: {answer['instance_id']}")
@@ -330,14 +331,9 @@ def submit(request_file: str, server: str, project: str, token: str | None) -> N
 @_server_options
 def cancel(instance_id: str, server: str, project: str, token: str | None) -> None:
     """Cancel a job of a job service."""
-    client = _client(server, project, token)
-    if client is None:
-        raise click.UsageError("cancel needs --server and --project (a job run by `cnvkit-nf "
-                               "run` is cancelled with Ctrl-C or SIGTERM)")
-    try:
-        client.cancel(instance_id)
-    except ServiceError as err:
-        _service_failed(err)
+    _ask(server, project, token, lambda client: client.cancel(instance_id),
+         "cancel needs --server and --project (a job run by `cnvkit-nf run` is cancelled with "
+         "Ctrl-C or SIGTERM)")
     click.echo(f"{instance_id}: cancelling")
 
 
@@ -346,14 +342,9 @@ def cancel(instance_id: str, server: str, project: str, token: str | None) -> No
 @_server_options
 def retry(instance_id: str, server: str, project: str, token: str | None) -> None:
     """Run a FAILED or CANCELLED job of a job service again, reusing its finished tasks."""
-    client = _client(server, project, token)
-    if client is None:
-        raise click.UsageError("retry needs --server and --project (a job run by `cnvkit-nf "
-                               "run` is run again with `cnvkit-nf run --resume REQUEST`)")
-    try:
-        answer = client.retry(instance_id)
-    except ServiceError as err:
-        _service_failed(err)
+    answer = _ask(server, project, token, lambda client: client.retry(instance_id),
+                  "retry needs --server and --project (a job run by `cnvkit-nf run` is run "
+                  "again with `cnvkit-nf run --resume REQUEST`)")
     click.echo(f"{instance_id}: {answer['status']}")
 
 
@@ -365,13 +356,8 @@ def retry(instance_id: str, server: str, project: str, token: str | None) -> Non
 def log(ctx: Context, instance_id: str, as_json: bool, server: str | None, project: str | None,
         token: str | None) -> None:
     """Show a job's failure in full, its failed tasks' error output and Nextflow's log."""
-    client = _client(server, project, token)
-    if client is not None:
-        try:
-            shown = client.log(instance_id)
-        except ServiceError as err:
-            _service_failed(err)
-    else:
+    shown = _ask(server, project, token, lambda client: client.log(instance_id))
+    if shown is None:
         shown = job_log(_local_job(ctx.state_dir, instance_id))
     if as_json:
         click.echo(json.dumps(shown, indent=2))
@@ -395,13 +381,8 @@ STATUS_FIELDS = ("instance_id", "status", "progress", "start_time", "duration", 
 def status(ctx: Context, instance_id: str, as_json: bool, server: str | None,
            project: str | None, token: str | None) -> None:
     """Show a job's state (LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING)."""
-    client = _client(server, project, token)
-    if client is not None:
-        try:
-            shown = client.job(instance_id)
-        except ServiceError as err:
-            _service_failed(err)
-    else:
+    shown = _ask(server, project, token, lambda client: client.job(instance_id))
+    if shown is None:
         shown = _local_job(ctx.state_dir, instance_id).instance()
     body = {key: shown[key] for key in STATUS_FIELDS}
     if as_json:

@@ -106,7 +106,7 @@ class AsgiApp:
             status, body, allow = err.status, err.body, err.allow
         except Exception:  # noqa: BLE001 - every failure gets the family's 500 answer
             log.exception("internal error")
-            status, body = internal_error()
+            status, body = internal_error(target)
         data = json.dumps(body).encode()
         answer = [(b"content-type", b"application/json"),
                   (b"content-length", str(len(data)).encode())]

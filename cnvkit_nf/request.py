@@ -168,7 +168,7 @@ def validate_text(text: str, cache=None) -> Validation:
     """Parse and validate a JSON request; invalid JSON, repeated field names and nesting
     deeper than a request has are problems."""
     try:
-        data = json.loads(text, object_pairs_hook=_unique_keys)
+        data = json.loads(text, object_pairs_hook=_unique_keys, parse_int=_integer)
     except json.JSONDecodeError as exc:
         message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         return Validation([Problem("", message)])
@@ -179,6 +179,14 @@ def validate_text(text: str, cache=None) -> Validation:
     if _depth(data) > MAX_DEPTH:
         return _too_deep()
     return validate_request(data, cache)
+
+
+def _integer(text: str) -> int:
+    """A JSON integer; one of more digits than a count could need is refused unparsed."""
+    if len(text) > 30:
+        raise ValueError(f"a number of {len(text.lstrip('-'))} digits; a request is one object "
+                         "of strings, booleans and lists of strings")
+    return int(text)
 
 
 def _too_deep() -> Validation:

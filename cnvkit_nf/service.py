@@ -31,6 +31,7 @@ from cnvkit_nf.workers import RUNNER, WorkerPool
 _JOBS = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/?")
 _JOB = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)")
 _JOB_ACTION = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)/(retry|log)")
+WES_PREFIX = "/ga4gh/wes/"
 _QUERY = {"instance-id", "limit", "offset", "start", "end"}
 _DRAIN_FACTOR = 8  # an oversized body is read (and dropped) up to this many times the limit
 
@@ -60,8 +61,13 @@ def _invalid(problems: list[Problem]) -> ApiError:
 NOT_FOUND = ("DLI.0023", "resource not found")
 
 
-def internal_error() -> tuple[int, dict]:
-    """The answer to a request the service failed on."""
+def internal_error(target: str) -> tuple[int, dict]:
+    """The answer to a request the service failed on, in the error form of the face (seed
+    API or WES) that `target` addresses."""
+    if urlsplit(target).path.startswith(WES_PREFIX):
+        from cnvkit_nf import wes  # the WES face builds on this module
+
+        return 500, wes.WesError(500, "internal server error").body
     return 500, {"error_code": "DLI.0999", "error_msg": "internal server error"}
 
 
@@ -77,7 +83,7 @@ class App:
     def handle(self, method: str, target: str, headers, read_body) -> tuple[int, dict]:
         """Answer one request: (HTTP status, JSON body); raises ApiError for error answers."""
         url = urlsplit(target)
-        if url.path.startswith("/ga4gh/wes/"):
+        if url.path.startswith(WES_PREFIX):
             from cnvkit_nf import wes  # the WES face builds on this module
 
             return wes.Wes(self).handle(method, url.path, url.query, headers, read_body)

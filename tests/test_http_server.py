@@ -4,6 +4,7 @@ Content-Length, trickling clients, threads. One service for the module; no job r
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from cnvkit_nf import http_server
 from scaffold.local_service import LocalService
 
 TOKEN = "transport-token-0123456789"
@@ -213,3 +215,28 @@ def test_tls(tmp_path, nextflow_bin):
             b"HTTP/1.1 200")  # no plain HTTP there
     finally:
         secure.stop()
+
+
+@pytest.mark.parametrize(("target", "body"), [
+    ("/v2.0/lab-a/gene/tools/cnvkit", {"error_code": "DLI.0999",
+                                       "error_msg": "internal server error"}),
+    ("/ga4gh/wes/v1/runs", {"msg": "internal server error", "status_code": 500}),
+])
+def test_a_failure_of_the_service_is_a_500_in_the_form_of_its_face(target, body):
+    class Broken:
+        def handle(self, *args):
+            raise RuntimeError("the job store went away")
+
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "raw_path": target.encode(), "query_string": b"",
+             "headers": []}
+    asyncio.run(http_server.AsgiApp(Broken(), 1)(scope, receive, send))
+    assert sent[0]["status"] == 500
+    assert json.loads(sent[1]["body"]) == body

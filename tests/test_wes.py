@@ -314,7 +314,7 @@ MALFORMED_RUNS = [
     ("workflow_params nested 10,000 deep", _form_of(workflow_params=DEEP),
      "nested more than 32 levels deep"),
     ("workflow_params with a huge number", _form_of(workflow_params="9" * 5000),
-     "4300 digits"),
+     "a number of 5000 digits"),
     ("workflow_params not UTF-8", _not_utf8, "workflow_params is not UTF-8 text"),
     ("wrong workflow_type", _form_of(workflow_type="CWL"), "workflow_type must be 'NFL', "
      "got 'CWL'"),
