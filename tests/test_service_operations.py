@@ -23,12 +23,14 @@ PLANTED = "planted failure of CNVKIT_SAMPLE"
 
 @pytest.fixture(scope="module")
 def failing(site, tmp_path_factory):
-    """A stub service whose CNVKIT_SAMPLE tasks fail while a flag file exists."""
+    """A stub service whose CNVKIT_SAMPLE tasks fail while a flag file `fail` exists, and
+    take 30 s more while `slow` does."""
     folder = tmp_path_factory.mktemp("failing")
     flag = folder / "fail"
     config = folder / "fail.config"
     config.write_text("process { withName: 'CNVKIT_SAMPLE' { beforeScript = "
-                      f"\"if [ -e '{flag}' ]; then echo '{PLANTED}' >&2; exit 3; fi\" }} }}\n")
+                      f"\"if [ -e '{flag}' ]; then echo '{PLANTED}' >&2; exit 3; fi; "
+                      f"if [ -e '{folder / 'slow'}' ]; then sleep 30; fi\" }} }}\n")
     service = start(site, "failing-state", "--stub", "-c", str(config))
     yield service, flag
     assert service.stop() == 0
@@ -110,3 +112,23 @@ def test_jobs_never_publish_into_the_same_folder_at_once(site, failing):
     third = submit(service, same)  # the folder is free again
     for instance_id in (second, third):
         assert wait_for(service, instance_id, {"FINISHED", "FAILED"})["status"] == "FINISHED"
+
+
+def test_a_clean_beside_the_running_service_keeps_what_its_jobs_need(site, failing):
+    service, flag = failing
+    ended = submit(service, request_for(site, "cleaned-away"))
+    wait_for(service, ended, {"FINISHED"})
+    slow = flag.with_name("slow")
+    slow.touch()
+    running = submit(service, request_for(site, "kept-running"))
+    wait_for(service, running, {"RUNNING"})
+    slow.unlink()  # the task under way still sleeps
+    cleaned = launch(["clean", "--max-age", "0s", "--json"], service.state_dir)
+    assert cleaned.returncode == 0, cleaned.stderr
+    report = json.loads(cleaned.stdout)
+    assert ended in report["forgotten"] and running not in report["forgotten"], report
+    assert not (service.state_dir / "runs" / ended).exists()
+    assert f"runs/{running}" in {item["path"] for item in report["kept"]}, report
+    assert wait_for(service, running, {"FINISHED", "FAILED"})["status"] == "FINISHED"
+    status, gone = service.call("GET", f"{JOBS.format('lab-a')}?instance-id={ended}", ALICE)
+    assert (status, gone["error_code"]) == (404, "DLI.0023"), gone
