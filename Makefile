@@ -19,8 +19,10 @@ $(STAMP): requirements.txt pyproject.toml setup.py scripts/install-system-deps.s
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
+# make demo PROFILE=slurm: the launcher's tasks on a local Slurm cluster (scaffold/slurm.py)
+PROFILE ?= local
 demo: install
-	$(PY) -m scaffold.demo
+	$(PY) -m scaffold.demo --profile $(PROFILE)
 
 demo-s3: install
 	$(PY) -m scaffold.demo --s3

@@ -1,8 +1,10 @@
 """`make demo`, `make demo-s3`, `make demo-service`: a seed-like cohort, the seed-shaped request
-on it (run by the launcher, from object storage, or through the job service), its calls."""
+on it (run by the launcher, from object storage, or through the job service), its calls.
+`make demo PROFILE=slurm` runs the launcher's tasks on a local Slurm cluster (scaffold/slurm.py)."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -17,6 +19,7 @@ from cnvkit_nf.jobs import FINAL_STATES
 from scaffold.local_service import LocalService
 from scaffold.seaweed import S3Server
 from scaffold.simulate import seed_like_cohort
+from scaffold.slurm import SlurmCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo-output"
@@ -69,14 +72,32 @@ def print_results(output_dir: Path) -> None:
         print(f"report: {(output_dir / 'report.html').as_uri()} (open it in a browser)")
 
 
-def main() -> int:
+def main(profile: str = "local") -> int:
+    """The launcher's run with a Nextflow profile; with `slurm`, on a local cluster started for
+    the run and stopped after it."""
     data = cohort_folder()
-    output_dir = DEMO / "results"
-    request_file = DEMO / "request.json"
+    name = "" if profile == "local" else "-" + profile.replace(",", "-")
+    output_dir = DEMO / f"results{name}"
+    request_file = DEMO / f"request{name}.json"
     request_file.write_text(json.dumps(demo_request(data, output_dir), indent=2) + "\n")
     print(f"request: {request_file}", flush=True)
-    run = subprocess.run([str(ROOT / "bin" / "cnvkit-nf"), "--state-dir", str(DEMO / "state"),
-                          "run", str(request_file)])
+    command = [str(ROOT / "bin" / "cnvkit-nf"), "--state-dir", str(DEMO / f"state{name}"),
+               "run", str(request_file), "--profile", profile]
+    cluster = None
+    if "slurm" in profile.split(","):
+        cluster = SlurmCluster(DEMO / "slurm").start()
+        print(f"Slurm cluster: {cluster.folder} (SLURM_CONF={cluster.conf})", flush=True)
+        command += ["-c", str(cluster.nextflow_config)]
+    try:
+        run = subprocess.run(command, env={**os.environ, **(cluster.env() if cluster else {})})
+        if cluster:
+            jobs = cluster.completed_jobs()
+            print(f"{len(jobs)} Slurm jobs, from its job completion log {cluster.jobcomp_log}:")
+            for job_id, job in jobs.items():
+                print(f"  {job_id}  {job['JobState']:<10} {job['Name']}")
+    finally:
+        if cluster:
+            cluster.stop()
     if run.returncode != 0:
         return run.returncode
     print_results(output_dir)
@@ -159,5 +180,11 @@ def main_service() -> int:
 
 
 if __name__ == "__main__":
-    commands = {"--s3": main_s3, "--service": main_service}
-    sys.exit(commands.get(sys.argv[1] if sys.argv[1:] else "", main)())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    face = parser.add_mutually_exclusive_group()
+    face.add_argument("--s3", action="store_true", help="the seed's request from a local S3")
+    face.add_argument("--service", action="store_true", help="through a local job service")
+    parser.add_argument("--profile", default="local",
+                        help="Nextflow profile(s) of the launcher's run; slurm: on a local cluster")
+    args = parser.parse_args()
+    sys.exit(main_s3() if args.s3 else main_service() if args.service else main(args.profile))

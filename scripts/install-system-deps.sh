@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages a local run needs, only those that are missing:
-# samtools, R with DNAcopy (CBS segmentation), Java 17+ and Maven (to fetch Nextflow's jars), and
-# Chromium (the tests open report.html in it, headless).
+# samtools, R with DNAcopy (CBS segmentation), Java 17+ and Maven (to fetch Nextflow's jars),
+# Chromium (the tests open report.html in it, headless), and Slurm with MUNGE (the tests and
+# `make demo PROFILE=slurm` start a one-node cluster of their own: scaffold/slurm.py).
 set -euo pipefail
 need=()
+sbin="$PATH:/usr/sbin:/sbin"  # where the daemons are, also for users whose PATH lacks it
+for tool in slurmctld slurmd sbatch squeue scancel sinfo; do
+  PATH="$sbin" command -v "$tool" >/dev/null || { need+=(slurm-wlm); break; }
+done
+{ PATH="$sbin" command -v munged && PATH="$sbin" command -v mungekey; } >/dev/null || need+=(munge)
 command -v samtools >/dev/null || need+=(samtools)
 { command -v Rscript >/dev/null && Rscript -e 'suppressMessages(library(DNAcopy))' >/dev/null 2>&1; } \
   || need+=(r-base-core r-bioc-dnacopy)
