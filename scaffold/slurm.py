@@ -26,10 +26,15 @@ NODE = "cnvkit-node"
 PARTITIONS = ("batch", "cnvkit")
 
 
+def _program(name: str) -> str | None:
+    """Where a program is: on PATH, or in the sbin folders a user's PATH may lack."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin",
+                                                    "/sbin"]))
+
+
 def missing_tools() -> list[str]:
     """The Slurm and MUNGE programs that are not installed."""
-    search = f"{os.environ.get('PATH', '')}{os.pathsep}/usr/sbin{os.pathsep}/sbin"
-    return [name for name in DAEMONS + CLIENTS if not shutil.which(name, path=search)]
+    return [name for name in DAEMONS + CLIENTS if not _program(name)]
 
 
 def _free_ports(count: int) -> list[int]:
@@ -49,18 +54,14 @@ def _memory_mb() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
 
 
-def _program(name: str) -> str:
-    return shutil.which(name, path=f"{os.environ.get('PATH', '')}{os.pathsep}/usr/sbin")
-
-
 @dataclass
 class SlurmCluster:
     """munged + slurmctld + slurmd, one node of `cpus` CPUs, in `folder` (wiped at start).
 
     Finished jobs are kept in a job completion log (jobcomp/filetxt: without slurmdbd, `sacct`
-    knows nothing), read by `completed_jobs()`. A task is killed KillWait (5) seconds after its
-    time limit's SIGTERM, and for exceeding its memory request (jobacct_gather/linux with
-    OverMemoryKill, sampled every second).
+    knows nothing), read by `completed_jobs()`. A job gets SIGTERM at its time limit and SIGKILL
+    5 s later (KillWait), and SIGKILL when it uses more memory than it asked for
+    (jobacct_gather/linux with OverMemoryKill, sampled every second).
     """
 
     folder: Path
@@ -190,12 +191,13 @@ class SlurmCluster:
         states = self.client("sinfo", "--noheader", "--node", NODE, "-o", "%T").stdout.split()
         return states[0] if states else ""
 
-    def queue(self) -> list[str]:
-        """IDs of the jobs pending, running or ending (what `squeue` shows)."""
-        listed = self.client("squeue", "--noheader", "-o", "%i")
+    def queue(self) -> list[dict[str, str]]:
+        """The jobs pending, running or ending (what `squeue` shows): JobId, State, WorkDir."""
+        listed = self.client("squeue", "--noheader", "-o", "%i %T %Z")
         if listed.returncode != 0:
             raise RuntimeError(f"squeue failed: {listed.stderr}")
-        return listed.stdout.split()
+        return [dict(zip(("JobId", "State", "WorkDir"), line.split(None, 2), strict=True))
+                for line in listed.stdout.splitlines()]
 
     def completed_jobs(self) -> dict[str, dict[str, str]]:
         """Every ended job, by ID, as the job completion log records it (JobState, ExitCode,

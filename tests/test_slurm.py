@@ -42,10 +42,12 @@ def slurm(tmp_path_factory):
 
 
 def slurm_env(slurm: SlurmCluster, **changes: str) -> dict[str, str]:
+    """This environment, pointed at the cluster."""
     return {**os.environ, **slurm.env(), **changes}
 
 
 def wait_until(condition, what: str, timeout: float = 120):
+    """The first true value of `condition()`, polled; an assertion error after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = condition()
@@ -55,9 +57,10 @@ def wait_until(condition, what: str, timeout: float = 120):
     raise AssertionError(f"no {what} within {timeout:.0f} s")
 
 
-def running_jobs(slurm: SlurmCluster) -> list[str]:
-    listed = slurm.client("squeue", "--noheader", "--states", "RUNNING", "-o", "%i")
-    return listed.stdout.split()
+def queued(slurm: SlurmCluster, folder: Path, state: str | None = None) -> list[str]:
+    """IDs of the jobs in `squeue` whose work directory is in `folder` (in `state`, if given)."""
+    return [job["JobId"] for job in slurm.queue()
+            if Path(job["WorkDir"]).is_relative_to(folder) and state in (None, job["State"])]
 
 
 def assert_tasks_were_slurm_jobs(slurm: SlurmCluster, out: Path, partition: str,
@@ -86,12 +89,17 @@ def assert_same_results(out: Path, local_out: Path) -> None:
         assert without_date(out / vcf.relative_to(local_out)) == without_date(vcf)
 
 
+def seconds(slurm_time: str) -> float:
+    """A job completion log's time (2024-05-01T12:00:00) in seconds since the epoch."""
+    return time.mktime(time.strptime(slurm_time, "%Y-%m-%dT%H:%M:%S"))
+
+
 # --- the launcher ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def launcher_run(slurm, cohort, seed_run, tmp_path_factory):
+def launcher_run(slurm, limits_run, cohort, seed_run, tmp_path_factory):
     """`cnvkit-nf run --profile slurm` of the seed-shaped request; queue and account from the
-    environment."""
+    environment. (After limits_run has started, to overlap its wait.)"""
     work = tmp_path_factory.mktemp("slurm_run")
     request_file = work / "request.json"
     request_file.write_text(json.dumps(seed_request(cohort, work / "results")))
@@ -102,31 +110,12 @@ def launcher_run(slurm, cohort, seed_run, tmp_path_factory):
 
 
 def test_launcher_runs_every_task_as_a_slurm_job(slurm, launcher_run, seed_run):
+    """Every task a Slurm job of the asked partition and account; the results the local run's."""
     result = launcher_run["result"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert "status: FINISHED" in result.stdout
     assert_tasks_were_slurm_jobs(slurm, launcher_run["out"], "cnvkit", "lab-a")
     assert_same_results(launcher_run["out"], seed_run["out"])
-
-
-def test_ctrl_c_of_the_launcher_cancels_its_slurm_jobs(slurm, cohort, tmp_path):
-    request_file = tmp_path / "request.json"
-    request_file.write_text(json.dumps(seed_request(cohort, tmp_path / "results")))
-    run = subprocess.Popen(
-        [str(LAUNCHER), "--state-dir", str(tmp_path / "state"), "run", str(request_file),
-         "--profile", "slurm", "-c", str(slurm.nextflow_config), "-c", str(DATA / "slow.config")],
-        cwd=tmp_path, env=slurm_env(slurm), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
-    try:
-        running = wait_until(lambda: running_jobs(slurm), "running Slurm job")
-        run.send_signal(signal.SIGINT)
-        output = run.communicate(timeout=120)[0]
-    finally:
-        run.kill()
-    assert run.returncode != 0 and "status: CANCELLED" in output, output
-    assert slurm.queue() == []
-    jobs = slurm.completed_jobs()
-    assert {jobs[job]["JobState"] for job in running} == {"CANCELLED"}
 
 
 # --- the job service ---------------------------------------------------------------------------
@@ -148,6 +137,7 @@ def site(cohort, tmp_path_factory) -> dict:
 
 
 def service(slurm: SlurmCluster, site: dict, name: str, *args: str) -> LocalService:
+    """`cnvkit-nf serve --profile slurm` on a state dir of its own (not started yet)."""
     state = site["base"] / "states" / name
     state.mkdir(parents=True, exist_ok=True)
     return LocalService(state, site["config"], "--profile", "slurm", "-c",
@@ -156,18 +146,21 @@ def service(slurm: SlurmCluster, site: dict, name: str, *args: str) -> LocalServ
 
 
 def submit(running: LocalService, request: dict) -> str:
+    """POST a request to project lab; its instance_id."""
     status, body = running.call("POST", JOBS, TOKEN, request)
     assert status == 201, body
     return body["instance_id"]
 
 
 def job(running: LocalService, instance_id: str) -> dict:
+    """The job as the query API shows it."""
     status, body = running.call("GET", f"{JOBS}?instance-id={instance_id}", TOKEN)
     assert status == 200, body
     return body["instances"][0]
 
 
 def wait_for(running: LocalService, instance_id: str, states: set[str]) -> dict:
+    """The job once it is in one of `states`."""
     def reached() -> dict | None:
         current = job(running, instance_id)
         return current if current["status"] in states else None
@@ -182,7 +175,7 @@ def test_service_runs_on_slurm_and_follows_its_jobs_across_a_restart(slurm, site
     request = seed_request(cohort, site["base"] / "data" / "lab" / "results")
     try:
         instance_id = submit(running, request)
-        wait_until(lambda: running_jobs(slurm), "running Slurm job")
+        wait_until(lambda: queued(slurm, running.state_dir, "RUNNING"), "running Slurm job")
         running.kill()
         store = JobStore(running.state_dir / "jobs.sqlite")
         assert run_alive(store.get(instance_id))  # Nextflow goes on without the service
@@ -197,48 +190,35 @@ def test_service_runs_on_slurm_and_follows_its_jobs_across_a_restart(slurm, site
     assert_same_results(out, seed_run["out"])
 
 
-def test_service_cancels_reach_the_cluster(slurm, site, cohort):
-    """Two jobs at once, each with a Slurm job running; one cancelled by DELETE, the other by
-    the WES cancel: nothing of either is left in the queue."""
-    running = service(slurm, site, "cancel-state", "-c", str(DATA / "slow.config"),
-                      "--concurrency", "2").start()
-    try:
-        # different antitarget options: the second job does not wait for the first's reference
-        ids = [submit(running, seed_request(cohort, site["base"] / "data" / "lab" / name,
-                                            antitarget_conf=option))
-               for name, option in (("cancel-a", "-a 100000"), ("cancel-b", "-a 150000"))]
-        jobs_running = wait_until(lambda: (found := running_jobs(slurm))[1:] and found,
-                                  "two running Slurm jobs")
-        assert running.call("DELETE", f"{JOBS}/{ids[0]}", TOKEN)[0] == 200
-        assert running.call("POST", f"/ga4gh/wes/v1/runs/{ids[1]}/cancel", TOKEN)[0] == 200
-        finals = [wait_for(running, instance_id, {"CANCELLED", "FINISHED", "FAILED"})
-                  for instance_id in ids]
-    finally:
-        assert running.stop() == 0
-    assert [final["status"] for final in finals] == ["CANCELLED", "CANCELLED"]
-    assert slurm.queue() == []
-    completed = slurm.completed_jobs()
-    assert {completed[job]["JobState"] for job in jobs_running} == {"CANCELLED"}
-
-
 # --- limits ------------------------------------------------------------------------------------
 
-def test_tasks_ended_for_time_or_memory_are_retried_with_more(slurm, nextflow_bin, tmp_path):
+@pytest.fixture(scope="module")
+def limits_run(slurm, nextflow_bin, tmp_path_factory):
+    """tests/data/slurm/limits.nf run with the pipeline's configuration, in the background: most
+    of its minute and a half is a wait for Slurm's time limit, which the pipeline runs overlap."""
+    work = tmp_path_factory.mktemp("slurm_limits")
+    with open(work / "nextflow.out", "wb") as log:
+        run = subprocess.Popen(
+            [nextflow_bin, "run", str(DATA / "limits.nf"), "-c", str(ROOT / "nextflow.config"),
+             "-c", str(slurm.nextflow_config), "-profile", "slurm", "--output_dir",
+             str(work / "out"), "-ansi-log", "false"],
+            cwd=work, env=slurm_env(slurm, NXF_OFFLINE="true"), stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    yield {"process": run, "out": work / "out", "log": work / "nextflow.out"}
+    if run.poll() is None:  # its test did not run: stop it (Nextflow cancels its jobs)
+        run.terminate()
+        run.wait(timeout=120)
+
+
+def test_tasks_ended_for_time_or_memory_are_retried_with_more(slurm, limits_run):
     """tests/data/slurm/limits.nf with the pipeline's configuration: Slurm warns one task of
     its 1-minute limit (exit 140), ends another at it (TIMEOUT, exit 143) and kills a third for
     using more than its 300 MB (no exit status). Each is resubmitted within seconds with twice
     the limit, and fits. No queue setting: the cluster's default partition."""
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [nextflow_bin, "run", str(DATA / "limits.nf"), "-c", str(ROOT / "nextflow.config"),
-         "-c", str(slurm.nextflow_config), "-profile", "slurm", "--output_dir", str(out),
-         "-ansi-log", "false"],
-        cwd=tmp_path, env=slurm_env(slurm, NXF_OFFLINE="true"), capture_output=True, text=True,
-        timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert limits_run["process"].wait(timeout=300) == 0, limits_run["log"].read_text()
     jobs = slurm.completed_jobs()
     attempts: dict[str, list] = {}
-    for row in read_table(out / "pipeline_info" / "trace.tsv"):
+    for row in read_table(limits_run["out"] / "pipeline_info" / "trace.tsv"):
         attempts.setdefault(row["process"], []).append((row, jobs[row["native_id"]]))
     expected = {  # process: (exit, Slurm's JobState and ExitCode, limits of both attempts)
         "WARNED_AT_TIME_LIMIT": ("140", "FAILED", "140:0", ("TimeLimit", "1", "2")),
@@ -259,6 +239,52 @@ def test_tasks_ended_for_time_or_memory_are_retried_with_more(slurm, nextflow_bi
     assert "exceeded memory limit" in memory_log.read_text()
 
 
-def seconds(slurm_time: str) -> float:
-    """A job completion log's time (2024-05-01T12:00:00) in seconds since the epoch."""
-    return time.mktime(time.strptime(slurm_time, "%Y-%m-%dT%H:%M:%S"))
+# --- cancels -----------------------------------------------------------------------------------
+
+def test_ctrl_c_of_the_launcher_cancels_its_slurm_jobs(slurm, cohort, tmp_path):
+    """SIGINT to `cnvkit-nf run` while its first task runs on the cluster (slow.config holds
+    it there): the task ends CANCELLED in Slurm's log, and nothing of the run is queued."""
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps(seed_request(cohort, tmp_path / "results")))
+    run = subprocess.Popen(
+        [str(LAUNCHER), "--state-dir", str(tmp_path / "state"), "run", str(request_file),
+         "--profile", "slurm", "-c", str(slurm.nextflow_config), "-c", str(DATA / "slow.config")],
+        cwd=tmp_path, env=slurm_env(slurm), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        running = wait_until(lambda: queued(slurm, tmp_path, "RUNNING"), "running Slurm job")
+        run.send_signal(signal.SIGINT)
+        output = run.communicate(timeout=120)[0]
+    finally:
+        run.kill()
+    assert run.returncode != 0 and "status: CANCELLED" in output, output
+    assert queued(slurm, tmp_path) == []
+    jobs = slurm.completed_jobs()
+    assert {jobs[job]["JobState"] for job in running} == {"CANCELLED"}
+
+
+def test_service_cancels_reach_the_cluster(slurm, site, cohort):
+    """Two jobs at once, each with a Slurm job running; one cancelled by DELETE, the other by
+    the WES cancel: nothing of either is left in the queue."""
+    running = service(slurm, site, "cancel-state", "-c", str(DATA / "slow.config"),
+                      "--concurrency", "2").start()
+    runs = running.state_dir / "runs"
+    try:
+        # different antitarget options: the second job does not wait for the first's reference
+        ids = [submit(running, seed_request(cohort, site["base"] / "data" / "lab" / name,
+                                            antitarget_conf=option))
+               for name, option in (("cancel-a", "-a 100000"), ("cancel-b", "-a 150000"))]
+        jobs_running = wait_until(lambda: (found := queued(slurm, runs, "RUNNING"))[1:] and found,
+                                  "two running Slurm jobs")
+        assert running.call("DELETE", f"{JOBS}/{ids[0]}", TOKEN)[0] == 200
+        assert running.call("POST", f"/ga4gh/wes/v1/runs/{ids[1]}/cancel", TOKEN)[0] == 200
+        finals = [wait_for(running, instance_id, {"CANCELLED", "FINISHED", "FAILED"})
+                  for instance_id in ids]
+    finally:
+        assert running.stop() == 0
+    assert [final["status"] for final in finals] == ["CANCELLED", "CANCELLED"]
+    assert queued(slurm, runs) == []
+    completed = slurm.completed_jobs()
+    assert {completed[job]["JobState"] for job in jobs_running} == {"CANCELLED"}
+
+
