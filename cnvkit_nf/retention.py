@@ -226,8 +226,8 @@ class _Clean:
         folders = self._run_folders(jobs)
         self._forget_old(jobs, folders)
         with _flock(self.base / "retention.lock", fcntl.LOCK_EX, self.lock_wait) as held:
-            self._sweep_staged(held)
-        jobs = self._jobs()
+            jobs = self._jobs()  # again: jobs may have started since; none stages now (held)
+            self._sweep_staged(held, jobs)
         self.report.kept += [Item(f"runs/{job.instance_id}", folders[job.instance_id],
                                   f"job is {job.status}") for job in jobs
                              if job.status in ACTIVE_STATES and job.instance_id in folders]
@@ -336,9 +336,9 @@ class _Clean:
 
     # --- staged inputs ----------------------------------------------------------------------
 
-    def _sweep_staged(self, held: bool) -> None:
-        """Remove leftovers, then staged inputs no active job uses by age, then by disk use;
-        only when `held` (no job is staging), else only count them."""
+    def _sweep_staged(self, held: bool, jobs: list[Job]) -> None:
+        """Remove leftovers, then staged inputs no active one of `jobs` uses by age, then by
+        disk use; only when `held` (no job is staging), else only count them."""
         partial = self._partial() if held else []
         for path in partial:
             size = _bytes(path)
@@ -349,7 +349,7 @@ class _Clean:
         self.total += sum(s.bytes for s in staged) + sum(objects.values())
         if not held:
             return
-        users = self._users(self._jobs())
+        users = self._users(jobs)
         links = Counter(name for s in staged for name in s.objects)
         for name in sorted(set(objects) - set(links)):
             path = self.objects / name

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnvkit_nf import nextflow
-from cnvkit_nf.jobs import CANCELING, IllegalTransition, Job, JobStore
+from cnvkit_nf.jobs import CANCELING, FAILED, IllegalTransition, Job, JobStore
 from cnvkit_nf.pipeline_files import PIPELINE
 
 SUPERVISE = Path(__file__).with_name("supervise.py")
@@ -56,11 +56,12 @@ def tasks_total(results: Path) -> int | None:
 
 
 def trace_rows(trace: Path) -> list[dict[str, str]]:
-    """The tasks of Nextflow's trace file so far, one row each; [] before it exists."""
+    """The tasks of Nextflow's trace file so far, one row each; [] before it exists (or while
+    it cannot be read)."""
     try:
         with open(trace, newline="") as handle:
             return list(csv.DictReader(handle, delimiter="\t"))
-    except FileNotFoundError:
+    except OSError:
         return []
 
 
@@ -245,7 +246,7 @@ def job_log(job: Job, tail_bytes: int = LOG_TAIL_BYTES) -> dict:
                 failed.append({"name": row.get("name"), "exit": row.get("exit"),
                                "stderr": stderr, "stderr_truncated": cut})
     return {"instance_id": job.instance_id, "status": job.status, "message": job.message,
-            "failure": report or (job.message if job.status == "FAILED" else None),
+            "failure": report or (job.message if job.status == FAILED else None),
             "failed_tasks": failed, "log": log, "log_truncated": truncated}
 
 

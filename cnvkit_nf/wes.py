@@ -21,10 +21,10 @@ from cnvkit_nf import manifest, nextflow
 from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, FINISHED, LAUNCHING, RUNNING, Job
 from cnvkit_nf.pipeline_schema import manifest as pipeline_manifest
 from cnvkit_nf.runner import exit_file, trace_rows
-from cnvkit_nf.service import ApiError
+from cnvkit_nf.service import WES_PREFIX, ApiError
 from cnvkit_nf.service_config import Caller
 
-PREFIX = "/ga4gh/wes/v1"
+PREFIX = f"{WES_PREFIX}v1"
 WORKFLOW_TYPE, WORKFLOW_TYPE_VERSION = "NFL", "DSL2"
 # Failures of the service itself rather than of the workflow (the job messages that say so).
 SYSTEM_FAILURES = ("internal error of the job service", "cannot go on after the service")
