@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -75,13 +76,26 @@ def write(folder: Path, entries: list[dict] | None = None, **info) -> Path:
     return target
 
 
-def publish(folder: Path, put: Callable[[Path, str], None], workers: int = 1) -> int:
+class Interrupted(Exception):
+    """A publication was stopped (its `stop` event set) before its manifest was sent."""
+
+
+def publish(folder: Path, put: Callable[[Path, str], None], workers: int = 1,
+            stop: threading.Event | None = None) -> int:
     """Send each file of a finished result folder through `put(path, relative_name)`, its
-    manifest last, so that whoever sees the manifest sees a complete result; the file count."""
+    manifest last, so that whoever sees the manifest sees a complete result; the file count.
+    Once `stop` is set no file is sent any more: Interrupted (the caller rolls back)."""
+    stop = stop or threading.Event()
+
+    def send(path: Path, name: str) -> None:
+        if stop.is_set():
+            raise Interrupted(f"stopped before {name} was published")
+        put(path, name)
+
     files = [(path, name) for path, name in _files(folder) if name != NAME]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda item: put(*item), files))
-    put(folder / NAME, NAME)
+        list(pool.map(lambda item: send(*item), files))
+    send(folder / NAME, NAME)
     return len(files) + 1
 
 

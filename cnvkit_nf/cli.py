@@ -35,6 +35,8 @@ from cnvkit_nf.workers import WorkerPool
 
 EXIT_INVALID, EXIT_FAILED, EXIT_NO_NEXTFLOW, EXIT_CANCELLED = 1, 3, 4, 130
 DEFAULT_STATE_DIR = Path.home() / ".cnvkit-nf"
+# How long a stopping service waits for publications under way to complete or roll back.
+PUBLICATION_GRACE_SECONDS = 60
 
 
 def _report(problems: list[Problem], as_json: bool, valid: bool) -> None:
@@ -456,7 +458,8 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
           tls_key: str | None) -> None:
     """Run the job service: the seed's REST API over HTTP (see schema/openapi.json).
 
-    Stop it with SIGTERM or Ctrl-C: running jobs go on, and are followed again at the next start.
+    Stop it with SIGTERM or Ctrl-C: running jobs go on, and are followed again at the next start;
+    a publication under way completes or rolls back (and is done again at the next start).
     """
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -502,6 +505,7 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     sys.stdout.flush()
     stop.wait()
     server.stop()
+    pool.stop(grace_seconds=PUBLICATION_GRACE_SECONDS)
     log(f"stopped; {pool.running} running job(s) go on and are followed at the next start")
 
 

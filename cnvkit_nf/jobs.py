@@ -9,7 +9,7 @@ refusing a move its state does not allow (`IllegalTransition`).
     follow          LAUNCHING, RUNNING -> RUNNING (a run started earlier; CANCELING stays)
     progress        any state not ended: tasks done and expected
     finish          RUNNING, CANCELING -> FINISHED
-    fail            LAUNCHING, RUNNING, CANCELING -> FAILED
+    fail            LAUNCHING, RUNNING, CANCELING -> FAILED, with its kind (`Failure`)
     request_cancel  LAUNCHING, RUNNING -> CANCELING
     withdraw        LAUNCHING -> CANCELLED (a job still waiting for its turn)
     cancelled       LAUNCHING, RUNNING, CANCELING -> CANCELLED
@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from pathlib import Path
 
 LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING = (
@@ -39,7 +40,15 @@ LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING = (
 FINAL_STATES = frozenset({FINISHED, FAILED, CANCELLED})
 ACTIVE_STATES = frozenset({LAUNCHING, RUNNING, CANCELING})
 # Fields only the transitions set.
-_STATE_FIELDS = frozenset({"status", "start_time", "end_time", "attempts"})
+_STATE_FIELDS = frozenset({"status", "start_time", "end_time", "attempts", "failure"})
+
+
+class Failure(StrEnum):
+    """Why a job FAILED, for clients that must tell failures apart (`Job.failure`)."""
+
+    WORKFLOW = "workflow"  # its pipeline run failed (a task, CNVkit, Nextflow's checks)
+    REFUSED = "refused"  # its inputs or the service's rules refused it when its turn came
+    SYSTEM = "system"  # the service or its machine failed it (staging, publishing, a crash)
 
 
 class IllegalTransition(Exception):
@@ -72,7 +81,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_dir        TEXT,
     runner         TEXT NOT NULL DEFAULT 'cli',
     attempts       INTEGER NOT NULL DEFAULT 0,
-    destination    TEXT
+    destination    TEXT,
+    failure        TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project, created);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (runner, status, created);
@@ -82,6 +92,7 @@ _ADDED_COLUMNS = {
     "runner": "TEXT NOT NULL DEFAULT 'cli'",
     "attempts": "INTEGER NOT NULL DEFAULT 0",
     "destination": "TEXT",
+    "failure": "TEXT",
 }
 
 
@@ -110,6 +121,7 @@ class Job:
     runner: str = "cli"  # who runs it: "cli" (cnvkit-nf run) or "service" (cnvkit-nf serve)
     attempts: int = 0  # Nextflow runs since it was submitted or retried (>1 after restarts)
     destination: str | None = None  # the folder it publishes into, as `Occupied` compares
+    failure: Failure | None = None  # why it FAILED; None in every other state
 
     @property
     def progress(self) -> str:
@@ -237,10 +249,10 @@ class JobStore:
         return self._move(instance_id, {RUNNING, CANCELING}, "finish", status=FINISHED,
                           end_time=now_ms())
 
-    def fail(self, instance_id: str, message: str) -> Job:
-        """The job cannot end well, for the reason given: FAILED."""
+    def fail(self, instance_id: str, message: str, failure: Failure) -> Job:
+        """The job cannot end well, for the reason given, of the kind given: FAILED."""
         return self._move(instance_id, ACTIVE_STATES, "fail", status=FAILED, end_time=now_ms(),
-                          message=message)
+                          message=message, failure=Failure(failure))
 
     def request_cancel(self, instance_id: str) -> Job | None:
         """Ask a job that has not ended to stop: CANCELING until its run has stopped. None
@@ -270,7 +282,8 @@ class JobStore:
                                         f"{job.status if job else 'not recorded'}")
             self._check_free(db, job)
             db.execute("UPDATE jobs SET status = ?, end_time = NULL, message = NULL, "
-                       "attempts = 0 WHERE instance_id = ?", (LAUNCHING, instance_id))
+                       "failure = NULL, attempts = 0 WHERE instance_id = ?",
+                       (LAUNCHING, instance_id))
         return self.get(instance_id)
 
     def _check_free(self, db: sqlite3.Connection, job: Job) -> None:
@@ -394,10 +407,13 @@ class JobStore:
 
 
 def _to_column(name: str, value):
-    return json.dumps(value, sort_keys=True) if name == "request" else value
+    if name == "request":
+        return json.dumps(value, sort_keys=True)
+    return value.value if isinstance(value, Failure) else value
 
 
 def _from_row(row) -> Job:
     values = dict(zip(_COLUMNS, row, strict=True))
     values["request"] = json.loads(values["request"])
+    values["failure"] = values["failure"] and Failure(values["failure"])
     return Job(**values)

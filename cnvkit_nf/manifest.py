@@ -9,4 +9,5 @@ hexdigest = _manifest.hexdigest
 listing = _manifest.listing
 write = _manifest.write
 publish = _manifest.publish
+Interrupted = _manifest.Interrupted
 verify = _manifest.verify

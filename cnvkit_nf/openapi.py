@@ -12,7 +12,7 @@ import functools
 import json
 import sys
 
-from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, FINISHED, LAUNCHING, RUNNING
+from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, FINISHED, LAUNCHING, RUNNING, Failure
 from cnvkit_nf.pipeline_files import SCHEMA
 from cnvkit_nf.request import load_schema
 
@@ -156,6 +156,10 @@ def document() -> dict:
                 "instance_id": _JOB_FIELDS["instance_id"], "status": text,
                 "message": {"type": ["string", "null"]},
                 "failure": {"type": ["string", "null"]},
+                "failure_kind": {"enum": [*map(str, Failure), None],
+                                 "description": "Why a FAILED job failed: its workflow run, "
+                                                "its inputs refused when its turn came, or "
+                                                "the service (null in other states)."},
                 "failed_tasks": {"type": "array", "items": {"type": "object", "properties": {
                     "name": text, "exit": text, "stderr": text,
                     "stderr_truncated": {"type": "boolean"}}}},

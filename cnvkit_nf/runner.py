@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnvkit_nf import nextflow
-from cnvkit_nf.jobs import CANCELING, FAILED, IllegalTransition, Job, JobStore
+from cnvkit_nf.jobs import CANCELING, FAILED, Failure, IllegalTransition, Job, JobStore
 from cnvkit_nf.pipeline_files import PIPELINE
 
 SUPERVISE = Path(__file__).with_name("supervise.py")
@@ -41,10 +41,12 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class Ended:
-    """How a run ended: stopped on request, failed (`failure` says why) or succeeded."""
+    """How a run ended: stopped on request, failed (`failure` says why, `kind` what failed)
+    or succeeded."""
 
     cancelled: bool = False
     failure: str | None = None
+    kind: Failure = Failure.WORKFLOW
 
 
 def tasks_total(results: Path) -> int | None:
@@ -184,8 +186,8 @@ class JobRun:
 
     def wait(self, on_progress: Callable[[Job], None] = lambda job: None,
              poll_seconds: float = 1.0) -> Ended:
-        """Follow the run until Nextflow exits, recording its progress; how it ended."""
-        assert self.pid is not None
+        """Follow the run until Nextflow exits (at once when it has), recording its progress
+        from its trace; how it ended."""
         if self.cancelled:
             self._stop()
         cancel_deadline = None
@@ -219,7 +221,8 @@ class JobRun:
             return Ended(cancelled=True)
         returncode = self.exit_status()
         if returncode is None:
-            return Ended(failure="Nextflow was killed before it could end the run")
+            return Ended(failure="Nextflow was killed before it could end the run",
+                         kind=Failure.SYSTEM)
         if returncode != 0:
             log = (self.run_dir / "nextflow.out").read_text(errors="replace")
             return Ended(failure=failure_message(log, returncode))
@@ -247,6 +250,7 @@ def job_log(job: Job, tail_bytes: int = LOG_TAIL_BYTES) -> dict:
                                "stderr": stderr, "stderr_truncated": cut})
     return {"instance_id": job.instance_id, "status": job.status, "message": job.message,
             "failure": report or (job.message if job.status == FAILED else None),
+            "failure_kind": job.failure,
             "failed_tasks": failed, "log": log, "log_truncated": truncated}
 
 
@@ -289,7 +293,7 @@ def settle(store: JobStore, job: Job) -> Job:
     if job.runner == "cli" and not job.final and job.pid and not run_alive(job):
         try:
             return store.fail(job.instance_id, "the run stopped without reporting an end "
-                                               "(launcher killed?)")
+                                               "(launcher killed?)", Failure.SYSTEM)
         except IllegalTransition:  # it ended meanwhile
             return store.get(job.instance_id)
     return job

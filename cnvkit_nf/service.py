@@ -10,7 +10,8 @@
     GET    /health, /openapi.json
 
 Errors follow the service family: `{"error_code": "DLI.xxxx", "error_msg": "..."}`. Request
-handling never waits on a job: jobs run in the worker pool.
+handling never waits on a job: jobs run in the worker pool. The transport (`http_server`) reads
+a body only for a submission by a valid token (`submission_token`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ _JOB = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)")
 _JOB_ACTION = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)/(retry|log)")
 WES_PREFIX = "/ga4gh/wes/"
 _QUERY = {"instance-id", "limit", "offset", "start", "end"}
-_DRAIN_FACTOR = 8  # an oversized body is read (and dropped) up to this many times the limit
 
 
 class ApiError(Exception):
@@ -61,14 +61,18 @@ def _invalid(problems: list[Problem]) -> ApiError:
 NOT_FOUND = ("DLI.0023", "resource not found")
 
 
-def internal_error(target: str) -> tuple[int, dict]:
-    """The answer to a request the service failed on, in the error form of the face (seed
-    API or WES) that `target` addresses."""
+def error_answer(target: str, err: ApiError) -> tuple[int, dict]:
+    """An error answer in the form of the face (seed API or WES) that `target` addresses."""
     if urlsplit(target).path.startswith(WES_PREFIX):
         from cnvkit_nf import wes  # the WES face builds on this module
 
-        return 500, wes.WesError(500, "internal server error").body
-    return 500, {"error_code": "DLI.0999", "error_msg": "internal server error"}
+        return err.status, wes.WesError(err.status, str(err), allow=err.allow).body
+    return err.status, err.body
+
+
+def internal_error(target: str) -> tuple[int, dict]:
+    """The answer to a request the service failed on, in the form of its face."""
+    return error_answer(target, ApiError(500, "DLI.0999", "internal server error"))
 
 
 @dataclass
@@ -80,17 +84,40 @@ class App:
     config: ServiceConfig
     storage_config: str | None
 
-    def handle(self, method: str, target: str, headers, read_body) -> tuple[int, dict]:
-        """Answer one request: (HTTP status, JSON body); raises ApiError for error answers."""
+    def caller_of(self, target: str, headers) -> Caller | None:
+        """Who sent a request, by the token its face takes; None without a valid token."""
+        if urlsplit(target).path.startswith(WES_PREFIX):
+            from cnvkit_nf import wes  # the WES face builds on this module
+
+            return self.config.caller(wes.token(headers))
+        return self.config.caller(headers.get("X-Auth-Token"))
+
+    def submission_token(self, method: str, target: str, headers) -> str | None:
+        """The token of a request that submits a job (its body is a request to check) when
+        the token is valid; None for every other request, whose body is never read."""
+        path = urlsplit(target).path
+        if method != "POST" or self.caller_of(target, headers) is None:
+            return None
+        if path.startswith(WES_PREFIX):
+            from cnvkit_nf import wes  # the WES face builds on this module
+
+            return wes.token(headers) if path == wes.RUNS else None
+        return headers.get("X-Auth-Token") if _JOBS.fullmatch(path) else None
+
+    def handle(self, method: str, target: str, headers, body: bytes | None
+               ) -> tuple[int, dict]:
+        """Answer one request: (HTTP status, JSON body); raises ApiError for error answers.
+        `body` is the submission's (`submission_token`), None for any other request."""
         url = urlsplit(target)
         if url.path.startswith(WES_PREFIX):
             from cnvkit_nf import wes  # the WES face builds on this module
 
-            return wes.Wes(self).handle(method, url.path, url.query, headers, read_body)
+            return wes.Wes(self).handle(method, url.path, url.query, headers, body)
         if url.path == "/health":
             self.allow(method, "GET")
             return 200, {"status": "ok", "running": self.pool.running,
-                         "queued": self.store.count(RUNNER, LAUNCHING)}
+                         "queued": self.store.count(RUNNER, LAUNCHING),
+                         "workers": self.pool.workers}
         if url.path == "/openapi.json":
             self.allow(method, "GET")
             return 200, openapi.document()
@@ -103,7 +130,7 @@ class App:
         if jobs:
             self.allow(method, "GET", "POST")
             if method == "POST":
-                return self._submit(project, caller, read_body)
+                return self._submit(project, caller, body)
             return self._query(project, url.query)
         if action and action.group(3) == "retry":
             self.allow(method, "POST")
@@ -129,8 +156,7 @@ class App:
             raise ApiError(404, *NOT_FOUND)
         return caller
 
-    def _submit(self, project: str, caller: Caller, read_body) -> tuple[int, dict]:
-        body = read_body(self.config.limits["max_body_bytes"])
+    def _submit(self, project: str, caller: Caller, body: bytes) -> tuple[int, dict]:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:

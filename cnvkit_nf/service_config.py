@@ -8,8 +8,9 @@ The settings are a JSON file (`cnvkit-nf serve --config`, or env CNVKIT_NF_SERVI
                     {"path": "/scratch/{project}-results", "writable": true}],
      "object_roots": ["s3a://genes/{project}/", "s3a://references/"],
      "limits": {"max_body_bytes": 1048576, "max_inputs": 200, "max_option_length": 1000,
-                "max_queued": 1000, "request_seconds": 10, "keep_alive_seconds": 15,
-                "max_connections": 1000, "max_header_bytes": 16384, "api_threads": 16},
+                "max_queued": 1000, "head_seconds": 5, "request_seconds": 10,
+                "keep_alive_seconds": 15, "max_connections": 1000, "max_header_bytes": 16384,
+                "api_threads": 16, "submission_threads": 4, "max_uploads_per_token": 4},
      "retention": {"max_age": "30d", "max_disk": "200G", "every": "1h"}}
 
 A token may be given in clear (`"token"`) or, better, by its SHA-256 (`"token_sha256"`); env
@@ -41,11 +42,13 @@ from cnvkit_nf.retention import Policy, Schedule, parse_duration
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 DEFAULT_LIMITS = {"max_body_bytes": 1 << 20, "max_inputs": 200, "max_option_length": 1000,
                   "max_queued": 1000,
-                  # the HTTP transport (cnvkit_nf/http_server.py): seconds to send a request,
-                  # idle keep-alive seconds, open connections, request line and headers,
-                  # API calls at once
-                  "request_seconds": 10, "keep_alive_seconds": 15, "max_connections": 1000,
-                  "max_header_bytes": 16 << 10, "api_threads": 16}
+                  # the HTTP transport (cnvkit_nf/http_server.py): seconds to send a request's
+                  # head and all of it, idle keep-alive seconds, open connections, request
+                  # line and headers, queries answered at once, submissions checked at once,
+                  # submissions under way per token
+                  "head_seconds": 5, "request_seconds": 10, "keep_alive_seconds": 15,
+                  "max_connections": 1000, "max_header_bytes": 16 << 10, "api_threads": 16,
+                  "submission_threads": 4, "max_uploads_per_token": 4}
 
 
 class ConfigError(Exception):

@@ -320,13 +320,15 @@ def withdraw_manifest(s3, output_dir: Location) -> None:
                            f"{_reason(err, folder)}") from err
 
 
-def publish(s3, folder: Path, output_dir: Location, workers: int = 8) -> int:
+def publish(s3, folder: Path, output_dir: Location, workers: int = 8,
+            stop: threading.Event | None = None) -> int:
     """Upload a finished result folder to `output_dir`, verified, with the manifest last.
 
     Objects are written whole (S3 never exposes a partial upload), each checked by size after
     the upload; `manifest.json` goes up only when every other file is there, so a reader that
-    sees it sees a complete result. When an upload fails, the objects already written are
-    deleted again (as far as the store still answers). Returns the number of files uploaded.
+    sees it sees a complete result. When an upload fails, or `stop` is set before the manifest
+    went up (manifest.Interrupted), the objects already written are deleted again (as far as
+    the store still answers). Returns the number of files uploaded.
     """
     prefix = output_dir.as_folder()
     written: list[str] = []
@@ -342,7 +344,7 @@ def publish(s3, folder: Path, output_dir: Location, workers: int = 8) -> int:
             raise StorageError(f"upload of {target.raw} is incomplete")
 
     try:
-        return manifest.publish(folder, put, workers)
+        return manifest.publish(folder, put, workers, stop)
     except Exception:
         for start in range(0, len(written), 1000):  # the most one call deletes
             with contextlib.suppress(ClientError, BotoCoreError):

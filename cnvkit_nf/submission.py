@@ -19,7 +19,11 @@ It reads in one direction; each step has one home and hands its result to the ne
       run         Nextflow started and followed (`runner`, which only runs it); the steps
                   from stage to here hold `retention.staging`
       conclude    the results published to `output_dir` (local or object storage), manifest
-                  last; the end recorded; a reference the job built kept for reuse
+                  last; the end recorded; a reference the job built kept for reuse. When the
+                  service stops meanwhile, the publication rolls back and the job stays
+                  RUNNING: the next start publishes it again
+
+A job that cannot end well raises `JobFailed` with the kind of its failure (`jobs.Failure`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pathlib import Path
 from cnvkit_nf import local_files, manifest, publish_local, retention, storage
 from cnvkit_nf.confined import Roots, everywhere
 from cnvkit_nf.input_store import InputStore, StoreError
-from cnvkit_nf.jobs import CANCELING, LAUNCHING, Job, JobStore, Occupied
+from cnvkit_nf.jobs import CANCELING, LAUNCHING, Failure, Job, JobStore, Occupied
 from cnvkit_nf.params import to_params
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, summary
@@ -48,6 +52,7 @@ Log = Callable[[str], None]
 REUSED = ("reference reused: built by an earlier job of this project from the same controls, "
           "FASTA, BED, annotation, CNVkit version and options")
 WAITING = "waiting for the reference another job of this project builds from the same inputs"
+REFUSED_AT_TURN = "refused when its turn came"
 Progress = Callable[[int, int], None]
 
 
@@ -114,11 +119,20 @@ def plan(validation: Validation, storage_config: str | None, roots: Roots,
 
 
 class JobFailed(Exception):
-    """A step of a job's path ended the job: the message says why."""
+    """A step of a job's path ended the job: the message says why, `failure` of what kind."""
+
+    def __init__(self, message: str, failure: Failure):
+        super().__init__(message)
+        self.failure = failure
 
 
 class JobCancelled(Exception):
     """The job was cancelled before its run started."""
+
+
+class JobInterrupted(Exception):
+    """The service stopped while the job's results were being published: the publication was
+    rolled back and the job stays RUNNING, to be published at the next start."""
 
 
 class Execution:
@@ -129,16 +143,26 @@ class Execution:
     def __init__(self, store: JobStore, job: Job, job_plan: Plan, state_dir: Path,
                  options: RunOptions, log: Log = lambda message: None,
                  max_attempts: int | None = None, roots: Roots | None = None,
-                 inputs: InputStore | None = None, references: ReferenceCache | None = None):
+                 inputs: InputStore | None = None, references: ReferenceCache | None = None,
+                 stopping: threading.Event | None = None):
         self.store, self.job, self.plan = store, job, job_plan
         self.max_attempts = max_attempts  # Nextflow runs allowed, None: no limit
         self.state_dir, self.options, self.log = state_dir, options, log
         self.roots = roots or everywhere()  # where local inputs and output_dir may lie
         self.inputs = inputs  # the store of private inputs, None: Nextflow reads the paths
         self.references = references  # references kept between jobs, None: always build
+        self.stopping = stopping  # set when the service stops: a publication rolls back
+        self._concluding = False  # publishing the results and recording the end
         self.run: JobRun | None = None
         self._lock = threading.Lock()
         self._cancelled = job.status == CANCELING
+
+    @property
+    def concluding(self) -> bool:
+        """Whether the job is publishing its results and recording its end: a stop of the
+        service waits until it is not."""
+        with self._lock:
+            return self._concluding
 
     def cancel(self) -> bool:
         """Stop the job: before Nextflow starts it never will; once running, it is stopped.
@@ -175,10 +199,13 @@ class Execution:
             finally:
                 if lease is not None:
                     lease.release()
-        except JobFailed as failure:
-            self.job = self.store.fail(self.job.instance_id, str(failure))
+        except JobFailed as failed:
+            self.job = self.store.fail(self.job.instance_id, str(failed), failed.failure)
         except JobCancelled:
             self.job = self.store.cancelled(self.job.instance_id)
+        except JobInterrupted:
+            self.log(f"{self.job.instance_id}: the service stopped while its results were "
+                     "published; rolled back, they are published at the next start")
         return self.job
 
     # --- the steps, in the order `execute` takes them ---------------------------------------
@@ -196,7 +223,7 @@ class Execution:
         with self._lock:
             self.run = run
         self.log(f"{self.job.instance_id}: following the run started earlier")
-        return (run.wait(on_progress) if run.pid else run.ended()), params
+        return run.wait(on_progress), params  # its progress as its own trace records it
 
     def _begin(self) -> None:
         """Whether the job may (re)start: a cancelled one, or one interrupted too often, may
@@ -205,7 +232,7 @@ class Execution:
             raise JobCancelled
         if self.max_attempts is not None and self.job.attempts >= self.max_attempts:
             raise JobFailed(f"its run was interrupted {self.job.attempts} times; not resumed "
-                            "again")
+                            "again", Failure.SYSTEM)
 
     def _stage(self, progress: Progress | None) -> dict[str, Path]:
         """The local paths Nextflow is to read, by the paths of the request: object-storage
@@ -226,14 +253,17 @@ class Execution:
             reason = local_files.output_problem(output.key, self.roots)
             problems += [Problem("output_dir", reason)] if reason else []
         if problems:
-            raise JobFailed(f"refused when its turn came: {summary(problems)}")
+            raise JobFailed(f"{REFUSED_AT_TURN}: {summary(problems)}", Failure.REFUSED)
         try:
             if output.is_remote:
                 storage.withdraw_manifest(self.plan.objects.s3, output)
             else:
                 publish_local.withdraw_manifest(self._local_output(), self.roots)
-        except (storage.StorageError, publish_local.PublishError) as err:
-            raise JobFailed(f"refused when its turn came: {err}") from None
+        except publish_local.PublishError as err:
+            raise JobFailed(f"{REFUSED_AT_TURN}: {err}", Failure.REFUSED) from None
+        except storage.StorageError as err:
+            raise JobFailed(f"the earlier manifest in output_dir could not be withdrawn: {err}",
+                            Failure.SYSTEM) from None
         return {**staged, **private}
 
     def _download(self, progress: Progress | None) -> dict[str, Path]:
@@ -245,7 +275,7 @@ class Execution:
                                                Path(self.job.run_dir) / "inputs",
                                                progress=progress)
         except storage.StorageError as err:
-            raise JobFailed(str(err)) from None
+            raise JobFailed(str(err), Failure.SYSTEM) from None
         self.log(f"staged {len(staged)} inputs in {time.monotonic() - started:.1f} s "
                  f"({fetched} objects downloaded, the rest from the cache)")
         return staged
@@ -256,7 +286,7 @@ class Execution:
         try:
             private = {item.path: self.inputs.admit(item) for item in opened}
         except (StoreError, OSError) as err:
-            raise JobFailed(f"the inputs could not be staged: {err}") from None
+            raise JobFailed(f"the inputs could not be staged: {err}", Failure.SYSTEM) from None
         self.log(f"{self.job.instance_id}: {len(private)} local inputs in the private store "
                  f"in {time.monotonic() - started:.1f} s")
         return private
@@ -271,7 +301,7 @@ class Execution:
         if self.plan.objects.s3:
             problems = errors(local_files.content_problems(params))
             if problems:
-                raise JobFailed(summary(problems))
+                raise JobFailed(f"{REFUSED_AT_TURN}: {summary(problems)}", Failure.REFUSED)
         job = {"instance_id": self.job.instance_id, "request": validation.request,
                "submitted": datetime.fromtimestamp(self.job.created / 1000, UTC).isoformat()}
         # the inputs and options were checked: the pipeline need not check them again, and
@@ -322,25 +352,41 @@ class Execution:
         if ended.cancelled:
             raise JobCancelled
         if ended.failure:
-            raise JobFailed(ended.failure)
+            raise JobFailed(ended.failure, ended.kind)
         results = Path(params["output_dir"])
         if not (results / manifest.NAME).is_file():  # the pipeline places it after every file
-            raise JobFailed("the run ended without the manifest of its results")
+            raise JobFailed("the run ended without the manifest of its results", Failure.WORKFLOW)
+        with self._lock:  # a stop sets `stopping`, then waits while `concluding`
+            if self.stopping is not None and self.stopping.is_set():
+                raise JobInterrupted
+            self._concluding = True
         try:
             self._publish(results)
-        except Exception as err:  # noqa: BLE001 - any failure to publish fails the job
-            raise JobFailed(f"publishing the results failed: {err}") from None
-        self.job = self.store.finish(self.job.instance_id)
+            self.job = self.store.finish(self.job.instance_id)
+        finally:
+            with self._lock:
+                self._concluding = False
         self._keep_reference(params)
         return self.job
 
     def _publish(self, results: Path) -> None:
-        """Copy the finished results folder to `output_dir`, manifest last."""
+        """Copy the finished results folder to `output_dir`, manifest last; rolled back when
+        the service stops meanwhile (JobInterrupted)."""
         objects, started = self.plan.objects, time.monotonic()
-        if objects.output_dir.is_remote:
-            count = storage.publish(objects.s3, results, objects.output_dir)
-        else:
-            count = publish_local.publish(results, self._local_output(), self.roots)
+        stop = self.stopping or threading.Event()
+        try:
+            if objects.output_dir.is_remote:
+                count = storage.publish(objects.s3, results, objects.output_dir, stop=stop)
+            else:
+                count = publish_local.publish(results, self._local_output(), self.roots,
+                                              stop=stop)
+        except manifest.Interrupted:
+            raise JobInterrupted from None
+        except publish_local.PublishError as err:
+            raise JobFailed(f"publishing the results failed: {err}",
+                            Failure.REFUSED if err.refused else Failure.SYSTEM) from None
+        except Exception as err:  # noqa: BLE001 - any other failure to publish fails the job
+            raise JobFailed(f"publishing the results failed: {err}", Failure.SYSTEM) from None
         self.log(f"published {count} files to {objects.output_dir.raw} in "
                  f"{time.monotonic() - started:.1f} s (manifest last)")
 

@@ -18,16 +18,24 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from cnvkit_nf import manifest, nextflow
-from cnvkit_nf.jobs import CANCELING, CANCELLED, FAILED, FINISHED, LAUNCHING, RUNNING, Job
+from cnvkit_nf.jobs import (
+    CANCELING,
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    LAUNCHING,
+    RUNNING,
+    Failure,
+    Job,
+)
 from cnvkit_nf.pipeline_schema import manifest as pipeline_manifest
 from cnvkit_nf.runner import exit_file, trace_rows
 from cnvkit_nf.service import WES_PREFIX, ApiError
 from cnvkit_nf.service_config import Caller
 
 PREFIX = f"{WES_PREFIX}v1"
+RUNS = f"{PREFIX}/runs"
 WORKFLOW_TYPE, WORKFLOW_TYPE_VERSION = "NFL", "DSL2"
-# Failures of the service itself rather than of the workflow (the job messages that say so).
-SYSTEM_FAILURES = ("internal error of the job service", "cannot go on after the service")
 _RUN = re.compile(rf"{PREFIX}/runs/([^/]+)(/status|/cancel)?")
 MAX_PAGE = 100
 
@@ -52,36 +60,36 @@ def state(job: Job, active: bool) -> str:
     """A job's state as WES names it (`active`: a worker is staging or running it)."""
     if job.status == LAUNCHING:
         return "INITIALIZING" if active else "QUEUED"
-    if job.status == FAILED:
-        return "SYSTEM_ERROR" if (job.message or "").startswith(SYSTEM_FAILURES) \
-            else "EXECUTOR_ERROR"
+    if job.status == FAILED:  # the service's own failures apart from the workflow's
+        return "SYSTEM_ERROR" if job.failure == Failure.SYSTEM else "EXECUTOR_ERROR"
     return {RUNNING: "RUNNING", FINISHED: "COMPLETE", CANCELING: "CANCELING",
             CANCELLED: "CANCELED"}[job.status]
 
 
+def token(headers) -> str | None:
+    """The token of a WES call: `Authorization: Bearer TOKEN`, else `X-Auth-Token`."""
+    bearer = re.fullmatch(r"Bearer\s+(\S+)", headers.get("Authorization") or "", re.I)
+    return bearer.group(1) if bearer else headers.get("X-Auth-Token")
+
+
 class Wes:
-    """The WES calls, on the service's `App` (its store, worker pool and submission path)."""
+    """The WES calls, on the service's `App` (its store, worker pool and submission path);
+    errors, the seed API's checks among them, are answered in WES's form
+    (`service.error_answer`)."""
 
     def __init__(self, app):
         self.app = app
 
-    def handle(self, method: str, path: str, query: str, headers, read_body) -> tuple[int, dict]:
-        try:
-            return self._route(method, path, query, headers, read_body)
-        except WesError:
-            raise
-        except ApiError as err:  # the seed API's checks: the same status, WES's form
-            raise WesError(err.status, str(err), allow=err.allow) from None
-
-    def _route(self, method, path, query, headers, read_body) -> tuple[int, dict]:
+    def handle(self, method: str, path: str, query: str, headers, body: bytes | None
+               ) -> tuple[int, dict]:
         caller = self._caller(headers)
         if path == f"{PREFIX}/service-info":
             self.app.allow(method, "GET")
             return 200, self._service_info(caller)
-        if path == f"{PREFIX}/runs":
+        if path == RUNS:
             self.app.allow(method, "GET", "POST")
             if method == "POST":
-                return self._submit(caller, headers, read_body)
+                return self._submit(caller, headers, body)
             return 200, self._list(caller, query)
         match = _RUN.fullmatch(path)
         if not match:
@@ -99,9 +107,7 @@ class Wes:
         return 200, self._run_log(job)
 
     def _caller(self, headers) -> Caller:
-        bearer = re.fullmatch(r"Bearer\s+(\S+)", headers.get("Authorization") or "", re.I)
-        caller = self.app.config.caller(bearer.group(1) if bearer
-                                        else headers.get("X-Auth-Token"))
+        caller = self.app.config.caller(token(headers))
         if caller is None:
             raise WesError(401, "a valid token is required: Authorization: Bearer TOKEN, or "
                                 "X-Auth-Token")
@@ -139,9 +145,8 @@ class Wes:
             "tags": {"workflow_url": workflow_url()},
         }
 
-    def _submit(self, caller: Caller, headers, read_body) -> tuple[int, dict]:
-        fields = _form(headers.get("Content-Type") or "",
-                       read_body(self.app.config.limits["max_body_bytes"]))
+    def _submit(self, caller: Caller, headers, body: bytes) -> tuple[int, dict]:
+        fields = _form(headers.get("Content-Type") or "", body)
         wanted = {"workflow_type": WORKFLOW_TYPE, "workflow_type_version": WORKFLOW_TYPE_VERSION,
                   "workflow_url": workflow_url()}
         problems = [f"{name} must be {value!r}, got {fields.get(name)!r}"

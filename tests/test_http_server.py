@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import resource
 import socket
 import ssl
 import subprocess
@@ -19,10 +20,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from cnvkit_nf import http_server
+from cnvkit_nf.service_config import DEFAULT_LIMITS
 from scaffold.local_service import LocalService
 
 TOKEN = "transport-token-0123456789"
-REQUEST_SECONDS = 3
+HEAD_SECONDS, REQUEST_SECONDS, MAX_CONNECTIONS = 2, 3, 700
+JOBS = "/v2.0/lab/gene/tools/cnvkit"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,10 @@ def service(tmp_path_factory, nextflow_bin):
     config = folder / "service.json"
     config.write_text(json.dumps({
         "tokens": [{"token": TOKEN, "owner": "t", "projects": ["lab"]}],
-        "limits": {"request_seconds": REQUEST_SECONDS, "max_connections": 700}}))
+        "limits": {"head_seconds": HEAD_SECONDS, "request_seconds": REQUEST_SECONDS,
+                   "max_connections": MAX_CONNECTIONS}}))
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # the attacks open many sockets
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     running = LocalService(folder / "state", config).start()
     yield running
     running.stop()
@@ -224,6 +230,12 @@ def test_tls(tmp_path, nextflow_bin):
 ])
 def test_a_failure_of_the_service_is_a_500_in_the_form_of_its_face(target, body):
     class Broken:
+        def caller_of(self, *args):
+            return None
+
+        def submission_token(self, *args):
+            return None
+
         def handle(self, *args):
             raise RuntimeError("the job store went away")
 
@@ -237,6 +249,115 @@ def test_a_failure_of_the_service_is_a_500_in_the_form_of_its_face(target, body)
 
     scope = {"type": "http", "method": "GET", "raw_path": target.encode(), "query_string": b"",
              "headers": []}
-    asyncio.run(http_server.AsgiApp(Broken(), 1)(scope, receive, send))
+    asyncio.run(http_server.AsgiApp(Broken(), DEFAULT_LIMITS)(scope, receive, send))
     assert sent[0]["status"] == 500
     assert json.loads(sent[1]["body"]) == body
+
+
+def _latencies(service: LocalService, seconds: float) -> list[float]:
+    """Seconds each of a token's queries took, one every 0.1 s for `seconds` (at least one);
+    all must be answered 200."""
+    taken, stop = [], time.monotonic() + seconds
+    while not taken or time.monotonic() < stop:
+        started = time.monotonic()
+        assert service.call("GET", JOBS, TOKEN)[0] == 200
+        taken.append(time.monotonic() - started)
+        time.sleep(0.1)
+    return taken
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the service closed a connection the client has kept open."""
+    try:
+        return sock.recv(1 << 16, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, TimeoutError):
+        return False  # open, nothing sent
+    except ConnectionResetError:
+        return True
+
+
+def test_silent_connections_neither_take_the_capacity_nor_outlast_their_deadline(service):
+    """About 1,000 silent connections without a token made every request answer 503 (uvicorn's
+    limit_concurrency counts them), and 100 new ones a second kept it so."""
+    host, port = address(service)
+    silent = [socket.create_connection((host, port), timeout=10) for _ in range(1000)]
+    try:
+        taken, stop = [], time.monotonic() + 3
+        while time.monotonic() < stop:  # 100 new silent connections a second meanwhile
+            silent += [socket.create_connection((host, port), timeout=10) for _ in range(10)]
+            taken += _latencies(service, 0)
+            time.sleep(0.1)
+        assert max(taken) < 1.0, taken
+        time.sleep(HEAD_SECONDS + 1)
+        assert all(_closed_by_server(sock) for sock in silent)  # evicted, or past the deadline
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_a_call_without_a_valid_token_keeps_no_connection(service):
+    """Unauthenticated callers never hold idle kept-alive connections."""
+    for token in (None, "not-a-token-0123456789"):
+        with socket.create_connection(address(service), timeout=10) as sock:
+            header = f"X-Auth-Token: {token}\r\n" if token else ""
+            sock.sendall(f"GET {JOBS} HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
+            answer = b""
+            while chunk := sock.recv(65536):  # until the service closes the connection
+                answer += chunk
+        assert status_line(answer).split()[1] == "401" and b"connection: close" in answer
+    with socket.create_connection(address(service), timeout=10) as sock:  # with one: kept
+        sock.sendall(f"GET {JOBS} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {TOKEN}\r\n\r\n"
+                     .encode())
+        assert b"200 OK" in sock.recv(65536)
+        time.sleep(0.5)
+        assert not _closed_by_server(sock)
+
+
+def test_trickled_uploads_hold_nothing_that_others_need(service):
+    """Twenty connections trickling POST bodies with a valid token held the API's threads:
+    every other caller stalled for about 10 s at a time."""
+    host, port = address(service)
+    first_answers: dict[int, bytes] = {}
+
+    def trickle(number: int) -> None:
+        with socket.create_connection((host, port), timeout=30) as sock:
+            sock.sendall(f"POST {JOBS} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {TOKEN}\r\n"
+                         "Content-Length: 1000\r\n\r\n{".encode())
+            sock.settimeout(0.5)
+            first_answers[number] = b""  # none: its body is being read
+            try:
+                while b"DLI." not in first_answers[number]:  # a refusal, head and body
+                    first_answers[number] += sock.recv(65536)
+            except TimeoutError:
+                pass
+            try:
+                for _ in range(REQUEST_SECONDS + 2):
+                    sock.send(b" ")
+                    time.sleep(1)
+            except OSError:
+                pass  # cut off at its deadline
+
+    threads = [threading.Thread(target=trickle, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    taken = _latencies(service, REQUEST_SECONDS + 1)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert max(taken) < 1.0, taken
+    refused = [n for n, answer in first_answers.items() if answer.startswith(b"HTTP/1.1 429")]
+    assert len(refused) == 20 - 4, first_answers  # max_uploads_per_token: 4 at once
+    assert b"retry-after: 1" in first_answers[refused[0]].lower()
+    assert b"DLI.0009" in first_answers[refused[0]]
+
+
+@pytest.mark.parametrize("pad", [20 << 10, 100 << 10])
+def test_a_request_head_over_the_limit_is_refused_however_it_arrives(service, pad):
+    """16 KiB was not enforced when the whole head arrived in one read: 100 KB headers
+    were accepted."""
+    fields = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"x" * 1000) for n in range(pad // 1000))
+    answer = raw(service, b"GET /health HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+    assert status_line(answer).startswith("HTTP/1.1 400"), answer[:200]
+    small = raw(service, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"x" * 8000
+                + b"\r\n\r\n")
+    assert status_line(small).startswith("HTTP/1.1 200")

@@ -23,6 +23,7 @@ from cnvkit_nf.jobs import (
     FINISHED,
     LAUNCHING,
     RUNNING,
+    Failure,
     IllegalTransition,
     JobStore,
     Occupied,
@@ -198,14 +199,16 @@ def test_a_job_moves_only_through_its_named_transitions(tmp_path):
     ended = store.cancelled(job.instance_id)
     assert ended.status == CANCELLED and ended.end_time >= running.start_time
     with pytest.raises(IllegalTransition):
-        store.fail(job.instance_id, "too late")
+        store.fail(job.instance_id, "too late", Failure.WORKFLOW)
     assert store.progress(job.instance_id, 5, 9).progress == "0/0"  # ended: unchanged
     again = store.retry(job.instance_id)
     assert (again.status, again.end_time, again.message) == (LAUNCHING, None, None)
     assert store.withdraw(job.instance_id).status == CANCELLED
     assert store.withdraw(job.instance_id) is None
-    failed = store.fail(store.create(SEED).instance_id, "no FASTA")
+    failed = store.fail(store.create(SEED).instance_id, "no FASTA", Failure.REFUSED)
     assert failed.status == FAILED and failed.end_time and failed.message == "no FASTA"
+    assert store.get(failed.instance_id).failure == Failure.REFUSED  # its kind, as stored
+    assert store.retry(failed.instance_id).failure is None
 
 
 def test_jobs_that_would_publish_into_one_folder_at_once_are_refused(tmp_path):
@@ -229,7 +232,7 @@ def test_jobs_that_would_publish_into_one_folder_at_once_are_refused(tmp_path):
     assert problem.field == "output_dir" and f"job {first.instance_id} (LAUNCHING)" in \
         problem.message
     assert first.instance_id not in occupied(refused.value, "lab-b").message  # another project
-    store.fail(first.instance_id, "boom")
+    store.fail(first.instance_id, "boom", Failure.SYSTEM)
     second = store.create(SEED, destination=f"{out}/a/")  # free once the first ended
     with pytest.raises(Occupied):
         store.retry(first.instance_id)

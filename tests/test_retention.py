@@ -21,6 +21,7 @@ from cnvkit_nf.jobs import (
     FINISHED,
     LAUNCHING,
     RUNNING,
+    Failure,
     IllegalTransition,
     JobStore,
 )
@@ -58,7 +59,8 @@ def _job(state_dir: Path, store: JobStore, status: str, days_ago: float = 0,
     _write(folder / ".nextflow" / "history", 10)
     if status != LAUNCHING:
         store.start(job.instance_id, pid=1, attempts=1)
-    {FINISHED: lambda i: store.finish(i), FAILED: lambda i: store.fail(i, "task failed"),
+    {FINISHED: lambda i: store.finish(i),
+     FAILED: lambda i: store.fail(i, "task failed", Failure.WORKFLOW),
      CANCELLED: lambda i: store.cancelled(i), CANCELING: lambda i: store.request_cancel(i),
      }.get(status, lambda i: None)(job.instance_id)
     monkeypatch.undo()
