@@ -325,12 +325,12 @@ def _verified(folder: Path) -> tuple[Entry | None, str | None]:
 
 
 def _read(folder: Path) -> Entry | None:
-    """The entry in `folder`; None when there is none (or only a lock file of that name)."""
+    """The entry in `folder`; None when there is none (or only a lock file of that name, or
+    files that are no entry's: `acquire` removes those)."""
     try:
         meta = json.loads((folder / "entry.json").read_text())
         record = json.loads((folder / "reference.json").read_text())
-        info = folder.stat()
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return Entry(meta["project"], folder.name, folder, meta["size"], meta["created"],
+                     folder.stat().st_mtime, record)
+    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
         return None
-    return Entry(meta["project"], folder.name, folder, meta["size"], meta["created"],
-                 info.st_mtime, record)

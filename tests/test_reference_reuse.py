@@ -354,6 +354,8 @@ def _as_an_older_version_kept_it(folder: Path) -> None:
     (lambda folder: (folder / "targets.bed").unlink(), "targets.bed is missing"),
     (_as_an_older_version_kept_it, "entry.json records no size and SHA-256 of its files: kept "
                                    "by an older version of cnvkit-nf, it cannot be verified"),
+    (lambda folder: (folder / "entry.json").write_bytes(b"\xff{"),
+     "entry.json is not a JSON object"),
 ])
 def test_a_damaged_entry_is_removed_and_built_again(tmp_path, damage, fault):
     cache = ReferenceCache(tmp_path / "references")
@@ -364,6 +366,7 @@ def test_a_damaged_entry_is_removed_and_built_again(tmp_path, damage, fault):
     sound.release()
 
     damage(cache.entry("lab-a", "k1").folder)
+    assert [e.key for e in cache.entries()] in (["k1"], [])  # `cache list` still reads them
     lease = cache.acquire("lab-a", "k1")
     assert lease.entry is None  # not reused: this job builds it
     assert lease.warning == (f"the kept reference k1 was corrupt ({fault}); it was removed "
