@@ -110,15 +110,21 @@ pre { background: #f7f7f7; padding: 1em; overflow-x: auto; }
 
 def reference_origin(about: dict) -> str:
     """Where the job's reference came from: reused from the project's kept references (the
-    launcher says so in the job), given as reference_cnn, or built by the job itself."""
-    if (about.get("reference") or {}).get("reused"):
-        return ("The reference was <b>reused</b>: built by an earlier job of this project from "
-                "the same controls, FASTA, BED, annotation, CNVkit version and options.")
+    launcher says so in the job), given as reference_cnn, or built by the job itself; then the
+    launcher's warning about the kept references, if any (a damaged one it removed)."""
+    reference = about.get("reference") or {}
     given = (about.get("request") or {}).get("reference_cnn")
-    if given:
-        return (f"The reference was <b>given</b> (reference_cnn {html.escape(str(given))}); no "
-                "control was processed.")
-    return "The reference was built by this job from its controls (flat without any)."
+    if reference.get("reused"):
+        origin = ("The reference was <b>reused</b>: built by an earlier job of this project "
+                  "from the same controls, FASTA, BED, annotation, CNVkit version and options.")
+    elif given:
+        origin = (f"The reference was <b>given</b> (reference_cnn {html.escape(str(given))}); "
+                  "no control was processed.")
+    else:
+        origin = "The reference was built by this job from its controls (flat without any)."
+    warning = reference.get("warning")
+    return origin + (f' <span class="flag">Warning: {html.escape(str(warning))}.</span>'
+                     if warning else "")
 
 
 def render(job: dict, results: list[str], sex: dict[str, str], reference_sex: str,

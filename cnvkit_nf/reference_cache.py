@@ -11,8 +11,15 @@ version, the option strings of the shaping substeps, and the identity of every c
 FASTA, the BED and the annotation as Nextflow reads them. A local file's identity is its device,
 inode, size, mtime and ctime (a rewrite changes the ctime, which no `touch -r` restores); a
 staged object's is its bucket, key, ETag and size (its folder in the staging cache). A job whose
-inputs changed while it built a reference does not keep it. Entries are made under a temporary
-name and renamed into place whole, and each project has its own.
+inputs changed while it built a reference does not keep it. Each project has its own entries.
+
+An entry is made in a hidden folder (`.<key>.<random>`), each file and the folder synced to
+disk, then renamed into place whole: a crash leaves at most a hidden folder, which `entries`
+ignores and `prune` removes once no job holds its key. entry.json records each file's size
+and SHA-256; `acquire` checks them (sizes first, then digests) before a job reuses the entry.
+An entry that fails the check, or whose entry.json records no digests (kept by an older
+version), is removed under the exclusive lock and the job builds the reference again, with a
+warning (`Lease.warning`): a damaged reference is never reused silently.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +44,7 @@ BUILDERS = ("modules/cnvkit/prepare/main.nf", "modules/cnvkit/coverage/main.nf",
             "modules/cnvkit/reference/main.nf", "bin/cnvkit_stage.py", "bin/reference_record.py")
 DEFAULT_MAX_BYTES = 20 << 30
 WAIT_SECONDS = 1.0
+CHUNK = 1 << 20
 
 
 def parse_size(text: str) -> int:
@@ -108,11 +116,11 @@ class Entry:
 
 class Lease:
     """A job's hold on one key: `entry` to reuse (shared lock), or None: the job builds it
-    (exclusive lock) and `keep`s what it built. Released by `release`, or when the process
-    ends."""
+    (exclusive lock) and `keep`s what it built; then `warning` says why a kept entry was
+    removed first, if one was. Released by `release`, or when the process ends."""
 
-    def __init__(self, handle, entry: Entry | None):
-        self._handle, self.entry = handle, entry
+    def __init__(self, handle, entry: Entry | None, warning: str | None = None):
+        self._handle, self.entry, self.warning = handle, entry, warning
 
     def release(self) -> None:
         if self._handle is not None:
@@ -135,9 +143,11 @@ class ReferenceCache:
 
     def acquire(self, project: str, key: str, cancelled: Callable[[], bool] = lambda: False,
                 waiting: Callable[[], None] = lambda: None) -> Lease | None:
-        """Hold `key` for a job: a shared hold on its entry when there is one, else the
-        exclusive hold of its builder. While another job of the project builds it, wait
-        (calling `waiting` once); None when `cancelled()` meanwhile."""
+        """Hold `key` for a job: a shared hold on its entry when there is one whose files
+        match their record, else the exclusive hold of its builder (a damaged entry is removed
+        first, once no job holds it, and the lease's `warning` says so). While another job of
+        the project builds it, wait (calling `waiting` once); None when `cancelled()`
+        meanwhile."""
         place = self._place(project)
         place.mkdir(parents=True, exist_ok=True)
         handle = open(place / f"{key}.lock", "a+")  # noqa: SIM115 - held by the lease
@@ -148,14 +158,19 @@ class ReferenceCache:
                     fcntl.flock(handle, mode | fcntl.LOCK_NB)
                 except BlockingIOError:
                     break  # being built (or used, for an exclusive hold): wait
-                found = self.entry(project, key)
+                found, fault = _verified(place / key)
                 if found is not None:
                     fcntl.flock(handle, fcntl.LOCK_SH)  # an exclusive hold becomes shared
                     os.utime(found.folder)  # last used: what a prune keeps longest
                     return Lease(handle, found)
                 if mode == fcntl.LOCK_EX:
-                    return Lease(handle, None)
-                fcntl.flock(handle, fcntl.LOCK_UN)  # no entry: the exclusive hold builds it
+                    if fault is None:
+                        return Lease(handle, None)
+                    _discard(place / key)  # no job holds it: this one has it exclusively
+                    return Lease(handle, None, f"the kept reference {key[:12]} was corrupt "
+                                 f"({fault}); it was removed and this job builds the "
+                                 "reference again")
+                fcntl.flock(handle, fcntl.LOCK_UN)  # none sound: the exclusive hold builds it
             if cancelled():
                 handle.close()
                 return None
@@ -166,7 +181,8 @@ class ReferenceCache:
 
     def keep(self, project: str, key: str, reference_folder: Path) -> Entry | None:
         """Keep the reference a job built (its results' reference/ folder) under `key`,
-        whole or not at all; then prune to the size bound. The existing entry if any."""
+        whole or not at all (see the module's docstring); then prune to the size bound. The
+        existing entry if any."""
         found = self.entry(project, key)
         if found is not None:
             return found
@@ -174,12 +190,14 @@ class ReferenceCache:
         partial = place / f".{key}.{uuid.uuid4().hex}"
         partial.mkdir(parents=True)
         try:
-            for name in FILES:
-                shutil.copyfile(reference_folder / name, partial / name)
-            size = sum(f.stat().st_size for f in partial.iterdir())
-            (partial / "entry.json").write_text(json.dumps(
-                {"project": project, "key": key, "size": size, "created": time.time()}))
+            files = {name: _write(partial / name, _chunks(reference_folder / name))
+                     for name in FILES}
+            _write(partial / "entry.json", [json.dumps(
+                {"project": project, "key": key, "created": time.time(), "files": files,
+                 "size": sum(f["size"] for f in files.values())}).encode()])
+            _sync(partial)
             os.rename(partial, place / key)
+            _sync(place)
         except OSError:
             if self.entry(project, key) is None:
                 raise
@@ -190,21 +208,25 @@ class ReferenceCache:
 
     def entries(self, project: str | None = None) -> list[Entry]:
         """Every entry (of one project), most recently used first."""
-        places = [self._place(project)] if project is not None else (
-            sorted(p for p in self.folder.iterdir() if p.is_dir()) if self.folder.is_dir()
-            else [])
-        found = []
-        for place in places:
-            if not place.is_dir():
-                continue
-            found += [entry for folder in place.iterdir() if not folder.name.startswith(".")
-                      and (entry := _read(folder)) is not None]
+        found = [entry for place in self._places(project) for folder in place.iterdir()
+                 if not folder.name.startswith(".") and (entry := _read(folder)) is not None]
         return sorted(found, key=lambda e: e.used, reverse=True)
+
+    def _places(self, project: str | None) -> list[Path]:
+        """The folders of one project's entries, or of every project's, that exist."""
+        places = [self._place(project)] if project is not None else (
+            sorted(self.folder.iterdir()) if self.folder.is_dir() else [])
+        return [place for place in places if place.is_dir()]
 
     def prune(self, max_bytes: int | None = None, project: str | None = None,
               keep: str | None = None) -> list[Entry]:
         """Remove the least recently used entries until all of them (of `project`) fit in
-        `max_bytes` (default: the cache's bound); entries in use are left. The removed."""
+        `max_bytes` (default: the cache's bound); entries in use are left. The removed.
+        Hidden folders a crash left (an entry half made, or half removed) go too, once no job
+        holds their key."""
+        for place in self._places(project):
+            for folder in place.glob(".*.*"):
+                self._remove(folder, folder.name.split(".")[1])
         bound = self.max_bytes if max_bytes is None else max_bytes
         entries = self.entries(project)
         total = sum(e.size for e in entries)
@@ -212,32 +234,103 @@ class ReferenceCache:
         for entry in reversed(entries):  # least recently used first
             if total <= bound:
                 break
-            if entry.key == keep or not self._remove(entry):
+            if entry.key == keep or not self._remove(entry.folder, entry.key):
                 continue
             total -= entry.size
             removed.append(entry)
         return removed
 
-    def _remove(self, entry: Entry) -> bool:
-        """Remove an entry no job holds; False when one does."""
-        with open(entry.folder.parent / f"{entry.key}.lock", "a+") as handle:
+    def _remove(self, folder: Path, key: str) -> bool:
+        """Remove an entry's folder (or a hidden one of its key) no job holds; False when one
+        does."""
+        with open(folder.parent / f"{key}.lock", "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
-            gone = entry.folder.with_name(f".{entry.key}.{uuid.uuid4().hex}")
-            os.rename(entry.folder, gone)  # out of sight whole, then deleted
-            shutil.rmtree(gone, ignore_errors=True)
+            _discard(folder)
         return True
 
 
+def _discard(folder: Path) -> None:
+    """Remove a folder whole: out of sight first (a hidden name), then deleted. The caller
+    holds its key exclusively."""
+    gone = folder.with_name(f".{folder.name.lstrip('.').split('.')[0]}.{uuid.uuid4().hex}")
+    os.rename(folder, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def _write(target: Path, chunks: Iterable[bytes]) -> dict:
+    """Write a new file, synced to disk; its size and SHA-256."""
+    digest, size = hashlib.sha256(), 0
+    with open(target, "xb") as writer:
+        for chunk in chunks:
+            digest.update(chunk)
+            writer.write(chunk)
+            size += len(chunk)
+        writer.flush()
+        os.fsync(writer.fileno())
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as reader:
+        while chunk := reader.read(CHUNK):
+            yield chunk
+
+
+def _sync(folder: Path) -> None:
+    """Sync a folder's listing to disk (the names created or renamed in it)."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for chunk in _chunks(path):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verified(folder: Path) -> tuple[Entry | None, str | None]:
+    """The entry in `folder` when each of its files has the size and SHA-256 its entry.json
+    records (sizes first: the cheap check); else None and what is wrong (None too when there
+    is no entry)."""
+    try:
+        recorded = json.loads((folder / "entry.json").read_text()).get("files")
+    except (FileNotFoundError, NotADirectoryError):
+        return None, "entry.json is missing" if folder.is_dir() else None
+    except (ValueError, AttributeError):
+        return None, "entry.json is not a JSON object"
+    if not isinstance(recorded, dict) or set(recorded) != set(FILES) or not all(
+            isinstance(about, dict) for about in recorded.values()):
+        return None, ("entry.json records no size and SHA-256 of its files: kept by an older "
+                      "version of cnvkit-nf, it cannot be verified")
+    for name in FILES:
+        try:
+            size = (folder / name).stat().st_size
+        except FileNotFoundError:
+            return None, f"{name} is missing"
+        if size != recorded[name].get("size"):
+            return None, (f"{name}: size differs from its record, {size} bytes instead of "
+                          f"{recorded[name].get('size')}")
+    for name in FILES:
+        if _sha256(folder / name) != recorded[name].get("sha256"):
+            return None, f"{name}: SHA-256 differs from its record"
+    entry = _read(folder)
+    return entry, None if entry is not None else "its files cannot be read as an entry"
+
+
 def _read(folder: Path) -> Entry | None:
-    """The entry in `folder`; None when there is none (or only a lock file of that name)."""
+    """The entry in `folder`; None when there is none (or only a lock file of that name, or
+    files that are no entry's: `acquire` removes those)."""
     try:
         meta = json.loads((folder / "entry.json").read_text())
         record = json.loads((folder / "reference.json").read_text())
-        info = folder.stat()
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return Entry(meta["project"], folder.name, folder, meta["size"], meta["created"],
+                     folder.stat().st_mtime, record)
+    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
         return None
-    return Entry(meta["project"], folder.name, folder, meta["size"], meta["created"],
-                 info.st_mtime, record)

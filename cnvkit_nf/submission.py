@@ -194,7 +194,7 @@ class Execution:
                 with retention.staging(self.state_dir):
                     params = self._params(self._stage(staging))
                     lease = self._reference_lease(params)
-                    self._start(params, lease)
+                    self._start(params)
                 return self._conclude(self.run.wait(on_progress), params)
             finally:
                 if lease is not None:
@@ -311,15 +311,16 @@ class Execution:
 
     def _reference_lease(self, params: dict) -> Lease | None:
         """Hold the project's cache entry of the reference these params would build: when it is
-        there, the params are changed to reuse it; else this job builds it (and others of the
-        project wait for it). None without a cache, or when the params build no reference."""
+        there (and intact), the params are changed to reuse it; else this job builds it (and
+        others of the project wait for it), and the job's record and report warn when a damaged
+        entry was removed first. None without a cache, or when the params build no reference."""
         key = key_of(params, self._staging_cache) \
             if self.references is not None else None
         if key is None:
             return None
         earlier = ((self._recorded_params() or {}).get("job") or {}).get("reference") or {}
-        if earlier == {"key": key, "reused": False}:  # resumed: goes on building as it began
-            params["job"]["reference"] = earlier
+        if (earlier.get("key"), earlier.get("reused")) == (key, False):  # resumed: goes on
+            params["job"]["reference"] = earlier  # building as it began (and why, if said)
             return None
 
         def waiting() -> None:
@@ -333,18 +334,23 @@ class Execution:
         if lease.entry is not None:
             params.update(control_inputs=[], reference_cnn=str(lease.entry.reference))
             self.log(f"{self.job.instance_id}: {REUSED}")
-        params["job"]["reference"] = {"key": key, "reused": lease.entry is not None}
+        if lease.warning:
+            self.log(f"{self.job.instance_id}: warning: {lease.warning}")
+        params["job"]["reference"] = {"key": key, "reused": lease.entry is not None,
+                                      **({"warning": lease.warning} if lease.warning else {})}
         return lease
 
-    def _start(self, params: dict, lease: Lease | None) -> None:
+    def _start(self, params: dict) -> None:
         """Start Nextflow, unless the job was cancelled meanwhile (`execute` follows it)."""
         with self._lock:
             if self._cancelled:
                 raise JobCancelled
             self.run = JobRun(self.store, self.job, params, self.options)
-            self.run.start()
-        if lease is not None and lease.entry is not None:
-            self.job = self.store.update(self.job.instance_id, message=REUSED)
+            self.run.start()  # clears the message: what the reference step says comes after
+        reference = params["job"].get("reference") or {}
+        said = REUSED if reference.get("reused") else reference.get("warning")
+        if said:
+            self.job = self.store.update(self.job.instance_id, message=said)
 
     def _conclude(self, ended: Ended, params: dict) -> Job:
         """Record how the run ended; a successful run's results are published first (manifest

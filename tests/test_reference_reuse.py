@@ -3,6 +3,7 @@ references the launcher and the service keep between a project's jobs."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from cnvkit_nf.reference_cache import ReferenceCache, key_of
 from cnvkit_nf.request import validate_request
 from scaffold.local_service import LocalService
 from tests.conftest import launch, seed_request
-from tests.test_pipeline_e2e import nextflow_run, read_table
+from tests.test_pipeline_e2e import called_copies, nextflow_run, read_table
 
 TUMOUR = "Son_S2_ALL"
 CALLS = (".cnr", ".cns", ".call.cns")
@@ -304,6 +305,165 @@ def test_prune_keeps_the_most_recently_used_within_the_bound(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "removed old" in result.stdout
     assert [e.key for e in cache.entries()] == ["new"]
+
+
+# --- a damaged entry is never reused --------------------------------------------------------
+
+def _built_folder(folder: Path) -> Path:
+    """A job's reference/ folder, as `keep` takes it (a reference.cnn of 1000 rows)."""
+    folder.mkdir()
+    (folder / "reference.cnn").write_text("chromosome\tstart\tend\tlog2\n" + "".join(
+        f"chr1\t{i * 100}\t{i * 100 + 100}\t0.0{i % 10}\n" for i in range(1000)))
+    for name in ("targets.bed", "antitargets.bed"):
+        (folder / name).write_text(f"chr1\t0\t100\t{name}\n")
+    (folder / "reference.json").write_text('{"controls": ["N1"]}')
+    return folder
+
+
+def _held_exclusively(lock_file: Path) -> bool:
+    """Whether a job holds the key of this lock file exclusively (as its builder)."""
+    with open(lock_file) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+def _truncate(folder: Path) -> None:
+    cnn = folder / "reference.cnn"
+    cnn.write_bytes(cnn.read_bytes()[:cnn.stat().st_size // 2])
+
+
+def _alter_a_byte(folder: Path) -> None:
+    cnn = folder / "reference.cnn"
+    data = bytearray(cnn.read_bytes())
+    data[len(data) // 2] ^= 1
+    cnn.write_bytes(bytes(data))
+
+
+def _as_an_older_version_kept_it(folder: Path) -> None:
+    meta = json.loads((folder / "entry.json").read_text())
+    (folder / "entry.json").write_text(json.dumps({k: meta[k] for k in (
+        "project", "key", "size", "created")}))
+
+
+@pytest.mark.parametrize("damage, fault", [
+    (_truncate, "reference.cnn: size differs from its record, 10903 bytes instead of 21807"),
+    (_alter_a_byte, "reference.cnn: SHA-256 differs from its record"),
+    (lambda folder: (folder / "targets.bed").unlink(), "targets.bed is missing"),
+    (_as_an_older_version_kept_it, "entry.json records no size and SHA-256 of its files: kept "
+                                   "by an older version of cnvkit-nf, it cannot be verified"),
+    (lambda folder: (folder / "entry.json").write_bytes(b"\xff{"),
+     "entry.json is not a JSON object"),
+])
+def test_a_damaged_entry_is_removed_and_built_again(tmp_path, damage, fault):
+    cache = ReferenceCache(tmp_path / "references")
+    source = _built_folder(tmp_path / "built")
+    place = cache.keep("lab-a", "k1", source).folder.parent
+    sound = cache.acquire("lab-a", "k1")
+    assert sound.entry is not None and sound.warning is None  # intact: reused
+    sound.release()
+
+    damage(cache.entry("lab-a", "k1").folder)
+    assert [e.key for e in cache.entries()] in (["k1"], [])  # `cache list` still reads them
+    lease = cache.acquire("lab-a", "k1")
+    assert lease.entry is None  # not reused: this job builds it
+    assert lease.warning == (f"the kept reference k1 was corrupt ({fault}); it was removed "
+                             "and this job builds the reference again")
+    assert cache.entry("lab-a", "k1") is None and cache.entries() == []
+    assert [p.name for p in place.iterdir()] == ["k1.lock"]  # removed whole
+    assert _held_exclusively(place / "k1.lock")  # the builder's hold
+    kept = cache.keep("lab-a", "k1", source)
+    lease.release()
+    again = cache.acquire("lab-a", "k1")
+    assert again.entry is not None and again.entry.folder == kept.folder
+    assert again.warning is None
+    assert again.entry.reference.read_bytes() == (source / "reference.cnn").read_bytes()
+    again.release()
+
+
+def test_a_damaged_entry_in_use_is_removed_once_released(tmp_path):
+    """A job that holds the entry shared is not disturbed: the next job waits for it."""
+    cache = ReferenceCache(tmp_path / "references")
+    cache.keep("lab-a", "k1", _built_folder(tmp_path / "built"))
+    user = cache.acquire("lab-a", "k1")
+    assert user.entry is not None
+    _alter_a_byte(user.entry.folder)
+    waited, got = threading.Event(), []
+    second = threading.Thread(target=lambda: got.append(
+        cache.acquire("lab-a", "k1", waiting=waited.set)))
+    second.start()
+    assert waited.wait(10)
+    time.sleep(1.5)
+    assert not got and user.entry.reference.is_file()  # still there for the job using it
+    user.release()
+    second.join(10)
+    assert got and got[0].entry is None and "SHA-256 differs" in got[0].warning
+    assert cache.entry("lab-a", "k1") is None
+    got[0].release()
+
+
+def test_a_half_made_entry_is_ignored_then_removed(tmp_path):
+    """What a crash while keeping leaves: a hidden folder, never an entry; a prune removes it
+    once no job holds its key."""
+    root = tmp_path / "state"
+    cache = ReferenceCache(root / "references")
+    source = _built_folder(tmp_path / "built")
+    half = cache.keep("lab-a", "k1", source).folder.with_name(".k2.0123abcd")
+    half.mkdir()
+    shutil.copy(source / "reference.cnn", half)
+    assert [e.key for e in cache.entries()] == ["k1"]
+    builder = cache.acquire("lab-a", "k2")  # a job holds k2 (as a keep in progress does)
+    assert builder.entry is None  # the hidden folder is no entry
+    assert cache.prune() == [] and half.is_dir()
+    builder.release()
+    assert cache.prune() == [] and not half.exists()
+    listed = json.loads(launch(["cache", "list", "--json"], root).stdout)
+    assert [row["key"] for row in listed["references"]] == ["k1"]
+
+
+@pytest.mark.e2e
+def test_a_corrupt_kept_reference_is_built_again(seed_run, cohort, tmp_path):
+    """The seed run's kept reference, cut in half: the same request builds it again (a
+    warning in its status and report), calls the planted events as a fresh build does, and
+    keeps a sound entry that the next job reuses."""
+    state = tmp_path / "state"
+    shutil.copytree(seed_run["state"] / "references", state / "references")
+    cache = ReferenceCache(state / "references")
+    [entry] = cache.entries()
+    rows = entry.reference.read_text().splitlines(keepends=True)
+    entry.reference.write_text("".join(rows[:len(rows) // 2]))  # whole rows: still a table
+
+    request = {**seed_run["request"], "output_dir": str(tmp_path / "out")}
+    result = launch(["run", str(write(tmp_path / "r.json", request))], state)
+    assert result.returncode == 0, result.stderr
+    warning = (f"the kept reference {entry.key[:12]} was corrupt (reference.cnn: size differs "
+               "from its record")
+    assert f"warning: {warning}" in result.stderr and REUSED not in result.stderr
+    status = json.loads(launch(["status", result.stdout.split()[1], "--json"], state).stdout)
+    assert status["status"] == "FINISHED" and status["message"].startswith(warning)
+    assert status["message"].endswith("it was removed and this job builds the reference again")
+    assert f"Warning: {warning}" in (tmp_path / "out" / "report.html").read_text()
+    assert "CNVKIT_REFERENCE" in {name for name, _ in processes(tmp_path / "out")}
+    calls = tmp_path / "out" / "samples" / TUMOUR / f"{TUMOUR}.call.cns"
+    son = next(spec for spec in cohort.samples if spec.name == TUMOUR)
+    for event in son.events:
+        assert called_copies(calls, event.chrom, event.start, event.end) == {event.copies}
+    same_calls(tmp_path / "out", seed_run["out"])  # as the seed run's fresh build
+    assert launch(["verify", str(tmp_path / "out")], state).returncode == 0
+
+    [kept] = cache.entries()  # built again and kept whole
+    assert kept.key == entry.key
+    assert kept.reference.read_bytes() == \
+        (seed_run["out"] / "reference" / "reference.cnn").read_bytes()
+    request = {**request, "output_dir": str(tmp_path / "next")}
+    result = launch(["run", str(write(tmp_path / "r2.json", request))], state)
+    assert result.returncode == 0, result.stderr
+    assert REUSED in result.stderr and "warning: the kept reference" not in result.stderr
+    report = (tmp_path / "next" / "report.html").read_text()
+    assert "The reference was <b>reused</b>" in report and "Warning:" not in report
+    same_calls(tmp_path / "next", seed_run["out"])
 
 
 # --- through the job service ------------------------------------------------------------------

@@ -68,12 +68,19 @@ def test_the_report_says_where_the_reference_came_from(tmp_path):
     for about, said in (
             ({"reference": {"key": "k", "reused": True}}, "The reference was <b>reused</b>"),
             ({"request": {"reference_cnn": "/pon/<x>.cnn"}},
-             "The reference was <b>given</b> (reference_cnn /pon/&lt;x&gt;.cnn)")):
+             "The reference was <b>given</b> (reference_cnn /pon/&lt;x&gt;.cnn)"),
+            ({"reference": {"key": "k", "reused": False, "warning": "the kept <i>k</i> was "
+                            "corrupt (reference.cnn: size differs)"}},
+             "The reference was built by this job from its controls (flat without any). "
+             '<span class="flag">Warning: the kept &lt;i&gt;k&lt;/i&gt; was corrupt '
+             "(reference.cnn: size differs).</span>")):
         (tmp_path / "job.json").write_text(json.dumps({**job, "job": {**job["job"], **about}}))
         done = subprocess.run([sys.executable, str(REPORT), *args, "--scatters", "--html",
                                "report.html"], cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        assert said in (tmp_path / "report.html").read_text()
+        page = (tmp_path / "report.html").read_text()
+        assert said in page and "<i>" not in page
+        assert ("Warning:" in page) == ("warning" in about.get("reference", {}))
 
 
 def test_without_html_only_the_multiqc_table_is_written(tmp_path):
