@@ -224,7 +224,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
         elif job.final:  # run again: its finished tasks are reused
             job = store.retry(job.instance_id)
     except Occupied as err:
-        _report([occupied(err, job.project if job else "local")], False, valid=False)
+        _report([occupied(err)], False, valid=False)
         sys.exit(EXIT_INVALID)
     click.echo(f"instance_id: {job.instance_id}")
     execution = Execution(store, job, job_plan, ctx.state_dir,
