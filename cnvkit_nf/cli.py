@@ -475,6 +475,10 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
         raise click.ClickException(f"the state dir {ctx.state_dir} lies in a data root: "
                                    "projects could change the inputs the jobs read; put it "
                                    "elsewhere (--state-dir)")
+    try:
+        config.prepare()  # each project's folder in the writable shared roots
+    except settings.ConfigError as err:
+        raise click.ClickException(str(err)) from None
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     lock = open(ctx.state_dir / "service.lock", "w")  # noqa: SIM115 - held while serving
     try:
