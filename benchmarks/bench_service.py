@@ -109,10 +109,11 @@ def page_all(service: LocalService, total: int) -> None:
 
 
 def bench_submit(tmp: Path, posts: int, pollers: int) -> None:
-    cohort = seed_like_cohort(tmp / "data" / "cohort", reads_per_sample=300_000, seed=2)
+    cohort = seed_like_cohort(tmp / "data" / "bench" / "cohort", reads_per_sample=300_000,
+                              seed=2)
     service = LocalService(tmp / "submit-state", write_config(tmp)).start()
     try:
-        data, out = cohort.ref.parent, tmp / "data" / "out"
+        data, out = cohort.ref.parent, tmp / "data" / "bench" / "out"
         _, first = timed(service, "POST", JOBS, demo_request(data, out / "run"))
         time.sleep(5)  # the job is under way
         poll(service, first["instance_id"], pollers, 20)
@@ -170,7 +171,7 @@ def write_config(tmp: Path) -> Path:
     config = tmp / "service.json"
     config.write_text(json.dumps({
         "tokens": [{"token": TOKEN, "owner": "bench", "projects": ["bench"]}],
-        "data_roots": [{"path": str(tmp / "data"), "writable": True}],
+        "data_roots": [str(tmp / "data" / "{project}")],
         "limits": {"max_queued": 100_000}}))
     return config
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=10_000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_service-") as tmp:
-        (Path(tmp) / "data").mkdir()
+        (Path(tmp) / "data" / "bench").mkdir(parents=True)
         bench_submit(Path(tmp), args.posts, args.pollers)
         bench_query(Path(tmp), args.records)
     return 0

@@ -226,7 +226,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
         elif job.final:  # run again: its finished tasks are reused
             job = store.retry(job.instance_id)
     except Occupied as err:
-        _report([occupied(err, job.project if job else "local")], False, valid=False)
+        _report([occupied(err)], False, valid=False)
         sys.exit(EXIT_INVALID)
     click.echo(f"instance_id: {job.instance_id}")
     execution = Execution(store, job, job_plan, ctx.state_dir,
@@ -478,6 +478,10 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
         raise click.ClickException(f"the state dir {ctx.state_dir} lies in a data root: "
                                    "projects could change the inputs the jobs read; put it "
                                    "elsewhere (--state-dir)")
+    try:
+        config.prepare()  # each project's folder in the writable shared roots
+    except settings.ConfigError as err:
+        raise click.ClickException(str(err)) from None
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     lock = open(ctx.state_dir / "service.lock", "w")  # noqa: SIM115 - held while serving
     try:

@@ -61,7 +61,7 @@ def inside(path: str, roots: tuple[Path, ...]) -> bool:
 
 def open_file(path: str, roots: tuple[Path, ...]) -> int:
     """A read-only descriptor of the regular file at `path`, reached inside `roots`."""
-    fd = _walk(path, roots, leaf=_FILE)
+    fd, _ = _walk(path, roots, leaf=_FILE)
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
@@ -73,15 +73,24 @@ def open_file(path: str, roots: tuple[Path, ...]) -> int:
 def open_folder(path: str, roots: tuple[Path, ...], create: bool = False) -> int:
     """A descriptor (O_PATH) of the folder at `path` inside `roots`, made with its missing
     parents when `create` is set."""
-    return _walk(path, roots, leaf=_FOLDER, create=create)
+    return _walk(path, roots, leaf=_FOLDER, create=create)[0]
 
 
 def deepest_folder(path: str, roots: tuple[Path, ...]) -> tuple[int, list[str]]:
     """The deepest existing folder on the way to `path` inside `roots`, and the names still
     missing below it (empty when `path` exists)."""
-    missing: list[str] = []
-    fd = _walk(path, roots, leaf=_FOLDER, missing=missing)
+    fd, _, missing = located_folder(path, roots)
     return fd, missing
+
+
+def located_folder(path: str, roots: tuple[Path, ...]) -> tuple[int, str, list[str]]:
+    """As `deepest_folder`, with the path the walk reached that folder by: the real path of
+    the root it entered, then the names it stepped through, none of them a link. That is the
+    folder's one name, whichever links inside the roots lead to it, and it lies inside one of
+    `roots`, as the walk enters nothing else."""
+    missing: list[str] = []
+    fd, here = _walk(path, roots, leaf=_FOLDER, missing=missing)
+    return fd, here, missing
 
 
 def subfolder(fd: int, name: str) -> int:
@@ -110,9 +119,10 @@ def opened(fd: int) -> Iterator[int]:
 
 
 def _walk(path: str, roots: tuple[Path, ...], leaf: int, create: bool = False,
-          missing: list[str] | None = None) -> int:
-    """The descriptor of `path` opened with `leaf` flags; with a `missing` list, the deepest
-    existing folder instead of a Missing error (the names below it are appended)."""
+          missing: list[str] | None = None) -> tuple[int, str]:
+    """The descriptor of `path` opened with `leaf` flags, and the path the walk reached it by;
+    with a `missing` list, the deepest existing folder instead of a Missing error (the names
+    below it are appended)."""
     if not os.path.isabs(path):
         raise Refused("is not an absolute path")
     if ".." in Path(path).parts:
@@ -137,7 +147,7 @@ def _walk(path: str, roots: tuple[Path, ...], leaf: int, create: bool = False,
                 fd, here = step, os.path.join(here, name)
             if target is None:
                 found, fd = fd, -1
-                return found
+                return found, here
         finally:
             if fd >= 0:
                 os.close(fd)

@@ -18,8 +18,8 @@ refusing a move its state does not allow (`IllegalTransition`).
     discard_run     FINISHED, FAILED, CANCELLED stays, its run folder removed (message says so)
 
 A job records its `destination`, the folder it publishes into: while it has not ended, no
-other job may be created or retried with a destination that is the same folder, or inside or
-around it (`Occupied`), so that two jobs' results never interleave.
+other job of its project may be created or retried with a destination that is the same folder,
+or inside or around it (`Occupied`), so that two jobs' results never interleave.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class IllegalTransition(Exception):
 
 
 class Occupied(Exception):
-    """Another job that has not ended publishes into the same folder (or one inside or
-    around it): `job`."""
+    """Another job of the same project that has not ended publishes into the same folder (or
+    one inside or around it): `job`."""
 
     def __init__(self, job: Job):
         super().__init__(f"job {job.instance_id} ({job.status}) publishes into "
@@ -287,14 +287,17 @@ class JobStore:
         return self.get(instance_id)
 
     def _check_free(self, db: sqlite3.Connection, job: Job) -> None:
-        """Raise Occupied when another job that has not ended publishes into `job`'s
-        destination, or a folder inside or around it."""
+        """Raise Occupied when another job of `job`'s project that has not ended publishes
+        into `job`'s destination, or a folder inside or around it. Other projects' jobs are
+        never compared: their local destinations lie in folders only they write into
+        (`service_config`), and a refusal would tell where they publish."""
         if job.destination is None:
             return
         rows = db.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE destination IS NOT NULL "
-            f"AND instance_id != ? AND status IN ({', '.join('?' * len(ACTIVE_STATES))})",
-            [job.instance_id, *ACTIVE_STATES]).fetchall()
+            "AND project = ? AND instance_id != ? "
+            f"AND status IN ({', '.join('?' * len(ACTIVE_STATES))})",
+            [job.project, job.instance_id, *ACTIVE_STATES]).fetchall()
         for other in map(_from_row, rows):
             if other.destination.startswith(job.destination) or \
                     job.destination.startswith(other.destination):

@@ -188,23 +188,33 @@ def _output_problems(request: dict, roots: Roots) -> list[Problem]:
 
 def output_problem(path: str, roots: Roots) -> str | None:
     """Why results cannot be written into the local folder `path` (it may not exist yet)."""
+    return output_folder(path, roots)[1]
+
+
+def output_folder(path: str, roots: Roots) -> tuple[str | None, str | None]:
+    """Where results written into the local folder `path` would go, or why they cannot be
+    (one of the two is None). The place is what the walk inside the writable roots reaches,
+    as publishing walks it: the real path of the deepest folder that exists on the way, then
+    the names still missing, ending in "/"; so it always lies in a writable root."""
     if not roots.readable:
-        return NO_ROOTS
+        return None, NO_ROOTS
     path = roots.absolute(path)
     try:
-        fd, missing = confined.deepest_folder(path, roots.writable)
+        fd, reached, missing = confined.located_folder(path, roots.writable)
     except confined.Refused as err:
         if (isinstance(err, confined.Outside) and not confined.inside(path, roots.writable)
                 and confined.inside(path, roots.readable)):
             places = ", ".join(map(str, roots.writable)) or "none"
-            return (f"{path}: is in a data root that is read-only for {roots.owner}; results "
-                    f"may be written under: {places}")
-        return _reason(path, err, roots, writing=True)
+            return None, (f"{path}: is in a data root that is read-only for {roots.owner}; "
+                          f"results may be written under: {places}")
+        return None, _reason(path, err, roots, writing=True)
+    except OSError as err:  # e.g. its root removed while it was walked: refused, not a crash
+        return None, f"{path}: cannot be opened ({err.strerror})"
     with confined.opened(fd):
         if not os.access(".", os.W_OK, dir_fd=fd):
             where = path if not missing else "the folder that would hold it"
-            return f"{path}: cannot write into {where} (permission denied)"
-    return None
+            return None, f"{path}: cannot write into {where} (permission denied)"
+    return os.path.join(reached, *missing, ""), None
 
 
 def _reason(path: str, err: confined.Refused, roots: Roots, subject: str = "",

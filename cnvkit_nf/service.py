@@ -182,7 +182,7 @@ class App:
         try:
             job = self.pool.submit(job_plan, project, caller.owner)
         except Occupied as err:
-            raise _invalid([occupied(err, project)]) from None
+            raise _invalid([occupied(err)]) from None
         return job, [format_problem(p) for p in problems + checked if p.severity == "warning"]
 
     def _query(self, project: str, query: str) -> tuple[int, dict]:
@@ -229,7 +229,7 @@ class App:
             raise ApiError(400, "DLI.0007", f"operation not supported: job {instance_id} is "
                            "already being retried") from None
         except Occupied as err:
-            raise _invalid([occupied(err, project)]) from None
+            raise _invalid([occupied(err)]) from None
         return 200, {"instance_id": instance_id, "status": job.status}
 
     def _cancel(self, project: str, instance_id: str) -> tuple[int, dict]:

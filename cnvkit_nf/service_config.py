@@ -5,7 +5,7 @@ The settings are a JSON file (`cnvkit-nf serve --config`, or env CNVKIT_NF_SERVI
 
     {"tokens": [{"token_sha256": "<hex>", "owner": "alice", "projects": ["lab-a"]}],
      "data_roots": ["/data/{project}", "/data/shared",
-                    {"path": "/scratch/{project}-results", "writable": true}],
+                    {"path": "/scratch/results", "writable": true}],
      "object_roots": ["s3a://genes/{project}/", "s3a://references/"],
      "limits": {"max_body_bytes": 1048576, "max_inputs": 200, "max_option_length": 1000,
                 "max_queued": 1000, "head_seconds": 5, "request_seconds": 10,
@@ -16,15 +16,18 @@ The settings are a JSON file (`cnvkit-nf serve --config`, or env CNVKIT_NF_SERVI
 A token may be given in clear (`"token"`) or, better, by its SHA-256 (`"token_sha256"`); env
 CNVKIT_NF_TOKENS may hold the same list as "tokens". `{project}` in a data root stands for the
 project of the request, so that projects can be kept apart on disk; such a root is writable
-(output_dir may lie in it), a root shared by every project is read-only unless it says
-`"writable": true`. `object_roots` does the same for object-storage URIs (without it, any
-object the service's credentials reach). `retention` cleans the state dir every `every` (default
-1h) by the policy of `cnvkit-nf clean` (`retention`): max_age, max_disk or both.
+(output_dir may lie in it). A root shared by every project is read-only unless it says
+`"writable": true`; then it is shared only by folder: each project reads and writes in its own
+`<root>/<project>` (made at start, `prepare`), and nothing else of it. `object_roots` does the
+same for object-storage URIs (without it, any object the service's credentials reach).
+`retention` cleans the state dir every `every` (default 1h) by the policy of `cnvkit-nf clean`
+(`retention`): max_age, max_disk or both.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -65,10 +68,26 @@ class Caller:
 
 @dataclass(frozen=True)
 class DataRoot:
-    """A local folder requests may name files in; `{project}` in it stands for the project."""
+    """A local folder requests may name files in; `{project}` in it stands for the project.
+    A shared root (without `{project}`) that is writable is shared only by folder: a project
+    reaches nothing of it but its own `<path>/<project>`, to read and write (`pattern`)."""
 
     path: str
     writable: bool
+
+    @property
+    def split_by_project(self) -> bool:
+        """Whether this is a writable shared root, split into a folder per project."""
+        return self.writable and "{project}" not in self.path
+
+    @property
+    def pattern(self) -> str:
+        """The folder a project reaches, `{project}` standing for the project."""
+        return os.path.join(self.path, "{project}") if self.split_by_project else self.path
+
+    def of(self, project: str) -> Path:
+        """The folder `project` reaches."""
+        return Path(os.path.normpath(self.pattern.replace("{project}", project)))
 
 
 @dataclass(frozen=True)
@@ -89,22 +108,47 @@ class ServiceConfig:
 
     def roots(self, project: str) -> Roots:
         """The folders a project's jobs may read from and write into."""
-        def place(root: DataRoot) -> Path:
-            return Path(os.path.normpath(root.path.replace("{project}", project)))
-
-        return Roots(tuple(place(root) for root in self.data_roots),
-                     tuple(place(root) for root in self.data_roots if root.writable),
+        return Roots(tuple(root.of(project) for root in self.data_roots),
+                     tuple(root.of(project) for root in self.data_roots if root.writable),
                      f"project {project}")
 
     def could_hold(self, path: Path) -> bool:
         """Whether some project's data root holds `path` (as written or resolved)."""
         forms = {os.path.normpath(path), os.path.realpath(path)}
         for root in self.data_roots:
-            pattern = re.escape(os.path.normpath(root.path)).replace(
+            pattern = re.escape(os.path.normpath(root.pattern)).replace(
                 re.escape("{project}"), PROJECT_ID.pattern)
             if any(re.match(f"{pattern}(?:/|$)", form) for form in forms):
                 return True
         return False
+
+    def prepare(self) -> None:
+        """Make the folder of every project the tokens name in each writable shared root (the
+        walk enters only roots that exist), and refuse data roots that let one project write
+        where another does: jobs are kept apart only within a project (`jobs.Occupied`).
+        ConfigError says which folder and why. Done once at start, not at each walk: the
+        projects are known then and do not change, `roots` stays without side effects, and
+        the operator learns at once of a folder that cannot be made."""
+        projects = sorted(set().union(*(caller.projects for caller in self.callers.values())))
+        for root in (root for root in self.data_roots if root.split_by_project):
+            for project in projects:
+                folder = root.of(project)
+                try:
+                    folder.mkdir(exist_ok=True)
+                except OSError as err:
+                    raise ConfigError(f"data_roots: cannot make {folder}, the folder of project "
+                                      f"{project} in {root.path}: {err.strerror}") from None
+                if folder.is_symlink():
+                    raise ConfigError(f"data_roots: {folder}, the folder of project {project} "
+                                      f"in {root.path}, is a symbolic link; the service keeps "
+                                      "each project's folder there a plain folder")
+        writable = [(project, os.path.realpath(root.of(project))) for project in projects
+                    for root in self.data_roots if root.writable]
+        for (one, first), (other, second) in itertools.combinations(writable, 2):
+            if one != other and os.path.commonpath([first, second]) in (first, second):
+                raise ConfigError(f"data_roots: project {one} writes in {first} and project "
+                                  f"{other} in {second}, the same folder or one inside the "
+                                  "other: give each project folders of its own")
 
     def request_problems(self, request: dict, project: str) -> list[Problem]:
         """Limits and object-root rules a (schema-valid or not) request breaks; its local

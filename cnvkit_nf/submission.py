@@ -29,7 +29,6 @@ A job that cannot end well raises `JobFailed` with the kind of its failure (`job
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -85,37 +84,46 @@ def object_store(request: dict, config: str | None) -> tuple[ObjectStore, list[P
 @dataclass(frozen=True)
 class Plan:
     """A valid request whose inputs were checked, its object store, and the folder it
-    publishes into as jobs compare them (`jobs.Occupied`)."""
+    publishes into as jobs compare them (`jobs.Occupied`): None when the plan has errors or
+    was not checked, as no job is made from it then."""
 
     validation: Validation
     objects: ObjectStore
-    destination: str
+    destination: str | None
 
 
-def destination(output_dir: Location, roots: Roots) -> str:
-    """The folder of `output_dir` as jobs compare them, ending in "/": a bucket URI, or a
-    local path resolved through its links."""
+def destination(output_dir: Location, roots: Roots) -> tuple[str | None, list[Problem]]:
+    """The folder of `output_dir` as jobs compare them, ending in "/" (None when refused), and
+    the problems: a bucket URI, or the place the walk inside the writable roots reaches
+    (`local_files.output_folder`), which is in the caller's own roots whatever its links.
+    A path, not the folder's (device, inode): publishing walks the path again, and folders
+    still missing get made, so the place the path leads to is what two jobs must not share."""
     if output_dir.is_remote:
-        return f"{output_dir.family}://{output_dir.bucket}/{output_dir.key.strip('/')}/"
-    return os.path.realpath(roots.absolute(output_dir.key)).rstrip("/") + "/"
+        return f"{output_dir.family}://{output_dir.bucket}/{output_dir.key.strip('/')}/", []
+    place, reason = local_files.output_folder(output_dir.key, roots)
+    return place, [Problem("output_dir", reason)] if reason else []
 
 
 def plan(validation: Validation, storage_config: str | None, roots: Roots,
          check_inputs: bool = True) -> tuple[Plan, list[Problem]]:
     """Check the inputs of a valid request where they are (unless `check_inputs` is False:
     a run already under way): local files opened inside `roots`, then their content; objects
-    with the store's credentials. Nothing is written."""
+    with the store's credentials. Then claim the output folder (`destination`): a folder
+    swapped for a link since it was checked is refused there. Nothing is written."""
     request = validation.request
     objects, problems = object_store(request, storage_config)
-    checked = Plan(validation, objects, destination(objects.output_dir, roots))
+    unclaimed = Plan(validation, objects, None)
     if errors(problems) or not check_inputs:
-        return checked, problems
+        return unclaimed, problems
     if objects.s3:
         problems += local_files.path_problems(request, roots)
         problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
     else:
         problems += local_files.check(request, validation.options, roots)
-    return checked, problems
+    if errors(problems):
+        return unclaimed, problems
+    claimed, refused = destination(objects.output_dir, roots)
+    return Plan(validation, objects, claimed), problems + refused
 
 
 class JobFailed(Exception):
@@ -436,13 +444,11 @@ def new_job(store: JobStore, job_plan: Plan, state_dir: Path, **identity) -> Job
                         destination=job_plan.destination, **identity)
 
 
-def occupied(err: Occupied, project: str) -> Problem:
-    """The problem of a job refused because `err.job` publishes where it would; a job of
-    another project is not named."""
+def occupied(err: Occupied) -> Problem:
+    """The problem of a job refused because `err.job`, a job of its own project (the only
+    ones it is compared with), publishes where it would."""
     other = err.job
-    whose = (f"job {other.instance_id} ({other.status}) publishes into "
-             f"{other.request['output_dir']}" if other.project == project
-             else "a job of another project publishes")
-    return Problem("output_dir", f"{whose} there (the same folder, or one inside or around "
-                                 "it) and has not ended; results of two jobs never mix: wait "
-                                 "for it to end, or choose another output_dir")
+    return Problem("output_dir", f"job {other.instance_id} ({other.status}) publishes into "
+                                 f"{other.request['output_dir']} (the same folder, or one "
+                                 "inside or around it) and has not ended; results of two jobs "
+                                 "never mix: wait for it to end, or choose another output_dir")

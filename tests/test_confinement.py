@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from cnvkit_nf import confined, manifest, publish_local
+from cnvkit_nf import confined, local_files, manifest, publish_local
 from cnvkit_nf.confined import Roots
 from cnvkit_nf.input_store import InputStore
 from cnvkit_nf.local_files import Input, content_problems, open_inputs, views_of
 from cnvkit_nf.params import to_params
+from cnvkit_nf.paths import parse_location
+from cnvkit_nf.request import validate_request
+from cnvkit_nf.submission import destination, plan
 
 
 @pytest.fixture
@@ -100,6 +103,86 @@ def test_folders_are_made_inside_the_writable_roots(site):
     fd, missing = confined.deepest_folder(str(a / "new" / "x" / "y"), (a,))
     os.close(fd)
     assert missing == ["x", "y"] and not (a / "new" / "x").exists()
+
+
+def _place(path: Path, roots: tuple[Path, ...]) -> str:
+    fd, reached, missing = confined.located_folder(str(path), roots)
+    os.close(fd)
+    return os.path.join(reached, *missing)
+
+
+def test_a_folder_is_located_by_its_one_real_path(site, tmp_path):
+    """Whichever links inside the roots lead to a folder (or to where it would be made), the
+    walk names it by one path, inside the roots; a link out of them is refused."""
+    a, b = site["a"], site["b"]
+    (a / "run" / "out").mkdir()
+    (a / "here").symlink_to(a / "run", target_is_directory=True)
+    (a / "there").symlink_to("run/out")
+    (a / "later").symlink_to("run/new/deeper")  # dangling: where a folder would be made
+    (tmp_path / "alias").symlink_to(a, target_is_directory=True)  # a root named by a link
+    real = os.path.realpath(a)
+    for root in (a, tmp_path / "alias"):
+        roots = (root,)
+        assert {_place(root / "run" / "out" / "x", roots),
+                _place(root / "here" / "out" / "x", roots),
+                _place(root / "there" / "x", roots)} == {f"{real}/run/out/x"}
+        assert _place(root / "later", roots) == f"{real}/run/new/deeper"
+    (a / "run" / "away").symlink_to(b, target_is_directory=True)
+    with pytest.raises(confined.Outside):
+        confined.located_folder(str(a / "run" / "away" / "out"), (a,))
+
+
+def test_an_output_folder_is_claimed_only_inside_the_writable_roots(site):
+    """The place a job claims (`destination`) is walked as publishing walks it: a link into
+    another project's folder is refused, never recorded as a place in that project."""
+    a, b = site["a"], site["b"]
+    roots = Roots((a, site["shared"]), (a,), "project lab-a")
+    (b / "results").mkdir()
+    (a / "to-b").symlink_to(b / "results", target_is_directory=True)
+    (a / "mine").symlink_to(a / "run", target_is_directory=True)
+    place, problems = destination(parse_location(str(a / "to-b" / "out")), roots)
+    assert place is None and [p.field for p in problems] == ["output_dir"]
+    assert problems[0].message == (
+        f"{a}/to-b/out: is a symbolic link (or inside one) that leads outside the data roots; "
+        f"local paths must be inside the writable data roots of project lab-a: {a}")
+    place, problems = destination(parse_location(str(a / "mine" / "out")), roots)
+    assert (place, problems) == (f"{os.path.realpath(a)}/run/out/", [])
+    place, problems = destination(parse_location(str(site["shared"] / "out")), roots)
+    assert place is None and "read-only for project lab-a" in problems[0].message
+
+
+def test_an_output_folder_swapped_between_check_and_claim_is_refused(small_cohort, tmp_path,
+                                                                     monkeypatch):
+    """The output folder is checked with the inputs, then claimed: swapped for a link into
+    lab-b's folder between the two, the claim refuses it on output_dir."""
+    lab_a, lab_b = tmp_path / "lab-a", tmp_path / "lab-b"
+    shutil.copytree(small_cohort.ref.parent, lab_a / "cohort", copy_function=os.link)
+    (lab_a / "out").mkdir()
+    (lab_b / "results").mkdir(parents=True)
+    cohort = lab_a / "cohort"
+    validation = validate_request({
+        "experimental_inputs": [str(cohort / "Sample_1.bam")],
+        "control_inputs": [str(cohort / "Control_M.bam"), str(cohort / "Control_F.bam")],
+        "ref": str(cohort / "reference.fa"), "bed": str(cohort / "targets.bed"),
+        "output_dir": str(lab_a / "out")})
+    assert validation.ok, validation.problems
+    roots = Roots((lab_a,), (lab_a,), "project lab-a")
+    checked, problems = plan(validation, None, roots)
+    assert (checked.destination, problems) == (f"{os.path.realpath(lab_a)}/out/", [])
+    check = local_files.check
+
+    def check_then_swap(*args):
+        found = check(*args)
+        (lab_a / "out").rename(lab_a / "out.checked")
+        (lab_a / "out").symlink_to(lab_b / "results", target_is_directory=True)
+        return found
+
+    monkeypatch.setattr(local_files, "check", check_then_swap)
+    swapped, problems = plan(validation, None, roots)
+    assert swapped.destination is None
+    assert [(p.field, p.severity) for p in problems] == [("output_dir", "error")]
+    assert "symbolic link (or inside one) that leads outside the data roots" in \
+        problems[0].message
 
 
 # --- the store of private inputs ---------------------------------------------------------------

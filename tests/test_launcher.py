@@ -217,21 +217,26 @@ def test_jobs_that_would_publish_into_one_folder_at_once_are_refused(tmp_path):
     (tmp_path / "link").symlink_to(out, target_is_directory=True)
     out.mkdir()
     here = everywhere()
-    first = store.create(SEED, destination=destination(parse_location(f"{out}/a"), here))
+
+    def claim(output_dir: str) -> str:
+        place, problems = destination(parse_location(output_dir), here)
+        assert problems == []
+        return place
+
+    first = store.create(SEED, destination=claim(f"{out}/a"))
     assert first.destination == f"{out}/a/"
     for clash in (f"{tmp_path}/link/a/", f"{out}/a/inner", str(out)):
         with pytest.raises(Occupied) as refused:
-            store.create(SEED, destination=destination(parse_location(clash), here))
+            store.create(SEED, destination=claim(clash))
         assert refused.value.job.instance_id == first.instance_id
-    beside = store.create(SEED, destination=destination(parse_location(f"{out}/ab"), here))
+    beside = store.create(SEED, destination=claim(f"{out}/ab"))
     assert beside.destination == f"{out}/ab/"  # only starts alike: not the same folder
-    assert destination(parse_location("s3a://bucket/x//y/"), here) == "s3://bucket/x//y/"
-    assert destination(parse_location("s3://bucket/x"), here) == "s3://bucket/x/"
+    assert claim("s3a://bucket/x//y/") == "s3://bucket/x//y/"
+    assert claim("s3://bucket/x") == "s3://bucket/x/"
 
-    problem = occupied(refused.value, "local")
+    problem = occupied(refused.value)
     assert problem.field == "output_dir" and f"job {first.instance_id} (LAUNCHING)" in \
         problem.message
-    assert first.instance_id not in occupied(refused.value, "lab-b").message  # another project
     store.fail(first.instance_id, "boom", Failure.SYSTEM)
     second = store.create(SEED, destination=f"{out}/a/")  # free once the first ended
     with pytest.raises(Occupied):
@@ -239,6 +244,22 @@ def test_jobs_that_would_publish_into_one_folder_at_once_are_refused(tmp_path):
     assert store.get(first.instance_id).status == FAILED
     store.cancelled(second.instance_id)
     assert store.retry(first.instance_id).status == LAUNCHING
+
+
+def test_jobs_are_compared_only_with_their_own_projects_jobs(tmp_path):
+    """A job of lab-a recorded with a destination in lab-b's folder (as a folder swapped for a
+    link once let one be) neither blocks lab-b's jobs nor is revealed to them."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    theirs = str(tmp_path / "lab-b" / "out") + "/"
+    planted = store.create(SEED, project="lab-a", destination=theirs)
+    for place in (theirs, f"{theirs}inner/", str(tmp_path / "lab-b") + "/"):  # same, in, around
+        job = store.create(SEED, project="lab-b", destination=place)
+        assert store.cancelled(job.instance_id).status == CANCELLED
+        assert store.retry(job.instance_id).status == LAUNCHING
+        store.cancelled(job.instance_id)
+    with pytest.raises(Occupied) as refused:  # lab-a's own jobs are still kept apart
+        store.create(SEED, project="lab-a", destination=f"{theirs}inner/")
+    assert refused.value.job.instance_id == planted.instance_id
 
 
 def test_manifest_written_last_and_verified(tmp_path):

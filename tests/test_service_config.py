@@ -96,7 +96,7 @@ def test_paths_inside_the_project_root(tmp_path):
 
 
 def test_links_out_of_the_root_are_refused(tmp_path):
-    root, outside = tmp_path / "root", tmp_path / "outside"
+    root, outside = tmp_path / "lab-a", tmp_path / "outside"
     root.mkdir()
     outside.mkdir()
     (outside / "S1.bam").write_bytes(b"")
@@ -107,7 +107,7 @@ def test_links_out_of_the_root_are_refused(tmp_path):
     (root / "S2.bam.bai").symlink_to(outside / "secret")
     (root / "r.fa").write_text(">c\nA\n")
     (root / "r.fa.fai").symlink_to(root / "r.fa")  # a link inside the root is fine
-    config = ServiceConfig(data_roots=(DataRoot(str(root), True),))
+    config = ServiceConfig(data_roots=(DataRoot(str(tmp_path / "{project}"), True),))
     messages = _messages(config, _request(bam=str(root / "S1.bam"), ref=str(root / "r.fa"),
                                           out=str(root / "linked" / "out")))
     assert "symbolic link" in messages["experimental_inputs[0]"]
@@ -118,7 +118,7 @@ def test_links_out_of_the_root_are_refused(tmp_path):
 
 
 def test_relative_and_dotdot_paths(tmp_path):
-    config = ServiceConfig(data_roots=(DataRoot(str(tmp_path), True),))
+    config = ServiceConfig(data_roots=(DataRoot(str(tmp_path / "{project}"), True),))
     messages = _messages(config, _request(bam="S1.bam", ref=f"{tmp_path}/../r.fa"))
     assert "not an absolute path" in messages["experimental_inputs[0]"]
     assert "'..' is not allowed" in messages["ref"]
@@ -155,28 +155,86 @@ def test_shared_roots_are_read_only_unless_the_config_says(tmp_path):
     for folder in ("lab-a", "shared", "scratch"):
         (tmp_path / folder).mkdir()
     (tmp_path / "shared" / "S1.bam").write_bytes(b"")
-    config = _config(tmp_path, data_roots=[
+    config = _config(tmp_path, tokens=[TOKEN_A], data_roots=[
         str(tmp_path / "{project}"), str(tmp_path / "shared"),
         {"path": str(tmp_path / "scratch"), "writable": True}])
     assert [(root.path.endswith("{project}"), root.writable) for root in config.data_roots] == [
         (True, True), (False, False), (False, True)]
+    config.prepare()
     read = _request(bam=str(tmp_path / "shared" / "S1.bam"), out=str(tmp_path / "lab-a" / "o"))
     assert _messages(config, read) == {}  # a shared root's files may be read
     into_shared = _messages(config, {**read, "output_dir": str(tmp_path / "shared" / "o")})
     assert into_shared == {"output_dir": f"{tmp_path}/shared/o: is in a data root that is "
                            f"read-only for project lab-a; results may be written under: "
-                           f"{tmp_path}/lab-a, {tmp_path}/scratch"}
-    assert _messages(config, {**read, "output_dir": str(tmp_path / "scratch" / "o")}) == {}
+                           f"{tmp_path}/lab-a, {tmp_path}/scratch/lab-a"}
+    assert _messages(config, {**read, "output_dir": str(tmp_path / "scratch" / "lab-a")}) == {}
     (tmp_path / "lab-a" / "to-shared").symlink_to(tmp_path / "shared")
     linked = _messages(config, {**read, "output_dir": str(tmp_path / "lab-a" / "to-shared")})
     assert "symbolic link (or inside one) that leads outside" in linked["output_dir"]
 
 
+TOKEN_A = {"token": "token-of-lab-a-0123", "owner": "alice", "projects": ["lab-a"]}
+TOKEN_B = {"token": "token-of-lab-b-0123", "owner": "bob", "projects": ["lab-b"]}
+
+
+def test_a_writable_shared_root_gives_each_project_a_folder_of_its_own(tmp_path):
+    """In a writable shared root each project reads and writes only in `<root>/<project>`,
+    made when the service starts: lab-b can neither read lab-a's results nor write (or claim)
+    its folder, and the shared part itself is no one's."""
+    results, refs = tmp_path / "results", tmp_path / "refs"
+    results.mkdir()
+    config = _config(tmp_path, tokens=[TOKEN_A, TOKEN_B], data_roots=[
+        str(refs), {"path": str(results), "writable": True}])
+    assert config.roots("lab-b").readable == (refs, results / "lab-b")
+    assert config.roots("lab-b").writable == (results / "lab-b",)
+    config.prepare()
+    assert sorted(p.name for p in results.iterdir()) == ["lab-a", "lab-b"]
+    (results / "lab-a" / "run" / "S1.bam").parent.mkdir()
+    (results / "lab-a" / "run" / "S1.bam").write_bytes(b"lab-a's result")
+    (results / "loose.bam").write_bytes(b"")
+    own = _request(bam=str(results / "lab-a" / "run" / "S1.bam"),
+                   out=str(results / "lab-a" / "run" / "again"))
+    assert _messages(config, own) == {}  # lab-a reads and writes its own part
+    for project in ("lab-b", "lab-c"):  # lab-c: no token names it, so it has no folder
+        theirs = _messages(config, own, project)
+        assert set(theirs) == {"experimental_inputs[0]", "output_dir"}
+        assert theirs["output_dir"] == (f"{results}/lab-a/run/again: is outside the data roots; "
+                                        "local paths must be inside the writable data roots of "
+                                        f"project {project}: {results}/{project}")
+    shared = _messages(config, _request(bam=str(results / "loose.bam"), out=str(results / "o")))
+    assert set(shared) == {"experimental_inputs[0]", "output_dir"}
+    assert "is outside the data roots" in shared["experimental_inputs[0]"]
+
+
+def test_the_folders_of_a_writable_shared_root_are_checked_at_start(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "lab-a").symlink_to(tmp_path, target_is_directory=True)
+    linked = _config(tmp_path, tokens=[TOKEN_A], data_roots=[
+        {"path": str(results), "writable": True}])
+    with pytest.raises(ConfigError, match="lab-a, the folder of project lab-a in .* is a "
+                                          "symbolic link"):
+        linked.prepare()
+    missing = _config(tmp_path, tokens=[TOKEN_B], data_roots=[
+        {"path": str(tmp_path / "nowhere"), "writable": True}])
+    with pytest.raises(ConfigError, match="cannot make .*/nowhere/lab-b, the folder of project "
+                                          "lab-b in .*: No such file or directory"):
+        missing.prepare()
+    nested = _config(tmp_path, tokens=[TOKEN_A, TOKEN_B], data_roots=[
+        str(tmp_path / "{project}"), {"path": str(tmp_path / "lab-a" / "{project}")}])
+    with pytest.raises(ConfigError, match="project lab-a writes in .*/lab-a and project lab-b "
+                                          "in .*/lab-a/lab-b"):
+        nested.prepare()
+
+
 def test_the_state_dir_must_not_lie_in_a_data_root(tmp_path):
-    config = _config(tmp_path, data_roots=["/data/{project}", "/shared"])
+    config = _config(tmp_path, data_roots=["/data/{project}", "/shared",
+                                           {"path": "/scratch", "writable": True}])
     assert config.could_hold(tmp_path / "x") is False
     assert config.could_hold(Path("/data/lab-a/state")) and config.could_hold(Path("/shared/s"))
     assert not config.could_hold(Path("/data/.state"))  # not a project id: no project's root
+    assert config.could_hold(Path("/scratch/lab-a")) and config.could_hold(Path("/scratch/s/x"))
+    assert not config.could_hold(Path("/scratch/.state"))  # no project's folder there
 
 
 def test_fifos_and_folders_are_not_inputs(tmp_path):
@@ -184,7 +242,7 @@ def test_fifos_and_folders_are_not_inputs(tmp_path):
     root.mkdir()
     os.mkfifo(root / "S1.bam")
     (root / "r.fa").mkdir()
-    config = ServiceConfig(data_roots=(DataRoot(str(root), True),))
+    config = ServiceConfig(data_roots=(DataRoot(str(tmp_path / "{project}"), True),))
     messages = _messages(config, _request(bam=str(root / "S1.bam"), ref=str(root / "r.fa")))
     assert messages["experimental_inputs[0]"].endswith("is not a regular file (a FIFO, device "
                                                        "or socket)")

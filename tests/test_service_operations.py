@@ -1,18 +1,26 @@
 """What operators of the job service expect beyond the family's API, over real HTTP with the real
 `nextflow` (stub runs): a failed job retried reusing its finished tasks, its log and failure in
-full for its own project only, and jobs that never publish into the same folder at once."""
+full for its own project only, jobs that never publish into the same folder at once, and
+projects kept apart in a writable shared root."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import time
 import uuid
 
 import pytest
 
+from cnvkit_nf import manifest
+from cnvkit_nf.jobs import JobStore
+from scaffold.demo import demo_request
+from scaffold.local_service import LocalService
 from tests import test_service
 from tests.conftest import launch
-from tests.test_service import ALICE, BOB, JOBS, request_for, start, submit, wait_for
+from tests.test_service import ALICE, BOB, JOBS, job, request_for, start, submit, wait_for
 
 site = test_service.site  # the fixture: data roots per project, a cohort, the config
 
@@ -132,3 +140,88 @@ def test_a_clean_beside_the_running_service_keeps_what_its_jobs_need(site, faili
     assert wait_for(service, running, {"FINISHED", "FAILED"})["status"] == "FINISHED"
     status, gone = service.call("GET", f"{JOBS.format('lab-a')}?instance-id={ended}", ALICE)
     assert (status, gone["error_code"]) == (404, "DLI.0023"), gone
+
+
+# --- projects kept apart in a writable shared root ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def shared_results(site):
+    """A stub service whose data roots add a writable shared root, results/; lab-b has its own
+    links to the cohort."""
+    base, theirs = site["base"], site["data"] / "lab-b" / "cohort"
+    shutil.copytree(site["cohort"].ref.parent, theirs, copy_function=os.link)
+    (base / "results").mkdir()
+    settings = json.loads(site["config"].read_text())
+    settings["data_roots"].append({"path": str(base / "results"), "writable": True})
+    config = base / "shared-results.json"
+    config.write_text(json.dumps(settings))
+    (base / "shared-results-state").mkdir()
+    service = LocalService(base / "shared-results-state", config, "--stub").start()
+    yield service, base / "results", theirs
+    assert service.stop() == 0
+
+
+def bobs_job_ends(service: LocalService, instance_id: str) -> dict:
+    """Poll lab-b's job (with bob's token) until it has ended."""
+    deadline = time.monotonic() + 400
+    while (current := job(service, instance_id, BOB, "lab-b"))["status"] not in \
+            {"FINISHED", "FAILED", "CANCELLED"}:
+        assert time.monotonic() < deadline, current
+        time.sleep(0.5)
+    return current
+
+
+def refused_output(service: LocalService, request: dict, token: str, project: str) -> str:
+    """The one problem of a request refused on its output_dir (or inputs): its message."""
+    status, body = service.call("POST", JOBS.format(project), token, request)
+    assert status == 400 and body["error_code"] == "DLI.0001", body
+    assert len(body["problems"]) == 1, body
+    return f"{body['problems'][0]['field']}: {body['problems'][0]['message']}"
+
+
+def test_a_writable_shared_root_keeps_projects_apart(site, shared_results):
+    """Each project reads and writes only its own folder of results/ (made at start): lab-b
+    can neither write into lab-a's (nor the shared part), nor read lab-a's results there;
+    each project's jobs publish into their own."""
+    service, results, theirs = shared_results
+    assert sorted(p.name for p in results.iterdir()) == ["lab-a", "lab-b"]
+    first = submit(service, {**request_for(site, "x"), "output_dir": f"{results}/lab-a/run/"})
+    bobs = demo_request(theirs, results / "lab-b" / "run")
+    for output_dir in (results / "lab-a" / "run", results / "lab-a" / "run" / "inner",
+                       results / "run"):
+        message = refused_output(service, {**bobs, "output_dir": str(output_dir)}, BOB, "lab-b")
+        assert message == (f"output_dir: {output_dir}: is outside the data roots; local paths "
+                           "must be inside the writable data roots of project lab-b: "
+                           f"{site['data']}/lab-b, {results}/lab-b"), message
+    assert wait_for(service, first, {"FINISHED", "FAILED"})["status"] == "FINISHED"
+    assert manifest.verify(results / "lab-a" / "run") == []
+    published = results / "lab-a" / "run" / "manifest.json"
+    message = refused_output(service, {**bobs, "bed": str(published)}, BOB, "lab-b")
+    assert message.startswith(f"bed: {published}: is outside the data roots"), message
+    second = submit(service, bobs, BOB, "lab-b")
+    assert bobs_job_ends(service, second)["status"] == "FINISHED"
+    assert manifest.verify(results / "lab-b" / "run") == []
+
+
+def test_a_job_of_another_project_never_blocks_a_folder(site, shared_results):
+    """A lab-a job recorded with a destination in lab-b's folder, as a folder swapped for a link
+    once let one be, neither refuses lab-b's job there nor shows in lab-b's answers; and lab-a's
+    link into lab-b's folder is refused when it is claimed."""
+    service, _, theirs = shared_results
+    wanted = site["data"] / "lab-b" / "out" / "claimed"
+    store = JobStore(service.state_dir / "jobs.sqlite")  # its workers run only what it queued
+    planted = store.create(request_for(site, "planted"), project="lab-a", owner="alice",
+                           runner="service", destination=f"{wanted}/")
+    try:
+        status, body = service.call("POST", JOBS.format("lab-b"), BOB,
+                                    demo_request(theirs, wanted))
+        assert status == 201, body
+        assert bobs_job_ends(service, body["instance_id"])["status"] == "FINISHED"
+    finally:
+        store.withdraw(planted.instance_id)
+    (site["data"] / "lab-a" / "to-b").symlink_to(wanted.parent, target_is_directory=True)
+    message = refused_output(service, {**request_for(site, "x"),
+                                       "output_dir": str(site["data"] / "lab-a" / "to-b" / "y")},
+                             ALICE, "lab-a")
+    assert message.startswith("output_dir: ") and "is a symbolic link (or inside one) that " \
+        "leads outside the data roots" in message, message

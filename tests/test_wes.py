@@ -61,7 +61,7 @@ def check(wes_spec):
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, cohort, nextflow_bin):
     folder = tmp_path_factory.mktemp("wes")
-    (folder / "out").mkdir()
+    (folder / "out").mkdir()  # shared: each project writes in its own folder, out/<project>
     config = folder / "service.json"
     config.write_text(json.dumps({
         "tokens": [{"token": ALICE, "owner": "alice", "projects": ["lab-a"]},
@@ -69,7 +69,7 @@ def service(tmp_path_factory, cohort, nextflow_bin):
         "data_roots": [str(cohort.ref.parent), {"path": str(folder / "out"),
                                                 "writable": True}]}))
     running = LocalService(folder / "state", config, "--stub").start()
-    running.out = folder / "out"
+    running.out = folder / "out" / "lab-a"
     yield running
     running.stop()
 
