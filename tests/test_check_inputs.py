@@ -19,7 +19,6 @@ import pytest
 
 from cnvkit_nf import local_files
 from cnvkit_nf.confs import SUBSTEP_OF_FIELD
-from cnvkit_nf.local_files import CheckLimits, content_problems
 from scaffold.simulate import Cohort
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bin" / "check_inputs.py"
@@ -682,20 +681,20 @@ def test_the_memory_limit_becomes_a_problem(check_inputs, small_cohort, tmp_path
 def test_content_problems_bounds_the_check(fasta_bomb, tmp_path, monkeypatch) -> None:
     """The caller's side: the check's CPU limit, the caller's wall-clock limit, a check killed
     from outside (as the kernel's OOM killer would): each one is a problem, never an exception."""
-    assert CheckLimits().memory_bytes <= CEILING
+    assert local_files.CheckLimits().memory_bytes <= CEILING
     params = {"ref": str(fasta_bomb), "experimental_inputs": [], "control_inputs": []}
-    [cpu] = content_problems(params, limits=CheckLimits(cpu_seconds=1))
+    [cpu] = local_files.content_problems(params, limits=local_files.CheckLimits(cpu_seconds=1))
     assert cpu.field == "ref"
     assert cpu.message.startswith(f"{fasta_bomb}: the input check took more than 1 s of CPU ")
     started = time.monotonic()
-    [wall] = content_problems(params, limits=CheckLimits(wall_seconds=1))
+    [wall] = local_files.content_problems(params, limits=local_files.CheckLimits(wall_seconds=1))
     assert time.monotonic() - started < 5
     assert wall.field == "" and wall.message.startswith(
         "the input check took more than 1 s (wall clock) and was stopped")
     killed = tmp_path / "killed.py"
     killed.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
     monkeypatch.setattr(local_files, "CHECK_INPUTS", killed)
-    [kill] = content_problems(params)
+    [kill] = local_files.content_problems(params)
     assert kill.message == ("the input check was killed (SIGKILL) before it finished; it may "
                             "have needed more than its 120 s of CPU or 200 MB of memory")
 
