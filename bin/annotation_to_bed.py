@@ -11,7 +11,7 @@ row per exon named by the gene symbol (genePred: by its name column). BED is pas
 with its name column. The output is deduplicated and sorted by contig and start.
 
 Standard library only: the pipeline runs it inside CNVkit containers. ``check_inputs.py``
-imports :func:`sniff_format` and :func:`open_text` from here.
+imports :func:`sniff_format` and :func:`is_gzip` from here.
 """
 
 import argparse

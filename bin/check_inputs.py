@@ -5,6 +5,7 @@ Usage: check_inputs.py [--ref REF.fa] [--bed TARGETS.bed] [--annotation FILE]
                        [--bam NAME=PATH ...] [--reference-cnn REFERENCE.cnn
                        [--option FIELD=ARGS ...]] [--check-options FILE] [--json]
                        [--indexes FILE [--indexes-only]]
+                       [--max-memory BYTES] [--max-cpu-seconds N] [--nice N]
 
 It also decides, once for every caller, which indexes are used as they are and which are
 built (`--indexes FILE`: `{"fai": true|false, "bai": {"NAME": SUFFIX|null}}`, SUFFIX one of
@@ -18,6 +19,15 @@ own parsers, by the rules of `cnvkit_options.py` that the launcher applies too, 
 what each becomes: `{"FIELD": {"args": "re-quoted, without -p", "processes": N|null}}`. It
 needs CNVkit (the pipeline runs it in CNVkit's container or conda environment).
 
+Every check streams: of what is wrong it keeps counts and the first few examples, and a file
+may bring at most MAX_CONTIGS contig names of MAX_NAMES bytes in all, so what a check costs does
+not grow with what a small crafted file unfolds into. `--max-memory` and `--max-cpu-seconds`
+make that a limit the process sets on itself before it reads any file (its address space, its
+CPU time), and `--nice` lowers its priority; the caller (`cnvkit_nf/local_files.py`) gives them.
+A check that needs more memory, or more CPU time, than allowed ends as a problem of the file it
+was reading, not as a traceback (for the CPU: the files after it are not checked). The limits
+suit the file checks; `--check-options` imports CNVkit, which needs more.
+
 Exit status 0 if the inputs are usable (warnings allowed), 1 if any error was found. Problems
 are printed one per line (``error: FILE: reason``), or with ``--json`` as
 ``{"problems": [{"file", "message", "severity"}], "notes": [...]}``.
@@ -29,12 +39,16 @@ CNVkit for `--check-options`): the pipeline also runs it inside CNVkit container
 
 import argparse
 import bz2
+import contextlib
 import gzip
 import hashlib
+import io
 import json
 import lzma
 import os
 import re
+import resource
+import signal
 import struct
 import sys
 import zlib
@@ -45,7 +59,7 @@ from pathlib import Path
 from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from annotation_to_bed import FORMATS, is_gzip, open_text, sniff_format  # noqa: E402
+from annotation_to_bed import FORMATS, is_gzip, sniff_format  # noqa: E402
 from reference_record import cnvkit_version, contradictions, record_path  # noqa: E402
 from reference_record import read as read_record  # noqa: E402
 
@@ -74,8 +88,10 @@ EXAMPLES = 3
 File = str | Path  # input files are reported exactly as they were given
 # Bounds on what the checks read, so that a small crafted file cannot cost gigabytes.
 MAX_HEADER_TEXT = 64 << 20  # a BAM's SAM header text
-MAX_CONTIGS = 1_000_000  # contigs of a BAM or FASTA
+MAX_CONTIGS = 100_000  # distinct contigs of a file (a genome has a few thousand at most)
+MAX_NAMES = 8 << 20  # bytes of a file's distinct contig names, in all
 MAX_NAME = 4096  # a BAM contig name
+MAX_SHOWN = 80  # characters of a name shown in a message
 MAX_LINE = 1 << 20  # a line of a BED, interval list, .fai or annotation
 MAX_FASTA_HEADER = 1 << 16  # a FASTA '>' line
 CHUNK = 1 << 20
@@ -114,11 +130,124 @@ class Report:
 
 
 def examples(names: Iterable[str], total: int | None = None) -> str:
-    """The first few names, and how many there are in all if more."""
+    """The first few names (a long one cut short), and how many there are in all if more."""
     names = list(names)
     total = len(names) if total is None else total
-    shown = ", ".join(names[:EXAMPLES])
+    shown = ", ".join(n if len(n) <= MAX_SHOWN else f"{n[:MAX_SHOWN]}..." for n in names[:EXAMPLES])
     return shown if total <= EXAMPLES else f"{shown}, ... ({total} in all)"
+
+
+@dataclass
+class Tally:
+    """How many findings of one kind, and the first few of them: a file with millions of bad
+    lines costs the check no more than one with four."""
+
+    count: int = 0
+    first: list[str] = field(default_factory=list)
+
+    def add(self, finding: str) -> None:
+        self.count += 1
+        if len(self.first) < EXAMPLES:
+            self.first.append(finding)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __str__(self) -> str:
+        return examples(self.first, self.count)
+
+
+class TooLarge(ValueError):
+    """A file brings more than this check reads."""
+
+
+def admit_names(count: int, size: int) -> None:
+    """Refuse (TooLarge) a file's `count`-th distinct contig name when they number more than
+    MAX_CONTIGS or take more than MAX_NAMES bytes in all (`size`): each one costs the check
+    memory, and no genome has that many."""
+    if count > MAX_CONTIGS:
+        raise TooLarge(f"has more than {MAX_CONTIGS} contigs, more than this check reads")
+    if size > MAX_NAMES:
+        raise TooLarge(f"has contig names of more than {MAX_NAMES >> 20} MiB in all, more "
+                       "than this check reads")
+
+
+class Contigs(dict):
+    """`{contig: value}` of one file, its names bounded by `admit_names`."""
+
+    size = 0  # bytes of the names
+
+    def __setitem__(self, name: str, value: object) -> None:
+        if name not in self:
+            self.size += len(name)
+            admit_names(len(self) + 1, self.size)
+        super().__setitem__(name, value)
+
+
+# --- the check's own limits --------------------------------------------------------------------
+
+CPU_GRACE = 10  # seconds of CPU between SIGXCPU and the kernel's SIGKILL
+
+
+class OutOfTime(BaseException):
+    """The check used the `seconds` of CPU time it allows itself (SIGXCPU): not an Exception,
+    so that no handler of a file's errors takes it for one. `where` is the file being read, and
+    what."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+        self.where: tuple[File, str] | None = None
+
+
+def _set_limit(kind: int, soft: int, hard: int) -> None:
+    """Lower a resource limit (never above the hard limit already in force)."""
+    _, current = resource.getrlimit(kind)
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    resource.setrlimit(kind, (soft, hard))
+
+
+def limit_resources(memory: int | None, cpu_seconds: int | None, nice: int) -> None:
+    """Bound this process before it reads any file: its address space (an allocation beyond
+    raises MemoryError), its CPU time (SIGXCPU raises OutOfTime; the kernel kills the process
+    CPU_GRACE seconds later if that is not enough) and its scheduling priority."""
+    if memory:
+        _set_limit(resource.RLIMIT_AS, memory, memory)
+    if cpu_seconds:
+
+        def out_of_time(signum: int, frame: object) -> None:
+            signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # once: the report is written next
+            raise OutOfTime(cpu_seconds)
+
+        signal.signal(signal.SIGXCPU, out_of_time)
+        _set_limit(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + CPU_GRACE)
+    if nice:
+        os.nice(nice)
+
+
+@contextlib.contextmanager
+def reading(file: File, what: str, report: Report) -> Iterator[None]:
+    """Check `file` (doing `what`): a MemoryError becomes a problem of the file, and running out
+    of CPU time (OutOfTime) is marked with it for `main` to report."""
+    try:
+        yield
+    except MemoryError:
+        allowed, _ = resource.getrlimit(resource.RLIMIT_AS)
+        report.error(file, f"needs more memory than there is: {what}"
+                     if allowed == resource.RLIM_INFINITY else
+                     f"needs more memory than the input check allows ({allowed / 1e6:.0f} MB): "
+                     f"{what}")
+    except OutOfTime as exc:
+        exc.where = exc.where or (file, what)
+        raise
+
+
+def out_of_time(exc: OutOfTime, report: Report) -> None:
+    """Report the check that ran out of CPU time, on the file it was reading."""
+    file, what = exc.where or ("", "checking the inputs")
+    report.error(file, f"the input check took more than {exc.seconds} s of CPU {what} and was "
+                 "stopped there; the inputs after it were not checked")
 
 
 def _readable(file: File, report: Report) -> bool:
@@ -137,11 +266,9 @@ def _readable(file: File, report: Report) -> bool:
 
 def _chr_hint(ours: Iterable[str], theirs: Iterable[str]) -> str:
     """A hint if the names only differ by a ``chr`` prefix."""
-
-    def strip(names: Iterable[str]) -> set[str]:
-        return {n.removeprefix("chr") for n in names}
-
-    return " (they differ in the 'chr' prefix)" if strip(ours) & strip(theirs) else ""
+    stripped = {n.removeprefix("chr") for n in theirs}
+    common = any(n.removeprefix("chr") in stripped for n in ours)
+    return " (they differ in the 'chr' prefix)" if common else ""
 
 
 # --- BAM files ---------------------------------------------------------------------------------
@@ -161,10 +288,10 @@ def _int32(stream: IO[bytes]) -> int:
     return struct.unpack("<i", _take(stream, 4))[0]
 
 
-def _header_lines(stream: IO[bytes], size: int, kinds: tuple[bytes, ...]) -> str:
+def _sam_lines(stream: IO[bytes], size: int, kinds: tuple[bytes, ...]) -> Iterator[str]:
     """The lines of a ``size``-byte SAM header text that start with one of ``kinds``, read
     a chunk at a time (the rest is skipped, never held)."""
-    kept, partial = [], b""
+    partial = b""
     while size > 0:
         chunk = stream.read(min(size, CHUNK))
         if not chunk:
@@ -173,15 +300,40 @@ def _header_lines(stream: IO[bytes], size: int, kinds: tuple[bytes, ...]) -> str
         lines = chunk.split(b"\n")
         lines[0] = (partial + lines[0])[:MAX_LINE]  # a longer line keeps its start only
         partial = lines.pop()
-        kept += [line for line in lines if line.startswith(kinds)]
-    kept += [partial.rstrip(b"\0")] if partial.startswith(kinds) else []
-    return b"\n".join(kept).decode("utf-8", "replace")
+        for line in lines:
+            if line.startswith(kinds):
+                yield line.decode("utf-8", "replace")
+    if partial.rstrip(b"\0").startswith(kinds):
+        yield partial.rstrip(b"\0").decode("utf-8", "replace")
 
 
-def read_header(path: Path) -> tuple[str, dict[str, int]]:
-    """The @HD and @PG lines (and a CRAM's @SQ lines) of a BAM's or CRAM's header and its
-    ``{contig: length}``; ValueError says why it is not what its name says (or not one this
-    check reads)."""
+@dataclass
+class Header:
+    """What the checks use of a BAM's or CRAM's header, taken from it a line at a time."""
+
+    sort_order: str | None = None  # SO of the first @HD line
+    deduplicated: bool = False  # a @PG line of a duplicate marker
+    contigs: Contigs = field(default_factory=Contigs)  # {name: length}
+    md5s: dict[str, str] = field(default_factory=dict)  # {name: M5 of its @SQ line} (CRAM)
+    seen_hd: bool = False
+
+    def take(self, line: str) -> None:
+        """Take an @HD, @PG or @SQ line."""
+        kind, *fields = line.split("\t")
+        tags = dict(f.split(":", 1) for f in fields if ":" in f)
+        if kind == "@HD" and not self.seen_hd:
+            self.seen_hd, self.sort_order = True, tags.get("SO")
+        elif kind == "@PG":
+            self.deduplicated = self.deduplicated or is_dedup_program(tags)
+        elif kind == "@SQ" and "SN" in tags and tags.get("LN", "").isdigit():
+            self.contigs[tags["SN"]] = int(tags["LN"])
+            if "M5" in tags:
+                self.md5s[tags["SN"]] = tags["M5"][:64].lower()
+
+
+def read_header(path: Path) -> Header:
+    """The header of a BAM or CRAM; ValueError says why it is not what its name says (or not
+    one this check reads)."""
     with open(path, "rb") as f:
         head = f.read(4096)
     cram = path.name.endswith(".cram")
@@ -193,8 +345,9 @@ def read_header(path: Path) -> tuple[str, dict[str, int]]:
     return read_cram_header(path) if cram else read_bam_header(path, head)
 
 
-def read_bam_header(path: Path, head: bytes) -> tuple[str, dict[str, int]]:
-    """`read_header` of a BAM file, whose first bytes are `head`."""
+def read_bam_header(path: Path, head: bytes) -> Header:
+    """`read_header` of a BAM file, whose first bytes are `head`: @HD and @PG from the text,
+    the contigs from the binary list that follows it."""
     with open(path, "rb") as f:
         f.seek(max(0, f.seek(0, os.SEEK_END) - len(BGZF_EOF)))
         tail = f.read()
@@ -206,6 +359,7 @@ def read_bam_header(path: Path, head: bytes) -> tuple[str, dict[str, int]]:
     if not head.startswith(BGZF_MAGIC):
         kind = "gzip-compressed but not BGZF" if head.startswith(b"\x1f\x8b") else "not a BAM file"
         raise ValueError(f"is {kind} (no BGZF/BAM signature)")
+    header = Header()
     try:
         with gzip.open(path) as g:
             if g.read(4) != b"BAM\1":
@@ -214,20 +368,20 @@ def read_bam_header(path: Path, head: bytes) -> tuple[str, dict[str, int]]:
             if not 0 <= size <= MAX_HEADER_TEXT:
                 raise ValueError(f"its header claims {size} bytes of text; more than "
                                  f"{MAX_HEADER_TEXT >> 20} MiB is not a header this check reads")
-            text = _header_lines(g, size, (b"@HD", b"@PG"))
+            for line in _sam_lines(g, size, (b"@HD", b"@PG")):
+                header.take(line)
             count = _int32(g)
             if not 0 <= count <= MAX_CONTIGS:
                 raise ValueError(f"its header claims {count} contigs; more than {MAX_CONTIGS} "
                                  "is not a header this check reads")
-            contigs = {}
             for _ in range(count):
                 name = _take(g, _int32(g)).rstrip(b"\0").decode()
-                contigs[name] = _int32(g)
+                header.contigs[name] = _int32(g)
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise ValueError(f"is truncated or corrupt: cannot read its header ({exc})") from None
     if tail != BGZF_EOF:
         raise ValueError("is truncated (no BGZF end-of-file marker)")
-    return text, contigs
+    return header
 
 
 def _itf8(stream: IO[bytes]) -> int:
@@ -249,13 +403,58 @@ def _ltf8(stream: IO[bytes]) -> int:
         int.from_bytes(_take(stream, extra), "big")
 
 
-_CRAM_METHODS = {0: None, 1: zlib.decompressobj, 2: bz2.BZ2Decompressor,
+_CRAM_METHODS = {0: None, 1: lambda: zlib.decompressobj(47), 2: bz2.BZ2Decompressor,
                  3: lzma.LZMADecompressor}
 
 
-def read_cram_header(path: Path) -> tuple[str, dict[str, int]]:
+def _unpacked(f: IO[bytes], size: int, method: int) -> Iterator[bytes]:
+    """The content of a CRAM block of `size` bytes stored by `method`, a chunk at a time (a
+    chunk of input unpacks into chunks of at most CHUNK bytes)."""
+    unpack = _CRAM_METHODS[method]() if _CRAM_METHODS[method] else None
+    while size > 0:
+        data = f.read(min(size, CHUNK))
+        if not data:
+            raise EOFError("unexpected end of data")
+        size -= len(data)
+        if unpack is None:
+            yield data
+        elif method == 1:  # zlib: what is left of the input waits in unconsumed_tail
+            while not unpack.eof:
+                out = unpack.decompress(data, CHUNK)
+                data = unpack.unconsumed_tail
+                if not out and not data:
+                    break
+                yield out
+        else:  # bz2, lzma: they keep what is left of the input
+            yield unpack.decompress(data, CHUNK)
+            while not unpack.needs_input and not unpack.eof:
+                yield unpack.decompress(b"", CHUNK)
+
+
+class _Chunks(io.RawIOBase):
+    """A stream of the byte chunks an iterator gives."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks, self.rest = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:
+        while not self.rest:
+            self.rest = next(self.chunks, None)
+            if self.rest is None:
+                self.rest = b""
+                return 0
+        size = min(len(buffer), len(self.rest))
+        buffer[:size], self.rest = self.rest[:size], self.rest[size:]
+        return size
+
+
+def read_cram_header(path: Path) -> Header:
     """`read_header` of a CRAM 2.1 or 3.x file: the SAM header is the first block of its first
-    container, raw or compressed (gzip, bzip2, lzma), read up to MAX_HEADER_TEXT."""
+    container, raw or compressed (gzip, bzip2, lzma), of up to MAX_HEADER_TEXT."""
+    header = Header()
     try:
         with open(path, "rb") as f:
             major = _take(f, 26)[4]  # 'CRAM', major, minor, a 20-byte file id
@@ -278,42 +477,25 @@ def read_cram_header(path: Path) -> tuple[str, dict[str, int]]:
             if not 0 <= size <= MAX_HEADER_TEXT or not 0 <= raw <= MAX_HEADER_TEXT + 4:
                 raise ValueError(f"its header claims more than {MAX_HEADER_TEXT >> 20} MiB; "
                                  "not a header this check reads")
-            data = f.read(size)
-            if method:
-                decompress = _CRAM_METHODS[method](47) if method == 1 else \
-                    _CRAM_METHODS[method]()
-                data = decompress.decompress(data, raw)
+            with io.BufferedReader(_Chunks(_unpacked(f, size, method)), CHUNK) as text:
+                length = int.from_bytes(text.read(4), "little")
+                if length > raw - 4:
+                    raise ValueError("is truncated or corrupt: its header is shorter than it "
+                                     "claims")
+                for line in _sam_lines(text, length, (b"@HD", b"@PG", b"@SQ")):
+                    header.take(line)
             f.seek(max(0, f.seek(0, os.SEEK_END) - len(CRAM_EOF[major])))
             tail = f.read()
     except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise ValueError(f"is truncated or corrupt: cannot read its header ({exc})") from None
-    length = int.from_bytes(data[:4], "little")
-    if len(data) < 4 + length:
-        raise ValueError("is truncated or corrupt: its header is shorter than it claims")
-    lines = data[4:4 + length].rstrip(b"\0").decode("utf-8", "replace").splitlines()
-    text = "\n".join(line for line in lines if line.startswith(("@HD", "@PG", "@SQ")))
-    contigs = {}
-    for sq in header_records(text, "SQ"):
-        if "SN" in sq and sq.get("LN", "").isdigit():
-            contigs[sq["SN"]] = int(sq["LN"])
     if tail != CRAM_EOF[major]:
         raise ValueError("is truncated (no CRAM end-of-file container)")
-    return text, contigs
-
-
-def header_records(text: str, kind: str) -> list[dict[str, str]]:
-    """Tag-value fields of each ``@kind`` line of a SAM header."""
-    records = []
-    for line in text.splitlines():
-        fields = line.split("\t")
-        if fields[0] == f"@{kind}":
-            records.append(dict(f.split(":", 1) for f in fields[1:] if ":" in f))
-    return records
+    return header
 
 
 def is_dedup_program(pg: dict[str, str]) -> bool:
     """True if a @PG record is a duplicate-marking or -removing step."""
-    words = [pg.get("ID", ""), pg.get("PN", ""), *pg.get("CL", "").split()[:2]]
+    words = [pg.get("ID", ""), pg.get("PN", ""), *pg.get("CL", "").split(None, 2)[:2]]
     parts = (p for w in words for p in re.split(r"[\s/.:]+", w))
     if any(DEDUP_PROGRAM.fullmatch(p) for p in parts):
         return True
@@ -339,38 +521,34 @@ def find_index(bam: Path) -> str | None:
     return None
 
 
-def check_bam(file: File, report: Report) -> tuple[dict[str, int], str] | None:
-    """Check one BAM or CRAM file; return its contig lengths and header text (@HD, @PG, and
-    a CRAM's @SQ lines) if its header could be read."""
+def check_bam(file: File, report: Report) -> Header | None:
+    """Check one BAM or CRAM file; return its header if it could be read."""
     path = Path(file)
     if not _readable(file, report):
         return None
     try:
-        text, contigs = read_header(path)
+        header = read_header(path)
     except ValueError as exc:
         report.error(file, str(exc))
         return None
-    hd = (header_records(text, "HD") or [{}])[0]
-    if hd.get("SO") != "coordinate":
-        order = f"SO:{hd['SO']}" if "SO" in hd else "no @HD SO tag"
+    if header.sort_order != "coordinate":
+        order = f"SO:{header.sort_order}" if header.sort_order is not None else "no @HD SO tag"
         report.error(file, f"not coordinate-sorted ({order}); sort it with `samtools sort`")
-    if not any(is_dedup_program(pg) for pg in header_records(text, "PG")):
+    if not header.deduplicated:
         report.error(
             file,
             "duplicates are not marked or removed (no such @PG header line); "
             f"process it with one of: {DEDUP_TOOLS}",
         )
-    if not contigs:
+    if not header.contigs:
         report.error(file, "has no reference contigs (@SQ); is it aligned?")
-    return contigs, text
+    return header
 
 
-def check_cram_reference(cram: File, text: str, ref: File, md5s: Callable[[], dict[str, str]],
-                         report: Report) -> None:
+def check_cram_reference(cram: File, stated: dict[str, str], ref: File,
+                         md5s: Callable[[], dict[str, str]], report: Report) -> None:
     """A CRAM stores its reads as differences from a reference: the FASTA must hold the very
-    sequences it was written against, as the MD5s of its @SQ lines (M5 tags) say."""
-    stated = {sq["SN"]: sq["M5"].lower() for sq in header_records(text, "SQ")
-              if "SN" in sq and "M5" in sq}
+    sequences it was written against, as the MD5s of its @SQ lines (M5 tags, `stated`) say."""
     if not stated:
         report.warning(cram, "has no M5 tags on its @SQ lines: that it was written against "
                        f"{ref} could not be checked")
@@ -389,23 +567,21 @@ def compare_contigs(
     """A BAM or CRAM must share contig names with the reference, with the same lengths;
     contigs on one side only (another variant of the build?) are a warning. False when they
     disagree."""
-    common = [c for c in contigs if c in ref_contigs]
-    if not common:
+    if not any(c in ref_contigs for c in contigs):
         report.error(
             bam,
             f"no contig name in common with the reference {ref} (BAM: {examples(contigs)}; "
             f"reference: {examples(ref_contigs)}){_chr_hint(contigs, ref_contigs)}",
         )
         return False
-    differ = [
-        f"{c} (BAM {contigs[c]}, reference {ref_contigs[c]})"
-        for c in common
-        if contigs[c] != ref_contigs[c]
-    ]
+    differ = Tally()
+    for c, length in contigs.items():
+        if c in ref_contigs and length != ref_contigs[c]:
+            differ.add(f"{c} (BAM {length}, reference {ref_contigs[c]})")
     if differ:
         report.error(
             bam,
-            f"contig lengths differ from the reference {ref}: {examples(differ)}; "
+            f"contig lengths differ from the reference {ref}: {differ}; "
             "was it aligned to another genome build?",
         )
     only_bam = [c for c in contigs if c not in ref_contigs]
@@ -433,13 +609,14 @@ def text_lines(handle: IO[str]) -> Iterator[str]:
 def read_fai(fai: Path) -> list[tuple[str, int, int, int, int]]:
     """The rows of a FASTA index: name, length, offset, bases and bytes per line."""
     rows = []
+    size = 0  # of the names
     with open(fai, encoding="utf-8", errors="replace") as f:
         for line in text_lines(f):
             if line.strip():
                 name, length, offset, bases, width = line.split("\t")[:5]
+                size += len(name)
+                admit_names(len(rows) + 1, size)
                 rows.append((name, int(length), int(offset), int(bases), int(width)))
-            if len(rows) > MAX_CONTIGS:
-                raise ValueError(f"more than {MAX_CONTIGS} contigs")
     return rows
 
 
@@ -466,11 +643,10 @@ def scan_fasta(path: Path, md5s: dict[str, str] | None = None
                ) -> tuple[dict[str, int], list[str]]:
     """``{contig: length}`` by reading the whole FASTA (plain or gzipped) a chunk at a time,
     and the names that more than one sequence has; into `md5s` when given, the MD5 of each
-    sequence as SAM's M5 tag has it (upper case, no white space)."""
-    digests: dict = {}
-    lengths: dict[str, int] = {}
-    repeated: list[str] = []
-    name, header, line_start = None, None, True
+    sequence as SAM's M5 tag has it (upper case, no white space), each made as it is read."""
+    lengths = Contigs()
+    repeated: dict[str, None] = {}  # in the order found
+    name, header, line_start, digest = None, None, True, None
     with _open_binary(path) as f:
         while chunk := f.read(CHUNK):
             at = 0
@@ -482,14 +658,14 @@ def scan_fasta(path: Path, md5s: dict[str, str] | None = None
                         raise ValueError(f"has a '>' line longer than {MAX_FASTA_HEADER} bytes")
                     if end < 0:
                         break
+                    if md5s is not None and name is not None:
+                        md5s[name] = digest.hexdigest()
                     name = header.split(None, 1)[0].decode("utf-8", "replace") if \
                         header.strip() else ""
-                    if name in lengths and name not in repeated:
-                        repeated.append(name)
+                    if name in lengths:
+                        repeated[name] = None
                     lengths[name] = 0
-                    digests[name] = hashlib.md5(usedforsecurity=False)
-                    if len(lengths) > MAX_CONTIGS:
-                        raise ValueError(f"has more than {MAX_CONTIGS} sequences")
+                    digest = hashlib.md5(usedforsecurity=False) if md5s is not None else None
                     header, at, line_start = None, end + 1, True
                 elif line_start and chunk[at] == ord(">"):
                     header, at = bytearray(), at + 1
@@ -499,12 +675,12 @@ def scan_fasta(path: Path, md5s: dict[str, str] | None = None
                     if name is not None:
                         bases = chunk[at:stop].translate(None, b" \t\r\n")
                         lengths[name] += len(bases)
-                        if md5s is not None:
-                            digests[name].update(bases.upper())
+                        if digest is not None:
+                            digest.update(bases.upper())
                     line_start, at = chunk[stop - 1] == ord("\n"), stop
-    if md5s is not None:
-        md5s.update((name, digest.hexdigest()) for name, digest in digests.items())
-    return lengths, repeated
+    if md5s is not None and name is not None:
+        md5s[name] = digest.hexdigest()
+    return lengths, list(repeated)
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -529,6 +705,9 @@ def check_reference(file: File, report: Report) -> dict[str, int] | None:
     if lengths is None:
         try:
             lengths, repeated = scan_fasta(path)
+        except TooLarge as exc:
+            report.error(file, str(exc))
+            return None
         except (OSError, EOFError, ValueError) as exc:
             report.error(file, f"cannot be read as a FASTA file ({exc})")
             return None
@@ -613,75 +792,102 @@ def _unread(line: str, kind: str) -> str | None:
     return next((key for key in ("track", "browser") if line.startswith(key)), None)
 
 
-def _interval(line: str, number: int, kind: str, bad: list[str], negative: list[str],
-              inverted: list[str], contigs: Counter[str]) -> None:
-    """Check one interval line; record what is wrong with it."""
-    if not line.strip():
-        return  # a blank line of an interval list, which CNVkit skips
-    cols = line.split("\t")
-    if len(cols) < 3:
-        why = "not tab-separated" if len(line.split()) >= 3 else "fewer than 3 columns"
-        bad.append(f"line {number}: {why}: {line[:60]!r}")
-        return
-    try:
-        start, end = int(cols[1]), int(cols[2])
-    except ValueError:
-        bad.append(f"line {number}: start and end are not integers: {line[:60]!r}")
-        return
-    if kind == "interval list":
-        start -= 1  # 1-based, closed
-    if start < 0 or end < 0:
-        negative.append(f"line {number}: {cols[1]} {cols[2]}")
-    elif start >= end:
-        inverted.append(f"line {number}: {cols[1]} {cols[2]}")
-    contigs[cols[0]] += 1
+# Why CNVkit would fail on an interval or skip it: its contig is written with white space (not
+# the name of any FASTA contig: that is the first word of its '>' line).
+SPACED = ("contig names must not contain white space: {}; no reference names a contig so (a "
+          "FASTA's contig is the first word of its '>' line), and CNVkit would drop these "
+          "intervals or fail on them: write each contig as the reference names it")
+
+
+@dataclass
+class Targets:
+    """What is found in a target file, line by line."""
+
+    kind: str = "BED"  # or "interval list"
+    bad: Tally = field(default_factory=Tally)  # lines that cannot be parsed
+    spaced: Tally = field(default_factory=Tally)  # contigs with white space
+    negative: Tally = field(default_factory=Tally)
+    inverted: Tally = field(default_factory=Tally)
+    unread: dict[str, Tally] = field(  # lines CNVkit cannot read, by key of UNREAD
+        default_factory=lambda: {key: Tally() for key in UNREAD})
+    contigs: Contigs = field(default_factory=Contigs)  # {contig: intervals}
+
+    def interval(self, line: str, number: int) -> None:
+        """Check one interval line; record what is wrong with it."""
+        if not line.strip():
+            return  # a blank line of an interval list, which CNVkit skips
+        cols = line.split("\t")
+        if len(cols) < 3:
+            why = "not tab-separated" if len(line.split()) >= 3 else "fewer than 3 columns"
+            self.bad.add(f"line {number}: {why}: {line[:60]!r}")
+            return
+        try:
+            start, end = int(cols[1]), int(cols[2])
+        except ValueError:
+            self.bad.add(f"line {number}: start and end are not integers: {line[:60]!r}")
+            return
+        if re.search(r"\s", cols[0]):
+            self.spaced.add(f"{cols[0][:60]!r} (line {number})")
+            return
+        if self.kind == "interval list":
+            start -= 1  # 1-based, closed
+        if start < 0 or end < 0:
+            self.negative.add(f"line {number}: {cols[1]} {cols[2]}")
+        elif start >= end:
+            self.inverted.add(f"line {number}: {cols[1]} {cols[2]}")
+        self.contigs[cols[0]] = self.contigs.get(cols[0], 0) + 1
 
 
 def check_targets(
     file: File, ref: File, ref_contigs: dict[str, int] | None, report: Report
 ) -> None:
-    """Check a BED or Picard interval_list of target regions."""
+    """Check a BED or Picard interval_list of target regions: plain text, as CNVkit reads."""
     path = Path(file)
     if not _readable(file, report):
         return
-    bad: list[str] = []  # unparseable lines
-    negative: list[str] = []
-    inverted: list[str] = []
-    unread: dict[str, list[str]] = {key: [] for key in UNREAD}  # lines CNVkit cannot read
-    contigs: Counter[str] = Counter()
-    kind = "BED"
+    if is_gzip(path):
+        plain = path.name.removesuffix(".gz") if path.name.endswith(".gz") else \
+            f"{path.stem}.plain{path.suffix}"
+        report.error(file, "is gzip-compressed; CNVkit reads target files as plain text: "
+                     f"decompress it (gunzip -c {path.name} > {plain}) and give that file")
+        return
+    found = Targets()
     headers = ("browser ", "track")  # what CNVkit skips at the top of a BED, in this order
-    with open_text(path) as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         try:
             for number, line in enumerate(text_lines(f), 1):
                 line = line.rstrip("\r\n")
                 if number == 1 and line.startswith(("@HD", "@SQ")):
-                    kind, headers = "interval list", ()
+                    found.kind, headers = "interval list", ()
                 header = next((h for h in headers if line.startswith(h)), None)
                 headers = headers[headers.index(header) + 1:] if header else ()
-                if header or (kind == "interval list" and line.startswith("@")):
+                if header or (found.kind == "interval list" and line.startswith("@")):
                     continue
-                why = _unread(line, kind)
+                why = _unread(line, found.kind)
                 if why:
-                    unread[why].append(f"line {number}")
+                    found.unread[why].add(f"line {number}")
                     continue
-                _interval(line, number, kind, bad, negative, inverted, contigs)
-        except ValueError as exc:
-            report.error(file, f"is not a {kind} file: {exc}")
+                found.interval(line, number)
+        except TooLarge as exc:
+            report.error(file, f"{found.kind} {exc}")
             return
-    for why, lines in unread.items():
+        except ValueError as exc:
+            report.error(file, f"is not a {found.kind} file: {exc}")
+            return
+    kind, contigs = found.kind, found.contigs
+    for why, lines in found.unread.items():
         if lines:
-            report.error(file, f"{kind} {UNREAD[why]}: {examples(lines)}")
-
-    for lines, what in (
-        (bad, "cannot be parsed"),
-        (negative, "negative coordinates"),
-        (inverted, "start is not before end"),
-    ):
+            report.error(file, f"{kind} {UNREAD[why]}: {lines}")
+    if found.bad:
+        report.error(file, f"{kind} cannot be parsed: {found.bad}")
+    if found.spaced:
+        report.error(file, f"{kind} {SPACED.format(found.spaced)}")
+    for lines, what in ((found.negative, "negative coordinates"),
+                        (found.inverted, "start is not before end")):
         if lines:
-            report.error(file, f"{kind} {what}: {examples(lines)}")
+            report.error(file, f"{kind} {what}: {lines}")
     if not contigs:
-        if not bad and not any(unread.values()):
+        if not (found.bad or found.spaced or any(found.unread.values())):
             report.error(file, f"{kind} has no intervals")
         return
     report.note(file, f"{kind} with {sum(contigs.values())} intervals on {len(contigs)} contigs")
@@ -730,7 +936,7 @@ UNCHECKED = ("the FASTA's content", "the target, antitarget, coverage and refere
 
 def reference_ends(path: Path) -> dict[str, int]:
     """`{contig: largest bin end}` of a CNVkit reference; ValueError says why it is not one."""
-    ends: dict[str, int] = {}
+    ends = Contigs()
     with open(path, encoding="utf-8", errors="replace") as handle:
         lines = text_lines(handle)
         header = next(lines, "").rstrip("\n").split("\t")
@@ -747,9 +953,8 @@ def reference_ends(path: Path) -> dict[str, int]:
                 raise ValueError(f"line {number} is not a bin (chromosome, start, end)") from None
             if not 0 <= start < end:
                 raise ValueError(f"line {number} has start {start} and end {end}")
-            ends[contig] = max(end, ends.get(contig, 0))
-            if len(ends) > MAX_CONTIGS:
-                raise ValueError(f"it has bins on more than {MAX_CONTIGS} contigs")
+            if end > ends.get(contig, 0):
+                ends[contig] = end
     if not ends:
         raise ValueError("it has no bins")
     return ends
@@ -763,17 +968,22 @@ def check_reference_cnn(file: File, ref: File | None, ref_contigs: dict[str, int
         return
     try:
         ends = reference_ends(Path(file))
+    except TooLarge as exc:
+        report.error(file, str(exc))
+        return
     except (OSError, ValueError) as exc:
         report.error(file, f"is not a CNVkit reference: {exc}")
         return
     if ref_contigs is not None:
         unknown = [c for c in ends if c not in ref_contigs]
-        beyond = [f"{c} ({ends[c]} > {ref_contigs[c]})" for c in ends
-                  if c in ref_contigs and ends[c] > ref_contigs[c]]
+        beyond = Tally()
+        for c, end in ends.items():
+            if c in ref_contigs and end > ref_contigs[c]:
+                beyond.add(f"{c} ({end} > {ref_contigs[c]})")
         if unknown or beyond:
             report.error(file, f"was built on other contigs than those of {ref}: "
                          + (f"not in it: {examples(unknown)}{_chr_hint(unknown, ref_contigs)}"
-                            if unknown else f"bins beyond the contig's end: {examples(beyond)}"))
+                            if unknown else f"bins beyond the contig's end: {beyond}"))
             return
     where = record_path(Path(file))
     try:
@@ -812,6 +1022,18 @@ def check_options(options: dict[str, str], report: Report) -> dict[str, dict]:
 
 # --- command line ------------------------------------------------------------------------------
 
+# What the check of each input does, for a problem saying it needs more memory or time.
+READING = {
+    "ref": "reading its contigs (all of the FASTA, unless an up-to-date .fai lies beside it: "
+           "`samtools faidx` makes one)",
+    "md5": "reading the MD5 of each of its sequences, for a CRAM's M5 tags",
+    "fai": "reading its .fai",
+    "bam": "reading its header",
+    "bed": "reading its intervals",
+    "annotation": "telling its format",
+    "reference_cnn": "reading its bins",
+}
+
 
 def check_inputs(
     ref: File | None, bed: File | None, bams: dict[str, File], annotation: File | None = None,
@@ -822,27 +1044,39 @@ def check_inputs(
     it out) and collect the results (into `report` if given); `options` are the job's option
     strings by field."""
     report = report if report is not None else Report()
-    ref_contigs = check_reference(ref, report) if ref is not None else None
+    ref_contigs = None
+    if ref is not None:
+        with reading(ref, READING["ref"], report):
+            ref_contigs = check_reference(ref, report)
     decide_indexes(None, bams, report)
     md5s: dict[str, str] = {}
+    scanned = False
 
     def ref_md5s() -> dict[str, str]:  # read once, for the first CRAM that needs them
-        if not md5s:
-            scan_fasta(Path(ref), md5s)
+        nonlocal scanned
+        if not scanned:
+            scanned = True
+            with reading(ref, READING["md5"], report):
+                scan_fasta(Path(ref), md5s)
         return md5s
 
     for bam in bams.values():
-        header = check_bam(bam, report)
-        if header and ref_contigs:
-            agree = compare_contigs(bam, header[0], ref, ref_contigs, report)
-            if agree and str(bam).endswith(".cram"):
-                check_cram_reference(bam, header[1], ref, ref_md5s, report)
+        with reading(bam, READING["bam"], report):
+            header = check_bam(bam, report)
+            if header and ref_contigs:
+                agree = compare_contigs(bam, header.contigs, ref, ref_contigs, report)
+                if agree and str(bam).endswith(".cram"):
+                    check_cram_reference(bam, header.md5s, ref, ref_md5s, report)
+            del header  # before the next one is read
     if bed is not None:
-        check_targets(bed, ref, ref_contigs, report)
+        with reading(bed, READING["bed"], report):
+            check_targets(bed, ref, ref_contigs, report)
     if annotation is not None:
-        check_annotation(annotation, report)
+        with reading(annotation, READING["annotation"], report):
+            check_annotation(annotation, report)
     if reference_cnn is not None:
-        check_reference_cnn(reference_cnn, ref, ref_contigs, options or {}, report)
+        with reading(reference_cnn, READING["reference_cnn"], report):
+            check_reference_cnn(reference_cnn, ref, ref_contigs, options or {}, report)
     return report
 
 
@@ -878,7 +1112,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--indexes", metavar="FILE", help="write the index decisions here")
     parser.add_argument("--indexes-only", action="store_true",
                         help="only decide which indexes are used (with --indexes)")
+    parser.add_argument("--max-memory", type=int, metavar="BYTES",
+                        help="the most memory (address space) the check may use")
+    parser.add_argument("--max-cpu-seconds", type=int, metavar="N",
+                        help="the most CPU time the check may use")
+    parser.add_argument("--nice", type=int, default=0, metavar="N",
+                        help="lower the check's scheduling priority by N")
     args = parser.parse_args(argv)
+    limit_resources(args.max_memory, args.max_cpu_seconds, args.nice)
     bams: dict[str, str] = {}
     duplicated = []
     for name, path in args.bam:
@@ -891,11 +1132,16 @@ def main(argv: list[str] | None = None) -> int:
         checked = check_options(options, report)
         Path(args.check_options).write_text(json.dumps(checked, indent=2) + "\n")
         options = {field: option["args"] for field, option in checked.items()}
-    if args.indexes_only:
-        decide_indexes(args.ref, bams, report)
-    else:
-        check_inputs(args.ref, args.bed, bams, args.annotation, args.reference_cnn, options,
-                     report)
+    try:
+        if args.indexes_only:
+            with reading(args.ref or "", READING["fai"], report):
+                decide_indexes(args.ref, bams, report)
+        else:
+            check_inputs(args.ref, args.bed, bams, args.annotation, args.reference_cnn, options,
+                         report)
+    except OutOfTime as exc:
+        out_of_time(exc, report)
+    signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # the report is written, whatever time is left
     if args.indexes:
         Path(args.indexes).write_text(json.dumps(report.indexes) + "\n")
     for name in duplicated:

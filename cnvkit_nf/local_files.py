@@ -4,6 +4,11 @@ When a request is submitted its files are opened, and their content checked thro
 descriptors (`bin/check_inputs.py` reads links to them). When its job's turn comes they are
 opened again, and what is opened then is handed to the pipeline (`input_store`); results are
 written into the output folder only through descriptors (`publish_local`).
+
+The content check runs in a process of its own that bounds itself (`CheckLimits`: its memory,
+its CPU time, its priority) before it reads a file; the caller bounds its wall-clock time. A
+check that ends any other way than with its report is a problem of the request, never an
+exception of the caller.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +36,26 @@ from cnvkit_nf.request import input_locations, sample_name
 CHECK_INPUTS = BIN / "check_inputs.py"
 NO_ROOTS = ("local paths are not accepted by this service (it has no data roots); use an "
             "object-storage URI")
+
+
+@dataclass(frozen=True)
+class CheckLimits:
+    """What one run of the input check may cost. The memory and CPU time are limits the check
+    sets on itself (its streaming reading stays well within the memory); the wall-clock time is
+    the caller's, for a check that waits (a stalled file system) or gets little of the CPU.
+    The CPU time lets a gzip FASTA of hg38's size (3.1 Gb) without a .fai be read whole twice,
+    for its contigs and for the MD5s a CRAM's header is compared with: 14 s and 19 s of CPU on
+    the development machine (220 and 170 Mb/s), so more than 3 times that on a slower one."""
+
+    memory_bytes: int = 200_000_000
+    cpu_seconds: int = 120
+    wall_seconds: float = 600
+    nice: int = 10  # the check yields to the service's API and to running jobs
+
+    def arguments(self) -> list[str]:
+        """The options of `bin/check_inputs.py` that set these limits."""
+        return [f"--max-memory={self.memory_bytes}", f"--max-cpu-seconds={self.cpu_seconds}",
+                f"--nice={self.nice}"]
 
 
 @dataclass
@@ -84,10 +110,11 @@ def path_problems(request: dict, roots: Roots) -> list[Problem]:
     return problems + _output_problems(request, roots)
 
 
-def check(request: dict, options: dict[str, CheckedOptions], roots: Roots) -> list[Problem]:
+def check(request: dict, options: dict[str, CheckedOptions], roots: Roots,
+          limits: CheckLimits = CheckLimits()) -> list[Problem]:
     """Every problem of the files of a valid request whose paths are all local: as
     `path_problems`, then the content of every file that could be opened, read through its
-    descriptor (`content_problems`)."""
+    descriptor (`content_problems`, within `limits`)."""
     opened, problems = open_inputs(request, roots)
     problems += _output_problems(request, roots)
     if not opened:
@@ -104,7 +131,7 @@ def check(request: dict, options: dict[str, CheckedOptions], roots: Roots) -> li
             checked["checked_options"] = params["checked_options"]
             shown = {f"{view.parent}/": os.path.join(os.path.dirname(item_path), "")
                      for item_path, view in views.items()}  # the folders the user knows
-            return problems + content_problems(checked, descriptors, shown)
+            return problems + content_problems(checked, descriptors, shown, limits)
     finally:
         for item in opened:
             item.close()
@@ -125,12 +152,13 @@ def views_of(opened: list[Input], folder: Path) -> tuple[dict[str, Path], list[i
 
 
 def content_problems(params: dict, pass_fds: Sequence[int] = (),
-                     shown: dict[str, str] | None = None) -> list[Problem]:
+                     shown: dict[str, str] | None = None,
+                     limits: CheckLimits = CheckLimits()) -> list[Problem]:
     """The content checks of `bin/check_inputs.py` on a job's local inputs, as its params name
-    them (None: not checked); `shown` gives the name a user knows for a part of a path,
-    `pass_fds` the descriptors its links need."""
+    them (None: not checked), within `limits`; `shown` gives the name a user knows for a part
+    of a path, `pass_fds` the descriptors its links need."""
     shown = shown or {}
-    command = [sys.executable, str(CHECK_INPUTS), "--json"]
+    command = [sys.executable, str(CHECK_INPUTS), "--json", *limits.arguments()]
     for option, name in (("--ref", "ref"), ("--bed", "bed"), ("--annotation", "annotation_file")):
         command += [option, params[name]] if params.get(name) else []
     for bam in params["experimental_inputs"] + params["control_inputs"]:
@@ -139,31 +167,53 @@ def content_problems(params: dict, pass_fds: Sequence[int] = (),
         command += ["--reference-cnn", params["reference_cnn"]]
         command += [f"--option={field}={option['args']}"  # as checked: -p apart
                     for field, option in params["checked_options"].items()]
-    result = subprocess.run(command, capture_output=True, text=True, pass_fds=pass_fds)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, pass_fds=pass_fds,
+                                timeout=limits.wall_seconds)
+    except subprocess.TimeoutExpired:  # the check was killed
+        return [Problem("", f"the input check took more than {limits.wall_seconds:g} s (wall "
+                        "clock) and was stopped: the input files are on a file system that "
+                        "answers slowly, or the machine is too busy; try again later")]
     try:
         report = json.loads(result.stdout)
     except json.JSONDecodeError:
-        return [Problem("", f"input check failed: {result.stderr.strip()[-2000:]}")]
+        return [Problem("", _failure(result, limits))]
 
     def users(text: str) -> str:
         for path, known in shown.items():
             text = text.replace(path, known)
         return text
 
-    return [Problem(_field_of(item["file"], params), users(f"{item['file']}: {item['message']}"),
+    return [Problem(_field_of(item["file"], params),
+                    users(f"{item['file']}: {item['message']}" if item["file"]
+                          else item["message"]),
                     item.get("severity", "error"))
             for item in report["problems"]]
 
 
-def index_decisions(params: dict) -> dict:
+def _failure(result: subprocess.CompletedProcess, limits: CheckLimits) -> str:
+    """Why the input check ended without its report."""
+    if result.returncode < 0:
+        number = -result.returncode
+        name = next((s.name for s in signal.Signals if s == number), f"signal {number}")
+        return (f"the input check was killed ({name}) before it finished; it may have needed "
+                f"more than its {limits.cpu_seconds} s of CPU or {limits.memory_bytes / 1e6:.0f} "
+                "MB of memory")
+    return f"the input check failed: {result.stderr.strip()[-2000:]}"
+
+
+def index_decisions(params: dict, limits: CheckLimits = CheckLimits()) -> dict:
     """Which indexes of a job's inputs, as its params name them, the pipeline uses as they are
-    and which it builds: the input check's decisions (`check_inputs.py --indexes-only`)."""
-    command = [sys.executable, str(CHECK_INPUTS), "--indexes-only", "--ref", params["ref"]]
+    and which it builds: the input check's decisions (`check_inputs.py --indexes-only`, within
+    `limits`)."""
+    command = [sys.executable, str(CHECK_INPUTS), "--indexes-only", *limits.arguments(),
+               "--ref", params["ref"]]
     for bam in params["experimental_inputs"] + params["control_inputs"]:
         command += ["--bam", f"{sample_name(bam)}={bam}"]
     with tempfile.TemporaryDirectory(prefix="cnvkit-nf-indexes-") as folder:
         decided = Path(folder) / "indexes.json"
-        subprocess.run([*command, "--indexes", str(decided)], check=True, capture_output=True)
+        subprocess.run([*command, "--indexes", str(decided)], check=True, capture_output=True,
+                       timeout=limits.wall_seconds)
         return json.loads(decided.read_text())
 
 

@@ -3,9 +3,13 @@
 import gzip
 import json
 import os
+import resource
 import shutil
+import struct
 import subprocess
 import sys
+import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -13,6 +17,7 @@ from types import ModuleType
 import pysam
 import pytest
 
+from cnvkit_nf import local_files
 from cnvkit_nf.confs import SUBSTEP_OF_FIELD
 from scaffold.simulate import Cohort
 
@@ -230,8 +235,11 @@ def test_index_decisions(check_inputs, small_cohort, bam, tmp_path) -> None:
         ("chr1\t100\t200\nchr1 300 400\n", "cannot be parsed: line 2: not tab-separated"),
         ("chr1\t100\t200\nchr1\t500\t400\nchr1\t7\t7\n", "start is not before end: line 2: "),
         ("chr1\t-5\t200\n", "negative coordinates: line 1: -5 200"),
+        ("".join(f"c{n}\t1\t2\n" for n in range(100_001)),
+         "BED has more than 100000 contigs, more than this check reads"),
     ],
-    ids=["empty", "no-common-contig", "not-integer", "spaces", "start>=end", "negative"],
+    ids=["empty", "no-common-contig", "not-integer", "spaces", "start>=end", "negative",
+         "too-many-contigs"],
 )
 def test_bad_bed(check_inputs, small_cohort, tmp_path, text, expected) -> None:
     bed = write(tmp_path / "t.bed", text)
@@ -378,6 +386,54 @@ def test_bed_lines_that_cnvkit_cannot_read_are_refused(check_inputs, small_cohor
             assert expected[name] in only_error(report), name
 
 
+def test_targets_that_cnvkit_fails_on_are_refused(check_inputs, small_cohort, tmp_path) -> None:
+    """A contig written with white space ('chr 1' names no FASTA's contig, whose name is the
+    first word of its '>' line: a flat reference fails on it, coverage drops it) and a gzip file
+    (CNVkit reads targets as plain text), as a BED or an interval list: each is refused, saying
+    what to do. CNVkit's own failure on each comes first."""
+    intervals = small_cohort.bed.read_text()
+    spaced = write(tmp_path / "spaced.bed", intervals + "chr 1\t100\t200\n")
+    header = "@HD\tVN:1.6\n@SQ\tSN:chr1\tLN:300000\n"
+    spaced_list = write(tmp_path / "spaced.interval_list",
+                        header + "chr1\t101\t200\t+\tT1\nchr 1\t101\t200\t+\tT2\n")
+    packed = tmp_path / "targets.bed.gz"
+    packed.write_bytes(gzip.compress(intervals.encode()))
+    packed_list = tmp_path / "targets.interval_list"  # gzip-compressed, named as plain text
+    packed_list.write_bytes(gzip.compress((header + "chr1\t101\t200\t+\tT1\n").encode()))
+    script = """if True:  # a flat reference on the targets with white space, then reading the gzips
+        import sys
+        from cnvlib.reference import do_reference_flat
+        from skgenome import tabio
+        for path in sys.argv[3:]:
+            try:
+                tabio.read_auto(path)
+            except UnicodeDecodeError:
+                print("cannot decode")
+        try:
+            do_reference_flat(sys.argv[1], None, sys.argv[2])
+        except KeyError as err:
+            print(err)
+    """
+    cnvkit = subprocess.run([sys.executable, "-c", script, spaced, small_cohort.ref, packed,
+                             packed_list], capture_output=True, text=True)
+    assert cnvkit.stdout.splitlines() == ["cannot decode", "cannot decode",
+                                          f"'chr 1 not in {small_cohort.ref}.'"], cnvkit.stderr
+    fix = ("no reference names a contig so (a FASTA's contig is the first word of its '>' "
+           "line), and CNVkit would drop these intervals or fail on them: write each contig as "
+           "the reference names it")
+    line = intervals.count("\n") + 1
+    assert only_error(run(check_inputs, small_cohort, bed=spaced)) == (
+        f"BED contig names must not contain white space: 'chr 1' (line {line}); {fix}")
+    assert only_error(run(check_inputs, small_cohort, bed=spaced_list)) == (
+        f"interval list contig names must not contain white space: 'chr 1' (line 4); {fix}")
+    assert only_error(run(check_inputs, small_cohort, bed=packed)) == (
+        "is gzip-compressed; CNVkit reads target files as plain text: decompress it (gunzip -c "
+        "targets.bed.gz > targets.bed) and give that file")
+    assert only_error(run(check_inputs, small_cohort, bed=packed_list)) == (
+        "is gzip-compressed; CNVkit reads target files as plain text: decompress it (gunzip -c "
+        "targets.interval_list > targets.plain.interval_list) and give that file")
+
+
 @pytest.mark.parametrize("index", ["none", "samtools", "one-row-per-sequence"])
 def test_fasta_names_must_be_unique(check_inputs, small_cohort, tmp_path, index) -> None:
     """'>chr 1' and '>chr 2' both name a contig 'chr', which CNVkit refuses with a traceback;
@@ -462,9 +518,185 @@ def test_a_long_bam_header_is_streamed(check_inputs, small_cohort, bam, tmp_path
     """A header with 60 MB of @CO lines is still read, keeping only what the check needs."""
     comments = "".join(f"@CO\t{'x' * 1000}\n" for _ in range(60_000))
     big = reheader(bam, tmp_path / "big.bam", lambda header: header + comments)
-    text, contigs = check_inputs.read_header(big)
-    assert "@CO" not in text and "@HD" in text and "@PG" in text
-    assert contigs == check_inputs.read_header(bam)[1]
+    header = check_inputs.read_header(big)
+    assert header.sort_order == "coordinate" and header.deduplicated
+    assert header.contigs == check_inputs.read_header(bam).contigs
+
+
+# Small files that claim or unfold into much: each one cost the check hundreds of MB before it
+# streamed (only counts and the first few examples are kept) and bounded the contig names a file
+# may bring (MAX_CONTIGS of them, MAX_NAMES bytes in all). Each is checked without the memory
+# limit of the service (see test_the_memory_limit_becomes_a_problem), so it is the reading itself
+# that stays within the ceiling.
+CEILING = 200_000_000  # bytes: what one input check may cost (cnvkit_nf.local_files.CheckLimits)
+HD_PG = b"@HD\tVN:1.6\tSO:coordinate\n@PG\tID:samtools\tPN:samtools\tCL:samtools markdup a b\n"
+
+
+def _bam_of_long_contig_names(ci: ModuleType, path: Path) -> Path:
+    """A 1.3 MB BGZF BAM whose header lists 100,000 contigs named by 4,000 bytes each."""
+    with pysam.BGZFile(str(path), "wb") as out:
+        out.write(b"BAM\1" + struct.pack("<i", len(HD_PG)) + HD_PG + struct.pack("<i", 100_000))
+        for start in range(0, 100_000, 1000):
+            out.write(b"".join(struct.pack("<i", 4000) + b"A" * 3989 + b"%010d\0" % number
+                               + struct.pack("<i", 1000) for number in range(start, start + 1000)))
+    return path
+
+
+def _itf8(value: int) -> bytes:
+    """A CRAM ITF-8 integer (values below 2**28)."""
+    for size, mark in ((1, 0), (2, 0x80), (3, 0xC0), (4, 0xE0)):
+        if value < 1 << (8 * size - size):
+            return (value | mark << (8 * size - 8)).to_bytes(size, "big")
+    raise ValueError(value)
+
+
+def _cram_of_long_contig_names(ci: ModuleType, path: Path) -> Path:
+    """A CRAM 3.0 of 70 KB whose gzip-compressed header holds 15,000 @SQ lines naming contigs by
+    4,000 bytes each (60 MB)."""
+    text = HD_PG + b"".join(b"@SQ\tSN:%s%010d\tLN:1000\tM5:%s\n" % (b"A" * 3990, number,
+                                                                   b"0" * 32)
+                            for number in range(15_000))
+    raw = struct.pack("<i", len(text)) + text
+    data = gzip.compress(raw)
+    block = bytes([1, 0]) + _itf8(0) + _itf8(len(data)) + _itf8(len(raw)) + data
+    block += struct.pack("<I", zlib.crc32(block))
+    header = struct.pack("<i", len(block)) + _itf8(0) * 4 + b"\0\0" + _itf8(1) + _itf8(0)
+    header += struct.pack("<I", zlib.crc32(header))
+    path.write_bytes(b"CRAM\3\0" + bytes(20) + header + block + ci.CRAM_EOF[3])
+    return path
+
+
+def _fasta_of_names(path: Path, count: int) -> Path:
+    """A gzip FASTA of `count` short sequences, each named by 83 bytes."""
+    path.write_bytes(gzip.compress(b"".join(b">contig_%075d\nACGT\n" % n for n in range(count))))
+    return path
+
+
+def _fasta_of_many_contigs(ci: ModuleType, path: Path) -> Path:
+    """A gzip FASTA of 2 MB holding 1,000,000 sequences."""
+    return _fasta_of_names(path, 1_000_000)
+
+
+def _fasta_of_long_names(ci: ModuleType, path: Path) -> Path:
+    """A gzip FASTA of 0.4 MB holding 6,000 sequences named by 60,000 bytes each."""
+    path.write_bytes(gzip.compress(b"".join(b">%s%09d\nACGT\n" % (b"A" * 59990, n)
+                                            for n in range(6000)), 6))
+    return path
+
+
+def _bed_of_bad_lines(ci: ModuleType, path: Path) -> Path:
+    """A plain BED of 6 MB: 3,000,000 lines CNVkit cannot read."""
+    path.write_bytes(b"x\n" * 3_000_000)
+    return path
+
+
+def _gzip_bed_of_bad_lines(ci: ModuleType, path: Path) -> Path:
+    """A gzip BED of 10 KB: 5,000,000 lines CNVkit cannot read."""
+    path.write_bytes(gzip.compress(b"x\n" * 5_000_000, 9))
+    return path
+
+
+def _gzip_bed_of_many_contigs(ci: ModuleType, path: Path) -> Path:
+    """A gzip BED of 1.6 MB: 300,000 intervals on as many contigs named by 1,000 bytes each."""
+    path.write_bytes(gzip.compress(b"".join(b"%s%09d\t1\t2\n" % (b"A" * 991, n)
+                                            for n in range(300_000)), 6))
+    return path
+
+
+HOSTILE = {  # name: (option, maker, what the check says of the file)
+    "bam-contig-names": ("--bam", _bam_of_long_contig_names,
+                         "has contig names of more than 8 MiB in all"),
+    "cram-contig-names": ("--bam", _cram_of_long_contig_names,
+                          "has contig names of more than 8 MiB in all"),
+    "fasta-many-contigs": ("--ref", _fasta_of_many_contigs, "has more than 100000 contigs"),
+    "fasta-long-names": ("--ref", _fasta_of_long_names,
+                         "has contig names of more than 8 MiB in all"),
+    "bed-bad-lines": ("--bed", _bed_of_bad_lines,
+                      "BED cannot be parsed: line 1: fewer than 3 columns: 'x', line 2: fewer "
+                      "than 3 columns: 'x', line 3: fewer than 3 columns: 'x', ... (3000000 in "
+                      "all)"),
+    "gzip-bed-bad-lines": ("--bed", _gzip_bed_of_bad_lines, "is gzip-compressed"),
+    "gzip-bed-many-contigs": ("--bed", _gzip_bed_of_many_contigs, "is gzip-compressed"),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_files_are_read_in_bounded_memory(check_inputs, small_cohort, tmp_path, name):
+    option, make, expected = HOSTILE[name]
+    suffix = {"--bam": ".cram" if "cram" in name else ".bam", "--ref": ".fa.gz",
+              "--bed": ".bed"}[option]
+    hostile = make(check_inputs, tmp_path / f"{name}{suffix}")
+    assert hostile.stat().st_size < 11_000_000
+    given = {"--ref": str(small_cohort.ref), "--bed": str(small_cohort.bed),
+             "--bam": f"S={small_cohort.bams['Sample_1']}"}
+    given[option] = f"S={hostile}" if option == "--bam" else str(hostile)
+    report, peak = _check_alone([arg for pair in given.items() for arg in pair])
+    assert peak <= CEILING, f"{peak / 1e6:.0f} MB"
+    found = [p["message"] for p in report["problems"] if p["file"] == str(hostile)]
+    assert any(expected in message for message in found), found
+
+
+@pytest.fixture(scope="module")
+def fasta_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gzip FASTA of 2 MB whose one sequence unfolds into 2 GiB: some 10 s of CPU to read."""
+    path = tmp_path_factory.mktemp("bomb") / "bomb.fa.gz"
+    member = gzip.compress(b"ACGT" * (25 << 20), 9)  # 100 MiB
+    path.write_bytes(gzip.compress(b">chr1\n") + member * 20)
+    return path
+
+
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_a_check_beyond_its_cpu_time_ends_with_a_problem(small_cohort, fasta_bomb) -> None:
+    before = _child_cpu()
+    done = _cli("--json", "--max-cpu-seconds=1", "--ref", fasta_bomb, "--bed", small_cohort.bed)
+    assert _child_cpu() - before < 3  # stopped at its limit, not after the 10 s it would take
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert json.loads(done.stdout)["problems"] == [{
+        "file": str(fasta_bomb), "severity": "error", "message":
+        "the input check took more than 1 s of CPU reading its contigs (all of the FASTA, unless "
+        "an up-to-date .fai lies beside it: `samtools faidx` makes one) and was stopped there; "
+        "the inputs after it were not checked"}]
+
+
+def test_the_memory_limit_becomes_a_problem(check_inputs, small_cohort, tmp_path) -> None:
+    """A FASTA within the bounds (99,999 contigs of 83-byte names) in a check given 40 MB: the
+    file that needs more is named, and the other inputs are still checked."""
+    ref = _fasta_of_names(tmp_path / "many.fa.gz", 99_999)
+    done = _cli("--json", "--max-memory=40000000", "--ref", ref, "--bed", small_cohort.bed)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    assert report["problems"] == [{
+        "file": str(ref), "severity": "error", "message":
+        "needs more memory than the input check allows (40 MB): reading its contigs (all of the "
+        "FASTA, unless an up-to-date .fai lies beside it: `samtools faidx` makes one)"}]
+    assert f"{small_cohort.bed}: BED with 474 intervals on 6 contigs" in report["notes"]
+    alone = _cli("--max-memory=40000000", "--ref", small_cohort.ref, "--bed", small_cohort.bed)
+    assert alone.returncode == 0, alone.stdout  # what a real check needs fits
+
+
+def test_content_problems_bounds_the_check(fasta_bomb, tmp_path, monkeypatch) -> None:
+    """The caller's side: the check's CPU limit, the caller's wall-clock limit, a check killed
+    from outside (as the kernel's OOM killer would): each one is a problem, never an exception."""
+    assert local_files.CheckLimits().memory_bytes <= CEILING
+    params = {"ref": str(fasta_bomb), "experimental_inputs": [], "control_inputs": []}
+    [cpu] = local_files.content_problems(params, limits=local_files.CheckLimits(cpu_seconds=1))
+    assert cpu.field == "ref"
+    assert cpu.message.startswith(f"{fasta_bomb}: the input check took more than 1 s of CPU ")
+    started = time.monotonic()
+    [wall] = local_files.content_problems(params, limits=local_files.CheckLimits(wall_seconds=1))
+    assert time.monotonic() - started < 5
+    assert wall.field == "" and wall.message.startswith(
+        "the input check took more than 1 s (wall clock) and was stopped")
+    killed = tmp_path / "killed.py"
+    killed.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    monkeypatch.setattr(local_files, "CHECK_INPUTS", killed)
+    [kill] = local_files.content_problems(params)
+    assert kill.message == ("the input check was killed (SIGKILL) before it finished; it may "
+                            "have needed more than its 120 s of CPU or 200 MB of memory")
 
 
 # --- option strings ----------------------------------------------------------------------------
