@@ -493,7 +493,7 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
                       ctx.storage_config, config.roots, concurrency, log,
                       admit=lambda job: config.request_problems(job.request, job.project),
-                      references=ctx.references)
+                      references=ctx.references, check_limits=config.check_limits())
     app = service.App(store, pool, config, ctx.storage_config)
     stop = threading.Event()
     if config.retention is not None:

@@ -58,6 +58,9 @@ class CheckLimits:
                 f"--nice={self.nice}"]
 
 
+DEFAULT_CHECK = CheckLimits()  # the limits unless a caller (the job service) gives its own
+
+
 @dataclass
 class Input:
     """One local input as the request names it, opened: the file, then its indexes."""
@@ -111,7 +114,7 @@ def path_problems(request: dict, roots: Roots) -> list[Problem]:
 
 
 def check(request: dict, options: dict[str, CheckedOptions], roots: Roots,
-          limits: CheckLimits = CheckLimits()) -> list[Problem]:
+          limits: CheckLimits = DEFAULT_CHECK) -> list[Problem]:
     """Every problem of the files of a valid request whose paths are all local: as
     `path_problems`, then the content of every file that could be opened, read through its
     descriptor (`content_problems`, within `limits`)."""
@@ -153,7 +156,7 @@ def views_of(opened: list[Input], folder: Path) -> tuple[dict[str, Path], list[i
 
 def content_problems(params: dict, pass_fds: Sequence[int] = (),
                      shown: dict[str, str] | None = None,
-                     limits: CheckLimits = CheckLimits()) -> list[Problem]:
+                     limits: CheckLimits = DEFAULT_CHECK) -> list[Problem]:
     """The content checks of `bin/check_inputs.py` on a job's local inputs, as its params name
     them (None: not checked), within `limits`; `shown` gives the name a user knows for a part
     of a path, `pass_fds` the descriptors its links need."""
@@ -202,7 +205,7 @@ def _failure(result: subprocess.CompletedProcess, limits: CheckLimits) -> str:
     return f"the input check failed: {result.stderr.strip()[-2000:]}"
 
 
-def index_decisions(params: dict, limits: CheckLimits = CheckLimits()) -> dict:
+def index_decisions(params: dict, limits: CheckLimits = DEFAULT_CHECK) -> dict:
     """Which indexes of a job's inputs, as its params name them, the pipeline uses as they are
     and which it builds: the input check's decisions (`check_inputs.py --indexes-only`, within
     `limits`)."""

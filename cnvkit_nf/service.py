@@ -176,7 +176,8 @@ class App:
             raise _invalid(errors(problems + ([] if oversized else local_files.path_problems(
                 validation.request, roots))))
         self._queue_limit()
-        job_plan, checked = plan(validation, self.storage_config, roots)
+        job_plan, checked = plan(validation, self.storage_config, roots,
+                                 limits=self.config.check_limits())
         if errors(checked):
             raise _invalid(errors(checked))
         try:

@@ -10,7 +10,9 @@ The settings are a JSON file (`cnvkit-nf serve --config`, or env CNVKIT_NF_SERVI
      "limits": {"max_body_bytes": 1048576, "max_inputs": 200, "max_option_length": 1000,
                 "max_queued": 1000, "head_seconds": 5, "request_seconds": 10,
                 "keep_alive_seconds": 15, "max_connections": 1000, "max_header_bytes": 16384,
-                "api_threads": 16, "submission_threads": 4, "max_uploads_per_token": 4},
+                "api_threads": 16, "submission_threads": 4, "max_uploads_per_token": 4,
+                "check_memory_bytes": 200000000, "check_cpu_seconds": 120,
+                "check_seconds": 600},
      "retention": {"max_age": "30d", "max_disk": "200G", "every": "1h"}}
 
 A token may be given in clear (`"token"`) or, better, by its SHA-256 (`"token_sha256"`); env
@@ -36,6 +38,7 @@ from pathlib import Path
 
 from cnvkit_nf.confined import Roots
 from cnvkit_nf.confs import SUBSTEP_OF_FIELD
+from cnvkit_nf.local_files import CheckLimits
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem
 from cnvkit_nf.reference_cache import parse_size
@@ -51,7 +54,11 @@ DEFAULT_LIMITS = {"max_body_bytes": 1 << 20, "max_inputs": 200, "max_option_leng
                   # submissions under way per token
                   "head_seconds": 5, "request_seconds": 10, "keep_alive_seconds": 15,
                   "max_connections": 1000, "max_header_bytes": 16 << 10, "api_threads": 16,
-                  "submission_threads": 4, "max_uploads_per_token": 4}
+                  "submission_threads": 4, "max_uploads_per_token": 4,
+                  # what one run of the input check may cost (local_files.CheckLimits)
+                  "check_memory_bytes": CheckLimits.memory_bytes,
+                  "check_cpu_seconds": CheckLimits.cpu_seconds,
+                  "check_seconds": int(CheckLimits.wall_seconds)}
 
 
 class ConfigError(Exception):
@@ -99,6 +106,11 @@ class ServiceConfig:
     object_roots: tuple[str, ...] | None = None  # None: any URI the credentials can reach
     limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     retention: Schedule | None = None  # None: nothing is cleaned but by `cnvkit-nf clean`
+
+    def check_limits(self) -> CheckLimits:
+        """What each run of the input check may cost, by the limits."""
+        return CheckLimits(self.limits["check_memory_bytes"], self.limits["check_cpu_seconds"],
+                           self.limits["check_seconds"])
 
     def caller(self, token: str | None) -> Caller | None:
         """The caller a token identifies, or None."""

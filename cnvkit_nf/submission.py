@@ -29,6 +29,7 @@ A job that cannot end well raises `JobFailed` with the kind of its failure (`job
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from cnvkit_nf import local_files, manifest, publish_local, retention, storage
 from cnvkit_nf.confined import Roots, everywhere
 from cnvkit_nf.input_store import InputStore, StoreError
 from cnvkit_nf.jobs import CANCELING, LAUNCHING, Failure, Job, JobStore, Occupied
+from cnvkit_nf.local_files import DEFAULT_CHECK, CheckLimits
 from cnvkit_nf.params import to_params
 from cnvkit_nf.paths import Location, parse_location
 from cnvkit_nf.problems import Problem, errors, summary
@@ -90,6 +92,7 @@ class Plan:
     validation: Validation
     objects: ObjectStore
     destination: str | None
+    limits: CheckLimits = DEFAULT_CHECK  # what each run of the input check may cost
 
 
 def destination(output_dir: Location, roots: Roots) -> tuple[str | None, list[Problem]]:
@@ -105,25 +108,27 @@ def destination(output_dir: Location, roots: Roots) -> tuple[str | None, list[Pr
 
 
 def plan(validation: Validation, storage_config: str | None, roots: Roots,
-         check_inputs: bool = True) -> tuple[Plan, list[Problem]]:
+         check_inputs: bool = True, limits: CheckLimits = DEFAULT_CHECK
+         ) -> tuple[Plan, list[Problem]]:
     """Check the inputs of a valid request where they are (unless `check_inputs` is False:
-    a run already under way): local files opened inside `roots`, then their content; objects
-    with the store's credentials. Then claim the output folder (`destination`): a folder
-    swapped for a link since it was checked is refused there. Nothing is written."""
+    a run already under way): local files opened inside `roots`, then their content (each
+    check within `limits`); objects with the store's credentials. Then claim the output
+    folder (`destination`): a folder swapped for a link since it was checked is refused
+    there. Nothing is written."""
     request = validation.request
     objects, problems = object_store(request, storage_config)
-    unclaimed = Plan(validation, objects, None)
+    unclaimed = Plan(validation, objects, None, limits)
     if errors(problems) or not check_inputs:
         return unclaimed, problems
     if objects.s3:
         problems += local_files.path_problems(request, roots)
         problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
     else:
-        problems += local_files.check(request, validation.options, roots)
+        problems += local_files.check(request, validation.options, roots, limits)
     if errors(problems):
         return unclaimed, problems
     claimed, refused = destination(objects.output_dir, roots)
-    return Plan(validation, objects, claimed), problems + refused
+    return Plan(validation, objects, claimed, limits), problems + refused
 
 
 class JobFailed(Exception):
@@ -307,15 +312,19 @@ class Execution:
         params = to_params(validation.request, validation.options,
                            staged={**staged, self.plan.objects.output_dir.raw: results})
         if self.plan.objects.s3:
-            problems = errors(local_files.content_problems(params))
+            problems = errors(local_files.content_problems(params, limits=self.plan.limits))
             if problems:
                 raise JobFailed(f"{REFUSED_AT_TURN}: {summary(problems)}", Failure.REFUSED)
         job = {"instance_id": self.job.instance_id, "request": validation.request,
                "submitted": datetime.fromtimestamp(self.job.created / 1000, UTC).isoformat()}
         # the inputs and options were checked: the pipeline need not check them again, and
         # follows the check's decisions on the indexes of the very files it is given
-        return {**params, "inputs_checked": True, "job": job,
-                "indexes": local_files.index_decisions(params)}
+        try:
+            indexes = local_files.index_decisions(params, self.plan.limits)
+        except subprocess.SubprocessError as err:
+            raise JobFailed(f"the inputs' indexes could not be looked at: {err}",
+                            Failure.SYSTEM) from None
+        return {**params, "inputs_checked": True, "job": job, "indexes": indexes}
 
     def _reference_lease(self, params: dict) -> Lease | None:
         """Hold the project's cache entry of the reference these params would build: when it is

@@ -20,6 +20,7 @@ from pathlib import Path
 from cnvkit_nf.confined import Roots
 from cnvkit_nf.input_store import InputStore
 from cnvkit_nf.jobs import LAUNCHING, Failure, IllegalTransition, Job, JobStore
+from cnvkit_nf.local_files import DEFAULT_CHECK, CheckLimits
 from cnvkit_nf.problems import Problem, errors, summary
 from cnvkit_nf.reference_cache import ReferenceCache
 from cnvkit_nf.request import validate_request
@@ -38,13 +39,15 @@ class WorkerPool:
                  storage_config: str | None, roots: Callable[[str], Roots],
                  concurrency: int = 1, log: Callable[[str], None] = print,
                  admit: Callable[[Job], list[Problem]] = lambda job: [],
-                 references: ReferenceCache | None = None):
+                 references: ReferenceCache | None = None,
+                 check_limits: CheckLimits = DEFAULT_CHECK):
         self.store, self.state_dir, self.options = store, state_dir, options
         self.storage_config, self.concurrency, self.log = storage_config, concurrency, log
         self.roots = roots  # a project's data roots
         self.inputs = InputStore(state_dir / "inputs")  # the jobs' private inputs
         self.admit = admit  # the service's rules, checked again when a job's turn comes
         self.references = references  # references kept between a project's jobs
+        self.check_limits = check_limits  # what each run of the input check may cost
         self.stopping = threading.Event()  # set by `stop`: publications roll back, none start
         self._queue: queue.Queue[str] = queue.Queue()
         self._queued: set[str] = set()  # ids in `_queue`, each there once
@@ -195,7 +198,7 @@ class WorkerPool:
         # now; a running one is not (its run is already under way)
         waiting = job.status == LAUNCHING
         job_plan, problems = plan(validation, self.storage_config, self.roots(job.project),
-                                  check_inputs=waiting)
+                                  check_inputs=waiting, limits=self.check_limits)
         if errors(problems):
             self._fail(job, f"{REFUSED_AT_TURN}: {summary(problems)}" if waiting else
                        f"cannot go on after the service restarted: {summary(problems)}",
