@@ -32,6 +32,7 @@ from pathlib import Path
 
 NAME = "manifest.json"
 RUN_INFO = "pipeline_info/"  # Nextflow's logs and the run's versions: not covered
+MAX_BYTES = 256 << 20  # of a manifest read to verify (one of a million files is 150 MB)
 
 
 def hexdigest(path: Path, new=hashlib.sha256) -> str:
@@ -105,11 +106,9 @@ def verify(folder: Path) -> list[str]:
     if not target.is_file():
         return [f"{target}: no manifest, the result is incomplete"]
     try:
-        listed = {item["path"]: item for item in json.loads(target.read_text())["files"]}
-        for item in listed.values():
-            _identity(item)
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        return [f"{target}: not a valid manifest ({type(err).__name__}: {err})"]
+        listed = _entries(target)
+    except (OSError, ValueError) as err:
+        return [f"{target}: not a valid manifest: {err}"]
     found = {item["path"]: item for item in listing(folder)}
     problems = [f"{path}: listed but missing" for path in sorted(listed.keys() - found.keys())]
     problems += [f"{path}: not in the manifest" for path in sorted(found.keys() - listed.keys())]
@@ -119,6 +118,34 @@ def verify(folder: Path) -> list[str]:
         if _identity(listed[path]) != _identity(found[path])
     ]
     return problems
+
+
+def _entries(target: Path) -> dict[str, dict]:
+    """A manifest's entries by path; ValueError says how it is malformed (it may be anything:
+    the folder is not ours)."""
+    with open(target, "rb") as handle:
+        text = handle.read(MAX_BYTES + 1)
+    if len(text) > MAX_BYTES:
+        raise ValueError(f"it is larger than {MAX_BYTES} bytes")
+    try:
+        body = json.loads(text)
+    except RecursionError:
+        raise ValueError("its JSON is nested too deeply") from None
+    except ValueError as err:  # not UTF-8, not JSON, a number of thousands of digits
+        raise ValueError(f"it is not JSON ({err})") from None
+    files = body.get("files") if isinstance(body, dict) else None
+    if not isinstance(files, list):
+        raise ValueError('it is not a JSON object with a "files" list')
+    listed: dict[str, dict] = {}
+    for number, item in enumerate(files):
+        if not (isinstance(item, dict) and isinstance(item.get("path"), str)
+                and type(item.get("size")) is int and isinstance(item.get("sha256"), str)):
+            raise ValueError(f"files[{number}] is not an object of a path (a string), a size "
+                             "(an integer) and a sha256 (a string)")
+        if item["path"] in listed:
+            raise ValueError(f"files[{number}] lists {item['path']} again")
+        listed[item["path"]] = item
+    return listed
 
 
 def _identity(item: dict) -> tuple[int, str]:

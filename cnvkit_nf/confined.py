@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_LINKS = 40  # links followed in one walk, as the kernel allows in one lookup
+NAME_MAX = 255  # bytes in one file or folder name (Linux's file systems)
 _FOLDER = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO must not block
 
@@ -164,6 +165,10 @@ def _enter(path: str, roots: tuple[Path, ...], links: int) -> tuple[int, str, li
         raise Outside("is a symbolic link (or inside one) that leads outside the data roots"
                       if links else "is outside the data roots")
     real, names = found
+    for name in names:  # those that do not exist yet too (a folder to be made)
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise Refused(f"a path component is longer than {NAME_MAX} bytes: {name[:40]}... "
+                          f"({len(os.fsencode(name))} bytes)")
     return os.open(real, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), real, names
 
 
@@ -197,6 +202,9 @@ def _step(fd: int, name: str, flags: int, create: bool) -> int | str:
         except PermissionError:
             raise Refused("cannot be read (permission denied)") from None
         except OSError as err:
+            if err.errno == errno.ENAMETOOLONG:  # on a file system of names under NAME_MAX
+                raise Refused(f"a path component is longer than its file system allows: "
+                              f"{name[:40]}...") from None
             if err.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
             try:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ INPUT_FIELDS = ("experimental_inputs", "control_inputs")
 PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn")
 MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
 MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
+MAX_NAMED = 20  # unknown or repeated field names listed one by one; the rest are counted
 SAMPLE_NAME_CHARS = "A-Za-z0-9_-"  # a sample name: its BAM's file name up to the first '.'
 # Reads come as BAM, or as CRAM read with the request's FASTA (beyond the seed's "BAM").
 ALIGNMENT_SUFFIXES = (".bam", ".cram")
@@ -84,6 +86,7 @@ def validate_request(data: object, cache=None) -> Validation:
     (`cache`: see `confs.check_all`)."""
     if not isinstance(data, dict):
         return Validation(_schema_problems(data, set()))
+    request, data = data, _input_lists_cut(data)
     entries = path_entries(data)
     path_problems = []
     for where, text in entries:
@@ -91,11 +94,12 @@ def validate_request(data: object, cache=None) -> Validation:
             paths.parse_location(text)
         except ValueError as exc:
             path_problems.append(Problem(where, str(exc)))
+    unparsed = {p.field for p in path_problems}
     path_problems += [
         Problem(where, f"file name {text.rpartition('/')[2]!r} may only contain letters, "
                        "digits and _ . + -; rename the file")
         for where, text in entries
-        if where != "output_dir" and where not in {p.field for p in path_problems}
+        if where != "output_dir" and where not in unparsed
         and not _SAFE_FILE_NAME.fullmatch(text.rpartition("/")[2])
     ]
     bad = {p.field for p in path_problems}
@@ -106,11 +110,21 @@ def validate_request(data: object, cache=None) -> Validation:
             Problem("annotation_file", "ignored because has_annotate is not true", "warning")
         )
     problems += _reference_problems(data)
+    # Only strings the schema allows are parsed as options (it reports the others): argparse's
+    # time grows faster than the length of what it parses.
+    longest = load_schema()["$defs"]["options"]["maxLength"]
     options, option_problems = confs.check_all(
-        {k: v for k, v in data.items() if isinstance(v, str)},  # the schema reports non-strings
-        cache,
-    )
-    return Validation(list(dict.fromkeys(problems + option_problems)), options, data)
+        {k: v for k, v in data.items() if isinstance(v, str) and len(v) <= longest}, cache)
+    return Validation(list(dict.fromkeys(problems + option_problems)), options, request)
+
+
+def _input_lists_cut(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with each input list cut one item past the schema's maxItems: the schema still
+    reports it too long, and checking the items beyond (a 1 MiB body holds 300,000) would
+    only cost time."""
+    fields = load_schema()["properties"]
+    return {k: v[:fields[k]["maxItems"] + 1] if k in INPUT_FIELDS and isinstance(v, list) else v
+            for k, v in data.items()}
 
 
 def _reference_problems(data: dict[str, Any]) -> list[Problem]:
@@ -196,25 +210,29 @@ def _too_deep() -> Validation:
 
 
 def _depth(value: Any) -> int:
-    """How deeply lists and objects nest in a parsed JSON value (a string has depth 0)."""
-    deepest, level = 0, [(value, 0)]
-    while level:
-        item, depth = level.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth + 1)
-            if depth + 1 <= MAX_DEPTH:
-                level += [(child, depth + 1) for child in
-                          (item.values() if isinstance(item, dict) else item)]
-    return deepest
+    """How deeply lists and objects nest in a parsed JSON value (a string has depth 0), up to
+    MAX_DEPTH + 1; a level at a time, in comprehensions (a 1 MiB body holds 350,000 lists)."""
+    depth, level = 0, [value]
+    while depth <= MAX_DEPTH:
+        level = [item for item in level if isinstance(item, dict | list)]
+        if not level:
+            break
+        depth += 1
+        level = [child for item in level
+                 for child in (item.values() if isinstance(item, dict) else item)]
+    return depth
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object hook that refuses repeated field names."""
-    keys = [k for k, _ in pairs]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise ValueError(f"field(s) given more than once: {', '.join(repeated)}")
-    return dict(pairs)
+    """A JSON object hook that refuses repeated field names (the first MAX_NAMED named)."""
+    fields = dict(pairs)
+    if len(fields) < len(pairs):
+        counts = Counter(k for k, _ in pairs)
+        repeated = sorted(k for k, n in counts.items() if n > 1)
+        more = f" and {len(repeated) - MAX_NAMED} more" if len(repeated) > MAX_NAMED else ""
+        raise ValueError(f"field(s) given more than once: {', '.join(repeated[:MAX_NAMED])}"
+                         + more)
+    return fields
 
 
 def _where(path: Iterable[str | int]) -> str:
@@ -246,11 +264,16 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
     prefix = f"{where}." if where else ""
     if err.validator == "additionalProperties":
         known = list(load_schema()["properties"])
+        unknown = [name for name in instance if name not in known]
         out = []
-        for name in sorted(set(instance) - set(known)):
+        for name in unknown[:MAX_NAMED]:  # a hint costs a comparison with every known name
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             out.append(Problem(prefix + name, f"unknown field {name!r}{hint}"))
+        if len(unknown) > MAX_NAMED:
+            out.append(Problem(where, f"{len(unknown) - MAX_NAMED} more unknown fields after "
+                                      f"these {MAX_NAMED}; the known fields are "
+                                      f"{', '.join(known)}"))
         return out
     if err.validator == "required":
         reason = (

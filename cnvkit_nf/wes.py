@@ -9,6 +9,7 @@ project's runs are answered 404, as runs that do not exist.
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 import json
@@ -38,6 +39,11 @@ RUNS = f"{PREFIX}/runs"
 WORKFLOW_TYPE, WORKFLOW_TYPE_VERSION = "NFL", "DSL2"
 _RUN = re.compile(rf"{PREFIX}/runs/([^/]+)(/status|/cancel)?")
 MAX_PAGE = 100
+_COUNT = re.compile(r"[0-9]{1,18}")  # ASCII digits (str.isdigit takes "²"), SQLite's 64 bits
+# A RunWorkflow form has 9 fields, each with a header line or two: a form of more parts, or
+# with more header bytes in all, is refused (see `_parts`).
+MAX_PARTS, MAX_HEADS = 64, 4 << 10
+_BLANK_LINE = re.compile(rb"(?:\A|\r?\n)\r?\n")  # ends a part's header lines (maybe none)
 
 
 class WesError(ApiError):
@@ -174,7 +180,8 @@ class Wes:
     def _list(self, caller: Caller, query: str) -> dict:
         args = {name: values[-1] for name, values in parse_qs(query).items()}
         size, token = args.get("page_size", "10"), args.get("page_token", "0")
-        if not size.isdigit() or not 1 <= int(size) <= MAX_PAGE or not token.isdigit():
+        if not (_COUNT.fullmatch(size) and _COUNT.fullmatch(token)) \
+                or not 1 <= int(size) <= MAX_PAGE:
             raise WesError(400, f"page_size must be 1..{MAX_PAGE} and page_token one this "
                                 "service gave")
         offset = int(token)
@@ -222,25 +229,68 @@ def _form(content_type: str, body: bytes) -> dict[str, str]:
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
     if not content_type.lower().startswith("multipart/form-data"):
         raise WesError(400, "send the run as multipart/form-data (or application/json)")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
-    if not message.is_multipart() or message.defects:  # e.g. no closing boundary
-        raise WesError(400, "the multipart/form-data body cannot be read")
     fields = {}
-    for part in message.iter_parts():
+    for head, content in _parts(content_type, body):
+        part = _headers(head)
         name = part.get_param("name", header="content-disposition")
         if name == "workflow_attachment":
             raise WesError(400, "workflow_attachment is not taken: the pipeline is this "
                                 "service's own")
         if name:
-            payload = part.get_payload(decode=True)
-            if not isinstance(payload, bytes):  # a part that is itself multipart
+            if part.get_content_maintype() in ("multipart", "message"):
                 raise WesError(400, f"{name} must be a plain form field")
+            part.set_payload(content.decode("ascii", "surrogateescape"))  # as the parser would
             try:
-                fields[name] = payload.decode("utf-8")
+                fields[name] = part.get_payload(decode=True).decode("utf-8")
             except UnicodeDecodeError:
                 raise WesError(400, f"{name} is not UTF-8 text") from None
     return fields
+
+
+def _parts(content_type: str, body: bytes) -> list[tuple[bytes, bytes]]:
+    """(header lines, content) of each part of a multipart body. Parts are found here, not by
+    `email.parser`, whose time grows with the square of a header's length: it is given the
+    header lines of one part at a time, and at most MAX_HEADS bytes of them in all, so that
+    reading a form takes time in proportion to its size."""
+    unreadable = "the multipart/form-data body cannot be read"
+    budget = MAX_HEADS - len(content_type)
+    if budget < 0:
+        raise WesError(400, f"the Content-Type header is longer than {MAX_HEADS} bytes")
+    boundary = _headers(f"Content-Type: {content_type}".encode("latin-1")).get_boundary()
+    if not boundary or not boundary.isascii():
+        raise WesError(400, f"{unreadable}: the Content-Type names no boundary")
+    # A delimiter line starts a part; with "--" after the boundary it ends the last. (The
+    # line break that ends it is not taken: it may begin the next delimiter.)
+    delimiter = re.compile(rb"(?:\A|\r?\n)--" + re.escape(boundary.encode())
+                           + rb"(--)?[ \t]*(?=(\r?\n)|\Z)")
+    parts: list[tuple[bytes, bytes]] = []
+    start = None
+    for match in delimiter.finditer(body):
+        if start is not None:
+            part = body[start:match.start()]
+            blank = _BLANK_LINE.search(part)
+            if blank is None:
+                raise WesError(400, f"{unreadable}: part {len(parts) + 1} has no blank line "
+                                    "after its header lines")
+            budget -= blank.start()
+            if budget < 0:
+                raise WesError(400, f"the form's header lines (of all parts, with the "
+                                    f"Content-Type) are longer than {MAX_HEADS} bytes")
+            parts.append((part[:blank.start()], part[blank.end():]))
+        if match.group(1):
+            return parts
+        if len(parts) == MAX_PARTS:
+            raise WesError(400, f"the form has more than {MAX_PARTS} parts; a RunWorkflow form "
+                                "has 9 fields")
+        start = match.end() + len(match.group(2) or b"")
+    raise WesError(400, f"{unreadable}: it does not end with the closing boundary "
+                        f"--{boundary}--")
+
+
+def _headers(lines: bytes) -> email.message.EmailMessage:
+    """Header lines (a few KiB at most: see `_parts`), parsed as HTTP's."""
+    return email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        lines + b"\r\n\r\n", headersonly=True)
 
 
 def _iso(ms: int | None) -> str | None:

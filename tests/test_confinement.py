@@ -17,7 +17,13 @@ import pytest
 from cnvkit_nf import confined, local_files, manifest, publish_local
 from cnvkit_nf.confined import Roots
 from cnvkit_nf.input_store import InputStore
-from cnvkit_nf.local_files import Input, content_problems, open_inputs, views_of
+from cnvkit_nf.local_files import (
+    Input,
+    content_problems,
+    open_inputs,
+    output_problem,
+    views_of,
+)
 from cnvkit_nf.params import to_params
 from cnvkit_nf.paths import parse_location
 from cnvkit_nf.request import validate_request
@@ -186,6 +192,25 @@ def test_an_output_folder_swapped_between_check_and_claim_is_refused(small_cohor
 
 
 # --- the store of private inputs ---------------------------------------------------------------
+
+def test_a_name_over_255_bytes_is_refused_not_raised(site):
+    """The kernel's ENAMETOOLONG was raised as it came (a 500 from the service); a folder of
+    such a name still to be made was not seen at all."""
+    a = site["a"]
+    long = "é" * 128  # 128 characters, 256 bytes
+    said = f"a path component is longer than 255 bytes: {'é' * 40}... (256 bytes)"
+    assert _refusal(a / long / "S1.bam", (a,)) == said
+    assert _refusal(a / "run" / f"{long[:-1]}.bam", (a,)).endswith("(258 bytes)")
+    for refused in (lambda: confined.deepest_folder(str(a / "new" / long / "out"), (a,)),
+                    lambda: confined.open_folder(str(a / "new" / long), (a,), create=True)):
+        with pytest.raises(confined.Refused, match="longer than 255 bytes"):
+            refused()
+    assert not (a / "new").exists()
+    assert output_problem(str(a / long), Roots((a,), (a,), "lab-a")) == f"{a / long}: {said}"
+    fine = "é" * 127  # 254 bytes: allowed
+    os.close(confined.open_folder(str(a / fine), (a,), create=True))
+    assert (a / fine).is_dir()
+
 
 def _opened(site, roots: Roots | None = None) -> Input:
     request = {"experimental_inputs": [str(site["a"] / "run" / "S1.bam")], "control_inputs": []}

@@ -2,6 +2,9 @@
 
 import copy
 import json
+import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -276,3 +279,76 @@ def test_nesting_is_bounded() -> None:
         [problem] = validate_text(text).problems
         assert problem.message.startswith("the JSON is nested more than 32 levels deep")
     assert validate_text(json.dumps(SEED)).ok
+
+
+BODY_LIMIT = 1 << 20  # the job service's max_body_bytes
+
+
+def _fill(item: str, head: str = "{", tail: str = "}") -> str:
+    """A JSON text of as many `item`s ({} -> a number) as fit in the service's body limit."""
+    count = (BODY_LIMIT - len(head) - len(tail)) // (len(item.format(0)) + 1)
+    return head + ",".join(item.format(i) for i in range(count)) + tail
+
+
+def _request_with(field: str, item: str) -> str:
+    return _fill(item, json.dumps(request(**{field: None}))[:-1] + f', "{field}": [', "]}")
+
+
+HOSTILE_REQUESTS = {  # the costliest bodies of their kind within the limit
+    "unknown fields": _fill('"f{:07d}": ""'),
+    "unknown fields like known ones": _fill('"target_con{:07d}": 1'),
+    "a field repeated": _fill('"a{:07d}": 1, "a{:07d}": 1'.replace("{:07d}", "{0:07d}")),
+    "empty paths": _request_with("experimental_inputs", '""'),
+    "paths with a glob": _request_with("control_inputs", '"*"'),
+    "numbers for paths": _request_with("experimental_inputs", "1"),
+    "objects for paths": _request_with("experimental_inputs", "{{}}"),
+    "one BAM again and again": _request_with("control_inputs", '"/d/a.bam"'),
+    "an option string of many options": json.dumps(request(coverage_conf="-x " * 300_000)),
+    "lists in an unknown field": _fill("[[]]", '{"x": [', "]}"),
+}
+
+
+def best_time(call: Callable[[], object], within: float = 1) -> float:
+    """Seconds `call` takes: the least of up to three tries, so that another process on the
+    CPU does not fail a test; a try under `within`, or over thrice that, ends it."""
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - started)
+        if not within <= best <= 3 * within:
+            break
+    return best
+
+
+@pytest.mark.parametrize("text", [pytest.param(text, id=name)
+                                  for name, text in HOSTILE_REQUESTS.items()])
+def test_a_hostile_request_is_answered_in_well_under_a_second(text: str) -> None:
+    """Each took from 5 s to minutes: problems that cost time in proportion to the square of
+    the request's size (or argparse's worse), on a body the service accepts."""
+    assert len(text.encode()) <= BODY_LIMIT
+    validate_text(json.dumps(SEED))  # CNVkit's parsers are imported once, not timed here
+    assert best_time(lambda: validate_text(text)) < 1
+    result = validate_text(text)
+    assert not result.ok
+    assert len(result.problems) <= 510  # a list's first 501 items, not 300,000 of them
+
+
+def test_unknown_fields_are_named_up_to_twenty_then_counted() -> None:
+    data = request(**{f"extra_{n:03d}": 1 for n in range(30)}, segmnet_conf="")
+    found = errors(validate_request(data).problems)
+    named = [p for p in found if p.field.startswith(("extra_", "segmnet"))]
+    assert [p.field for p in named] == [f"extra_{n:03d}" for n in range(20)]
+    assert named[0].message == "unknown field 'extra_000'"
+    (rest,) = [p for p in found if p.field == ""]
+    assert rest.message.startswith("11 more unknown fields after these 20; the known fields "
+                                   "are experimental_inputs, control_inputs,")
+    hinted = error_map(request(segmnet_conf=""))["segmnet_conf"]
+    assert hinted == "unknown field 'segmnet_conf' (did you mean 'segment_conf'?)"
+
+
+def test_repeated_fields_are_named_up_to_twenty_then_counted() -> None:
+    text = "{" + ", ".join(f'"f{n:02d}": 1, "f{n:02d}": 2' for n in range(25)) + "}"
+    (problem,) = validate_text(text).problems
+    assert problem.message == ("field(s) given more than once: "
+                               + ", ".join(f"f{n:02d}" for n in range(20)) + " and 5 more")

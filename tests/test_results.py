@@ -174,3 +174,52 @@ def test_report_opens_in_a_browser_with_the_planted_calls(results, cohort, brows
     for path in ("samples/Sample_2/Sample_2.vcf", "cohort/cohort.seg", "reference/reference.cnn"):
         assert f'<li><a href="{path}">' in "\n".join(links), path
         assert (results["out"] / path).is_file()
+
+
+ENTRY = {"path": "f", "size": 3, "sha256": "0" * 64}
+NOT_AN_ENTRY = "is not an object of a path (a string), a size (an integer) and a sha256 (a string)"
+
+
+def _listing(*entries) -> str:
+    return json.dumps({"files": list(entries)})
+
+
+MALFORMED_MANIFESTS = {  # name: (manifest.json, what the one line says after "not a valid ...")
+    "nested 10,000 deep": ('{"files": ' + "[" * 10_000 + "]" * 10_000 + "}",
+                           "its JSON is nested too deeply"),
+    "nested deep beside the files": ('{"files": [], "x": ' + "[" * 10_000 + "]" * 10_000 + "}",
+                                     "its JSON is nested too deeply"),
+    "files an object": ('{"files": {"f": 3}}', 'it is not a JSON object with a "files" list'),
+    "files missing": ('{"file": []}', 'it is not a JSON object with a "files" list'),
+    "a list": (json.dumps([ENTRY]), 'it is not a JSON object with a "files" list'),
+    "an item a string": (_listing("f"), f"files[0] {NOT_AN_ENTRY}"),
+    "a path a number": (_listing(ENTRY, {**ENTRY, "path": 5}), f"files[1] {NOT_AN_ENTRY}"),
+    "a path null": (_listing(ENTRY, {**ENTRY, "path": None}), f"files[1] {NOT_AN_ENTRY}"),
+    "a size a string": (_listing({**ENTRY, "size": "3"}), f"files[0] {NOT_AN_ENTRY}"),
+    "a path twice": (_listing(ENTRY, ENTRY), "files[1] lists f again"),
+    "not UTF-8": ('{"files": ["\udcff"]}', "it is not JSON ('utf-8' codec can't decode byte 0xff"),
+}
+
+
+@pytest.mark.parametrize("text, said", [pytest.param(*case, id=name)
+                                        for name, case in MALFORMED_MANIFESTS.items()])
+def test_verify_names_a_malformed_manifest_in_one_line(tmp_path, text, said):
+    """Deep nesting, and paths that are not strings, were tracebacks; a size that is a string
+    was "differs from the manifest"."""
+    (tmp_path / "f").write_text("ab\n")
+    target = tmp_path / "manifest.json"
+    target.write_bytes(text.encode("utf-8", "surrogateescape"))
+    line = f"{target}: not a valid manifest: {said}"
+    (problem,) = manifest.verify(tmp_path)
+    assert problem.startswith(line), problem
+    done = launch(["verify", str(tmp_path)], tmp_path / "state")
+    assert done.returncode == 1 and done.stderr.startswith(line), done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_verify_refuses_a_huge_manifest_unread(tmp_path):
+    limit = 256 << 20
+    with open(tmp_path / "manifest.json", "wb") as handle:
+        handle.truncate(limit + 1)  # sparse: no disk space
+    assert manifest.verify(tmp_path) == [
+        f"{tmp_path / 'manifest.json'}: not a valid manifest: it is larger than {limit} bytes"]

@@ -15,8 +15,10 @@ import pytest
 import referencing
 import yaml
 
+from cnvkit_nf import wes
 from scaffold.local_service import LocalService
 from tests.conftest import ROOT, seed_request
+from tests.test_request import best_time
 
 SPEC = ROOT / "tools" / "wes" / "ga4gh-wes-spec-1.1.0.yml"
 ALICE, BOB = "wes-alice-token-0123456789", "wes-bob-token-0123456789"
@@ -375,3 +377,108 @@ def test_malformed_runs_are_refused_and_nothing_is_queued(service, cohort, check
     assert payload["status_code"] == 400 and text in payload["msg"], payload
     assert run_ids(service) == before
     assert not (service.out / "never").exists()
+
+
+FORM_TYPE = "multipart/form-data; boundary=b0undary"
+END = b"--b0undary--\r\n"
+
+
+def _part(head: bytes, content: bytes = b"x") -> bytes:
+    return b"--b0undary\r\n" + head + b"\r\n\r\n" + content + b"\r\n"
+
+
+def _named(name: str) -> bytes:
+    return f'Content-Disposition: form-data; name="{name}"'.encode()
+
+
+HOSTILE_FORMS = [  # (form, what it gives: its field names or the refusal's words); ~1 MB each
+    (_part(_named("a") + b"; p=q" * 200_000) + END, "longer than 4096 bytes"),
+    (_part(_named("a") + b"\r\nContent-Type: text/plain" + b"(c)" * 300_000) + END,
+     "longer than 4096 bytes"),
+    # the costliest heads within the limit, with a body of 1 MiB
+    (b"".join(_part(_named(f"f{n}") + b"\r\nContent-Type: text/plain; c=d" + b"(c)" * 300,
+                    b"v" * 250_000) for n in range(4)) + END, ["f0", "f1", "f2", "f3"]),
+    (b"".join(_part(_named(f"f{n}")) for n in range(15_000)) + END, "more than 64 parts"),
+    (_part(_named("a"), b"\r\n" * 500_000) + END, ["a"]),
+    (_part(_named("a"), b"\r\n--b0undar" * 80_000) + END, ["a"]),
+    (b"--b0undary\r\n" + _named("a") + b"\r\n" + b"x" * 1_000_000 + b"\r\n" + END,
+     "part 1 has no blank line after its header lines"),
+    (_part(_named("a"), b"v" * 1_000_000), "does not end with the closing boundary --b0undary--"),
+]
+
+
+@pytest.mark.parametrize("form, gives", HOSTILE_FORMS)
+def test_a_hostile_form_is_read_in_well_under_a_second(form, gives):
+    """The first took 22 s: `email.parser` takes time in proportion to the square of a header's
+    length. A form's header lines are now found here and refused over 4 KiB in all."""
+    def read():
+        try:
+            return list(wes._form(FORM_TYPE, form))
+        except wes.WesError as err:
+            assert err.status == 400
+            return str(err)
+
+    assert len(form) <= 1 << 20  # the service's max_body_bytes
+    assert best_time(read) < 1
+    answer = read()
+    assert answer == gives if isinstance(gives, list) else gives in answer, answer
+
+
+def test_forms_are_read_as_clients_write_them():
+    """Line breaks of LF alone, a quoted boundary, a preamble and an epilogue, a part without
+    a name, base64 content."""
+    body = (b"preamble\n--b0undary\n" + _named("workflow_type") + b"\n\nNFL\n--b0undary \n"
+            + b"Content-Type: text/plain\n\nno name\n--b0undary\n" + _named("tags")
+            + b"\nContent-Transfer-Encoding: base64\n\neyJwcm9qZWN0IjogImxhYi1hIn0=\n"
+            + b"--b0undary--\nepilogue")
+    assert wes._form('multipart/form-data; boundary="b0undary"', body) == {
+        "workflow_type": "NFL", "tags": '{"project": "lab-a"}'}
+    with pytest.raises(wes.WesError, match="the Content-Type names no boundary"):
+        wes._form("multipart/form-data", body)
+
+
+@pytest.mark.parametrize("query", ["page_token=" + "9" * 19, "page_token=%C2%B2",
+                                   "page_size=%C2%B2", "page_size=" + "1" * 5000,
+                                   "page_token=-1"])
+def test_page_tokens_and_sizes_that_are_not_counts_are_refused(service, check, query):
+    """19 digits overflowed SQLite's integers and "²" is a digit to str.isdigit but not to int:
+    both were 500s."""
+    status, body = call(service, "GET", f"/runs?{query}")
+    assert status == 400, body
+    check(body, "ErrorResponse")
+    assert body["msg"] == "page_size must be 1..100 and page_token one this service gave"
+
+
+def test_a_path_component_over_255_bytes_is_refused_by_name(service, cohort, check):
+    """Opening such a path raised ENAMETOOLONG, a 500; a missing folder of such a name was not
+    seen at all until the job tried to make it. On both faces."""
+    long, data = "a" * 300, cohort.ref.parent
+    good = seed_request(cohort, service.out / "long")
+    for field, change, size in (
+            ("ref", {"ref": f"{data}/{long}/ref.fa"}, 300),
+            ("experimental_inputs[0]", {"experimental_inputs": [f"{data}/{long}.bam"]}, 304),
+            ("output_dir", {"output_dir": f"{service.out}/{long}/out"}, 300),
+            ("output_dir", {"output_dir": f"{service.out}/new/{long}"}, 300)):
+        said = f"a path component is longer than 255 bytes: {'a' * 40}... ({size} bytes)"
+        status, body = service.call("POST", "/v2.0/lab-a/gene/tools/cnvkit", ALICE,
+                                    {**good, **change})
+        assert status == 400, body
+        assert [(p["field"], p["message"].endswith(said)) for p in body["problems"]] == [
+            (field, True)], body
+        form, content_type = multipart(_fields(workflow_params=json.dumps({**good, **change})))
+        status, body = call(service, "POST", "/runs", body=form, content_type=content_type)
+        assert status == 400 and said in body["msg"], body
+        check(body, "ErrorResponse")
+    assert not (service.out / "new").exists()
+
+
+def test_an_overlong_run_id_is_not_found(service, check):
+    run_id = "x" * 300
+    for method, path in (("DELETE", ""), ("GET", "/log"), ("POST", "/retry")):
+        status, body = service.call(method, f"/v2.0/lab-a/gene/tools/cnvkit/{run_id}{path}",
+                                    ALICE)
+        assert (status, body["error_code"]) == (404, "DLI.0023"), body
+    for method, path in (("GET", ""), ("GET", "/status"), ("POST", "/cancel")):
+        status, body = call(service, method, f"/runs/{run_id}{path}")
+        assert status == 404, body
+        check(body, "ErrorResponse")
