@@ -21,7 +21,9 @@ project of the request, so that projects can be kept apart on disk; such a root 
 (output_dir may lie in it). A root shared by every project is read-only unless it says
 `"writable": true`; then it is shared only by folder: each project reads and writes in its own
 `<root>/<project>` (made at start, `prepare`), and nothing else of it. `object_roots` does the
-same for object-storage URIs (without it, any object the service's credentials reach).
+same for object-storage URIs, `{"path": "s3a://...", "writable": true}` included: output_dir
+must lie in a writable one (without `object_roots`, any object the service's credentials
+reach).
 `retention` cleans the state dir every `every` (default 1h) by the policy of `cnvkit-nf clean`
 (`retention`): max_age, max_disk or both.
 """
@@ -98,12 +100,21 @@ class DataRoot:
 
 
 @dataclass(frozen=True)
+class ObjectRoot(DataRoot):
+    """An object-storage folder requests may name objects in, by the rules of `DataRoot`."""
+
+    def of(self, project: str) -> Location:  # type: ignore[override]
+        """The folder `project` reaches."""
+        return parse_location(self.pattern.replace("{project}", project)).as_folder()
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """Tokens (by SHA-256), data roots, limits and retention of a job service."""
 
     callers: dict[str, Caller] = field(default_factory=dict)
     data_roots: tuple[DataRoot, ...] = ()
-    object_roots: tuple[str, ...] | None = None  # None: any URI the credentials can reach
+    object_roots: tuple[ObjectRoot, ...] | None = None  # None: any URI the credentials reach
     limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     retention: Schedule | None = None  # None: nothing is cleaned but by `cnvkit-nf clean`
 
@@ -154,12 +165,17 @@ class ServiceConfig:
                     raise ConfigError(f"data_roots: {folder}, the folder of project {project} "
                                       f"in {root.path}, is a symbolic link; the service keeps "
                                       "each project's folder there a plain folder")
-        writable = [(project, os.path.realpath(root.of(project))) for project in projects
+        writable = [(project, os.path.realpath(root.of(project)) + "/") for project in projects
                     for root in self.data_roots if root.writable]
+        writable += [(project, root.of(project).raw.replace("s3a://", "s3://"))
+                     for project in projects for root in self.object_roots or ()
+                     if root.writable]
         for (one, first), (other, second) in itertools.combinations(writable, 2):
-            if one != other and os.path.commonpath([first, second]) in (first, second):
-                raise ConfigError(f"data_roots: project {one} writes in {first} and project "
-                                  f"{other} in {second}, the same folder or one inside the "
+            if one != other and (first.startswith(second) or second.startswith(first)):
+                setting = "data_roots" if first.startswith("/") else "object_roots"
+                raise ConfigError(f"{setting}: project {one} writes in {first.rstrip('/')} and "
+                                  f"project {other} in {second.rstrip('/')}, the same folder or "
+                                  "one inside the "
                                   "other: give each project folders of its own")
 
     def request_problems(self, request: dict, project: str) -> list[Problem]:
@@ -190,24 +206,27 @@ class ServiceConfig:
                 location = parse_location(text)
             except ValueError:
                 continue  # reported by the request validation
-            reason = self._object_problem(location, project) if location.is_remote else None
+            reason = self._object_problem(location, project, where == "output_dir") \
+                if location.is_remote else None
             if reason:
                 problems.append(Problem(where, reason))
         return problems
 
-    def _object_problem(self, location: Location, project: str) -> str | None:
-        """Why an object-storage URI is not under the project's object roots, or None."""
+    def _object_problem(self, location: Location, project: str, writing: bool) -> str | None:
+        """Why an object-storage URI is not under the project's (writable, for `writing`)
+        object roots, or None."""
         if self.object_roots is None:
             return None  # the service's credentials alone decide
         if any(part in ("", ".", "..") for part in location.key.rstrip("/").split("/")):
             return "empty, '.' and '..' parts are not allowed in object keys"
-        allowed = [parse_location(root.replace("{project}", project)).as_folder()
-                   for root in self.object_roots]
+        allowed = [root.of(project) for root in self.object_roots
+                   if root.writable or not writing]
         if any(root.family == location.family and root.bucket == location.bucket
                and location.as_folder().key.startswith(root.key) for root in allowed):
             return None
         places = ", ".join(root.raw for root in allowed) or "none"
-        return f"outside the object-storage folders of project {project}: {places}"
+        kind = "writable object-storage folders" if writing else "object-storage folders"
+        return f"outside the {kind} of project {project}: {places}"
 
 
 def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceConfig:
@@ -234,18 +253,13 @@ def load(path: str | Path | None, extra_roots: tuple[str, ...] = ()) -> ServiceC
            if k not in DEFAULT_LIMITS or not isinstance(v, int) or v < 1]
     if bad:
         raise ConfigError(f"limits: unknown or not a positive integer: {sorted(bad)}")
-    roots = tuple(_data_root(entry) for entry in settings.get("data_roots") or ())
+    roots = tuple(_root(entry, "data_roots") for entry in settings.get("data_roots") or ())
     roots += tuple(DataRoot(path, writable=False) for path in extra_roots)
     objects = settings.get("object_roots")
     if objects is not None:
-        try:
-            objects = tuple(objects)
-            if not all(parse_location(root.replace("{project}", "p")).is_remote
-                       for root in objects):
-                raise ValueError("not an object-storage URI")
-        except (TypeError, ValueError, AttributeError) as err:
-            raise ConfigError(f"object_roots must be a list of s3a://, s3:// or obs:// "
-                              f"folders: {err}") from None
+        if not isinstance(objects, list):
+            raise ConfigError("object_roots must be a list of s3a://, s3:// or obs:// folders")
+        objects = tuple(_root(entry, "object_roots") for entry in objects)
     return ServiceConfig(_callers(tokens), roots, objects, limits,
                          _retention(settings["retention"]) if "retention" in settings else None)
 
@@ -276,17 +290,26 @@ def _retention(entry: object) -> Schedule:
     return Schedule(policy, every or 3600.0)
 
 
-def _data_root(entry: object) -> DataRoot:
-    """A data_roots entry: a path, or {"path": ..., "writable": true|false}. A root of each
-    project's own (with `{project}`) is writable by default, a shared one read-only."""
+def _root(entry: object, setting: str) -> DataRoot:
+    """A data_roots entry (an absolute path) or an object_roots entry (an object-storage
+    folder), or {"path": ..., "writable": true|false}. A root of each project's own (with
+    `{project}`) is writable by default, a shared one read-only."""
     path, writable = entry, None
     if isinstance(entry, dict) and not set(entry) - {"path", "writable"}:
         path, writable = entry.get("path"), entry.get("writable")
-    if not isinstance(path, str) or not Path(path).is_absolute() or not isinstance(
-            writable, bool | None):
-        raise ConfigError(f"data_roots: {entry!r} is not an absolute path or "
-                          '{"path": "/absolute/path", "writable": true|false}')
-    return DataRoot(path, "{project}" in path if writable is None else writable)
+    objects = setting == "object_roots"
+    try:
+        usable = isinstance(path, str) and isinstance(writable, bool | None) and (
+            parse_location(path.replace("{project}", "p")).is_remote if objects
+            else Path(path).is_absolute())
+    except ValueError:
+        usable = False
+    if not usable:
+        what = "an s3a://, s3:// or obs:// folder" if objects else "an absolute path"
+        raise ConfigError(f"{setting}: {entry!r} is not {what} or "
+                          '{"path": ..., "writable": true|false}')
+    return (ObjectRoot if objects else DataRoot)(
+        path, "{project}" in path if writable is None else writable)
 
 
 def _callers(tokens: list) -> dict[str, Caller]:

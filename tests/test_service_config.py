@@ -146,9 +146,33 @@ def test_object_roots_per_project(tmp_path):
     assert "object-storage folders of project lab-a: s3a://genes/lab-a/, obs://refs/hg38/" in \
         messages["experimental_inputs[0]"]
     assert "'..'" in messages["ref"]
+    assert "writable object-storage folders of project lab-a: s3a://genes/lab-a/" in \
+        messages["output_dir"]
     assert _messages(_config(tmp_path), _request()) == {}  # no object_roots: any URI
-    with pytest.raises(ConfigError, match="object_roots"):
-        _config(tmp_path, object_roots=["/data"])
+    for bad in (["/data"], "s3a://genes/x/", [{"path": "s3a://g/x/", "writable": "yes"}]):
+        with pytest.raises(ConfigError, match="object_roots"):
+            _config(tmp_path, object_roots=bad)
+
+
+def test_object_roots_are_kept_apart_like_data_roots(tmp_path):
+    """A shared object root is read-only; a writable one is split by project: no project
+    writes, reads or blocks another's results there (as in a writable shared data root)."""
+    config = _config(tmp_path, object_roots=["s3a://refs/hg38/",
+                                             {"path": "s3a://results/all/", "writable": True}])
+    shared_output = _request(ref="s3a://refs/hg38/r.fa", bam="s3a://results/all/lab-a/S1.bam",
+                             bed="s3a://results/all/lab-a/t.bed", out="s3a://refs/hg38/out/")
+    assert set(_messages(config, shared_output)) == {"output_dir"}  # read-only for everyone
+    own = {**shared_output, "output_dir": "s3a://results/all/lab-a/out/"}
+    assert _messages(config, own) == {}
+    theirs = _messages(config, own, project="lab-b")  # lab-a's part: neither read nor written
+    assert set(theirs) == {"experimental_inputs[0]", "bed", "output_dir"}
+    assert "s3a://results/all/lab-b/" in theirs["output_dir"]
+    assert _messages(config, {**own, "output_dir": "s3a://results/all/out/"}) != {}  # no project's
+    tokens = [{"token": "a" * 16, "owner": "a", "projects": ["lab-a", "lab-a-x"]}]
+    nested = _config(tmp_path, tokens=tokens, object_roots=[
+        "s3a://results/{project}/", "s3a://results/lab-a/{project}/"])
+    with pytest.raises(ConfigError, match="object_roots: project lab-a"):
+        nested.prepare()
 
 
 def test_shared_roots_are_read_only_unless_the_config_says(tmp_path):

@@ -192,11 +192,11 @@ def test_service_takes_the_seed_request_as_written(bucket, tmp_path):
     token = "storage-token-0123456789"
     config = tmp_path / "service.json"
     config.write_text(json.dumps({"tokens": [{"token": token, "owner": "lab",
-                                              "projects": ["genomics"]}],
-                                  "object_roots": ["s3a://genes/cnvkit/"]}))
+                                              "projects": ["cnvkit"]}],
+                                  "object_roots": ["s3a://genes/{project}/"]}))
     (tmp_path / "state").mkdir()
     service = LocalService(tmp_path / "state", config, "--stub", env=server.env()).start()
-    jobs = "/v2.0/genomics/gene/tools/cnvkit"
+    jobs = "/v2.0/cnvkit/gene/tools/cnvkit"
     try:
         status, answer = service.call("POST", jobs, token,
                                       {**SEED, "bed": "s3a://genes/cnvkit/missing.bed"})
