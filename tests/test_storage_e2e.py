@@ -205,7 +205,7 @@ def test_service_takes_the_seed_request_as_written(bucket, tmp_path):
         status, answer = service.call("POST", jobs, token,
                                       {**SEED, "output_dir": "s3a://genes/elsewhere/"})
         assert (status, answer["error_code"]) == (400, "DLI.0001")
-        assert "output_dir: outside the object-storage folders" in answer["error_msg"]
+        assert "output_dir: outside the writable object-storage folders" in answer["error_msg"]
         request = {**SEED, "output_dir": "s3a://genes/cnvkit/service-output/"}
         status, answer = service.call("POST", jobs, token, request)
         assert status == 201, answer

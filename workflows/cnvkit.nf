@@ -166,6 +166,7 @@ workflow CNVKIT {
              CNVKIT_COHORT.out.heatmap, CNVKIT_COHORT.out.multiqc, CNVKIT_COHORT.out.report)
         .map { f -> [resultPath(f), f] }
         .toSortedList { a, b -> a[0] <=> b[0] }
+        .filter { rows -> rows }  // empty only when a failed check is ending the run
     RESULT_MANIFEST(
         published.map { rows -> rows.collect { row -> row[0] } },
         published.map { rows -> rows.collect { row -> row[1] } },
