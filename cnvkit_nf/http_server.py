@@ -41,9 +41,9 @@ log = logging.getLogger("cnvkit_nf.http")
 
 
 BACKLOG = 2048  # connections waiting to be accepted
+_BUSY = json.dumps({"error_code": "DLI.0009", "error_msg": "system limit reached: too busy"})
 _REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-            b"connection: close\r\ncontent-length: 73\r\n\r\n"
-            b'{"error_code": "DLI.0009", "error_msg": "system limit reached: too busy"}')
+            b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY.encode()))
 
 
 @dataclass(frozen=True)
@@ -154,17 +154,18 @@ class AsgiApp:
         target = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
-        answer: list[tuple[bytes, bytes]] = []
+        caller = self.app.caller_of(target, headers)
+        # no idle connection without a valid token
+        answer: list[tuple[bytes, bytes]] = [] if caller else [(b"connection", b"close")]
         try:
-            status, body = await self._answer(scope, target, headers, receive, answer)
+            status, body = await self._answer(scope, target, headers, receive, answer,
+                                              caller is not None)
         except ApiError as err:
             status, body = error_answer(target, err)
             answer += [(b"allow", ", ".join(err.allow).encode())] if err.allow else []
         except Exception:  # noqa: BLE001 - every failure gets the family's 500 answer
             log.exception("internal error")
             status, body = internal_error(target)
-        if self.app.caller_of(target, headers) is None:
-            answer.append((b"connection", b"close"))  # no idle connection without a token
         data = json.dumps(body).encode()
         answer += [(b"content-type", b"application/json"),
                    (b"content-length", str(len(data)).encode())]
@@ -172,17 +173,17 @@ class AsgiApp:
         await send({"type": "http.response.body", "body": data})
 
     async def _answer(self, scope: dict, target: str, headers: _Headers, receive: Callable,
-                      answer: list) -> tuple[int, dict]:
-        """The answer to one request: a query in the query pool; a submission's body read
-        (at most `max_uploads_per_token` at once per token), then it is checked in the
-        submission pool."""
+                      answer: list, authenticated: bool) -> tuple[int, dict]:
+        """The answer to one request: a query in the query pool; a submission by a valid
+        token (`authenticated`) has its body read (at most `max_uploads_per_token` at once
+        per token), then it is checked in the submission pool."""
         method, loop = scope["method"], asyncio.get_running_loop()
         head = len(method) + len(target) + 11 + sum(len(name) + len(value) + 4
                                                     for name, value in scope["headers"])
         if head > self.limits["max_header_bytes"]:
             raise ApiError(400, "DLI.0001", f"the request line and headers have {head} bytes; "
                            f"this service takes at most {self.limits['max_header_bytes']}")
-        token = self.app.submission_token(method, target, headers)
+        token = self.app.submission_token(method, target, headers) if authenticated else None
         if token is None:
             return await loop.run_in_executor(self.queries, self.app.handle, method, target,
                                               headers, None)

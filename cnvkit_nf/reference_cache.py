@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnvkit_nf import manifest
 from cnvkit_nf.pipeline_files import PIPELINE, load_bin
 
 FILES = ("reference.cnn", "reference.json", "targets.bed", "antitargets.bed")
@@ -288,13 +289,6 @@ def _sync(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    for chunk in _chunks(path):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _verified(folder: Path) -> tuple[Entry | None, str | None]:
     """The entry in `folder` when each of its files has the size and SHA-256 its entry.json
     records (sizes first: the cheap check); else None and what is wrong (None too when there
@@ -318,7 +312,7 @@ def _verified(folder: Path) -> tuple[Entry | None, str | None]:
             return None, (f"{name}: size differs from its record, {size} bytes instead of "
                           f"{recorded[name].get('size')}")
     for name in FILES:
-        if _sha256(folder / name) != recorded[name].get("sha256"):
+        if manifest.hexdigest(folder / name) != recorded[name].get("sha256"):
             return None, f"{name}: SHA-256 differs from its record"
     entry = _read(folder)
     return entry, None if entry is not None else "its files cannot be read as an entry"

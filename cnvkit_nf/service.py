@@ -93,10 +93,11 @@ class App:
         return self.config.caller(headers.get("X-Auth-Token"))
 
     def submission_token(self, method: str, target: str, headers) -> str | None:
-        """The token of a request that submits a job (its body is a request to check) when
-        the token is valid; None for every other request, whose body is never read."""
+        """The token of a request that submits a job (its body is a request to check); None
+        for every other request. The transport reads the body only of a submission whose
+        token is valid (`caller_of`)."""
         path = urlsplit(target).path
-        if method != "POST" or self.caller_of(target, headers) is None:
+        if method != "POST":
             return None
         if path.startswith(WES_PREFIX):
             from cnvkit_nf import wes  # the WES face builds on this module
