@@ -10,7 +10,7 @@ WES_SPEC := tools/wes/ga4gh-wes-spec-1.1.0.yml
 .PHONY: install demo demo-s3 demo-service test test-fast bench bench-service clean
 
 install: $(STAMP)
-	$(PY) -m cnvkit_nf.nextflow install
+	$(PY) -m cnvkit_nf.launch.nextflow install
 
 $(STAMP): requirements.txt pyproject.toml setup.py scripts/install-system-deps.sh
 	scripts/install-system-deps.sh

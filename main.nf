@@ -19,7 +19,7 @@ def asList(value) {
 }
 
 // `Son_S2_ALL.sort.mkdup.bam` -> `Son_S2_ALL`: the file name up to its first dot, as CNVkit
-// and cnvkit_nf.request.sample_name name samples.
+// and cnvkit_nf.contract.request.sample_name name samples.
 def sampleName(path) {
     return file(path.toString()).name.tokenize('.')[0]
 }

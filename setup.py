@@ -3,7 +3,7 @@
 The pipeline's files stay at the repository root, where `nextflow run .` and Tower launches
 need main.nf; the wheel gets a copy in `cnvkit_nf/pipeline/` (found by
 cnvkit_nf/pipeline_files.py) and the wrapper with its Maven project in
-`cnvkit_nf/nextflow_wrapper/` (see cnvkit_nf/nextflow.py). Copies keep their modes, so bin/'s
+`cnvkit_nf/nextflow_wrapper/` (see cnvkit_nf/launch/nextflow.py). Copies keep their modes, so bin/'s
 scripts stay executable (Nextflow runs them from the task PATH). An editable install copies
 nothing: it uses the checkout itself. The rest of the metadata is in pyproject.toml.
 """

@@ -11,8 +11,8 @@ every 0.1 s while each attack runs, project `attacker` (a valid token) or nobody
                    header (WES), each answered (400) in the time printed
 
 Reports the victim's p50, p99 and max in milliseconds and what the attackers were answered.
-A measurement, not a test (the tests assert bounds: tests/test_http_server.py,
-tests/test_service_faults.py). Usage: .venv/bin/python benchmarks/bench_attacks.py
+A measurement, not a test (the tests assert bounds: tests/service/test_http_server.py,
+tests/service/test_service_faults.py). Usage: .venv/bin/python benchmarks/bench_attacks.py
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnvkit_nf import nextflow  # noqa: E402
+from cnvkit_nf.launch import nextflow  # noqa: E402
 from scaffold.simulate import Cohort, SampleSpec, make_cohort, standard_samples  # noqa: E402
 
 DATA = ROOT / "benchmarks" / ".data"

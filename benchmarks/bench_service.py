@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnvkit_nf.jobs import JobStore  # noqa: E402
+from cnvkit_nf.state.jobs import JobStore  # noqa: E402
 from scaffold.demo import demo_request  # noqa: E402
 from scaffold.local_service import LocalService  # noqa: E402
 from scaffold.simulate import seed_like_cohort  # noqa: E402

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnvkit_nf import storage  # noqa: E402
-from cnvkit_nf.paths import parse_location  # noqa: E402
+from cnvkit_nf.contract.paths import parse_location  # noqa: E402
+from cnvkit_nf.storage import objects as storage  # noqa: E402
 from scaffold.seaweed import S3Server  # noqa: E402
 from scaffold.simulate import make_cohort, standard_samples  # noqa: E402
 

@@ -23,7 +23,8 @@ Every check streams: of what is wrong it keeps counts and the first few examples
 may bring at most MAX_CONTIGS contig names of MAX_NAMES bytes in all, so what a check costs does
 not grow with what a small crafted file unfolds into. `--max-memory` and `--max-cpu-seconds`
 make that a limit the process sets on itself before it reads any file (its address space, its
-CPU time), and `--nice` lowers its priority; the caller (`cnvkit_nf/local_files.py`) gives them.
+CPU time), and `--nice` lowers its priority; the caller
+(`cnvkit_nf/launch/local_files.py`) gives them.
 A check that needs more memory, or more CPU time, than allowed ends as a problem of the file it
 was reading, not as a traceback (for the CPU: the files after it are not checked). The limits
 suit the file checks; `--check-options` imports CNVkit, which needs more.

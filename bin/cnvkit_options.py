@@ -1,7 +1,7 @@
 """Check the per-substep option strings (``*_conf``) against CNVkit's own argument parsers.
 
 The one home of these rules: the launcher and the job service load this file
-(`cnvkit_nf.confs`), and the pipeline's input check (`check_inputs.py --option FIELD=ARGS`)
+(`cnvkit_nf.contract.confs`), and the pipeline's input check (`check_inputs.py --option FIELD=ARGS`)
 imports it where CNVkit is installed (its task's container or conda environment), so that a
 direct or Tower run gets the very same checks. Standard library and CNVkit only.
 """

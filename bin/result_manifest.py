@@ -11,7 +11,7 @@ The pipeline's last task writes the manifest of every run, whoever launched it:
 
 lists the files staged as `in/00001/NAME`, `in/00002/NAME`, ... under the result paths that
 `paths.txt` gives, one per line in the same order; main.nf then places it, after every file.
-The package (`cnvkit_nf.manifest`) uses the same code to publish and verify result folders.
+The package (`cnvkit_nf.storage.manifest`) uses the same code to publish and verify result folders.
 Standard library only.
 """
 

@@ -19,19 +19,24 @@ from pathlib import Path
 
 import click
 
-from cnvkit_nf import http_server, manifest, nextflow, option_cache, retention, service, storage
-from cnvkit_nf import service_config as settings
-from cnvkit_nf.client import Client, ServiceError
-from cnvkit_nf.confined import everywhere
-from cnvkit_nf.jobs import CANCELLED, FINISHED, Job, JobStore, Occupied
-from cnvkit_nf.option_cache import OptionCache
-from cnvkit_nf.params import ParamsError, to_params
-from cnvkit_nf.problems import Problem, errors, format_problem
-from cnvkit_nf.reference_cache import ReferenceCache, parse_size
-from cnvkit_nf.request import Validation, validate_file
-from cnvkit_nf.runner import RunOptions, job_log, settle
-from cnvkit_nf.submission import Execution, new_job, object_store, occupied, plan
-from cnvkit_nf.workers import WorkerPool
+from cnvkit_nf.contract import option_cache
+from cnvkit_nf.contract.option_cache import OptionCache
+from cnvkit_nf.contract.params import ParamsError, to_params
+from cnvkit_nf.contract.problems import Problem, errors, format_problem
+from cnvkit_nf.contract.request import Validation, validate_file
+from cnvkit_nf.launch import nextflow
+from cnvkit_nf.launch.runner import RunOptions, job_log, settle
+from cnvkit_nf.launch.submission import Execution, new_job, object_store, occupied, plan
+from cnvkit_nf.reference.cache import ReferenceCache, parse_size
+from cnvkit_nf.service import config as settings
+from cnvkit_nf.service import http_server, retention
+from cnvkit_nf.service import seed_api as service
+from cnvkit_nf.service.client import Client, ServiceError
+from cnvkit_nf.service.workers import WorkerPool
+from cnvkit_nf.state.jobs import CANCELLED, FINISHED, Job, JobStore, Occupied
+from cnvkit_nf.storage import manifest
+from cnvkit_nf.storage import objects as storage
+from cnvkit_nf.storage.confined import everywhere
 
 EXIT_INVALID, EXIT_FAILED, EXIT_NO_NEXTFLOW, EXIT_CANCELLED = 1, 3, 4, 130
 DEFAULT_STATE_DIR = Path.home() / ".cnvkit-nf"

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from cnvkit_nf.jobs import FINAL_STATES
+from cnvkit_nf.state.jobs import FINAL_STATES
 from scaffold.local_service import LocalService
 from scaffold.seaweed import S3Server
 from scaffold.simulate import seed_like_cohort

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the package may not be pip-installed (e.g. bare `pytest`)
     sys.path.insert(0, str(ROOT))
 
-from cnvkit_nf import nextflow  # noqa: E402
+from cnvkit_nf.launch import nextflow  # noqa: E402
 from scaffold.demo import demo_request  # noqa: E402
 from scaffold.simulate import Cohort, make_cohort, seed_like_cohort, standard_samples  # noqa: E402
 
@@ -39,7 +39,7 @@ def nextflow_bin() -> str:
     found = nextflow.find()
     if not found:
         pytest.fail("Nextflow is not installed: run `make install` (or "
-                    "`.venv/bin/python -m cnvkit_nf.nextflow install`)")
+                    "`.venv/bin/python -m cnvkit_nf.launch.nextflow install`)")
     return found
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cnvkit_nf import nextflow, pipeline_files
+from cnvkit_nf import pipeline_files
+from cnvkit_nf.launch import nextflow
 from tests.conftest import ROOT, seed_request
 
 pytestmark = pytest.mark.e2e
@@ -115,7 +116,7 @@ def package_nextflow(installed, nextflow_bin) -> Path:
     """The installed package's Nextflow folder (`~/.cache/cnvkit-nf/nextflow`) with its wrapper;
     the checkout's jars are lent to it rather than resolved from Maven Central again."""
     tools = installed["cache"] / "cnvkit-nf" / "nextflow"
-    assert python(installed, "from cnvkit_nf import nextflow\n"
+    assert python(installed, "from cnvkit_nf.launch import nextflow\n"
                              "nextflow.provide_wrapper(); print(nextflow.WRAPPER)") == \
         str(tools / "nextflow")
     if Path(nextflow_bin) == nextflow.WRAPPER:
@@ -127,7 +128,7 @@ def package_nextflow(installed, nextflow_bin) -> Path:
 def test_the_package_finds_nextflow_in_the_users_cache_folder(installed, package_nextflow):
     assert os.access(package_nextflow / "nextflow", os.X_OK)
     assert (package_nextflow / "pom.xml").is_file()
-    found = python(installed, "from cnvkit_nf import nextflow; print(nextflow.find())")
+    found = python(installed, "from cnvkit_nf.launch import nextflow; print(nextflow.find())")
     assert found in (str(package_nextflow / "nextflow"), shutil.which("nextflow"))
 
 

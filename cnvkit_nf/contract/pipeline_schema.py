@@ -1,0 +1,190 @@
+"""Build `nextflow_schema.json`, the pipeline's params schema for Tower/Seqera launch forms.
+
+Titles and descriptions come from the request schema, file-name patterns from the request's
+rules, so they cannot drift apart; a test checks that the committed file is what
+`python -m cnvkit_nf.contract.pipeline_schema` writes, and that nf-core's schema linter passes it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+from cnvkit_nf.contract.confs import ALLOWED_CHARS, PIPELINE_CHAR_PATTERN, SUBSTEP_OF_FIELD
+from cnvkit_nf.contract.paths import NEXTFLOW_SPECIAL
+from cnvkit_nf.contract.request import (
+    ALIGNMENT_SUFFIXES,
+    FILE_NAME_CHARS,
+    SAMPLE_NAME_CHARS,
+    load_schema,
+)
+from cnvkit_nf.pipeline_files import PIPELINE
+
+TARGET = PIPELINE / "nextflow_schema.json"
+DOCS = "https://cnvkit.readthedocs.io/en/stable/"
+# An example of each option string, and where CNVkit documents the substep.
+EXAMPLES = {
+    "target_conf": ("--split --avg-size 200", "pipeline.html#target"),
+    "antitarget_conf": ("-a 100000 -m 10000", "pipeline.html#antitarget"),
+    "coverage_conf": ("-q 10 -p 4", "pipeline.html#coverage"),
+    "sex_conf": ("-y", "reports.html#sex"),
+    "reference_conf": ("--no-rmask", "pipeline.html#reference"),
+    "fix_conf": ("--no-rmask", "pipeline.html#fix"),
+    "segment_conf": ("-m cbs --drop-low-coverage -t 0.001", "pipeline.html#segment"),
+    "genemetrics_conf": ("--drop-low-coverage -t 0.2 -m 5", "reports.html#genemetrics"),
+    "call_conf": ("--center median --drop-low-coverage", "pipeline.html#call"),
+}
+# A path's folders (without what Nextflow would expand), then a file name of safe characters.
+_FOLDERS = f"^(?:[^\\x00\\n\\r{re.escape(NEXTFLOW_SPECIAL)}]*/)?"
+FILE_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+$"
+BAM_PATTERN = (f"{_FOLDERS}[{SAMPLE_NAME_CHARS}]+(?:\\.[{FILE_NAME_CHARS}]*)?"
+               f"(?:{'|'.join(re.escape(s) for s in ALIGNMENT_SUFFIXES)})$")
+CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+\\.cnn$"
+
+
+def manifest(key: str) -> str:
+    """A value of nextflow.config's manifest block: `name` (owner/name), `description`."""
+    block = re.search(r"^manifest \{(.*?)^\}", (PIPELINE / "nextflow.config").read_text(),
+                      re.M | re.S).group(1)
+    return re.search(rf"^\s*{key}\s*=\s*'([^']*)'", block, re.M).group(1)
+
+
+def _from_request(name: str, **extra) -> dict:
+    """A request property as a pipeline param: same title/description, plain types."""
+    prop = load_schema()["properties"][name]
+    return {"title": prop["title"], "description": prop["description"], **extra}
+
+
+_SPECIAL = " ".join(NEXTFLOW_SPECIAL)
+FILE_RULE = ("file name may only contain letters, digits and _ . + -, and the path none of "
+             f"{_SPECIAL} (Nextflow would expand them)")
+BAM_RULE = ("must be a BAM (.bam) or CRAM (.cram) file whose name starts with its sample "
+            "name of letters, digits, _ and - (up to the first '.'), in a path without "
+            f"{_SPECIAL}")
+CNN_RULE = f"must be a CNVkit reference (.cnn); {FILE_RULE}"
+
+
+def _file(pattern: str = FILE_PATTERN, rule: str = FILE_RULE, **extra) -> dict:
+    return {"type": "string", "format": "file-path", "exists": True, "pattern": pattern,
+            "errorMessage": rule, **extra}
+
+
+def _option(field: str) -> dict:
+    """A substep's option string: its pattern, and help with an example and CNVkit's docs."""
+    example, page = EXAMPLES[field]
+    substep = SUBSTEP_OF_FIELD[field]
+    return _from_request(
+        field, type="string", pattern=f"^{PIPELINE_CHAR_PATTERN}$", fa_icon="fas fa-terminal",
+        errorMessage=f"only {ALLOWED_CHARS} and spaces are allowed",
+        help_text=f"Options of `cnvkit.py {substep}`, as on its command line, for example "
+                  f"`{example}`. CNVkit's own parser checks it before any work starts; inputs "
+                  f"and outputs are the pipeline's own and are refused. See {DOCS}{page}.")
+
+
+def build() -> dict:
+    """The params schema (JSON Schema draft 2020-12 with nf-core style `$defs` groups)."""
+    inputs = {
+        "experimental_inputs": _from_request(  # none for reference_only (main.nf checks)
+            "experimental_inputs", type="array", fa_icon="fas fa-vial",
+            items=_file(BAM_PATTERN, BAM_RULE)),
+        "control_inputs": _from_request("control_inputs", type="array", fa_icon="fas fa-vials",
+                                        items=_file(BAM_PATTERN, BAM_RULE)),
+        "ref": _from_request("ref", **_file(fa_icon="fas fa-dna", mimetype="text/x-fasta")),
+        "bed": _from_request("bed", **_file(fa_icon="fas fa-bullseye", mimetype="text/plain")),
+        "has_annotate": _from_request("has_annotate", type="boolean", fa_icon="fas fa-tags"),
+        "annotation_file": _from_request("annotation_file", **_file(fa_icon="fas fa-tags",
+                                                                    mimetype="text/plain")),
+        "reference_cnn": _from_request("reference_cnn", **_file(
+            CNN_PATTERN, CNN_RULE, fa_icon="fas fa-recycle", mimetype="text/tab-separated-values")),
+        "reference_only": _from_request("reference_only", type="boolean",
+                                        fa_icon="fas fa-hammer"),
+    }
+    output = {
+        "output_dir": _from_request("output_dir", type="string", format="directory-path",
+                                    fa_icon="fas fa-folder-open"),
+        "publish_dir_mode": {
+            "title": "Publish mode", "type": "string", "default": "copy", "hidden": True,
+            "fa_icon": "fas fa-copy",
+            "description": "How results are placed into output_dir: copied, or hard-linked "
+                           "(same filesystem only). Not symbolic links: a result must not "
+                           "depend on the work directory, and its manifest lists files.",
+            "enum": ["copy", "copyNoFollow", "link"],
+        },
+        "plots": {
+            "title": "Plots and report", "type": "boolean", "default": True,
+            "fa_icon": "fas fa-chart-area",
+            "description": "Per tumour a scatter plot (PNG) and a diagram (PDF), a heatmap of "
+                           "two or more tumours, and report.html; false skips them.",
+        },
+    }
+    options = {field: _option(field) for field in SUBSTEP_OF_FIELD}
+    resources = {
+        "max_cpus": {"title": "Max CPUs", "type": "integer", "minimum": 1, "default": 16,
+                     "hidden": True, "fa_icon": "fas fa-microchip",
+                     "description": "Largest CPU request of one task; larger ones are capped "
+                                    "(the local profile also caps it at the CPUs of the "
+                                    "machine running Nextflow)."},
+        "max_memory": {"title": "Max memory", "type": "string", "default": "64.GB",
+                       "hidden": True, "fa_icon": "fas fa-memory",
+                       "pattern": r"^\d+(\.\d+)?\.?\s*(K|M|G|T)?B$",
+                       "description": "Largest memory request of one task."},
+        "max_time": {"title": "Max time", "type": "string", "default": "48.h",
+                     "hidden": True, "fa_icon": "far fa-clock",
+                     "pattern": r"^(\d+\.?\s*(s|m|h|d)\s*)+$",
+                     "description": "Largest time request of one task."},
+    }
+    launcher = {
+        "inputs_checked": {"title": "Inputs checked", "type": "boolean", "hidden": True,
+                           "fa_icon": "fas fa-check",
+                           "description": "Set by cnvkit-nf when it has checked the inputs' "
+                                          "content already: the pipeline's first task "
+                                          "(CHECK_INPUTS) is then skipped."},
+        "indexes": {"title": "Index decisions", "type": "object", "hidden": True,
+                    "fa_icon": "fas fa-list-check",
+                    "description": "Set by cnvkit-nf with inputs_checked: which indexes its "
+                                   "input check found usable (the rest are built), as "
+                                   "CHECK_INPUTS decides them otherwise."},
+        "checked_options": {
+            "title": "Checked option strings", "type": "object", "hidden": True,
+            "fa_icon": "fas fa-list-check",
+            "description": "Written by cnvkit-nf, used with inputs_checked: each option "
+                           "string as its check re-quoted it, and its -p (`{FIELD: {args, "
+                           "processes}}`), as CHECK_INPUTS makes them otherwise."},
+        "job": {"title": "Job", "type": "object", "hidden": True, "fa_icon": "fas fa-id-card",
+                "description": "Set by cnvkit-nf: the job's instance_id, submission time and "
+                               "request as sent, shown by report.html (a direct run shows its "
+                               "run name, start and params instead)."},
+    }
+    groups = {
+        # control_inputs may be [] (a flat reference, or reference_cnn): not required here
+        "input_options": ("Inputs", inputs, ["experimental_inputs", "ref", "bed"]),
+        "output_options": ("Output", output, ["output_dir"]),
+        "substep_options": ("CNVkit substep options", options, []),
+        "resource_options": ("Resources", resources, []),
+        "launcher_options": ("Launcher", launcher, []),
+    }
+    defs = {
+        key: {"title": title, "type": "object", "properties": props,
+              **({"required": required} if required else {})}
+        for key, (title, props, required) in groups.items()
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://raw.githubusercontent.com/{manifest('name')}/main/nextflow_schema.json",
+        "title": f"{manifest('name')} pipeline parameters",
+        "description": manifest("description"),
+        "type": "object",
+        "$defs": defs,
+        "allOf": [{"$ref": f"#/$defs/{key}"} for key in defs],
+    }
+
+
+def render() -> str:
+    """The schema as committed: indented JSON with a final newline."""
+    return json.dumps(build(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    TARGET.write_text(render())
+    sys.stdout.write(f"wrote {TARGET}\n")

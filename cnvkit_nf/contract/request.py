@@ -1,0 +1,337 @@
+"""What a valid CNVkit job request is: the JSON schema plus the cross-field rules (static)."""
+
+import contextlib
+import difflib
+import functools
+import json
+import os
+import re
+import stat
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from cnvkit_nf.contract import confs, paths
+from cnvkit_nf.contract.problems import Problem, errors
+from cnvkit_nf.pipeline_files import SCHEMA
+
+SCHEMA_PATH = SCHEMA / "cnvkit_request.schema.json"
+INPUT_FIELDS = ("experimental_inputs", "control_inputs")
+PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn")
+MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
+MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
+MAX_NAMED = 20  # unknown or repeated field names listed one by one; the rest are counted
+SAMPLE_NAME_CHARS = "A-Za-z0-9_-"  # a sample name: its BAM's file name up to the first '.'
+# Reads come as BAM, or as CRAM read with the request's FASTA (beyond the seed's "BAM").
+ALIGNMENT_SUFFIXES = (".bam", ".cram")
+FILE_NAME_CHARS = "A-Za-z0-9_.+-"
+_SAFE_NAME = re.compile(f"[{SAMPLE_NAME_CHARS}]+")
+# File names reach the pipeline's task scripts (files are staged under their own name), so an
+# input's file name is limited to characters no shell treats specially.
+_SAFE_FILE_NAME = re.compile(f"[{FILE_NAME_CHARS}]+")
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    type(None): "null",
+}
+
+
+@dataclass
+class Validation:
+    """All problems found in a request, the checked option strings by field, and the request."""
+
+    problems: list[Problem] = field(default_factory=list)
+    options: dict[str, confs.CheckedOptions] = field(default_factory=dict)
+    request: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when there are no errors (warnings are fine)."""
+        return not errors(self.problems)
+
+
+@functools.cache
+def load_schema() -> dict[str, Any]:
+    """The request's JSON schema (shared; do not modify)."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(load_schema())
+
+
+def sample_name(path: str) -> str:
+    """The sample name of a BAM or CRAM path: ``dir/Son_S2.sort.mkdup.bam`` -> ``Son_S2``."""
+    base = path.rpartition("/")[2]
+    stem = base.partition(".")[0]
+    if not _SAFE_NAME.fullmatch(stem):
+        raise ValueError(
+            f"sample name {stem!r} (from {base!r}) must be made of letters, digits, '_' and '-'"
+        )
+    return stem
+
+
+def validate_request(data: object, cache=None) -> Validation:
+    """Check a parsed request and report every problem found, without touching any file
+    (`cache`: see `confs.check_all`)."""
+    if not isinstance(data, dict):
+        return Validation(_schema_problems(data, set()))
+    request, data = data, _input_lists_cut(data)
+    entries = path_entries(data)
+    path_problems = []
+    for where, text in entries:
+        try:
+            paths.parse_location(text)
+        except ValueError as exc:
+            path_problems.append(Problem(where, str(exc)))
+    unparsed = {p.field for p in path_problems}
+    path_problems += [
+        Problem(where, f"file name {text.rpartition('/')[2]!r} may only contain letters, "
+                       "digits and _ . + -; rename the file")
+        for where, text in entries
+        if where != "output_dir" and where not in unparsed
+        and not _SAFE_FILE_NAME.fullmatch(text.rpartition("/")[2])
+    ]
+    bad = {p.field for p in path_problems}
+    problems = _schema_problems(data, bad) + path_problems
+    problems += _input_problems([(w, t) for w, t in entries if w.endswith("]") and w not in bad])
+    if "annotation_file" in data and data.get("has_annotate") is not True:
+        problems.append(
+            Problem("annotation_file", "ignored because has_annotate is not true", "warning")
+        )
+    problems += _reference_problems(data)
+    # Only strings the schema allows are parsed as options (it reports the others): argparse's
+    # time grows faster than the length of what it parses.
+    longest = load_schema()["$defs"]["options"]["maxLength"]
+    options, option_problems = confs.check_all(
+        {k: v for k, v in data.items() if isinstance(v, str) and len(v) <= longest}, cache)
+    return Validation(list(dict.fromkeys(problems + option_problems)), options, request)
+
+
+def _input_lists_cut(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with each input list cut one item past the schema's maxItems: the schema still
+    reports it too long, and checking the items beyond (a 1 MiB body holds 300,000) would
+    only cost time."""
+    fields = load_schema()["properties"]
+    return {k: v[:fields[k]["maxItems"] + 1] if k in INPUT_FIELDS and isinstance(v, list) else v
+            for k, v in data.items()}
+
+
+def _reference_problems(data: dict[str, Any]) -> list[Problem]:
+    """The rules of the reference extensions (reference_cnn, reference_only) that span fields."""
+    problems = []
+    reference = data.get("reference_cnn")
+    if isinstance(reference, str):
+        if not reference.endswith(".cnn"):
+            problems.append(Problem("reference_cnn", "must be a CNVkit reference ending in .cnn"))
+        if data.get("control_inputs"):
+            problems.append(Problem("control_inputs", "must be [] when reference_cnn is given: "
+                                    "the reference takes the place of the controls (or leave "
+                                    "reference_cnn out to build a new one from these)"))
+        if data.get("reference_only") is True:
+            problems.append(Problem("reference_cnn", "cannot be given with reference_only: a "
+                                    "reference-only job builds a new reference from "
+                                    "control_inputs"))
+    return problems
+
+
+def input_locations(data: dict[str, Any]) -> list[tuple[str, paths.Location]]:
+    """(field, location) of every file a request's job reads, annotation only if used; paths
+    that do not parse are left out (the validation reports them)."""
+    found = []
+    for where, text in path_entries(data):
+        if where == "output_dir" or (where == "annotation_file"
+                                     and data.get("has_annotate") is not True):
+            continue
+        with contextlib.suppress(ValueError):
+            found.append((where, paths.parse_location(text)))
+    return found
+
+
+def validate_file(path: str | Path, cache=None) -> Validation:
+    """Read and validate a JSON request file; a file that cannot be read as one (not a regular
+    file, too large, not UTF-8, invalid JSON) becomes a problem."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
+    except OSError as exc:
+        return Validation([Problem("", f"cannot read {path}: {exc.strerror or exc}")])
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return Validation([Problem("", f"{path} is not a regular file")])
+        data = handle.read(MAX_REQUEST_BYTES + 1)
+    if len(data) > MAX_REQUEST_BYTES:
+        return Validation([Problem("", f"{path} is larger than {MAX_REQUEST_BYTES} bytes; a "
+                                       "request is a small JSON object")])
+    try:
+        return validate_text(data.decode("utf-8"), cache)
+    except UnicodeDecodeError:
+        return Validation([Problem("", f"{path} is not UTF-8 text")])
+
+
+def validate_text(text: str, cache=None) -> Validation:
+    """Parse and validate a JSON request; invalid JSON, repeated field names and nesting
+    deeper than a request has are problems."""
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys, parse_int=_integer)
+    except json.JSONDecodeError as exc:
+        message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        return Validation([Problem("", message)])
+    except ValueError as exc:
+        return Validation([Problem("", str(exc))])
+    except RecursionError:  # nested too deeply for the parser itself
+        return _too_deep()
+    if _depth(data) > MAX_DEPTH:
+        return _too_deep()
+    return validate_request(data, cache)
+
+
+def _integer(text: str) -> int:
+    """A JSON integer; one of more digits than a count could need is refused unparsed."""
+    if len(text) > 30:
+        raise ValueError(f"a number of {len(text.lstrip('-'))} digits; a request is one object "
+                         "of strings, booleans and lists of strings")
+    return int(text)
+
+
+def _too_deep() -> Validation:
+    return Validation([Problem("", f"the JSON is nested more than {MAX_DEPTH} levels deep; a "
+                                   "request is one object of strings, booleans and lists of "
+                                   "strings")])
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (a string has depth 0), up to
+    MAX_DEPTH + 1; a level at a time, in comprehensions (a 1 MiB body holds 350,000 lists)."""
+    depth, level = 0, [value]
+    while depth <= MAX_DEPTH:
+        level = [item for item in level if isinstance(item, dict | list)]
+        if not level:
+            break
+        depth += 1
+        level = [child for item in level
+                 for child in (item.values() if isinstance(item, dict) else item)]
+    return depth
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object hook that refuses repeated field names (the first MAX_NAMED named)."""
+    fields = dict(pairs)
+    if len(fields) < len(pairs):
+        counts = Counter(k for k, _ in pairs)
+        repeated = sorted(k for k, n in counts.items() if n > 1)
+        more = f" and {len(repeated) - MAX_NAMED} more" if len(repeated) > MAX_NAMED else ""
+        raise ValueError(f"field(s) given more than once: {', '.join(repeated[:MAX_NAMED])}"
+                         + more)
+    return fields
+
+
+def _where(path: Iterable[str | int]) -> str:
+    """A JSON-path-like location: ``control_inputs[0]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else part
+    return out
+
+
+def _json_type(value: object) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _schema_problems(data: object, bad_paths: set[str]) -> list[Problem]:
+    """Every JSON-schema error as a Problem; path-format errors at ``bad_paths`` are skipped."""
+    problems = []
+    for err in _validator().iter_errors(data):
+        where = _where(err.absolute_path)
+        if err.validator in ("pattern", "minLength") and where in bad_paths:
+            continue  # paths.parse_location said more precisely what is wrong
+        problems += _describe(err, where)
+    return problems
+
+
+def _describe(err: ValidationError, where: str) -> list[Problem]:
+    """Human reasons for one schema error."""
+    value, instance = err.validator_value, err.instance
+    prefix = f"{where}." if where else ""
+    if err.validator == "additionalProperties":
+        known = list(load_schema()["properties"])
+        unknown = [name for name in instance if name not in known]
+        out = []
+        for name in unknown[:MAX_NAMED]:  # a hint costs a comparison with every known name
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            out.append(Problem(prefix + name, f"unknown field {name!r}{hint}"))
+        if len(unknown) > MAX_NAMED:
+            out.append(Problem(where, f"{len(unknown) - MAX_NAMED} more unknown fields after "
+                                      f"these {MAX_NAMED}; the known fields are "
+                                      f"{', '.join(known)}"))
+        return out
+    if err.validator == "required":
+        reason = (
+            "required when has_annotate is true"
+            if "then" in err.schema_path
+            else "missing required field"
+        )
+        return [Problem(prefix + name, reason) for name in value if name not in instance]
+    if err.validator == "maxItems" and "allOf" in err.schema_path:
+        return [Problem(where, "must be [] when reference_only is true: a reference-only job "
+                               "calls no sample")]
+    reasons = {
+        "type": f"expected {value}, got {_json_type(instance)}",
+        "minItems": f"must list at least {value} BAM file(s)",
+        "maxItems": f"must list at most {value} BAM files",
+        "minLength": "must not be empty",
+        "maxLength": f"must be at most {value} characters long",
+        "pattern": "must be a local path or an s3a://, s3:// or obs:// URI with a bucket and key",
+    }
+    return [Problem(where, reasons.get(str(err.validator), err.message))]
+
+
+def path_entries(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(location, text) of every path in the request that is a string."""
+    entries = [(f, data[f]) for f in PATH_FIELDS if isinstance(data.get(f), str)]
+    for f in INPUT_FIELDS:
+        items = data.get(f)
+        if isinstance(items, list):
+            entries += [(f"{f}[{i}]", v) for i, v in enumerate(items) if isinstance(v, str)]
+    return entries
+
+
+def _input_problems(inputs: list[tuple[str, str]]) -> list[Problem]:
+    """BAM suffix, repeated BAMs and sample-name collisions across all inputs."""
+    problems = []
+    seen: dict[str, str] = {}  # path -> location
+    named: dict[str, tuple[str, str]] = {}  # sample name -> (location, path)
+    for where, path in inputs:
+        if not path.endswith(ALIGNMENT_SUFFIXES):
+            problems.append(Problem(where, "must be a BAM or CRAM file ending in .bam or .cram"))
+        if path in seen:
+            problems.append(Problem(where, f"the same BAM is already listed as {seen[path]}"))
+            continue
+        seen[path] = where
+        try:
+            name = sample_name(path)
+        except ValueError as exc:
+            problems.append(Problem(where, str(exc)))
+            continue
+        if name in named:
+            other, other_path = named[name]
+            problems.append(
+                Problem(
+                    where,
+                    f"sample name {name!r} of {path!r} collides with {other} ({other_path!r}); "
+                    "sample names must be unique",
+                )
+            )
+        else:
+            named[name] = (where, path)
+    return problems
