@@ -30,8 +30,9 @@ from cnvkit_nf.launch.submission import Execution, new_job, object_store, occupi
 from cnvkit_nf.reference.cache import ReferenceCache, parse_size
 from cnvkit_nf.service import config as settings
 from cnvkit_nf.service import http_server, retention
-from cnvkit_nf.service import seed_api as service
+from cnvkit_nf.service.app import App
 from cnvkit_nf.service.client import Client, ServiceError
+from cnvkit_nf.service.job_api import Jobs
 from cnvkit_nf.service.workers import WorkerPool
 from cnvkit_nf.state.jobs import CANCELLED, FINISHED, Job, JobStore, Occupied
 from cnvkit_nf.storage import manifest
@@ -499,7 +500,7 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
                       ctx.storage_config, config.roots, concurrency, log,
                       admit=lambda job: config.request_problems(job.request, job.project),
                       references=ctx.references, check_limits=config.check_limits())
-    app = service.App(store, pool, config, ctx.storage_config)
+    app = App(Jobs(store, pool, config, ctx.storage_config))
     stop = threading.Event()
     if config.retention is not None:
         retention.schedule(ctx.state_dir, store, config.retention, log, stop)

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from cnvkit_nf.launch import nextflow
 from cnvkit_nf.pipeline_files import PIPELINE
-from cnvkit_nf.state.jobs import CANCELING, FAILED, Failure, IllegalTransition, Job, JobStore
+from cnvkit_nf.state.jobs import FAILED, Failure, IllegalTransition, Job, JobStore
 
 SUPERVISE = Path(__file__).with_name("supervise.py")
 DONE_STATES = {"COMPLETED", "CACHED"}
@@ -104,12 +105,15 @@ class JobRun:
     PID and still be finished properly.
     """
 
-    def __init__(self, store: JobStore, job: Job, params: dict, options: RunOptions):
+    def __init__(self, store: JobStore, job: Job, params: dict, options: RunOptions,
+                 cancelled: threading.Event | None = None):
         self.store, self.job, self.params, self.options = store, job, params, options
         self.run_dir = Path(job.run_dir)
         self.process: subprocess.Popen | None = None
         self.pid: int | None = None
-        self.cancelled = job.status == CANCELING
+        # whether the job is cancelled: the flag of its `submission.Execution`, which sets it
+        # and stops the run (`stop`); `wait` and `ended` only read it
+        self.cancelled = cancelled if cancelled is not None else threading.Event()
 
     @property
     def trace(self) -> Path:
@@ -165,17 +169,8 @@ class JobRun:
                 return True
         return False
 
-    def cancel(self) -> bool:
-        """Ask Nextflow to stop (it stops its tasks): CANCELING. False when the job had
-        already ended or was being cancelled."""
-        changed = None if self.cancelled else self.store.request_cancel(self.job.instance_id)
-        if changed is None:
-            return False
-        self.cancelled, self.job = True, changed
-        self._stop()
-        return True
-
-    def _stop(self) -> None:
+    def stop(self) -> None:
+        """Ask Nextflow to stop (it stops its tasks)."""
         if self._running():
             os.killpg(self.pid, signal.SIGTERM)
 
@@ -188,12 +183,12 @@ class JobRun:
              poll_seconds: float = 1.0) -> Ended:
         """Follow the run until Nextflow exits (at once when it has), recording its progress
         from its trace; how it ended."""
-        if self.cancelled:
-            self._stop()
+        if self.cancelled.is_set():
+            self.stop()
         cancel_deadline = None
         while self._running():
             self._record_progress(on_progress)
-            if self.cancelled:
+            if self.cancelled.is_set():
                 cancel_deadline = cancel_deadline or time.monotonic() + STOP_GRACE_SECONDS
                 if time.monotonic() > cancel_deadline:
                     os.killpg(self.pid, signal.SIGKILL)
@@ -217,7 +212,7 @@ class JobRun:
 
     def ended(self) -> Ended:
         """How the run ended, from its supervisor's record and Nextflow's log."""
-        if self.cancelled:
+        if self.cancelled.is_set():
             return Ended(cancelled=True)
         returncode = self.exit_status()
         if returncode is None:

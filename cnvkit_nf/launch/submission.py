@@ -171,7 +171,9 @@ class Execution:
         self._concluding = False  # publishing the results and recording the end
         self.run: JobRun | None = None
         self._lock = threading.Lock()
-        self._cancelled = job.status == CANCELING
+        self._cancelled = threading.Event()  # the one flag of the job's cancel (its run's too)
+        if job.status == CANCELING:
+            self._cancelled.set()
 
     @property
     def concluding(self) -> bool:
@@ -184,15 +186,15 @@ class Execution:
         """Stop the job: before Nextflow starts it never will; once running, it is stopped.
         False when the job had already ended."""
         with self._lock:
-            if self.run is not None:
-                accepted = self.run.cancel()
-                self._cancelled = self._cancelled or accepted
-                return accepted
-            changed = None if self._cancelled else self.store.request_cancel(
+            changed = None if self._cancelled.is_set() else self.store.request_cancel(
                 self.job.instance_id)
-            if changed is not None:
-                self._cancelled, self.job = True, changed
-            return changed is not None
+            if changed is None:
+                return False
+            self._cancelled.set()
+            self.job = changed
+            if self.run is not None:
+                self.run.stop()
+            return True
 
     def execute(self, on_progress: Callable[[Job], None] = lambda job: None,
                 staging: Progress | None = None) -> Job:
@@ -232,7 +234,7 @@ class Execution:
         params = self._recorded_params()
         if params is None or self.job.final:
             return None
-        run = JobRun(self.store, self.job, params, self.options)
+        run = JobRun(self.store, self.job, params, self.options, self._cancelled)
         # a retried (LAUNCHING) job's exit status is its earlier run's, which it does not follow
         if not run.attach() and (run.exit_status() is None or self.job.status == LAUNCHING):
             return None
@@ -244,7 +246,7 @@ class Execution:
     def _begin(self) -> None:
         """Whether the job may (re)start: a cancelled one, or one interrupted too often, may
         not."""
-        if self._cancelled:
+        if self._cancelled.is_set():
             raise JobCancelled
         if self.max_attempts is not None and self.job.attempts >= self.max_attempts:
             raise JobFailed(f"its run was interrupted {self.job.attempts} times; not resumed "
@@ -348,7 +350,7 @@ class Execution:
             self.store.update(self.job.instance_id, message=WAITING)
 
         lease = self.references.acquire(self.job.project, key,
-                                        cancelled=lambda: self._cancelled, waiting=waiting)
+                                        cancelled=self._cancelled.is_set, waiting=waiting)
         if lease is None:  # cancelled while waiting
             return None
         if lease.entry is not None:
@@ -363,9 +365,9 @@ class Execution:
     def _start(self, params: dict) -> None:
         """Start Nextflow, unless the job was cancelled meanwhile (`execute` follows it)."""
         with self._lock:
-            if self._cancelled:
+            if self._cancelled.is_set():
                 raise JobCancelled
-            self.run = JobRun(self.store, self.job, params, self.options)
+            self.run = JobRun(self.store, self.job, params, self.options, self._cancelled)
             self.run.start()  # clears the message: what the reference step says comes after
         reference = params["job"].get("reference") or {}
         said = REUSED if reference.get("reused") else reference.get("warning")

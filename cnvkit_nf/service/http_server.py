@@ -1,4 +1,4 @@
-"""The job service's HTTP transport: its API (`service.App`) on uvicorn, HTTP/1.1 over h11.
+"""The job service's HTTP transport: its API (`app.App`) on uvicorn, HTTP/1.1 over h11.
 
 uvicorn gives keep-alive, a listen backlog, TLS and the HTTP parsing. What it lacks is added
 here, in one place, so that no client can hold what others need:
@@ -35,7 +35,8 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from cnvkit_nf.service.seed_api import ApiError, App, error_answer, internal_error
+from cnvkit_nf.service.api_error import ApiError
+from cnvkit_nf.service.app import App, error_answer, internal_error
 
 log = logging.getLogger("cnvkit_nf.http")
 
@@ -291,7 +292,7 @@ def serve(app: App, transport: Transport, ready: Callable[[str], None] = lambda 
     if hard != resource.RLIM_INFINITY and hard < transport.limits["max_connections"] + 256:
         log.warning("at most %d files may be open (ulimit -Hn): fewer than max_connections "
                     "(%d) need", hard, transport.limits["max_connections"])
-    app.pool.start()
+    app.jobs.pool.start()
     server = Server(app, transport)
     server.start(ready)
     return server

@@ -1,4 +1,4 @@
-"""`cnvkit-nf serve`: the seed's REST API (its HTTP transport: `http_server`).
+"""The seed's REST API, one of the job service's two faces over its job API (`job_api`):
 
     POST   /v2.0/{project_id}/gene/tools/cnvkit                 submit a request -> 201 instance_id
     GET    /v2.0/{project_id}/gene/tools/cnvkit?instance-id=&limit=&offset=&start=&end=
@@ -9,156 +9,99 @@
                                                                  full (extension)
     GET    /health, /openapi.json
 
-Errors follow the service family: `{"error_code": "DLI.xxxx", "error_msg": "..."}`. Request
-handling never waits on a job: jobs run in the worker pool. The transport (`http_server`) reads
-a body only for a submission by a valid token (`submission_token`).
+It answers every target outside WES's (`app` routes them). Errors follow the service family:
+`{"error_code": "DLI.xxxx", "error_msg": "..."}`. The transport (`http_server`) reads a body
+only for a submission by a valid token (`submission_token`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from cnvkit_nf.contract.problems import Problem, errors, format_problem, summary
-from cnvkit_nf.contract.request import validate_text
-from cnvkit_nf.launch import local_files
-from cnvkit_nf.launch.runner import job_log
-from cnvkit_nf.launch.submission import occupied, plan
+from cnvkit_nf.contract.problems import Problem
 from cnvkit_nf.service import openapi
-from cnvkit_nf.service.config import PROJECT_ID, Caller, ServiceConfig
-from cnvkit_nf.service.workers import RUNNER, WorkerPool
-from cnvkit_nf.state.jobs import (
-    CANCELLED,
-    FAILED,
-    LAUNCHING,
-    IllegalTransition,
-    Job,
-    JobStore,
-    Occupied,
-)
+from cnvkit_nf.service.api_error import ApiError, allow
+from cnvkit_nf.service.config import PROJECT_ID, Caller
+from cnvkit_nf.service.job_api import Busy, Conflict, Invalid, JobError, Jobs, NotFound
 
 _JOBS = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/?")
 _JOB = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)")
 _JOB_ACTION = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)/(retry|log)")
-WES_PREFIX = "/ga4gh/wes/"
 _QUERY = {"instance-id", "limit", "offset", "start", "end"}
-
-
-class ApiError(Exception):
-    """An error answer: HTTP status, DLI code and message."""
-
-    def __init__(self, status: int, code: str, message: str, problems: list[Problem] = (),
-                 allow: tuple[str, ...] = ()):
-        super().__init__(message)
-        self.status, self.code, self.problems = status, code, list(problems)
-        self.allow = allow  # the methods a 405 answer names
-
-    @property
-    def body(self) -> dict:
-        body = {"error_code": self.code, "error_msg": str(self)}
-        if self.problems:
-            body["problems"] = [p.__dict__ for p in self.problems]
-        return body
-
-
-def _invalid(problems: list[Problem]) -> ApiError:
-    message = summary(problems)
-    return ApiError(400, "DLI.0001", message, problems)
-
-
 NOT_FOUND = ("DLI.0023", "resource not found")
+# the family's code of each refusal of the job API (a job not found: NOT_FOUND)
+_CODES = {Invalid: "DLI.0001", Busy: "DLI.0009", Conflict: "DLI.0007"}
 
 
-def error_answer(target: str, err: ApiError) -> tuple[int, dict]:
-    """An error answer in the form of the face (seed API or WES) that `target` addresses."""
-    if urlsplit(target).path.startswith(WES_PREFIX):
-        from cnvkit_nf.service import wes  # the WES face builds on this module
-
-        return err.status, wes.WesError(err.status, str(err), allow=err.allow).body
-    return err.status, err.body
-
-
-def internal_error(target: str) -> tuple[int, dict]:
-    """The answer to a request the service failed on, in the form of its face."""
-    return error_answer(target, ApiError(500, "DLI.0999", "internal server error"))
+def error_body(err: ApiError) -> dict:
+    """An error answer's body in the family's form."""
+    body = {"error_code": err.code, "error_msg": str(err)}
+    if err.problems:
+        body["problems"] = [p.__dict__ for p in err.problems]
+    return body
 
 
-@dataclass
-class App:
-    """The API's logic, independent of the HTTP server that carries it."""
+class SeedApi:
+    """The seed's calls on the job API."""
 
-    store: JobStore
-    pool: WorkerPool
-    config: ServiceConfig
-    storage_config: str | None
+    def __init__(self, jobs: Jobs):
+        self.jobs = jobs
 
-    def caller_of(self, target: str, headers) -> Caller | None:
-        """Who sent a request, by the token its face takes; None without a valid token."""
-        if urlsplit(target).path.startswith(WES_PREFIX):
-            from cnvkit_nf.service import wes  # the WES face builds on this module
+    def caller(self, headers) -> Caller | None:
+        """Who sent a request, by its X-Auth-Token; None without a valid one."""
+        return self.jobs.config.caller(headers.get("X-Auth-Token"))
 
-            return self.config.caller(wes.token(headers))
-        return self.config.caller(headers.get("X-Auth-Token"))
+    @staticmethod
+    def submission_token(method: str, path: str, headers) -> str | None:
+        """The token of a request that submits a job; None for every other request."""
+        return headers.get("X-Auth-Token") if method == "POST" and _JOBS.fullmatch(path) \
+            else None
 
-    def submission_token(self, method: str, target: str, headers) -> str | None:
-        """The token of a request that submits a job (its body is a request to check); None
-        for every other request. The transport reads the body only of a submission whose
-        token is valid (`caller_of`)."""
-        path = urlsplit(target).path
-        if method != "POST":
-            return None
-        if path.startswith(WES_PREFIX):
-            from cnvkit_nf.service import wes  # the WES face builds on this module
-
-            return wes.token(headers) if path == wes.RUNS else None
-        return headers.get("X-Auth-Token") if _JOBS.fullmatch(path) else None
-
-    def handle(self, method: str, target: str, headers, body: bytes | None
+    def handle(self, method: str, path: str, query: str, headers, body: bytes | None
                ) -> tuple[int, dict]:
         """Answer one request: (HTTP status, JSON body); raises ApiError for error answers.
         `body` is the submission's (`submission_token`), None for any other request."""
-        url = urlsplit(target)
-        if url.path.startswith(WES_PREFIX):
-            from cnvkit_nf.service import wes  # the WES face builds on this module
+        try:
+            return self._handle(method, path, query, headers, body)
+        except NotFound:
+            raise ApiError(404, *NOT_FOUND) from None
+        except JobError as err:
+            raise ApiError(400, _CODES[type(err)], str(err),
+                           err.problems if isinstance(err, Invalid) else ()) from None
 
-            return wes.Wes(self).handle(method, url.path, url.query, headers, body)
-        if url.path == "/health":
-            self.allow(method, "GET")
-            return 200, {"status": "ok", "running": self.pool.running,
-                         "queued": self.store.count(RUNNER, LAUNCHING),
-                         "workers": self.pool.workers}
-        if url.path == "/openapi.json":
-            self.allow(method, "GET")
+    def _handle(self, method: str, path: str, query: str, headers, body: bytes | None
+                ) -> tuple[int, dict]:
+        if path == "/health":
+            allow(method, "GET")
+            return 200, {"status": "ok", **self.jobs.load()}
+        if path == "/openapi.json":
+            allow(method, "GET")
             return 200, openapi.document()
-        jobs, job = _JOBS.fullmatch(url.path), _JOB.fullmatch(url.path)
-        action = _JOB_ACTION.fullmatch(url.path)
+        jobs, job = _JOBS.fullmatch(path), _JOB.fullmatch(path)
+        action = _JOB_ACTION.fullmatch(path)
         if not (jobs or job or action):
             raise ApiError(404, *NOT_FOUND)
         project = (jobs or job or action).group(1)
         caller = self._caller(headers, project)
         if jobs:
-            self.allow(method, "GET", "POST")
+            allow(method, "GET", "POST")
             if method == "POST":
                 return self._submit(project, caller, body)
-            return self._query(project, url.query)
+            return self._query(project, query)
         if action and action.group(3) == "retry":
-            self.allow(method, "POST")
-            return self._retry(project, action.group(2))
+            allow(method, "POST")
+            retried = self.jobs.retry({project}, action.group(2))
+            return 200, {"instance_id": retried.instance_id, "status": retried.status}
         if action:
-            self.allow(method, "GET")
-            return 200, job_log(self._own_job(project, action.group(2)))
-        self.allow(method, "DELETE")
-        return self._cancel(project, job.group(2))
-
-    @staticmethod
-    def allow(method: str, *allowed: str) -> None:
-        if method not in allowed:
-            raise ApiError(405, "DLI.0007", f"{method} is not supported here; use "
-                           f"{' or '.join(allowed)}", allow=allowed)
+            allow(method, "GET")
+            return 200, self.jobs.log({project}, action.group(2))
+        allow(method, "DELETE")
+        self.jobs.cancel({project}, job.group(2))
+        return 200, {}
 
     def _caller(self, headers, project: str) -> Caller:
-        caller = self.config.caller(headers.get("X-Auth-Token"))
+        caller = self.caller(headers)
         if caller is None:
             raise ApiError(401, "DLI.0013", "user authentication failed: a valid X-Auth-Token "
                            "header is required")
@@ -170,31 +113,9 @@ class App:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise _invalid([Problem("", "the body is not UTF-8 text")]) from None
-        job, warnings = self.accept(text, project, caller)
+            raise Invalid([Problem("", "the body is not UTF-8 text")]) from None
+        job, warnings = self.jobs.submit(text, project, caller)
         return 201, {"instance_id": job.instance_id, **({"warnings": warnings} if warnings else {})}
-
-    def accept(self, text: str, project: str, caller: Caller) -> tuple[Job, list[str]]:
-        """Check a request (JSON text) as `cnvkit-nf run` does, plus the service's rules, and
-        queue it as a job of `project`; the job and the warnings. ApiError when refused."""
-        validation = validate_text(text)
-        problems, roots = validation.problems, self.config.roots(project)
-        if validation.request:
-            problems = problems + self.config.request_problems(validation.request, project)
-        if errors(problems):  # the paths too (but never more of them than the limit allows)
-            oversized = self.config.limit_problems(validation.request)
-            raise _invalid(errors(problems + ([] if oversized else local_files.path_problems(
-                validation.request, roots))))
-        self._queue_limit()
-        job_plan, checked = plan(validation, self.storage_config, roots,
-                                 limits=self.config.check_limits())
-        if errors(checked):
-            raise _invalid(errors(checked))
-        try:
-            job = self.pool.submit(job_plan, project, caller.owner)
-        except Occupied as err:
-            raise _invalid([occupied(err)]) from None
-        return job, [format_problem(p) for p in problems + checked if p.severity == "warning"]
 
     def _query(self, project: str, query: str) -> tuple[int, dict]:
         args = parse_qs(query, keep_blank_values=True)
@@ -208,48 +129,13 @@ class App:
         start = _integer(value, "start", None, 0, None, problems)
         end = _integer(value, "end", None, 0, None, problems)
         if problems:
-            raise _invalid(problems)
+            raise Invalid(problems)
         instance_id = value.get("instance-id") or None
-        count, jobs = self.store.list(project, instance_id=instance_id, start=start, end=end,
-                                      limit=limit, offset=offset)
+        count, jobs = self.jobs.list({project}, instance_id=instance_id, start=start, end=end,
+                                     limit=limit, offset=offset)
         if instance_id and not count:
-            raise ApiError(404, *NOT_FOUND)
+            raise NotFound(instance_id)
         return 200, {"count": count, "instances": [job.instance() for job in jobs]}
-
-    def _queue_limit(self) -> None:
-        if self.store.count(RUNNER, LAUNCHING) >= self.config.limits["max_queued"]:
-            raise ApiError(400, "DLI.0009", "system limit reached: "
-                           f"{self.config.limits['max_queued']} jobs are already waiting")
-
-    def _own_job(self, project: str, instance_id: str) -> Job:
-        """A job of this service and project; any other id is not found."""
-        job = self.store.get(instance_id)
-        if job is None or job.project != project or job.runner != RUNNER:
-            raise ApiError(404, *NOT_FOUND)
-        return job
-
-    def _retry(self, project: str, instance_id: str) -> tuple[int, dict]:
-        job = self._own_job(project, instance_id)
-        if job.status not in (FAILED, CANCELLED):
-            raise ApiError(400, "DLI.0007", f"operation not supported: job {instance_id} is "
-                           f"{job.status}; only a FAILED or CANCELLED job can be retried")
-        self._queue_limit()
-        try:
-            job = self.pool.retry(instance_id)
-        except IllegalTransition:  # it was retried meanwhile
-            raise ApiError(400, "DLI.0007", f"operation not supported: job {instance_id} is "
-                           "already being retried") from None
-        except Occupied as err:
-            raise _invalid([occupied(err)]) from None
-        return 200, {"instance_id": instance_id, "status": job.status}
-
-    def _cancel(self, project: str, instance_id: str) -> tuple[int, dict]:
-        job = self._own_job(project, instance_id)
-        if job.final or self.pool.cancel(instance_id) is None:
-            current = self.store.get(instance_id)
-            raise ApiError(400, "DLI.0007", f"operation not supported: job {instance_id} is "
-                           f"{current.status} and cannot be cancelled")
-        return 200, {}
 
 
 def _integer(values: dict, name: str, default, low: int, high: int | None,

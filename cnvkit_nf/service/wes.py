@@ -5,6 +5,9 @@ A run is a job: `workflow_params` is the seed request, `workflow_type` NFL (DSL2
 projects apply as on the seed API (`Authorization: Bearer TOKEN` or `X-Auth-Token`); a run's
 project is its `tags.project`, which may be left out by a token of one project. Another
 project's runs are answered 404, as runs that do not exist.
+
+It is one of the job service's two faces over its job API (`job_api`), and answers every target
+under `ROOT` (`app` routes them). Errors take WES's form: `{"msg", "status_code"}`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from urllib.parse import parse_qs
 from cnvkit_nf.contract.pipeline_schema import manifest as pipeline_manifest
 from cnvkit_nf.launch import nextflow
 from cnvkit_nf.launch.runner import exit_file, trace_rows
+from cnvkit_nf.service.api_error import ApiError, allow
 from cnvkit_nf.service.config import Caller
-from cnvkit_nf.service.seed_api import WES_PREFIX, ApiError
+from cnvkit_nf.service.job_api import Conflict, JobError, Jobs, NotFound
 from cnvkit_nf.state.jobs import (
     CANCELING,
     CANCELLED,
@@ -35,7 +39,8 @@ from cnvkit_nf.state.jobs import (
 )
 from cnvkit_nf.storage import manifest
 
-PREFIX = f"{WES_PREFIX}v1"
+ROOT = "/ga4gh/wes/"  # every target under it is WES's
+PREFIX = f"{ROOT}v1"
 RUNS = f"{PREFIX}/runs"
 WORKFLOW_TYPE, WORKFLOW_TYPE_VERSION = "NFL", "DSL2"
 _RUN = re.compile(rf"{PREFIX}/runs/([^/]+)(/status|/cancel)?")
@@ -48,14 +53,15 @@ _BLANK_LINE = re.compile(rb"(?:\A|\r?\n)\r?\n")  # ends a part's header lines (m
 
 
 class WesError(ApiError):
-    """An error answer in WES's form: `{"msg", "status_code"}`."""
+    """An error answer of WES's own (it has no code of the service family's)."""
 
-    def __init__(self, status: int, message: str, allow: tuple[str, ...] = ()):
-        super().__init__(status, "", message, allow=allow)
+    def __init__(self, status: int, message: str):
+        super().__init__(status, "", message)
 
-    @property
-    def body(self) -> dict:
-        return {"msg": str(self), "status_code": self.status}
+
+def error_body(err: ApiError) -> dict:
+    """An error answer's body in WES's form."""
+    return {"msg": str(err), "status_code": err.status}
 
 
 def workflow_url() -> str:
@@ -80,59 +86,73 @@ def token(headers) -> str | None:
 
 
 class Wes:
-    """The WES calls, on the service's `App` (its store, worker pool and submission path);
-    errors, the seed API's checks among them, are answered in WES's form
-    (`service.error_answer`)."""
+    """The WES calls on the job API."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, jobs: Jobs):
+        self.jobs = jobs
+
+    def caller(self, headers) -> Caller | None:
+        """Who sent a request, by its token (`token`); None without a valid one."""
+        return self.jobs.config.caller(token(headers))
+
+    @staticmethod
+    def submission_token(method: str, path: str, headers) -> str | None:
+        """The token of a request that submits a run; None for every other request."""
+        return token(headers) if method == "POST" and path == RUNS else None
 
     def handle(self, method: str, path: str, query: str, headers, body: bytes | None
                ) -> tuple[int, dict]:
+        """Answer one request: (HTTP status, JSON body); raises ApiError for error answers.
+        `body` is the submission's (`submission_token`), None for any other request."""
+        try:
+            return self._handle(method, path, query, headers, body)
+        except NotFound as err:
+            raise WesError(404, f"no run {err.instance_id}") from None
+        except JobError as err:
+            raise WesError(400, str(err)) from None
+
+    def _handle(self, method: str, path: str, query: str, headers, body: bytes | None
+                ) -> tuple[int, dict]:
         caller = self._caller(headers)
         if path == f"{PREFIX}/service-info":
-            self.app.allow(method, "GET")
+            allow(method, "GET")
             return 200, self._service_info(caller)
         if path == RUNS:
-            self.app.allow(method, "GET", "POST")
+            allow(method, "GET", "POST")
             if method == "POST":
                 return self._submit(caller, headers, body)
             return 200, self._list(caller, query)
         match = _RUN.fullmatch(path)
         if not match:
             raise WesError(404, "not found")
-        job = self._job(caller, match.group(1))
+        job = self.jobs.get(caller.projects, match.group(1))
         if match.group(2) == "/cancel":
-            self.app.allow(method, "POST")
-            if job.final or self.app.pool.cancel(job.instance_id) is None:
+            allow(method, "POST")
+            try:
+                self.jobs.cancel(caller.projects, job.instance_id)
+            except Conflict:
                 raise WesError(400, f"run {job.instance_id} is {self._state(job)} and cannot "
-                               "be cancelled")
+                               "be cancelled") from None
             return 200, {"run_id": job.instance_id}
-        self.app.allow(method, "GET")
+        allow(method, "GET")
         if match.group(2) == "/status":
             return 200, {"run_id": job.instance_id, "state": self._state(job)}
         return 200, self._run_log(job)
 
     def _caller(self, headers) -> Caller:
-        caller = self.app.config.caller(token(headers))
+        caller = self.caller(headers)
         if caller is None:
             raise WesError(401, "a valid token is required: Authorization: Bearer TOKEN, or "
                                 "X-Auth-Token")
         return caller
 
-    def _job(self, caller: Caller, run_id: str) -> Job:
-        job = self.app.store.get(run_id)
-        if job is None or job.project not in caller.projects or job.runner != "service":
-            raise WesError(404, f"no run {run_id}")
-        return job
-
     def _state(self, job: Job) -> str:
-        return state(job, self.app.pool.active(job.instance_id))
+        return state(job, self.jobs.active(job.instance_id))
 
     def _service_info(self, caller: Caller) -> dict:
         counts: dict[str, int] = {}
         for project in sorted(caller.projects):
-            for job in self.app.store.list(project, limit=1 << 30)[1]:
+            for job in self.jobs.list({project}, limit=1 << 30)[1]:
                 named = self._state(job)
                 counts[named] = counts.get(named, 0) + 1
         version = ".".join(map(str, nextflow.MINIMUM))
@@ -175,7 +195,7 @@ class Wes:
             problems.append("workflow_params (the request, as JSON) is required")
         if problems:
             raise WesError(400, "; ".join(problems))
-        job, _warnings = self.app.accept(fields["workflow_params"], project, caller)
+        job, _warnings = self.jobs.submit(fields["workflow_params"], project, caller)
         return 200, {"run_id": job.instance_id}
 
     def _list(self, caller: Caller, query: str) -> dict:
@@ -186,8 +206,8 @@ class Wes:
             raise WesError(400, f"page_size must be 1..{MAX_PAGE} and page_token one this "
                                 "service gave")
         offset = int(token)
-        count, jobs = self.app.store.list(sorted(caller.projects), runner="service",
-                                          limit=int(size), offset=offset)
+        count, jobs = self.jobs.list(caller.projects, service_only=True, limit=int(size),
+                                     offset=offset)
         runs = [_present({"run_id": job.instance_id, "state": self._state(job),
                           "start_time": _iso(job.created), "end_time": _iso(job.end_time),
                           "tags": {"project": job.project}}) for job in jobs]
