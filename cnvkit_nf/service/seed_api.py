@@ -178,14 +178,14 @@ class App:
         """Check a request (JSON text) as `cnvkit-nf run` does, plus the service's rules, and
         queue it as a job of `project`; the job and the warnings. ApiError when refused."""
         validation = validate_text(text)
-        problems, roots, request = validation.problems, self.config.roots(project), \
-            validation.request
+        problems, request = validation.problems, validation.request
+        roots = self.config.roots(project)
         if request is not None:
             problems = problems + self.config.request_problems(request, project)
         if errors(problems):  # the paths too (but never more of them than the limit allows)
-            checked = request is not None and not self.config.limit_problems(request)
-            raise _invalid(errors(problems + (local_files.path_problems(request, roots)
-                                              if checked else [])))
+            if request is not None and not self.config.limit_problems(request):
+                problems = problems + local_files.path_problems(request, roots)
+            raise _invalid(errors(problems))
         self._queue_limit()
         job_plan, checked = plan(request, self.storage_config, roots,
                                  limits=self.config.check_limits())
