@@ -46,8 +46,7 @@ class WorkerPool:
         self.storage_config, self.concurrency, self.log = storage_config, concurrency, log
         self.roots = roots  # a project's data roots
         self.inputs = InputStore(state_dir / "inputs")  # the jobs' private inputs
-        self.admit = admit  # the service's rules of a project's requests, checked again when a
-        # job's turn comes
+        self.admit = admit  # the service's rules, checked again when a job's turn comes
         self.references = references  # references kept between a project's jobs
         self.check_limits = check_limits  # what each run of the input check may cost
         self.stopping = threading.Event()  # set by `stop`: publications roll back, none start
