@@ -67,7 +67,7 @@ def _load(request_file: str, as_json: bool = False) -> Validation:
 
 def _params(validation: Validation, request_file: str, staged: dict | None = None) -> dict:
     try:
-        return to_params(validation.request, validation.options, staged=staged)
+        return to_params(validation.request, staged=staged)
     except ParamsError as err:
         _report(err.problems, False, valid=False)
         click.echo(f"{request_file}: cannot be run here", err=True)
@@ -138,7 +138,7 @@ def validate(ctx: Context, request_file: str, as_json: bool, check_inputs: bool)
     validation = _load(request_file, as_json)
     problems = validation.problems
     if check_inputs:  # content of local inputs, or existence of object-storage ones
-        problems = problems + plan(validation, ctx.storage_config, everywhere())[1]
+        problems = problems + plan(validation.request, ctx.storage_config, everywhere())[1]
     valid = not errors(problems)
     _report(problems, as_json, valid=valid)
     if not valid:
@@ -210,7 +210,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
     configs += old_configs
     validation = _load(request_file)
     _report(validation.problems, False, valid=True)
-    job_plan, problems = plan(validation, ctx.storage_config, everywhere())
+    job_plan, problems = plan(validation.request, ctx.storage_config, everywhere())
     if errors(problems):
         _report(problems, False, valid=False)
         click.echo(f"{request_file}: inputs are not usable, nothing was run", err=True)
@@ -223,7 +223,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
         sys.exit(EXIT_NO_NEXTFLOW)
 
     store = JobStore(ctx.state_dir / "jobs.sqlite")
-    job = store.latest_for_request(validation.request) if resume else None
+    job = store.latest_for_request(validation.request.raw) if resume else None
     try:
         if job is None:
             if resume:
@@ -244,7 +244,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
         signal.signal(sig, lambda *_: threading.Thread(target=execution.cancel).start())
     with _display() as (staging, progress):
         final = execution.execute(progress, staging)
-    _summarise(final, validation.request["output_dir"])
+    _summarise(final, validation.request.output_dir.raw)
     if final.status != FINISHED:
         sys.exit(EXIT_CANCELLED if final.status == CANCELLED else EXIT_FAILED)
 
@@ -498,7 +498,7 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     log = lambda message: click.echo(message, err=True)  # noqa: E731
     pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
                       ctx.storage_config, config.roots, concurrency, log,
-                      admit=lambda job: config.request_problems(job.request, job.project),
+                      admit=config.request_problems,
                       references=ctx.references, check_limits=config.check_limits())
     app = App(Jobs(store, pool, config, ctx.storage_config))
     stop = threading.Event()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnvkit_nf.contract.confs import CheckedOptions, stage_options
-from cnvkit_nf.contract.paths import parse_location
+from cnvkit_nf.contract.confs import stage_options
+from cnvkit_nf.contract.model import ROLES, Request
+from cnvkit_nf.contract.paths import Location
 from cnvkit_nf.contract.problems import Problem
-
-PATH_FIELDS = ("ref", "bed", "annotation_file", "reference_cnn", "output_dir")
-LIST_FIELDS = ("experimental_inputs", "control_inputs")
 
 
 class ParamsError(Exception):
@@ -20,8 +18,8 @@ class ParamsError(Exception):
         self.problems = problems
 
 
-def to_params(request: dict, options: dict[str, CheckedOptions], *,
-              base: Path | None = None, staged: dict[str, Path] | None = None) -> dict:
+def to_params(request: Request, *, base: Path | None = None,
+              staged: dict[str, Path] | None = None) -> dict:
     """Nextflow params for a request that passed `request.validate_request`.
 
     Paths in `staged` are replaced by their local copies there (object-storage URIs by their
@@ -35,33 +33,30 @@ def to_params(request: dict, options: dict[str, CheckedOptions], *,
     staged = staged or {}
     problems: list[Problem] = []
 
-    def local(field: str, value: str) -> str:
-        if value in staged:
-            return str(staged[value])
-        location = parse_location(value)
+    def local(field: str, location: Location) -> str:
+        if location.raw in staged:
+            return str(staged[location.raw])
         if not location.is_remote:
             return str((base / location.local_path()).absolute())
         problems.append(Problem(field, f"{location.scheme}:// paths are only used through "
                                        "object storage staging (cnvkit-nf run)"))
-        return value
+        return location.raw
 
-    params: dict = {}
-    for field in LIST_FIELDS:
-        params[field] = [local(f"{field}[{i}]", value)
-                         for i, value in enumerate(request.get(field) or [])]
-    for field in PATH_FIELDS:
-        if (field == "annotation_file" and not request.get("has_annotate")) or (
-                field == "reference_cnn" and "reference_cnn" not in request):
-            continue  # left out: the pipeline's default (null)
-        params[field] = local(field, request[field])
+    params: dict = {field: [local(sample.field, sample.location)
+                            for sample in request.of_role(role)]
+                    for field, role in ROLES.items()}
+    paths = {"ref": request.ref, "bed": request.bed,  # left out: the pipeline's default (null)
+             "annotation_file": request.annotation_file if request.has_annotate else None,
+             "reference_cnn": request.reference_cnn, "output_dir": request.output_dir}
+    params |= {field: local(field, location) for field, location in paths.items()
+               if location is not None}
     if problems:
         raise ParamsError(problems)
-    params["has_annotate"] = bool(request.get("has_annotate"))
-    params["reference_only"] = bool(request.get("reference_only"))
-    checked = stage_options(options)
+    params["has_annotate"] = request.has_annotate
+    params["reference_only"] = request.reference_only
+    checked = stage_options(request.options)
     for field, option in checked.items():
         processes = f"-p {option['processes']}" if option["processes"] else ""
         params[field] = " ".join(filter(None, (option["args"], processes)))
     params["checked_options"] = checked
     return params
-

@@ -17,12 +17,11 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from cnvkit_nf.contract import confs, paths
+from cnvkit_nf.contract.model import INPUT_FIELDS, PATH_FIELDS, ROLES, Request, Sample
 from cnvkit_nf.contract.problems import Problem, errors
 from cnvkit_nf.pipeline_files import SCHEMA
 
 SCHEMA_PATH = SCHEMA / "cnvkit_request.schema.json"
-INPUT_FIELDS = ("experimental_inputs", "control_inputs")
-PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn")
 MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
 MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
 MAX_NAMED = 20  # unknown or repeated field names listed one by one; the rest are counted
@@ -47,11 +46,11 @@ _JSON_TYPES = {
 
 @dataclass
 class Validation:
-    """All problems found in a request, the checked option strings by field, and the request."""
+    """All problems found in a request, and the request as far as it parses (None when it is
+    not a JSON object)."""
 
     problems: list[Problem] = field(default_factory=list)
-    options: dict[str, confs.CheckedOptions] = field(default_factory=dict)
-    request: dict[str, Any] = field(default_factory=dict)
+    request: Request | None = None
 
     @property
     def ok(self) -> bool:
@@ -87,11 +86,12 @@ def validate_request(data: object, cache=None) -> Validation:
     if not isinstance(data, dict):
         return Validation(_schema_problems(data, set()))
     request, data = data, _input_lists_cut(data)
-    entries = path_entries(data)
+    entries = _path_entries(data)
+    parsed: dict[str, paths.Location] = {}
     path_problems = []
     for where, text in entries:
         try:
-            paths.parse_location(text)
+            parsed[where] = paths.parse_location(text)
         except ValueError as exc:
             path_problems.append(Problem(where, str(exc)))
     unparsed = {p.field for p in path_problems}
@@ -115,7 +115,24 @@ def validate_request(data: object, cache=None) -> Validation:
     longest = load_schema()["$defs"]["options"]["maxLength"]
     options, option_problems = confs.check_all(
         {k: v for k, v in data.items() if isinstance(v, str) and len(v) <= longest}, cache)
-    return Validation(list(dict.fromkeys(problems + option_problems)), options, request)
+    return Validation(list(dict.fromkeys(problems + option_problems)),
+                      _parsed(request, parsed, options))
+
+
+def _parsed(raw: dict[str, Any], parsed: dict[str, paths.Location],
+            options: dict[str, confs.CheckedOptions]) -> Request:
+    """The request `raw` with the locations its paths parsed into, by field."""
+
+    def sample_id(location: paths.Location) -> str | None:
+        with contextlib.suppress(ValueError):  # the validation reports it
+            return sample_name(location.raw)
+        return None
+
+    samples = tuple(Sample(sample_id(location), ROLES[where.partition("[")[0]], location, where)
+                    for where, location in parsed.items() if where.endswith("]"))
+    return Request(raw, **{name: parsed.get(name) for name in PATH_FIELDS}, samples=samples,
+                   has_annotate=raw.get("has_annotate") is True,
+                   reference_only=raw.get("reference_only") is True, options=options)
 
 
 def _input_lists_cut(data: dict[str, Any]) -> dict[str, Any]:
@@ -143,19 +160,6 @@ def _reference_problems(data: dict[str, Any]) -> list[Problem]:
                                     "reference-only job builds a new reference from "
                                     "control_inputs"))
     return problems
-
-
-def input_locations(data: dict[str, Any]) -> list[tuple[str, paths.Location]]:
-    """(field, location) of every file a request's job reads, annotation only if used; paths
-    that do not parse are left out (the validation reports them)."""
-    found = []
-    for where, text in path_entries(data):
-        if where == "output_dir" or (where == "annotation_file"
-                                     and data.get("has_annotate") is not True):
-            continue
-        with contextlib.suppress(ValueError):
-            found.append((where, paths.parse_location(text)))
-    return found
 
 
 def validate_file(path: str | Path, cache=None) -> Validation:
@@ -296,7 +300,7 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
     return [Problem(where, reasons.get(str(err.validator), err.message))]
 
 
-def path_entries(data: dict[str, Any]) -> list[tuple[str, str]]:
+def _path_entries(data: dict[str, Any]) -> list[tuple[str, str]]:
     """(location, text) of every path in the request that is a string."""
     entries = [(f, data[f]) for f in PATH_FIELDS if isinstance(data.get(f), str)]
     for f in INPUT_FIELDS:

@@ -13,7 +13,6 @@ exception of the caller.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -24,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnvkit_nf.contract.confs import CheckedOptions
-from cnvkit_nf.contract.params import LIST_FIELDS, PATH_FIELDS, to_params
-from cnvkit_nf.contract.paths import Location, index_names, parse_location
+from cnvkit_nf.contract.model import INPUT_FIELDS, PATH_FIELDS, Request
+from cnvkit_nf.contract.params import to_params
+from cnvkit_nf.contract.paths import index_names
 from cnvkit_nf.contract.problems import Problem
-from cnvkit_nf.contract.request import input_locations, sample_name
+from cnvkit_nf.contract.request import sample_name
 from cnvkit_nf.pipeline_files import BIN
 from cnvkit_nf.storage import confined
 from cnvkit_nf.storage.confined import Roots
@@ -73,12 +72,12 @@ class Input:
             os.close(fd)
 
 
-def open_inputs(request: dict, roots: Roots) -> tuple[list[Input], list[Problem]]:
-    """Open every local file a valid request's job reads, with the indexes beside it, inside
-    the readable roots; the caller closes them. Problems say which field and why not."""
+def open_inputs(request: Request, roots: Roots) -> tuple[list[Input], list[Problem]]:
+    """Open every local file a request's job reads, with the indexes beside it, inside the
+    readable roots; the caller closes them. Problems say which field and why not."""
     opened: list[Input] = []
     problems: list[Problem] = []
-    for field, location in input_locations(request):
+    for field, location in request.inputs():
         if location.is_remote:
             continue
         if not roots.readable:
@@ -103,7 +102,7 @@ def open_inputs(request: dict, roots: Roots) -> tuple[list[Input], list[Problem]
     return opened, problems
 
 
-def path_problems(request: dict, roots: Roots) -> list[Problem]:
+def path_problems(request: Request, roots: Roots) -> list[Problem]:
     """What is wrong with a request's local paths (valid or not: paths that do not parse are
     left to the validation): inputs that cannot be opened inside the readable roots, an output
     folder outside the writable ones."""
@@ -113,8 +112,7 @@ def path_problems(request: dict, roots: Roots) -> list[Problem]:
     return problems + _output_problems(request, roots)
 
 
-def check(request: dict, options: dict[str, CheckedOptions], roots: Roots,
-          limits: CheckLimits = DEFAULT_CHECK) -> list[Problem]:
+def check(request: Request, roots: Roots, limits: CheckLimits = DEFAULT_CHECK) -> list[Problem]:
     """Every problem of the files of a valid request whose paths are all local: as
     `path_problems`, then the content of every file that could be opened, read through its
     descriptor (`content_problems`, within `limits`)."""
@@ -125,10 +123,10 @@ def check(request: dict, options: dict[str, CheckedOptions], roots: Roots,
     try:
         with tempfile.TemporaryDirectory(prefix="cnvkit-nf-check-") as folder:
             views, descriptors = views_of(opened, Path(folder))
-            params = to_params(request, options, staged=views)
+            params = to_params(request, staged=views)
             viewed = {str(view) for view in views.values()}
             checked = {name: [p if p in viewed else None for p in params[name]]
-                       for name in LIST_FIELDS}
+                       for name in INPUT_FIELDS}
             checked |= {name: params.get(name) if params.get(name) in viewed else None
                         for name in PATH_FIELDS}
             checked["checked_options"] = params["checked_options"]
@@ -229,11 +227,9 @@ def _field_of(path: str, params: dict) -> str:
                  if params.get(n) == path), "")
 
 
-def _output_problems(request: dict, roots: Roots) -> list[Problem]:
-    output = request.get("output_dir")
-    with contextlib.suppress(TypeError, ValueError):
-        output = parse_location(output)
-    if not isinstance(output, Location) or output.is_remote:
+def _output_problems(request: Request, roots: Roots) -> list[Problem]:
+    output = request.output_dir
+    if output is None or output.is_remote:
         return []
     reason = output_problem(output.key, roots)
     return [Problem("output_dir", reason)] if reason else []

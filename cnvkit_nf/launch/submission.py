@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cnvkit_nf.contract.model import Request
 from cnvkit_nf.contract.params import to_params
-from cnvkit_nf.contract.paths import Location, parse_location
+from cnvkit_nf.contract.paths import Location
 from cnvkit_nf.contract.problems import Problem, errors, summary
-from cnvkit_nf.contract.request import Validation, input_locations
 from cnvkit_nf.launch import local_files
 from cnvkit_nf.launch.input_store import InputStore, StoreError
 from cnvkit_nf.launch.local_files import DEFAULT_CHECK, CheckLimits
@@ -71,10 +71,10 @@ class ObjectStore:
     output_dir: Location
 
 
-def object_store(request: dict, config: str | None) -> tuple[ObjectStore, list[Problem]]:
+def object_store(request: Request, config: str | None) -> tuple[ObjectStore, list[Problem]]:
     """The object store a valid request uses (with the settings in `config`), and problems."""
-    remote = [(f, loc) for f, loc in input_locations(request) if loc.is_remote]
-    output_dir = parse_location(request["output_dir"])
+    remote = [(f, loc) for f, loc in request.inputs() if loc.is_remote]
+    output_dir = request.output_dir
     used = [loc for _, loc in remote] + ([output_dir] if output_dir.is_remote else [])
     if not used:
         return ObjectStore(None, None, [], output_dir), []
@@ -92,7 +92,7 @@ class Plan:
     publishes into as jobs compare them (`jobs.Occupied`): None when the plan has errors or
     was not checked, as no job is made from it then."""
 
-    validation: Validation
+    request: Request
     objects: ObjectStore
     destination: str | None
     limits: CheckLimits = DEFAULT_CHECK  # what each run of the input check may cost
@@ -110,7 +110,7 @@ def destination(output_dir: Location, roots: Roots) -> tuple[str | None, list[Pr
     return place, [Problem("output_dir", reason)] if reason else []
 
 
-def plan(validation: Validation, storage_config: str | None, roots: Roots,
+def plan(request: Request, storage_config: str | None, roots: Roots,
          check_inputs: bool = True, limits: CheckLimits = DEFAULT_CHECK
          ) -> tuple[Plan, list[Problem]]:
     """Check the inputs of a valid request where they are (unless `check_inputs` is False:
@@ -118,20 +118,19 @@ def plan(validation: Validation, storage_config: str | None, roots: Roots,
     check within `limits`); objects with the store's credentials. Then claim the output
     folder (`destination`): a folder swapped for a link since it was checked is refused
     there. Nothing is written."""
-    request = validation.request
     objects, problems = object_store(request, storage_config)
-    unclaimed = Plan(validation, objects, None, limits)
+    unclaimed = Plan(request, objects, None, limits)
     if errors(problems) or not check_inputs:
         return unclaimed, problems
     if objects.s3:
         problems += local_files.path_problems(request, roots)
         problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
     else:
-        problems += local_files.check(request, validation.options, roots, limits)
+        problems += local_files.check(request, roots, limits)
     if errors(problems):
         return unclaimed, problems
     claimed, refused = destination(objects.output_dir, roots)
-    return Plan(validation, objects, claimed, limits), problems + refused
+    return Plan(request, objects, claimed, limits), problems + refused
 
 
 class JobFailed(Exception):
@@ -257,10 +256,9 @@ class Execution:
         inputs downloaded, local inputs checked again now that the job's turn has come (and
         handed to the private store when there is one); the manifest of an earlier result in
         output_dir withdrawn."""
-        request = self.plan.validation.request
         output = self.plan.objects.output_dir
         staged = self._download(progress) if self.plan.objects.s3 else {}
-        opened, problems = local_files.open_inputs(request, self.roots) \
+        opened, problems = local_files.open_inputs(self.plan.request, self.roots) \
             if self.inputs is not None else ([], [])
         try:
             private = self._admit(opened) if not problems else {}
@@ -312,15 +310,14 @@ class Execution:
     def _params(self, staged: dict[str, Path]) -> dict:
         """The job's Nextflow params, its results collected in its own run folder; staged
         object-storage inputs are checked here as a local run's inputs were in `plan`."""
-        validation = self.plan.validation
         results = Path(self.job.run_dir) / "results"
-        params = to_params(validation.request, validation.options,
+        params = to_params(self.plan.request,
                            staged={**staged, self.plan.objects.output_dir.raw: results})
         if self.plan.objects.s3:
             problems = errors(local_files.content_problems(params, limits=self.plan.limits))
             if problems:
                 raise JobFailed(f"{REFUSED_AT_TURN}: {summary(problems)}", Failure.REFUSED)
-        job = {"instance_id": self.job.instance_id, "request": validation.request,
+        job = {"instance_id": self.job.instance_id, "request": self.plan.request.raw,
                "submitted": datetime.fromtimestamp(self.job.created / 1000, UTC).isoformat()}
         # the inputs and options were checked: the pipeline need not check them again, and
         # follows the check's decisions on the indexes of the very files it is given
@@ -454,7 +451,7 @@ class Execution:
 def new_job(store: JobStore, job_plan: Plan, state_dir: Path, **identity) -> Job:
     """Record a LAUNCHING job for a checked plan; its run folder is in the state dir. Raises
     Occupied while another job publishes into the same folder (see `occupied`)."""
-    return store.create(job_plan.validation.request, runs_in=state_dir / "runs",
+    return store.create(job_plan.request.raw, runs_in=state_dir / "runs",
                         destination=job_plan.destination, **identity)
 
 

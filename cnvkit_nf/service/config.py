@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnvkit_nf.contract.confs import SUBSTEP_OF_FIELD
+from cnvkit_nf.contract.model import INPUT_FIELDS, Request
 from cnvkit_nf.contract.paths import Location, parse_location
 from cnvkit_nf.contract.problems import Problem
-from cnvkit_nf.contract.request import path_entries
 from cnvkit_nf.launch.local_files import CheckLimits
 from cnvkit_nf.reference.cache import parse_size
 from cnvkit_nf.service.retention import Policy, Schedule, parse_duration
@@ -178,34 +178,29 @@ class ServiceConfig:
                                   "one inside the "
                                   "other: give each project folders of its own")
 
-    def request_problems(self, request: dict, project: str) -> list[Problem]:
+    def request_problems(self, request: Request, project: str) -> list[Problem]:
         """Limits and object-root rules a (schema-valid or not) request breaks; its local
         paths are checked where they are opened, inside `roots(project)` (`local_files`)."""
         return self.limit_problems(request) + self._object_problems(request, project)
 
-    def limit_problems(self, request: dict) -> list[Problem]:
-        """How a request exceeds the service's limits (inputs, option lengths)."""
-        problems = []
-        inputs = sum(len(request.get(name) or []) for name in
-                     ("experimental_inputs", "control_inputs")
-                     if isinstance(request.get(name), list))
+    def limit_problems(self, request: Request) -> list[Problem]:
+        """How a request exceeds the service's limits (inputs, option lengths): the sizes of
+        what was sent, whatever its items are."""
+        problems, raw = [], request.raw
+        inputs = sum(len(raw[name]) for name in INPUT_FIELDS if isinstance(raw.get(name), list))
         if inputs > self.limits["max_inputs"]:
             problems.append(Problem("experimental_inputs", f"{inputs} BAM files in all; this "
                                     f"service takes at most {self.limits['max_inputs']}"))
         for name in SUBSTEP_OF_FIELD:
-            value = request.get(name)
+            value = raw.get(name)
             if isinstance(value, str) and len(value) > self.limits["max_option_length"]:
                 problems.append(Problem(name, f"{len(value)} characters; at most "
                                         f"{self.limits['max_option_length']} are accepted"))
         return problems
 
-    def _object_problems(self, request: dict, project: str) -> list[Problem]:
+    def _object_problems(self, request: Request, project: str) -> list[Problem]:
         problems = []
-        for where, text in path_entries(request):
-            try:
-                location = parse_location(text)
-            except ValueError:
-                continue  # reported by the request validation
+        for where, location in request.paths():  # those that do not parse: the validation's
             reason = self._object_problem(location, project, where == "output_dir") \
                 if location.is_remote else None
             if reason:

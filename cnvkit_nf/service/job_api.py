@@ -71,15 +71,16 @@ class Jobs:
         """Check a request (JSON text) as `cnvkit-nf run` does, plus the service's rules, and
         queue it as a job of `project`: the job and the warnings."""
         validation = validate_text(text)
-        problems, roots = validation.problems, self.config.roots(project)
-        if validation.request:
-            problems = problems + self.config.request_problems(validation.request, project)
+        problems, request = validation.problems, validation.request
+        roots = self.config.roots(project)
+        if request is not None:
+            problems = problems + self.config.request_problems(request, project)
         if errors(problems):  # the paths too (but never more of them than the limit allows)
-            oversized = self.config.limit_problems(validation.request)
-            raise Invalid(errors(problems + ([] if oversized else local_files.path_problems(
-                validation.request, roots))))
+            if request is not None and not self.config.limit_problems(request):
+                problems = problems + local_files.path_problems(request, roots)
+            raise Invalid(errors(problems))
         self._queue_limit()
-        job_plan, checked = plan(validation, self.storage_config, roots,
+        job_plan, checked = plan(request, self.storage_config, roots,
                                  limits=self.config.check_limits())
         if errors(checked):
             raise Invalid(errors(checked))

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from cnvkit_nf.contract.model import Request
 from cnvkit_nf.contract.problems import Problem, errors, summary
 from cnvkit_nf.contract.request import validate_request
 from cnvkit_nf.launch.input_store import InputStore
@@ -38,7 +39,7 @@ class WorkerPool:
     def __init__(self, store: JobStore, state_dir: Path, options: RunOptions,
                  storage_config: str | None, roots: Callable[[str], Roots],
                  concurrency: int = 1, log: Callable[[str], None] = print,
-                 admit: Callable[[Job], list[Problem]] = lambda job: [],
+                 admit: Callable[[Request, str], list[Problem]] = lambda request, project: [],
                  references: ReferenceCache | None = None,
                  check_limits: CheckLimits = DEFAULT_CHECK):
         self.store, self.state_dir, self.options = store, state_dir, options
@@ -181,15 +182,15 @@ class WorkerPool:
         """The plan to bring a job to its end; None when it ended here: refused by the
         service's rules at its turn, or unable to go on after a restart (the reason and its
         kind recorded)."""
-        refused = errors(self.admit(job)) if job.status == LAUNCHING else []
+        job_plan = self._plans.pop(job.instance_id, None)
+        validation = validate_request(job.request) if job_plan is None else None
+        request = job_plan.request if job_plan is not None else validation.request
+        refused = errors(self.admit(request, job.project)) if job.status == LAUNCHING else []
         if refused:  # e.g. a folder replaced by a link out of the data roots while it waited
-            self._plans.pop(job.instance_id, None)
             self._fail(job, f"{REFUSED_AT_TURN}: {summary(refused)}", Failure.REFUSED)
             return None
-        job_plan = self._plans.pop(job.instance_id, None)
         if job_plan is not None:
             return job_plan
-        validation = validate_request(job.request)
         if not validation.ok:
             self._fail(job, "cannot go on after the service restarted: "
                        f"{summary(validation.problems)}", Failure.SYSTEM)
@@ -197,7 +198,7 @@ class WorkerPool:
         # a job waiting for its turn (after a restart or a retry) is checked as it would be
         # now; a running one is not (its run is already under way)
         waiting = job.status == LAUNCHING
-        job_plan, problems = plan(validation, self.storage_config, self.roots(job.project),
+        job_plan, problems = plan(request, self.storage_config, self.roots(job.project),
                                   check_inputs=waiting, limits=self.check_limits)
         if errors(problems):
             self._fail(job, f"{REFUSED_AT_TURN}: {summary(problems)}" if waiting else

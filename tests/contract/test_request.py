@@ -61,9 +61,9 @@ def test_seed_example_is_valid_with_two_warnings() -> None:
     assert set(by_field) == {"sex_conf", "annotation_file"}
     assert "ignored" in by_field["annotation_file"]
     assert "-y" in by_field["sex_conf"] and "reference_conf" in by_field["sex_conf"]
-    assert result.options["coverage_conf"].args == "-q 10"
-    assert result.options["coverage_conf"].processes == 5
-    assert set(result.options) == set(SUBSTEP_OF_FIELD)
+    assert result.request.options["coverage_conf"].args == "-q 10"
+    assert result.request.options["coverage_conf"].processes == 5
+    assert set(result.request.options) == set(SUBSTEP_OF_FIELD)
 
 
 def test_minimal_request_with_empty_controls() -> None:
@@ -192,7 +192,7 @@ def test_all_problems_reported_at_once() -> None:
 def test_hostile_option_reported_with_field() -> None:
     result = validate_request(request(coverage_conf="--outp=/etc/x"))
     assert not result.ok
-    assert "coverage_conf" not in result.options
+    assert "coverage_conf" not in result.request.options
     (problem,) = errors(result.problems)
     assert (
         format_problem(problem) == "coverage_conf: -o/--output is set by the pipeline, not by users"

@@ -63,7 +63,7 @@ def local_seed(tmp_path: Path, **changes) -> dict:
 def params_of(request: dict, base: Path) -> dict:
     validation = validate_request(request)
     assert validation.ok, validation.problems
-    return to_params(validation.request, validation.options, base=base)
+    return to_params(validation.request, base=base)
 
 
 def test_params_of_the_seed_shaped_request(tmp_path):

@@ -335,7 +335,7 @@ def test_direct_run_checks_options_and_ends_with_a_manifest(nextflow_bin, seed_r
     request = seed_run["request"]
     validation = validate_request(request)
     assert validation.ok, validation.problems
-    params = to_params(request, validation.options,
+    params = to_params(validation.request,
                        staged={request["output_dir"]: tmp_path / "out"})
     hostile = tmp_path / "hostile"
     hostile.mkdir()

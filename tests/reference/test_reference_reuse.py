@@ -175,7 +175,7 @@ def test_reference_cnn_by_direct_nextflow_run(nextflow_bin, seed_run, built, tmp
                "reference_cnn": str(built / "reference.cnn")}
     validation = validate_request(request)
     assert validation.ok, validation.problems
-    params = to_params(request, validation.options, staged={request["output_dir"]:
+    params = to_params(validation.request, staged={request["output_dir"]:
                                                             tmp_path / "out"})
     (tmp_path / "params.json").write_text(json.dumps(params))
     result = nextflow_run(nextflow_bin, tmp_path, "-profile", "local",
@@ -216,7 +216,7 @@ def test_a_reference_only_job_publishes_the_reference(seed_run, built, tmp_path)
 
 def _key(request: dict) -> str:
     validation = validate_request(request)
-    return key_of(to_params(request, validation.options))
+    return key_of(to_params(validation.request))
 
 
 def test_the_key_changes_with_each_input_that_shapes_a_reference(cohort, tmp_path):

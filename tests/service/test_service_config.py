@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cnvkit_nf.contract.request import validate_request
 from cnvkit_nf.launch import local_files
 from cnvkit_nf.service.config import ConfigError, DataRoot, ServiceConfig, load
 
@@ -28,8 +29,9 @@ def _request(**paths) -> dict:
 
 def _messages(config: ServiceConfig, request: dict, project: str = "lab-a") -> dict[str, str]:
     """What the service says of a request: its rules, and where the request's paths lead."""
-    problems = config.request_problems(request, project)
-    problems += local_files.path_problems(request, config.roots(project))
+    parsed = validate_request(request).request
+    problems = config.request_problems(parsed, project)
+    problems += local_files.path_problems(parsed, config.roots(project))
     return {p.field: p.message for p in problems}
 
 

@@ -174,7 +174,7 @@ def test_an_output_folder_swapped_between_check_and_claim_is_refused(small_cohor
         "output_dir": str(lab_a / "out")})
     assert validation.ok, validation.problems
     roots = Roots((lab_a,), (lab_a,), "project lab-a")
-    checked, problems = plan(validation, None, roots)
+    checked, problems = plan(validation.request, None, roots)
     assert (checked.destination, problems) == (f"{os.path.realpath(lab_a)}/out/", [])
     check = local_files.check
 
@@ -185,7 +185,7 @@ def test_an_output_folder_swapped_between_check_and_claim_is_refused(small_cohor
         return found
 
     monkeypatch.setattr(local_files, "check", check_then_swap)
-    swapped, problems = plan(validation, None, roots)
+    swapped, problems = plan(validation.request, None, roots)
     assert swapped.destination is None
     assert [(p.field, p.severity) for p in problems] == [("output_dir", "error")]
     assert "symbolic link (or inside one) that leads outside the data roots" in \
@@ -215,7 +215,8 @@ def test_a_name_over_255_bytes_is_refused_not_raised(site):
 
 def _opened(site, roots: Roots | None = None) -> Input:
     request = {"experimental_inputs": [str(site["a"] / "run" / "S1.bam")], "control_inputs": []}
-    [item], problems = open_inputs(request, roots or Roots((site["a"],), (site["a"],)))
+    [item], problems = open_inputs(validate_request(request).request,
+                                   roots or Roots((site["a"],), (site["a"],)))
     assert problems == []
     return item
 
@@ -371,18 +372,19 @@ def test_contents_are_checked_through_the_opened_files(small_cohort, tmp_path):
                "control_inputs": [str(lab_a / "cohort" / "Control_M.bam")],
                "ref": str(lab_a / "cohort" / "reference.fa"),
                "bed": str(lab_a / "cohort" / "targets.bed"), "output_dir": str(lab_a / "out")}
-    opened, problems = open_inputs(request, Roots((lab_a,), (lab_a,)))
+    parsed = validate_request(request).request
+    opened, problems = open_inputs(parsed, Roots((lab_a,), (lab_a,)))
     assert problems == []
     (lab_a / "cohort").rename(lab_a / "moved")
     (lab_a / "cohort").symlink_to(lab_b, target_is_directory=True)
     try:
         (tmp_path / "views").mkdir()
         views, descriptors = views_of(opened, tmp_path / "views")
-        params = to_params(request, {}, staged=views)
+        params = to_params(parsed, staged=views)
         found = content_problems(params, descriptors)
     finally:
         for item in opened:
             item.close()
     assert found == []  # lab-b's file was never read
-    broken = content_problems(to_params(request, {}))  # the paths, read now: lab-b's file
+    broken = content_problems(to_params(parsed))  # the paths, read now: lab-b's file
     assert any("Sample_1.bam: is a text file, not a BAM file" in p.message for p in broken)

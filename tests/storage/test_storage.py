@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cnvkit_nf.contract.paths import parse_location
-from cnvkit_nf.contract.request import input_locations
+from cnvkit_nf.contract.request import validate_request
 from cnvkit_nf.storage import objects as storage
 from scaffold.seaweed import S3Server
 
@@ -25,7 +25,7 @@ def server(tmp_path_factory):
         pytest.fail(str(err))
     s3 = running.client()
     s3.create_bucket(Bucket="genes")
-    for field, location in input_locations({**SEED, "has_annotate": True}):
+    for field, location in validate_request({**SEED, "has_annotate": True}).request.inputs():
         s3.put_object(Bucket=location.bucket, Key=location.key, Body=f"{field}\n".encode())
     s3.put_object(Bucket="genes", Key="cnvkit/Father_S5_ALL.sort.mkdup.bam.bai", Body=b"i")
     s3.put_object(Bucket="genes", Key="cnvkit/an-object", Body=b"x")
@@ -41,7 +41,8 @@ def s3(server, monkeypatch):
 
 
 def check(s3, request: dict) -> list:
-    return storage.preflight(s3, input_locations(request), parse_location(request["output_dir"]))
+    parsed = validate_request(request).request
+    return storage.preflight(s3, parsed.inputs(), parsed.output_dir)
 
 
 def objects(server) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnvkit_nf.contract.paths import parse_location
-from cnvkit_nf.contract.request import input_locations
+from cnvkit_nf.contract.request import validate_request
 from cnvkit_nf.reference.cache import identity
 from cnvkit_nf.storage import objects as storage
 from scaffold.local_service import LocalService
@@ -103,7 +103,7 @@ def test_seed_request_runs_on_object_storage(bucket, tmp_path, monkeypatch):
     # A second job with the same controls and reference downloads nothing: the cache is hit.
     for key, value in server.env().items():
         monkeypatch.setenv(key, value)
-    _, fetched = storage.stage_in(storage.client(), input_locations(SEED),
+    _, fetched = storage.stage_in(storage.client(), validate_request(SEED).request.inputs(),
                                   tmp_path / "state" / "cache", tmp_path / "again")
     assert fetched == 0
 
