@@ -5,8 +5,8 @@
  * The launcher (bin/cnvkit-nf) validates a request and writes these params; the pipeline checks
  * them again here, so that a direct `nextflow run` or a Tower launch gets the same guarantees:
  * every rule of nextflow_schema.json (generated from the request schema: types, patterns,
- * limits, required fields), then the rules that span several params. Nothing runs when a check
- * fails. The result folder gets its manifest last, whoever launched the run.
+ * limits, required fields and the rules across params), then that sample names are unique.
+ * Nothing runs when a check fails. The result folder gets its manifest last, whoever launched the run.
  */
 include { CNVKIT } from './workflows/cnvkit'
 
@@ -38,38 +38,43 @@ def hasType(value, type) {
 }
 
 // What a value breaks of one rule of nextflow_schema.json (the keywords it uses: type, pattern,
-// enum, minimum, maximum, minItems, maxItems, items), as "name: reason" lines.
+// enum, const, minimum, maximum, minItems, maxItems, items, not), as "name: reason" lines; the
+// rule's errorMessage, when it has one, is the reason.
 def ruleProblems(name, value, rule) {
     if (value == null) {
         return []
     }
-    if (rule.type == 'array' && value instanceof CharSequence) {  // a=1,b on the command line
-        value = asList(value)
-    }
     def types = rule.type instanceof List ? rule.type : [rule.type]
-    if (!types.any { type -> hasType(value, type) }) {
+    if (rule.type && !types.any { type -> hasType(value, type) }) {
         def words = [string: 'a string', boolean: 'true or false', integer: 'an integer',
                      number: 'a number', array: 'a list', object: 'an object']
         return ["${name}: must be ${types.collect { type -> words[type] }.join(' or ')}, got '${value}'".toString()]
     }
     def problems = []
+    def broken = { reason, got -> problems << "${name}: ${rule.errorMessage ?: reason}${got}".toString() }
     if (rule.pattern && !(value.toString() ==~ rule.pattern)) {  // the whole value (all are anchored)
-        problems << "${name}: ${rule.errorMessage ?: "must match ${rule.pattern}"}, got '${value}'".toString()
+        broken("must match ${rule.pattern}", ", got '${value}'")
     }
     if (rule.enum && !(value in rule.enum)) {
-        problems << "${name}: must be one of ${rule.enum.join(', ')}, got '${value}'".toString()
+        broken("must be one of ${rule.enum.join(', ')}", ", got '${value}'")
+    }
+    if (rule.containsKey('const') && value != rule['const']) {
+        broken("must be ${rule['const']}", ", got '${value}'")
     }
     if (rule.minimum != null && value instanceof Number && value < rule.minimum) {
-        problems << "${name}: must be at least ${rule.minimum}, got ${value}".toString()
+        broken("must be at least ${rule.minimum}", ", got ${value}")
     }
     if (rule.maximum != null && value instanceof Number && value > rule.maximum) {
-        problems << "${name}: must be at most ${rule.maximum}, got ${value}".toString()
+        broken("must be at most ${rule.maximum}", ", got ${value}")
     }
     if (rule.minItems != null && value instanceof List && value.size() < rule.minItems) {
-        problems << "${name}: must list at least ${rule.minItems} item(s)".toString()
+        broken("must list at least ${rule.minItems} item(s)", '')
     }
     if (rule.maxItems != null && value instanceof List && value.size() > rule.maxItems) {
-        problems << "${name}: must list at most ${rule.maxItems} item(s)".toString()
+        broken("must list at most ${rule.maxItems} item(s)", '')
+    }
+    if (rule.not != null && !ruleProblems(name, value, rule.not)) {
+        broken('is not allowed here', '')
     }
     if (rule.items && value instanceof List) {
         value.eachWithIndex { item, i -> problems += ruleProblems("${name}[${i}]", item, rule.items) }
@@ -77,48 +82,42 @@ def ruleProblems(name, value, rule) {
     return problems
 }
 
-// Every rule of nextflow_schema.json that the params break: its required params, then each
-// param's own rules.
-def schemaProblems(schema) {
+// What the params break of an object rule of nextflow_schema.json: its required params (null or
+// '' is missing), each param's own rule, and its rules across params (allOf; of an if/then/else,
+// the `then` applies when the params meet the `if`, the `else` otherwise).
+def paramsProblems(rule, values) {
     def problems = []
-    schema['$defs'].each { _group, group ->
-        group.required.each { name ->
-            if (params[name] == null || params[name] == '') {
-                problems << "${name}: required".toString()
-            }
+    rule.required.each { name ->
+        if (values[name] == null || values[name] == '') {
+            problems << "${name}: ${rule.errorMessage ?: 'required'}".toString()
         }
-        group.properties.each { name, rule -> problems += ruleProblems(name, params[name], rule) }
+    }
+    rule.properties.each { name, own -> problems += ruleProblems(name, values[name], own) }
+    rule.allOf.each { part -> problems += paramsProblems(part, values) }
+    if (rule['if'] != null) {
+        def branch = paramsProblems(rule['if'], values) ? rule['else'] : rule['then']
+        problems += branch ? paramsProblems(branch, values) : []
     }
     return problems
 }
 
-// The rules that span several params.
-def crossProblems(experimental, controls) {
-    def problems = []
-    if (params.reference_only) {
-        if (experimental) {
-            problems << 'experimental_inputs: must be [] when reference_only is true: a reference-only job calls no sample'
-        }
-        if (params.reference_cnn) {
-            problems << 'reference_cnn: cannot be given with reference_only: a reference-only job builds a new reference from control_inputs'
-        }
-    } else if (!experimental) {
-        problems << 'experimental_inputs: at least one BAM is required'
+// Every rule of nextflow_schema.json that the params break: each group's (a list param given
+// as a comma-separated string, e.g. on the command line, is read as its list).
+def schemaProblems(schema) {
+    def groups = schema['$defs'].values()
+    def lists = groups.collectMany { group -> group.properties.findAll { _name, rule -> rule.type == 'array' }.keySet() as List }
+    def values = params.collectEntries { name, value ->
+        [name, name in lists && value instanceof CharSequence ? asList(value) : value]
     }
-    if (params.reference_cnn && controls) {
-        problems << 'control_inputs: must be [] when reference_cnn is given: the reference takes the place of the controls'
-    }
-    if (params.inputs_checked && (params.indexes == null || params.checked_options == null)) {
-        problems << 'indexes, checked_options: required when inputs_checked is true (the launcher\'s check)'
-    }
-    if (params.has_annotate && !params.annotation_file) {
-        problems << 'annotation_file: required when has_annotate is true'
-    }
+    return groups.collectMany { group -> paramsProblems(group, values) }
+}
+
+// Sample names must be unique across all inputs (a rule the schema cannot state).
+def sampleProblems(experimental, controls) {
     def names = (experimental + controls).collect { path -> sampleName(path) }
-    names.countBy { name -> name }.findAll { _name, count -> count > 1 }.each { name, _count ->
-        problems << "sample name '${name}' is derived from more than one BAM: rename the files".toString()
+    return names.countBy { name -> name }.findAll { _name, count -> count > 1 }.collect { name, _count ->
+        "sample name '${name}' is derived from more than one BAM: rename the files".toString()
     }
-    return problems
 }
 
 // Place a run's manifest (made by RESULT_MANIFEST) into the result folder, after Nextflow has
@@ -148,7 +147,7 @@ workflow {
     def experimental = asList(params.experimental_inputs)
     def controls = asList(params.control_inputs)
     def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/nextflow_schema.json"))
-    def problems = schemaProblems(schema) + crossProblems(experimental, controls)
+    def problems = schemaProblems(schema) + sampleProblems(experimental, controls)
     if (problems) {
         error("Invalid parameters:\n  - " + problems.join('\n  - '))
     }

@@ -1,7 +1,8 @@
 """Build `nextflow_schema.json`, the pipeline's params schema for Tower/Seqera launch forms.
 
-Titles and descriptions come from the request schema, file-name patterns from the request's
-rules, so they cannot drift apart; a test checks that the committed file is what
+Titles, descriptions and the rules across params come from the request schema, file-name
+patterns from the request's rules, so they cannot drift apart (main.nf applies every rule of
+the file, those across params too); a test checks that the committed file is what
 `python -m cnvkit_nf.contract.pipeline_schema` writes, and that nf-core's schema linter passes it.
 """
 
@@ -40,7 +41,15 @@ _FOLDERS = f"^(?:[^\\x00\\n\\r{re.escape(NEXTFLOW_SPECIAL)}]*/)?"
 FILE_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+$"
 BAM_PATTERN = (f"{_FOLDERS}[{SAMPLE_NAME_CHARS}]+(?:\\.[{FILE_NAME_CHARS}]*)?"
                f"(?:{'|'.join(re.escape(s) for s in ALIGNMENT_SUFFIXES)})$")
-CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+\\.cnn$"
+# A reused reference: a file name of safe characters ending as the request's rule says (.cnn).
+_CNN_END = load_schema()["properties"]["reference_cnn"]["pattern"]
+CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+{_CNN_END}"
+# The launcher's params: the check's results come with the flag that skips the check.
+LAUNCHER_RULES = [
+    {"if": {"properties": {"inputs_checked": {"const": True}}, "required": ["inputs_checked"]},
+     "then": {"required": ["indexes", "checked_options"],
+              "errorMessage": "required when inputs_checked is true (the launcher's check)"}},
+]
 
 
 def manifest(key: str) -> str:
@@ -85,7 +94,7 @@ def _option(field: str) -> dict:
 def build() -> dict:
     """The params schema (JSON Schema draft 2020-12 with nf-core style `$defs` groups)."""
     inputs = {
-        "experimental_inputs": _from_request(  # none for reference_only (main.nf checks)
+        "experimental_inputs": _from_request(  # how many: the request's rules (allOf)
             "experimental_inputs", type="array", fa_icon="fas fa-vial",
             items=_file(BAM_PATTERN, BAM_RULE)),
         "control_inputs": _from_request("control_inputs", type="array", fa_icon="fas fa-vials",
@@ -158,16 +167,19 @@ def build() -> dict:
     }
     groups = {
         # control_inputs may be [] (a flat reference, or reference_cnn): not required here
-        "input_options": ("Inputs", inputs, ["experimental_inputs", "ref", "bed"]),
-        "output_options": ("Output", output, ["output_dir"]),
-        "substep_options": ("CNVkit substep options", options, []),
-        "resource_options": ("Resources", resources, []),
-        "launcher_options": ("Launcher", launcher, []),
+        "input_options": ("Inputs", inputs, ["experimental_inputs", "ref", "bed"],
+                          load_schema()["allOf"]),
+        "output_options": ("Output", output, ["output_dir"], []),
+        "substep_options": ("CNVkit substep options", options, [], []),
+        "resource_options": ("Resources", resources, [], []),
+        "launcher_options": ("Launcher", launcher, [], LAUNCHER_RULES),
     }
+    # A group's rules across params are its allOf: nf-core's tools want the top-level allOf to
+    # name the groups only.
     defs = {
         key: {"title": title, "type": "object", "properties": props,
-              **({"required": required} if required else {})}
-        for key, (title, props, required) in groups.items()
+              **({"required": required} if required else {}), **({"allOf": rules} if rules else {})}
+        for key, (title, props, required, rules) in groups.items()
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
