@@ -18,10 +18,12 @@ def asList(value) {
     return value instanceof List ? value : value.toString().tokenize(',')*.trim()
 }
 
-// `Son_S2_ALL.sort.mkdup.bam` -> `Son_S2_ALL`: the file name up to its first dot, as CNVkit
-// and cnvkit_nf.contract.request.sample_name name samples.
-def sampleName(path) {
-    return file(path.toString()).name.tokenize('.')[0]
+// A BAM's or CRAM's sample name, `Son_S2_ALL` of `Son_S2_ALL.sort.mkdup.bam`: what the input
+// pattern of nextflow_schema.json captures (made from cnvkit_nf.contract.request's rule); null
+// for a path the pattern refuses.
+def sampleName(path, pattern) {
+    def found = path.toString() =~ pattern
+    return found.matches() ? found.group(1) : null
 }
 
 // Whether a value is of a JSON-schema type.
@@ -113,8 +115,8 @@ def schemaProblems(schema) {
 }
 
 // Sample names must be unique across all inputs (a rule the schema cannot state).
-def sampleProblems(experimental, controls) {
-    def names = (experimental + controls).collect { path -> sampleName(path) }
+def sampleProblems(experimental, controls, pattern) {
+    def names = (experimental + controls).collect { path -> sampleName(path, pattern) }.findAll { name -> name != null }
     return names.countBy { name -> name }.findAll { _name, count -> count > 1 }.collect { name, _count ->
         "sample name '${name}' is derived from more than one BAM: rename the files".toString()
     }
@@ -147,20 +149,24 @@ workflow {
     def experimental = asList(params.experimental_inputs)
     def controls = asList(params.control_inputs)
     def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/nextflow_schema.json"))
-    def problems = schemaProblems(schema) + sampleProblems(experimental, controls)
+    def inputs = schema['$defs'].input_options.properties
+    def bam = inputs.experimental_inputs.items.pattern
+    def problems = schemaProblems(schema) + sampleProblems(experimental, controls, bam)
     if (problems) {
         error("Invalid parameters:\n  - " + problems.join('\n  - '))
     }
 
     // Controls first: their coverage is what the reference, and so every tumour, waits for.
-    def samples = controls.collect { path -> [[id: sampleName(path), role: 'control'], path] } +
-                  experimental.collect { path -> [[id: sampleName(path), role: 'experimental'], path] }
+    def samples = controls.collect { path -> [[id: sampleName(path, bam), role: 'control'], path] } +
+                  experimental.collect { path -> [[id: sampleName(path, bam), role: 'experimental'], path] }
     def annotation = params.has_annotate ? file(params.annotation_file, checkIfExists: true) : []
-    // A reference built earlier, then its record (x.cnn -> x.json) when there is one.
+    // A reference built earlier, then its record (x.cnn -> x.json: bin/reference_record.py's
+    // rule, which nextflow_schema.json carries) when there is one.
     def reused = []
     if (params.reference_cnn) {
         def cnn = file(params.reference_cnn, checkIfExists: true)
-        def record = file(cnn.toString().replaceFirst(/\.cnn$/, '.json'))
+        def where = inputs.reference_cnn['x-record']
+        def record = file(cnn.toString().replaceFirst(where.pattern, where.replacement))
         reused = record.exists() ? [cnn, record] : [cnn]
     }
 

@@ -20,7 +20,7 @@ from cnvkit_nf.contract.request import (
     SAMPLE_NAME_CHARS,
     load_schema,
 )
-from cnvkit_nf.pipeline_files import PIPELINE
+from cnvkit_nf.pipeline_files import PIPELINE, load_bin
 
 TARGET = PIPELINE / "nextflow_schema.json"
 DOCS = "https://cnvkit.readthedocs.io/en/stable/"
@@ -39,7 +39,8 @@ EXAMPLES = {
 # A path's folders (without what Nextflow would expand), then a file name of safe characters.
 _FOLDERS = f"^(?:[^\\x00\\n\\r{re.escape(NEXTFLOW_SPECIAL)}]*/)?"
 FILE_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+$"
-BAM_PATTERN = (f"{_FOLDERS}[{SAMPLE_NAME_CHARS}]+(?:\\.[{FILE_NAME_CHARS}]*)?"
+# A BAM's or CRAM's path; its one group is the sample name (main.nf names samples with it).
+BAM_PATTERN = (f"{_FOLDERS}([{SAMPLE_NAME_CHARS}]+)(?:\\.[{FILE_NAME_CHARS}]*)?"
                f"(?:{'|'.join(re.escape(s) for s in ALIGNMENT_SUFFIXES)})$")
 # A reused reference: a file name of safe characters ending as the request's rule says (.cnn).
 _CNN_END = load_schema()["properties"]["reference_cnn"]["pattern"]
@@ -105,7 +106,8 @@ def build() -> dict:
         "annotation_file": _from_request("annotation_file", **_file(fa_icon="fas fa-tags",
                                                                     mimetype="text/plain")),
         "reference_cnn": _from_request("reference_cnn", **_file(
-            CNN_PATTERN, CNN_RULE, fa_icon="fas fa-recycle", mimetype="text/tab-separated-values")),
+            CNN_PATTERN, CNN_RULE, fa_icon="fas fa-recycle", mimetype="text/tab-separated-values",
+            **{"x-record": load_bin("reference_record").RECORD_OF_REFERENCE})),
         "reference_only": _from_request("reference_only", type="boolean",
                                         fa_icon="fas fa-hammer"),
     }

@@ -27,7 +27,9 @@ PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn")
 MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
 MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
 MAX_NAMED = 20  # unknown or repeated field names listed one by one; the rest are counted
-SAMPLE_NAME_CHARS = "A-Za-z0-9_-"  # a sample name: its BAM's file name up to the first '.'
+# A sample's name: its BAM's file name up to the first '.', of these characters (`sample_name`;
+# nextflow_schema.json's input pattern, made from them, captures the same name for main.nf).
+SAMPLE_NAME_CHARS = "A-Za-z0-9_-"
 # Reads come as BAM, or as CRAM read with the request's FASTA (beyond the seed's "BAM").
 ALIGNMENT_SUFFIXES = (".bam", ".cram")
 FILE_NAME_CHARS = "A-Za-z0-9_.+-"
