@@ -6,7 +6,8 @@
  * them again here, so that a direct `nextflow run` or a Tower launch gets the same guarantees:
  * every rule of nextflow_schema.json (generated from the request schema: types, patterns,
  * limits, required fields and the rules across params), then that sample names are unique.
- * Nothing runs when a check fails. The result folder gets its manifest last, whoever launched the run.
+ * Nothing runs when a check fails. The result folder gets its manifest last, whoever launched
+ * the run.
  */
 include { CNVKIT } from './workflows/cnvkit'
 
@@ -107,7 +108,9 @@ def paramsProblems(rule, values) {
 // as a comma-separated string, e.g. on the command line, is read as its list).
 def schemaProblems(schema) {
     def groups = schema['$defs'].values()
-    def lists = groups.collectMany { group -> group.properties.findAll { _name, rule -> rule.type == 'array' }.keySet() as List }
+    def lists = groups.collectMany { group ->
+        group.properties.findAll { _name, rule -> rule.type == 'array' }.keySet() as List
+    }
     def values = params.collectEntries { name, value ->
         [name, name in lists && value instanceof CharSequence ? asList(value) : value]
     }
@@ -116,7 +119,8 @@ def schemaProblems(schema) {
 
 // Sample names must be unique across all inputs (a rule the schema cannot state).
 def sampleProblems(experimental, controls, pattern) {
-    def names = (experimental + controls).collect { path -> sampleName(path, pattern) }.findAll { name -> name != null }
+    def names = (experimental + controls).collect { path -> sampleName(path, pattern) }
+        .findAll { name -> name != null }
     return names.countBy { name -> name }.findAll { _name, count -> count > 1 }.collect { name, _count ->
         "sample name '${name}' is derived from more than one BAM: rename the files".toString()
     }
