@@ -5,8 +5,9 @@
  * The launcher (bin/cnvkit-nf) validates a request and writes these params; the pipeline checks
  * them again here, so that a direct `nextflow run` or a Tower launch gets the same guarantees:
  * every rule of nextflow_schema.json (generated from the request schema: types, patterns,
- * limits, required fields), then the rules that span several params. Nothing runs when a check
- * fails. The result folder gets its manifest last, whoever launched the run.
+ * limits, required fields and the rules across params), then that sample names are unique.
+ * Nothing runs when a check fails. The result folder gets its manifest last, whoever launched
+ * the run.
  */
 include { CNVKIT } from './workflows/cnvkit'
 
@@ -18,10 +19,12 @@ def asList(value) {
     return value instanceof List ? value : value.toString().tokenize(',')*.trim()
 }
 
-// `Son_S2_ALL.sort.mkdup.bam` -> `Son_S2_ALL`: the file name up to its first dot, as CNVkit
-// and cnvkit_nf.contract.request.sample_name name samples.
-def sampleName(path) {
-    return file(path.toString()).name.tokenize('.')[0]
+// A BAM's or CRAM's sample name, `Son_S2_ALL` of `Son_S2_ALL.sort.mkdup.bam`: what the input
+// pattern of nextflow_schema.json captures (made from cnvkit_nf.contract.request's rule); null
+// for a path the pattern refuses.
+def sampleName(path, pattern) {
+    def found = path.toString() =~ pattern
+    return found.matches() ? found.group(1) : null
 }
 
 // Whether a value is of a JSON-schema type.
@@ -38,38 +41,43 @@ def hasType(value, type) {
 }
 
 // What a value breaks of one rule of nextflow_schema.json (the keywords it uses: type, pattern,
-// enum, minimum, maximum, minItems, maxItems, items), as "name: reason" lines.
+// enum, const, minimum, maximum, minItems, maxItems, items, not), as "name: reason" lines; the
+// rule's errorMessage, when it has one, is the reason.
 def ruleProblems(name, value, rule) {
     if (value == null) {
         return []
     }
-    if (rule.type == 'array' && value instanceof CharSequence) {  // a=1,b on the command line
-        value = asList(value)
-    }
     def types = rule.type instanceof List ? rule.type : [rule.type]
-    if (!types.any { type -> hasType(value, type) }) {
+    if (rule.type && !types.any { type -> hasType(value, type) }) {
         def words = [string: 'a string', boolean: 'true or false', integer: 'an integer',
                      number: 'a number', array: 'a list', object: 'an object']
         return ["${name}: must be ${types.collect { type -> words[type] }.join(' or ')}, got '${value}'".toString()]
     }
     def problems = []
+    def broken = { reason, got -> problems << "${name}: ${rule.errorMessage ?: reason}${got}".toString() }
     if (rule.pattern && !(value.toString() ==~ rule.pattern)) {  // the whole value (all are anchored)
-        problems << "${name}: ${rule.errorMessage ?: "must match ${rule.pattern}"}, got '${value}'".toString()
+        broken("must match ${rule.pattern}", ", got '${value}'")
     }
     if (rule.enum && !(value in rule.enum)) {
-        problems << "${name}: must be one of ${rule.enum.join(', ')}, got '${value}'".toString()
+        broken("must be one of ${rule.enum.join(', ')}", ", got '${value}'")
+    }
+    if (rule.containsKey('const') && value != rule['const']) {
+        broken("must be ${rule['const']}", ", got '${value}'")
     }
     if (rule.minimum != null && value instanceof Number && value < rule.minimum) {
-        problems << "${name}: must be at least ${rule.minimum}, got ${value}".toString()
+        broken("must be at least ${rule.minimum}", ", got ${value}")
     }
     if (rule.maximum != null && value instanceof Number && value > rule.maximum) {
-        problems << "${name}: must be at most ${rule.maximum}, got ${value}".toString()
+        broken("must be at most ${rule.maximum}", ", got ${value}")
     }
     if (rule.minItems != null && value instanceof List && value.size() < rule.minItems) {
-        problems << "${name}: must list at least ${rule.minItems} item(s)".toString()
+        broken("must list at least ${rule.minItems} item(s)", '')
     }
     if (rule.maxItems != null && value instanceof List && value.size() > rule.maxItems) {
-        problems << "${name}: must list at most ${rule.maxItems} item(s)".toString()
+        broken("must list at most ${rule.maxItems} item(s)", '')
+    }
+    if (rule.not != null && !ruleProblems(name, value, rule.not)) {
+        broken('is not allowed here', '')
     }
     if (rule.items && value instanceof List) {
         value.eachWithIndex { item, i -> problems += ruleProblems("${name}[${i}]", item, rule.items) }
@@ -77,48 +85,45 @@ def ruleProblems(name, value, rule) {
     return problems
 }
 
-// Every rule of nextflow_schema.json that the params break: its required params, then each
-// param's own rules.
-def schemaProblems(schema) {
+// What the params break of an object rule of nextflow_schema.json: its required params (null or
+// '' is missing), each param's own rule, and its rules across params (allOf; of an if/then/else,
+// the `then` applies when the params meet the `if`, the `else` otherwise).
+def paramsProblems(rule, values) {
     def problems = []
-    schema['$defs'].each { _group, group ->
-        group.required.each { name ->
-            if (params[name] == null || params[name] == '') {
-                problems << "${name}: required".toString()
-            }
+    rule.required.each { name ->
+        if (values[name] == null || values[name] == '') {
+            problems << "${name}: ${rule.errorMessage ?: 'required'}".toString()
         }
-        group.properties.each { name, rule -> problems += ruleProblems(name, params[name], rule) }
+    }
+    rule.properties.each { name, own -> problems += ruleProblems(name, values[name], own) }
+    rule.allOf.each { part -> problems += paramsProblems(part, values) }
+    if (rule['if'] != null) {
+        def branch = paramsProblems(rule['if'], values) ? rule['else'] : rule['then']
+        problems += branch ? paramsProblems(branch, values) : []
     }
     return problems
 }
 
-// The rules that span several params.
-def crossProblems(experimental, controls) {
-    def problems = []
-    if (params.reference_only) {
-        if (experimental) {
-            problems << 'experimental_inputs: must be [] when reference_only is true: a reference-only job calls no sample'
-        }
-        if (params.reference_cnn) {
-            problems << 'reference_cnn: cannot be given with reference_only: a reference-only job builds a new reference from control_inputs'
-        }
-    } else if (!experimental) {
-        problems << 'experimental_inputs: at least one BAM is required'
+// Every rule of nextflow_schema.json that the params break: each group's (a list param given
+// as a comma-separated string, e.g. on the command line, is read as its list).
+def schemaProblems(schema) {
+    def groups = schema['$defs'].values()
+    def lists = groups.collectMany { group ->
+        group.properties.findAll { _name, rule -> rule.type == 'array' }.keySet() as List
     }
-    if (params.reference_cnn && controls) {
-        problems << 'control_inputs: must be [] when reference_cnn is given: the reference takes the place of the controls'
+    def values = params.collectEntries { name, value ->
+        [name, name in lists && value instanceof CharSequence ? asList(value) : value]
     }
-    if (params.inputs_checked && (params.indexes == null || params.checked_options == null)) {
-        problems << 'indexes, checked_options: required when inputs_checked is true (the launcher\'s check)'
+    return groups.collectMany { group -> paramsProblems(group, values) }
+}
+
+// Sample names must be unique across all inputs (a rule the schema cannot state).
+def sampleProblems(experimental, controls, pattern) {
+    def names = (experimental + controls).collect { path -> sampleName(path, pattern) }
+        .findAll { name -> name != null }
+    return names.countBy { name -> name }.findAll { _name, count -> count > 1 }.collect { name, _count ->
+        "sample name '${name}' is derived from more than one BAM: rename the files".toString()
     }
-    if (params.has_annotate && !params.annotation_file) {
-        problems << 'annotation_file: required when has_annotate is true'
-    }
-    def names = (experimental + controls).collect { path -> sampleName(path) }
-    names.countBy { name -> name }.findAll { _name, count -> count > 1 }.each { name, _count ->
-        problems << "sample name '${name}' is derived from more than one BAM: rename the files".toString()
-    }
-    return problems
 }
 
 // Place a run's manifest (made by RESULT_MANIFEST) into the result folder, after Nextflow has
@@ -148,20 +153,24 @@ workflow {
     def experimental = asList(params.experimental_inputs)
     def controls = asList(params.control_inputs)
     def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/nextflow_schema.json"))
-    def problems = schemaProblems(schema) + crossProblems(experimental, controls)
+    def inputs = schema['$defs'].input_options.properties
+    def bam = inputs.experimental_inputs.items.pattern
+    def problems = schemaProblems(schema) + sampleProblems(experimental, controls, bam)
     if (problems) {
         error("Invalid parameters:\n  - " + problems.join('\n  - '))
     }
 
     // Controls first: their coverage is what the reference, and so every tumour, waits for.
-    def samples = controls.collect { path -> [[id: sampleName(path), role: 'control'], path] } +
-                  experimental.collect { path -> [[id: sampleName(path), role: 'experimental'], path] }
+    def samples = controls.collect { path -> [[id: sampleName(path, bam), role: 'control'], path] } +
+                  experimental.collect { path -> [[id: sampleName(path, bam), role: 'experimental'], path] }
     def annotation = params.has_annotate ? file(params.annotation_file, checkIfExists: true) : []
-    // A reference built earlier, then its record (x.cnn -> x.json) when there is one.
+    // A reference built earlier, then its record (x.cnn -> x.json: bin/reference_record.py's
+    // rule, which nextflow_schema.json carries) when there is one.
     def reused = []
     if (params.reference_cnn) {
         def cnn = file(params.reference_cnn, checkIfExists: true)
-        def record = file(cnn.toString().replaceFirst(/\.cnn$/, '.json'))
+        def where = inputs.reference_cnn['x-record']
+        def record = file(cnn.toString().replaceFirst(where.pattern, where.replacement))
         reused = record.exists() ? [cnn, record] : [cnn]
     }
 

@@ -986,7 +986,7 @@ def check_reference_cnn(file: File, ref: File | None, ref_contigs: dict[str, int
                          + (f"not in it: {examples(unknown)}{_chr_hint(unknown, ref_contigs)}"
                             if unknown else f"bins beyond the contig's end: {beyond}"))
             return
-    where = record_path(Path(file))
+    where = Path(record_path(str(file)))
     try:
         record = read_record(where)
     except (OSError, ValueError) as exc:

@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import importlib.metadata
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -29,9 +30,15 @@ APPLIED_AGAIN = ("coverage_conf",)
 MAX_BYTES = 16 << 20  # a record is a few KB; a larger file is refused unread
 
 
-def record_path(cnn: Path) -> Path:
-    """Where the record of a reference lies: `x.cnn` -> `x.json`."""
-    return cnn.with_suffix(".json")
+# Where the record of a reference lies: beside it, `x.cnn` -> `x.json`. A regex and its
+# replacement, so that main.nf applies the very rule (nextflow_schema.json carries them).
+RECORD_OF_REFERENCE = {"pattern": r"\.cnn$", "replacement": ".json"}
+
+
+def record_path(cnn: str) -> str:
+    """Where the record of a reference (a path or an object key) lies: `x.cnn` -> `x.json`."""
+    return re.sub(RECORD_OF_REFERENCE["pattern"], RECORD_OF_REFERENCE["replacement"], cnn,
+                  count=1)
 
 
 def sha256(path: Path) -> str:

@@ -12,7 +12,6 @@ CheckedOptions = _rules.CheckedOptions
 SUBSTEP_OF_FIELD = _rules.SUBSTEP_OF_FIELD
 ALLOWED_CHARS = _rules.ALLOWED_CHARS
 PIPELINE_CHAR_PATTERN = _rules.PIPELINE_CHAR_PATTERN
-MAX_PROCESSES = _rules.MAX_PROCESSES
 substep_parser = _rules.substep_parser
 stage_options = _rules.stage_options
 

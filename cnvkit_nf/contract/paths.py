@@ -5,6 +5,7 @@ import posixpath
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from types import ModuleType
 
 REMOTE_SCHEMES = ("s3a", "s3", "obs")
 _URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
@@ -87,19 +88,21 @@ def index_names(field: str, key: str) -> list[str]:
     if field == "ref":
         return [key + ".fai"]
     if field == "reference_cnn":
-        return [key.removesuffix(".cnn") + ".json"]
+        return [_pipeline_rules("reference_record").record_path(key)]
     if field.startswith(("experimental_inputs[", "control_inputs[")):
         stem, kind = posixpath.splitext(key)
-        return [stem + suffix for suffix in _index_suffixes().get(kind, ())]
+        suffixes = _pipeline_rules("check_inputs").INDEX_SUFFIXES.get(kind, ())
+        return [stem + suffix for suffix in suffixes]
     return []
 
 
 @functools.cache
-def _index_suffixes() -> dict[str, tuple[str, ...]]:
-    """Where the index of a BAM or CRAM lies, as the input check looks for it."""
-    from cnvkit_nf.pipeline_files import load_bin  # the check's own rule
+def _pipeline_rules(script: str) -> ModuleType:
+    """A script of `bin/` whose rule says where a file lies beside an input: the input check's
+    (a BAM's or CRAM's index) or the reference record's (its record)."""
+    from cnvkit_nf.pipeline_files import load_bin
 
-    return load_bin("check_inputs").INDEX_SUFFIXES
+    return load_bin(script)
 
 
 def check_bucket(bucket: str) -> None:

@@ -1,7 +1,8 @@
 """Build `nextflow_schema.json`, the pipeline's params schema for Tower/Seqera launch forms.
 
-Titles and descriptions come from the request schema, file-name patterns from the request's
-rules, so they cannot drift apart; a test checks that the committed file is what
+Titles, descriptions and the rules across params come from the request schema, file-name
+patterns from the request's rules, so they cannot drift apart (main.nf applies every rule of
+the file, those across params too); a test checks that the committed file is what
 `python -m cnvkit_nf.contract.pipeline_schema` writes, and that nf-core's schema linter passes it.
 """
 
@@ -19,7 +20,7 @@ from cnvkit_nf.contract.request import (
     SAMPLE_NAME_CHARS,
     load_schema,
 )
-from cnvkit_nf.pipeline_files import PIPELINE
+from cnvkit_nf.pipeline_files import PIPELINE, load_bin
 
 TARGET = PIPELINE / "nextflow_schema.json"
 DOCS = "https://cnvkit.readthedocs.io/en/stable/"
@@ -38,9 +39,18 @@ EXAMPLES = {
 # A path's folders (without what Nextflow would expand), then a file name of safe characters.
 _FOLDERS = f"^(?:[^\\x00\\n\\r{re.escape(NEXTFLOW_SPECIAL)}]*/)?"
 FILE_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+$"
-BAM_PATTERN = (f"{_FOLDERS}[{SAMPLE_NAME_CHARS}]+(?:\\.[{FILE_NAME_CHARS}]*)?"
+# A BAM's or CRAM's path; its one group is the sample name (main.nf names samples with it).
+BAM_PATTERN = (f"{_FOLDERS}([{SAMPLE_NAME_CHARS}]+)(?:\\.[{FILE_NAME_CHARS}]*)?"
                f"(?:{'|'.join(re.escape(s) for s in ALIGNMENT_SUFFIXES)})$")
-CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+\\.cnn$"
+# A reused reference: a file name of safe characters ending as the request's rule says (.cnn).
+_CNN_END = load_schema()["properties"]["reference_cnn"]["pattern"]
+CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+{_CNN_END}"
+# The launcher's params: the check's results come with the flag that skips the check.
+LAUNCHER_RULES = [
+    {"if": {"properties": {"inputs_checked": {"const": True}}, "required": ["inputs_checked"]},
+     "then": {"required": ["indexes", "checked_options"],
+              "errorMessage": "required when inputs_checked is true (the launcher's check)"}},
+]
 
 
 def manifest(key: str) -> str:
@@ -85,7 +95,7 @@ def _option(field: str) -> dict:
 def build() -> dict:
     """The params schema (JSON Schema draft 2020-12 with nf-core style `$defs` groups)."""
     inputs = {
-        "experimental_inputs": _from_request(  # none for reference_only (main.nf checks)
+        "experimental_inputs": _from_request(  # how many: the request's rules (allOf)
             "experimental_inputs", type="array", fa_icon="fas fa-vial",
             items=_file(BAM_PATTERN, BAM_RULE)),
         "control_inputs": _from_request("control_inputs", type="array", fa_icon="fas fa-vials",
@@ -96,7 +106,8 @@ def build() -> dict:
         "annotation_file": _from_request("annotation_file", **_file(fa_icon="fas fa-tags",
                                                                     mimetype="text/plain")),
         "reference_cnn": _from_request("reference_cnn", **_file(
-            CNN_PATTERN, CNN_RULE, fa_icon="fas fa-recycle", mimetype="text/tab-separated-values")),
+            CNN_PATTERN, CNN_RULE, fa_icon="fas fa-recycle", mimetype="text/tab-separated-values",
+            **{"x-record": load_bin("reference_record").RECORD_OF_REFERENCE})),
         "reference_only": _from_request("reference_only", type="boolean",
                                         fa_icon="fas fa-hammer"),
     }
@@ -158,16 +169,19 @@ def build() -> dict:
     }
     groups = {
         # control_inputs may be [] (a flat reference, or reference_cnn): not required here
-        "input_options": ("Inputs", inputs, ["experimental_inputs", "ref", "bed"]),
-        "output_options": ("Output", output, ["output_dir"]),
-        "substep_options": ("CNVkit substep options", options, []),
-        "resource_options": ("Resources", resources, []),
-        "launcher_options": ("Launcher", launcher, []),
+        "input_options": ("Inputs", inputs, ["experimental_inputs", "ref", "bed"],
+                          load_schema()["allOf"]),
+        "output_options": ("Output", output, ["output_dir"], []),
+        "substep_options": ("CNVkit substep options", options, [], []),
+        "resource_options": ("Resources", resources, [], []),
+        "launcher_options": ("Launcher", launcher, [], LAUNCHER_RULES),
     }
+    # A group's rules across params are its allOf: nf-core's tools want the top-level allOf to
+    # name the groups only.
     defs = {
         key: {"title": title, "type": "object", "properties": props,
-              **({"required": required} if required else {})}
-        for key, (title, props, required) in groups.items()
+              **({"required": required} if required else {}), **({"allOf": rules} if rules else {})}
+        for key, (title, props, required, rules) in groups.items()
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

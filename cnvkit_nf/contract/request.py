@@ -1,4 +1,5 @@
-"""What a valid CNVkit job request is: the JSON schema plus the cross-field rules (static)."""
+"""What a valid CNVkit job request is: the JSON schema (with its rules across fields) and the
+rules of input files the schema cannot state (static)."""
 
 import contextlib
 import difflib
@@ -25,7 +26,9 @@ SCHEMA_PATH = SCHEMA / "cnvkit_request.schema.json"
 MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
 MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
 MAX_NAMED = 20  # unknown or repeated field names listed one by one; the rest are counted
-SAMPLE_NAME_CHARS = "A-Za-z0-9_-"  # a sample name: its BAM's file name up to the first '.'
+# A sample's name: its BAM's file name up to the first '.', of these characters (`sample_name`;
+# nextflow_schema.json's input pattern, made from them, captures the same name for main.nf).
+SAMPLE_NAME_CHARS = "A-Za-z0-9_-"
 # Reads come as BAM, or as CRAM read with the request's FASTA (beyond the seed's "BAM").
 ALIGNMENT_SUFFIXES = (".bam", ".cram")
 FILE_NAME_CHARS = "A-Za-z0-9_.+-"
@@ -109,7 +112,6 @@ def validate_request(data: object, cache=None) -> Validation:
         problems.append(
             Problem("annotation_file", "ignored because has_annotate is not true", "warning")
         )
-    problems += _reference_problems(data)
     # Only strings the schema allows are parsed as options (it reports the others): argparse's
     # time grows faster than the length of what it parses.
     longest = load_schema()["$defs"]["options"]["maxLength"]
@@ -144,22 +146,6 @@ def _input_lists_cut(data: dict[str, Any]) -> dict[str, Any]:
             for k, v in data.items()}
 
 
-def _reference_problems(data: dict[str, Any]) -> list[Problem]:
-    """The rules of the reference extensions (reference_cnn, reference_only) that span fields."""
-    problems = []
-    reference = data.get("reference_cnn")
-    if isinstance(reference, str):
-        if not reference.endswith(".cnn"):
-            problems.append(Problem("reference_cnn", "must be a CNVkit reference ending in .cnn"))
-        if data.get("control_inputs"):
-            problems.append(Problem("control_inputs", "must be [] when reference_cnn is given: "
-                                    "the reference takes the place of the controls (or leave "
-                                    "reference_cnn out to build a new one from these)"))
-        if data.get("reference_only") is True:
-            problems.append(Problem("reference_cnn", "cannot be given with reference_only: a "
-                                    "reference-only job builds a new reference from "
-                                    "control_inputs"))
-    return problems
 
 
 def validate_file(path: str | Path, cache=None) -> Validation:
@@ -256,14 +242,16 @@ def _schema_problems(data: object, bad_paths: set[str]) -> list[Problem]:
     problems = []
     for err in _validator().iter_errors(data):
         where = _where(err.absolute_path)
-        if err.validator in ("pattern", "minLength") and where in bad_paths:
-            continue  # paths.parse_location said more precisely what is wrong
+        if (err.validator in ("pattern", "minLength") and where in bad_paths
+                and "errorMessage" not in err.schema):
+            continue  # the path's format: paths.parse_location said more precisely what is wrong
         problems += _describe(err, where)
     return problems
 
 
 def _describe(err: ValidationError, where: str) -> list[Problem]:
-    """Human reasons for one schema error."""
+    """Human reasons for one schema error: the `errorMessage` of the rule broken, else one
+    made from the JSON-schema keyword."""
     value, instance = err.validator_value, err.instance
     prefix = f"{where}." if where else ""
     if err.validator == "additionalProperties":
@@ -279,25 +267,18 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
                                       f"these {MAX_NAMED}; the known fields are "
                                       f"{', '.join(known)}"))
         return out
+    reason = err.schema.get("errorMessage")
     if err.validator == "required":
-        reason = (
-            "required when has_annotate is true"
-            if "then" in err.schema_path
-            else "missing required field"
-        )
-        return [Problem(prefix + name, reason) for name in value if name not in instance]
-    if err.validator == "maxItems" and "allOf" in err.schema_path:
-        return [Problem(where, "must be [] when reference_only is true: a reference-only job "
-                               "calls no sample")]
+        return [Problem(prefix + name, reason or "missing required field")
+                for name in value if name not in instance]
     reasons = {
         "type": f"expected {value}, got {_json_type(instance)}",
-        "minItems": f"must list at least {value} BAM file(s)",
         "maxItems": f"must list at most {value} BAM files",
         "minLength": "must not be empty",
         "maxLength": f"must be at most {value} characters long",
         "pattern": "must be a local path or an s3a://, s3:// or obs:// URI with a bucket and key",
     }
-    return [Problem(where, reasons.get(str(err.validator), err.message))]
+    return [Problem(where, reason or reasons.get(str(err.validator), err.message))]
 
 
 def _path_entries(data: dict[str, Any]) -> list[tuple[str, str]]:

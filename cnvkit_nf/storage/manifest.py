@@ -6,7 +6,6 @@ from cnvkit_nf.pipeline_files import load_bin
 _manifest = load_bin("result_manifest")
 NAME = _manifest.NAME
 hexdigest = _manifest.hexdigest
-listing = _manifest.listing
 write = _manifest.write
 publish = _manifest.publish
 Interrupted = _manifest.Interrupted

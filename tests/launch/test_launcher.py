@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,8 +17,8 @@ from jsonschema import Draft202012Validator
 from cnvkit_nf.cli import main as cli_main
 from cnvkit_nf.contract import pipeline_schema
 from cnvkit_nf.contract.params import ParamsError, to_params
-from cnvkit_nf.contract.paths import parse_location
-from cnvkit_nf.contract.request import validate_request
+from cnvkit_nf.contract.paths import index_names, parse_location
+from cnvkit_nf.contract.request import sample_name, validate_request
 from cnvkit_nf.launch import nextflow
 from cnvkit_nf.launch.runner import (
     JobRun,
@@ -92,6 +93,18 @@ def test_params_validate_against_the_pipeline_schema(tmp_path):
 
 def test_committed_pipeline_schema_is_generated():
     assert (ROOT / "nextflow_schema.json").read_text() == pipeline_schema.render()
+
+
+def test_the_pipeline_schema_carries_the_packages_rules_for_main_nf():
+    """main.nf names a sample by the input pattern's group, and finds a reused reference's
+    record by x-record: the package's own rules."""
+    inputs = json.loads((ROOT / "nextflow_schema.json").read_text())["$defs"]["input_options"]
+    pattern = inputs["properties"]["experimental_inputs"]["items"]["pattern"]
+    for path in ("s3a://genes/cnvkit/Son_S2_ALL.sort.mkdup.bam", "/d/a.b/X-1.x.cram", "N.bam"):
+        assert re.fullmatch(pattern, path).group(1) == sample_name(path)
+    record = inputs["properties"]["reference_cnn"]["x-record"]
+    assert [re.sub(record["pattern"], record["replacement"], "a/x.cnn")] == \
+        index_names("reference_cnn", "a/x.cnn") == ["a/x.json"]
 
 
 def test_the_launch_form_passes_nf_cores_schema_linter():
