@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cnvkit_nf.launch import nextflow  # noqa: E402
+from cnvkit_nf.state.layout import Results, RunFolder, StateDir  # noqa: E402
 from scaffold.simulate import Cohort, SampleSpec, make_cohort, standard_samples  # noqa: E402
 
 DATA = ROOT / "benchmarks" / ".data"
@@ -168,11 +169,12 @@ def run_pipeline(made: Cohort, options: dict[str, str], folder: Path, plots: boo
         command += ["-c", folder / "no-plots.config"]
     result = timed(command, folder / "run.log")
     result["reused_reference"] = "reference reused" in (folder / "run.log").read_text()
-    trace = output / "pipeline_info" / "trace.tsv"
+    trace = Results(output).trace
     if trace.exists() and plots:
         result |= trace_summary(trace, started, started + result["wall_s"])
     if trace.exists() and plots and not tumours:
-        params = next((folder / "state" / "runs").glob("*/params.json"))
+        runs = StateDir(folder / "state").runs
+        params = next(run.params for run in map(RunFolder, runs.iterdir()) if run.params.exists())
         result |= startup_comparison(nextflow.ensure(log=print), params, folder / "startup")
     return result
 
@@ -311,11 +313,11 @@ def startup_comparison(nxf: str, params: Path, folder: Path, times: int = 3) -> 
     for _ in range(times):
         for work in folder.glob("work*"):
             shutil.rmtree(work)
-        for trace in (folder / "one.tsv", folder / "out" / "pipeline_info" / "trace.tsv"):
+        for trace in (folder / "one.tsv", Results(folder / "out").trace):
             trace.unlink(missing_ok=True)
         runs["direct_first_task_s"].append(first_task_s(
             [nxf, "run", ROOT, "-params-file", "params.json", "-profile", "local", "-stub",
-             "-work-dir", "work-direct"], folder / "out" / "pipeline_info" / "trace.tsv", folder))
+             "-work-dir", "work-direct"], Results(folder / "out").trace, folder))
         runs["one_process_first_task_s"].append(first_task_s(
             [nxf, "run", "one.nf", "-work-dir", "work-one", "-with-trace", "one.tsv"],
             folder / "one.tsv", folder))

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cnvkit_nf.state.jobs import JobStore  # noqa: E402
+from cnvkit_nf.state.layout import StateDir  # noqa: E402
 from scaffold.demo import demo_request  # noqa: E402
 from scaffold.local_service import LocalService  # noqa: E402
 from scaffold.simulate import seed_like_cohort  # noqa: E402
@@ -140,7 +141,7 @@ def bench_submit(tmp: Path, posts: int, pollers: int) -> None:
 
 def bench_query(tmp: Path, records: int) -> None:
     state = tmp / "query-state"
-    store = JobStore(state / "jobs.sqlite")
+    store = JobStore(StateDir(state).jobs_db)
     started = time.perf_counter()
     ids = []
     for i in range(records):

@@ -35,12 +35,12 @@ from cnvkit_nf.service.client import Client, ServiceError
 from cnvkit_nf.service.job_api import Jobs
 from cnvkit_nf.service.workers import WorkerPool
 from cnvkit_nf.state.jobs import CANCELLED, FINISHED, Job, JobStore, Occupied
+from cnvkit_nf.state.layout import DEFAULT_STATE_DIR, RunFolder, StateDir
 from cnvkit_nf.storage import manifest
 from cnvkit_nf.storage import objects as storage
 from cnvkit_nf.storage.confined import everywhere
 
 EXIT_INVALID, EXIT_FAILED, EXIT_NO_NEXTFLOW, EXIT_CANCELLED = 1, 3, 4, 130
-DEFAULT_STATE_DIR = Path.home() / ".cnvkit-nf"
 # How long a stopping service waits for publications under way to complete or roll back.
 PUBLICATION_GRACE_SECONDS = 60
 
@@ -117,9 +117,14 @@ class Context:
     cache_bytes: int = 0
 
     @property
+    def state(self) -> StateDir:
+        """Where the state dir keeps each thing."""
+        return StateDir(self.state_dir)
+
+    @property
     def references(self) -> ReferenceCache | None:
         """The references kept between this state dir's jobs; None when the bound is 0."""
-        return ReferenceCache(self.state_dir / "references", self.cache_bytes) \
+        return ReferenceCache(self.state.references, self.cache_bytes) \
             if self.cache_bytes else None
 
 
@@ -222,7 +227,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_NO_NEXTFLOW)
 
-    store = JobStore(ctx.state_dir / "jobs.sqlite")
+    store = JobStore(ctx.state.jobs_db)
     job = store.latest_for_request(validation.request.raw) if resume else None
     try:
         if job is None:
@@ -287,7 +292,7 @@ def _summarise(job: Job, output_dir: str) -> None:
         click.echo(f"manifest: {output_dir.rstrip('/')}/{manifest.NAME}")
     elif job.message:
         click.echo(f"message: {job.message}")
-        click.echo(f"log: {Path(job.run_dir) / 'nextflow.out'}")
+        click.echo(f"log: {RunFolder(job.run_dir).nextflow_log}")
 
 
 def _server_options(command):
@@ -402,7 +407,7 @@ def status(ctx: Context, instance_id: str, as_json: bool, server: str | None,
 
 def _local_job(state_dir: Path, instance_id: str) -> Job:
     """A job of the state dir, as `settle` leaves it."""
-    store = JobStore(state_dir / "jobs.sqlite")
+    store = JobStore(StateDir(state_dir).jobs_db)
     job = store.get(instance_id)
     if job is None:
         raise click.ClickException(f"no job {instance_id} in {state_dir}")
@@ -416,7 +421,7 @@ def _local_job(state_dir: Path, instance_id: str) -> Job:
 @click.pass_obj
 def list_jobs(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
     """List the jobs of this state dir, newest first."""
-    store = JobStore(ctx.state_dir / "jobs.sqlite")
+    store = JobStore(ctx.state.jobs_db)
     count, jobs = store.list(limit=limit, offset=offset)
     jobs = [settle(store, job) for job in jobs]
     fields = (*STATUS_FIELDS[:-1], "output_dir")
@@ -489,12 +494,12 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     except settings.ConfigError as err:
         raise click.ClickException(str(err)) from None
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(ctx.state_dir / "service.lock", "w")  # noqa: SIM115 - held while serving
+    lock = open(ctx.state.service_lock, "w")  # noqa: SIM115 - held while serving
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise click.ClickException(f"another cnvkit-nf serve uses {ctx.state_dir}") from None
-    store = JobStore(ctx.state_dir / "jobs.sqlite")
+    store = JobStore(ctx.state.jobs_db)
     log = lambda message: click.echo(message, err=True)  # noqa: E731
     pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
                       ctx.storage_config, config.roots, concurrency, log,
@@ -529,7 +534,7 @@ def cache() -> None:
 @click.pass_obj
 def cache_list(ctx: Context, as_json: bool) -> None:
     """List the kept references, most recently used first."""
-    entries = ReferenceCache(ctx.state_dir / "references").entries()
+    entries = ReferenceCache(ctx.state.references).entries()
     rows = [{"project": e.project, "key": e.key, "size": e.size, "created": int(e.created),
              "used": int(e.used), "controls": e.record.get("controls", []),
              "fasta": e.record.get("fasta", {}).get("name"),
@@ -555,7 +560,7 @@ def cache_list(ctx: Context, as_json: bool) -> None:
 @click.pass_obj
 def cache_prune(ctx: Context, max_size: int | None, project: str | None) -> None:
     """Remove the least recently used references beyond a size; those in use stay."""
-    references = ReferenceCache(ctx.state_dir / "references", ctx.cache_bytes)
+    references = ReferenceCache(ctx.state.references, ctx.cache_bytes)
     removed = references.prune(max_size, project)
     for entry in removed:
         click.echo(f"removed {entry.key[:12]}  {entry.project}  {entry.size / 1e6:.1f} MB")
@@ -601,7 +606,7 @@ def clean(ctx: Context, max_age: float | None, max_disk: int | None, dry_run: bo
                                "retention setting: clean removes nothing by default")
     if not ctx.state_dir.is_dir():
         raise click.ClickException(f"no state dir {ctx.state_dir}")
-    report = retention.clean(ctx.state_dir, JobStore(ctx.state_dir / "jobs.sqlite"), policy,
+    report = retention.clean(ctx.state_dir, JobStore(ctx.state.jobs_db), policy,
                              dry_run)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))

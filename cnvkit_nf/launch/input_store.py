@@ -31,6 +31,7 @@ import uuid
 from pathlib import Path
 
 from cnvkit_nf.launch.local_files import Input
+from cnvkit_nf.state.layout import InputStoreFolder
 from cnvkit_nf.storage import confined
 
 _AT_FDCWD, _AT_EMPTY_PATH = -100, 0x1000
@@ -45,7 +46,8 @@ class InputStore:
     """The objects and entries under one folder (see the module's docstring)."""
 
     def __init__(self, folder: Path):
-        self.objects, self.entries = Path(folder) / "objects", Path(folder) / "entries"
+        self.layout = InputStoreFolder(Path(folder))
+        self.objects, self.entries = self.layout.objects, self.layout.entries
 
     def admit(self, item: Input) -> Path:
         """The private path of an opened input; its indexes are beside it."""
@@ -59,7 +61,7 @@ class InputStore:
             building.mkdir()
             try:
                 for name, _, target in files:
-                    (building / name).symlink_to(Path("..", "..", "objects", target.name))
+                    (building / name).symlink_to(self.layout.object_link(target.name))
                 os.rename(building, entry)
             except OSError:
                 if not entry.is_dir():  # anything but "another job made it meanwhile"

@@ -23,6 +23,7 @@ from pathlib import Path
 from cnvkit_nf.launch import nextflow
 from cnvkit_nf.pipeline_files import PIPELINE
 from cnvkit_nf.state.jobs import FAILED, Failure, IllegalTransition, Job, JobStore
+from cnvkit_nf.state.layout import Results, RunFolder
 
 SUPERVISE = Path(__file__).with_name("supervise.py")
 DONE_STATES = {"COMPLETED", "CACHED"}
@@ -53,7 +54,7 @@ class Ended:
 def tasks_total(results: Path) -> int | None:
     """How many tasks the run has, as the workflow wrote it when it started; None before."""
     try:
-        return int((results / "pipeline_info" / "tasks.txt").read_text())
+        return int(Results(results).tasks_file.read_text())
     except (FileNotFoundError, ValueError):
         return None
 
@@ -108,7 +109,7 @@ class JobRun:
     def __init__(self, store: JobStore, job: Job, params: dict, options: RunOptions,
                  cancelled: threading.Event | None = None):
         self.store, self.job, self.params, self.options = store, job, params, options
-        self.run_dir = Path(job.run_dir)
+        self.folder = RunFolder(job.run_dir)
         self.process: subprocess.Popen | None = None
         self.pid: int | None = None
         # whether the job is cancelled: the flag of its `submission.Execution`, which sets it
@@ -117,40 +118,40 @@ class JobRun:
 
     @property
     def trace(self) -> Path:
-        return Path(self.params["output_dir"]) / "pipeline_info" / "trace.tsv"
+        return Results(Path(self.params["output_dir"])).trace
 
     @property
     def exit_file(self) -> Path:
-        return exit_file(self.run_dir)
+        return self.folder.exit_file
 
     def command(self, executable: str) -> list[str]:
         """The `nextflow run` command line of this job (its params file is in the run folder).
 
         A run folder that already holds a Nextflow session is resumed: finished tasks are reused.
         """
-        work = self.options.work_dir or self.run_dir / "work"
+        work = self.options.work_dir or self.folder.work
         command = [executable, "run", str(PIPELINE / "main.nf"),
-                   "-params-file", str(self.run_dir / "params.json"),
+                   "-params-file", str(self.folder.params),
                    "-profile", self.options.profile, "-work-dir", str(work), "-ansi-log", "false"]
         for config in self.options.configs:
             command += ["-c", str(config)]
         if self.options.stub:
             command.append("-stub-run")
-        resume = (self.run_dir / ".nextflow" / "history").exists()
+        resume = self.folder.history.exists()
         return command + (["-resume"] if resume else [])
 
     def start(self) -> None:
         """Start Nextflow and mark the job RUNNING."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "params.json").write_text(json.dumps(self.params, indent=2) + "\n")
+        self.folder.path.mkdir(parents=True, exist_ok=True)
+        self.folder.params.write_text(json.dumps(self.params, indent=2) + "\n")
         self.exit_file.unlink(missing_ok=True)
         env = {**os.environ, "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false",
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         supervisor = [sys.executable, str(SUPERVISE), str(self.exit_file)]
-        with open(self.run_dir / "nextflow.out", "wb") as log:
+        with open(self.folder.nextflow_log, "wb") as log:
             self.process = subprocess.Popen(
-                supervisor + self.command(nextflow.ensure(log=lambda m: None)), cwd=self.run_dir,
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                supervisor + self.command(nextflow.ensure(log=lambda m: None)),
+                cwd=self.folder.path, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid = self.process.pid
@@ -159,7 +160,7 @@ class JobRun:
     def attach(self) -> bool:
         """Follow the run started earlier for this job, if it is still running."""
         try:
-            recorded = int(self.exit_file.with_suffix(".pid").read_text())
+            recorded = int(self.folder.pid_file.read_text())
         except (FileNotFoundError, ValueError):
             recorded = None
         for pid in {self.job.pid, recorded} - {None}:
@@ -219,7 +220,7 @@ class JobRun:
             return Ended(failure="Nextflow was killed before it could end the run",
                          kind=Failure.SYSTEM)
         if returncode != 0:
-            log = (self.run_dir / "nextflow.out").read_text(errors="replace")
+            log = self.folder.nextflow_log.read_text(errors="replace")
             return Ended(failure=failure_message(log, returncode))
         return Ended()
 
@@ -230,12 +231,12 @@ def job_log(job: Job, tail_bytes: int = LOG_TAIL_BYTES) -> dict:
     task (the end of it). Files are read only inside the job's run folder, never through a
     link."""
     run_dir = Path(job.run_dir) if job.run_dir else None
-    log, truncated = _tail(run_dir, run_dir / "nextflow.out", tail_bytes) if run_dir else ("",
-                                                                                         False)
+    log, truncated = _tail(run_dir, RunFolder(run_dir).nextflow_log, tail_bytes) if run_dir \
+        else ("", False)
     report = log[log.find("ERROR ~"):] if "ERROR ~" in log else None
     failed = []
     if run_dir is not None:
-        for row in trace_rows(run_dir / "results" / "pipeline_info" / "trace.tsv"):
+        for row in trace_rows(RunFolder(run_dir).results.trace):
             if row.get("status") == "FAILED":  # its error output, else (as Nextflow shows
                 workdir = Path(row.get("workdir", ""))  # it) the task wrapper's output
                 stderr, cut = _tail(run_dir, workdir / ".command.err", tail_bytes // 16)
@@ -279,7 +280,7 @@ def exit_description(returncode: int) -> str:
 
 def exit_file(run_dir: Path) -> Path:
     """Where the supervisor of a run folder's Nextflow writes its exit status."""
-    return Path(run_dir) / "nextflow.exitcode"
+    return RunFolder(run_dir).exit_file
 
 
 def settle(store: JobStore, job: Job) -> Job:

@@ -48,6 +48,7 @@ from cnvkit_nf.launch.runner import Ended, JobRun, RunOptions
 from cnvkit_nf.reference.cache import Lease, ReferenceCache, key_of
 from cnvkit_nf.service import retention
 from cnvkit_nf.state.jobs import CANCELING, LAUNCHING, Failure, Job, JobStore, Occupied
+from cnvkit_nf.state.layout import Results, RunFolder, StateDir
 from cnvkit_nf.storage import manifest, publish_local
 from cnvkit_nf.storage import objects as storage
 from cnvkit_nf.storage.confined import Roots, everywhere
@@ -288,7 +289,7 @@ class Execution:
         try:
             staged, fetched = storage.stage_in(self.plan.objects.s3, self.plan.objects.remote,
                                                self._staging_cache,
-                                               Path(self.job.run_dir) / "inputs",
+                                               RunFolder(self.job.run_dir).inputs,
                                                progress=progress)
         except storage.StorageError as err:
             raise JobFailed(str(err), Failure.SYSTEM) from None
@@ -310,7 +311,7 @@ class Execution:
     def _params(self, staged: dict[str, Path]) -> dict:
         """The job's Nextflow params, its results collected in its own run folder; staged
         object-storage inputs are checked here as a local run's inputs were in `plan`."""
-        results = Path(self.job.run_dir) / "results"
+        results = RunFolder(self.job.run_dir).results.path
         params = to_params(self.plan.request,
                            staged={**staged, self.plan.objects.output_dir.raw: results})
         if self.plan.objects.s3:
@@ -427,7 +428,7 @@ class Execution:
             return
         try:
             self.references.keep(self.job.project, built["key"],
-                                 Path(params["output_dir"]) / "reference")
+                                 Results(Path(params["output_dir"])).reference)
         except OSError as err:
             self.log(f"{self.job.instance_id}: its reference could not be kept for reuse: "
                      f"{err}")
@@ -437,11 +438,11 @@ class Execution:
     @property
     def _staging_cache(self) -> Path:
         """Where object-storage inputs are downloaded to (keyed by their identity)."""
-        return self.state_dir / "cache"
+        return StateDir(self.state_dir).staging_cache
 
     def _recorded_params(self) -> dict | None:
         """The params of the run a previous process started for this job, if any."""
-        path = Path(self.job.run_dir) / "params.json"
+        path = RunFolder(self.job.run_dir).params
         return json.loads(path.read_text()) if path.exists() else None
 
     def _local_output(self) -> str:
@@ -451,7 +452,7 @@ class Execution:
 def new_job(store: JobStore, job_plan: Plan, state_dir: Path, **identity) -> Job:
     """Record a LAUNCHING job for a checked plan; its run folder is in the state dir. Raises
     Occupied while another job publishes into the same folder (see `occupied`)."""
-    return store.create(job_plan.request.raw, runs_in=state_dir / "runs",
+    return store.create(job_plan.request.raw, runs_in=StateDir(state_dir).runs,
                         destination=job_plan.destination, **identity)
 
 

@@ -3,7 +3,9 @@ Nextflow runs can still learn how the run ended.
 
     python supervise.py EXIT_FILE COMMAND [ARGS...]
 
-Its own PID goes to EXIT_FILE's ".pid" sibling first, for whoever has to find the run again.
+Its own PID goes to EXIT_FILE's ".pid" sibling first, for whoever has to find the run again
+(`state.layout.RunFolder.pid_file`; run as a script, which need not find the package, this
+file derives it itself).
 
 The supervisor shares the command's process group: a stop signal sent to the group reaches the
 command, which decides how to end; the supervisor outlives the signal to write its status.

@@ -1,13 +1,10 @@
 """Retention: what a state dir keeps of ended jobs and staged inputs (README, "Retention").
 
-    runs/<id>/            a job's run folder: params.json, Nextflow's log and session history,
-                          work/, results/, inputs/ (links into cache/)
-    cache/<identity>/     an object-storage input downloaded for jobs (`storage.download`)
-    inputs/entries/<d>/   the service's private inputs, and the objects they link to
-    inputs/objects/       (`input_store`)
-    retention.lock        flock: shared from the start of a job's staging until its run
-                          started (params.json written), exclusive while staged inputs are swept
-    clean.lock            flock: held by the one clean under way
+It deals with the parts of the state dir that `state.layout` names: run folders, and staged
+inputs (the staging cache's downloads, the input store's entries and the objects they link
+to). A job holds the retention lock shared from the start of its staging until its run started
+(`staging`), a sweep of staged inputs holds it exclusive; the clean lock lets one clean run at a
+time.
 
 `clean` applies a `Policy`, in this order:
 - age: a final job that ended more than `max_age` ago is forgotten, its record and its run
@@ -50,6 +47,7 @@ from pathlib import Path
 
 from cnvkit_nf.launch.runner import settle
 from cnvkit_nf.state.jobs import ACTIVE_STATES, FINAL_STATES, Job, JobStore
+from cnvkit_nf.state.layout import StateDir
 
 ORPHAN_SECONDS = 3600  # a run folder without a record is left this long (a job being created)
 LOCK_WAIT_SECONDS = 60.0  # how long a clean waits for jobs to finish staging, else sweeps later
@@ -146,7 +144,7 @@ class Report:
 def staging(state_dir: Path) -> Iterator[None]:
     """Held by a job from the start of its staging until its run started (params.json
     written): the staged inputs it is about to use are not swept meanwhile."""
-    with _flock(Path(state_dir) / "retention.lock", fcntl.LOCK_SH):
+    with _flock(StateDir(Path(state_dir)).retention_lock, fcntl.LOCK_SH):
         yield
 
 
@@ -173,9 +171,9 @@ def clean(state_dir: Path, store: JobStore, policy: Policy, dry_run: bool = Fals
           now: float | None = None, lock_wait: float = LOCK_WAIT_SECONDS) -> Report:
     """Apply `policy` to the state dir (see the module's docstring); with `dry_run`, report
     what would be removed and remove nothing."""
-    base = Path(os.path.realpath(state_dir))
-    with _flock(base / "clean.lock", fcntl.LOCK_EX):
-        return _Clean(base, store, policy, dry_run, time.time() if now is None else now,
+    state = StateDir(Path(os.path.realpath(state_dir)))
+    with _flock(state.clean_lock, fcntl.LOCK_EX):
+        return _Clean(state, store, policy, dry_run, time.time() if now is None else now,
                       lock_wait).run()
 
 
@@ -211,11 +209,11 @@ class _Staged:
 class _Clean:
     """One clean: each rule removes (or, dry, notes) as it decides, keeping the disk total."""
 
-    def __init__(self, base: Path, store: JobStore, policy: Policy, dry_run: bool, now: float,
-                 lock_wait: float):
-        self.base, self.store, self.policy, self.now = base, store, policy, now
-        self.runs, self.cache = base / "runs", base / "cache"
-        self.entries, self.objects = base / "inputs" / "entries", base / "inputs" / "objects"
+    def __init__(self, state: StateDir, store: JobStore, policy: Policy, dry_run: bool,
+                 now: float, lock_wait: float):
+        self.state, self.store, self.policy, self.now = state, store, policy, now
+        self.runs, self.cache = state.runs, state.staging_cache
+        self.entries, self.objects = state.input_store.entries, state.input_store.objects
         self.dry_run, self.lock_wait = dry_run, lock_wait
         self.report = Report(dry_run, policy.max_disk)
         self.trash: list[Path] = []
@@ -225,16 +223,18 @@ class _Clean:
         jobs = self._jobs()
         folders = self._run_folders(jobs)
         self._forget_old(jobs, folders)
-        with _flock(self.base / "retention.lock", fcntl.LOCK_EX, self.lock_wait) as held:
+        with _flock(self.state.retention_lock, fcntl.LOCK_EX, self.lock_wait) as held:
             jobs = self._jobs()  # again: jobs may have started since; none stages now (held)
             self._sweep_staged(held, jobs)
-        self.report.kept += [Item(f"runs/{job.instance_id}", folders[job.instance_id],
-                                  f"job is {job.status}") for job in jobs
+        self.report.kept += [Item(self._named(self.state.run(job.instance_id).path),
+                                  folders[job.instance_id], f"job is {job.status}")
+                             for job in jobs
                              if job.status in ACTIVE_STATES and job.instance_id in folders]
         if held:
             self._discard_runs(jobs, folders)
         else:
-            self.report.kept.append(Item("cache/, inputs/", 0, f"jobs were staging inputs for "
+            staged = f"{self._named(self.cache)}/, {self._named(self.state.input_store.path)}/"
+            self.report.kept.append(Item(staged, 0, f"jobs were staging inputs for "
                                          f"more than {self.lock_wait:g} s: no staged input, and "
                                          "no run folder for disk use, was removed this time"))
         for path in self.trash:
@@ -246,10 +246,14 @@ class _Clean:
         """Every job; a `cnvkit-nf run` whose run vanished is failed first (as `list` does)."""
         return [settle(self.store, job) for job in self.store.every()]
 
+    def _named(self, path: Path) -> str:
+        """A thing's path in the state dir, as a report names it."""
+        return str(path.relative_to(self.state.path))
+
     def _remove(self, path: Path, size: int, why: str, act: Callable[[], bool]) -> bool:
         """Remove a thing by `act` (False: its job became active, or it went, meanwhile); dry,
         only note it."""
-        item = Item(str(path.relative_to(self.base)), size, why)
+        item = Item(self._named(path), size, why)
         if not self.dry_run and not act():
             self.report.kept.append(Item(item.path, size, "its job became active meanwhile"))
             return False
@@ -301,7 +305,7 @@ class _Clean:
             ended = job.end_time or job.created
             if not job.final or ended >= before:
                 continue
-            folder = self.runs / job.instance_id
+            folder = self.state.run(job.instance_id).path
             why = (f"job {job.status} ended {_when(ended)}, more than "
                    f"{_duration(self.policy.max_age)} ago: forgotten")
             if job.instance_id in folders:
@@ -322,7 +326,7 @@ class _Clean:
         for job in ended:
             if self.total <= self.policy.max_disk:
                 return
-            folder = self.runs / job.instance_id
+            folder = self.state.run(job.instance_id).path
             self._remove(folder, folders[job.instance_id],
                          f"disk over {_amount(self.policy.max_disk)}: job {job.status} ended "
                          f"{_when(job.end_time or job.created)}, its record stays",
@@ -358,7 +362,7 @@ class _Clean:
         unused = []
         for item in staged:
             if item.path in users:
-                self.report.kept.append(Item(str(item.path.relative_to(self.base)), item.bytes,
+                self.report.kept.append(Item(self._named(item.path), item.bytes,
                                              f"used by active job {users[item.path]}"))
             else:
                 unused.append(item)
@@ -396,7 +400,8 @@ class _Clean:
                 links = tuple(os.readlink(link) for link in path.iterdir() if link.is_symlink())
                 staged.append(_Staged(path, os.lstat(path).st_mtime, _bytes(path, partial),
                                       tuple(sorted({Path(link).name for link in links
-                                                    if Path(link).parent.name == "objects"}))))
+                                                    if Path(link).parent.name
+                                                    == self.objects.name}))))
         objects = {path.name: _bytes(path) for path in sorted(self.objects.iterdir())
                    if not path.name.startswith(".") and os.lstat(path).st_nlink == 1
                    } if self.objects.is_dir() else {}
@@ -421,12 +426,12 @@ class _Clean:
         for job in jobs:
             if job.status not in ACTIVE_STATES:
                 continue
-            folder = self.runs / job.instance_id
+            folder = self.state.run(job.instance_id)
             try:
-                names = list(_strings(json.loads((folder / "params.json").read_text())))
+                names = list(_strings(json.loads(folder.params.read_text())))
             except (FileNotFoundError, json.JSONDecodeError):
                 names = []
-            names += [str(Path(top) / name) for top, _, files in os.walk(folder / "inputs")
+            names += [str(Path(top) / name) for top, _, files in os.walk(folder.inputs)
                       for name in files]
             for name in names:
                 for form in {os.path.realpath(os.path.dirname(name)), os.path.realpath(name)}:

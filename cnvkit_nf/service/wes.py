@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 from cnvkit_nf.contract.pipeline_schema import manifest as pipeline_manifest
 from cnvkit_nf.launch import nextflow
-from cnvkit_nf.launch.runner import exit_file, trace_rows
+from cnvkit_nf.launch.runner import trace_rows
 from cnvkit_nf.service.api_error import ApiError, allow
 from cnvkit_nf.service.config import Caller
 from cnvkit_nf.service.job_api import Conflict, JobError, Jobs, NotFound
@@ -37,6 +37,7 @@ from cnvkit_nf.state.jobs import (
     Failure,
     Job,
 )
+from cnvkit_nf.state.layout import RunFolder
 from cnvkit_nf.storage import manifest
 
 ROOT = "/ga4gh/wes/"  # every target under it is WES's
@@ -215,9 +216,10 @@ class Wes:
         return {"runs": runs, "next_page_token": str(offset + len(jobs)) if more else ""}
 
     def _run_log(self, job: Job) -> dict:
-        results = Path(job.run_dir or "/nonexistent") / "results"
+        folder = RunFolder(job.run_dir or "/nonexistent")
+        results = folder.results
         try:
-            code = int(exit_file(Path(job.run_dir)).read_text()) if job.run_dir else None
+            code = int(folder.exit_file.read_text()) if job.run_dir else None
         except (OSError, ValueError):
             code = None
         return {
@@ -230,8 +232,8 @@ class Wes:
                                  "start_time": _iso(job.start_time),
                                  "end_time": _iso(job.end_time), "exit_code": code,
                                  "system_logs": [job.message] if job.message else []}),
-            "task_logs": _task_logs(results / "pipeline_info" / "trace.tsv"),
-            "outputs": _outputs(results, job.request["output_dir"]) if job.status == FINISHED
+            "task_logs": _task_logs(results.trace),
+            "outputs": _outputs(results.path, job.request["output_dir"]) if job.status == FINISHED
             else {},
         }
 

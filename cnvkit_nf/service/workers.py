@@ -26,6 +26,7 @@ from cnvkit_nf.launch.runner import RunOptions
 from cnvkit_nf.launch.submission import REFUSED_AT_TURN, Execution, Plan, new_job, plan
 from cnvkit_nf.reference.cache import ReferenceCache
 from cnvkit_nf.state.jobs import LAUNCHING, Failure, IllegalTransition, Job, JobStore
+from cnvkit_nf.state.layout import StateDir
 from cnvkit_nf.storage.confined import Roots
 
 RUNNER = "service"
@@ -45,7 +46,7 @@ class WorkerPool:
         self.store, self.state_dir, self.options = store, state_dir, options
         self.storage_config, self.concurrency, self.log = storage_config, concurrency, log
         self.roots = roots  # a project's data roots
-        self.inputs = InputStore(state_dir / "inputs")  # the jobs' private inputs
+        self.inputs = InputStore(StateDir(state_dir).input_store.path)  # jobs' private inputs
         self.admit = admit  # the service's rules, checked again when a job's turn comes
         self.references = references  # references kept between a project's jobs
         self.check_limits = check_limits  # what each run of the input check may cost
