@@ -17,7 +17,7 @@ It reads in one direction; each step has one home and hands its result to the ne
       reference   the project's kept reference reused, or its building claimed
                   (`reference_cache`)
       run         Nextflow started and followed (`runner`, which only runs it); the steps
-                  from stage to here hold `retention.staging`
+                  from stage to here hold `state.locks.staging`
       conclude    the results published to `output_dir` (local or object storage), manifest
                   last; the end recorded; a reference the job built kept for reuse. When the
                   service stops meanwhile, the publication rolls back and the job stays
@@ -46,7 +46,7 @@ from cnvkit_nf.launch.input_store import InputStore, StoreError
 from cnvkit_nf.launch.local_files import DEFAULT_CHECK, CheckLimits
 from cnvkit_nf.launch.runner import Ended, JobRun, RunOptions
 from cnvkit_nf.reference.cache import Lease, ReferenceCache, key_of
-from cnvkit_nf.service import retention
+from cnvkit_nf.state import locks
 from cnvkit_nf.state.jobs import CANCELING, LAUNCHING, Failure, Job, JobStore, Occupied
 from cnvkit_nf.state.layout import Results, RunFolder, StateDir
 from cnvkit_nf.storage import manifest, publish_local
@@ -209,7 +209,7 @@ class Execution:
             lease = None
             try:
                 # retention leaves staged inputs alone until the run's params.json names them
-                with retention.staging(self.state_dir):
+                with locks.staging(self.state_dir):
                     params = self._params(self._stage(staging))
                     lease = self._reference_lease(params)
                     self._start(params)

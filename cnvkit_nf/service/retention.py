@@ -3,8 +3,8 @@
 It deals with the parts of the state dir that `state.layout` names: run folders, and staged
 inputs (the staging cache's downloads, the input store's entries and the objects they link
 to). A job holds the retention lock shared from the start of its staging until its run started
-(`staging`), a sweep of staged inputs holds it exclusive; the clean lock lets one clean run at a
-time.
+(`state.locks.staging`), a sweep of staged inputs holds it exclusive; the clean lock lets one
+clean run at a time.
 
 `clean` applies a `Policy`, in this order:
 - age: a final job that ended more than `max_age` ago is forgotten, its record and its run
@@ -41,13 +41,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cnvkit_nf.launch.runner import settle
 from cnvkit_nf.state.jobs import ACTIVE_STATES, FINAL_STATES, Job, JobStore
 from cnvkit_nf.state.layout import StateDir
+from cnvkit_nf.state.locks import flock
 
 ORPHAN_SECONDS = 3600  # a run folder without a record is left this long (a job being created)
 LOCK_WAIT_SECONDS = 60.0  # how long a clean waits for jobs to finish staging, else sweeps later
@@ -140,39 +140,12 @@ class Report:
         return {**asdict(self), "freed": self.freed, "over": self.over}
 
 
-@contextmanager
-def staging(state_dir: Path) -> Iterator[None]:
-    """Held by a job from the start of its staging until its run started (params.json
-    written): the staged inputs it is about to use are not swept meanwhile."""
-    with _flock(StateDir(Path(state_dir)).retention_lock, fcntl.LOCK_SH):
-        yield
-
-
-@contextmanager
-def _flock(path: Path, mode: int, wait: float | None = None) -> Iterator[bool]:
-    """Hold an flock on `path`, waiting for it (at most `wait` seconds): whether it is held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = None if wait is None else time.monotonic() + wait
-    with open(path, "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, mode | (0 if deadline is None else fcntl.LOCK_NB))
-                held = True
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    held = False
-                    break
-                time.sleep(0.1)
-        yield held
-
-
 def clean(state_dir: Path, store: JobStore, policy: Policy, dry_run: bool = False,
           now: float | None = None, lock_wait: float = LOCK_WAIT_SECONDS) -> Report:
     """Apply `policy` to the state dir (see the module's docstring); with `dry_run`, report
     what would be removed and remove nothing."""
     state = StateDir(Path(os.path.realpath(state_dir)))
-    with _flock(state.clean_lock, fcntl.LOCK_EX):
+    with flock(state.clean_lock, fcntl.LOCK_EX):
         return _Clean(state, store, policy, dry_run, time.time() if now is None else now,
                       lock_wait).run()
 
@@ -223,7 +196,7 @@ class _Clean:
         jobs = self._jobs()
         folders = self._run_folders(jobs)
         self._forget_old(jobs, folders)
-        with _flock(self.state.retention_lock, fcntl.LOCK_EX, self.lock_wait) as held:
+        with flock(self.state.retention_lock, fcntl.LOCK_EX, self.lock_wait) as held:
             jobs = self._jobs()  # again: jobs may have started since; none stages now (held)
             self._sweep_staged(held, jobs)
         self.report.kept += [Item(self._named(self.state.run(job.instance_id).path),

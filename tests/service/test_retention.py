@@ -16,7 +16,7 @@ import pytest
 from cnvkit_nf.service import retention
 from cnvkit_nf.service.config import ConfigError, load
 from cnvkit_nf.service.retention import DISCARDED, Policy, clean
-from cnvkit_nf.state import jobs
+from cnvkit_nf.state import jobs, locks
 from cnvkit_nf.state.jobs import (
     CANCELING,
     CANCELLED,
@@ -276,7 +276,7 @@ def test_the_sweep_of_staged_inputs_waits_for_jobs_staging(state, monkeypatch):
     entered, released = threading.Event(), []
 
     def stage() -> None:
-        with retention.staging(state_dir):
+        with locks.staging(state_dir):
             entered.set()
             time.sleep(0.5)
             released.append(time.monotonic())
