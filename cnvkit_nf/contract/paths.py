@@ -99,7 +99,7 @@ def _index_suffixes() -> dict[str, tuple[str, ...]]:
     """Where the index of a BAM or CRAM lies, as the input check looks for it."""
     from cnvkit_nf.pipeline_files import load_bin  # the check's own rule
 
-    return load_bin("check_inputs").INDEX_SUFFIXES
+    return load_bin("input_indexes").INDEX_SUFFIXES
 
 
 def check_bucket(bucket: str) -> None:
