@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -29,7 +30,10 @@ SCHEMA = PIPELINE / "schema"
 
 def load_bin(name: str) -> ModuleType:
     """A script of `bin/` (stdlib and CNVkit only, run by the pipeline's tasks) as a module,
-    so that the package and the tasks share its rules."""
+    so that the package and the tasks share its rules. `bin/` goes on the import path, as for
+    a script run from it: the scripts import each other as plain modules."""
+    if str(BIN) not in sys.path:
+        sys.path.insert(0, str(BIN))
     spec = importlib.util.spec_from_file_location(name, BIN / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -24,7 +24,10 @@ LAUNCHER = ROOT / "bin" / "cnvkit-nf"
 
 
 def load_script(name: str) -> ModuleType:
-    """Import ``bin/<name>.py`` as a module."""
+    """Import ``bin/<name>.py`` as a module (``bin/`` on the path: its scripts import each
+    other)."""
+    if str(ROOT / "bin") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bin"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "bin" / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -59,6 +62,18 @@ def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
 def check_inputs() -> ModuleType:
     """``bin/check_inputs.py`` as a module."""
     return load_script("check_inputs")
+
+
+@pytest.fixture(scope="session")
+def alignment_header() -> ModuleType:
+    """``bin/alignment_header.py`` as a module."""
+    return load_script("alignment_header")
+
+
+@pytest.fixture(scope="session")
+def reference_fasta() -> ModuleType:
+    """``bin/reference_fasta.py`` as a module."""
+    return load_script("reference_fasta")
 
 
 @pytest.fixture(scope="session")

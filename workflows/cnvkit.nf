@@ -204,11 +204,5 @@ workflow CNVKIT {
         .collectFile(name: 'versions.yml', storeDir: "${outdir}/pipeline_info", sort: true, newLine: true)
 
     emit:
-    manifest    = RESULT_MANIFEST.out.manifest
-    reference   = reference
-    cnr         = CNVKIT_SAMPLE.out.cnr
-    cns         = CNVKIT_SAMPLE.out.cns
-    calls       = CNVKIT_SAMPLE.out.calls
-    genemetrics = CNVKIT_SAMPLE.out.genemetrics
-    sex         = CNVKIT_COHORT.out.sex
+    manifest = RESULT_MANIFEST.out.manifest  // main.nf places it once everything is published
 }

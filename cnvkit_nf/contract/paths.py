@@ -91,7 +91,7 @@ def index_names(field: str, key: str) -> list[str]:
         return [_pipeline_rules("reference_record").record_path(key)]
     if field.startswith(("experimental_inputs[", "control_inputs[")):
         stem, kind = posixpath.splitext(key)
-        suffixes = _pipeline_rules("check_inputs").INDEX_SUFFIXES.get(kind, ())
+        suffixes = _pipeline_rules("input_indexes").INDEX_SUFFIXES.get(kind, ())
         return [stem + suffix for suffix in suffixes]
     return []
 
@@ -99,7 +99,7 @@ def index_names(field: str, key: str) -> list[str]:
 @functools.cache
 def _pipeline_rules(script: str) -> ModuleType:
     """A script of `bin/` whose rule says where a file lies beside an input: the input check's
-    (a BAM's or CRAM's index) or the reference record's (its record)."""
+    (a BAM's or CRAM's index, `input_indexes`) or the reference record's (its record)."""
     from cnvkit_nf.pipeline_files import load_bin
 
     return load_bin(script)

@@ -6,7 +6,6 @@
 //          ext.args3 -> antitarget (antitarget_conf).
 process CNVKIT_PREPARE {
     tag "${bed.name}"
-    label 'process_single'
     conda "bioconda::cnvkit=0.9.14"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
         'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :

@@ -1,6 +1,5 @@
 process CHECK_INPUTS {
     tag "${bams.size()} BAMs"
-    label 'process_single'
     // Header-level checks: re-run only when an input's path or size changes, not its mtime.
     cache 'lenient'
     conda "bioconda::cnvkit=0.9.14"

@@ -3,7 +3,6 @@
 // output_dir after Nextflow has published every file.
 process RESULT_MANIFEST {
     tag "${paths.size()} files"
-    label 'process_single'
     conda "bioconda::cnvkit=0.9.14"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
         'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :

@@ -1,6 +1,5 @@
 process SAMTOOLS_FAIDX {
     tag "${fasta.name}"
-    label 'process_single'
     conda "bioconda::samtools=1.21"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
         'https://depot.galaxyproject.org/singularity/samtools:1.21--h50ea8bc_0' :

@@ -1,7 +1,7 @@
 // Tasks that outgrow their Slurm limits on the first attempt only, run with the pipeline's
 // configuration (-c nextflow.config -profile slurm): its retry rules must give them a second
 // attempt with twice the time or memory, in which they fit (tests/pipeline/test_slurm.py). Their
-// limits are their own (no label), scaled by the attempt as the labels' are; one CPU each.
+// limits are their own, scaled by the attempt as the pipeline's are; one CPU each.
 
 // Nextflow's sbatch asks Slurm for a USR2 30 s before the time limit (Slurm may send it up to
 // a minute earlier), on which the task's wrapper ends the task with status 140.
