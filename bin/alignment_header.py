@@ -32,6 +32,9 @@ CRAM_EOF = {3: bytes.fromhex("0f000000ffffffff0fe0454f46000000000100"
                              "05bdd94f0001000606010001000100ee63014b"),
             2: bytes.fromhex("0b000000ffffffffffe0454f4600000000010000010006060100010001"
                              "00")}
+# htslib writes 2.1's (reference id -1 as ITF-8 ff ff ff ff 0f, where the specification has ff
+# in the last byte): both are read as the end.
+_CRAM_EOF_HTSLIB = {2: CRAM_EOF[2][:8] + b"\x0f" + CRAM_EOF[2][9:]}
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 # Program names (from @PG ID, PN or the first two words of CL) of duplicate markers/removers.
 DEDUP_PROGRAM = re.compile(
@@ -266,7 +269,7 @@ def _read_cram(f: IO[bytes]) -> Header:
         tail = f.read()
     except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise ValueError(f"is truncated or corrupt: cannot read its header ({exc})") from None
-    if tail != CRAM_EOF[major]:
+    if tail not in (CRAM_EOF[major], _CRAM_EOF_HTSLIB.get(major)):
         raise ValueError("is truncated (no CRAM end-of-file container)")
     return header
 
