@@ -174,7 +174,7 @@ def params(ctx: Context, request_file: str, output: str | None, storage_mode: st
         if errors(problems):
             _report(problems, False, valid=False)
             sys.exit(EXIT_INVALID)
-        located = [loc for _, loc in store.remote] + [store.output_dir]
+        located = [loc for _, loc in store.remote] + [validation.request.output_dir]
         native = {loc.raw: storage.native_uri(loc) for loc in located if loc.is_remote}
         if aws_config and store.settings:
             scheme = next(loc.scheme for loc in located if loc.is_remote)

@@ -63,13 +63,12 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class ObjectStore:
-    """The object-storage side of a request: a client (None when all paths are local), the
-    remote inputs and the output folder."""
+    """The object-storage side of a request: a client (None when all paths are local) and the
+    remote inputs."""
 
     s3: object | None
     settings: storage.Settings | None
     remote: list[tuple[str, Location]]
-    output_dir: Location
 
 
 def object_store(request: Request, config: str | None) -> tuple[ObjectStore, list[Problem]]:
@@ -78,13 +77,13 @@ def object_store(request: Request, config: str | None) -> tuple[ObjectStore, lis
     output_dir = request.output_dir
     used = [loc for _, loc in remote] + ([output_dir] if output_dir.is_remote else [])
     if not used:
-        return ObjectStore(None, None, [], output_dir), []
+        return ObjectStore(None, None, []), []
     try:
         settings = storage.load_settings(config)
     except storage.StorageError as err:
-        return ObjectStore(None, None, remote, output_dir), [Problem("", str(err))]
+        return ObjectStore(None, None, remote), [Problem("", str(err))]
     s3 = storage.client(settings, used[0].scheme)
-    return ObjectStore(s3, settings, remote, output_dir), storage.endpoint_problems(settings, used)
+    return ObjectStore(s3, settings, remote), storage.endpoint_problems(settings, used)
 
 
 @dataclass(frozen=True)
@@ -125,12 +124,12 @@ def plan(request: Request, storage_config: str | None, roots: Roots,
         return unclaimed, problems
     if objects.s3:
         problems += local_files.path_problems(request, roots)
-        problems += storage.preflight(objects.s3, objects.remote, objects.output_dir)
+        problems += storage.preflight(objects.s3, objects.remote, request.output_dir)
     else:
         problems += local_files.check(request, roots, limits)
     if errors(problems):
         return unclaimed, problems
-    claimed, refused = destination(objects.output_dir, roots)
+    claimed, refused = destination(request.output_dir, roots)
     return Plan(request, objects, claimed, limits), problems + refused
 
 
@@ -257,7 +256,7 @@ class Execution:
         inputs downloaded, local inputs checked again now that the job's turn has come (and
         handed to the private store when there is one); the manifest of an earlier result in
         output_dir withdrawn."""
-        output = self.plan.objects.output_dir
+        output = self.plan.request.output_dir
         staged = self._download(progress) if self.plan.objects.s3 else {}
         opened, problems = local_files.open_inputs(self.plan.request, self.roots) \
             if self.inputs is not None else ([], [])
@@ -313,7 +312,7 @@ class Execution:
         object-storage inputs are checked here as a local run's inputs were in `plan`."""
         results = RunFolder(self.job.run_dir).results.path
         params = to_params(self.plan.request,
-                           staged={**staged, self.plan.objects.output_dir.raw: results})
+                           staged={**staged, self.plan.request.output_dir.raw: results})
         if self.plan.objects.s3:
             problems = errors(local_files.content_problems(params, limits=self.plan.limits))
             if problems:
@@ -398,11 +397,12 @@ class Execution:
     def _publish(self, results: Path) -> None:
         """Copy the finished results folder to `output_dir`, manifest last; rolled back when
         the service stops meanwhile (JobInterrupted)."""
-        objects, started = self.plan.objects, time.monotonic()
+        objects, output_dir = self.plan.objects, self.plan.request.output_dir
+        started = time.monotonic()
         stop = self.stopping or threading.Event()
         try:
-            if objects.output_dir.is_remote:
-                count = storage.publish(objects.s3, results, objects.output_dir, stop=stop)
+            if output_dir.is_remote:
+                count = storage.publish(objects.s3, results, output_dir, stop=stop)
             else:
                 count = publish_local.publish(results, self._local_output(), self.roots,
                                               stop=stop)
@@ -413,7 +413,7 @@ class Execution:
                             Failure.REFUSED if err.refused else Failure.SYSTEM) from None
         except Exception as err:  # noqa: BLE001 - any other failure to publish fails the job
             raise JobFailed(f"publishing the results failed: {err}", Failure.SYSTEM) from None
-        self.log(f"published {count} files to {objects.output_dir.raw} in "
+        self.log(f"published {count} files to {output_dir.raw} in "
                  f"{time.monotonic() - started:.1f} s (manifest last)")
 
     def _keep_reference(self, params: dict) -> None:
@@ -446,7 +446,7 @@ class Execution:
         return json.loads(path.read_text()) if path.exists() else None
 
     def _local_output(self) -> str:
-        return self.roots.absolute(self.plan.objects.output_dir.key)
+        return self.roots.absolute(self.plan.request.output_dir.key)
 
 
 def new_job(store: JobStore, job_plan: Plan, state_dir: Path, **identity) -> Job:
