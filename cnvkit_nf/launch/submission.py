@@ -15,7 +15,7 @@ It reads in one direction; each step has one home and hands its result to the ne
                   hands Nextflow private links or copies of them), an earlier manifest withdrawn
       params      the Nextflow params, results collected in the job's own run folder
       reference   the project's kept reference reused, or its building claimed
-                  (`reference_cache`)
+                  (`reference.cache`)
       run         Nextflow started and followed (`runner`, which only runs it); the steps
                   from stage to here hold `state.locks.staging`
       conclude    the results published to `output_dir` (local or object storage), manifest

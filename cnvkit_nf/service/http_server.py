@@ -50,7 +50,7 @@ _REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json
 @dataclass(frozen=True)
 class Transport:
     """Where the service listens and how it meets its clients: `limits` are the service
-    config's (see service_config.DEFAULT_LIMITS)."""
+    config's (see config.DEFAULT_LIMITS)."""
 
     host: str
     port: int

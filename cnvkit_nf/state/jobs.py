@@ -290,7 +290,7 @@ class JobStore:
         """Raise Occupied when another job of `job`'s project that has not ended publishes
         into `job`'s destination, or a folder inside or around it. Other projects' jobs are
         never compared: their local destinations lie in folders only they write into
-        (`service_config`), and a refusal would tell where they publish."""
+        (`service.config`), and a refusal would tell where they publish."""
         if job.destination is None:
             return
         rows = db.execute(
