@@ -5,8 +5,10 @@ log is the witness of what ran where."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -122,18 +124,28 @@ def test_launcher_runs_every_task_as_a_slurm_job(slurm, launcher_run, seed_run):
 
 @pytest.fixture(scope="module")
 def site(cohort, tmp_path_factory) -> dict:
-    """A service configuration: the cohort readable, outputs under data/lab/; the slurm
-    profile's queue and account set by params in a -c file (the launcher's come from the
-    environment)."""
+    """A service configuration: a copy of the cohort readable (the service hard-links the files
+    it reads, which changes their ctime, and so their identity for the reference cache of the
+    other tests' jobs), outputs under data/lab/; the slurm profile's queue and account set by
+    params in a -c file (the launcher's come from the environment)."""
     base = tmp_path_factory.mktemp("slurm_site")
+    shutil.copytree(cohort.ref.parent, base / "cohort")
+
+    def copied(path: Path) -> Path:
+        return base / "cohort" / path.relative_to(cohort.ref.parent)
+
+    served = dataclasses.replace(
+        cohort, ref=copied(cohort.ref), bed=copied(cohort.bed),
+        annotation=copied(cohort.annotation),
+        bams={name: copied(bam) for name, bam in cohort.bams.items()})
     (base / "data" / "lab").mkdir(parents=True)
     config = base / "service.json"
     config.write_text(json.dumps({
         "tokens": [{"token": TOKEN, "owner": "lab", "projects": ["lab"]}],
-        "data_roots": [str(cohort.ref.parent), str(base / "data" / "{project}")]}))
+        "data_roots": [str(base / "cohort"), str(base / "data" / "{project}")]}))
     site_config = base / "site.config"
     site_config.write_text("params.slurm_queue = 'cnvkit'\nparams.slurm_account = 'lab-b'\n")
-    return {"base": base, "config": config, "site_config": site_config}
+    return {"base": base, "config": config, "site_config": site_config, "cohort": served}
 
 
 def service(slurm: SlurmCluster, site: dict, name: str, *args: str) -> LocalService:
@@ -167,12 +179,11 @@ def wait_for(running: LocalService, instance_id: str, states: set[str]) -> dict:
     return wait_until(reached, f"job in {states}", timeout=300)
 
 
-def test_service_runs_on_slurm_and_follows_its_jobs_across_a_restart(slurm, site, cohort,
-                                                                     seed_run):
+def test_service_runs_on_slurm_and_follows_its_jobs_across_a_restart(slurm, site, seed_run):
     """Killed (-9) while a Slurm job of its run is running, the service is started again and
     follows the same Nextflow run to its end."""
     running = service(slurm, site, "state").start()
-    request = seed_request(cohort, site["base"] / "data" / "lab" / "results")
+    request = seed_request(site["cohort"], site["base"] / "data" / "lab" / "results")
     try:
         instance_id = submit(running, request)
         wait_until(lambda: queued(slurm, running.state_dir, "RUNNING"), "running Slurm job")
@@ -263,7 +274,7 @@ def test_ctrl_c_of_the_launcher_cancels_its_slurm_jobs(slurm, cohort, tmp_path):
     assert {jobs[job]["JobState"] for job in running} == {"CANCELLED"}
 
 
-def test_service_cancels_reach_the_cluster(slurm, site, cohort):
+def test_service_cancels_reach_the_cluster(slurm, site):
     """Two jobs at once, each with a Slurm job running; one cancelled by DELETE, the other by
     the WES cancel: nothing of either is left in the queue."""
     running = service(slurm, site, "cancel-state", "-c", str(DATA / "slow.config"),
@@ -271,7 +282,7 @@ def test_service_cancels_reach_the_cluster(slurm, site, cohort):
     runs = running.state_dir / "runs"
     try:
         # different antitarget options: the second job does not wait for the first's reference
-        ids = [submit(running, seed_request(cohort, site["base"] / "data" / "lab" / name,
+        ids = [submit(running, seed_request(site["cohort"], site["base"] / "data" / "lab" / name,
                                             antitarget_conf=option))
                for name, option in (("cancel-a", "-a 100000"), ("cancel-b", "-a 150000"))]
         jobs_running = wait_until(lambda: (found := queued(slurm, runs, "RUNNING"))[1:] and found,
