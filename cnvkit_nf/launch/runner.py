@@ -230,13 +230,13 @@ def job_log(job: Job, tail_bytes: int = LOG_TAIL_BYTES) -> dict:
     (from its `ERROR ~` line; else the job's message), and the error output of each failed
     task (the end of it). Files are read only inside the job's run folder, never through a
     link."""
-    run_dir = Path(job.run_dir) if job.run_dir else None
-    log, truncated = _tail(run_dir, RunFolder(run_dir).nextflow_log, tail_bytes) if run_dir \
-        else ("", False)
+    folder = RunFolder(job.run_dir) if job.run_dir else None
+    run_dir = folder.path if folder else None
+    log, truncated = _tail(run_dir, folder.nextflow_log, tail_bytes) if folder else ("", False)
     report = log[log.find("ERROR ~"):] if "ERROR ~" in log else None
     failed = []
-    if run_dir is not None:
-        for row in trace_rows(RunFolder(run_dir).results.trace):
+    if folder is not None:
+        for row in trace_rows(folder.results.trace):
             if row.get("status") == "FAILED":  # its error output, else (as Nextflow shows
                 workdir = Path(row.get("workdir", ""))  # it) the task wrapper's output
                 stderr, cut = _tail(run_dir, workdir / ".command.err", tail_bytes // 16)

@@ -288,7 +288,7 @@ class Execution:
         try:
             staged, fetched = storage.stage_in(self.plan.objects.s3, self.plan.objects.remote,
                                                self._staging_cache,
-                                               RunFolder(self.job.run_dir).inputs,
+                                               self._folder.inputs,
                                                progress=progress)
         except storage.StorageError as err:
             raise JobFailed(str(err), Failure.SYSTEM) from None
@@ -310,7 +310,7 @@ class Execution:
     def _params(self, staged: dict[str, Path]) -> dict:
         """The job's Nextflow params, its results collected in its own run folder; staged
         object-storage inputs are checked here as a local run's inputs were in `plan`."""
-        results = RunFolder(self.job.run_dir).results.path
+        results = self._folder.results.path
         params = to_params(self.plan.request,
                            staged={**staged, self.plan.request.output_dir.raw: results})
         if self.plan.objects.s3:
@@ -436,13 +436,18 @@ class Execution:
     # --- what the steps share ---------------------------------------------------------------
 
     @property
+    def _folder(self) -> RunFolder:
+        """The job's run folder (`state.layout`)."""
+        return RunFolder(self.job.run_dir)
+
+    @property
     def _staging_cache(self) -> Path:
         """Where object-storage inputs are downloaded to (keyed by their identity)."""
         return StateDir(self.state_dir).staging_cache
 
     def _recorded_params(self) -> dict | None:
         """The params of the run a previous process started for this job, if any."""
-        path = RunFolder(self.job.run_dir).params
+        path = self._folder.params
         return json.loads(path.read_text()) if path.exists() else None
 
     def _local_output(self) -> str:
