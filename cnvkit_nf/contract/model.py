@@ -40,7 +40,7 @@ class Request:
     bed: Location | None
     annotation_file: Location | None  # as given; the job reads it only with has_annotate
     reference_cnn: Location | None
-    samples: tuple[Sample, ...]  # experimental ones, then controls: as the pipeline takes them
+    samples: tuple[Sample, ...]  # experimental ones, then controls, as the request lists them
     has_annotate: bool
     reference_only: bool
     options: dict[str, CheckedOptions]  # each *_conf as CNVkit's parsers read it
