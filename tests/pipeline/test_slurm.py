@@ -224,22 +224,28 @@ def limits_run(slurm, nextflow_bin, tmp_path_factory):
 def test_tasks_ended_for_time_or_memory_are_retried_with_more(slurm, limits_run):
     """tests/data/slurm/limits.nf with the pipeline's configuration: Slurm warns one task of
     its 1-minute limit (exit 140), ends another at it (TIMEOUT, exit 143) and kills a third for
-    using more than its 300 MB (no exit status). Each is resubmitted within seconds with twice
-    the limit, and fits. No queue setting: the cluster's default partition."""
+    using more than its 300 MB. Each is resubmitted within seconds with twice the limit, and
+    fits. No queue setting: the cluster's default partition.
+
+    Slurm's memory kill races the task's shell: when it takes the shell too there is no exit
+    status (Slurm's ExitCode 0:9); when it takes only the python the shell reports 137. Both
+    are a kill for memory, and both must be retried."""
     assert limits_run["process"].wait(timeout=300) == 0, limits_run["log"].read_text()
     jobs = slurm.completed_jobs()
     attempts: dict[str, list] = {}
     for row in read_table(limits_run["out"] / "pipeline_info" / "trace.tsv"):
         attempts.setdefault(row["process"], []).append((row, jobs[row["native_id"]]))
-    expected = {  # process: (exit, Slurm's JobState and ExitCode, limits of both attempts)
-        "WARNED_AT_TIME_LIMIT": ("140", "FAILED", "140:0", ("TimeLimit", "1", "2")),
-        "KILLED_AT_TIME_LIMIT": ("143", "TIMEOUT", "0:0", ("TimeLimit", "1", "2")),
-        "KILLED_FOR_MEMORY": ("-", "FAILED", "0:9", ("Tres", "mem=300M", "mem=600M")),
+    expected = {  # process: ends (exit, Slurm's JobState, ExitCode), limits of both attempts
+        "WARNED_AT_TIME_LIMIT": ({("140", "FAILED", "140:0")}, ("TimeLimit", "1", "2")),
+        "KILLED_AT_TIME_LIMIT": ({("143", "TIMEOUT", "0:0")}, ("TimeLimit", "1", "2")),
+        "KILLED_FOR_MEMORY": ({("-", "FAILED", "0:9"), ("137", "FAILED", "137:0")},
+                              ("Tres", "mem=300M", "mem=600M")),
     }
-    for process, (exit_status, state, exit_code, (limit, first, second)) in expected.items():
+    for process, (ends, (limit, first, second)) in expected.items():
         (ended, killed), (retried, fitted) = attempts[process]
-        assert (ended["status"], ended["exit"], killed["JobState"], killed["ExitCode"]) == \
-            ("FAILED", exit_status, state, exit_code), (process, ended, killed)
+        assert ended["status"] == "FAILED", (process, ended)
+        assert (ended["exit"], killed["JobState"], killed["ExitCode"]) in ends, \
+            (process, ended, killed)
         assert (retried["status"], fitted["JobState"]) == ("COMPLETED", "COMPLETED")
         assert first in killed[limit].split(",") and second in fitted[limit].split(","), \
             (process, killed[limit], fitted[limit])

@@ -36,7 +36,8 @@ process KILLED_AT_TIME_LIMIT {
     """
 }
 
-// Slurm's memory kill (OverMemoryKill) sends SIGKILL to the whole job: no exit status.
+// Slurm's memory kill (OverMemoryKill) sends SIGKILL to the job's processes: no exit status when
+// the shell goes first, 137 when only the python does.
 process KILLED_FOR_MEMORY {
     cpus 1
     memory { 300.MB * task.attempt }
