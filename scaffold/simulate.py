@@ -649,17 +649,17 @@ class _Snvs:
 
 def _germline_snvs(genome: _Genome, spec: SampleSpec, seed: int) -> _Snvs:
     """SNVS_PER_TARGET heterozygous SNVs in each target of the contigs ``spec`` has two copies
-    of (one in each half of the target), drawn from the seed and the individual's name."""
+    of (one in each of as many equal parts of the target), drawn from the seed and the
+    individual's name."""
     rng = np.random.default_rng([seed, 2, zlib.crc32(spec.individual.encode())])
     contig, pos = [], []
     for i, (chrom, rows) in enumerate(genome.targets.items()):
         if spec.baseline(chrom) != 2:
             continue
         length = rows[:, 1] - rows[:, 0]
-        half = length // 2
-        first = rows[:, 0] + rng.integers(0, half)
-        second = rows[:, 0] + half + rng.integers(0, length - half)
-        pos.append(np.column_stack([first, second]).ravel())
+        cuts = [rows[:, 0] + length * k // SNVS_PER_TARGET for k in range(SNVS_PER_TARGET + 1)]
+        parts = [lo + rng.integers(0, hi - lo) for lo, hi in zip(cuts, cuts[1:], strict=False)]
+        pos.append(np.column_stack(parts).ravel())
         contig.append(np.full(pos[-1].size, i))
     contig, pos = np.concatenate(contig), np.concatenate(pos)
     seqs = list(genome.seqs.values())
