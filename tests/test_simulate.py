@@ -231,7 +231,7 @@ def _shared_germline_samples() -> list[SampleSpec]:
         SampleSpec("Normal_A", "female", control=True),
         SampleSpec("Tumour_A1", "female", (Event("chr1", 20_000, 40_000, 2, minor=0),),
                    normal="Normal_A"),
-        SampleSpec("Tumour_A2", "female", purity=0.4, normal="Normal_A"),
+        SampleSpec("Tumour_A2", "female", purity=0.4, normal="Normal_A", vcf_sample="TUMOUR"),
         SampleSpec("Solo", "male", (Event("chr2", 20_000, 40_000, 3),)),
     ]  # fmt: skip
 
@@ -267,8 +267,10 @@ def test_bgzipped_vcfs_sorted_indexed_and_shared_by_an_individual(tmp_path) -> N
     assert [r[:4] for r in a1] == [r[:4] for r in a2]
     assert [r[5] for r in a1] == [r[5] for r in a2]  # Normal_A's GT, AD, DP
     assert [r[:2] for r in _vcf_rows(cohort.vcfs["Solo"])] != [r[:2] for r in a1]
-    with pysam.VariantFile(str(cohort.vcfs["Solo"])) as vcf:
-        assert list(vcf.header.samples) == ["Solo"]
+    for name, columns in (("Solo", ["Solo"]), ("Tumour_A1", ["Tumour_A1", "Normal_A"]),
+                          ("Tumour_A2", ["TUMOUR", "Normal_A"])):
+        with pysam.VariantFile(str(cohort.vcfs[name])) as vcf:
+            assert list(vcf.header.samples) == columns
     # CNVkit's reader takes an unmatched tumour too
     solo = tabio.read(str(cohort.vcfs["Solo"]), "vcf", sample_id="Solo").data
     assert len(solo) == len(_vcf_rows(cohort.vcfs["Solo"])) and (solo.zygosity == 0.5).all()
@@ -295,7 +297,8 @@ def test_request_samples_state_what_was_planted(tmp_path) -> None:
                        "role": "control", "sex": "female"}  # fmt: skip
     assert rows[2] == {
         "id": "Tumour_A2", "bam": str(cohort.bams["Tumour_A2"]), "role": "experimental",
-        "sex": "male", "purity": 0.4, "vcf": str(cohort.vcfs["Tumour_A2"]), "normal": "Normal_A",
+        "sex": "male", "purity": 0.4, "vcf": str(cohort.vcfs["Tumour_A2"]),
+        "vcf_sample": "TUMOUR", "normal": "Normal_A",
     }  # fmt: skip
     assert [r["sex"] for r in cohort.request_samples()] == [s.sex for s in cohort.samples]
     sheet = cohort.write_samplesheet(tmp_path / "sheet.tsv", wrong_sex=["Solo"])
@@ -304,6 +307,7 @@ def test_request_samples_state_what_was_planted(tmp_path) -> None:
     assert [r["sample"] for r in table] == ["Normal_A", "Tumour_A1", "Tumour_A2", "Solo"]
     assert table[3]["sex"] == "female" and table[1]["purity"] == "" and table[2]["purity"] == "0.4"
     assert table[1]["normal"] == "Normal_A" and table[1]["vcf"] == str(cohort.vcfs["Tumour_A1"])
+    assert (table[1]["vcf_sample"], table[2]["vcf_sample"]) == ("", "TUMOUR")
 
 
 def test_rejects_bad_tumour_specs(tmp_path) -> None:
@@ -313,6 +317,7 @@ def test_rejects_bad_tumour_specs(tmp_path) -> None:
         "normal 'N' must be a control": [normal, SampleSpec("T", "female", normal="N")],
         "normal 'X' must be": [SampleSpec("T", "male", normal="X")],
         "minor": [SampleSpec("T", "male", (Event("chr1", 0, 10, 2, minor=2),))],
+        "vcf_sample": [normal, SampleSpec("T", "male", normal="N", vcf_sample="N")],
     }
     for message, samples in bad.items():
         with pytest.raises(ValueError, match=message):
