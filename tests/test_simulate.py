@@ -324,3 +324,34 @@ def test_rejects_bad_tumour_specs(tmp_path) -> None:
             make_cohort(tmp_path, samples)
     with pytest.raises(ValueError, match="vcf_suffix"):
         make_cohort(tmp_path, [normal], vcf_suffix=".bcf")
+
+
+def test_cnvkit_calls_the_planted_alleles_from_the_vcf(tn_cohort: Cohort, tmp_path) -> None:
+    """CNVkit, run by hand on Tumour_1 (purity 0.7) against its normal, with the VCF and the
+    purity: the deletion is 1 copy of one allele, the gain 2 + 1 (its BAF, rescaled for purity,
+    1/3 from 1), chr1 1 + 1; segmented with the VCF too, the copy-neutral LOH is 2 + 0."""
+    cnvkit = Path(sys.executable).with_name("cnvkit.py")
+    out, c = tmp_path / "out", tn_cohort
+    vcf = ["-v", c.vcfs["Tumour_1"], "-i", "Tumour_1", "-n", "Normal_1"]
+    call = ["--purity", "0.7", "-x", "male", "-m", "clonal"]
+    for command in (
+        ["batch", c.bams["Tumour_1"], "-n", c.bams["Normal_1"], "-t", c.bed, "-f", c.ref,
+         "-d", out, "-p", "1"],
+        ["call", out / "Tumour_1.cns", *vcf, *call, "-o", tmp_path / "depth.call.cns"],
+        ["segment", out / "Tumour_1.cnr", *vcf, "-o", tmp_path / "vcf.cns"],
+        ["call", tmp_path / "vcf.cns", *vcf, *call, "-o", tmp_path / "vcf.call.cns"],
+    ):  # fmt: skip
+        subprocess.run([cnvkit, *command], check=True, capture_output=True)
+    deletion, gain, loh = tumour_normal_samples(TN_CHROM)[1].events
+    neutral = Event("chr1", 0, TN_CHROM, 2)
+    for event, alleles, called in (
+        (deletion, (1, 0), "depth"), (gain, (2, 1), "depth"), (neutral, (1, 1), "depth"),
+        (loh, (2, 0), "vcf"),
+    ):  # fmt: skip
+        segments = tabio.read(str(tmp_path / f"{called}.call.cns")).data
+        middle = (event.start + event.end) // 2
+        row = segments[(segments.chromosome == event.chrom) & (segments.start <= middle)
+                       & (segments.end > middle)].iloc[0]  # fmt: skip
+        assert (row.cn, row.cn1, row.cn2) == (event.copies, *alleles), event
+        if event == gain:
+            assert row.baf == pytest.approx(2 / 3, abs=0.05)
