@@ -2,7 +2,8 @@
 """Check a CNVkit job's inputs before CNVkit sees them, and report every problem at once.
 
 Usage: check_inputs.py [--ref REF.fa] [--bed TARGETS.bed] [--annotation FILE]
-                       [--bam NAME=PATH ...] [--reference-cnn REFERENCE.cnn
+                       [--bam NAME=PATH ...] [--vcf ID=PATH [--vcf-columns ID=NAME[,NAME]] ...]
+                       [--reference-cnn REFERENCE.cnn
                        [--option FIELD=ARGS ...]] [--check-options FILE] [--json]
                        [--indexes FILE [--indexes-only]]
                        [--max-memory BYTES] [--max-cpu-seconds N] [--nice N]
@@ -38,9 +39,10 @@ are the modules beside it, which it imports as plain modules (this directory is 
 a script run from it, and `cnvkit_nf.pipeline_files.load_bin` puts it there): the BAMs and
 CRAMs (`check_alignments.py`, their headers read by `alignment_header.py`), the FASTA
 (`reference_fasta.py`), the indexes (`input_indexes.py`), the targets and annotation
-(`check_regions.py`), a reused reference (`check_reused_reference.py`); what they find is
-collected by `check_report.py`. Standard library only (and CNVkit for `--check-options`): the
-pipeline also runs it inside CNVkit containers.
+(`check_regions.py`), the samples' VCFs (`check_variants.py`), a reused reference
+(`check_reused_reference.py`); what they find is collected by `check_report.py`. Standard
+library only (and CNVkit for `--check-options`): the pipeline also runs it inside CNVkit
+containers.
 """
 
 import argparse
@@ -58,6 +60,7 @@ from check_alignments import check_bam, check_cram_reference, compare_contigs
 from check_regions import check_annotation, check_targets
 from check_report import File, Report
 from check_reused_reference import check_reference_cnn
+from check_variants import check_vcf
 from input_indexes import decide_indexes
 from reference_fasta import check_reference, scan_fasta
 
@@ -149,6 +152,7 @@ READING = {
     "fai": "reading its .fai",
     "bam": "reading its header",
     "bed": "reading its intervals",
+    "vcf": "reading its records",
     "annotation": "telling its format",
     "reference_cnn": "reading its bins",
 }
@@ -157,11 +161,13 @@ READING = {
 def check_inputs(
     ref: File | None, bed: File | None, bams: dict[str, File], annotation: File | None = None,
     reference_cnn: File | None = None, options: dict[str, str] | None = None,
-    report: Report | None = None,
+    report: Report | None = None, vcfs: dict[str, File] | None = None,
+    vcf_columns: dict[str, list[str]] | None = None,
 ) -> Report:
     """Run every check on the files given (a caller that already found a file unusable leaves
     it out) and collect the results (into `report` if given); `options` are the job's option
-    strings by field."""
+    strings by field; `vcfs` the samples' VCFs by sample, `vcf_columns` the columns each must
+    have (the sample's, its matched normal's)."""
     report = report if report is not None else Report()
     ref_contigs = None
     if ref is not None:
@@ -187,6 +193,12 @@ def check_inputs(
                 if agree and str(bam).endswith(".cram"):
                     check_cram_reference(bam, header.md5s, ref, ref_md5s, report)
             del header  # before the next one is read
+    wanted: dict[File, list[str]] = {}  # a VCF of several samples is read once
+    for sample, vcf in (vcfs or {}).items():
+        wanted.setdefault(vcf, []).extend((vcf_columns or {}).get(sample, []))
+    for vcf, columns in wanted.items():
+        with reading(vcf, READING["vcf"], report):
+            check_vcf(vcf, columns, ref, ref_contigs, report)
     if bed is not None:
         with reading(bed, READING["bed"], report):
             check_targets(bed, ref, ref_contigs, report)
@@ -220,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=PATH",
         help="a sample's BAM (repeat for each sample)",
     )
+    parser.add_argument("--vcf", type=_bam_arg, action="append", default=[], metavar="ID=PATH",
+                        help="a sample's VCF of SNVs (repeat for each sample that has one)")
+    parser.add_argument("--vcf-columns", action="append", default=[], metavar="ID=NAME[,NAME]",
+                        help="the columns sample ID's VCF must have: the sample's, then its "
+                             "matched normal's")
     parser.add_argument("--reference-cnn", help="a CNVkit reference built earlier, to reuse")
     parser.add_argument("--option", action="append", default=[], metavar="FIELD=ARGS",
                         help="the job's option string of a substep, e.g. coverage_conf=-q 20 "
@@ -246,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             duplicated.append(name)
         bams[name] = path
     options = dict(pair.split("=", 1) for pair in args.option if "=" in pair)
+    vcf_columns = {sample: [n for n in names.split(",") if n] for sample, _, names in
+                   (pair.partition("=") for pair in args.vcf_columns)}
     report = Report()
     if args.check_options:
         checked = check_options(options, report)
@@ -257,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 decide_indexes(args.ref, bams, report)
         else:
             check_inputs(args.ref, args.bed, bams, args.annotation, args.reference_cnn, options,
-                         report)
+                         report, dict(args.vcf), vcf_columns)
     except OutOfTime as exc:
         out_of_time(exc, report)
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # the report is written, whatever time is left
