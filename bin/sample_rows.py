@@ -120,3 +120,14 @@ def role_problems(rows: list[dict], reference_mode: str, reference_only: bool,
                                        "leave-one-out: each sample is called against the "
                                        "others"))
     return problems
+
+
+def vcf_columns(row: dict, rows: list[dict]) -> list[str]:
+    """The columns a row's VCF must have: the sample's (its vcf_sample, else its id), then its
+    matched normal's (the normal row's vcf_sample, else its id); none without a VCF."""
+    if row.get("vcf") is None:
+        return []
+    normal = next((other for other in rows if row.get("normal") is not None
+                   and other.get("id") == row["normal"]), None)
+    return [row.get("vcf_sample") or row["id"]] + (
+        [normal.get("vcf_sample") or normal["id"]] if normal is not None else [])

@@ -79,15 +79,16 @@ class Request:
         return [sample for sample in self.samples if sample.role == role]
 
     def paths(self) -> list[tuple[str, Location]]:
-        """(field, location) of every path that parsed, in the request's order: the sheet
-        (read by the caller), then each sample's BAM and its VCF."""
-        named = [(name, getattr(self, name)) for name in PATH_FIELDS]
+        """(field, location) of every path that parsed, in the request's order: its fields'
+        (the samplesheet's too), then each sample's BAM, then their VCFs."""
+        named = [(name, getattr(self, name)) for name in (*PATH_FIELDS, "samplesheet")]
         files = [(s.field, s.location) for s in self.samples] + [
             (s.vcf_field, s.vcf) for s in self.samples if s.vcf is not None]
         return [(name, location) for name, location in named if location is not None] + files
 
     def inputs(self) -> list[tuple[str, Location]]:
-        """(field, location) of every file the job reads: the annotation only if used (the
-        samplesheet is not among them: the caller read it into the rows)."""
-        return [(name, location) for name, location in self.paths() if name != "output_dir"
+        """(field, location) of every file the job reads: the annotation only if used; not
+        the samplesheet (its rows were read into the samples)."""
+        return [(name, location) for name, location in self.paths()
+                if name not in ("output_dir", "samplesheet")
                 and (name != "annotation_file" or self.has_annotate)]
