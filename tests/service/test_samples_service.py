@@ -1,0 +1,119 @@
+"""The service takes rows with facts (issue 24): a submission with `samples` or a
+`samplesheet` (read inside the project's data roots) is checked as `cnvkit-nf run` checks it,
+queued, and its job's params carry the rows; a sheet outside the roots is refused unread."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from cnvkit_nf.contract.params import to_params
+from cnvkit_nf.service.config import DEFAULT_LIMITS, Caller, DataRoot, ServiceConfig
+from cnvkit_nf.service.job_api import Invalid, Jobs
+from cnvkit_nf.service.workers import RUNNER
+from cnvkit_nf.state.jobs import JobStore
+from scaffold.simulate import SampleSpec, default_events, make_cohort
+
+CHROM = 60_000
+ALICE = Caller("alice", frozenset({"lab-a"}))
+
+
+class Pool:
+    """The worker pool's calls the job API makes: a submitted plan is recorded, not run."""
+
+    running, workers = 0, 1
+
+    def __init__(self, store: JobStore):
+        self.store, self.plans = store, {}
+
+    def submit(self, job_plan, project: str, owner: str):
+        job = self.store.create(job_plan.request.raw, project=project, owner=owner,
+                                runner=RUNNER)
+        self.plans[job.instance_id] = job_plan
+        return job
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """lab-a's data root with a tumour, its matched normal (a VCF of both) and a control."""
+    base = tmp_path_factory.mktemp("site")
+    data = base / "data" / "lab-a"
+    samples = [SampleSpec("Normal_A", "female", control=True),
+               SampleSpec("Control_M", "male", control=True),
+               SampleSpec("Tumour_A", "female", default_events(CHROM), purity=0.7,
+                          normal="Normal_A")]
+    cohort = make_cohort(data / "cohort", samples, reads_per_sample=20_000, seed=13,
+                         chrom_length=CHROM, vcf_suffix=".vcf")
+    (base / "elsewhere").mkdir()
+    return {"base": base, "data": data, "cohort": cohort}
+
+
+@pytest.fixture
+def jobs(site, tmp_path) -> Jobs:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    root = DataRoot(str(site["base"] / "data" / "{project}"), writable=True)
+    return Jobs(store, Pool(store), ServiceConfig(data_roots=(root,),
+                                                  limits=dict(DEFAULT_LIMITS)), None)
+
+
+def request(site, name: str, **changes) -> dict:
+    cohort = site["cohort"]
+    return {"output_dir": str(site["data"] / "out" / name), "ref": str(cohort.ref),
+            "bed": str(cohort.bed), **changes}
+
+
+def params_of(jobs: Jobs, instance_id: str) -> dict:
+    return to_params(jobs.pool.plans[instance_id].request)
+
+
+def test_a_submission_with_samples_is_queued_with_its_rows(site, jobs):
+    rows = site["cohort"].request_samples()
+    job, warnings = jobs.submit(json.dumps(request(site, "rows", samples=rows)), "lab-a", ALICE)
+    assert warnings == [] and job.request["samples"] == rows  # kept as it came
+    params = params_of(jobs, job.instance_id)
+    assert [(row["id"], row["role"], row["sex"], row["purity"], row["normal"])
+            for row in params["samples"]] == [
+        ("Normal_A", "control", "female", None, None),
+        ("Control_M", "control", "male", None, None),
+        ("Tumour_A", "experimental", "female", 0.7, "Normal_A")]
+    assert params["samples"][2]["vcf"] == str(site["cohort"].vcfs["Tumour_A"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_submission_with_a_samplesheet_is_queued_with_its_rows(site, jobs, suffix):
+    sheet = site["cohort"].write_samplesheet(site["data"] / f"cohort{suffix}")
+    job, _ = jobs.submit(json.dumps(request(site, f"sheet{suffix}", samplesheet=str(sheet))),
+                         "lab-a", ALICE)
+    assert job.request["samplesheet"] == str(sheet)
+    params = params_of(jobs, job.instance_id)
+    assert "samplesheet" not in params  # the rows it held, not the sheet
+    assert {row["id"]: row["bam"] for row in params["samples"]} == \
+        {name: str(path) for name, path in site["cohort"].bams.items()}
+
+
+def test_a_samplesheets_problems_are_the_submissions(site, jobs):
+    sheet = site["data"] / "bad.csv"
+    sheet.write_text("sample,bam,role,purity\n"
+                     f"T,{site['cohort'].bams['Tumour_A']},experimental,1.5\n")
+    with pytest.raises(Invalid) as refused:
+        jobs.submit(json.dumps(request(site, "bad", samplesheet=str(sheet))), "lab-a", ALICE)
+    fields = {problem.field for problem in refused.value.problems}
+    assert "samplesheet line 2, column purity" in fields
+
+
+def test_a_samplesheet_outside_the_projects_roots_is_refused_unread(site, jobs):
+    secret = site["base"] / "elsewhere" / "secret.csv"
+    secret.write_text("bam,role\n/private/patient_x.bam,experimental\n")
+    link = site["data"] / "link.csv"
+    if not link.exists():
+        os.symlink(secret, link)
+    for path in (secret, link):
+        with pytest.raises(Invalid) as refused:
+            jobs.submit(json.dumps(request(site, "secret", samplesheet=str(path))), "lab-a",
+                        ALICE)
+        text = str(refused.value)
+        assert "samplesheet" in text and "data roots" in text
+        assert "patient_x" not in text
+    assert jobs.list({"lab-a"})[0] == 0
