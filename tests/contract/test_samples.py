@@ -201,3 +201,68 @@ def test_call_conf_vcf_refused_and_per_sample_facts_warned():
     warned = {p.message.split(" ")[0] for p in validation.problems
               if p.field == "call_conf" and p.severity == "warning"}
     assert warned == {"-x/--sample-sex", "--purity"}
+
+
+def test_params_of_rows_and_of_a_sheet(tmp_path):
+    """Rows become params.samples with their ids and absolute paths (a fact not given left
+    out), the reference settings with them; they meet the pipeline's params schema."""
+    from jsonschema import Draft202012Validator
+
+    from cnvkit_nf.contract.params import to_params
+    from cnvkit_nf.pipeline_files import PIPELINE
+
+    data = rows_request(output_dir=str(tmp_path / "out"), ref="/d/g.fa", bed="/d/t.bed",
+                        samples=[{**TUMOUR, "bam": "t1.sort.bam"}, NORMAL],
+                        pool_matched_normals=False)
+    params = to_params(validate_request(data).request, base=tmp_path)
+    assert params["samples"] == [
+        {**TUMOUR, "bam": str(tmp_path / "t1.sort.bam")},
+        {"id": "N1", "bam": "/d/N1.bam", "role": "control", "sex": "female"}]
+    assert (params["reference_mode"], params["pool_matched_normals"]) == ("pooled", False)
+    assert "experimental_inputs" not in params and "control_inputs" not in params
+    schema = json.loads((PIPELINE / "nextflow_schema.json").read_text())
+    assert list(Draft202012Validator(schema).iter_errors(params)) == []
+    wrong = {**params, "samples": [{**params["samples"][0], "purity": 0}]}
+    assert list(Draft202012Validator(schema).iter_errors(wrong))
+    sheet = to_params(validate_request(sheet_request(output_dir="/d/out", ref="/d/g.fa",
+                                                     bed="/d/t.bed"), sheet=SHEET).request)
+    assert sheet["samples"] == [{**TUMOUR}, {"id": "N1", **NORMAL}]
+
+
+def test_a_seed_requests_params_are_as_they_were():
+    from cnvkit_nf.contract.params import to_params
+
+    local = {**SEED, **{k: f"/d/{k}" for k in ("output_dir", "ref", "bed")},
+             "experimental_inputs": ["/d/S.bam"], "control_inputs": ["/d/C.bam"]}
+    params = to_params(validate_request(local).request)
+    assert params["experimental_inputs"] == ["/d/S.bam"]
+    assert not {"samples", "reference_mode", "pool_matched_normals"} & params.keys()
+    loo = to_params(validate_request({**local, "control_inputs": [], "reference_mode":
+                                      "leave-one-out", "experimental_inputs":
+                                      ["/d/S.bam", "/d/T.bam"]}).request)
+    assert loo["reference_mode"] == "leave-one-out"
+
+
+def test_the_input_check_applies_the_rules_across_rows(tmp_path):
+    """`check_inputs.py --samples` (a direct or Platform run's CHECK_INPUTS) says what the
+    launcher says of the rows; with --reference-mode the roles too."""
+    import subprocess
+    import sys
+
+    from cnvkit_nf.pipeline_files import BIN
+
+    rows = [{"id": "T", "bam": "/d/t.bam", "role": "experimental", "normal": "X"},
+            {"id": "T", "bam": "/d/n.bam", "role": "control"}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    command = [sys.executable, str(BIN / "check_inputs.py"), "--samples",
+               str(tmp_path / "rows.json")]
+    found = subprocess.run(command, capture_output=True, text=True)
+    assert found.returncode == 1
+    assert found.stdout.splitlines() == [
+        "error: the row of n.bam, id: sample id 'T' is also that of the row of t.bam; sample "
+        "ids must be unique",
+        "error: the row of t.bam, normal: names no sample: 'X' is not a row's id (the control "
+        "rows are: none)"]
+    roles = subprocess.run([*command, "--reference-mode", "leave-one-out"], capture_output=True,
+                           text=True)
+    assert "must be experimental with reference_mode leave-one-out" in roles.stdout

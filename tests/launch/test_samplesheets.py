@@ -58,9 +58,8 @@ def test_validate_and_params_of_a_samplesheet(paired, tmp_path):
     assert (params["reference_mode"], params["pool_matched_normals"]) == ("pooled", True)
     tumour = next(row for row in params["samples"] if row["role"] == "experimental")
     assert tumour == {"id": "Tumour_A", "bam": str(paired.bams["Tumour_A"]),
-                      "role": "experimental", "sex": "female", "purity": 0.7, "ploidy": None,
-                      "vcf": str(paired.vcfs["Tumour_A"]), "vcf_sample": None,
-                      "normal": "Normal_A"}
+                      "role": "experimental", "sex": "female", "purity": 0.7,
+                      "vcf": str(paired.vcfs["Tumour_A"]), "normal": "Normal_A"}
     assert [row["id"] for row in params["samples"]] == ["Normal_A", "Control_M", "Tumour_A"]
 
 

@@ -73,7 +73,7 @@ def test_a_submission_with_samples_is_queued_with_its_rows(site, jobs):
     job, warnings = jobs.submit(json.dumps(request(site, "rows", samples=rows)), "lab-a", ALICE)
     assert warnings == [] and job.request["samples"] == rows  # kept as it came
     params = params_of(jobs, job.instance_id)
-    assert [(row["id"], row["role"], row["sex"], row["purity"], row["normal"])
+    assert [(row["id"], row["role"], row["sex"], row.get("purity"), row.get("normal"))
             for row in params["samples"]] == [
         ("Normal_A", "control", "female", None, None),
         ("Control_M", "control", "male", None, None),
