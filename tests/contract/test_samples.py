@@ -46,10 +46,13 @@ def test_rows_and_a_sheet_give_the_same_samples_with_their_facts():
     tumour, normal = by_rows.request.samples
     assert (tumour.id, tumour.role, tumour.sex, tumour.purity, tumour.ploidy) == \
         ("T1", "experimental", "female", 0.6, 3)
-    assert tumour.vcf == parse_location("/d/t1.vcf.gz") and tumour.vcf_column == "TUMOR"
-    assert by_rows.request.normal_column(tumour) == "N1"  # the normal's id: its column
-    assert (normal.id, normal.role, normal.vcf, normal.vcf_column) == \
-        ("N1", "control", None, None)  # the id from the BAM's name
+    assert tumour.vcf == parse_location("/d/t1.vcf.gz")
+    assert by_rows.request.vcf_columns(tumour) == ["TUMOR", "N1"]  # the normal's id: its column
+    assert (normal.id, normal.role, normal.vcf) == ("N1", "control", None)  # id: the BAM's name
+    assert by_rows.request.vcf_columns(normal) == []
+    alone = validate_request(rows_request(samples=[
+        {k: v for k, v in TUMOUR.items() if k not in ("vcf_sample", "normal")}]))
+    assert alone.ok and alone.request.vcf_columns(alone.request.samples[0]) == ["T1"]
     assert (tumour.field, tumour.vcf_field) == ("samples[0].bam", "samples[0].vcf")
     for validation in (by_csv, by_tsv):
         drop = ("field", "vcf_field")
