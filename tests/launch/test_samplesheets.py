@@ -168,3 +168,42 @@ def test_a_sheet_in_an_unreachable_store_is_a_problem_not_a_crash(tmp_path):
     location = parse_location("s3://bucket-x/cohort.csv")
     text, problems = samplesheets.read(location, Roots((), (), "the test"), str(config))
     assert text is None and [p.field for p in problems] == ["samplesheet"]
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    from scaffold.seaweed import S3Server
+
+    try:
+        running = S3Server(tmp_path_factory.mktemp("s3") / "data").start()
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    running.client().create_bucket(Bucket="genes")
+    yield running
+    running.stop()
+
+
+def test_a_sheet_in_object_storage_is_read_within_its_bound(s3_server, monkeypatch):
+    """A sheet given as an object URI is read from the store (real S3: SeaweedFS); one
+    larger than the bound is refused after reading no more than the bound; a missing one
+    is named."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    s3 = s3_server.client()
+    sheet = "sample,bam,role\nT,s3://genes/t.bam,experimental\n"
+    s3.put_object(Bucket="genes", Key="cohort.tsv", Body=sheet.replace(",", "\t").encode())
+    s3.put_object(Bucket="genes", Key="huge.csv", Body=b"bam,role\n" + b"x" * (MAX_BYTES + 1))
+    roots = Roots((), (), "the test")
+    text, problems = samplesheets.read(parse_location("s3://genes/cohort.tsv"), roots, None)
+    assert (text, problems) == (sheet.replace(",", "\t"), [])
+    data = {"samplesheet": "s3://genes/cohort.tsv", "output_dir": "s3://genes/out/",
+            "ref": "s3://genes/g.fa", "bed": "s3://genes/t.bed"}
+    validation = samplesheets.with_rows(validate_request(data),
+                                        lambda text: validate_request(data, sheet=text),
+                                        roots, None)
+    assert validation.ok and [s.field for s in validation.request.samples] == \
+        ["samplesheet line 2, column bam"]
+    _, problems = samplesheets.read(parse_location("s3://genes/huge.csv"), roots, None)
+    assert "is larger than" in problems[0].message
+    _, problems = samplesheets.read(parse_location("s3://genes/none.csv"), roots, None)
+    assert "not found" in problems[0].message
