@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,38 @@ def test_a_samplesheet_outside_the_projects_roots_is_refused_unread(site, jobs):
         assert "samplesheet" in text and "data roots" in text
         assert "patient_x" not in text
     assert jobs.list({"lab-a"})[0] == 0
+
+
+def test_a_vcf_outside_the_projects_roots_is_refused_as_a_bam_would_be(site, jobs):
+    """A sample's VCF is an input like its BAM: opened only inside the project's roots."""
+    outside = site["base"] / "elsewhere" / "t.vcf"
+    outside.write_text("##fileformat=VCFv4.2\n")
+    rows = [{**row, "vcf": str(outside)} if row.get("vcf") else row
+            for row in site["cohort"].request_samples()]
+    with pytest.raises(Invalid) as refused:
+        jobs.submit(json.dumps(request(site, "vcf", samples=rows)), "lab-a", ALICE)
+    (problem,) = refused.value.problems
+    assert problem.field == "samples[2].vcf" and "data roots" in problem.message
+
+
+def test_a_samples_vcf_is_pinned_in_the_private_store_as_its_bam(site, jobs, tmp_path):
+    """What a job's turn does (Execution._stage): every input opened inside the roots and
+    admitted into the private store; the params name the private copies, the VCF's too."""
+    from cnvkit_nf.contract.request import validate_request
+    from cnvkit_nf.launch.input_store import InputStore
+    from cnvkit_nf.launch.local_files import open_inputs
+
+    parsed = validate_request(request(site, "pin", samples=site["cohort"].request_samples()))
+    opened, problems = open_inputs(parsed.request, jobs.config.roots("lab-a"))
+    store = InputStore(tmp_path / "store")
+    try:
+        private = {item.path: store.admit(item) for item in opened}
+    finally:
+        for item in opened:
+            item.close()
+    assert problems == [] and str(site["cohort"].vcfs["Tumour_A"]) in private
+    params = to_params(parsed.request, staged=private)
+    tumour = params["samples"][2]
+    for key in ("bam", "vcf"):
+        assert Path(tumour[key]).is_relative_to(tmp_path / "store")
+    assert Path(tumour["vcf"]).read_bytes() == site["cohort"].vcfs["Tumour_A"].read_bytes()
