@@ -153,3 +153,18 @@ def test_a_samples_vcf_is_pinned_in_the_private_store_as_its_bam(site, jobs, tmp
     for key in ("bam", "vcf"):
         assert Path(tumour[key]).is_relative_to(tmp_path / "store")
     assert Path(tumour["vcf"]).read_bytes() == site["cohort"].vcfs["Tumour_A"].read_bytes()
+
+
+def test_the_services_input_limit_counts_rows(site, tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    root = DataRoot(str(site["base"] / "data" / "{project}"), writable=True)
+    small = Jobs(store, Pool(store), ServiceConfig(data_roots=(root,), limits={
+        **DEFAULT_LIMITS, "max_inputs": 2}), None)
+    sheet = site["cohort"].write_samplesheet(site["data"] / "three.csv")
+    for changes in ({"samples": site["cohort"].request_samples()},
+                    {"samplesheet": str(sheet)}):
+        with pytest.raises(Invalid) as refused:
+            small.submit(json.dumps(request(site, "many", **changes)), "lab-a", ALICE)
+        (problem,) = refused.value.problems
+        assert (problem.field, problem.message) == \
+            (next(iter(changes)), "3 BAM files in all; this service takes at most 2")
