@@ -375,7 +375,9 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
         unknown = [name for name in instance if name not in known]
         out = []
         for name in unknown[:MAX_NAMED]:  # a hint costs a comparison with every known name
-            close = difflib.get_close_matches(name, known, n=1)
+            # a row's id is a samplesheet's `sample` column
+            close = ["id"] if name == samplesheet.ID_COLUMN and "id" in known else \
+                difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             out.append(Problem(prefix + name, f"unknown field {name!r}{hint}"))
         if len(unknown) > MAX_NAMED:

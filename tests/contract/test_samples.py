@@ -80,7 +80,7 @@ def test_every_bad_input_of_the_issue_at_once():
         {**NORMAL, "vcf": "/d/n1.vcf", "purity": 0.5},             # a control's VCF, purity
         {"bam": "/d/t3.bam", "role": "experimental", "normal": "t2"},  # normal not a control
         {"bam": "/d/t4.bam", "role": "experimental", "id": "T1"},  # duplicate id
-        {"bam": "/d/t5.bam", "role": "experimental", "colour": "red"},  # unknown key
+        {"bam": "/d/t5.bam", "role": "experimental", "colour": "red", "sample": "T5"},
         {"bam": "/d/t1.sort.bam", "role": "control", "id": "C9"},  # same BAM in two roles
     ])
     errs = error_map(data)
@@ -91,7 +91,8 @@ def test_every_bad_input_of_the_issue_at_once():
     assert "only on an experimental (tumour) row" in errs["samples[2].purity"]
     assert "'t2', which is not a control row" in errs["samples[3].normal"]
     assert "sample id 'T1' is also that of samples[0]" in errs["samples[4].id"]
-    assert errs["samples[5].colour"] == "unknown field 'colour'"
+    assert errs["samples[5].colour"] == "unknown field 'colour'"  # and the sheet's id column:
+    assert errs["samples[5].sample"] == "unknown field 'sample' (did you mean 'id'?)"
     assert 'reference_mode "leave-one-out"' in errs["samples[6].bam"]
     assert errs["experimental_inputs"].startswith("must be [] or left out when samples")
 
