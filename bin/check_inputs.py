@@ -3,6 +3,7 @@
 
 Usage: check_inputs.py [--ref REF.fa] [--bed TARGETS.bed] [--annotation FILE]
                        [--bam NAME=PATH ...] [--vcf ID=PATH [--vcf-columns ID=NAME[,NAME]] ...]
+                       [--samples ROWS.json [--reference-mode MODE [--reference-only]]]
                        [--reference-cnn REFERENCE.cnn
                        [--option FIELD=ARGS ...]] [--check-options FILE] [--json]
                        [--indexes FILE [--indexes-only]]
@@ -63,6 +64,7 @@ from check_reused_reference import check_reference_cnn
 from check_variants import check_vcf
 from input_indexes import decide_indexes
 from reference_fasta import check_reference, scan_fasta
+from sample_rows import cross_row_problems, role_problems
 
 # --- the check's own limits --------------------------------------------------------------------
 
@@ -211,6 +213,19 @@ def check_inputs(
     return report
 
 
+def check_rows(path: str, mode: str | None, reference_only: bool, reference_cnn: bool,
+               report: Report) -> None:
+    """The rules across the request's sample rows (`sample_rows.py`), and with `mode` the
+    roles the job's kind allows; a row is named by its BAM's file name."""
+    rows = json.loads(Path(path).read_text())
+    labels = [f"the row of {Path(str(row.get('bam'))).name}" for row in rows]
+    found = cross_row_problems(rows, labels)
+    if mode is not None:
+        found += role_problems(rows, mode, reference_only, reference_cnn)
+    for index, key, message in found:
+        report.error(f"{labels[index]}, {key}" if index is not None else "samples", message)
+
+
 def _bam_arg(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
     return (name, path) if sep and name else (Path(text).name, text)
@@ -237,6 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vcf-columns", action="append", default=[], metavar="ID=NAME[,NAME]",
                         help="the columns sample ID's VCF must have: the sample's, then its "
                              "matched normal's")
+    parser.add_argument("--samples", metavar="FILE",
+                        help="the request's sample rows (a JSON list, ids filled in): check "
+                             "the rules across them (sample_rows.py)")
+    parser.add_argument("--reference-mode", choices=("pooled", "leave-one-out"),
+                        help="with --samples, also check the roles the job's kind allows "
+                             "(with --reference-only and --reference-cnn)")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="with --reference-mode: the job builds a reference only")
     parser.add_argument("--reference-cnn", help="a CNVkit reference built earlier, to reuse")
     parser.add_argument("--option", action="append", default=[], metavar="FIELD=ARGS",
                         help="the job's option string of a substep, e.g. coverage_conf=-q 20 "
@@ -284,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.indexes).write_text(json.dumps(report.indexes) + "\n")
     for name in duplicated:
         report.error(bams[name], f"sample name {name!r} is given more than once")
+    if args.samples:
+        check_rows(args.samples, args.reference_mode, args.reference_only,
+                   args.reference_cnn is not None, report)
     if args.json:
         problems = [asdict(p) for p in report.problems]
         print(json.dumps({"problems": problems, "notes": report.notes,
