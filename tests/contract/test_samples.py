@@ -271,3 +271,16 @@ def test_the_input_check_applies_the_rules_across_rows(tmp_path):
     roles = subprocess.run([*command, "--reference-mode", "leave-one-out"], capture_output=True,
                            text=True)
     assert "must be experimental with reference_mode leave-one-out" in roles.stdout
+
+
+def test_a_controls_vcf_sample_is_its_column_in_its_tumours_vcfs():
+    """A matched normal's column in its tumour's VCF (Mutect2 names it after the normal's read
+    group, Strelka `NORMAL`) is given on the normal's row; a tumour's vcf_sample needs its VCF."""
+    normal = {**NORMAL, "vcf_sample": "NORMAL"}
+    validation = validate_request(rows_request(samples=[TUMOUR, normal]))
+    assert validation.ok, validation.problems
+    tumour = validation.request.samples[0]
+    assert validation.request.vcf_columns(tumour) == ["TUMOR", "NORMAL"]
+    no_vcf = {k: v for k, v in TUMOUR.items() if k != "vcf"}
+    assert error_map(rows_request(samples=[no_vcf, NORMAL]))["samples[0].vcf"].startswith(
+        "required when vcf_sample is given")
