@@ -85,3 +85,28 @@ def to_params(request: Request, *, base: Path | None = None,
         params[field] = " ".join(filter(None, (option["args"], processes)))
     params["checked_options"] = checked
     return params
+
+
+def pooled_controls(params: dict) -> list[dict] | None:
+    """The controls whose coverage a job's params pool into its one reference, as rows (`bam`,
+    and `sex` when given: the reference's -x follows the controls' given sexes); None when
+    they pool none into one (a reused reference, leave-one-out). A matched normal is pooled
+    unless pool_matched_normals is false."""
+    if params.get("reference_cnn") or params.get("reference_mode") == "leave-one-out":
+        return None
+    if "samples" not in params:
+        return [{"bam": bam} for bam in params["control_inputs"]]
+    normals = {row.get("normal") for row in params["samples"]}
+    return [row for row in params["samples"] if row["role"] == "control"
+            and (params.get("pool_matched_normals", True) or row["id"] not in normals)]
+
+
+def reusing(params: dict, reference: str) -> dict:
+    """`params` changed to call against `reference` (built from the same pooled controls): its
+    pooled controls dropped, a tumour's matched normal kept out of the pool as its VCF's normal
+    column."""
+    if "samples" not in params:
+        return {**params, "control_inputs": [], "reference_cnn": reference}
+    normals = {row.get("normal") for row in params["samples"]}
+    rows = [row for row in params["samples"] if row["role"] != "control" or row["id"] in normals]
+    return {**params, "samples": rows, "pool_matched_normals": False, "reference_cnn": reference}

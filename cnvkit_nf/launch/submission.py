@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cnvkit_nf.contract.model import Request
-from cnvkit_nf.contract.params import to_params
+from cnvkit_nf.contract.params import reusing, to_params
 from cnvkit_nf.contract.paths import Location
 from cnvkit_nf.contract.problems import Problem, errors, summary
 from cnvkit_nf.launch import local_files
@@ -335,10 +335,8 @@ class Execution:
         there (and intact), the params are changed to reuse it; else this job builds it (and
         others of the project wait for it), and the job's record and report warn when a damaged
         entry was removed first. None without a cache, or when the params build no reference."""
-        # TODO(issue 24): rows (`samples`) build references the key does not describe yet
-        # (controls' sexes, matched normals left out, leave-one-out): they are not kept
         key = key_of(params, self._staging_cache) \
-            if self.references is not None and "samples" not in params else None
+            if self.references is not None else None
         if key is None:
             return None
         earlier = ((self._recorded_params() or {}).get("job") or {}).get("reference") or {}
@@ -355,7 +353,7 @@ class Execution:
         if lease is None:  # cancelled while waiting
             return None
         if lease.entry is not None:
-            params.update(control_inputs=[], reference_cnn=str(lease.entry.reference))
+            params.update(reusing(params, str(lease.entry.reference)))
             self.log(f"{self.job.instance_id}: {REUSED}")
         if lease.warning:
             self.log(f"{self.job.instance_id}: warning: {lease.warning}")

@@ -7,11 +7,13 @@ inputs as an earlier job's reuses that one instead (README, "Reference reuse").
                                      removes it), shared while a job uses it
 
 The key digests what shapes a reference: the code of the stages that build it, the CNVkit
-version, the option strings of the shaping substeps, and the identity of every control BAM, the
-FASTA, the BED and the annotation as Nextflow reads them. A local file's identity is its device,
-inode, size, mtime and ctime (a rewrite changes the ctime, which no `touch -r` restores); a
-staged object's is its bucket, key, ETag and size (its folder in the staging cache). A job whose
-inputs changed while it built a reference does not keep it. Each project has its own entries.
+version, the option strings of the shaping substeps, the identity of every pooled control BAM
+(and its given sex, which the reference's -x follows), the FASTA, the BED and the annotation as
+Nextflow reads them; leave-one-out jobs build one reference per sample and keep none. A local
+file's identity is its device, inode, size, mtime and ctime (a rewrite changes the ctime, which
+no `touch -r` restores); a staged object's is its bucket, key, ETag and size (its folder in the
+staging cache). A job whose inputs changed while it built a reference does not keep it. Each
+project has its own entries.
 
 An entry is made in a hidden folder (`.<key>.<random>`), each file and the folder synced to
 disk, then renamed into place whole: a crash leaves at most a hidden folder, which `entries`
@@ -36,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnvkit_nf.contract.params import pooled_controls
 from cnvkit_nf.pipeline_files import PIPELINE, load_bin
 from cnvkit_nf.storage import manifest
 
@@ -76,9 +79,11 @@ def identity(path: str | Path, staging_cache: Path | None = None) -> list:
 def key_of(params: dict, staging_cache: Path | None = None) -> str | None:
     """The cache key of the reference a job's params would build; None when they build none
     (a reused reference) or name an input that is not there."""
-    if params.get("reference_cnn"):
+    controls = pooled_controls(params)
+    if controls is None:
         return None
-    inputs = {"controls": sorted(params["control_inputs"]), "ref": params["ref"],
+    controls = sorted(controls, key=lambda row: row["bam"])
+    inputs = {"controls": [row["bam"] for row in controls], "ref": params["ref"],
               "bed": params["bed"], "annotation": params.get("annotation_file")}
     try:
         identities = {
@@ -94,6 +99,7 @@ def key_of(params: dict, staging_cache: Path | None = None) -> str | None:
         "options": {field: params["checked_options"][field]["args"] for field in SHAPING},
         "inputs": identities,
         "control_names": [Path(bam).name for bam in inputs["controls"]],
+        "control_sexes": [row.get("sex") for row in controls],
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:40]
 

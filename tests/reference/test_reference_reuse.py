@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cnvkit_nf.contract.params import to_params
+from cnvkit_nf.contract.params import reusing, to_params
 from cnvkit_nf.contract.request import validate_request
 from cnvkit_nf.reference.cache import ReferenceCache, key_of
 from scaffold.local_service import LocalService
@@ -252,6 +252,38 @@ def test_the_key_changes_with_each_input_that_shapes_a_reference(cohort, tmp_pat
     shutil.copy(request["ref"], other)
     shutil.copy(request["ref"] + ".fai", str(other) + ".fai")
     assert _key({**request, "ref": str(other)}) != changed
+
+
+def test_the_key_of_rows_follows_the_pooled_controls_and_their_given_sexes(cohort, tmp_path):
+    """Rows key the controls they pool, with their given sexes (the reference's -x follows
+    them); a matched normal kept out of the pool is not among them; leave-one-out keeps none."""
+    lists = seed_request(cohort, tmp_path / "out")
+    rows = {k: v for k, v in lists.items() if not k.endswith("_inputs")}
+    tumour, (father, mother) = lists["experimental_inputs"][0], lists["control_inputs"]
+    samples = [{"bam": tumour, "role": "experimental"}, {"bam": father, "role": "control"},
+               {"bam": mother, "role": "control"}]
+    assert _key({**rows, "samples": samples}) == _key(lists)  # the same pool, no sex given
+    sexed = [samples[0], {**samples[1], "sex": "male"}, {**samples[2], "sex": "female"}]
+    assert _key({**rows, "samples": sexed}) != _key(lists)
+    paired = [{**samples[0], "normal": "Father_S5_ALL"}, *samples[1:]]
+    assert _key({**rows, "samples": paired}) == _key(lists)  # a normal joins the pool
+    apart = _key({**rows, "samples": paired, "pool_matched_normals": False})
+    assert apart == _key({**lists, "control_inputs": [mother]})
+    germline = [{"bam": bam, "role": "experimental"} for bam in (tumour, father, mother)]
+    assert _key({**rows, "samples": germline, "reference_mode": "leave-one-out"}) is None
+
+
+def test_reusing_drops_the_pooled_controls_and_keeps_a_matched_normal_as_a_column():
+    params = {"samples": [{"id": "T", "bam": "t.bam", "role": "experimental", "normal": "N"},
+                          {"id": "N", "bam": "n.bam", "role": "control"},
+                          {"id": "C", "bam": "c.bam", "role": "control", "sex": "male"}],
+              "pool_matched_normals": True}
+    reused = reusing(params, "/kept/reference.cnn")
+    assert [row["id"] for row in reused["samples"]] == ["T", "N"]
+    assert (reused["pool_matched_normals"], reused["reference_cnn"]) == \
+        (False, "/kept/reference.cnn")
+    assert reusing({"control_inputs": ["c.bam"], "experimental_inputs": ["t.bam"]}, "r.cnn") \
+        == {"control_inputs": [], "experimental_inputs": ["t.bam"], "reference_cnn": "r.cnn"}
 
 
 def test_two_jobs_share_one_build(tmp_path):
