@@ -59,6 +59,7 @@ class Request:
     options: dict[str, CheckedOptions]  # each *_conf as CNVkit's parsers read it
     way: Way = "lists"
     samplesheet: Location | None = None  # the sheet the rows came from (the caller read it)
+    sheet_text: str | None = None  # its text as read: a job keeps it, so its rows stay the same
     reference_mode: str = "pooled"  # or "leave-one-out"
     pool_matched_normals: bool = True
 

@@ -134,7 +134,7 @@ def validate_request(data: object, cache=None, sheet: str | None = None) -> Vali
     options, option_problems = confs.check_all(
         {k: v for k, v in data.items() if isinstance(v, str) and len(v) <= longest}, cache)
     return Validation(sorted(dict.fromkeys(problems + option_problems), key=_sheet_line),
-                      _parsed(request, parsed, options, way, rows))
+                      _parsed(request, parsed, options, way, rows, sheet))
 
 
 def _sheet_line(problem: Problem) -> int:
@@ -210,7 +210,8 @@ def _sample_problems(data: dict[str, Any], way: Way, rows: list[_Row],
 
 
 def _parsed(raw: dict[str, Any], parsed: dict[str, paths.Location],
-            options: dict[str, confs.CheckedOptions], way: Way, rows: list[_Row]) -> Request:
+            options: dict[str, confs.CheckedOptions], way: Way, rows: list[_Row],
+            sheet: str | None) -> Request:
     """The request `raw` with the locations its paths parsed into, by field, and its rows as
     samples (a row whose BAM or role is refused is left out; so are facts the schema
     refuses)."""
@@ -220,6 +221,7 @@ def _parsed(raw: dict[str, Any], parsed: dict[str, paths.Location],
                    has_annotate=raw.get("has_annotate") is True,
                    reference_only=raw.get("reference_only") is True, options=options, way=way,
                    samplesheet=parsed.get("samplesheet"),
+                   sheet_text=sheet if way == "samplesheet" else None,
                    reference_mode=mode if mode in _enum("reference_mode") else "pooled",
                    pool_matched_normals=raw.get("pool_matched_normals") is not False)
 

@@ -460,7 +460,8 @@ def new_job(store: JobStore, job_plan: Plan, state_dir: Path, **identity) -> Job
     """Record a LAUNCHING job for a checked plan; its run folder is in the state dir. Raises
     Occupied while another job publishes into the same folder (see `occupied`)."""
     return store.create(job_plan.request.raw, runs_in=StateDir(state_dir).runs,
-                        destination=job_plan.destination, **identity)
+                        destination=job_plan.destination,
+                        samplesheet=job_plan.request.sheet_text, **identity)
 
 
 def occupied(err: Occupied) -> Problem:

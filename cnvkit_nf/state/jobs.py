@@ -82,7 +82,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     runner         TEXT NOT NULL DEFAULT 'cli',
     attempts       INTEGER NOT NULL DEFAULT 0,
     destination    TEXT,
-    failure        TEXT
+    failure        TEXT,
+    samplesheet    TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project, created);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (runner, status, created);
@@ -93,6 +94,7 @@ _ADDED_COLUMNS = {
     "attempts": "INTEGER NOT NULL DEFAULT 0",
     "destination": "TEXT",
     "failure": "TEXT",
+    "samplesheet": "TEXT",
 }
 
 
@@ -122,6 +124,7 @@ class Job:
     attempts: int = 0  # Nextflow runs since it was submitted or retried (>1 after restarts)
     destination: str | None = None  # the folder it publishes into, as `Occupied` compares
     failure: Failure | None = None  # why it FAILED; None in every other state
+    samplesheet: str | None = None  # the text its request's samplesheet had when submitted
 
     @property
     def progress(self) -> str:
@@ -174,14 +177,14 @@ class JobStore:
 
     def create(self, request: dict, *, project: str = "local", owner: str = "local",
                tasks_total: int = 0, runs_in: Path | None = None, runner: str = "cli",
-               destination: str | None = None) -> Job:
+               destination: str | None = None, samplesheet: str | None = None) -> Job:
         """Record a new LAUNCHING job with a fresh UUID; its run folder is `runs_in/<id>`.
         Raises Occupied when a job that has not ended publishes where it would."""
         instance_id = str(uuid.uuid4())
         run_dir = str(Path(runs_in) / instance_id) if runs_in else None
         job = Job(instance_id, project, owner, LAUNCHING, request, now_ms(),
                   tasks_total=tasks_total, run_dir=run_dir, runner=runner,
-                  destination=destination)
+                  destination=destination, samplesheet=samplesheet)
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")  # no other writer between the check and the insert
             self._check_free(db, job)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from cnvkit_nf.contract.params import to_params
+from cnvkit_nf.launch.runner import RunOptions
 from cnvkit_nf.service.config import DEFAULT_LIMITS, Caller, DataRoot, ServiceConfig
 from cnvkit_nf.service.job_api import Invalid, Jobs
-from cnvkit_nf.service.workers import RUNNER
+from cnvkit_nf.service.workers import RUNNER, WorkerPool
 from cnvkit_nf.state.jobs import JobStore
 from scaffold.simulate import SampleSpec, default_events, make_cohort
 
@@ -168,3 +169,24 @@ def test_the_services_input_limit_counts_rows(site, tmp_path):
         (problem,) = refused.value.problems
         assert (problem.field, problem.message) == \
             (next(iter(changes)), "3 BAM files in all; this service takes at most 2")
+
+
+def test_a_job_keeps_the_rows_its_samplesheet_had_when_submitted(site, tmp_path):
+    """The sheet is edited after the submission: a worker preparing the job after a restart
+    (no plan in memory) plans it with the rows it was submitted with."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    root = DataRoot(str(site["base"] / "data" / "{project}"), writable=True)
+    config = ServiceConfig(data_roots=(root,), limits=dict(DEFAULT_LIMITS))
+    pool = WorkerPool(store, tmp_path / "state", RunOptions(), None, config.roots)
+    sheet = site["data"] / "kept.csv"
+    site["cohort"].write_samplesheet(sheet)
+    job, _ = Jobs(store, pool, config, None).submit(
+        json.dumps(request(site, "kept", samplesheet=str(sheet))), "lab-a", ALICE)
+    submitted = sheet.read_bytes().decode()
+    assert store.get(job.instance_id).samplesheet == submitted
+    sheet.write_text(submitted.replace("female", "male"))  # edited while the job waits
+    pool._plans.clear()  # as after a restart
+    kept = pool._prepare(store.get(job.instance_id))
+    assert kept is not None, store.get(job.instance_id).message
+    sexes = [row.get("sex") for row in to_params(kept.request)["samples"]]
+    assert "female" in sexes
