@@ -65,10 +65,13 @@ def reference_sex_of(name: str, references: dict[str, str]) -> str:
 
 
 def sex_check(given: str | None, inferred: str | None) -> str:
-    """A given sex against the one CNVkit infers from the coverage: `ok`, `not given`,
-    `cannot tell` (CNVkit cannot), or the mismatch, a QC warning (a sample swap?)."""
+    """A given sex against the one CNVkit infers from the coverage: `ok`, `not given`, not
+    checked (no coverage), `cannot tell` (CNVkit cannot), or the mismatch, a QC warning (a
+    sample swap?)."""
     if not given:
         return "not given"
+    if inferred is None:
+        return "not checked: no coverage (a matched normal left out of the pool)"
     if inferred not in KNOWN_SEXES:
         return "cannot tell"
     if given.capitalize() == inferred:
@@ -103,7 +106,7 @@ def assumptions(row: dict, call_options: str, inferred: str | None) -> dict[str,
     return {
         "purity": (f"{args.purity:g} ({source('purity', 'purity')})" if args.purity is not None
                    else "not given: no rescaling for purity"),
-        "ploidy": f"{args.ploidy} ({source('ploidy', 'ploidy')})",
+        "ploidy": f"{args.ploidy:g} ({source('ploidy', 'ploidy')})",
         "sex": (f"{args.sample_sex} ({source('sex', 'sample_sex')})" if args.sample_sex
                 else f"{(inferred or 'Unknown').lower()} (inferred by CNVkit)"),
         "centring": centring,
