@@ -1,9 +1,13 @@
-"""Build `nextflow_schema.json`, the pipeline's params schema for Tower/Seqera launch forms.
+"""Build `nextflow_schema.json`, the pipeline's params schema for Tower/Seqera launch forms,
+and `assets/schema_samplesheet.json`, the schema of a samplesheet's rows (nf-core style: the
+Platform's Datasets and nf-schema read it, and main.nf checks a sheet's rows against it).
 
 Titles, descriptions and the rules across params come from the request schema, file-name
 patterns from the request's rules, so they cannot drift apart (main.nf applies every rule of
-the file, those across params too); a test checks that the committed file is what
-`python -m cnvkit_nf.contract.pipeline_schema` writes, and that nf-core's schema linter passes it.
+the file, those across params too); a row of `samples` and a samplesheet's row are both made
+from the request's one row definition. A test checks that the committed files are what
+`python -m cnvkit_nf.contract.pipeline_schema` writes, and that nf-core's schema linter passes
+nextflow_schema.json.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from cnvkit_nf.contract.request import (
 from cnvkit_nf.pipeline_files import PIPELINE, load_bin
 
 TARGET = PIPELINE / "nextflow_schema.json"
+SAMPLESHEET_TARGET = PIPELINE / "assets" / "schema_samplesheet.json"
 DOCS = "https://cnvkit.readthedocs.io/en/stable/"
 # An example of each option string, and where CNVkit documents the substep.
 EXAMPLES = {
@@ -42,6 +47,15 @@ FILE_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+$"
 # A BAM's or CRAM's path; its one group is the sample name (main.nf names samples with it).
 BAM_PATTERN = (f"{_FOLDERS}([{SAMPLE_NAME_CHARS}]+)(?:\\.[{FILE_NAME_CHARS}]*)?"
                f"(?:{'|'.join(re.escape(s) for s in ALIGNMENT_SUFFIXES)})$")
+# A sample row's BAM or CRAM: its sample name may come from the row's id instead.
+ROW_BAM_PATTERN = (f"{_FOLDERS}[{FILE_NAME_CHARS}]+"
+                   f"(?:{'|'.join(re.escape(s) for s in ALIGNMENT_SUFFIXES)})$")
+_ROW = load_schema()["$defs"]["sample"]
+VCF_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+{_ROW['properties']['vcf']['pattern'][:-1]}$"
+SHEET_PATTERN = (f"{_FOLDERS}[{FILE_NAME_CHARS}]+"
+                 f"{load_schema()['properties']['samplesheet']['pattern'][:-1]}$")
+# A samplesheet's column for a row's `id` (nf-core's name).
+SHEET_ID = "sample"
 # A reused reference: a file name of safe characters ending as the request's rule says (.cnn).
 _CNN_END = load_schema()["properties"]["reference_cnn"]["pattern"]
 CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+{_CNN_END}"
@@ -73,11 +87,43 @@ BAM_RULE = ("must be a BAM (.bam) or CRAM (.cram) file whose name starts with it
             "name of letters, digits, _ and - (up to the first '.'), in a path without "
             f"{_SPECIAL}")
 CNN_RULE = f"must be a CNVkit reference (.cnn); {FILE_RULE}"
+ROW_BAM_RULE = f"must be a BAM (.bam) or CRAM (.cram) file; {FILE_RULE}"
+VCF_RULE = f"must be a VCF file (.vcf or .vcf.gz); {FILE_RULE}"
+SHEET_RULE = f"must be a CSV (.csv) or TSV (.tsv) file; {FILE_RULE}"
 
 
 def _file(pattern: str = FILE_PATTERN, rule: str = FILE_RULE, **extra) -> dict:
     return {"type": "string", "format": "file-path", "exists": True, "pattern": pattern,
             "errorMessage": rule, **extra}
+
+
+def _row(id_key: str, meta: bool = False) -> dict:
+    """A sample row as the pipeline reads it: the request's row definition with its paths as
+    the pipeline's file params, and its id under `id_key`; `meta` marks the columns that
+    nf-schema's samplesheetToList puts into a sample's meta map (the files come after it)."""
+    files = {"bam": _file(ROW_BAM_PATTERN, ROW_BAM_RULE),
+             "vcf": _file(VCF_PATTERN, VCF_RULE, mimetype="text/plain")}
+    properties = {}
+    for name, rule in _ROW["properties"].items():
+        plain = {k: v for k, v in rule.items() if k not in ("$ref", "pattern", "errorMessage")}
+        own = ({**plain, **files[name]} if name in files
+               else {**rule, **({"meta": [name]} if meta else {})})
+        properties[id_key if name == "id" else name] = own
+    return {"type": "object", "required": _ROW["required"], "additionalProperties": False,
+            "properties": properties, "allOf": _ROW["allOf"]}
+
+
+def samplesheet_schema() -> dict:
+    """The schema of a samplesheet (nf-core style: an array of its rows)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://raw.githubusercontent.com/{manifest('name')}/main/"
+               "assets/schema_samplesheet.json",
+        "title": f"{manifest('name')} samplesheet",
+        "description": load_schema()["properties"]["samplesheet"]["description"],
+        "type": "array",
+        "items": _row(SHEET_ID, meta=True),
+    }
 
 
 def _option(field: str) -> dict:
@@ -108,8 +154,18 @@ def build() -> dict:
         "reference_cnn": _from_request("reference_cnn", **_file(
             CNN_PATTERN, CNN_RULE, fa_icon="fas fa-recycle", mimetype="text/tab-separated-values",
             **{"x-record": load_bin("reference_record").RECORD_OF_REFERENCE})),
+        "samples": _from_request("samples", type="array", fa_icon="fas fa-table-list",
+                                 items=_row("id")),
+        "samplesheet": _from_request("samplesheet", **_file(
+            SHEET_PATTERN, SHEET_RULE, fa_icon="fas fa-file-csv", mimetype="text/csv",
+            schema=str(SAMPLESHEET_TARGET.relative_to(PIPELINE)))),
         "reference_only": _from_request("reference_only", type="boolean",
                                         fa_icon="fas fa-hammer"),
+        "reference_mode": _from_request("reference_mode", type="string", default="pooled",
+                                        enum=load_schema()["properties"]["reference_mode"]["enum"],
+                                        fa_icon="fas fa-people-group"),
+        "pool_matched_normals": _from_request("pool_matched_normals", type="boolean",
+                                              default=True, fa_icon="fas fa-user-group"),
     }
     output = {
         "output_dir": _from_request("output_dir", type="string", format="directory-path",
@@ -168,8 +224,8 @@ def build() -> dict:
                                "run name, start and params instead)."},
     }
     groups = {
-        # control_inputs may be [] (a flat reference, or reference_cnn): not required here
-        "input_options": ("Inputs", inputs, ["experimental_inputs", "ref", "bed"],
+        # the BAMs' params are required by the request's rules (allOf): one way of three
+        "input_options": ("Inputs", inputs, ["ref", "bed"],
                           load_schema()["allOf"]),
         "output_options": ("Output", output, ["output_dir"], []),
         "substep_options": ("CNVkit substep options", options, [], []),
@@ -194,11 +250,13 @@ def build() -> dict:
     }
 
 
-def render() -> str:
-    """The schema as committed: indented JSON with a final newline."""
-    return json.dumps(build(), indent=2) + "\n"
+def render(schema: dict | None = None) -> str:
+    """A schema as committed (default: nextflow_schema.json's): indented JSON, final newline."""
+    return json.dumps(build() if schema is None else schema, indent=2) + "\n"
 
 
 if __name__ == "__main__":
-    TARGET.write_text(render())
-    sys.stdout.write(f"wrote {TARGET}\n")
+    SAMPLESHEET_TARGET.parent.mkdir(exist_ok=True)
+    for target, schema in ((TARGET, build()), (SAMPLESHEET_TARGET, samplesheet_schema())):
+        target.write_text(render(schema))
+        sys.stdout.write(f"wrote {target}\n")

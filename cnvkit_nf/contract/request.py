@@ -255,7 +255,7 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
     value, instance = err.validator_value, err.instance
     prefix = f"{where}." if where else ""
     if err.validator == "additionalProperties":
-        known = list(load_schema()["properties"])
+        known = list(err.schema["properties"])
         unknown = [name for name in instance if name not in known]
         out = []
         for name in unknown[:MAX_NAMED]:  # a hint costs a comparison with every known name

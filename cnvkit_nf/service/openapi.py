@@ -53,11 +53,11 @@ _WES_OPERATIONS = (
 def _request_schema() -> tuple[dict, dict]:
     """The request schema with its `$defs` moved to the document's components."""
     schema = copy.deepcopy(load_schema())
-    defs = schema.pop("$defs")
     for key in ("$schema", "$id"):
         schema.pop(key)
     text = json.dumps(schema).replace('"#/$defs/', '"#/components/schemas/')
-    return json.loads(text), defs
+    schema = json.loads(text)
+    return schema, schema.pop("$defs")
 
 
 def _responses(ok: str, schema: dict | None, *errors: str) -> dict:

@@ -36,18 +36,17 @@ def error_map(data: object) -> dict[str, str]:
     return {p.field: p.message for p in errors(validate_request(data).problems)}
 
 
-def test_schema_is_valid_and_has_the_16_seed_fields_and_2_extensions() -> None:
+def test_schema_is_valid_and_has_the_16_seed_fields_and_6_extensions() -> None:
     schema = load_schema()
     Draft202012Validator.check_schema(schema)
-    assert len(schema["properties"]) == 18
-    assert {"reference_cnn", "reference_only"} <= set(schema["properties"])
-    assert set(schema["required"]) == {
-        "experimental_inputs",
-        "control_inputs",
-        "output_dir",
-        "ref",
-        "bed",
-    }
+    assert len(schema["properties"]) == 22
+    assert {"reference_cnn", "reference_only", "samples", "samplesheet", "reference_mode",
+            "pool_matched_normals"} <= set(schema["properties"])
+    # the seed's arrays are required unless samples or samplesheet gives the BAMs (allOf)
+    assert set(schema["required"]) == {"output_dir", "ref", "bed"}
+    assert error_map(request(experimental_inputs=None, control_inputs=None)) == {
+        name: "required unless samples or samplesheet gives the BAM files"
+        for name in ("experimental_inputs", "control_inputs")}
     assert set(SUBSTEP_OF_FIELD) <= set(schema["properties"])
     for prop in schema["properties"].values():
         assert prop["title"] and prop["description"]
@@ -76,7 +75,9 @@ def test_minimal_request_with_empty_controls() -> None:
     "missing", ["experimental_inputs", "control_inputs", "output_dir", "ref", "bed"]
 )
 def test_missing_required_field(missing: str) -> None:
-    assert error_map(request(**{missing: None})) == {missing: "missing required field"}
+    reason = ("required unless samples or samplesheet gives the BAM files"
+              if missing.endswith("_inputs") else "missing required field")
+    assert error_map(request(**{missing: None})) == {missing: reason}
 
 
 @pytest.mark.parametrize(
@@ -107,7 +108,8 @@ def test_unknown_field_with_suggestion() -> None:
     assert errs["expermental_inputs"] == (
         "unknown field 'expermental_inputs' (did you mean 'experimental_inputs'?)"
     )
-    assert errs["experimental_inputs"] == "missing required field"
+    assert errs["experimental_inputs"] == \
+        "required unless samples or samplesheet gives the BAM files"
 
 
 def test_empty_experimental_inputs() -> None:

@@ -93,6 +93,24 @@ def test_params_validate_against_the_pipeline_schema(tmp_path):
 
 def test_committed_pipeline_schema_is_generated():
     assert (ROOT / "nextflow_schema.json").read_text() == pipeline_schema.render()
+    assert (ROOT / "assets" / "schema_samplesheet.json").read_text() == \
+        pipeline_schema.render(pipeline_schema.samplesheet_schema())
+
+
+def test_the_samplesheet_schema_holds_the_requests_row_rules():
+    """A sheet's rows (as nf-schema reads them: typed cells, `sample` for the id) meet the
+    samplesheet schema when they meet the request's row rules, and break the same rules."""
+    sheet = Draft202012Validator(pipeline_schema.samplesheet_schema())
+    good = [{"sample": "T1", "bam": "/d/t1.bam", "role": "experimental", "sex": "female",
+             "purity": 0.6, "ploidy": 3, "vcf": "/d/t1.vcf.gz", "vcf_sample": "TUMOR",
+             "normal": "N1"},
+            {"sample": "N1", "bam": "/d/n1.cram", "role": "control", "sex": "female"}]
+    assert list(sheet.iter_errors(good)) == []
+    bad = [{"bam": "/d/t1.bam", "role": "experimental", "purity": 0, "vcf_sample": "T"},
+           {"bam": "/d/n1.bam", "role": "control", "vcf": "/d/n1.vcf", "id": "N1"}]
+    broken = {(tuple(e.absolute_path), e.validator) for e in sheet.iter_errors(bad)}
+    assert broken == {((0, "purity"), "exclusiveMinimum"), ((0,), "required"),
+                      ((1, "vcf"), "not"), ((1,), "additionalProperties")}
 
 
 def test_the_pipeline_schema_carries_the_packages_rules_for_main_nf():
