@@ -4,7 +4,16 @@ A cohort is a random reference genome (autosomes ``chr1..chrN`` plus smaller ``c
 ``chrY``, with runs of ``N``), an exome BED of ~200-bp targets every few kb, a GENCODE-style
 GFF3 whose genes cover the targets, and one paired-end BAM per sample. Read depth follows the
 copy number: autosomes carry 2 copies, chrX 1 (male) or 2 (female), chrY 1 or 0, and each
-planted :class:`Event` sets the copy number of its region. Everything is determined by the seed.
+planted :class:`Event` sets the copy number of its region. A tumour of purity ``p`` is a mix:
+its depth follows ``p * tumour copies + (1 - p) * normal copies`` (a normal of its own sex).
+Everything is determined by the seed.
+
+With ``vcf_suffix`` the cohort also gets one VCF per experimental sample, as a germline caller
+would write it: heterozygous SNVs inside the targets, shared by the samples of one individual
+(a tumour and its matched normal, :attr:`SampleSpec.normal`), with the tumour's column and its
+normal's. The tumour's allele fractions follow its copies, minor-allele copies
+(:attr:`Event.minor`) and purity; depths are the reads that cover each SNV in its BAM. The
+reads themselves carry the reference sequence: CNVkit takes allele fractions from the VCF only.
 
 BAM records are built as numpy structured arrays (one fixed-size binary record per read, see
 the SAM specification section 4.2) and streamed, coordinate-sorted, as an uncompressed BAM into
@@ -12,11 +21,12 @@ the SAM specification section 4.2) and streamed, coordinate-sorted, as an uncomp
 """
 
 import argparse
+import csv
 import os
 import struct
 import subprocess
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +42,7 @@ FRAGMENT_MEAN, FRAGMENT_SD = 250, 30
 BASE_QUALITY = 30
 MAPQ = 60
 GC_BLOCK = 20_000  # GC content varies between blocks of this size
+SNVS_PER_TARGET = 2  # heterozygous germline SNVs of an individual in each target
 
 _NT16 = np.full(256, 15, dtype=np.uint8)  # BAM 4-bit base codes; anything else is N
 for _code, _base in ((1, "A"), (2, "C"), (4, "G"), (8, "T")):
@@ -40,27 +51,49 @@ for _code, _base in ((1, "A"), (2, "C"), (4, "G"), (8, "T")):
 
 @dataclass(frozen=True)
 class Event:
-    """A region ``[start, end)`` (0-based) of ``chrom`` that carries ``copies`` copies."""
+    """A region ``[start, end)`` (0-based) of ``chrom`` that carries ``copies`` copies.
+
+    ``minor`` is how many of them are of the rarer parental allele (``0 <= minor <= copies //
+    2``); by default ``min(1, copies // 2)``: a deletion leaves one allele, a gain adds copies
+    of one allele only. A copy-neutral LOH is ``Event(chrom, start, end, copies=2, minor=0)``.
+    """
 
     chrom: str
     start: int
     end: int
     copies: int
+    minor: int | None = None
+
+    @property
+    def minor_copies(self) -> int:
+        return min(1, self.copies // 2) if self.minor is None else self.minor
 
 
 @dataclass(frozen=True)
 class SampleSpec:
-    """One sample: its name, sex (``"male"``/``"female"``) and planted copy-number events."""
+    """One sample: its name, sex (``"male"``/``"female"``) and planted copy-number events.
+
+    ``purity`` is the tumour's fraction of the sample (the rest is normal tissue of its sex);
+    ``normal`` names its matched normal, a control of the same individual: they share germline
+    SNVs, and the tumour's VCF has the normal's column too.
+    """
 
     name: str
     sex: str
     events: tuple[Event, ...] = ()
     control: bool = False
+    purity: float = 1.0
+    normal: str | None = None
 
     def baseline(self, chrom: str) -> int:
         """Copy number of ``chrom`` outside any event."""
         male = self.sex == "male"
         return {"chrX": 1 if male else 2, "chrY": 1 if male else 0}.get(chrom, 2)
+
+    @property
+    def individual(self) -> str:
+        """Whose germline the sample carries: its matched normal's, else its own."""
+        return self.normal or self.name
 
 
 @dataclass
@@ -73,6 +106,7 @@ class Cohort:
     bams: dict[str, Path]
     samples: list[SampleSpec]
     genes: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # 0-based half-open
+    vcfs: dict[str, Path] = field(default_factory=dict)  # experimental sample -> its VCF
 
     @property
     def controls(self) -> list[Path]:
@@ -83,6 +117,38 @@ class Cohort:
     def experimental(self) -> list[Path]:
         """BAMs of the experimental (non-control) samples."""
         return [self.bams[s.name] for s in self.samples if not s.control]
+
+    def request_samples(self, wrong_sex: Iterable[str] = ()) -> list[dict]:
+        """The request's ``samples`` rows stating what was planted (purity only when below 1);
+        the samples named in ``wrong_sex`` are stated with the other sex, a planted mismatch."""
+        wrong = set(wrong_sex)
+        rows = []
+        for spec in self.samples:
+            sex = spec.sex if spec.name not in wrong else _OTHER_SEX[spec.sex]
+            row = {"id": spec.name, "bam": str(self.bams[spec.name]),
+                   "role": "control" if spec.control else "experimental", "sex": sex}  # fmt: skip
+            if spec.purity != 1:
+                row["purity"] = spec.purity
+            if spec.name in self.vcfs:
+                row["vcf"] = str(self.vcfs[spec.name])
+            if spec.normal:
+                row["normal"] = spec.normal
+            rows.append(row)
+        return rows
+
+    def write_samplesheet(self, path: str | Path, wrong_sex: Iterable[str] = ()) -> Path:
+        """Write :meth:`request_samples` as a samplesheet (CSV, or TSV for a ``.tsv`` path)."""
+        path = Path(path)
+        columns = ["sample", "bam", "role", "sex", "purity", "vcf", "normal"]
+        with open(path, "w", newline="") as out:
+            writer = csv.DictWriter(out, columns, delimiter="\t" if path.suffix == ".tsv" else ",")
+            writer.writeheader()
+            for row in self.request_samples(wrong_sex):
+                writer.writerow({"sample": row.pop("id"), **row})
+        return path
+
+
+_OTHER_SEX = {"male": "female", "female": "male"}
 
 
 @dataclass
@@ -115,6 +181,24 @@ def standard_samples(
     ]
     sexes = ("male", "female")
     samples += [SampleSpec(f"Sample_{i + 1}", sexes[i % 2], events) for i in range(n_experimental)]
+    return samples
+
+
+def tumour_normal_samples(
+    chrom_length: int = AUTOSOME_LENGTH, purities: tuple[float, ...] = (0.7, 0.5)
+) -> list[SampleSpec]:
+    """Tumours ``Tumour_i`` of the given purities (alternating sex), each with its matched
+    normal ``Normal_i``; events: the default deletion and gain plus a copy-neutral LOH on chr4
+    (10-40%)."""
+    n = chrom_length
+    events = (*default_events(n), Event("chr4", n * 10 // 100, n * 40 // 100, 2, minor=0))
+    samples = []
+    for i, purity in enumerate(purities, 1):
+        sex = ("male", "female")[(i - 1) % 2]
+        samples += [
+            SampleSpec(f"Normal_{i}", sex, control=True),
+            SampleSpec(f"Tumour_{i}", sex, events, purity=purity, normal=f"Normal_{i}"),
+        ]
     return samples
 
 
@@ -160,14 +244,19 @@ def make_cohort(
     bed_name: str = "targets.bed",
     annotation_name: str = "annotation.gff3",
     bam_suffix: str = ".bam",
+    vcf_suffix: str | None = None,
     threads: int | None = None,
 ) -> Cohort:
-    """Write reference, targets, annotation and one BAM per sample into ``outdir``."""
+    """Write reference, targets, annotation and one BAM per sample into ``outdir``, and with
+    ``vcf_suffix`` (``".vcf"`` or ``".vcf.gz"``, bgzipped and tabix-indexed) one VCF per
+    experimental sample, named like its BAM."""
     if chrom_length < 50_000:
         raise ValueError("chrom_length must be at least 50 kb")
     lengths = {f"chr{i}": chrom_length for i in range(1, autosomes + 1)}
     lengths |= {"chrX": chrom_length * 3 // 4, "chrY": chrom_length // 4}
     _validate(samples, lengths)
+    if vcf_suffix not in (None, ".vcf", ".vcf.gz"):
+        raise ValueError(f"vcf_suffix must be '.vcf' or '.vcf.gz', not {vcf_suffix!r}")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     genome = _make_genome(np.random.default_rng([seed, 0]), lengths)
@@ -176,11 +265,26 @@ def make_cohort(
     _write_bed(cohort.bed, genome.targets)
     cohort.genes = _write_gff3(cohort.annotation, genome, np.random.default_rng([seed, 1]))
     threads = threads or min(4, os.cpu_count() or 1)
+    snvs = {}  # individual -> germline SNVs, for the samples a VCF has a column of
+    if vcf_suffix:
+        people = {s.individual: s for s in samples if not s.control}
+        snvs = {who: _germline_snvs(genome, spec, seed) for who, spec in people.items()}
+    calls = {}  # sample -> its column of its individual's SNVs
     for spec in samples:
         rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
         bam = outdir / f"{spec.name}{bam_suffix}"
-        _write_bam(bam, genome, spec, reads_per_sample, read_length, rng, threads)
+        fragments = _fragments(genome, spec, reads_per_sample, read_length, rng)
+        _write_bam(bam, genome, spec, fragments, read_length, threads)
         cohort.bams[spec.name] = bam
+        if spec.individual in snvs:
+            calls[spec.name] = _genotype(genome, spec, snvs[spec.individual], fragments,
+                                         read_length, seed)  # fmt: skip
+    for spec in samples:
+        if vcf_suffix and not spec.control:
+            vcf = outdir / f"{spec.name}{vcf_suffix}"
+            columns = [spec.name] + ([spec.normal] if spec.normal else [])
+            _write_vcf(vcf, genome, snvs[spec.individual], {c: calls[c] for c in columns})
+            cohort.vcfs[spec.name] = vcf
     return cohort
 
 
@@ -188,14 +292,26 @@ def _validate(samples: list[SampleSpec], lengths: dict[str, int]) -> None:
     names = [s.name for s in samples]
     if len(set(names)) != len(names):
         raise ValueError(f"sample names are not unique: {names}")
+    by_name = {s.name: s for s in samples}
     for spec in samples:
         if spec.sex not in ("male", "female"):
             raise ValueError(f"{spec.name}: sex must be 'male' or 'female', not {spec.sex!r}")
+        if not 0 < spec.purity <= 1:
+            raise ValueError(f"{spec.name}: purity must be in (0, 1], not {spec.purity}")
+        normal = by_name.get(spec.normal) if spec.normal else None
+        if spec.normal and (spec.control or not normal or not normal.control
+                            or normal.sex != spec.sex):  # fmt: skip
+            raise ValueError(
+                f"{spec.name}: normal {spec.normal!r} must be a control sample of "
+                "the same sex, and only an experimental sample has one"
+            )
         for e in spec.events:
             if e.chrom not in lengths or not 0 <= e.start < e.end <= lengths[e.chrom]:
                 raise ValueError(f"{spec.name}: event {e} is outside the genome {lengths}")
             if e.copies < 0:
                 raise ValueError(f"{spec.name}: event {e} has negative copies")
+            if not 0 <= e.minor_copies <= e.copies // 2:
+                raise ValueError(f"{spec.name}: event {e} needs 0 <= minor <= copies // 2")
 
 
 def _make_genome(rng: np.random.Generator, lengths: dict[str, int]) -> _Genome:
@@ -283,21 +399,35 @@ def _write_gff3(
     return genes
 
 
-def _copy_number(spec: SampleSpec, chrom: str, positions: np.ndarray) -> np.ndarray:
-    cn = np.full(positions.shape, spec.baseline(chrom), dtype=np.int64)
+def _copy_number(
+    spec: SampleSpec, chrom: str, positions: np.ndarray, minor: bool = False
+) -> np.ndarray:
+    """The tumour's copies at ``positions`` (with ``minor``: its minor-allele copies)."""
+    baseline = spec.baseline(chrom)
+    cn = np.full(positions.shape, min(1, baseline // 2) if minor else baseline, dtype=np.int64)
     for e in spec.events:
         if e.chrom == chrom:
-            cn[(positions >= e.start) & (positions < e.end)] = e.copies
+            cn[(positions >= e.start) & (positions < e.end)] = e.minor_copies if minor else e.copies
     return cn
 
 
-def _weighted_intervals(genome: _Genome, spec: SampleSpec, on_target: bool) -> np.ndarray:
-    """Rows ``(contig index, start, end, weight)``, weight = length x copy number.
+def _mixed(spec: SampleSpec, tumour: np.ndarray, normal: float | np.ndarray) -> np.ndarray:
+    """What the sample holds: ``purity * tumour + (1 - purity) * normal``."""
+    if spec.purity == 1:
+        return tumour
+    return spec.purity * tumour + (1 - spec.purity) * normal
+
+
+def _weighted_intervals(
+    genome: _Genome, spec: SampleSpec, on_target: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``(contig index, start, end)`` and their weights, length x copy number (of the
+    tumour and normal mix).
 
     On-target intervals are the targets ± ``TARGET_FLANK``; off-target ones tile each contig
     between N runs and event boundaries (N runs get weight 0).
     """
-    tables = []
+    tables, weights = [], []
     for i, (chrom, seq) in enumerate(genome.seqs.items()):
         if on_target:
             lo = genome.targets[chrom][:, 0] - TARGET_FLANK
@@ -308,31 +438,38 @@ def _weighted_intervals(genome: _Genome, spec: SampleSpec, on_target: bool) -> n
             bounds = np.array(sorted(cuts))
             lo, hi = bounds[:-1], bounds[1:]
         mid = (lo + hi) // 2
-        weight = (hi - lo) * _copy_number(spec, chrom, mid)
+        weight = (hi - lo) * _mixed(spec, _copy_number(spec, chrom, mid), spec.baseline(chrom))
         if not on_target:
             for start, end in genome.gaps[chrom]:
                 weight[(mid >= start) & (mid < end)] = 0
-        tables.append(np.column_stack([np.full(lo.size, i), lo, hi, weight]))
-    return np.concatenate(tables)
+        tables.append(np.column_stack([np.full(lo.size, i), lo, hi]))
+        weights.append(weight)
+    return np.concatenate(tables), np.concatenate(weights)
 
 
-def _draw(rng: np.random.Generator, n: int, table: np.ndarray) -> np.ndarray:
+def _draw(rng: np.random.Generator, n: int, intervals: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """``n`` random ``(contig index, position)`` rows, uniform within weighted intervals."""
-    rows = np.repeat(table, rng.multinomial(n, table[:, 3] / table[:, 3].sum()), axis=0)
+    table, weight = intervals
+    rows = np.repeat(table, rng.multinomial(n, weight / weight.sum()), axis=0)
     offsets = (rng.random(len(rows)) * (rows[:, 2] - rows[:, 1])).astype(np.int64)
     return np.column_stack([rows[:, 0], rows[:, 1] + offsets])
 
 
-def _write_bam(
-    path: Path,
-    genome: _Genome,
-    spec: SampleSpec,
-    n_reads: int,
-    read_length: int,
-    rng: np.random.Generator,
-    threads: int,
-) -> None:
-    """Simulate ``n_reads`` paired reads of ``spec``; write a sorted, dup-marked, indexed BAM."""
+@dataclass
+class _Fragments:
+    """Simulated fragments: contig index, start, size, strand; the last ``n_dups`` are copies."""
+
+    contig: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+    reverse: np.ndarray
+    n_dups: int
+
+
+def _fragments(
+    genome: _Genome, spec: SampleSpec, n_reads: int, read_length: int, rng: np.random.Generator
+) -> _Fragments:
+    """Draw the fragments of ``n_reads`` paired reads of ``spec``."""
     n_fragments = n_reads // 2
     n_dups = round(n_fragments * DUPLICATE_FRACTION)
     n_on = round((n_fragments - n_dups) * ON_TARGET_FRACTION)
@@ -351,6 +488,21 @@ def _write_bam(
     )
     lengths = np.array([s.size for s in genome.seqs.values()])
     start = np.clip(mid - size // 2, 0, lengths[contig] - size)
+    return _Fragments(contig, start, size, reverse, n_dups)
+
+
+def _write_bam(
+    path: Path,
+    genome: _Genome,
+    spec: SampleSpec,
+    fragments: _Fragments,
+    read_length: int,
+    threads: int,
+) -> None:
+    """Write the reads of ``fragments`` as a sorted, dup-marked, indexed BAM."""
+    contig, start, size, reverse = (
+        fragments.contig, fragments.start, fragments.size, fragments.reverse
+    )  # fmt: skip
     name_width = len(str(max(len(start) - 1, 0)))
 
     tmp = path.with_name(f".{path.name}.tmp")
@@ -378,11 +530,15 @@ def _write_bam(
 
 def _bam_header(genome: _Genome, spec: SampleSpec) -> bytes:
     """Binary BAM header: magic, SAM header text, reference names and lengths."""
-    events = ",".join(f"{e.chrom}:{e.start}-{e.end}x{e.copies}" for e in spec.events) or "none"
+    events = ",".join(
+        f"{e.chrom}:{e.start}-{e.end}x{e.copies}" + ("" if e.minor is None else f"m{e.minor}")
+        for e in spec.events
+    )
+    purity = "" if spec.purity == 1 else f" purity={spec.purity}"
     text = "@HD\tVN:1.6\tSO:coordinate\n"
     text += "".join(f"@SQ\tSN:{c}\tLN:{s.size}\n" for c, s in genome.seqs.items())
     text += "@PG\tID:simulate\tPN:scaffold.simulate\n"
-    text += f"@CO\tsimulated sample {spec.name} sex={spec.sex} events={events}\n"
+    text += f"@CO\tsimulated sample {spec.name} sex={spec.sex} events={events or 'none'}{purity}\n"
     raw = text.encode()
     out = [b"BAM\1", struct.pack("<i", len(raw)), raw, struct.pack("<i", len(genome.seqs))]
     for chrom, seq in genome.seqs.items():
@@ -477,6 +633,111 @@ def _reg2bin(beg: np.ndarray, end: np.ndarray) -> np.ndarray:
         same = beg >> shift == end >> shift
         out[same] = offset + (beg[same] >> shift)
     return out
+
+
+@dataclass
+class _Snvs:
+    """Heterozygous germline SNVs of one individual, sorted: contig index, 0-based position,
+    REF and ALT bases, and whether ALT lies on the haplotype a tumour keeps fewer copies of."""
+
+    contig: np.ndarray
+    pos: np.ndarray
+    ref: np.ndarray
+    alt: np.ndarray
+    alt_minor: np.ndarray
+
+
+def _germline_snvs(genome: _Genome, spec: SampleSpec, seed: int) -> _Snvs:
+    """SNVS_PER_TARGET heterozygous SNVs in each target of the contigs ``spec`` has two copies
+    of (one in each half of the target), drawn from the seed and the individual's name."""
+    rng = np.random.default_rng([seed, 2, zlib.crc32(spec.individual.encode())])
+    contig, pos = [], []
+    for i, (chrom, rows) in enumerate(genome.targets.items()):
+        if spec.baseline(chrom) != 2:
+            continue
+        length = rows[:, 1] - rows[:, 0]
+        half = length // 2
+        first = rows[:, 0] + rng.integers(0, half)
+        second = rows[:, 0] + half + rng.integers(0, length - half)
+        pos.append(np.column_stack([first, second]).ravel())
+        contig.append(np.full(pos[-1].size, i))
+    contig, pos = np.concatenate(contig), np.concatenate(pos)
+    seqs = list(genome.seqs.values())
+    ref = np.array([seqs[c][p] for c, p in zip(contig, pos, strict=True)], dtype=np.uint8)
+    bases = np.frombuffer(b"ACGT", dtype=np.uint8)
+    ref_index = np.searchsorted(bases, ref)  # targets lie away from N runs
+    alt = bases[(ref_index + rng.integers(1, 4, ref.size)) % 4]
+    return _Snvs(contig, pos, ref, alt, rng.random(ref.size) < 0.5)
+
+
+def _genotype(
+    genome: _Genome,
+    spec: SampleSpec,
+    snvs: _Snvs,
+    fragments: _Fragments,
+    read_length: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (reads covering each SNV, duplicates aside) and binomial ALT counts of one
+    sample: ALT's expected fraction is the minor allele's, ``(p * minor + (1 - p)) /
+    (p * copies + (1 - p) * 2)``, when ALT is on the minor haplotype, else one minus that."""
+    rng = np.random.default_rng([seed, 3, zlib.crc32(spec.name.encode())])
+    keep = slice(0, len(fragments.start) - fragments.n_dups)
+    depth = np.zeros(snvs.pos.size, dtype=np.int64)
+    fraction = np.full(snvs.pos.size, 0.5)
+    for i, chrom in enumerate(genome.seqs):
+        here = snvs.contig == i
+        if not here.any():
+            continue
+        mine = fragments.contig[keep] == i
+        start, size = fragments.start[keep][mine], fragments.size[keep][mine]
+        reads = np.sort(np.concatenate([start, start + size - read_length]))
+        pos = snvs.pos[here]
+        depth[here] = np.searchsorted(reads, pos, "right") - np.searchsorted(
+            reads, pos - read_length, "right"
+        )
+        minor = _mixed(spec, _copy_number(spec, chrom, pos, minor=True), 1)
+        total = _mixed(spec, _copy_number(spec, chrom, pos), 2)
+        fraction[here] = np.divide(minor, total, out=np.full(pos.size, 0.5), where=total > 0)
+    fraction = np.where(snvs.alt_minor, fraction, 1 - fraction)
+    return depth, rng.binomial(depth, fraction)
+
+
+def _write_vcf(
+    path: Path,
+    genome: _Genome,
+    snvs: _Snvs,
+    columns: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> None:
+    """Write the SNVs with a GT:AD:DP column per sample (``columns``: depth, ALT counts);
+    GT is the germline 0/1 in every column. A ``.gz`` path is bgzipped and tabix-indexed."""
+    header = pysam.VariantHeader()
+    header.add_line("##source=scaffold.simulate")
+    for chrom, seq in genome.seqs.items():
+        header.contigs.add(chrom, length=seq.size)
+    header.formats.add("GT", 1, "String", "Genotype")
+    header.formats.add("AD", "R", "Integer", "Reads supporting each allele (REF, ALT)")
+    header.formats.add("DP", 1, "Integer", "Read depth")
+    for name in columns:
+        header.add_sample(name)
+    names = list(genome.seqs)
+    with pysam.VariantFile(str(path), "wz" if path.suffix == ".gz" else "w", header=header) as out:
+        for k in range(snvs.pos.size):
+            record = out.new_record(
+                contig=names[snvs.contig[k]],
+                start=int(snvs.pos[k]),
+                alleles=(chr(snvs.ref[k]), chr(snvs.alt[k])),
+                qual=50,
+                filter="PASS",
+            )
+            for name, (depth, alt) in columns.items():
+                call = record.samples[name]
+                call["GT"] = (0, 1)
+                call["AD"] = (int(depth[k] - alt[k]), int(alt[k]))
+                call["DP"] = int(depth[k])
+            out.write(record)
+    if path.suffix == ".gz":
+        pysam.tabix_index(str(path), preset="vcf", force=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,14 @@
 """Tests of the synthetic cohort generator (real samtools and pysam)."""
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pysam
 import pytest
+from skgenome import tabio
 
 from scaffold.simulate import (
     TARGET_FLANK,
@@ -15,6 +18,7 @@ from scaffold.simulate import (
     default_events,
     make_cohort,
     seed_like_cohort,
+    tumour_normal_samples,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +144,178 @@ def test_command_line(tmp_path) -> None:
     ).stdout  # fmt: skip
     assert f"experimental\t{tmp_path}/Son_S2_ALL.sort.mkdup.bam" in out
     assert (tmp_path / "Mather_S1_ALL.sort.mkdup.bam.bai").is_file()
+
+
+# --- tumours, purity and VCFs -------------------------------------------------------------------
+
+TN_CHROM = 150_000
+
+
+@pytest.fixture(scope="module")
+def tn_cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
+    """Tumour_1 (male, purity 0.7) and Tumour_2 (female, 0.5), each with its matched normal;
+    ~100x on target so that allele fractions can be measured."""
+    return make_cohort(
+        tmp_path_factory.mktemp("tn"),
+        tumour_normal_samples(TN_CHROM),
+        reads_per_sample=150_000,
+        seed=11,
+        chrom_length=TN_CHROM,
+        vcf_suffix=".vcf",
+    )
+
+
+def _minor_fraction(purity: float, copies: int, minor: int) -> float:
+    """The brief's formula: BAF = (p*minor + (1-p)*1) / (p*cn + (1-p)*2)."""
+    return (purity * minor + (1 - purity)) / (purity * copies + (1 - purity) * 2)
+
+
+def test_vcf_allele_fractions_follow_copies_minor_and_purity(tn_cohort: Cohort) -> None:
+    deletion, gain, loh = tumour_normal_samples(TN_CHROM)[1].events
+    neutral = Event("chr1", 0, TN_CHROM, 2)
+    for spec in (s for s in tn_cohort.samples if not s.control):
+        snvs = tabio.read(
+            str(tn_cohort.vcfs[spec.name]), "vcf", sample_id=spec.name, normal_id=spec.normal
+        ).data
+        assert len(snvs) > 300
+        for event, minor in ((deletion, 0), (gain, 1), (loh, 0), (neutral, 1)):
+            inside = snvs[
+                (snvs.chromosome == event.chrom)
+                & (snvs.start >= event.start)
+                & (snvs.end <= event.end)
+            ]
+            assert len(inside) >= 12, event
+            mirrored = np.minimum(inside.alt_freq, 1 - inside.alt_freq)
+            expected = _minor_fraction(spec.purity, event.copies, minor)
+            assert mirrored.median() == pytest.approx(expected, abs=0.05), (spec.name, event)
+            assert inside.n_alt_freq.mean() == pytest.approx(0.5, abs=0.04)  # the normal
+        # a male's chrX/chrY are single-copy: no heterozygous SNVs there
+        sex_chroms = set(snvs.chromosome) & {"chrX", "chrY"}
+        assert sex_chroms == ({"chrX"} if spec.sex == "female" else set())
+
+
+def test_vcf_depth_is_the_bams(tn_cohort: Cohort) -> None:
+    for tumour in ("Tumour_1", "Tumour_2"):
+        with pysam.VariantFile(str(tn_cohort.vcfs[tumour])) as vcf:
+            records = list(vcf)
+            columns = list(vcf.header.samples)
+        assert columns == [tumour, tumour.replace("Tumour", "Normal")]
+        for column in columns:
+            with pysam.AlignmentFile(tn_cohort.bams[column]) as bam:
+                for r in records:
+                    reads = [a.is_duplicate for a in bam.fetch(r.chrom, r.start, r.stop)]
+                    depth = r.samples[column]["DP"]
+                    # the simulator leaves out the copies it planted; markdup also marks chance
+                    # twins among the rest
+                    assert reads.count(False) <= depth <= len(reads)
+                    assert sum(r.samples[column]["AD"]) == depth
+            assert np.mean([r.samples[column]["DP"] for r in records]) > 50
+
+
+def test_purity_dilutes_depth(tn_cohort: Cohort) -> None:
+    deletion, gain, _ = tumour_normal_samples(TN_CHROM)[1].events
+    targets = _targets(tn_cohort)
+    for name, purity in (("Tumour_1", 0.7), ("Tumour_2", 0.5)):
+        with pysam.AlignmentFile(tn_cohort.bams[name]) as bam:
+            for event in (deletion, gain):
+                on_chrom = [t for t in targets if t[0] == event.chrom]
+                inside = [t for t in on_chrom if event.start <= t[1] and t[2] <= event.end]
+                outside = [t for t in on_chrom if t[2] <= event.start or t[1] >= event.end]
+                ratio = _target_reads(bam, inside) / _target_reads(bam, outside)
+                expected = (purity * event.copies + (1 - purity) * 2) / 2
+                assert ratio == pytest.approx(expected, abs=0.08), (name, event)
+
+
+def _shared_germline_samples() -> list[SampleSpec]:
+    return [
+        SampleSpec("Normal_A", "female", control=True),
+        SampleSpec("Tumour_A1", "female", (Event("chr1", 20_000, 40_000, 2, minor=0),),
+                   normal="Normal_A"),
+        SampleSpec("Tumour_A2", "female", purity=0.4, normal="Normal_A"),
+        SampleSpec("Solo", "male", (Event("chr2", 20_000, 40_000, 3),)),
+    ]  # fmt: skip
+
+
+def _vcf_rows(path: Path) -> list[tuple]:
+    with pysam.VariantFile(str(path)) as vcf:
+        return [(r.chrom, r.pos, r.ref, r.alts, *(tuple(s.values()) for s in r.samples.values()))
+                for r in vcf]  # fmt: skip
+
+
+def test_bgzipped_vcfs_sorted_indexed_and_shared_by_an_individual(tmp_path) -> None:
+    cohort = make_cohort(tmp_path, _shared_germline_samples(), reads_per_sample=6_000, seed=2,
+                         chrom_length=60_000, vcf_suffix=".vcf.gz")  # fmt: skip
+    assert sorted(cohort.vcfs) == ["Solo", "Tumour_A1", "Tumour_A2"]
+    with pysam.FastaFile(str(cohort.ref)) as fasta:
+        contigs = dict(zip(fasta.references, fasta.lengths, strict=True))
+    targets = _targets(cohort)
+    for name, path in cohort.vcfs.items():
+        assert path.name == f"{name}.vcf.gz" and Path(f"{path}.tbi").is_file()
+        with pysam.VariantFile(str(path)) as vcf:
+            assert {c: vcf.header.contigs[c].length for c in vcf.header.contigs} == contigs
+            records = list(vcf)
+            order = list(contigs)
+            keys = [(order.index(r.chrom), r.pos) for r in records]
+            assert keys == sorted(set(keys))
+            assert list(vcf.fetch("chr3", 10_000, 30_000))  # the index works
+        with pysam.FastaFile(str(cohort.ref)) as fasta:
+            assert all(fasta.fetch(r.chrom, r.start, r.stop) == r.ref != r.alts[0]
+                       for r in records)  # fmt: skip
+        assert all(any(c == r.chrom and s <= r.start < e for c, s, e in targets) for r in records)
+    # the tumours of one individual share its SNVs, and the normal's column is the same
+    a1, a2 = _vcf_rows(cohort.vcfs["Tumour_A1"]), _vcf_rows(cohort.vcfs["Tumour_A2"])
+    assert [r[:4] for r in a1] == [r[:4] for r in a2]
+    assert [r[5] for r in a1] == [r[5] for r in a2]  # Normal_A's GT, AD, DP
+    assert [r[:2] for r in _vcf_rows(cohort.vcfs["Solo"])] != [r[:2] for r in a1]
+    with pysam.VariantFile(str(cohort.vcfs["Solo"])) as vcf:
+        assert list(vcf.header.samples) == ["Solo"]
+    # CNVkit's reader takes an unmatched tumour too
+    solo = tabio.read(str(cohort.vcfs["Solo"]), "vcf", sample_id="Solo").data
+    assert len(solo) == len(_vcf_rows(cohort.vcfs["Solo"])) and (solo.zygosity == 0.5).all()
+
+
+def test_vcfs_leave_the_bams_alone_and_follow_the_seed(tmp_path) -> None:
+    samples = _shared_germline_samples()
+    kwargs = {"reads_per_sample": 4_000, "chrom_length": 60_000}
+    plain = make_cohort(tmp_path / "plain", samples, seed=3, **kwargs)
+    a, b = (make_cohort(tmp_path / d, samples, seed=3, vcf_suffix=".vcf", **kwargs)
+            for d in ("a", "b"))  # fmt: skip
+    c = make_cohort(tmp_path / "c", samples, seed=4, vcf_suffix=".vcf", **kwargs)
+    assert not plain.vcfs and not list(plain.ref.parent.glob("*.vcf*"))
+    assert _records(plain) == _records(a)
+    assert all(a.vcfs[n].read_bytes() == b.vcfs[n].read_bytes() for n in a.vcfs)
+    assert _vcf_rows(a.vcfs["Solo"]) != _vcf_rows(c.vcfs["Solo"])
+
+
+def test_request_samples_state_what_was_planted(tmp_path) -> None:
+    cohort = make_cohort(tmp_path, _shared_germline_samples(), reads_per_sample=2_000,
+                         chrom_length=60_000, vcf_suffix=".vcf")  # fmt: skip
+    rows = cohort.request_samples(wrong_sex=["Tumour_A2"])
+    assert rows[0] == {"id": "Normal_A", "bam": str(cohort.bams["Normal_A"]),
+                       "role": "control", "sex": "female"}  # fmt: skip
+    assert rows[2] == {
+        "id": "Tumour_A2", "bam": str(cohort.bams["Tumour_A2"]), "role": "experimental",
+        "sex": "male", "purity": 0.4, "vcf": str(cohort.vcfs["Tumour_A2"]), "normal": "Normal_A",
+    }  # fmt: skip
+    assert [r["sex"] for r in cohort.request_samples()] == [s.sex for s in cohort.samples]
+    sheet = cohort.write_samplesheet(tmp_path / "sheet.tsv", wrong_sex=["Solo"])
+    with open(sheet, newline="") as f:
+        table = list(csv.DictReader(f, delimiter="\t"))
+    assert [r["sample"] for r in table] == ["Normal_A", "Tumour_A1", "Tumour_A2", "Solo"]
+    assert table[3]["sex"] == "female" and table[1]["purity"] == "" and table[2]["purity"] == "0.4"
+    assert table[1]["normal"] == "Normal_A" and table[1]["vcf"] == str(cohort.vcfs["Tumour_A1"])
+
+
+def test_rejects_bad_tumour_specs(tmp_path) -> None:
+    normal = SampleSpec("N", "male", control=True)
+    bad = {
+        "purity": [SampleSpec("T", "male", purity=0)],
+        "normal 'N' must be a control": [normal, SampleSpec("T", "female", normal="N")],
+        "normal 'X' must be": [SampleSpec("T", "male", normal="X")],
+        "minor": [SampleSpec("T", "male", (Event("chr1", 0, 10, 2, minor=2),))],
+    }
+    for message, samples in bad.items():
+        with pytest.raises(ValueError, match=message):
+            make_cohort(tmp_path, samples)
+    with pytest.raises(ValueError, match="vcf_suffix"):
+        make_cohort(tmp_path, [normal], vcf_suffix=".bcf")
