@@ -87,7 +87,10 @@ workflow CNVKIT {
         // The rows (for the rules across them) when the request gave them, and each VCF once
         // with the samples that read it and the columns they need.
         rows = params.samples || params.samplesheet ?
-            metas.map { all -> groovy.json.JsonOutput.toJson(all.collect { meta -> meta + [vcf: meta.vcf?.name] }) }
+            samples.toSortedList { a, b -> a[0].id <=> b[0].id }
+                .map { all -> groovy.json.JsonOutput.toJson(all.collect { meta, bam ->
+                    meta + [bam: bam.toString(), vcf: meta.vcf?.toString()]
+                }) }
                 .collectFile(name: 'samples.json') : channel.value([])
         variants = metas.map { all ->
             def readers = all.findAll { meta -> meta.vcf }
@@ -147,7 +150,8 @@ workflow CNVKIT {
 
     // The reference each tumour is called against: the one reused; or pooled from the controls
     // (flat when there are none; -x when they were all given one sex); or, leave-one-out,
-    // pooled for each sample from all the others' coverage.
+    // pooled for each sample from all the others' coverage. Coverages in the order of their
+    // file names, as the seed's reference was built.
     experimental_cnn = coverage.filter { meta, _target, _antitarget -> meta.role == 'experimental' }
     if (reused) {
         references = experimental_cnn.combine(CNVKIT_PREPARE.out.reference.first())
@@ -159,12 +163,15 @@ workflow CNVKIT {
             coverage.toSortedList { a, b -> a[0].id <=> b[0].id }.flatMap { all ->
                 all.collect { row ->
                     def others = all.findAll { other -> other[0].id != row[0].id }
-                    [row[0].id, others.collectMany { other -> other[1, 2] }, sharedSex(others*.getAt(0))]
+                    [row[0].id, others.collectMany { other -> other[1, 2] }.sort { f -> f.name },
+                     sharedSex(others*.getAt(0))]
                 }
             } :
             coverage.filter { meta, _target, _antitarget -> meta.role == 'control' }
                 .toSortedList { a, b -> a[0].id <=> b[0].id }
-                .map { controls -> [null, controls.collectMany { row -> row[1, 2] }, sharedSex(controls*.getAt(0))] }
+                .map { controls ->
+                    [null, controls.collectMany { row -> row[1, 2] }.sort { f -> f.name }, sharedSex(controls*.getAt(0))]
+                }
         CNVKIT_REFERENCE(pools, targets, antitargets, reference_fasta, bed, annotation, options)
         built = CNVKIT_REFERENCE.out.cnn
         references = params.reference_mode == 'leave-one-out' ? built :
