@@ -43,11 +43,13 @@ def without_date(vcf: Path) -> list[str]:
     return [line for line in vcf.read_text().splitlines() if not line.startswith("##fileDate")]
 
 
-def nextflow_run(nextflow_bin: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """`nextflow run main.nf ARGS` as a user types it, the venv's tools on PATH."""
+def nextflow_run(nextflow_bin: str, cwd: Path, *args: str,
+                 profile: str = "local") -> subprocess.CompletedProcess:
+    """`nextflow run main.nf -profile PROFILE ARGS` as a user types it, the venv's tools on
+    PATH."""
     env = {**os.environ, "NXF_OFFLINE": "true",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "local",
+    return subprocess.run([nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", profile,
                            *args], cwd=cwd, capture_output=True, text=True, env=env)
 
 
@@ -279,3 +281,28 @@ def test_leave_one_out_equals_references_and_calls_by_hand(loo_run, germline):
     tasks = int((out / "pipeline_info" / "tasks.txt").read_text())
     assert tasks == len(read_table(out / "pipeline_info" / "trace.tsv"))
     assert processes_run(out).count("CNVKIT_REFERENCE") == 4
+
+
+# --- matched normals out of the pool (wiring: a stub run) -----------------------------------------
+
+
+def test_unpooled_matched_normal_gets_no_coverage(nextflow_bin, tmp_path):
+    """pool_matched_normals false: the matched normal only names its tumour's VCF column, so
+    no coverage of it is computed (and the task count says so); the other control pools."""
+    stub = ROOT / "tests" / "data" / "stub"
+    rows = [{"bam": str(stub / "normal_B.sort.mkdup.bam"), "role": "control"},
+            {"bam": str(stub / "normal_C.sort.mkdup.bam"), "role": "control"},
+            {"bam": str(stub / "tumour_A.sort.mkdup.bam"), "role": "experimental",
+             "normal": "normal_B"},
+            {"bam": str(stub / "tumour_D.sort.mkdup.bam"), "role": "experimental"}]
+    params = {"samples": rows, "pool_matched_normals": False, "experimental_inputs": [],
+              "control_inputs": [], "output_dir": str(tmp_path / "out")}
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    result = nextflow_run(nextflow_bin, tmp_path, "-stub", "-params-file",
+                          str(tmp_path / "params.json"), profile="test,local")
+    assert result.returncode == 0, result.stdout
+    coverage = {path.name for path in (tmp_path / "out" / "coverage").iterdir()}
+    assert {name.split(".")[0] for name in coverage} == {"normal_C", "tumour_A", "tumour_D"}
+    out = tmp_path / "out"
+    assert int((out / "pipeline_info" / "tasks.txt").read_text()) == \
+        len(read_table(out / "pipeline_info" / "trace.tsv"))
