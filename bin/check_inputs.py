@@ -2,7 +2,9 @@
 """Check a CNVkit job's inputs before CNVkit sees them, and report every problem at once.
 
 Usage: check_inputs.py [--ref REF.fa] [--bed TARGETS.bed] [--annotation FILE]
-                       [--bam NAME=PATH ...] [--reference-cnn REFERENCE.cnn
+                       [--bam NAME=PATH ...] [--vcf ID=PATH [--vcf-columns ID=NAME[,NAME]] ...]
+                       [--samples ROWS.json [--reference-mode MODE [--reference-only]]]
+                       [--reference-cnn REFERENCE.cnn
                        [--option FIELD=ARGS ...]] [--check-options FILE] [--json]
                        [--indexes FILE [--indexes-only]]
                        [--max-memory BYTES] [--max-cpu-seconds N] [--nice N]
@@ -38,9 +40,10 @@ are the modules beside it, which it imports as plain modules (this directory is 
 a script run from it, and `cnvkit_nf.pipeline_files.load_bin` puts it there): the BAMs and
 CRAMs (`check_alignments.py`, their headers read by `alignment_header.py`), the FASTA
 (`reference_fasta.py`), the indexes (`input_indexes.py`), the targets and annotation
-(`check_regions.py`), a reused reference (`check_reused_reference.py`); what they find is
-collected by `check_report.py`. Standard library only (and CNVkit for `--check-options`): the
-pipeline also runs it inside CNVkit containers.
+(`check_regions.py`), the samples' VCFs (`check_variants.py`), a reused reference
+(`check_reused_reference.py`); what they find is collected by `check_report.py`. Standard
+library only (and CNVkit for `--check-options`): the pipeline also runs it inside CNVkit
+containers.
 """
 
 import argparse
@@ -58,8 +61,10 @@ from check_alignments import check_bam, check_cram_reference, compare_contigs
 from check_regions import check_annotation, check_targets
 from check_report import File, Report
 from check_reused_reference import check_reference_cnn
+from check_variants import check_vcf
 from input_indexes import decide_indexes
 from reference_fasta import check_reference, scan_fasta
+from sample_rows import cross_row_problems, role_problems
 
 # --- the check's own limits --------------------------------------------------------------------
 
@@ -149,6 +154,7 @@ READING = {
     "fai": "reading its .fai",
     "bam": "reading its header",
     "bed": "reading its intervals",
+    "vcf": "reading its records",
     "annotation": "telling its format",
     "reference_cnn": "reading its bins",
 }
@@ -157,11 +163,13 @@ READING = {
 def check_inputs(
     ref: File | None, bed: File | None, bams: dict[str, File], annotation: File | None = None,
     reference_cnn: File | None = None, options: dict[str, str] | None = None,
-    report: Report | None = None,
+    report: Report | None = None, vcfs: dict[str, File] | None = None,
+    vcf_columns: dict[str, list[str]] | None = None,
 ) -> Report:
     """Run every check on the files given (a caller that already found a file unusable leaves
     it out) and collect the results (into `report` if given); `options` are the job's option
-    strings by field."""
+    strings by field; `vcfs` the samples' VCFs by sample, `vcf_columns` the columns each must
+    have (the sample's, its matched normal's)."""
     report = report if report is not None else Report()
     ref_contigs = None
     if ref is not None:
@@ -187,6 +195,12 @@ def check_inputs(
                 if agree and str(bam).endswith(".cram"):
                     check_cram_reference(bam, header.md5s, ref, ref_md5s, report)
             del header  # before the next one is read
+    wanted: dict[File, list[str]] = {}  # a VCF of several samples is read once
+    for sample, vcf in (vcfs or {}).items():
+        wanted.setdefault(vcf, []).extend((vcf_columns or {}).get(sample, []))
+    for vcf, columns in wanted.items():
+        with reading(vcf, READING["vcf"], report):
+            check_vcf(vcf, columns, ref, ref_contigs, report)
     if bed is not None:
         with reading(bed, READING["bed"], report):
             check_targets(bed, ref, ref_contigs, report)
@@ -197,6 +211,19 @@ def check_inputs(
         with reading(reference_cnn, READING["reference_cnn"], report):
             check_reference_cnn(reference_cnn, ref, ref_contigs, options or {}, report)
     return report
+
+
+def check_rows(path: str, mode: str | None, reference_only: bool, reference_cnn: bool,
+               report: Report) -> None:
+    """The rules across the request's sample rows (`sample_rows.py`), and with `mode` the
+    roles the job's kind allows; a row is named by its BAM's file name."""
+    rows = json.loads(Path(path).read_text())
+    labels = [f"the row of {Path(str(row.get('bam'))).name}" for row in rows]
+    found = cross_row_problems(rows, labels)
+    if mode is not None:
+        found += role_problems(rows, mode, reference_only, reference_cnn)
+    for index, key, message in found:
+        report.error(f"{labels[index]}, {key}" if index is not None else "samples", message)
 
 
 def _bam_arg(text: str) -> tuple[str, str]:
@@ -220,6 +247,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=PATH",
         help="a sample's BAM (repeat for each sample)",
     )
+    parser.add_argument("--vcf", type=_bam_arg, action="append", default=[], metavar="ID=PATH",
+                        help="a sample's VCF of SNVs (repeat for each sample that has one)")
+    parser.add_argument("--vcf-columns", action="append", default=[], metavar="ID=NAME[,NAME]",
+                        help="the columns sample ID's VCF must have: the sample's, then its "
+                             "matched normal's")
+    parser.add_argument("--samples", metavar="FILE",
+                        help="the request's sample rows (a JSON list, ids filled in): check "
+                             "the rules across them (sample_rows.py)")
+    parser.add_argument("--reference-mode", choices=("pooled", "leave-one-out"),
+                        help="with --samples, also check the roles the job's kind allows "
+                             "(with --reference-only and --reference-cnn)")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="with --reference-mode: the job builds a reference only")
     parser.add_argument("--reference-cnn", help="a CNVkit reference built earlier, to reuse")
     parser.add_argument("--option", action="append", default=[], metavar="FIELD=ARGS",
                         help="the job's option string of a substep, e.g. coverage_conf=-q 20 "
@@ -246,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
             duplicated.append(name)
         bams[name] = path
     options = dict(pair.split("=", 1) for pair in args.option if "=" in pair)
+    vcf_columns = {sample: [n for n in names.split(",") if n] for sample, _, names in
+                   (pair.partition("=") for pair in args.vcf_columns)}
     report = Report()
     if args.check_options:
         checked = check_options(options, report)
@@ -257,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                 decide_indexes(args.ref, bams, report)
         else:
             check_inputs(args.ref, args.bed, bams, args.annotation, args.reference_cnn, options,
-                         report)
+                         report, dict(args.vcf), vcf_columns)
     except OutOfTime as exc:
         out_of_time(exc, report)
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # the report is written, whatever time is left
@@ -265,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.indexes).write_text(json.dumps(report.indexes) + "\n")
     for name in duplicated:
         report.error(bams[name], f"sample name {name!r} is given more than once")
+    if args.samples:
+        check_rows(args.samples, args.reference_mode, args.reference_only,
+                   args.reference_cnn is not None, report)
     if args.json:
         problems = [asdict(p) for p in report.problems]
         print(json.dumps({"problems": problems, "notes": report.notes,

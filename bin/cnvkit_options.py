@@ -63,6 +63,21 @@ TOKEN_RE = re.compile(f"[{_CHAR_CLASS}]+")
 # ``re.fullmatch`` (no anchors: ``$`` would accept a trailing newline in Java and Python).
 PIPELINE_CHAR_PATTERN = f"[ {_CHAR_CLASS}]*"
 
+# call's options that name a sample's own VCF: refused, as a VCF is a sample's (issue 24).
+PER_SAMPLE_FILES = {
+    "vcf": "VCFs go per sample: give each sample's in samples[].vcf or the samplesheet's vcf "
+           "column",
+    "sample_id": "a VCF's columns go per sample: samples[].vcf_sample or the samplesheet's "
+                 "vcf_sample column",
+    "normal_id": "a VCF's normal column goes per sample: name the matched normal in "
+                 "samples[].normal or the samplesheet's normal column",
+}
+# call's options that set a fact of a sample: allowed as the cohort's default, with a warning
+# (the pipeline appends a sample's own after them, and argparse's last value wins). Their
+# values are kept only when the string sets them.
+PER_SAMPLE_FACTS = {"sample_sex": ("-x/--sample-sex", "sex"), "purity": ("--purity", "purity"),
+                    "ploidy": ("--ploidy", "ploidy")}
+
 # Sex-chromosome settings that should agree among the substeps that have them.
 SEX_OPTIONS = {
     "male_reference": "-y/--male-reference",
@@ -173,7 +188,8 @@ def _check_parsed(
     optionals = {a.dest: a.option_strings for a in parser._actions if a.option_strings}
     positionals = [a.dest for a in parser._actions if not a.option_strings]
     dummies = ["_"] * len(positionals)
-    preset = frozenset(optionals) & (MANAGED_DESTS | {"processes"})
+    preset = frozenset(optionals) & (MANAGED_DESTS | {"processes"} | PER_SAMPLE_FILES.keys()
+                                     | PER_SAMPLE_FACTS.keys())
     base = _parse(parser, dummies)
     parsed = _parse(parser, dummies + tokens, preset)
     messages = []
@@ -182,9 +198,12 @@ def _check_parsed(
             extra = parsed[dest][len(base[dest]) :]  # only list positionals can grow
             words = " ".join(extra)
             messages.append(f"unexpected argument(s) {words}: neither an option nor a value")
-    for dest in sorted(preset & MANAGED_DESTS):
+    per_sample = PER_SAMPLE_FILES if substep == "call" else {}
+    for dest in sorted(preset & MANAGED_DESTS | per_sample.keys()):
         if parsed.get(dest, _UNSET) is not _UNSET:
-            messages.append(f"{'/'.join(optionals[dest])} is set by the pipeline, not by users")
+            messages.append(f"{'/'.join(optionals[dest])}: {per_sample[dest]}" if dest in
+                            per_sample else f"{'/'.join(optionals[dest])} is set by the "
+                                            "pipeline, not by users")
     processes = parsed.get("processes", _UNSET)
     if processes is _UNSET:
         processes = None
@@ -202,7 +221,8 @@ def _check_parsed(
             messages.append("write -p/--processes as a separate option, e.g. '-p 4'")
     if messages:
         return None, [Problem(field, m) for m in messages]
-    values = {d: parsed[d] for d in optionals if d in parsed and d not in preset}
+    values = {d: parsed[d] for d in optionals if d in parsed and (
+        d not in preset or d in PER_SAMPLE_FACTS and parsed[d] is not _UNSET)}
     return CheckedOptions(field, substep, shlex.join(tokens), processes, values), []
 
 
@@ -225,6 +245,16 @@ def _sex_warnings(checked: dict[str, CheckedOptions]) -> list[Problem]:
             message = f"{label} differs ({shown}); give the same value in {', '.join(have)}"
         warnings.append(Problem(setters[0], message, "warning"))
     return warnings
+
+
+def _per_sample_warnings(checked: dict[str, CheckedOptions]) -> list[Problem]:
+    """Warn of call's options that set a fact a sample may give itself (PER_SAMPLE_FACTS)."""
+    call = checked.get("call_conf")
+    return [Problem("call_conf", f"{flags} is the cohort's default: a sample's own {fact} "
+                                 f"goes in samples[].{fact} or the samplesheet's {fact} "
+                                 "column, and overrides it for that sample", "warning")
+            for dest, (flags, fact) in PER_SAMPLE_FACTS.items()
+            if call is not None and call.substep == "call" and dest in call.values]
 
 
 def check_all(request: dict, cache=None) -> tuple[dict[str, CheckedOptions], list[Problem]]:
@@ -250,4 +280,4 @@ def check_all(request: dict, cache=None) -> tuple[dict[str, CheckedOptions], lis
             checked[field] = options
     if cache:
         cache.save()
-    return checked, problems + _sex_warnings(checked)
+    return checked, problems + _sex_warnings(checked) + _per_sample_warnings(checked)

@@ -24,7 +24,7 @@ from cnvkit_nf.contract.option_cache import OptionCache
 from cnvkit_nf.contract.params import ParamsError, to_params
 from cnvkit_nf.contract.problems import Problem, errors, format_problem
 from cnvkit_nf.contract.request import Validation, validate_file
-from cnvkit_nf.launch import nextflow
+from cnvkit_nf.launch import nextflow, samplesheets
 from cnvkit_nf.launch.runner import RunOptions, job_log, settle
 from cnvkit_nf.launch.submission import Execution, new_job, object_store, occupied, plan
 from cnvkit_nf.reference.cache import ReferenceCache, parse_size
@@ -55,8 +55,13 @@ def _report(problems: list[Problem], as_json: bool, valid: bool) -> None:
 
 
 def _load(request_file: str, as_json: bool = False) -> Validation:
-    """Validate a request file; on errors print them all and exit 1."""
-    validation = validate_file(request_file, OptionCache(option_cache.default_folder()))
+    """Validate a request file (with its samplesheet's rows, when it names one: read here,
+    from a local path or object storage); on errors print them all and exit 1."""
+    cache = OptionCache(option_cache.default_folder())
+    storage_config = click.get_current_context().find_object(Context).storage_config
+    validation = samplesheets.with_rows(
+        validate_file(request_file, cache),
+        lambda sheet: validate_file(request_file, cache, sheet), everywhere(), storage_config)
     if not validation.ok:
         _report(validation.problems, as_json, valid=False)
         if not as_json:
@@ -137,7 +142,8 @@ class Context:
 def validate(ctx: Context, request_file: str, as_json: bool, check_inputs: bool) -> None:
     """Check a request statically (schema, option strings, cross-field rules).
 
-    Without --check-inputs it reads no input file and touches no network, so it suits CI.
+    Without --check-inputs it reads no input file and touches no network (but a samplesheet
+    the request names, which holds its samples), so it suits CI.
     Exit 0 when valid, 1 when not.
     """
     validation = _load(request_file, as_json)

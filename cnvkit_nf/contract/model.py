@@ -11,6 +11,8 @@ from cnvkit_nf.contract.confs import CheckedOptions
 from cnvkit_nf.contract.paths import Location
 
 Role = Literal["experimental", "control"]
+# How a request gives its samples: the seed's two lists, `samples` rows, or a samplesheet's.
+Way = Literal["lists", "samples", "samplesheet"]
 # The request's fields that name one file or folder, and its lists of BAM or CRAM files with
 # the role of their samples; in the order the request lists them.
 PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn")
@@ -20,12 +22,26 @@ INPUT_FIELDS = tuple(ROLES)
 
 @dataclass(frozen=True)
 class Sample:
-    """One BAM or CRAM file of the request and the sample it holds."""
+    """One BAM or CRAM file of the request, the sample it holds and what the request says of
+    it (None: not given; the seed's two lists give only the files)."""
 
-    id: str | None  # its file name up to the first '.'; None only in a refused request
+    id: str | None  # as given, else its file name up to the first '.'; None: a refused name
     role: Role
     location: Location
-    field: str  # where the request names it: "control_inputs[1]"
+    field: str  # where the request names its BAM: "control_inputs[1]", "samples[2].bam",
+    #             "samplesheet line 4, column bam"
+    sex: str | None = None  # "male" | "female"
+    purity: float | None = None
+    ploidy: int | None = None
+    vcf: Location | None = None
+    vcf_field: str | None = None  # where the request names its VCF, as `field`
+    vcf_sample: str | None = None  # its column in its VCF, as given
+    normal: str | None = None  # the id of its matched normal (a control sample)
+
+    @property
+    def vcf_column(self) -> str | None:
+        """Its column in its VCF: as given, else its id (None without a VCF)."""
+        return (self.vcf_sample or self.id) if self.vcf is not None else None
 
 
 @dataclass(frozen=True)
@@ -40,22 +56,39 @@ class Request:
     bed: Location | None
     annotation_file: Location | None  # as given; the job reads it only with has_annotate
     reference_cnn: Location | None
-    samples: tuple[Sample, ...]  # experimental ones, then controls, as the request lists them
+    samples: tuple[Sample, ...]  # in the request's order: the lists' (experimental ones,
+    #                               then controls), or the rows'
     has_annotate: bool
     reference_only: bool
     options: dict[str, CheckedOptions]  # each *_conf as CNVkit's parsers read it
+    way: Way = "lists"
+    samplesheet: Location | None = None  # the sheet the rows came from (the caller read it)
+    reference_mode: str = "pooled"  # or "leave-one-out"
+    pool_matched_normals: bool = True
+
+    def normal_column(self, sample: Sample) -> str | None:
+        """The column of `sample`'s matched normal in its VCF: the normal's own vcf_sample,
+        else its id; None without a VCF or a normal."""
+        if sample.vcf is None or sample.normal is None:
+            return None
+        normal = next((s for s in self.samples if s.id == sample.normal), None)
+        return (normal.vcf_sample or normal.id) if normal is not None else sample.normal
 
     def of_role(self, role: Role) -> list[Sample]:
         """The experimental or the control samples, in the request's order."""
         return [sample for sample in self.samples if sample.role == role]
 
     def paths(self) -> list[tuple[str, Location]]:
-        """(field, location) of every path that parsed, in the request's order."""
-        named = [(name, getattr(self, name)) for name in PATH_FIELDS]
-        return [(name, location) for name, location in named if location is not None] + [
-            (sample.field, sample.location) for sample in self.samples]
+        """(field, location) of every path that parsed, in the request's order: its fields'
+        (the samplesheet's too), then each sample's BAM, then their VCFs."""
+        named = [(name, getattr(self, name)) for name in (*PATH_FIELDS, "samplesheet")]
+        files = [(s.field, s.location) for s in self.samples] + [
+            (s.vcf_field, s.vcf) for s in self.samples if s.vcf is not None]
+        return [(name, location) for name, location in named if location is not None] + files
 
     def inputs(self) -> list[tuple[str, Location]]:
-        """(field, location) of every file the job reads: the annotation only if used."""
-        return [(name, location) for name, location in self.paths() if name != "output_dir"
+        """(field, location) of every file the job reads: the annotation only if used; not
+        the samplesheet (its rows were read into the samples)."""
+        return [(name, location) for name, location in self.paths()
+                if name not in ("output_dir", "samplesheet")
                 and (name != "annotation_file" or self.has_annotate)]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cnvkit_nf.contract.confs import stage_options
-from cnvkit_nf.contract.model import ROLES, Request
+from cnvkit_nf.contract.model import ROLES, Request, Sample
 from cnvkit_nf.contract.paths import Location
 from cnvkit_nf.contract.problems import Problem
 
@@ -18,6 +19,15 @@ class ParamsError(Exception):
         self.problems = problems
 
 
+def row(sample: Sample, local: Callable[[str, Location], str]) -> dict:
+    """A sample as a row of params.samples: its id filled in, its files as `local` gives them
+    (what main.nf reads as the sample's meta and BAM; a fact not given is null)."""
+    return {"id": sample.id, "bam": local(sample.field, sample.location), "role": sample.role,
+            "sex": sample.sex, "purity": sample.purity, "ploidy": sample.ploidy,
+            "vcf": local(sample.vcf_field, sample.vcf) if sample.vcf is not None else None,
+            "vcf_sample": sample.vcf_sample, "normal": sample.normal}
+
+
 def to_params(request: Request, *, base: Path | None = None,
               staged: dict[str, Path] | None = None) -> dict:
     """Nextflow params for a request that passed `request.validate_request`.
@@ -25,7 +35,10 @@ def to_params(request: Request, *, base: Path | None = None,
     Paths in `staged` are replaced by their local copies there (object-storage URIs by their
     downloads, local inputs by their private copies, `output_dir` by the folder the results
     are collected in); other local paths are made absolute against `base` (default: the
-    current directory). Each `*_conf` becomes its validated, re-quoted option string (a
+    current directory). The seed's lists stay lists; rows (`samples` or a samplesheet's)
+    become `samples`, with `reference_mode` and `pool_matched_normals` (written for the lists
+    only when the request gives them, so a seed request's params are as they were). Each
+    `*_conf` becomes its validated, re-quoted option string (a
     -p/--processes last); `checked_options` holds what the pipeline's input check makes of
     them, which a job whose launcher checked them passes with `inputs_checked`.
     """
@@ -42,9 +55,18 @@ def to_params(request: Request, *, base: Path | None = None,
                                        "object storage staging (cnvkit-nf run)"))
         return location.raw
 
-    params: dict = {field: [local(sample.field, sample.location)
-                            for sample in request.of_role(role)]
-                    for field, role in ROLES.items()}
+    if request.way == "lists":
+        params: dict = {field: [local(sample.field, sample.location)
+                                for sample in request.of_role(role)]
+                        for field, role in ROLES.items()}
+    elif not request.samples:
+        raise ParamsError([Problem("samplesheet", "its rows were not read: validate the "
+                                                  "request with the sheet's text")])
+    else:
+        params = {"samples": [row(sample, local) for sample in request.samples]}
+    if request.way != "lists" or {"reference_mode", "pool_matched_normals"} & request.raw.keys():
+        params["reference_mode"] = request.reference_mode
+        params["pool_matched_normals"] = request.pool_matched_normals
     paths = {"ref": request.ref, "bed": request.bed,  # left out: the pipeline's default (null)
              "annotation_file": request.annotation_file if request.has_annotate else None,
              "reference_cnn": request.reference_cnn, "output_dir": request.output_dir}

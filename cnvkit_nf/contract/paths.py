@@ -82,14 +82,16 @@ def parse_location(text: str) -> Location:
 
 
 def index_names(field: str, key: str) -> list[str]:
-    """The index files the pipeline reads beside an input (a path or an object key): a BAM's
+    """The index files the pipeline reads beside an input (a path or an object key; `field`
+    as the request names it, a sample row's BAM "samples[2].bam" or "samplesheet line 4,
+    column bam"): a BAM's
     `x.bam.bai` and `x.bai` (a CRAM's `x.cram.crai` and `x.crai`), the reference's `.fai`, a
     reused reference's build record (`x.cnn` -> `x.json`); none for other fields."""
     if field == "ref":
         return [key + ".fai"]
     if field == "reference_cnn":
         return [_pipeline_rules("reference_record").record_path(key)]
-    if field.startswith(("experimental_inputs[", "control_inputs[")):
+    if field.startswith(("experimental_inputs[", "control_inputs[")) or field.endswith("bam"):
         stem, kind = posixpath.splitext(key)
         suffixes = _pipeline_rules("input_indexes").INDEX_SUFFIXES.get(kind, ())
         return [stem + suffix for suffix in suffixes]

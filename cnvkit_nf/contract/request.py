@@ -1,7 +1,8 @@
 """What a valid CNVkit job request is: the JSON schema (with its rules across fields) and the
-rules of input files the schema cannot state (static)."""
+rules of input files the schema cannot state (static). A request's samples come as its two
+lists, as `samples` rows, or as a samplesheet's rows (its text read by the caller); each way
+gives the same model, and every problem names the field, or the sheet's line and column."""
 
-import contextlib
 import difflib
 import functools
 import json
@@ -17,22 +18,26 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from cnvkit_nf.contract import confs, paths
-from cnvkit_nf.contract.model import INPUT_FIELDS, PATH_FIELDS, ROLES, Request, Sample
+from cnvkit_nf.contract import confs, paths, samplesheet
+from cnvkit_nf.contract.model import INPUT_FIELDS, PATH_FIELDS, ROLES, Request, Sample, Way
 from cnvkit_nf.contract.problems import Problem, errors
-from cnvkit_nf.pipeline_files import SCHEMA
+from cnvkit_nf.pipeline_files import SCHEMA, load_bin
 
 SCHEMA_PATH = SCHEMA / "cnvkit_request.schema.json"
 MAX_REQUEST_BYTES = 16 << 20  # a request file larger than this is not read
 MAX_DEPTH = 32  # a request nests 2 levels; anything deeper than this is refused unread
 MAX_NAMED = 20  # unknown or repeated field names listed one by one; the rest are counted
-# A sample's name: its BAM's file name up to the first '.', of these characters (`sample_name`;
-# nextflow_schema.json's input pattern, made from them, captures the same name for main.nf).
-SAMPLE_NAME_CHARS = "A-Za-z0-9_-"
+# The rules across sample rows, shared with the pipeline's input check: a sample's name is its
+# id, else its BAM's file name up to the first '.', of SAMPLE_NAME_CHARS (nextflow_schema.json's
+# input pattern, made from them, captures the same name for main.nf).
+sample_rows = load_bin("sample_rows")
+SAMPLE_NAME_CHARS = sample_rows.SAMPLE_NAME_CHARS
+sample_name = sample_rows.sample_name
 # Reads come as BAM, or as CRAM read with the request's FASTA (beyond the seed's "BAM").
 ALIGNMENT_SUFFIXES = (".bam", ".cram")
 FILE_NAME_CHARS = "A-Za-z0-9_.+-"
 _SAFE_NAME = re.compile(f"[{SAMPLE_NAME_CHARS}]+")
+ROW_KEYS = ("bam", "vcf")  # a row's keys that name files
 # File names reach the pipeline's task scripts (files are staged under their own name), so an
 # input's file name is limited to characters no shell treats specially.
 _SAFE_FILE_NAME = re.compile(f"[{FILE_NAME_CHARS}]+")
@@ -72,24 +77,34 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(load_schema())
 
 
-def sample_name(path: str) -> str:
-    """The sample name of a BAM or CRAM path: ``dir/Son_S2.sort.mkdup.bam`` -> ``Son_S2``."""
-    base = path.rpartition("/")[2]
-    stem = base.partition(".")[0]
-    if not _SAFE_NAME.fullmatch(stem):
-        raise ValueError(
-            f"sample name {stem!r} (from {base!r}) must be made of letters, digits, '_' and '-'"
-        )
-    return stem
+@dataclass(frozen=True)
+class _Row:
+    """A sample as the request gives it: its values (keys as a samples row's) and where the
+    request names it (`label`: "samples[2]", "samplesheet line 4", "control_inputs[0]")."""
+
+    values: dict[str, Any]
+    label: str
+    way: Way
+
+    def where(self, key: str) -> str:
+        """Where the request names one of its values: "samples[2].vcf", "samplesheet line 4,
+        column vcf"; a list's item names only its BAM."""
+        if self.way == "samples":
+            return f"{self.label}.{key}"
+        return f"{self.label}, column {samplesheet.column_of(key)}" \
+            if self.way == "samplesheet" else self.label
 
 
-def validate_request(data: object, cache=None) -> Validation:
+def validate_request(data: object, cache=None, sheet: str | None = None) -> Validation:
     """Check a parsed request and report every problem found, without touching any file
-    (`cache`: see `confs.check_all`)."""
+    (`cache`: see `confs.check_all`). `sheet` is the text of the request's samplesheet, read
+    by the caller; without it a request with a samplesheet is checked without its rows (and
+    its model has no samples: it cannot be run)."""
     if not isinstance(data, dict):
         return Validation(_schema_problems(data, set()))
     request, data = data, _input_lists_cut(data)
-    entries = _path_entries(data)
+    way, rows, problems = _rows(data, sheet)
+    entries = _path_entries(data, rows)
     parsed: dict[str, paths.Location] = {}
     path_problems = []
     for where, text in entries:
@@ -106,8 +121,9 @@ def validate_request(data: object, cache=None) -> Validation:
         and not _SAFE_FILE_NAME.fullmatch(text.rpartition("/")[2])
     ]
     bad = {p.field for p in path_problems}
-    problems = _schema_problems(data, bad) + path_problems
-    problems += _input_problems([(w, t) for w, t in entries if w.endswith("]") and w not in bad])
+    problems = _schema_problems(data, bad) + problems + _sheet_row_problems(rows, bad) \
+        + path_problems
+    problems += _sample_problems(data, way, rows, bad)
     if "annotation_file" in data and data.get("has_annotate") is not True:
         problems.append(
             Problem("annotation_file", "ignored because has_annotate is not true", "warning")
@@ -118,23 +134,122 @@ def validate_request(data: object, cache=None) -> Validation:
     options, option_problems = confs.check_all(
         {k: v for k, v in data.items() if isinstance(v, str) and len(v) <= longest}, cache)
     return Validation(list(dict.fromkeys(problems + option_problems)),
-                      _parsed(request, parsed, options))
+                      _parsed(request, parsed, options, way, rows))
+
+
+def _rows(data: dict[str, Any], sheet: str | None) -> tuple[Way, list[_Row], list[Problem]]:
+    """How the request gives its samples, each as a row, and the problems of a sheet's
+    text."""
+    if "samples" in data:
+        items = data["samples"] if isinstance(data["samples"], list) else []
+        return "samples", [_Row(item, f"samples[{i}]", "samples")
+                           for i, item in enumerate(items) if isinstance(item, dict)], []
+    if "samplesheet" in data:
+        name = data["samplesheet"]
+        if sheet is None or not isinstance(name, str):
+            return "samplesheet", [], []
+        row_schema = load_schema()["$defs"]["sample"]
+        lines, problems = samplesheet.read_rows(
+            sheet, name, row_schema, load_schema()["properties"]["samples"]["maxItems"])
+        return "samplesheet", [_Row(values, samplesheet.where(line), "samplesheet")
+                               for line, values in lines], problems
+    return "lists", [_Row({"bam": item, "role": role}, f"{field}[{i}]", "lists")
+                     for field, role in ROLES.items() if isinstance(data.get(field), list)
+                     for i, item in enumerate(data[field])], []
+
+
+def _sheet_row_problems(rows: list[_Row], bad: set[str]) -> list[Problem]:
+    """What a samplesheet's rows break of the request schema's row rules (a samples row's
+    are the request's own schema problems); as `_schema_problems`, a refused path's format
+    is left to the path's own problem."""
+    return [Problem(row.where(p.field) if p.field else row.label, p.message)
+            for row in rows if row.way == "samplesheet"
+            for err in _row_validator().iter_errors(row.values)
+            if not (err.validator in ("pattern", "minLength") and "errorMessage" not in err.schema
+                    and row.where(_where(err.absolute_path)) in bad)
+            for p in _describe(err, _where(err.absolute_path))]
+
+
+@functools.cache
+def _row_validator() -> Draft202012Validator:
+    """The request schema's rules of one sample row (a samplesheet's rows are checked apart)."""
+    return Draft202012Validator({"$defs": load_schema()["$defs"], "$ref": "#/$defs/sample"})
+
+
+def _sample_problems(data: dict[str, Any], way: Way, rows: list[_Row],
+                     bad: set[str]) -> list[Problem]:
+    """BAM suffixes, and the rules across rows (`bin/sample_rows.py`): of the lists only
+    theirs (the schema says which roles a job's kind allows them), of rows all of them. A
+    BAM whose path is refused is left out of them."""
+    problems = [Problem(row.where("bam"), "must be a BAM or CRAM file ending in .bam or .cram")
+                for row in rows if isinstance(row.values.get("bam"), str)
+                and row.where("bam") not in bad
+                and not row.values["bam"].endswith(ALIGNMENT_SUFFIXES)]
+    values = [{**row.values, "bam": None} if row.where("bam") in bad
+              or not isinstance(row.values.get("bam"), str) else row.values for row in rows]
+    labels = [row.label for row in rows]
+    if way == "lists":
+        found = sample_rows.cross_row_problems(values, labels)
+    elif way == "samplesheet" and not rows:
+        return problems  # not read, or nothing readable in it (said already)
+    else:
+        mode = data.get("reference_mode")
+        found = sample_rows.row_problems(
+            values, labels, reference_mode=mode if isinstance(mode, str) else "pooled",
+            reference_only=data.get("reference_only") is True,
+            reference_cnn="reference_cnn" in data)
+    return problems + [Problem(rows[i].where(key) if i is not None else way, message)
+                       for i, key, message in found]
 
 
 def _parsed(raw: dict[str, Any], parsed: dict[str, paths.Location],
-            options: dict[str, confs.CheckedOptions]) -> Request:
-    """The request `raw` with the locations its paths parsed into, by field."""
-
-    def sample_id(location: paths.Location) -> str | None:
-        with contextlib.suppress(ValueError):  # the validation reports it
-            return sample_name(location.raw)
-        return None
-
-    samples = tuple(Sample(sample_id(location), ROLES[where.partition("[")[0]], location, where)
-                    for where, location in parsed.items() if where.endswith("]"))
-    return Request(raw, **{name: parsed.get(name) for name in PATH_FIELDS}, samples=samples,
+            options: dict[str, confs.CheckedOptions], way: Way, rows: list[_Row]) -> Request:
+    """The request `raw` with the locations its paths parsed into, by field, and its rows as
+    samples (a row whose BAM or role is refused is left out; so are facts the schema
+    refuses)."""
+    mode = raw.get("reference_mode")
+    return Request(raw, **{name: parsed.get(name) for name in PATH_FIELDS},
+                   samples=tuple(filter(None, (_sample(row, parsed) for row in rows))),
                    has_annotate=raw.get("has_annotate") is True,
-                   reference_only=raw.get("reference_only") is True, options=options)
+                   reference_only=raw.get("reference_only") is True, options=options, way=way,
+                   samplesheet=parsed.get("samplesheet"),
+                   reference_mode=mode if mode in _enum("reference_mode") else "pooled",
+                   pool_matched_normals=raw.get("pool_matched_normals") is not False)
+
+
+def _sample(row: _Row, parsed: dict[str, paths.Location]) -> Sample | None:
+    """A row as the model's sample, or None when its BAM or its role is refused."""
+    values = row.values
+    location, role = parsed.get(row.where("bam")), values.get("role")
+    if location is None or role not in ROLES.values():
+        return None
+    try:
+        name = sample_rows.sample_id(values)
+    except ValueError:  # the validation reports it
+        name = None
+    facts = load_schema()["$defs"]["sample"]["properties"]
+
+    def given(key: str, kinds: tuple[type, ...]) -> Any:
+        value = values.get(key)
+        ok = isinstance(value, kinds) and not isinstance(value, bool)
+        return value if ok and (not isinstance(value, str) or _fits(value, facts[key])) \
+            else None
+
+    vcf_field = row.where("vcf") if "vcf" in values else None
+    return Sample(name if isinstance(name, str) and _SAFE_NAME.fullmatch(name) else None,
+                  role, location, row.where("bam"), sex=given("sex", (str,)),
+                  purity=given("purity", (int, float)), ploidy=given("ploidy", (int,)),
+                  vcf=parsed.get(vcf_field) if vcf_field else None, vcf_field=vcf_field,
+                  vcf_sample=given("vcf_sample", (str,)), normal=given("normal", (str,)))
+
+
+def _fits(value: str, rule: dict[str, Any]) -> bool:
+    """Whether a string meets a fact's enum or pattern (the schema reports it otherwise)."""
+    return value in rule["enum"] if "enum" in rule else bool(re.search(rule["pattern"], value))
+
+
+def _enum(name: str) -> list[Any]:
+    return load_schema()["properties"][name]["enum"]
 
 
 def _input_lists_cut(data: dict[str, Any]) -> dict[str, Any]:
@@ -142,13 +257,14 @@ def _input_lists_cut(data: dict[str, Any]) -> dict[str, Any]:
     reports it too long, and checking the items beyond (a 1 MiB body holds 300,000) would
     only cost time."""
     fields = load_schema()["properties"]
-    return {k: v[:fields[k]["maxItems"] + 1] if k in INPUT_FIELDS and isinstance(v, list) else v
+    return {k: v[:fields[k]["maxItems"] + 1]
+            if k in (*INPUT_FIELDS, "samples") and isinstance(v, list) else v
             for k, v in data.items()}
 
 
 
 
-def validate_file(path: str | Path, cache=None) -> Validation:
+def validate_file(path: str | Path, cache=None, sheet: str | None = None) -> Validation:
     """Read and validate a JSON request file; a file that cannot be read as one (not a regular
     file, too large, not UTF-8, invalid JSON) becomes a problem."""
     try:
@@ -163,12 +279,12 @@ def validate_file(path: str | Path, cache=None) -> Validation:
         return Validation([Problem("", f"{path} is larger than {MAX_REQUEST_BYTES} bytes; a "
                                        "request is a small JSON object")])
     try:
-        return validate_text(data.decode("utf-8"), cache)
+        return validate_text(data.decode("utf-8"), cache, sheet)
     except UnicodeDecodeError:
         return Validation([Problem("", f"{path} is not UTF-8 text")])
 
 
-def validate_text(text: str, cache=None) -> Validation:
+def validate_text(text: str, cache=None, sheet: str | None = None) -> Validation:
     """Parse and validate a JSON request; invalid JSON, repeated field names and nesting
     deeper than a request has are problems."""
     try:
@@ -182,7 +298,7 @@ def validate_text(text: str, cache=None) -> Validation:
         return _too_deep()
     if _depth(data) > MAX_DEPTH:
         return _too_deep()
-    return validate_request(data, cache)
+    return validate_request(data, cache, sheet)
 
 
 def _integer(text: str) -> int:
@@ -281,42 +397,10 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
     return [Problem(where, reason or reasons.get(str(err.validator), err.message))]
 
 
-def _path_entries(data: dict[str, Any]) -> list[tuple[str, str]]:
-    """(location, text) of every path in the request that is a string."""
-    entries = [(f, data[f]) for f in PATH_FIELDS if isinstance(data.get(f), str)]
-    for f in INPUT_FIELDS:
-        items = data.get(f)
-        if isinstance(items, list):
-            entries += [(f"{f}[{i}]", v) for i, v in enumerate(items) if isinstance(v, str)]
+def _path_entries(data: dict[str, Any], rows: list[_Row]) -> list[tuple[str, str]]:
+    """(location, text) of every path in the request that is a string: its fields', then
+    each sample's BAM, then their VCFs."""
+    entries = [(f, data[f]) for f in (*PATH_FIELDS, "samplesheet") if isinstance(data.get(f), str)]
+    entries += [(row.where(key), row.values[key]) for key in ROW_KEYS for row in rows
+                if isinstance(row.values.get(key), str)]
     return entries
-
-
-def _input_problems(inputs: list[tuple[str, str]]) -> list[Problem]:
-    """BAM suffix, repeated BAMs and sample-name collisions across all inputs."""
-    problems = []
-    seen: dict[str, str] = {}  # path -> location
-    named: dict[str, tuple[str, str]] = {}  # sample name -> (location, path)
-    for where, path in inputs:
-        if not path.endswith(ALIGNMENT_SUFFIXES):
-            problems.append(Problem(where, "must be a BAM or CRAM file ending in .bam or .cram"))
-        if path in seen:
-            problems.append(Problem(where, f"the same BAM is already listed as {seen[path]}"))
-            continue
-        seen[path] = where
-        try:
-            name = sample_name(path)
-        except ValueError as exc:
-            problems.append(Problem(where, str(exc)))
-            continue
-        if name in named:
-            other, other_path = named[name]
-            problems.append(
-                Problem(
-                    where,
-                    f"sample name {name!r} of {path!r} collides with {other} ({other_path!r}); "
-                    "sample names must be unique",
-                )
-            )
-        else:
-            named[name] = (where, path)
-    return problems

@@ -27,7 +27,7 @@ from cnvkit_nf.contract.model import INPUT_FIELDS, PATH_FIELDS, Request
 from cnvkit_nf.contract.params import to_params
 from cnvkit_nf.contract.paths import index_names
 from cnvkit_nf.contract.problems import Problem
-from cnvkit_nf.contract.request import sample_name
+from cnvkit_nf.contract.request import sample_name, sample_rows
 from cnvkit_nf.pipeline_files import BIN
 from cnvkit_nf.storage import confined
 from cnvkit_nf.storage.confined import Roots
@@ -87,7 +87,7 @@ def open_inputs(request: Request, roots: Roots) -> tuple[list[Input], list[Probl
         try:
             files = [(os.path.basename(path), confined.open_file(path, roots.readable))]
         except confined.Refused as err:
-            problems.append(Problem(field, _reason(location.raw, err, roots)))
+            problems.append(Problem(field, refusal(location.raw, err, roots)))
             continue
         opened.append(Input(location.raw, files))
         for index in index_names(field, path):
@@ -97,7 +97,7 @@ def open_inputs(request: Request, roots: Roots) -> tuple[list[Input], list[Probl
             except confined.Missing:
                 continue
             except confined.Refused as err:
-                problems.append(Problem(field, _reason(location.raw, err, roots,
+                problems.append(Problem(field, refusal(location.raw, err, roots,
                                                        f"its index {name}")))
     return opened, problems
 
@@ -125,14 +125,22 @@ def check(request: Request, roots: Roots, limits: CheckLimits = DEFAULT_CHECK) -
             views, descriptors = views_of(opened, Path(folder))
             params = to_params(request, staged=views)
             viewed = {str(view) for view in views.values()}
-            checked = {name: [p if p in viewed else None for p in params[name]]
-                       for name in INPUT_FIELDS}
-            checked |= {name: params.get(name) if params.get(name) in viewed else None
-                        for name in PATH_FIELDS}
+
+            def opened_only(path: str | None) -> str | None:
+                return path if path in viewed else None
+
+            checked = {name: [opened_only(p) for p in params[name]]
+                       for name in INPUT_FIELDS if name in params}
+            checked |= {name: opened_only(params.get(name)) for name in PATH_FIELDS}
+            if "samples" in params:
+                checked["samples"] = [{**row, "bam": opened_only(row["bam"]),
+                                       "vcf": opened_only(row["vcf"])}
+                                      for row in params["samples"]]
             checked["checked_options"] = params["checked_options"]
             shown = {f"{view.parent}/": os.path.join(os.path.dirname(item_path), "")
                      for item_path, view in views.items()}  # the folders the user knows
-            return problems + content_problems(checked, descriptors, shown, limits)
+            return problems + content_problems(checked, descriptors, shown, limits,
+                                               fields_of(request, views))
     finally:
         for item in opened:
             item.close()
@@ -152,18 +160,39 @@ def views_of(opened: list[Input], folder: Path) -> tuple[dict[str, Path], list[i
     return views, descriptors
 
 
+def fields_of(request: Request, staged: dict[str, Path]) -> dict[str, str]:
+    """The request's field of each input by the local path its params name it with."""
+    return {str(staged[location.raw]): field for field, location in request.inputs()
+            if location.raw in staged}
+
+
+def sample_files(params: dict) -> list[tuple[str, str | None, dict]]:
+    """(id, BAM, row) of each sample of a job's params: its rows (`samples`), or the seed's
+    two lists (a row of its own BAM and role)."""
+    if "samples" in params:
+        return [(row["id"], row["bam"], row) for row in params["samples"]]
+    return [(sample_name(bam) if bam else "", bam, {"bam": bam}) for bam in
+            params["experimental_inputs"] + params["control_inputs"]]
+
+
 def content_problems(params: dict, pass_fds: Sequence[int] = (),
                      shown: dict[str, str] | None = None,
-                     limits: CheckLimits = DEFAULT_CHECK) -> list[Problem]:
+                     limits: CheckLimits = DEFAULT_CHECK,
+                     fields: dict[str, str] | None = None) -> list[Problem]:
     """The content checks of `bin/check_inputs.py` on a job's local inputs, as its params name
     them (None: not checked), within `limits`; `shown` gives the name a user knows for a part
-    of a path, `pass_fds` the descriptors its links need."""
+    of a path, `pass_fds` the descriptors its links need, `fields` the request's field of
+    each path (default: the seed's fields, found in the params)."""
     shown = shown or {}
     command = [sys.executable, str(CHECK_INPUTS), "--json", *limits.arguments()]
     for option, name in (("--ref", "ref"), ("--bed", "bed"), ("--annotation", "annotation_file")):
         command += [option, params[name]] if params.get(name) else []
-    for bam in params["experimental_inputs"] + params["control_inputs"]:
-        command += ["--bam", f"{sample_name(bam)}={bam}"] if bam else []
+    rows = [row for _, _, row in sample_files(params)]
+    for name, bam, row in sample_files(params):
+        command += ["--bam", f"{name}={bam}"] if bam else []
+        if row.get("vcf"):  # the columns it must have: the sample's, its normal's
+            command += ["--vcf", f"{name}={row['vcf']}", "--vcf-columns",
+                        f"{name}={','.join(sample_rows.vcf_columns(row, rows))}"]
     if params.get("reference_cnn"):  # compared with the options it was built with
         command += ["--reference-cnn", params["reference_cnn"]]
         command += [f"--option={field}={option['args']}"  # as checked: -p apart
@@ -185,7 +214,7 @@ def content_problems(params: dict, pass_fds: Sequence[int] = (),
             text = text.replace(path, known)
         return text
 
-    return [Problem(_field_of(item["file"], params),
+    return [Problem((fields or {}).get(item["file"]) or _field_of(item["file"], params),
                     users(f"{item['file']}: {item['message']}" if item["file"]
                           else item["message"]),
                     item.get("severity", "error"))
@@ -209,8 +238,8 @@ def index_decisions(params: dict, limits: CheckLimits = DEFAULT_CHECK) -> dict:
     `limits`)."""
     command = [sys.executable, str(CHECK_INPUTS), "--indexes-only", *limits.arguments(),
                "--ref", params["ref"]]
-    for bam in params["experimental_inputs"] + params["control_inputs"]:
-        command += ["--bam", f"{sample_name(bam)}={bam}"]
+    for name, bam, _ in sample_files(params):
+        command += ["--bam", f"{name}={bam}"]
     with tempfile.TemporaryDirectory(prefix="cnvkit-nf-indexes-") as folder:
         decided = Path(folder) / "indexes.json"
         subprocess.run([*command, "--indexes", str(decided)], check=True, capture_output=True,
@@ -219,9 +248,9 @@ def index_decisions(params: dict, limits: CheckLimits = DEFAULT_CHECK) -> dict:
 
 
 def _field_of(path: str, params: dict) -> str:
-    """The request field that named a file, for error messages."""
+    """The request field that named a file, for error messages (of the seed's fields)."""
     for name in ("experimental_inputs", "control_inputs"):
-        if path in params[name]:
+        if path in params.get(name, []):
             return f"{name}[{params[name].index(path)}]"
     return next((n for n in ("ref", "bed", "annotation_file", "reference_cnn")
                  if params.get(n) == path), "")
@@ -256,7 +285,7 @@ def output_folder(path: str, roots: Roots) -> tuple[str | None, str | None]:
             places = ", ".join(map(str, roots.writable)) or "none"
             return None, (f"{path}: is in a data root that is read-only for {roots.owner}; "
                           f"results may be written under: {places}")
-        return None, _reason(path, err, roots, writing=True)
+        return None, refusal(path, err, roots, writing=True)
     except OSError as err:  # e.g. its root removed while it was walked: refused, not a crash
         return None, f"{path}: cannot be opened ({err.strerror})"
     with confined.opened(fd):
@@ -266,8 +295,9 @@ def output_folder(path: str, roots: Roots) -> tuple[str | None, str | None]:
     return os.path.join(reached, *missing, ""), None
 
 
-def _reason(path: str, err: confined.Refused, roots: Roots, subject: str = "",
+def refusal(path: str, err: confined.Refused, roots: Roots, subject: str = "",
             writing: bool = False) -> str:
+    """Why `path` (or its `subject`, e.g. its index) was refused, with the roots allowed."""
     text = f"{path}: {subject + ' ' if subject else ''}{err}"
     if isinstance(err, confined.Outside):
         places = ", ".join(map(str, roots.writable if writing else roots.readable))

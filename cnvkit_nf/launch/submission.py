@@ -314,7 +314,9 @@ class Execution:
         params = to_params(self.plan.request,
                            staged={**staged, self.plan.request.output_dir.raw: results})
         if self.plan.objects.s3:
-            problems = errors(local_files.content_problems(params, limits=self.plan.limits))
+            problems = errors(local_files.content_problems(
+                params, limits=self.plan.limits,
+                fields=local_files.fields_of(self.plan.request, staged)))
             if problems:
                 raise JobFailed(f"{REFUSED_AT_TURN}: {summary(problems)}", Failure.REFUSED)
         job = {"instance_id": self.job.instance_id, "request": self.plan.request.raw,
@@ -333,8 +335,10 @@ class Execution:
         there (and intact), the params are changed to reuse it; else this job builds it (and
         others of the project wait for it), and the job's record and report warn when a damaged
         entry was removed first. None without a cache, or when the params build no reference."""
+        # TODO(issue 24): rows (`samples`) build references the key does not describe yet
+        # (controls' sexes, matched normals left out, leave-one-out): they are not kept
         key = key_of(params, self._staging_cache) \
-            if self.references is not None else None
+            if self.references is not None and "samples" not in params else None
         if key is None:
             return None
         earlier = ((self._recorded_params() or {}).get("job") or {}).get("reference") or {}

@@ -187,7 +187,8 @@ class ServiceConfig:
         """How a request exceeds the service's limits (inputs, option lengths): the sizes of
         what was sent, whatever its items are."""
         problems, raw = [], request.raw
-        inputs = sum(len(raw[name]) for name in INPUT_FIELDS if isinstance(raw.get(name), list))
+        inputs = sum(len(raw[name]) for name in (*INPUT_FIELDS, "samples")
+                     if isinstance(raw.get(name), list)) or len(request.samples)
         if inputs > self.limits["max_inputs"]:
             problems.append(Problem("experimental_inputs", f"{inputs} BAM files in all; this "
                                     f"service takes at most {self.limits['max_inputs']}"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cnvkit_nf.contract.problems import Problem, errors, format_problem, summary
 from cnvkit_nf.contract.request import validate_text
-from cnvkit_nf.launch import local_files
+from cnvkit_nf.launch import local_files, samplesheets
 from cnvkit_nf.launch.runner import job_log
 from cnvkit_nf.launch.submission import occupied, plan
 from cnvkit_nf.service.config import Caller, ServiceConfig
@@ -71,8 +71,14 @@ class Jobs:
         """Check a request (JSON text) as `cnvkit-nf run` does, plus the service's rules, and
         queue it as a job of `project`: the job and the warnings."""
         validation = validate_text(text)
-        problems, request = validation.problems, validation.request
         roots = self.config.roots(project)
+        if validation.request is not None:  # a samplesheet only where the project may read
+            refused = errors(self.config.request_problems(validation.request, project))
+            if not refused:
+                validation = samplesheets.with_rows(
+                    validation, lambda sheet: validate_text(text, sheet=sheet), roots,
+                    self.storage_config)
+        problems, request = validation.problems, validation.request
         if request is not None:
             problems = problems + self.config.request_problems(request, project)
         if errors(problems):  # the paths too (but never more of them than the limit allows)

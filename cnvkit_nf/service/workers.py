@@ -20,6 +20,7 @@ from pathlib import Path
 from cnvkit_nf.contract.model import Request
 from cnvkit_nf.contract.problems import Problem, errors, summary
 from cnvkit_nf.contract.request import validate_request
+from cnvkit_nf.launch import samplesheets
 from cnvkit_nf.launch.input_store import InputStore
 from cnvkit_nf.launch.local_files import DEFAULT_CHECK, CheckLimits
 from cnvkit_nf.launch.runner import RunOptions
@@ -184,7 +185,10 @@ class WorkerPool:
         service's rules at its turn, or unable to go on after a restart (the reason and its
         kind recorded)."""
         job_plan = self._plans.pop(job.instance_id, None)
-        validation = validate_request(job.request) if job_plan is None else None
+        validation = samplesheets.with_rows(
+            validate_request(job.request),
+            lambda sheet: validate_request(job.request, sheet=sheet), self.roots(job.project),
+            self.storage_config) if job_plan is None else None
         request = job_plan.request if job_plan is not None else validation.request
         refused = errors(self.admit(request, job.project)) if job.status == LAUNCHING else []
         if refused:  # e.g. a folder replaced by a link out of the data roots while it waited
