@@ -75,7 +75,8 @@ class SampleSpec:
 
     ``purity`` is the tumour's fraction of the sample (the rest is normal tissue of its sex);
     ``normal`` names its matched normal, a control of the same individual: they share germline
-    SNVs, and the tumour's VCF has the normal's column too.
+    SNVs, and the tumour's VCF has the normal's column too (named as the normal). ``vcf_sample``
+    names the tumour's own column (default: its name).
     """
 
     name: str
@@ -84,6 +85,7 @@ class SampleSpec:
     control: bool = False
     purity: float = 1.0
     normal: str | None = None
+    vcf_sample: str | None = None
 
     def baseline(self, chrom: str) -> int:
         """Copy number of ``chrom`` outside any event."""
@@ -131,6 +133,8 @@ class Cohort:
                 row["purity"] = spec.purity
             if spec.name in self.vcfs:
                 row["vcf"] = str(self.vcfs[spec.name])
+                if spec.vcf_sample:
+                    row["vcf_sample"] = spec.vcf_sample
             if spec.normal:
                 row["normal"] = spec.normal
             rows.append(row)
@@ -139,7 +143,7 @@ class Cohort:
     def write_samplesheet(self, path: str | Path, wrong_sex: Iterable[str] = ()) -> Path:
         """Write :meth:`request_samples` as a samplesheet (CSV, or TSV for a ``.tsv`` path)."""
         path = Path(path)
-        columns = ["sample", "bam", "role", "sex", "purity", "vcf", "normal"]
+        columns = ["sample", "bam", "role", "sex", "purity", "vcf", "vcf_sample", "normal"]
         with open(path, "w", newline="") as out:
             writer = csv.DictWriter(out, columns, delimiter="\t" if path.suffix == ".tsv" else ",")
             writer.writeheader()
@@ -282,8 +286,9 @@ def make_cohort(
     for spec in samples:
         if vcf_suffix and not spec.control:
             vcf = outdir / f"{spec.name}{vcf_suffix}"
-            columns = [spec.name] + ([spec.normal] if spec.normal else [])
-            _write_vcf(vcf, genome, snvs[spec.individual], {c: calls[c] for c in columns})
+            columns = {spec.vcf_sample or spec.name: calls[spec.name]}
+            columns |= {spec.normal: calls[spec.normal]} if spec.normal else {}
+            _write_vcf(vcf, genome, snvs[spec.individual], columns)
             cohort.vcfs[spec.name] = vcf
     return cohort
 
@@ -304,6 +309,11 @@ def _validate(samples: list[SampleSpec], lengths: dict[str, int]) -> None:
             raise ValueError(
                 f"{spec.name}: normal {spec.normal!r} must be a control sample of "
                 "the same sex, and only an experimental sample has one"
+            )
+        if spec.vcf_sample and (spec.control or spec.vcf_sample == spec.normal):
+            raise ValueError(
+                f"{spec.name}: vcf_sample names an experimental sample's column, "
+                "which must differ from its normal's"
             )
         for e in spec.events:
             if e.chrom not in lengths or not 0 <= e.start < e.end <= lengths[e.chrom]:
@@ -649,17 +659,17 @@ class _Snvs:
 
 def _germline_snvs(genome: _Genome, spec: SampleSpec, seed: int) -> _Snvs:
     """SNVS_PER_TARGET heterozygous SNVs in each target of the contigs ``spec`` has two copies
-    of (one in each half of the target), drawn from the seed and the individual's name."""
+    of (one in each of as many equal parts of the target), drawn from the seed and the
+    individual's name."""
     rng = np.random.default_rng([seed, 2, zlib.crc32(spec.individual.encode())])
     contig, pos = [], []
     for i, (chrom, rows) in enumerate(genome.targets.items()):
         if spec.baseline(chrom) != 2:
             continue
         length = rows[:, 1] - rows[:, 0]
-        half = length // 2
-        first = rows[:, 0] + rng.integers(0, half)
-        second = rows[:, 0] + half + rng.integers(0, length - half)
-        pos.append(np.column_stack([first, second]).ravel())
+        cuts = [rows[:, 0] + length * k // SNVS_PER_TARGET for k in range(SNVS_PER_TARGET + 1)]
+        parts = [lo + rng.integers(0, hi - lo) for lo, hi in zip(cuts, cuts[1:], strict=False)]
+        pos.append(np.column_stack(parts).ravel())
         contig.append(np.full(pos[-1].size, i))
     contig, pos = np.concatenate(contig), np.concatenate(pos)
     seqs = list(genome.seqs.values())

@@ -231,7 +231,7 @@ def _shared_germline_samples() -> list[SampleSpec]:
         SampleSpec("Normal_A", "female", control=True),
         SampleSpec("Tumour_A1", "female", (Event("chr1", 20_000, 40_000, 2, minor=0),),
                    normal="Normal_A"),
-        SampleSpec("Tumour_A2", "female", purity=0.4, normal="Normal_A"),
+        SampleSpec("Tumour_A2", "female", purity=0.4, normal="Normal_A", vcf_sample="TUMOUR"),
         SampleSpec("Solo", "male", (Event("chr2", 20_000, 40_000, 3),)),
     ]  # fmt: skip
 
@@ -267,8 +267,10 @@ def test_bgzipped_vcfs_sorted_indexed_and_shared_by_an_individual(tmp_path) -> N
     assert [r[:4] for r in a1] == [r[:4] for r in a2]
     assert [r[5] for r in a1] == [r[5] for r in a2]  # Normal_A's GT, AD, DP
     assert [r[:2] for r in _vcf_rows(cohort.vcfs["Solo"])] != [r[:2] for r in a1]
-    with pysam.VariantFile(str(cohort.vcfs["Solo"])) as vcf:
-        assert list(vcf.header.samples) == ["Solo"]
+    for name, columns in (("Solo", ["Solo"]), ("Tumour_A1", ["Tumour_A1", "Normal_A"]),
+                          ("Tumour_A2", ["TUMOUR", "Normal_A"])):
+        with pysam.VariantFile(str(cohort.vcfs[name])) as vcf:
+            assert list(vcf.header.samples) == columns
     # CNVkit's reader takes an unmatched tumour too
     solo = tabio.read(str(cohort.vcfs["Solo"]), "vcf", sample_id="Solo").data
     assert len(solo) == len(_vcf_rows(cohort.vcfs["Solo"])) and (solo.zygosity == 0.5).all()
@@ -295,7 +297,8 @@ def test_request_samples_state_what_was_planted(tmp_path) -> None:
                        "role": "control", "sex": "female"}  # fmt: skip
     assert rows[2] == {
         "id": "Tumour_A2", "bam": str(cohort.bams["Tumour_A2"]), "role": "experimental",
-        "sex": "male", "purity": 0.4, "vcf": str(cohort.vcfs["Tumour_A2"]), "normal": "Normal_A",
+        "sex": "male", "purity": 0.4, "vcf": str(cohort.vcfs["Tumour_A2"]),
+        "vcf_sample": "TUMOUR", "normal": "Normal_A",
     }  # fmt: skip
     assert [r["sex"] for r in cohort.request_samples()] == [s.sex for s in cohort.samples]
     sheet = cohort.write_samplesheet(tmp_path / "sheet.tsv", wrong_sex=["Solo"])
@@ -304,6 +307,7 @@ def test_request_samples_state_what_was_planted(tmp_path) -> None:
     assert [r["sample"] for r in table] == ["Normal_A", "Tumour_A1", "Tumour_A2", "Solo"]
     assert table[3]["sex"] == "female" and table[1]["purity"] == "" and table[2]["purity"] == "0.4"
     assert table[1]["normal"] == "Normal_A" and table[1]["vcf"] == str(cohort.vcfs["Tumour_A1"])
+    assert (table[1]["vcf_sample"], table[2]["vcf_sample"]) == ("", "TUMOUR")
 
 
 def test_rejects_bad_tumour_specs(tmp_path) -> None:
@@ -313,9 +317,43 @@ def test_rejects_bad_tumour_specs(tmp_path) -> None:
         "normal 'N' must be a control": [normal, SampleSpec("T", "female", normal="N")],
         "normal 'X' must be": [SampleSpec("T", "male", normal="X")],
         "minor": [SampleSpec("T", "male", (Event("chr1", 0, 10, 2, minor=2),))],
+        "vcf_sample": [normal, SampleSpec("T", "male", normal="N", vcf_sample="N")],
     }
     for message, samples in bad.items():
         with pytest.raises(ValueError, match=message):
             make_cohort(tmp_path, samples)
     with pytest.raises(ValueError, match="vcf_suffix"):
         make_cohort(tmp_path, [normal], vcf_suffix=".bcf")
+
+
+def test_cnvkit_calls_the_planted_alleles_from_the_vcf(tn_cohort: Cohort, tmp_path) -> None:
+    """CNVkit, run by hand on Tumour_1 (purity 0.7) against its normal, with the VCF and the
+    purity: the deletion is 1 copy of one allele, the gain 2 + 1 (its BAF, rescaled for purity,
+    1/3 from 1), chr1 1 + 1; segmented with the VCF too, the copy-neutral LOH is 2 + 0."""
+    cnvkit = Path(sys.executable).with_name("cnvkit.py")
+    out, c = tmp_path / "out", tn_cohort
+    vcf = ["-v", c.vcfs["Tumour_1"], "-i", "Tumour_1", "-n", "Normal_1"]
+    call = ["--purity", "0.7", "-x", "male", "-m", "clonal"]
+    for command in (
+        ["batch", c.bams["Tumour_1"], "-n", c.bams["Normal_1"], "-t", c.bed, "-f", c.ref,
+         "-d", out, "-p", "1"],
+        ["call", out / "Tumour_1.cns", *vcf, *call, "-o", tmp_path / "depth.call.cns"],
+        ["segment", out / "Tumour_1.cnr", *vcf, "-o", tmp_path / "vcf.cns"],
+        ["call", tmp_path / "vcf.cns", *vcf, *call, "-o", tmp_path / "vcf.call.cns"],
+    ):  # fmt: skip
+        subprocess.run([cnvkit, *command], check=True, capture_output=True)
+    deletion, gain, loh = tumour_normal_samples(TN_CHROM)[1].events
+    neutral = Event("chr1", 0, TN_CHROM, 2)
+    # only chr4 is read from `segment -v`: CNVkit 0.9.14 stretches each segment of a chromosome
+    # of several to the whole chromosome there (etal/cnvkit#1131)
+    for event, alleles, called in (
+        (deletion, (1, 0), "depth"), (gain, (2, 1), "depth"), (neutral, (1, 1), "depth"),
+        (loh, (2, 0), "vcf"),
+    ):  # fmt: skip
+        segments = tabio.read(str(tmp_path / f"{called}.call.cns")).data
+        middle = (event.start + event.end) // 2
+        row = segments[(segments.chromosome == event.chrom) & (segments.start <= middle)
+                       & (segments.end > middle)].iloc[0]  # fmt: skip
+        assert (row.cn, row.cn1, row.cn2) == (event.copies, *alleles), event
+        if event == gain:
+            assert row.baf == pytest.approx(2 / 3, abs=0.05)
