@@ -295,8 +295,8 @@ def test_unpooled_matched_normal_gets_no_coverage(nextflow_bin, tmp_path):
             {"bam": str(stub / "tumour_A.sort.mkdup.bam"), "role": "experimental",
              "normal": "normal_B"},
             {"bam": str(stub / "tumour_D.sort.mkdup.bam"), "role": "experimental"}]
-    params = {"samples": rows, "pool_matched_normals": False, "experimental_inputs": [],
-              "control_inputs": [], "output_dir": str(tmp_path / "out")}
+    params = {"samples": rows, "pool_matched_normals": False, "experimental_inputs": None,
+              "control_inputs": [], "output_dir": str(tmp_path / "out")}  # not the profile's
     (tmp_path / "params.json").write_text(json.dumps(params))
     result = nextflow_run(nextflow_bin, tmp_path, "-stub", "-params-file",
                           str(tmp_path / "params.json"), profile="test,local")

@@ -14,7 +14,8 @@ process CHECK_INPUTS {
     tuple val(names), path(bams)
     path reused, stageAs: 'reused/*'  // a reference to reuse and its record; [] for none
     val conf  // the request's option strings as given, {FIELD: ARGS} (no quote: nextflow_schema.json)
-    path samples  // samples.json: the request's rows, for the rules across them; [] for the seed's lists
+    path samples  // samples.json: the request's rows, for the rules across them and the roles
+                  // the job's kind allows; [] for the seed's lists
     // the VCFs, each once in its own folder (two may share a name); for each sample that reads
     // one, its index in `vcfs` and the columns it needs (its own, its normal's)
     tuple val(vcf_of), val(vcf_columns), path(vcfs, stageAs: 'vcf*/*')
@@ -35,7 +36,8 @@ process CHECK_INPUTS {
     def variants = vcf_of.collect { id, i ->
         "--vcf ${id}=${staged[i]} --vcf-columns ${id}=${vcf_columns[id].join(',')}"
     }.join(' ')
-    def rows = samples ? "--samples ${samples}" : ''
+    def rows = samples ? "--samples ${samples} --reference-mode ${params.reference_mode}" +
+        (params.reference_only ? ' --reference-only' : '') : ''
     """
     check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} ${reference} ${rows} ${variants} \\
         ${options} --check-options options.json --indexes indexes.json > input_check.txt || {
