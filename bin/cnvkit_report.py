@@ -208,8 +208,8 @@ def render(job: dict, results: list[str], sex: dict[str, str], references: dict[
     who = (f"Job <b>{html.escape(about['instance_id'])}</b>, submitted" if "instance_id" in about
            else f"Run <b>{html.escape(about['run_name'])}</b>, started")
     summary = []
-    shared = set(references.values())
-    reference_sex = shared.pop() if len(shared) == 1 else "several"
+    # one reference.cnn, or each tumour its own (leave-one-out)
+    reference_sex = next(iter(references.values())) if len(references) == 1 else "several"
     for name in calls:
         qc = flags(metrics.get(name, {}))
         own_reference = reference_sex_of(name, references)
@@ -231,11 +231,12 @@ def render(job: dict, results: list[str], sex: dict[str, str], references: dict[
         f"report written {int(elapsed.total_seconds())} s later. "
         + ", ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in versions.items()) + ".</p>",
         "<h2>Samples</h2>",
-        f"<p>{reference_origin(about)} "
+        ("<p>Leave-one-out: each sample was called against its own reference, pooled from "
+         "all the other samples' coverage (reference/leave-one-out/SAMPLE.reference.cnn). "
+         if reference_sex == "several" else f"<p>{reference_origin(about)} ")
         + (f"It assumes a <b>{html.escape(reference_sex.lower())}</b> sample "
            "(the sex CNVkit infers from reference.cnn). " if reference_sex in KNOWN_SEXES else
-           "Each sample has its own reference (leave-one-out), pooled from the others. "
-           if reference_sex == "several" else
+           "" if reference_sex == "several" else
            "CNVkit cannot tell which sex it assumes (no usable chrX in reference.cnn). ")
         + "Sex of each tumour is inferred from its target coverage. QC thresholds: "
         + ", ".join(f"{k} &gt; {v:g}" for k, v in THRESHOLDS.items()) + ".</p>",

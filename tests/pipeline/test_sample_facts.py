@@ -249,6 +249,22 @@ def test_bad_samplesheet_is_refused_before_any_task(nextflow_bin, germline, tmp_
     assert processes_run(tmp_path / "out") == []
 
 
+def test_rows_that_break_a_rule_across_rows_stop_at_the_input_check(nextflow_bin, germline,
+                                                                    tmp_path):
+    """A matched normal that is no row's id: the input check (the first task) refuses the
+    sheet, naming the row and the column; no CNVkit task starts."""
+    cohort = germline["cohort"]
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("sample,bam,role,normal\n"
+                     f"N1,{cohort.bams['Control_M']},control,\n"
+                     f"T1,{cohort.bams['Sample_1']},experimental,Nobody\n")
+    result = nextflow_run(nextflow_bin, tmp_path, "--samplesheet", str(sheet), "--ref",
+                          str(cohort.ref), "--bed", str(cohort.bed), "--output_dir", "out")
+    assert result.returncode != 0
+    assert "the row of Sample_1.bam, normal" in result.stdout + result.stderr
+    assert processes_run(tmp_path / "out") == ["CHECK_INPUTS"]
+
+
 # --- (c) leave-one-out on the four as a germline cohort ----------------------------------------
 
 
@@ -278,6 +294,8 @@ def test_leave_one_out_equals_references_and_calls_by_hand(loo_run, germline):
         assert sorted(record["controls"]) == sorted(set(coverages) - {name})
         assert_tumour_equal(out, hand.folder, name)
     assert not (out / "reference" / "reference.cnn").exists()
+    assert "Leave-one-out: each sample was called against its own reference" in \
+        (out / "report.html").read_text()
     tasks = int((out / "pipeline_info" / "tasks.txt").read_text())
     assert tasks == len(read_table(out / "pipeline_info" / "trace.tsv"))
     assert processes_run(out).count("CNVKIT_REFERENCE") == 4

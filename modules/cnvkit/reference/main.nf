@@ -36,11 +36,11 @@ process CNVKIT_REFERENCE {
         .findAll { f -> f.name.endsWith('.targetcoverage.cnn') }
         .collect { f -> "--control ${f.name - '.targetcoverage.cnn'}" }.join(' ')
     def options = task.ext.options ?: ''  // --option=FIELD='ARGS' of each option string
-    def given = sex ? " -x ${sex}" : ''
+    def given = sex ? "-x ${sex}" : ''
     def out = id ? "reference/leave-one-out/${id}.reference" : 'reference/reference'
     """
     mkdir -p \$(dirname ${out})
-    cnvkit.py reference ${controls} ${args}${given} ${flat} -f ${fasta} -o ${out}.cnn
+    cnvkit.py reference ${controls} ${args} ${flat} ${given} -f ${fasta} -o ${out}.cnn
     reference_record.py --fasta ${fasta} --fai ${fai} --bed ${bed} ${annotation ? "--annotation ${annotation}" : ''} \\
         ${names} ${options} --pipeline '${workflow.manifest.version}' -o ${out}.json
     """
