@@ -4,8 +4,8 @@ with the same CNVkit commands run by hand, one process each.
 
 One cohort and one run per scenario, shared by its tests (module-scoped fixtures):
 - a tumour/normal pair at purity 0.6 with its VCF, given as `samples` rows;
-- a mixed-sex cohort given by a samplesheet (a direct `--samplesheet` launch), one control
-  stated with the wrong sex;
+- a mixed-sex cohort given by a samplesheet (a direct `--samplesheet` launch), the male tumour
+  stated as female (a sample swap, or a typo);
 - the same four BAMs as a germline cohort, leave-one-out.
 """
 
@@ -177,7 +177,7 @@ def test_pair_report_states_the_assumptions(pair):
     assert checks == {"Tumour_1": "ok", "Normal_1": "ok"}
 
 
-# --- (b) and (d): a mixed-sex cohort from a samplesheet, one sex stated wrong ------------------
+# --- (b) and (d): a mixed-sex cohort from a samplesheet, a tumour's sex stated wrong -----------
 
 
 @pytest.fixture(scope="module")
@@ -194,9 +194,9 @@ def germline(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sheet_run(nextflow_bin, germline):
-    """`nextflow run --samplesheet sheet.csv`, Control_F stated as male."""
+    """`nextflow run --samplesheet sheet.csv`, Sample_1 (male) stated as female."""
     work, cohort = germline["work"], germline["cohort"]
-    cohort.write_samplesheet(work / "sheet.csv", wrong_sex=["Control_F"])
+    cohort.write_samplesheet(work / "sheet.csv", wrong_sex=["Sample_1"])
     result = nextflow_run(nextflow_bin, work, "--samplesheet", "sheet.csv", "--ref",
                           str(cohort.ref), "--bed", str(cohort.bed), "--output_dir", "out")
     return {"result": result, "out": work / "out"}
@@ -205,27 +205,30 @@ def sheet_run(nextflow_bin, germline):
 def test_sheet_calls_equal_cnvkit_by_hand_with_each_sex(sheet_run, germline):
     assert sheet_run["result"].returncode == 0, sheet_run["result"].stdout
     hand, coverages, out = germline["hand"], germline["coverages"], sheet_run["out"]
-    # both controls were given as male (one wrongly): the reference takes -x male
-    hand.reference(coverages["Control_M"] + coverages["Control_F"], "reference.cnn",
-                   "-x", "male")
+    # the controls were given different sexes: the reference takes no -x
+    hand.reference(coverages["Control_M"] + coverages["Control_F"], "reference.cnn")
     assert (out / "reference" / "reference.cnn").read_text() == \
         (hand.folder / "reference.cnn").read_text()
-    for name, sex in (("Sample_1", "male"), ("Sample_2", "female")):
-        hand.tumour(name, "reference.cnn", call=("-x", sex), sex=("-x", sex))
+    for name in ("Sample_1", "Sample_2"):  # both stated as female, Sample_1 wrongly
+        hand.tumour(name, "reference.cnn", call=("-x", "female"), sex=("-x", "female"))
         assert_tumour_equal(out, hand.folder, name)
         sexed = [row for row in read_table(out / "samples" / name / f"{name}.call.cns")
                  if row["chromosome"] in ("chrX", "chrY")]
         assert sexed, name  # the comparison covers the sex chromosomes' calls
+    # every tumour was given one sex: the heatmap draws them as that sex
+    hand("heatmap", "Sample_1.cns", "Sample_2.cns", "-x", "female", "-o", "heatmap.png")
+    assert (out / "cohort" / "heatmap.png").read_bytes() == \
+        (hand.folder / "heatmap.png").read_bytes()
 
 
 def test_sheet_flags_the_stated_sex_that_coverage_contradicts(sheet_run):
     assert sheet_run["result"].returncode == 0, sheet_run["result"].stdout
     checks = {row["Sample"]: row["cnvkit_sex_check"]
               for row in read_table(sheet_run["out"] / "cohort" / "cnvkit_mqc.tsv")}
-    assert checks == {"Sample_1": "ok", "Sample_2": "ok", "Control_M": "ok",
-                      "Control_F": "MISMATCH: given male, CNVkit infers female"}
+    assert checks == {"Sample_1": "MISMATCH: given female, CNVkit infers male",
+                      "Sample_2": "ok", "Control_M": "ok", "Control_F": "ok"}
     page = (sheet_run["out"] / "report.html").read_text()
-    assert ('<span class="flag">MISMATCH: given male, CNVkit infers female</span>' in page)
+    assert '<span class="flag">MISMATCH: given female, CNVkit infers male</span>' in page
 
 
 def test_bad_samplesheet_is_refused_before_any_task(nextflow_bin, germline, tmp_path):
