@@ -60,8 +60,11 @@ def reference_sexes(reference_sex_tsv: Path) -> dict[str, str]:
 
 
 def reference_sex_of(name: str, references: dict[str, str]) -> str:
-    """The sex of the reference a tumour was called against."""
-    return references.get(f"{name}.reference.cnn", references.get("reference.cnn", "Unknown"))
+    """The sex of the reference a tumour was called against: its own (leave-one-out), else
+    the job's one (built, given or reused, whatever its name)."""
+    if f"{name}.reference.cnn" in references:
+        return references[f"{name}.reference.cnn"]
+    return next(iter(references.values())) if len(references) == 1 else "Unknown"
 
 
 def sex_check(given: str | None, inferred: str | None) -> str:

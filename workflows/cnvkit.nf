@@ -91,7 +91,7 @@ workflow CNVKIT {
                 .map { all -> groovy.json.JsonOutput.toJson(all.collect { meta, bam ->
                     meta + [bam: bam.toString(), vcf: meta.vcf?.toString()]
                 }) }
-                .collectFile(name: 'samples.json') : channel.value([])
+                .collectFile(name: 'sample_rows.json') : channel.value([])
         variants = metas.map { all ->
             def readers = all.findAll { meta -> meta.vcf }
             def vcfs = readers.collect { meta -> meta.vcf }.unique()

@@ -101,6 +101,8 @@ def test_samples_bring_the_sex_check_and_each_calls_assumptions(tmp_path):
         "sample\tsex\tX_logratio\tY_logratio\n"
         "Quiet.targetcoverage.cnn\tFemale\t0\t-5\nLoud.targetcoverage.cnn\tMale\t-1\t0\n"
         "Pool.targetcoverage.cnn\tUnknown\tNA\tNA\n")
+    (tmp_path / "reference-sex.tsv").write_text(  # a reference given under its own name
+        "sample\tsex\tX_logratio\tY_logratio\npon.cnn\tMale\t-1\t0\n")
     rows = [
         {"id": "Loud", "role": "experimental", "sex": "female", "purity": 0.6, "ploidy": None,
          "vcf": "Loud.vcf.gz", "vcf_sample": "L", "normal": "Own",
@@ -125,6 +127,7 @@ def test_samples_bring_the_sex_check_and_each_calls_assumptions(tmp_path):
     assert "female (given for the sample)" in page and "female (inferred by CNVkit)" in page
     assert page.count("re-centred on the mode (--center, call_conf)") == 2
     assert "Loud.vcf.gz: column L, normal Own" in page
+    assert page.count('<span class="ok">yes</span>') == 1  # Loud's sex matches pon.cnn's
     table = (tmp_path / "cohort" / "cnvkit_mqc.tsv").read_text().splitlines()
     assert "#     - cnvkit_sex_check:" in table
     assert table[-4:] == [

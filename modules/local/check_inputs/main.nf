@@ -14,7 +14,7 @@ process CHECK_INPUTS {
     tuple val(names), path(bams)
     path reused, stageAs: 'reused/*'  // a reference to reuse and its record; [] for none
     val conf  // the request's option strings as given, {FIELD: ARGS} (no quote: nextflow_schema.json)
-    path samples  // samples.json: the request's rows, for the rules across them and the roles
+    path samples  // sample_rows.json: the request's rows, for the rules across them and the roles
                   // the job's kind allows; [] for the seed's lists
     // the VCFs, each once in its own folder (two may share a name); for each sample that reads
     // one, its index in `vcfs` and the columns it needs (its own, its normal's)
