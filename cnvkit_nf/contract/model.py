@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from cnvkit_nf.contract.confs import CheckedOptions
 from cnvkit_nf.contract.paths import Location
+from cnvkit_nf.pipeline_files import load_bin
 
 Role = Literal["experimental", "control"]
 # How a request gives its samples: the seed's two lists, `samples` rows, or a samplesheet's.
@@ -38,11 +39,6 @@ class Sample:
     vcf_sample: str | None = None  # its column in its VCF, as given
     normal: str | None = None  # the id of its matched normal (a control sample)
 
-    @property
-    def vcf_column(self) -> str | None:
-        """Its column in its VCF: as given, else its id (None without a VCF)."""
-        return (self.vcf_sample or self.id) if self.vcf is not None else None
-
 
 @dataclass(frozen=True)
 class Request:
@@ -66,13 +62,10 @@ class Request:
     reference_mode: str = "pooled"  # or "leave-one-out"
     pool_matched_normals: bool = True
 
-    def normal_column(self, sample: Sample) -> str | None:
-        """The column of `sample`'s matched normal in its VCF: the normal's own vcf_sample,
-        else its id; None without a VCF or a normal."""
-        if sample.vcf is None or sample.normal is None:
-            return None
-        normal = next((s for s in self.samples if s.id == sample.normal), None)
-        return (normal.vcf_sample or normal.id) if normal is not None else sample.normal
+    def vcf_columns(self, sample: Sample) -> list[str]:
+        """The columns `sample`'s VCF must have: its own (its vcf_sample, else its id), then
+        its matched normal's; none without a VCF (`bin/sample_rows.py`'s rule)."""
+        return load_bin("sample_rows").vcf_columns(vars(sample), [vars(s) for s in self.samples])
 
     def of_role(self, role: Role) -> list[Sample]:
         """The experimental or the control samples, in the request's order."""

@@ -21,11 +21,14 @@ class ParamsError(Exception):
 
 def row(sample: Sample, local: Callable[[str, Location], str]) -> dict:
     """A sample as a row of params.samples: its id filled in, its files as `local` gives them
-    (what main.nf reads as the sample's meta and BAM; a fact not given is null)."""
-    return {"id": sample.id, "bam": local(sample.field, sample.location), "role": sample.role,
-            "sex": sample.sex, "purity": sample.purity, "ploidy": sample.ploidy,
-            "vcf": local(sample.vcf_field, sample.vcf) if sample.vcf is not None else None,
-            "vcf_sample": sample.vcf_sample, "normal": sample.normal}
+    (what main.nf reads as the sample's meta and BAM); a fact not given is left out, as the
+    params schema's row has no nulls."""
+    values = {"id": sample.id, "bam": local(sample.field, sample.location),
+              "role": sample.role, "sex": sample.sex, "purity": sample.purity,
+              "ploidy": sample.ploidy,
+              "vcf": local(sample.vcf_field, sample.vcf) if sample.vcf is not None else None,
+              "vcf_sample": sample.vcf_sample, "normal": sample.normal}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def to_params(request: Request, *, base: Path | None = None,

@@ -133,8 +133,15 @@ def validate_request(data: object, cache=None, sheet: str | None = None) -> Vali
     longest = load_schema()["$defs"]["options"]["maxLength"]
     options, option_problems = confs.check_all(
         {k: v for k, v in data.items() if isinstance(v, str) and len(v) <= longest}, cache)
-    return Validation(list(dict.fromkeys(problems + option_problems)),
+    return Validation(sorted(dict.fromkeys(problems + option_problems), key=_sheet_line),
                       _parsed(request, parsed, options, way, rows))
+
+
+def _sheet_line(problem: Problem) -> int:
+    """A samplesheet line's problems in the sheet's order, after the request's (a stable
+    sort keeps the order found within a line)."""
+    found = re.match(rf"{samplesheet.FIELD} line (\d+)", problem.field)
+    return int(found.group(1)) if found else 0
 
 
 def _rows(data: dict[str, Any], sheet: str | None) -> tuple[Way, list[_Row], list[Problem]]:
@@ -375,7 +382,9 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
         unknown = [name for name in instance if name not in known]
         out = []
         for name in unknown[:MAX_NAMED]:  # a hint costs a comparison with every known name
-            close = difflib.get_close_matches(name, known, n=1)
+            # a row's id is a samplesheet's `sample` column
+            close = ["id"] if name == samplesheet.ID_COLUMN and "id" in known else \
+                difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             out.append(Problem(prefix + name, f"unknown field {name!r}{hint}"))
         if len(unknown) > MAX_NAMED:

@@ -71,7 +71,7 @@ def read_rows(text: str, name: str, row_schema: dict[str, Any], max_rows: int
                 key: _typed(cell, row_schema["properties"][key].get("type"))
                 for key, cell in zip(keys, cells, strict=True) if key and cell}))
     except csv.Error as exc:
-        return [], problems + [Problem(where(reader.line_num + 1), f"is not CSV or TSV: {exc}")]
+        return [], problems + [Problem(where(reader.line_num), f"is not CSV or TSV: {exc}")]
     if keys is None:
         return [], [Problem(FIELD, "is empty: it needs a header row naming its columns, e.g. "
                                    "sample,bam,role")]

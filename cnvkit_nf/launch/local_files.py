@@ -134,7 +134,7 @@ def check(request: Request, roots: Roots, limits: CheckLimits = DEFAULT_CHECK) -
             checked |= {name: opened_only(params.get(name)) for name in PATH_FIELDS}
             if "samples" in params:
                 checked["samples"] = [{**row, "bam": opened_only(row["bam"]),
-                                       "vcf": opened_only(row["vcf"])}
+                                       "vcf": opened_only(row.get("vcf"))}
                                       for row in params["samples"]]
             checked["checked_options"] = params["checked_options"]
             shown = {f"{view.parent}/": os.path.join(os.path.dirname(item_path), "")

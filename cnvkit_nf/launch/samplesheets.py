@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from cnvkit_nf.contract.paths import Location
 from cnvkit_nf.contract.problems import Problem
 from cnvkit_nf.contract.request import Validation
@@ -76,12 +74,6 @@ def _remote(location: Location, storage_config: str | None) -> bytes:
     """At most MAX_BYTES + 1 bytes of a sheet in object storage."""
     try:
         s3 = storage.client(storage.load_settings(storage_config), location.scheme)
-        if storage.head(s3, location).size > MAX_BYTES:
-            raise _Unread(f"{location.raw}: {TOO_LARGE}")
-        answer = s3.get_object(Bucket=location.bucket, Key=location.key,
-                               Range=f"bytes=0-{MAX_BYTES}")
-        return answer["Body"].read(MAX_BYTES + 1)
+        return storage.read_head(s3, location, MAX_BYTES)
     except storage.StorageError as err:
         raise _Unread(str(err)) from None
-    except (BotoCoreError, ClientError) as err:  # while reading the object
-        raise _Unread(f"{location.raw}: could not be read: {err}") from None

@@ -190,7 +190,8 @@ class ServiceConfig:
         inputs = sum(len(raw[name]) for name in (*INPUT_FIELDS, "samples")
                      if isinstance(raw.get(name), list)) or len(request.samples)
         if inputs > self.limits["max_inputs"]:
-            problems.append(Problem("experimental_inputs", f"{inputs} BAM files in all; this "
+            where = "experimental_inputs" if request.way == "lists" else request.way
+            problems.append(Problem(where, f"{inputs} BAM files in all; this "
                                     f"service takes at most {self.limits['max_inputs']}"))
         for name in SUBSTEP_OF_FIELD:
             value = raw.get(name)

@@ -239,6 +239,20 @@ def _md5():
     return hashlib.md5(usedforsecurity=False)
 
 
+def read_head(s3, location: Location, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of a small object (a samplesheet), from its start: more than
+    `limit` says that it is too large, without reading it all."""
+    try:
+        answer = s3.get_object(Bucket=location.bucket, Key=location.key,
+                               Range=f"bytes=0-{limit}")
+        return answer["Body"].read(limit + 1)
+    except ClientError as err:
+        raise StorageError(_reason(_with_code(s3, location, err), location,
+                                   _bucket_exists(s3, location.bucket))) from err
+    except BotoCoreError as err:
+        raise StorageError(_reason(err, location)) from err
+
+
 def download(s3, location: Location, cache: Path) -> tuple[Path, bool]:
     """The object in the local cache (downloaded unless already there); and whether it was.
 

@@ -46,10 +46,13 @@ def test_rows_and_a_sheet_give_the_same_samples_with_their_facts():
     tumour, normal = by_rows.request.samples
     assert (tumour.id, tumour.role, tumour.sex, tumour.purity, tumour.ploidy) == \
         ("T1", "experimental", "female", 0.6, 3)
-    assert tumour.vcf == parse_location("/d/t1.vcf.gz") and tumour.vcf_column == "TUMOR"
-    assert by_rows.request.normal_column(tumour) == "N1"  # the normal's id: its column
-    assert (normal.id, normal.role, normal.vcf, normal.vcf_column) == \
-        ("N1", "control", None, None)  # the id from the BAM's name
+    assert tumour.vcf == parse_location("/d/t1.vcf.gz")
+    assert by_rows.request.vcf_columns(tumour) == ["TUMOR", "N1"]  # the normal's id: its column
+    assert (normal.id, normal.role, normal.vcf) == ("N1", "control", None)  # id: the BAM's name
+    assert by_rows.request.vcf_columns(normal) == []
+    alone = validate_request(rows_request(samples=[
+        {k: v for k, v in TUMOUR.items() if k not in ("vcf_sample", "normal")}]))
+    assert alone.ok and alone.request.vcf_columns(alone.request.samples[0]) == ["T1"]
     assert (tumour.field, tumour.vcf_field) == ("samples[0].bam", "samples[0].vcf")
     for validation in (by_csv, by_tsv):
         drop = ("field", "vcf_field")
@@ -77,7 +80,7 @@ def test_every_bad_input_of_the_issue_at_once():
         {**NORMAL, "vcf": "/d/n1.vcf", "purity": 0.5},             # a control's VCF, purity
         {"bam": "/d/t3.bam", "role": "experimental", "normal": "t2"},  # normal not a control
         {"bam": "/d/t4.bam", "role": "experimental", "id": "T1"},  # duplicate id
-        {"bam": "/d/t5.bam", "role": "experimental", "colour": "red"},  # unknown key
+        {"bam": "/d/t5.bam", "role": "experimental", "colour": "red", "sample": "T5"},
         {"bam": "/d/t1.sort.bam", "role": "control", "id": "C9"},  # same BAM in two roles
     ])
     errs = error_map(data)
@@ -88,7 +91,8 @@ def test_every_bad_input_of_the_issue_at_once():
     assert "only on an experimental (tumour) row" in errs["samples[2].purity"]
     assert "'t2', which is not a control row" in errs["samples[3].normal"]
     assert "sample id 'T1' is also that of samples[0]" in errs["samples[4].id"]
-    assert errs["samples[5].colour"] == "unknown field 'colour'"
+    assert errs["samples[5].colour"] == "unknown field 'colour'"  # and the sheet's id column:
+    assert errs["samples[5].sample"] == "unknown field 'sample' (did you mean 'id'?)"
     assert 'reference_mode "leave-one-out"' in errs["samples[6].bam"]
     assert errs["experimental_inputs"].startswith("must be [] or left out when samples")
 
@@ -165,7 +169,8 @@ def test_a_sheets_problems_name_its_line_and_column():
     ("sample,bam\nA,/d/a.bam\n", "samplesheet line 1", "has no column 'role', which is required"),
     ("bam,role,bam\n/d/a.bam,control,/d/b.bam\n", "samplesheet line 1",
      "column 'bam' is given more than once"),
-    ('bam,role\n"/d/a.bam,control\n', "samplesheet line 3", "is not CSV or TSV"),
+    ('bam,role\n"/d/a.bam,control\n', "samplesheet line 2", "is not CSV or TSV"),
+    ('bam,role\n"/d/a.bam"x,control\n', "samplesheet line 2", "is not CSV or TSV"),
     ("bam,rol\n/d/a.bam,control\n", "samplesheet line 1", "(did you mean 'role'?)"),
     ("bam,role\n" + "/d/a.bam,control\n" * 600, "samplesheet", "has more than 500 rows"),
     ("bam,role\n/d/${HOME}.bam,experimental\n", "samplesheet line 2, column bam",
@@ -201,3 +206,68 @@ def test_call_conf_vcf_refused_and_per_sample_facts_warned():
     warned = {p.message.split(" ")[0] for p in validation.problems
               if p.field == "call_conf" and p.severity == "warning"}
     assert warned == {"-x/--sample-sex", "--purity"}
+
+
+def test_params_of_rows_and_of_a_sheet(tmp_path):
+    """Rows become params.samples with their ids and absolute paths (a fact not given left
+    out), the reference settings with them; they meet the pipeline's params schema."""
+    from jsonschema import Draft202012Validator
+
+    from cnvkit_nf.contract.params import to_params
+    from cnvkit_nf.pipeline_files import PIPELINE
+
+    data = rows_request(output_dir=str(tmp_path / "out"), ref="/d/g.fa", bed="/d/t.bed",
+                        samples=[{**TUMOUR, "bam": "t1.sort.bam"}, NORMAL],
+                        pool_matched_normals=False)
+    params = to_params(validate_request(data).request, base=tmp_path)
+    assert params["samples"] == [
+        {**TUMOUR, "bam": str(tmp_path / "t1.sort.bam")},
+        {"id": "N1", "bam": "/d/N1.bam", "role": "control", "sex": "female"}]
+    assert (params["reference_mode"], params["pool_matched_normals"]) == ("pooled", False)
+    assert "experimental_inputs" not in params and "control_inputs" not in params
+    schema = json.loads((PIPELINE / "nextflow_schema.json").read_text())
+    assert list(Draft202012Validator(schema).iter_errors(params)) == []
+    wrong = {**params, "samples": [{**params["samples"][0], "purity": 0}]}
+    assert list(Draft202012Validator(schema).iter_errors(wrong))
+    sheet = to_params(validate_request(sheet_request(output_dir="/d/out", ref="/d/g.fa",
+                                                     bed="/d/t.bed"), sheet=SHEET).request)
+    assert sheet["samples"] == [{**TUMOUR}, {"id": "N1", **NORMAL}]
+
+
+def test_a_seed_requests_params_are_as_they_were():
+    from cnvkit_nf.contract.params import to_params
+
+    local = {**SEED, **{k: f"/d/{k}" for k in ("output_dir", "ref", "bed")},
+             "experimental_inputs": ["/d/S.bam"], "control_inputs": ["/d/C.bam"]}
+    params = to_params(validate_request(local).request)
+    assert params["experimental_inputs"] == ["/d/S.bam"]
+    assert not {"samples", "reference_mode", "pool_matched_normals"} & params.keys()
+    loo = to_params(validate_request({**local, "control_inputs": [], "reference_mode":
+                                      "leave-one-out", "experimental_inputs":
+                                      ["/d/S.bam", "/d/T.bam"]}).request)
+    assert loo["reference_mode"] == "leave-one-out"
+
+
+def test_the_input_check_applies_the_rules_across_rows(tmp_path):
+    """`check_inputs.py --samples` (a direct or Platform run's CHECK_INPUTS) says what the
+    launcher says of the rows; with --reference-mode the roles too."""
+    import subprocess
+    import sys
+
+    from cnvkit_nf.pipeline_files import BIN
+
+    rows = [{"id": "T", "bam": "/d/t.bam", "role": "experimental", "normal": "X"},
+            {"id": "T", "bam": "/d/n.bam", "role": "control"}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    command = [sys.executable, str(BIN / "check_inputs.py"), "--samples",
+               str(tmp_path / "rows.json")]
+    found = subprocess.run(command, capture_output=True, text=True)
+    assert found.returncode == 1
+    assert found.stdout.splitlines() == [
+        "error: the row of n.bam, id: sample id 'T' is also that of the row of t.bam; sample "
+        "ids must be unique",
+        "error: the row of t.bam, normal: names no sample: 'X' is not a row's id (the control "
+        "rows are: none)"]
+    roles = subprocess.run([*command, "--reference-mode", "leave-one-out"], capture_output=True,
+                           text=True)
+    assert "must be experimental with reference_mode leave-one-out" in roles.stdout
