@@ -117,12 +117,13 @@ def assert_tumour_equal(out: Path, hand: Path, name: str) -> None:
 @pytest.fixture(scope="module")
 def pair(nextflow_bin, tmp_path_factory):
     """Tumour_1 (male, purity 0.6, the default deletion and gain, chr4 a copy-neutral LOH
-    from end to end) and its matched normal Normal_1; one run with the sample rows."""
+    from end to end; its VCF column named TUMOR) and its matched normal Normal_1; one run with
+    the sample rows."""
     work = tmp_path_factory.mktemp("pair")
     loh = Event("chr4", 0, CHROM, 2, minor=0)
     specs = [SampleSpec("Normal_1", "male", control=True),
              SampleSpec("Tumour_1", "male", (*default_events(CHROM), loh), purity=0.6,
-                        normal="Normal_1")]
+                        normal="Normal_1", vcf_sample="TUMOR")]
     cohort = make_cohort(work / "cohort", specs, reads_per_sample=100_000, seed=11,
                          chrom_length=CHROM, vcf_suffix=".vcf.gz")
     params = {"samples": cohort.request_samples(), "ref": str(cohort.ref),
@@ -141,7 +142,7 @@ def test_pair_calls_equal_cnvkit_by_hand_with_vcf_and_purity(pair):
     # the one pooled control was given as male: the reference is built with -x male
     hand.reference(coverages, "reference.cnn", "-x", "male")
     shutil.copy(cohort.vcfs["Tumour_1"], hand.folder)
-    variants = ("-v", cohort.vcfs["Tumour_1"].name, "-i", "Tumour_1", "-n", "Normal_1")
+    variants = ("-v", cohort.vcfs["Tumour_1"].name, "-i", "TUMOR", "-n", "Normal_1")
     hand.tumour("Tumour_1", "reference.cnn", sex=("-x", "male"), variants=variants,
                 call=("-x", "male", "--purity", "0.6", *variants))
     assert (out / "reference" / "reference.cnn").read_text() == \
@@ -170,7 +171,7 @@ def test_pair_report_states_the_assumptions(pair):
     assert pair["result"].returncode == 0, pair["result"].stdout
     page = (pair["out"] / "report.html").read_text()
     assert "0.6 (given for the sample)" in page
-    assert "Tumour_1.vcf.gz: column Tumour_1, normal Normal_1" in page
+    assert "Tumour_1.vcf.gz: column TUMOR, normal Normal_1" in page
     assert "CNVkit&#x27;s default: fix centres on the median" in page
     checks = {row["Sample"]: row["cnvkit_sex_check"]
               for row in read_table(pair["out"] / "cohort" / "cnvkit_mqc.tsv")}
