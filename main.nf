@@ -5,10 +5,10 @@
  * The launcher (bin/cnvkit-nf) validates a request and writes these params; the pipeline checks
  * them again here, so that a direct `nextflow run` or a Tower launch gets the same guarantees:
  * every rule of nextflow_schema.json (generated from the request schema: types, patterns,
- * limits, required fields and the rules across params), each samplesheet row against
- * assets/schema_samplesheet.json, then that sample names are unique. Nothing runs when a check
- * fails (the rules across rows are CHECK_INPUTS', the first task). The result folder gets its manifest last, whoever launched
- * the run.
+ * limits, required fields and the rules across params), each samplesheet row against its
+ * schema (assets/schema_samplesheet.json), then that sample names are unique. Nothing runs when
+ * a check fails (the rules across rows are CHECK_INPUTS', the first task). The result folder
+ * gets its manifest last, whoever launched the run.
  */
 include { CNVKIT } from './workflows/cnvkit'
 
@@ -43,8 +43,8 @@ def hasType(value, type) {
 
 // What a value breaks of one rule of nextflow_schema.json (the keywords it uses: type, pattern,
 // enum, const, minimum, maximum, exclusiveMinimum, exclusiveMaximum, maxLength, minItems,
-// maxItems, items, not; of an object, those of paramsProblems), as "name: reason" lines; the rule's errorMessage,
-// when it has one, is the reason.
+// maxItems, items, not; of an object, those of paramsProblems), as "name: reason" lines; the
+// rule's errorMessage, when it has one, is the reason.
 def ruleProblems(name, value, rule) {
     if (value == null) {
         return []
@@ -170,16 +170,23 @@ def samplesheetRows(sheet, schema) {
 
 // The BAMs, one row each [id, bam, role, sex, purity, ploidy, vcf, vcf_sample, normal] (null:
 // not given): from params.samples (the launcher's rows, or a params file's), else from
-// params.samplesheet (its `sample` column is the id), else from the seed's two lists. Returns
-// [rows, problems]; a row without an id takes its BAM's sample name.
-def sampleRows(pattern) {
+// params.samplesheet (its `sample` column is the id; read when its name passes its rule of
+// nextflow_schema.json, `inputs.samplesheet`, which names the sheet's schema), else from the
+// seed's two lists. Returns [rows, problems]; a row without an id takes its BAM's sample name.
+def sampleRows(inputs) {
     def problems = []
-    def rows
+    def rows = []
     if (params.samples) {
         rows = params.samples.collect { row -> new LinkedHashMap(row) }
     } else if (params.samplesheet) {
-        def sheet = file(params.samplesheet, checkIfExists: true)
-        def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/assets/schema_samplesheet.json"))
+        def sheet = file(params.samplesheet)
+        if (ruleProblems('samplesheet', params.samplesheet, inputs.samplesheet)) {
+            return [[], []]  // the schema's check names the problem
+        }
+        if (!sheet.isFile()) {
+            return [[], ["samplesheet: no such file: ${params.samplesheet}".toString()]]
+        }
+        def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/${inputs.samplesheet.schema}"))
         (rows, problems) = samplesheetRows(sheet, schema)
         rows.each { row -> row.id = row.remove('sample') }
     } else {
@@ -188,7 +195,9 @@ def sampleRows(pattern) {
     }
     def keys = ['id', 'bam', 'role', 'sex', 'purity', 'ploidy', 'vcf', 'vcf_sample', 'normal']
     rows = rows.collect { row ->
-        keys.collectEntries { key -> [key, key == 'id' ? row.id ?: sampleName(row.bam, pattern) : row[key]] }
+        keys.collectEntries { key ->
+            [key, key == 'id' ? row.id ?: sampleName(row.bam, inputs.experimental_inputs.items.pattern) : row[key]]
+        }
     }
     rows.findAll { row -> row.id == null && row.bam }.each { row ->
         problems << "BAM ${row.bam}: its file name does not start with a sample name of letters, digits, _ and - (up to the first '.'): give the row an id".toString()
@@ -230,7 +239,7 @@ def placeManifest(made, folder, session) {
 workflow {
     def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/nextflow_schema.json"))
     def inputs = schema['$defs'].input_options.properties
-    def (rows, rowProblems) = sampleRows(inputs.experimental_inputs.items.pattern)
+    def (rows, rowProblems) = sampleRows(inputs)
     def problems = schemaProblems(schema) + rowProblems + sampleProblems(rows)
     if (problems) {
         error("Invalid parameters:\n  - " + problems.join('\n  - '))
