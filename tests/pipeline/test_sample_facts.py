@@ -251,6 +251,9 @@ def test_bad_samplesheet_is_refused_before_any_task(nextflow_bin, germline, tmp_
         assert said in result.stdout, said
     assert "line 2" not in result.stdout
     assert processes_run(tmp_path / "out") == []
+    missing = nextflow_run(nextflow_bin, tmp_path, "--samplesheet", "gone.csv", "--ref",
+                           str(cohort.ref), "--bed", str(cohort.bed), "--output_dir", "out2")
+    assert missing.returncode != 0 and "samplesheet: no such file: gone.csv" in missing.stdout
 
 
 def test_rows_that_break_a_rule_across_rows_stop_at_the_input_check(nextflow_bin, germline,
