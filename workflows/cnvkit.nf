@@ -3,7 +3,10 @@
  * experimental sample, the cohort (sex, SEG, metrics, heatmap, report). Each CNVkit stage runs
  * its substeps in one interpreter and writes its outputs where they are published. A job that
  * reuses a reference built earlier takes its regions from it and builds none; a reference-only
- * job (no experimental samples) ends with the reference.
+ * job (no experimental samples) ends with the reference. With reference_mode leave-one-out each
+ * sample gets its own reference, pooled from all the others. A sample's facts (sex, purity,
+ * ploidy, VCF, matched normal) become the options of the CNVkit commands that take them
+ * (sampleFacts below).
  */
 include { CHECK_INPUTS     } from '../modules/local/check_inputs'
 include { SAMTOOLS_FAIDX   } from '../modules/samtools/faidx'
