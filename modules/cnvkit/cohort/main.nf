@@ -3,7 +3,8 @@
 // (bin/cnvkit_stage.py); then bin/cnvkit_report.py writes the MultiQC table and, plots on,
 // report.html. Outputs are written where they are published.
 // Options: task.ext.args -> sex (sex_conf); ext.args2 -> call_conf, whose sex options ({sex})
-//          the heatmap takes, with -x SEX when every tumour was given that sex;
+//          the heatmap takes, with -x SEX when every tumour was given that sex, and the
+//          report reads with each tumour's facts (its assumptions);
 //          task.ext.plots false -> no heatmap, no report.html.
 process CNVKIT_COHORT {
     tag "${[ratios].flatten().size()} tumour(s)"
