@@ -5,9 +5,10 @@
  * The launcher (bin/cnvkit-nf) validates a request and writes these params; the pipeline checks
  * them again here, so that a direct `nextflow run` or a Tower launch gets the same guarantees:
  * every rule of nextflow_schema.json (generated from the request schema: types, patterns,
- * limits, required fields and the rules across params), then that sample names are unique.
- * Nothing runs when a check fails. The result folder gets its manifest last, whoever launched
- * the run.
+ * limits, required fields and the rules across params), each samplesheet row against its
+ * schema (assets/schema_samplesheet.json), then that sample names are unique. Nothing runs when
+ * a check fails (the rules across rows are CHECK_INPUTS', the first task). The result folder
+ * gets its manifest last, whoever launched the run.
  */
 include { CNVKIT } from './workflows/cnvkit'
 
@@ -41,7 +42,8 @@ def hasType(value, type) {
 }
 
 // What a value breaks of one rule of nextflow_schema.json (the keywords it uses: type, pattern,
-// enum, const, minimum, maximum, minItems, maxItems, items, not), as "name: reason" lines; the
+// enum, const, minimum, maximum, exclusiveMinimum, exclusiveMaximum, maxLength, minItems,
+// maxItems, items, not; of an object, those of paramsProblems), as "name: reason" lines; the
 // rule's errorMessage, when it has one, is the reason.
 def ruleProblems(name, value, rule) {
     if (value == null) {
@@ -70,6 +72,15 @@ def ruleProblems(name, value, rule) {
     if (rule.maximum != null && value instanceof Number && value > rule.maximum) {
         broken("must be at most ${rule.maximum}", ", got ${value}")
     }
+    if (rule.exclusiveMinimum != null && value instanceof Number && value <= rule.exclusiveMinimum) {
+        broken("must be more than ${rule.exclusiveMinimum}", ", got ${value}")
+    }
+    if (rule.exclusiveMaximum != null && value instanceof Number && value >= rule.exclusiveMaximum) {
+        broken("must be less than ${rule.exclusiveMaximum}", ", got ${value}")
+    }
+    if (rule.maxLength != null && value instanceof CharSequence && value.length() > rule.maxLength) {
+        broken("must be at most ${rule.maxLength} characters long", '')
+    }
     if (rule.minItems != null && value instanceof List && value.size() < rule.minItems) {
         broken("must list at least ${rule.minItems} item(s)", '')
     }
@@ -82,24 +93,35 @@ def ruleProblems(name, value, rule) {
     if (rule.items && value instanceof List) {
         value.eachWithIndex { item, i -> problems += ruleProblems("${name}[${i}]", item, rule.items) }
     }
+    if (value instanceof Map) {
+        problems += paramsProblems(rule, value) { key -> "${name}.${key}" }
+    }
     return problems
 }
 
-// What the params break of an object rule of nextflow_schema.json: its required params (null or
-// '' is missing), each param's own rule, and its rules across params (allOf; of an if/then/else,
-// the `then` applies when the params meet the `if`, the `else` otherwise).
-def paramsProblems(rule, values) {
+// What the params (or an object's keys) break of an object rule of nextflow_schema.json: its
+// required keys (null or '' is missing), each key's own rule, keys it does not allow
+// (additionalProperties false) and its rules across keys (allOf; of an if/then/else, the `then`
+// applies when the values meet the `if`, the `else` otherwise). `label` names a key in a
+// problem (a param by its name, an object's key after the object's name).
+def paramsProblems(rule, values, label = { name -> name }) {
     def problems = []
     rule.required.each { name ->
         if (values[name] == null || values[name] == '') {
-            problems << "${name}: ${rule.errorMessage ?: 'required'}".toString()
+            problems << "${label(name)}: ${rule.errorMessage ?: 'required'}".toString()
         }
     }
-    rule.properties.each { name, own -> problems += ruleProblems(name, values[name], own) }
-    rule.allOf.each { part -> problems += paramsProblems(part, values) }
+    rule.properties.each { name, own -> problems += ruleProblems(label(name), values[name], own) }
+    if (rule.additionalProperties == false) {
+        values.findAll { name, value -> value != null && !rule.properties?.containsKey(name) }
+            .each { name, _value ->
+                problems << "${label(name)}: is not allowed here (allowed: ${rule.properties.keySet().join(', ')})".toString()
+            }
+    }
+    rule.allOf.each { part -> problems += paramsProblems(part, values, label) }
     if (rule['if'] != null) {
         def branch = paramsProblems(rule['if'], values) ? rule['else'] : rule['then']
-        problems += branch ? paramsProblems(branch, values) : []
+        problems += branch ? paramsProblems(branch, values, label) : []
     }
     return problems
 }
@@ -117,12 +139,77 @@ def schemaProblems(schema) {
     return groups.collectMany { group -> paramsProblems(group, values) }
 }
 
+// A samplesheet's rows (CSV or TSV by its extension; a header row names the columns) as maps,
+// each checked against the samplesheet schema's row rule: an empty cell is not given (null), a
+// cell of a number or integer column is read as one when it is one (else the check names it).
+// Returns [rows, problems], a problem as "samplesheet line N: column: reason".
+def samplesheetRows(sheet, schema) {
+    def rule = schema.items
+    def numeric = { column, cell ->
+        def types = rule.properties[column]?.type
+        types = types instanceof List ? types : [types]
+        if ('integer' in types && cell ==~ /[+-]?\d+/) {
+            return cell.toLong()
+        }
+        return 'number' in types && cell.isBigDecimal() ? cell.toBigDecimal() : cell
+    }
+    def rows = sheet.splitCsv(header: true, sep: sheet.name.endsWith('.tsv') ? '\t' : ',')
+        .collect { row -> row.collectEntries { column, cell ->
+            def text = cell?.trim()
+            [column, text ? numeric(column, text) : null]
+        } }
+    def problems = []
+    rows.eachWithIndex { row, i ->
+        problems += paramsProblems(rule, row) { column -> "samplesheet line ${i + 2}: ${column}" }
+    }
+    if (!rows) {
+        problems << "samplesheet: has no rows below its header".toString()
+    }
+    return [rows, problems]
+}
+
+// The BAMs, one row each [id, bam, role, sex, purity, ploidy, vcf, vcf_sample, normal] (null:
+// not given): from params.samples (the launcher's rows, or a params file's), else from
+// params.samplesheet (its `sample` column is the id; read when its name passes its rule of
+// nextflow_schema.json, `inputs.samplesheet`, which names the sheet's schema), else from the
+// seed's two lists. Returns [rows, problems]; a row without an id takes its BAM's sample name.
+def sampleRows(inputs) {
+    def problems = []
+    def rows = []
+    if (params.samples) {
+        rows = params.samples.collect { row -> new LinkedHashMap(row) }
+    } else if (params.samplesheet) {
+        def sheet = file(params.samplesheet)
+        if (ruleProblems('samplesheet', params.samplesheet, inputs.samplesheet)) {
+            return [[], []]  // the schema's check names the problem
+        }
+        if (!sheet.isFile()) {
+            return [[], ["samplesheet: no such file: ${params.samplesheet}".toString()]]
+        }
+        def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/${inputs.samplesheet.schema}"))
+        (rows, problems) = samplesheetRows(sheet, schema)
+        rows.each { row -> row.id = row.remove('sample') }
+    } else {
+        rows = asList(params.control_inputs).collect { path -> [bam: path, role: 'control'] } +
+               asList(params.experimental_inputs).collect { path -> [bam: path, role: 'experimental'] }
+    }
+    def keys = ['id', 'bam', 'role', 'sex', 'purity', 'ploidy', 'vcf', 'vcf_sample', 'normal']
+    rows = rows.collect { row ->
+        keys.collectEntries { key ->
+            [key, key == 'id' ? row.id ?: sampleName(row.bam, inputs.experimental_inputs.items.pattern) : row[key]]
+        }
+    }
+    rows.findAll { row -> row.id == null && row.bam }.each { row ->
+        problems << "BAM ${row.bam}: its file name does not start with a sample name of letters, digits, _ and - (up to the first '.'): give the row an id".toString()
+    }
+    return [rows, problems]
+}
+
 // Sample names must be unique across all inputs (a rule the schema cannot state).
-def sampleProblems(experimental, controls, pattern) {
-    def names = (experimental + controls).collect { path -> sampleName(path, pattern) }
-        .findAll { name -> name != null }
+def sampleProblems(rows) {
+    def names = rows.collect { row -> row.id }.findAll { name -> name != null }
     return names.countBy { name -> name }.findAll { _name, count -> count > 1 }.collect { name, _count ->
-        "sample name '${name}' is derived from more than one BAM: rename the files".toString()
+        "sample name '${name}' is given to more than one BAM: rename the files or give each row its own id".toString()
     }
 }
 
@@ -150,19 +237,16 @@ def placeManifest(made, folder, session) {
 }
 
 workflow {
-    def experimental = asList(params.experimental_inputs)
-    def controls = asList(params.control_inputs)
     def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/nextflow_schema.json"))
     def inputs = schema['$defs'].input_options.properties
-    def bam = inputs.experimental_inputs.items.pattern
-    def problems = schemaProblems(schema) + sampleProblems(experimental, controls, bam)
+    def (rows, rowProblems) = sampleRows(inputs)
+    def problems = schemaProblems(schema) + rowProblems + sampleProblems(rows)
     if (problems) {
         error("Invalid parameters:\n  - " + problems.join('\n  - '))
     }
 
     // Controls first: their coverage is what the reference, and so every tumour, waits for.
-    def samples = controls.collect { path -> [[id: sampleName(path, bam), role: 'control'], path] } +
-                  experimental.collect { path -> [[id: sampleName(path, bam), role: 'experimental'], path] }
+    def samples = rows.findAll { row -> row.role == 'control' } + rows.findAll { row -> row.role != 'control' }
     def annotation = params.has_annotate ? file(params.annotation_file, checkIfExists: true) : []
     // A reference built earlier, then its record (x.cnn -> x.json: bin/reference_record.py's
     // rule, which nextflow_schema.json carries) when there is one.
@@ -186,7 +270,11 @@ workflow {
     }
 
     CNVKIT(
-        channel.fromList(samples).map { meta, path -> [meta, file(path, checkIfExists: true)] },
+        channel.fromList(samples).map { row ->
+            def meta = row.findAll { key, _value -> key != 'bam' }
+            meta.vcf = row.vcf ? file(row.vcf, checkIfExists: true) : null
+            [meta, file(row.bam, checkIfExists: true)]
+        },
         file(params.ref, checkIfExists: true),
         file(params.bed, checkIfExists: true),
         annotation,

@@ -3,10 +3,16 @@
 
 Usage: cnvkit_report.py --job job.json --results results.txt --sex sex.tsv
          --reference-sex reference-sex.tsv --metrics metrics.tsv --calls S.call.cns...
+         [--samples samples.json --call-options=CALL_CONF]
          [--scatters S-scatter.png... --html report.html] --multiqc cnvkit_mqc.tsv
 
-Standard library only, so it runs wherever the CNVkit stages run. The page is self-contained:
-images are embedded, nothing is fetched. Every link is relative to the results folder.
+`--samples` gives every sample's facts (the workflow's rows: id, role, sex, purity, ploidy,
+vcf, vcf_sample, normal, and each tumour's call_facts, the options its facts added to
+call_conf): the report then checks each given sex against the one CNVkit infers (a mismatch is
+a QC warning, in the page and the MultiQC table: a sample swap?) and states the assumptions
+each tumour was called with (purity, ploidy, sex, centring), read from its call options by
+CNVkit's own `call` parser. Else standard library only. The page is self-contained: images
+are embedded, nothing is fetched. Every link is relative to the results folder.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import datetime
 import html
 import importlib.metadata
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -44,6 +51,72 @@ def sexes(sex_tsv: Path) -> dict[str, str]:
     """Sex per sample, from its target coverage (raw coverage, independent of the reference)."""
     return {sample_of(Path(row["sample"]), ".targetcoverage.cnn"): row["sex"]
             for row in read_table(sex_tsv) if row["sample"].endswith(".targetcoverage.cnn")}
+
+
+def reference_sexes(reference_sex_tsv: Path) -> dict[str, str]:
+    """The sex CNVkit infers from each reference: `reference.cnn`, or a sample's own
+    (leave-one-out) `ID.reference.cnn`."""
+    return {Path(row["sample"]).name: row["sex"] for row in read_table(reference_sex_tsv)}
+
+
+def reference_sex_of(name: str, references: dict[str, str]) -> str:
+    """The sex of the reference a tumour was called against: its own (leave-one-out), else
+    the job's one (built, given or reused, whatever its name)."""
+    if f"{name}.reference.cnn" in references:
+        return references[f"{name}.reference.cnn"]
+    return next(iter(references.values())) if len(references) == 1 else "Unknown"
+
+
+def sex_check(given: str | None, inferred: str | None) -> str:
+    """A given sex against the one CNVkit infers from the coverage: `ok`, `not given`, not
+    checked (no coverage), `cannot tell` (CNVkit cannot), or the mismatch, a QC warning (a
+    sample swap?)."""
+    if not given:
+        return "not given"
+    if inferred is None:
+        return "not checked: no coverage (a matched normal left out of the pool)"
+    if inferred not in KNOWN_SEXES:
+        return "cannot tell"
+    if given.capitalize() == inferred:
+        return "ok"
+    return f"MISMATCH: given {given}, CNVkit infers {inferred.lower()}"
+
+
+def assumptions(row: dict, call_options: str, inferred: str | None) -> dict[str, str]:
+    """What a tumour was called with, as CNVkit's `call` parser reads call_conf and then its
+    facts: purity, ploidy, sex (given, or as CNVkit infers it), centring and VCF; each with
+    where it comes from (the sample's row, call_conf, or CNVkit's default)."""
+    from cnvlib import commands as cnvkit  # noqa: PLC0415 - CNVkit's parser, only when asked
+
+    def parsed(*words: str) -> argparse.Namespace:
+        return cnvkit.parse_args(["call", "segments.cns", *words])
+
+    default, conf = parsed(), parsed(*shlex.split(call_options))
+    args = parsed(*shlex.split(call_options), *shlex.split(row.get("call_facts") or ""))
+
+    def source(key: str, attribute: str) -> str:
+        if row.get(key) is not None:
+            return "given for the sample"
+        return "call_conf" if getattr(conf, attribute) != getattr(default, attribute) else \
+            "CNVkit's default"
+
+    if args.center_at is not None:
+        centring = f"shifted by {args.center_at:g} (--center-at, call_conf)"
+    elif args.center:
+        centring = f"re-centred on the {args.center} (--center, call_conf)"
+    else:
+        centring = "CNVkit's default: fix centres on the median, call does not re-centre"
+    return {
+        "purity": (f"{args.purity:g} ({source('purity', 'purity')})" if args.purity is not None
+                   else "not given: no rescaling for purity"),
+        "ploidy": f"{args.ploidy:g} ({source('ploidy', 'ploidy')})",
+        "sex": (f"{args.sample_sex} ({source('sex', 'sample_sex')})" if args.sample_sex
+                else f"{(inferred or 'Unknown').lower()} (inferred by CNVkit)"),
+        "centring": centring,
+        "variants": (f"{row['vcf']}: column {args.sample_id}"
+                     + (f", normal {args.normal_id}" if args.normal_id else "")
+                     if args.vcf else "none"),
+    }
 
 
 def metrics_of(metrics_tsv: Path) -> dict[str, dict[str, float]]:
@@ -127,9 +200,9 @@ def reference_origin(about: dict) -> str:
                      if warning else "")
 
 
-def render(job: dict, results: list[str], sex: dict[str, str], reference_sex: str,
+def render(job: dict, results: list[str], sex: dict[str, str], references: dict[str, str],
            metrics: dict[str, dict[str, float]], calls: dict[str, list[dict[str, str]]],
-           scatters: dict[str, Path]) -> str:
+           scatters: dict[str, Path], rows: list[dict], call_options: str) -> str:
     about = job["job"]
     submitted = datetime.datetime.fromisoformat(about["submitted"])
     elapsed = datetime.datetime.now(submitted.tzinfo) - submitted
@@ -138,10 +211,13 @@ def render(job: dict, results: list[str], sex: dict[str, str], reference_sex: st
     who = (f"Job <b>{html.escape(about['instance_id'])}</b>, submitted" if "instance_id" in about
            else f"Run <b>{html.escape(about['run_name'])}</b>, started")
     summary = []
+    # one reference.cnn, or each tumour its own (leave-one-out)
+    reference_sex = next(iter(references.values())) if len(references) == 1 else "several"
     for name in calls:
         qc = flags(metrics.get(name, {}))
-        known = reference_sex in KNOWN_SEXES and sex.get(name) in KNOWN_SEXES
-        match = "yes" if known and sex[name] == reference_sex else "no" if known else "unknown"
+        own_reference = reference_sex_of(name, references)
+        known = own_reference in KNOWN_SEXES and sex.get(name) in KNOWN_SEXES
+        match = "yes" if known and sex[name] == own_reference else "no" if known else "unknown"
         summary.append([
             html.escape(name), html.escape(sex.get(name, "Unknown")),
             f'<span class="{"ok" if match == "yes" else "flag"}">{match}</span>',
@@ -158,15 +234,33 @@ def render(job: dict, results: list[str], sex: dict[str, str], reference_sex: st
         f"report written {int(elapsed.total_seconds())} s later. "
         + ", ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in versions.items()) + ".</p>",
         "<h2>Samples</h2>",
-        f"<p>{reference_origin(about)} "
+        ("<p>Leave-one-out: each sample was called against its own reference, pooled from "
+         "all the other samples' coverage (reference/leave-one-out/SAMPLE.reference.cnn). "
+         if reference_sex == "several" else f"<p>{reference_origin(about)} ")
         + (f"It assumes a <b>{html.escape(reference_sex.lower())}</b> sample "
            "(the sex CNVkit infers from reference.cnn). " if reference_sex in KNOWN_SEXES else
+           "" if reference_sex == "several" else
            "CNVkit cannot tell which sex it assumes (no usable chrX in reference.cnn). ")
         + "Sex of each tumour is inferred from its target coverage. QC thresholds: "
         + ", ".join(f"{k} &gt; {v:g}" for k, v in THRESHOLDS.items()) + ".</p>",
         table(["sample", "sex", "matches reference", *THRESHOLDS, "calls", "QC flags"],
               summary, raw=True),
     ]
+    if rows:
+        checks = [[row["id"], row["role"], row.get("sex") or "", sex.get(row["id"], "not covered"),
+                   sex_check(row.get("sex"), sex.get(row["id"]))] for row in rows]
+        parts += [
+            "<h2>Sex given and inferred</h2><p>Each given sex against the one CNVkit infers from "
+            "the sample's target coverage: a mismatch is a QC warning (a sample swap?).</p>",
+            table(["sample", "role", "given", "inferred", "check"],
+                  [[html.escape(v) for v in check[:4]]
+                   + [f'<span class="{"flag" if check[4].startswith("MISMATCH") else "ok"}">'
+                      f"{html.escape(check[4])}</span>"] for check in checks], raw=True),
+            "<h2>Assumptions of each call</h2>",
+            table(["sample", "purity", "ploidy", "sex", "centring", "SNV VCF (BAF)"],
+                  [[row["id"], *assumptions(row, call_options, sex.get(row["id"])).values()]
+                   for row in rows if row["id"] in calls]),
+        ]
     for name, rows in calls.items():
         parts.append(f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>")
         if rows:
@@ -196,8 +290,9 @@ def render(job: dict, results: list[str], sex: dict[str, str], reference_sex: st
 
 
 def multiqc_table(sex: dict[str, str], metrics: dict[str, dict[str, float]],
-                  calls: dict[str, list]) -> str:
-    """MultiQC custom content: a general-statistics table of sex, noise and calls."""
+                  calls: dict[str, list], rows: list[dict]) -> str:
+    """MultiQC custom content: a general-statistics table of sex, noise and calls; when some
+    sample was given its sex, every sample's sex check too (a mismatch: a sample swap?)."""
     header = [
         "# id: 'cnvkit'",
         "# section_name: 'CNVkit'",
@@ -214,10 +309,19 @@ def multiqc_table(sex: dict[str, str], metrics: dict[str, dict[str, float]],
         "#         format: '{:,.0f}'",
         "Sample\tcnvkit_sex\tcnvkit_noise_mad\tcnvkit_calls",
     ]
-    rows = [f"{name}\t{sex.get(name, 'Unknown')}\t"
-            f"{metrics.get(name, {}).get('mad', float('nan')):.4f}\t{len(found)}"
-            for name, found in calls.items()]
-    return "\n".join(header + rows) + "\n"
+    given = [row for row in rows if row.get("sex")]  # nothing to check without a given sex
+    checks = {row["id"]: sex_check(row.get("sex"), sex.get(row["id"])) for row in given}
+    if given:
+        header[-1:] = ["#     - cnvkit_sex_check:", "#         title: 'Sex check'",
+                       header[-1] + "\tcnvkit_sex_check"]
+    lines = []
+    for name in [*calls, *(name for name in checks if name not in calls)]:
+        cells = [name, sex.get(name, "Unknown"), "", ""]
+        if name in calls:
+            cells[2:] = [f"{metrics.get(name, {}).get('mad', float('nan')):.4f}",
+                         str(len(calls[name]))]
+        lines.append("\t".join(cells + ([checks.get(name, "not given")] if given else [])))
+    return "\n".join(header + lines) + "\n"
 
 
 def main(argv: list[str]) -> int:
@@ -228,23 +332,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--reference-sex", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--calls", type=Path, nargs="+", required=True)
+    parser.add_argument("--samples", type=Path, help="samples.json: every sample's facts")
+    parser.add_argument("--call-options", default="", metavar="CALL_CONF",
+                        help="call_conf as checked (write --call-options=STRING)")
     parser.add_argument("--scatters", type=Path, nargs="*", default=[])
     parser.add_argument("--html", type=Path)
     parser.add_argument("--multiqc", type=Path, required=True)
     args = parser.parse_args(argv)
 
     sex = sexes(args.sex)
-    reference_sex = read_table(args.reference_sex)[0]["sex"]
+    references = reference_sexes(args.reference_sex)
     metrics = metrics_of(args.metrics)
     calls = {sample_of(path, ".call.cns"): calls_of(path) for path in sorted(args.calls)}
-    args.multiqc.write_text(multiqc_table(sex, metrics, calls))
+    rows = json.loads(args.samples.read_text()) if args.samples else []
+    args.multiqc.write_text(multiqc_table(sex, metrics, calls, rows))
     if args.html:
         scatters = {sample_of(path, "-scatter.png"): path for path in args.scatters}
         results = [line for line in args.results.read_text().splitlines() if line]
         cohort = [str(p) for p in args.metrics.parent.iterdir() if p.is_file()]  # cohort/*
         listed = sorted({*results, *cohort, str(args.sex), str(args.html)})
-        page = render(json.loads(args.job.read_text()), listed, sex, reference_sex, metrics,
-                      calls, scatters)
+        page = render(json.loads(args.job.read_text()), listed, sex, references, metrics,
+                      calls, scatters, rows, args.call_options)
         args.html.write_text(page)
     return 0
 

@@ -3,7 +3,10 @@
  * experimental sample, the cohort (sex, SEG, metrics, heatmap, report). Each CNVkit stage runs
  * its substeps in one interpreter and writes its outputs where they are published. A job that
  * reuses a reference built earlier takes its regions from it and builds none; a reference-only
- * job (no experimental samples) ends with the reference.
+ * job (no experimental samples) ends with the reference. With reference_mode leave-one-out each
+ * sample gets its own reference, pooled from all the others. A sample's facts (sex, purity,
+ * ploidy, VCF, matched normal) become the options of the CNVkit commands that take them
+ * (sampleFacts below).
  */
 include { CHECK_INPUTS     } from '../modules/local/check_inputs'
 include { SAMTOOLS_FAIDX   } from '../modules/samtools/faidx'
@@ -22,6 +25,35 @@ def bamIndex(bam, suffix) {
     return suffix ? file(bam.toString().replaceFirst(/\.[^.\/]+$/, '') + suffix) : null
 }
 
+// The one sex all these samples were given, or null when one of them has none or they differ:
+// then CNVkit guesses each sample's sex itself.
+def sharedSex(metas) {
+    def given = metas.collect { meta -> meta.sex }.unique()
+    return given.size() == 1 ? given[0] : null
+}
+
+// Whether a sample's coverage is needed: every sample's but a matched normal's when
+// pool_matched_normals is false (it is then only its tumour's normal column in the VCF).
+def covered(meta, metas) {
+    return params.pool_matched_normals || !(meta.id in metas*.normal)
+}
+
+// A sample's facts as CNVkit options: `sex` (-x SEX, for genemetrics), `variants` (-v VCF
+// -i ITS_COLUMN [-n ITS_NORMAL'S_COLUMN], for scatter) and `call` (those and --purity,
+// --ploidy, appended to call_conf: argparse's last value wins, so the sample's own override
+// the cohort's); `columns`, the VCF columns these name. A normal's column is its vcf_sample,
+// else its id. Every word is a name or a number the schema's patterns and types allow: nothing
+// here reaches a shell unchecked.
+def sampleFacts(meta, metas) {
+    def sex = meta.sex ? "-x ${meta.sex}" : ''
+    def normal = metas.find { other -> other.id == meta.normal }
+    def columns = meta.vcf ? [meta.vcf_sample ?: meta.id] + (normal ? [normal.vcf_sample ?: normal.id] : []) : []
+    def variants = columns ? "-v ${meta.vcf.name} -i ${columns[0]}" + (normal ? " -n ${columns[1]}" : '') : ''
+    def call = [sex, meta.purity != null ? "--purity ${meta.purity}" : '',
+                meta.ploidy != null ? "--ploidy ${meta.ploidy}" : '', variants]
+    return [sex: sex, variants: variants, call: call.findAll().join(' '), columns: columns]
+}
+
 // Where a task's output is published: its path below the task's folder (<workDir>/ab/cdef...),
 // which publishDir keeps below output_dir.
 def resultPath(f) {
@@ -31,7 +63,8 @@ def resultPath(f) {
 
 workflow CNVKIT {
     take:
-    samples     // channel: [ meta (id, role: experimental|control), BAM or CRAM ]
+    samples     // channel: [ meta (id, role: experimental|control, sex, purity, ploidy, vcf
+                //   (a file), vcf_sample, normal: null when not given), BAM or CRAM ]
     fasta       // path: reference FASTA
     bed         // path: target BED or Picard interval list
     annotation  // path or []: gene annotation (GFF3, GTF, refFlat or BED)
@@ -47,13 +80,28 @@ workflow CNVKIT {
     names_bams = samples
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { rows -> [rows.collect { row -> row[0].id }, rows.collect { row -> row[1] }] }
+    metas = samples.map { meta, _bam -> meta }.toSortedList { a, b -> a.id <=> b.id }
     fai = file("${fasta}.fai")
     if (params.inputs_checked) {  // the launcher checked them: not again
         checked = channel.value('checked by the launcher')
         indexes = channel.value(params.indexes)
         options = channel.value(params.checked_options)
     } else {
-        CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams, reused, conf)
+        // The rows (for the rules across them) when the request gave them, and each VCF once
+        // with the samples that read it and the columns they need.
+        rows = params.samples || params.samplesheet ?
+            samples.toSortedList { a, b -> a[0].id <=> b[0].id }
+                .map { all -> groovy.json.JsonOutput.toJson(all.collect { meta, bam ->
+                    meta + [bam: bam.toString(), vcf: meta.vcf?.toString()]
+                }) }
+                .collectFile(name: 'sample_rows.json') : channel.value([])
+        variants = metas.map { all ->
+            def readers = all.findAll { meta -> meta.vcf }
+            def vcfs = readers.collect { meta -> meta.vcf }.unique()
+            def columns = readers.collectEntries { meta -> [meta.id, sampleFacts(meta, all).columns] }
+            [readers.collectEntries { meta -> [meta.id, vcfs.indexOf(meta.vcf)] }, columns, vcfs]
+        }
+        CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams, reused, conf, rows, variants)
         checked = CHECK_INPUTS.out.report
         indexes = CHECK_INPUTS.out.indexes.map { f -> new groovy.json.JsonSlurper().parse(f) }.first()
         options = CHECK_INPUTS.out.options.map { f -> new groovy.json.JsonSlurper().parse(f) }.first()
@@ -70,7 +118,11 @@ workflow CNVKIT {
         .mix(SAMTOOLS_FAIDX.out.fasta_fai)
         .first()
 
-    bams_in = samples.combine(indexes).branch { meta, _bam, decided ->
+    bams_in = samples
+        .combine(metas.map { all -> [all] })
+        .filter { meta, _bam, all -> covered(meta, all) }
+        .map { meta, bam, _all -> [meta, bam] }
+        .combine(indexes).branch { meta, _bam, decided ->
         indexed: decided.bai[meta.id] != null
         missing: true
     }
@@ -99,24 +151,48 @@ workflow CNVKIT {
     }
     coverage = CNVKIT_COVERAGE.out.cnn
 
-    // Pooled reference from the controls, flat when there are none; or the one reused.
+    // The reference each tumour is called against: the one reused; or pooled from the controls
+    // (flat when there are none; -x when they were all given one sex); or, leave-one-out,
+    // pooled for each sample from all the others' coverage. Coverages in the order of their
+    // file names, as the seed's reference was built.
+    experimental_cnn = coverage.filter { meta, _target, _antitarget -> meta.role == 'experimental' }
     if (reused) {
-        reference = CNVKIT_PREPARE.out.reference.first()
+        references = experimental_cnn.combine(CNVKIT_PREPARE.out.reference.first())
+            .map { meta, _target, _antitarget, cnn -> [meta.id, cnn] }
         reference_files = CNVKIT_PREPARE.out.reference.mix(CNVKIT_PREPARE.out.record)
         reference_versions = channel.empty()
     } else {
-        control_cnn = coverage
-            .filter { meta, _target, _antitarget -> meta.role == 'control' }
-            .flatMap { _meta, target, antitarget -> [target, antitarget] }
-            .toSortedList { a, b -> a.name <=> b.name }
-        CNVKIT_REFERENCE(control_cnn, targets, antitargets, reference_fasta, bed, annotation, options)
-        reference = CNVKIT_REFERENCE.out.cnn
-        reference_files = CNVKIT_REFERENCE.out.cnn.mix(CNVKIT_REFERENCE.out.record)
+        pools = params.reference_mode == 'leave-one-out' ?
+            coverage.toSortedList { a, b -> a[0].id <=> b[0].id }.flatMap { all ->
+                all.collect { row ->
+                    def others = all.findAll { other -> other[0].id != row[0].id }
+                    [row[0].id, others.collectMany { other -> other[1, 2] }.sort { f -> f.name },
+                     sharedSex(others*.getAt(0))]
+                }
+            } :
+            coverage.filter { meta, _target, _antitarget -> meta.role == 'control' }
+                .toSortedList { a, b -> a[0].id <=> b[0].id }
+                .map { controls ->
+                    [null, controls.collectMany { row -> row[1, 2] }.sort { f -> f.name }, sharedSex(controls*.getAt(0))]
+                }
+        CNVKIT_REFERENCE(pools, targets, antitargets, reference_fasta, bed, annotation, options)
+        built = CNVKIT_REFERENCE.out.cnn
+        references = params.reference_mode == 'leave-one-out' ? built :
+            experimental_cnn.combine(built).map { meta, _target, _antitarget, _id, cnn -> [meta.id, cnn] }
+        reference_files = CNVKIT_REFERENCE.out.cnn.map { _id, cnn -> cnn }.mix(CNVKIT_REFERENCE.out.record)
         reference_versions = CNVKIT_REFERENCE.out.versions
     }
 
-    experimental_cnn = coverage.filter { meta, _target, _antitarget -> meta.role == 'experimental' }
-    CNVKIT_SAMPLE(experimental_cnn, reference, options)
+    CNVKIT_SAMPLE(
+        experimental_cnn
+            .map { meta, target, antitarget -> [meta.id, meta, target, antitarget] }
+            .join(references)
+            .combine(metas.map { all -> [all] })
+            .map { _id, meta, target, antitarget, cnn, all ->
+                [meta, target, antitarget, cnn, meta.vcf ?: [], sampleFacts(meta, all)]
+            },
+        options
+    )
 
     // The cohort: every tumour's results in the order of their sample names.
     tumours = CNVKIT_SAMPLE.out.cnr
@@ -126,6 +202,13 @@ workflow CNVKIT {
         .filter { rows -> rows }  // empty only when a failed check is ending the run
     target_cnn = coverage.map { _meta, target, _antitarget -> target }.toSortedList { a, b -> a.name <=> b.name }
     scatters = CNVKIT_SAMPLE.out.scatter.map { _meta, png -> png }.toSortedList { a, b -> a.name <=> b.name }
+    // Every sample's facts and the call options each tumour was called with, for the report.
+    facts = metas
+        .map { all -> groovy.json.JsonOutput.toJson(all.collect { meta ->
+            meta + [vcf: meta.vcf?.name, call_facts: meta.role == 'experimental' ? sampleFacts(meta, all).call : null]
+        }) }
+        .collectFile(name: 'samples.json')
+    tumour_sex = metas.map { all -> sharedSex(all.findAll { meta -> meta.role == 'experimental' }) ?: '' }
     // What the report says of the job: from the launcher (the same on a resumed job, so the
     // cohort task stays cached), else this run's name, start and params.
     job = channel.value(groovy.json.JsonOutput.toJson([
@@ -153,7 +236,9 @@ workflow CNVKIT {
         tumours.map { rows -> rows.collect { row -> row[2] } },
         tumours.map { rows -> rows.collect { row -> row[3] } },
         scatters,
-        reference,
+        reference_files.filter { f -> f.name.endsWith('.cnn') }.toSortedList { a, b -> a.name <=> b.name },
+        facts,
+        tumour_sex,
         job,
         results,
         options
@@ -175,16 +260,17 @@ workflow CNVKIT {
 
     // How many tasks this run has, for progress reports (`k/n`): every process above, once per
     // item of what it runs on.
-    samples.toList()
-        .map { rows -> [rows] }
+    metas
+        .map { all -> [all] }
         .combine(indexes)
-        .map { rows, decided ->
+        .map { all, decided ->
+            def rows = all.findAll { meta -> covered(meta, all) }
             def bams = rows.size()
-            def experimental = rows.count { row -> row[0].role == 'experimental' }
-            def unindexed = rows.count { row -> decided.bai[row[0].id] == null }
+            def experimental = rows.count { meta -> meta.role == 'experimental' }
+            def unindexed = rows.count { meta -> decided.bai[meta.id] == null }
             def faidx = decided.fai ? 0 : 1
             def check = params.inputs_checked ? 0 : 1
-            def pooling = reused ? 0 : 1
+            def pooling = reused ? 0 : params.reference_mode == 'leave-one-out' ? experimental : 1
             def cohort = experimental ? 1 : 0
             // check + indexes + prepare + coverage + reference + sample stages + cohort + manifest
             "${check + faidx + unindexed + 1 + bams + pooling + experimental + cohort + 1}"

@@ -90,3 +90,48 @@ def test_without_html_only_the_multiqc_table_is_written(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "cohort" / "cnvkit_mqc.tsv").is_file()
     assert not (tmp_path / "report.html").exists()
+
+
+def test_samples_bring_the_sex_check_and_each_calls_assumptions(tmp_path):
+    """With the samples' facts: every given sex checked against CNVkit's inference (a mismatch
+    flagged in the page and the MultiQC table), and each tumour's purity, ploidy, sex,
+    centring and VCF as CNVkit's call parser reads call_conf and then the sample's options."""
+    args = write_inputs(tmp_path)
+    (tmp_path / "sex" / "sex.tsv").write_text(
+        "sample\tsex\tX_logratio\tY_logratio\n"
+        "Quiet.targetcoverage.cnn\tFemale\t0\t-5\nLoud.targetcoverage.cnn\tMale\t-1\t0\n"
+        "Pool.targetcoverage.cnn\tUnknown\tNA\tNA\n")
+    (tmp_path / "reference-sex.tsv").write_text(  # a reference given under its own name
+        "sample\tsex\tX_logratio\tY_logratio\npon.cnn\tMale\t-1\t0\n")
+    rows = [
+        {"id": "Loud", "role": "experimental", "sex": "female", "purity": 0.6, "ploidy": None,
+         "vcf": "Loud.vcf.gz", "vcf_sample": "L", "normal": "Own",
+         "call_facts": "-x female --purity 0.6 -v Loud.vcf.gz -i L -n Own"},
+        {"id": "Quiet", "role": "experimental", "sex": None, "purity": None, "ploidy": 3,
+         "vcf": None, "vcf_sample": None, "normal": None, "call_facts": "--ploidy 3"},
+        {"id": "Own", "role": "control", "sex": "male", "call_facts": None},
+        {"id": "Pool", "role": "control", "sex": "male", "call_facts": None},
+    ]
+    (tmp_path / "samples.json").write_text(json.dumps(rows))
+    done = subprocess.run([sys.executable, str(REPORT), *args, "--samples", "samples.json",
+                           "--call-options=--center mode --purity 0.9", "--scatters",
+                           "--html", "report.html"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert '<span class="flag">MISMATCH: given female, CNVkit infers male</span>' in page
+    assert "not checked: no coverage" in page  # Own: a matched normal out of the pool
+    assert "cannot tell" in page  # Pool: CNVkit cannot tell
+    assert "0.6 (given for the sample)" in page and "0.9 (call_conf)" in page
+    assert "3 (given for the sample)" in page and "2 (CNVkit&#x27;s default)" in page
+    assert "female (given for the sample)" in page and "female (inferred by CNVkit)" in page
+    assert page.count("re-centred on the mode (--center, call_conf)") == 2
+    assert "Loud.vcf.gz: column L, normal Own" in page
+    assert page.count('<span class="ok">yes</span>') == 1  # Loud's sex matches pon.cnn's
+    table = (tmp_path / "cohort" / "cnvkit_mqc.tsv").read_text().splitlines()
+    assert "#     - cnvkit_sex_check:" in table
+    assert table[-4:] == [
+        "Loud\tMale\t0.2000\t1\tMISMATCH: given female, CNVkit infers male",
+        "Quiet\tFemale\t0.0800\t0\tnot given",
+        "Own\tUnknown\t\t\tnot checked: no coverage (a matched normal left out of the pool)",
+        "Pool\tUnknown\t\t\tcannot tell"]

@@ -3,7 +3,9 @@
 // (bin/cnvkit_stage.py); then bin/cnvkit_report.py writes the MultiQC table and, plots on,
 // report.html. Outputs are written where they are published.
 // Options: task.ext.args -> sex (sex_conf); ext.args2 -> call_conf, whose sex options ({sex})
-//          the heatmap takes; task.ext.plots false -> no heatmap, no report.html.
+//          the heatmap takes, with -x SEX when every tumour was given that sex, and the
+//          report reads with each tumour's facts (its assumptions);
+//          task.ext.plots false -> no heatmap, no report.html.
 process CNVKIT_COHORT {
     tag "${[ratios].flatten().size()} tumour(s)"
     conda "bioconda::cnvkit=0.9.14"
@@ -17,7 +19,9 @@ process CNVKIT_COHORT {
     path segments   // .cns of every tumour
     path calls      // .call.cns of every tumour
     path scatters   // scatter PNG of every tumour, or [] without plots
-    path reference  // reference.cnn
+    path references  // reference.cnn, or each sample's (leave-one-out)
+    path samples     // samples.json: every sample's facts and each tumour's call options
+    val tumour_sex   // the sex every tumour was given, or ''
     path job        // job.json: the job (or run) and its request, versions (see the workflow)
     path results    // results.txt: every result file's published path
     val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
@@ -33,7 +37,7 @@ process CNVKIT_COHORT {
 
     script:
     def sex_args = task.ext.args ?: ''
-    def call_args = task.ext.args2 ?: ''
+    def call_args = [task.ext.args2 ?: '', tumour_sex ? "-x ${tumour_sex}" : ''].findAll().join(' ')
     def plots = task.ext.plots != false
     def sexed = [coverages, ratios].flatten().sort { f -> f.name }
     def heatmap = plots && segments instanceof List && segments.size() > 1 ?
@@ -42,12 +46,13 @@ process CNVKIT_COHORT {
     mkdir -p sex cohort
     cnvkit_stage.py --sex-of='${call_args}' --optional heatmap <<'CNVKIT'
     cnvkit.py sex ${sexed.join(' ')} ${sex_args} -o sex/sex.tsv
-    cnvkit.py sex ${reference} -o reference-sex.tsv
+    cnvkit.py sex ${references} -o reference-sex.tsv
     cnvkit.py export seg ${segments} -o cohort/cohort.seg
     cnvkit.py metrics ${ratios} -s ${segments} -o cohort/metrics.tsv${heatmap}
     CNVKIT
     cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv \\
-        --reference-sex reference-sex.tsv --metrics cohort/metrics.tsv --calls ${calls} \\
+        --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' \\
+        --metrics cohort/metrics.tsv --calls ${calls} \\
         ${plots ? "--scatters ${scatters} --html report.html" : ''} --multiqc cohort/cnvkit_mqc.tsv
     """
 

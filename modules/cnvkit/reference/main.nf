@@ -1,17 +1,21 @@
-// The pooled reference of the controls (flat without), and its record (bin/reference_record.py):
-// the FASTA, BED, annotation, controls and the option strings it was built with, so that a job
-// reusing it can check them. Options: task.ext.args -> reference (reference_conf);
-// task.ext.options: the job's option strings, of which the record keeps those that shape a
-// reference.
+// A pooled reference (flat without coverages), and its record (bin/reference_record.py): the
+// FASTA, BED, annotation, pooled samples and the option strings it was built with, so that a
+// job reusing it can check them. The job's reference is reference/reference.cnn; with
+// reference_mode leave-one-out, sample ID's is reference/leave-one-out/ID.reference.cnn, pooled
+// from all the other samples. Options: task.ext.args -> reference (reference_conf), then -x SEX
+// when every pooled sample was given that sex; task.ext.options: the job's option strings, of
+// which the record keeps those that shape a reference.
 process CNVKIT_REFERENCE {
-    tag "${coverages ? 'pooled' : 'flat'}"
+    tag "${id ? "leave-one-out ${id}" : coverages ? 'pooled' : 'flat'}"
     conda "bioconda::cnvkit=0.9.14"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
         'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
         'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
 
     input:
-    path coverages  // control coverages, or [] for a flat reference
+    // null or the sample (leave-one-out) it is for; coverages to pool, or [] for a flat
+    // reference; the sex they were all given, or null
+    tuple val(id), path(coverages), val(sex)
     path targets
     path antitargets
     tuple path(fasta), path(fai)
@@ -20,8 +24,8 @@ process CNVKIT_REFERENCE {
     val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
-    path "reference/reference.cnn", emit: cnn
-    path "reference/reference.json", emit: record
+    tuple val(id), path("reference/**.cnn"), emit: cnn
+    path "reference/**.json", emit: record
     tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
@@ -32,17 +36,20 @@ process CNVKIT_REFERENCE {
         .findAll { f -> f.name.endsWith('.targetcoverage.cnn') }
         .collect { f -> "--control ${f.name - '.targetcoverage.cnn'}" }.join(' ')
     def options = task.ext.options ?: ''  // --option=FIELD='ARGS' of each option string
+    def given = sex ? "-x ${sex}" : ''
+    def out = id ? "reference/leave-one-out/${id}.reference" : 'reference/reference'
     """
-    mkdir -p reference
-    cnvkit.py reference ${controls} ${args} ${flat} -f ${fasta} -o reference/reference.cnn
+    mkdir -p \$(dirname ${out})
+    cnvkit.py reference ${controls} ${args} ${flat} ${given} -f ${fasta} -o ${out}.cnn
     reference_record.py --fasta ${fasta} --fai ${fai} --bed ${bed} ${annotation ? "--annotation ${annotation}" : ''} \\
-        ${names} ${options} --pipeline '${workflow.manifest.version}' -o reference/reference.json
+        ${names} ${options} --pipeline '${workflow.manifest.version}' -o ${out}.json
     """
 
     stub:
+    def out = id ? "reference/leave-one-out/${id}.reference" : 'reference/reference'
     """
-    mkdir -p reference
-    touch reference/reference.cnn
-    echo '{}' > reference/reference.json
+    mkdir -p \$(dirname ${out})
+    touch ${out}.cnn
+    echo '{}' > ${out}.json
     """
 }

@@ -9,6 +9,9 @@
 // bintest -t; the diagram draws the calls' segments (with the bins, CNVkit squashes them gene
 // by gene: ~7 s a tumour on 3,300 targets); the VCF, BED and diagram take call's sex options
 // ({sex}: -y, -x, --diploid-parx-genome), the VCF and BED the sample id.
+// The sample's facts (the workflow's sampleFacts) follow the options: call gets facts.call
+// (-x SEX, --purity, --ploidy, -v VCF -i COLUMN [-n NORMAL_COLUMN]), so {sex} has its -x;
+// genemetrics facts.sex; scatter facts.variants (its BAF panel).
 process CNVKIT_SAMPLE {
     tag "${meta.id}"
     conda "bioconda::cnvkit=0.9.14"
@@ -17,8 +20,8 @@ process CNVKIT_SAMPLE {
         'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
 
     input:
-    tuple val(meta), path(target_cnn), path(antitarget_cnn)
-    path reference
+    // the sample's coverage, its reference, its VCF or [], its facts as options
+    tuple val(meta), path(target_cnn), path(antitarget_cnn), path(reference), path(vcf), val(facts)
     val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
@@ -37,12 +40,13 @@ process CNVKIT_SAMPLE {
     script:
     def fix_args = task.ext.args ?: ''
     def segment_args = task.ext.args2 ?: ''
-    def call_args = task.ext.args3 ?: ''
-    def genemetrics_args = task.ext.args4 ?: ''
+    def call_args = [task.ext.args3 ?: '', facts.call].findAll().join(' ')
+    def genemetrics_args = [task.ext.args4 ?: '', facts.sex].findAll().join(' ')
+    def variants = facts.variants ? " ${facts.variants}" : ''
     def id = "${meta.id}"
     def out = "samples/${id}/${id}"
     def plots = task.ext.plots == false ? '' : """
-    cnvkit.py scatter ${out}.cnr -s ${out}.call.cns -o ${out}-scatter.png
+    cnvkit.py scatter ${out}.cnr -s ${out}.call.cns${variants} -o ${out}-scatter.png
     cnvkit.py diagram -s ${out}.call.cns {sex} -o ${out}-diagram.pdf"""
     """
     mkdir -p samples/${id}

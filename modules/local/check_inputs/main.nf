@@ -14,6 +14,11 @@ process CHECK_INPUTS {
     tuple val(names), path(bams)
     path reused, stageAs: 'reused/*'  // a reference to reuse and its record; [] for none
     val conf  // the request's option strings as given, {FIELD: ARGS} (no quote: nextflow_schema.json)
+    path samples  // sample_rows.json: the request's rows, for the rules across them and the roles
+                  // the job's kind allows; [] for the seed's lists
+    // the VCFs, each once in its own folder (two may share a name); for each sample that reads
+    // one, its index in `vcfs` and the columns it needs (its own, its normal's)
+    tuple val(vcf_of), val(vcf_columns), path(vcfs, stageAs: 'vcf*/*')
 
     output:
     path "input_check.txt", emit: report
@@ -27,8 +32,14 @@ process CHECK_INPUTS {
     def cnn = (reused instanceof Collection ? reused : [reused]).find { f -> f.name.endsWith('.cnn') }
     def reference = cnn ? "--reference-cnn ${cnn}" : ''
     def options = conf.collect { field, text -> "--option=${field}='${text}'" }.join(' ')
+    def staged = vcfs instanceof Collection ? vcfs : [vcfs]
+    def variants = vcf_of.collect { id, i ->
+        "--vcf ${id}=${staged[i]} --vcf-columns ${id}=${vcf_columns[id].join(',')}"
+    }.join(' ')
+    def rows = samples ? "--samples ${samples} --reference-mode ${params.reference_mode}" +
+        (params.reference_only ? ' --reference-only' : '') : ''
     """
-    check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} ${reference} \\
+    check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} ${reference} ${rows} ${variants} \\
         ${options} --check-options options.json --indexes indexes.json > input_check.txt || {
         cat input_check.txt >&2
         exit 1
