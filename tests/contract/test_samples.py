@@ -284,3 +284,16 @@ def test_a_controls_vcf_sample_is_its_column_in_its_tumours_vcfs():
     no_vcf = {k: v for k, v in TUMOUR.items() if k != "vcf"}
     assert error_map(rows_request(samples=[no_vcf, NORMAL]))["samples[0].vcf"].startswith(
         "required when vcf_sample is given")
+
+
+def test_empty_lists_beside_rows_are_left_out_lists():
+    """`[]` for the lists beside rows (as a params file or a form may write them) is as
+    left out: the lists' own rules (at least 1, or 2 with leave-one-out) do not apply."""
+    empty = {"experimental_inputs": [], "control_inputs": []}
+    assert validate_request(rows_request(**empty)).ok
+    germline = [{"bam": f"/d/G{i}.bam", "role": "experimental"} for i in range(2)]
+    loo = validate_request(rows_request(samples=germline, reference_mode="leave-one-out",
+                                        **empty))
+    assert loo.ok, loo.problems
+    assert not validate_request({**SEED, "reference_mode": "leave-one-out",
+                                 "control_inputs": [], "experimental_inputs": ["/d/x.bam"]}).ok

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from scaffold.simulate import Event, SampleSpec, default_events, make_cohort, standard_samples
+from tests.conftest import launch
 
 pytestmark = pytest.mark.e2e
 
@@ -277,19 +278,22 @@ def test_rows_that_break_a_rule_across_rows_stop_at_the_input_check(nextflow_bin
 
 @pytest.fixture(scope="module")
 def loo_run(nextflow_bin, germline):
-    """The four BAMs as experimental rows, reference_mode leave-one-out."""
+    """The four BAMs as experimental rows of a TSV samplesheet, reference_mode leave-one-out,
+    launched by `cnvkit-nf run`."""
     work, cohort = germline["work"] / "loo", germline["cohort"]
     work.mkdir()
-    rows = [{"bam": str(bam), "role": "experimental"} for bam in cohort.bams.values()]
-    params = {"samples": rows, "reference_mode": "leave-one-out", "ref": str(cohort.ref),
-              "bed": str(cohort.bed), "output_dir": str(work / "out")}
-    (work / "params.json").write_text(json.dumps(params))
-    result = nextflow_run(nextflow_bin, work, "-params-file", str(work / "params.json"))
-    return {"result": result, "out": work / "out"}
+    sheet = work / "germline.tsv"
+    sheet.write_text("sample\tbam\trole\n" + "".join(
+        f"{name}\t{bam}\texperimental\n" for name, bam in cohort.bams.items()))
+    request = {"samplesheet": str(sheet), "reference_mode": "leave-one-out",
+               "ref": str(cohort.ref), "bed": str(cohort.bed), "output_dir": str(work / "out")}
+    (work / "request.json").write_text(json.dumps(request))
+    result = launch(["run", str(work / "request.json")], work / "state", cwd=work)
+    return {"result": result, "out": work / "out", "state": work / "state"}
 
 
 def test_leave_one_out_equals_references_and_calls_by_hand(loo_run, germline):
-    assert loo_run["result"].returncode == 0, loo_run["result"].stdout
+    assert loo_run["result"].returncode == 0, loo_run["result"].stderr
     hand, coverages, out = germline["hand"], germline["coverages"], loo_run["out"]
     for name in coverages:
         others = [f for other, files in coverages.items() if other != name for f in files]
@@ -306,6 +310,9 @@ def test_leave_one_out_equals_references_and_calls_by_hand(loo_run, germline):
     tasks = int((out / "pipeline_info" / "tasks.txt").read_text())
     assert tasks == len(read_table(out / "pipeline_info" / "trace.tsv"))
     assert processes_run(out).count("CNVKIT_REFERENCE") == 4
+    assert launch(["verify", str(out)], loo_run["state"]).returncode == 0
+    listed = json.loads(launch(["cache", "list", "--json"], loo_run["state"]).stdout)
+    assert listed["count"] == 0  # one reference per sample: none kept for reuse
 
 
 # --- matched normals out of the pool (wiring: a stub run) -----------------------------------------
@@ -320,7 +327,7 @@ def test_unpooled_matched_normal_gets_no_coverage(nextflow_bin, tmp_path):
             {"bam": str(stub / "tumour_A.sort.mkdup.bam"), "role": "experimental",
              "normal": "normal_B"},
             {"bam": str(stub / "tumour_D.sort.mkdup.bam"), "role": "experimental"}]
-    params = {"samples": rows, "pool_matched_normals": False, "experimental_inputs": None,
+    params = {"samples": rows, "pool_matched_normals": False, "experimental_inputs": [],
               "control_inputs": [], "output_dir": str(tmp_path / "out")}  # not the profile's
     (tmp_path / "params.json").write_text(json.dumps(params))
     result = nextflow_run(nextflow_bin, tmp_path, "-stub", "-params-file",

@@ -6,9 +6,11 @@ import hashlib
 import http.client
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -105,16 +107,25 @@ def submit(service: LocalService, request: dict, token: str = ALICE,
 
 # --- a real job, start to end ---------------------------------------------------------------
 
-def test_seed_request_runs_to_finished(site):
+@pytest.fixture(scope="module")
+def seed_job(site) -> dict:
+    """The seed-shaped request run by a real service ("seed-state", which keeps its
+    reference), followed by its query API to the end."""
     service = start(site, "seed-state")
     try:
         request = request_for(site, "seed")
         instance_id = submit(service, request)
-        assert len(instance_id) == 36 and instance_id.count("-") == 4
         polls: list[tuple[float, dict]] = []
         final = wait_for(service, instance_id, {"FINISHED", "FAILED"}, seen=polls)
     finally:
         assert service.stop() == 0
+    return {"request": request, "instance_id": instance_id, "polls": polls, "final": final}
+
+
+def test_seed_request_runs_to_finished(site, seed_job):
+    request, instance_id, polls, final = (seed_job[key] for key in
+                                          ("request", "instance_id", "polls", "final"))
+    assert len(instance_id) == 36 and instance_id.count("-") == 4
     assert final["status"] == "FINISHED", final["message"]
     seen = [entry for _, entry in polls]
     assert max(took for took, _ in polls) < 2  # answers never wait on the running job
@@ -136,6 +147,39 @@ def test_seed_request_runs_to_finished(site):
     calls = out / "samples" / "Son_S2_ALL" / "Son_S2_ALL.call.cns"
     for event in son.events:
         assert called_copies(calls, event.chrom, event.start, event.end) == {event.copies}
+
+
+def test_a_samplesheet_job_runs_and_reuses_the_seeds_reference(site, seed_job):
+    """A samplesheet in the project's root with the seed cohort's BAMs and the tumour's
+    sex and purity: the service reads it, reuses the reference the seed job kept (the same
+    controls, none with a given sex) and calls the tumour with its facts."""
+    cohort = site["cohort"]
+    sheet = site["data"] / "lab-a" / "seed-sheet.csv"
+    bams = cohort.bams
+    sheet.write_text("sample,bam,role,sex,purity\n"
+                     f"Son_S2_ALL,{bams['Son_S2_ALL']},experimental,male,0.8\n"
+                     f",{bams['Father_S5_ALL']},control,,\n"
+                     f",{bams['Mather_S1_ALL']},control,,\n")
+    request = {k: v for k, v in request_for(site, "sheet").items() if not k.endswith("_inputs")}
+    service = start(site, "seed-state")
+    try:
+        instance_id = submit(service, {**request, "samplesheet": str(sheet)})
+        final = wait_for(service, instance_id, {"FINISHED", "FAILED"})
+    finally:
+        assert service.stop() == 0
+    assert final["status"] == "FINISHED", final["message"]
+    assert final["message"].startswith("reference reused")
+    out = Path(request["output_dir"])
+    assert manifest.verify(out) == []
+    assert not (out / "coverage" / "Father_S5_ALL.targetcoverage.cnn").exists()
+    assert "0.8 (given for the sample)" in (out / "report.html").read_text()
+    # the call is CNVkit's by hand with call_conf and then the sample's facts
+    folder = out / "samples" / "Son_S2_ALL"
+    hand = site["base"] / "sheet-hand.call.cns"
+    subprocess.run([str(Path(sys.executable).parent / "cnvkit.py"), "call",
+                    str(folder / "Son_S2_ALL.segmetrics.cns"), *shlex.split(request["call_conf"]),
+                    "-x", "male", "--purity", "0.8", "-o", str(hand)], check=True)
+    assert (folder / "Son_S2_ALL.call.cns").read_text() == hand.read_text()
 
 
 # --- bad requests ------------------------------------------------------------------------------
