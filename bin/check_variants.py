@@ -12,12 +12,14 @@ line, as `input_bounds.py` bounds it: what is found wrong is kept as counts and 
   not have, or has twice (pysam's readers refuse a repeated name);
 - record contigs that the reference FASTA does not have;
 - records out of order: a contig's positions going back, or a contig in two separate blocks
-  (CNVkit sorts what it reads, but such a file is often two files run together by mistake);
+  (such a file is often two files run together by mistake, or one never sorted: a caller's
+  VCF is sorted, and an unsorted one cannot be indexed);
 - no records at all (CNVkit then has no allele fractions), a last line without its end of line
   (a plain file cut short).
 Errors: what pysam or CNVkit would fail on mid-job, a bgzip file without its end block (read
-without a word, short of its records), and records none of whose contigs the reference has;
-the rest are warnings.
+without a word, short of its records), records on contigs the reference lacks (the VCF was
+called on another reference, or on a larger one: either way not on these BAMs' contigs), and
+records out of order; the rest are warnings.
 
 Standard library only (plus ``annotation_to_bed.py`` from this directory for telling a gzip
 file): the pipeline runs the checks inside CNVkit containers.
@@ -183,12 +185,12 @@ def check_vcf(
     report.note(file, f"VCF with {found.records} records on {len(contigs)} contigs; sample "
                 f"columns: {examples(found.columns) or 'none'}")
     if found.back:
-        report.warning(file, f"is not sorted: positions go back ({found.back}); CNVkit sorts "
-                       "the records itself, but check that the file is what you meant to give")
+        report.error(file, f"is not sorted: positions go back ({found.back}); sort it "
+                     "(bcftools sort) and check that it is the file you meant to give")
     if found.split:
-        report.warning(file, f"is not sorted: its records of a contig are in more than one "
-                       f"block ({found.split}); CNVkit sorts the records itself, but check that "
-                       "the file is not two VCFs run together")
+        report.error(file, f"is not sorted: its records of a contig are in more than one "
+                     f"block ({found.split}); check that it is not two VCFs run together, "
+                     "then sort it (bcftools sort)")
     if ref_contigs is not None:
         _check_contigs(file, contigs, ref, ref_contigs, report)
 
@@ -219,7 +221,7 @@ def _check_contigs(
     file: File, contigs: dict[str, int], ref: File | None, ref_contigs: dict[str, int],
     report: Report,
 ) -> None:
-    """The records' contigs are the reference's: none of them is an error, some a warning."""
+    """The records' contigs are the reference's."""
     missing = [c for c in contigs if c not in ref_contigs]
     if not missing:
         return
@@ -229,6 +231,7 @@ def _check_contigs(
                      f"{examples(contigs)}; reference: {examples(ref_contigs)})"
                      f"{chr_hint(contigs, ref_contigs)}: was it called on another reference?")
     else:
-        report.warning(file, f"{len(missing)} of {len(contigs)} contigs of its records are not "
-                       f"in the reference {ref} (e.g. {examples(missing)}); their {n} records "
-                       "give no allele fractions")
+        report.error(file, f"{len(missing)} of {len(contigs)} contigs of its records are not "
+                     f"in the reference {ref} (e.g. {examples(missing)}; {n} records): give "
+                     "the VCF called on this reference, or keep its contigs (bcftools view "
+                     "-t with the reference's contigs)")

@@ -189,11 +189,12 @@ def test_contigs_not_in_the_reference(check_inputs, cohort, vcf_text, tmp_path) 
     vcf = edited(vcf_text, tmp_path / "alt.vcf", chr3_renamed)
     n = sum(line.startswith("chr3\t") for line in vcf_text.splitlines())
     assert problems(check(check_inputs, cohort, vcf)) == [
-        ("warning", f"1 of 4 contigs of its records are not in the reference {cohort.ref} (e.g. "
-                    f"chr3_alt); their {n} records give no allele fractions")]
+        ("error", f"1 of 4 contigs of its records are not in the reference {cohort.ref} (e.g. "
+                  f"chr3_alt; {n} records): give the VCF called on this reference, or keep its "
+                  "contigs (bcftools view -t with the reference's contigs)")]
 
 
-def test_unsorted_records_are_a_warning(check_inputs, cohort, vcf_text, tmp_path) -> None:
+def test_unsorted_records_are_refused(check_inputs, cohort, vcf_text, tmp_path) -> None:
     def swapped(lines: list[str]) -> list[str]:
         at = _header_end(lines)
         return lines[:at] + [lines[at + 1], lines[at]] + lines[at + 2:]
@@ -203,9 +204,9 @@ def test_unsorted_records_are_a_warning(check_inputs, cohort, vcf_text, tmp_path
     first, second = (lines[at + i].split("\t")[1] for i in (0, 1))
     report = check(check_inputs, cohort, edited(vcf_text, tmp_path / "swapped.vcf", swapped))
     assert problems(report) == [
-        ("warning", f"is not sorted: positions go back (line {at + 2}: chr1:{first} after "
-                    f"chr1:{second}); CNVkit sorts the records itself, but check that the file "
-                    "is what you meant to give")]
+        ("error", f"is not sorted: positions go back (line {at + 2}: chr1:{first} after "
+                  f"chr1:{second}); sort it (bcftools sort) and check that it is the file you "
+                  "meant to give")]
 
     def chr1_split(lines: list[str]) -> list[str]:
         at = _header_end(lines)
@@ -217,9 +218,9 @@ def test_unsorted_records_are_a_warning(check_inputs, cohort, vcf_text, tmp_path
     report = check(check_inputs, cohort, edited(vcf_text, tmp_path / "split.vcf", chr1_split))
     n_chr2 = sum(line.startswith("chr2\t") for line in lines)
     assert problems(report) == [
-        ("warning", f"is not sorted: its records of a contig are in more than one block (chr1 "
-                    f"again at line {at + 4 + n_chr2}); CNVkit sorts the records itself, but "
-                    "check that the file is not two VCFs run together")]
+        ("error", f"is not sorted: its records of a contig are in more than one block (chr1 "
+                  f"again at line {at + 4 + n_chr2}); check that it is not two VCFs run "
+                  "together, then sort it (bcftools sort)")]
 
 
 def test_no_records_is_a_warning(check_inputs, cohort, vcf_text, tmp_path) -> None:
