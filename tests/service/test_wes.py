@@ -164,6 +164,40 @@ def test_a_run_from_submission_to_its_outputs(service, cohort, check):
                         ALICE)[1]["instances"][0]["status"] == "FINISHED"
 
 
+def test_a_run_whose_params_name_a_samplesheet(service, cohort, check):
+    """WES workflow_params are a request like any other: a samplesheet in the caller's roots
+    is read, and the run's params carry its rows with their facts."""
+    sheet = service.out / "sheets" / "seed.tsv"
+    sheet.parent.mkdir(parents=True, exist_ok=True)
+    sheet.write_text("sample\tbam\trole\tsex\n" + "".join(
+        f"{spec.name}\t{cohort.bams[spec.name]}\t"
+        f"{'control' if spec.control else 'experimental'}\t{spec.sex}\n"
+        for spec in cohort.samples))
+    request = {k: v for k, v in seed_request(cohort, service.out / "sheet").items()
+               if not k.endswith("_inputs")}
+    body, content_type = multipart({
+        "workflow_params": json.dumps({**request, "samplesheet": str(sheet)}),
+        "workflow_type": "NFL", "workflow_type_version": "DSL2",
+        "workflow_url": "cnvkit-nf/cnvkit-nf"})
+    status, body = call(service, "POST", "/runs", body=body, content_type=content_type)
+    assert status == 200, body
+    run_id = body["run_id"]
+    assert wait_state(service, run_id, {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"})[
+        "state"] == "COMPLETE"
+    status, log = call(service, "GET", f"/runs/{run_id}")
+    assert status == 200 and log["request"]["workflow_params"]["samplesheet"] == str(sheet)
+    params = json.loads((service.state_dir / "runs" / run_id / "params.json").read_text())
+    assert {(row["id"], row["role"], row["sex"]) for row in params["samples"]} == {
+        (spec.name, "control" if spec.control else "experimental", spec.sex)
+        for spec in cohort.samples}
+    bad = multipart({"workflow_params": json.dumps({**request, "samplesheet": str(sheet)
+                                                    .replace("seed.tsv", "gone.tsv")}),
+                     "workflow_type": "NFL", "workflow_type_version": "DSL2",
+                     "workflow_url": "cnvkit-nf/cnvkit-nf"})
+    status, refused = call(service, "POST", "/runs", body=bad[0], content_type=bad[1])
+    assert status == 400 and "samplesheet" in refused["msg"], refused
+
+
 def test_runs_of_both_faces_are_listed_by_page(service, cohort, check):
     seed_api = service.call("POST", "/v2.0/lab-a/gene/tools/cnvkit", ALICE,
                             body=seed_request(cohort, service.out / "seed-face"))
