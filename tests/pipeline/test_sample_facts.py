@@ -236,10 +236,13 @@ def test_sheet_flags_the_stated_sex_that_coverage_contradicts(sheet_run):
 def test_bad_samplesheet_is_refused_before_any_task(nextflow_bin, germline, tmp_path):
     cohort = germline["cohort"]
     sheet = tmp_path / "sheet.tsv"
-    sheet.write_text("sample\tbam\trole\tsex\tpurity\tploidy\n"
-                     f"\t{cohort.bams['Control_M']}\tcontrol\t\t\t\n"
-                     f"T1\t{cohort.bams['Sample_1']}\ttumour\tM\t1.5\t2\n"
-                     f"T 2\t{cohort.bams['Sample_2']}\texperimental\t\tabc\t1.5\n")
+    planted = tmp_path / "planted"
+    sheet.write_text("sample\tbam\trole\tsex\tpurity\tploidy\tvcf\n"
+                     f"\t{cohort.bams['Control_M']}\tcontrol\t\t\t\t\n"
+                     f"T1\t{cohort.bams['Sample_1']}\ttumour\tM\t1.5\t2\t\n"
+                     f"T 2\t{cohort.bams['Sample_2']}\texperimental\t\tabc\t1.5\t\n"
+                     f"T3\t{cohort.bams['Control_F']}\texperimental\t\t\t\t"
+                     f"$(touch {planted}).vcf\n")
     result = nextflow_run(nextflow_bin, tmp_path, "--samplesheet", str(sheet), "--ref",
                           str(cohort.ref), "--bed", str(cohort.bed), "--output_dir", "out")
     assert result.returncode != 0
@@ -248,8 +251,10 @@ def test_bad_samplesheet_is_refused_before_any_task(nextflow_bin, germline, tmp_
                  "samplesheet line 3: purity: must be a fraction more than 0 and at most 1",
                  "samplesheet line 4: sample: must be made of letters, digits",
                  "samplesheet line 4: purity: must be a number, got 'abc'",
-                 "samplesheet line 4: ploidy: must be an integer, got '1.5'"):
+                 "samplesheet line 4: ploidy: must be an integer, got '1.5'",
+                 "samplesheet line 5: vcf: must be a VCF file (.vcf or .vcf.gz); file name"):
         assert said in result.stdout, said
+    assert not planted.exists()  # a path is a path: nothing in it ran
     assert "line 2" not in result.stdout
     assert processes_run(tmp_path / "out") == []
     missing = nextflow_run(nextflow_bin, tmp_path, "--samplesheet", "gone.csv", "--ref",
