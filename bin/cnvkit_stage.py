@@ -2,13 +2,16 @@
 """Run a stage's CNVkit command lines in one Python interpreter, each as `cnvkit.py` runs it.
 
 Usage: cnvkit_stage.py [--sex-of=CALL_OPTIONS] [--optional SUBCOMMAND,...] < COMMANDS
-       (one `cnvkit.py SUBCOMMAND ...` or `reference2targets.py ...` line each)
+       (one `cnvkit.py SUBCOMMAND ...`, `reference2targets.py ...` or `cnvkit_report.py ...`
+       line each)
 
 Each line is split as a shell would split it (no shell runs it), parsed by CNVkit's own parser
 (`cnvlib.commands.parse_args`) and run by the function that parser names (`args.func(args)`):
 exactly what `cnvkit.py` does, so the outputs are those of the same lines run one by one, while
 CNVkit's imports (pandas, scipy, matplotlib...) are paid once per stage instead of once per
-line. CNVkit's `reference2targets.py` script runs the same way, by its own parser and function.
+line. CNVkit's `reference2targets.py` script runs the same way, by its own parser and function,
+and so does the job's report (`cnvkit_report.py`, beside this file), which reads call's options
+with CNVkit's parser: in a process of its own it would pay CNVkit's imports again.
 Lines run in order; the first that fails ends the stage with its error (argparse's exit status
 2, or 1 with the traceback). Blank lines and `#` comments are skipped.
 
@@ -28,7 +31,7 @@ import sys
 import time
 
 SEX_WORD = "{sex}"
-SCRIPTS = ("cnvkit.py", "reference2targets.py")  # the CNVkit programs whose lines are run
+SCRIPTS = ("cnvkit.py", "reference2targets.py", "cnvkit_report.py")  # the programs run
 
 
 def sex_options(cnvkit, call_options: str) -> list[str]:
@@ -96,6 +99,11 @@ def main(argv: list[str]) -> int:
         started = time.monotonic()
         if words[0] == "reference2targets.py":
             reference2targets(words)
+        elif words[0] == "cnvkit_report.py":
+            import cnvkit_report  # noqa: PLC0415 - beside this script, on its path
+
+            if status := cnvkit_report.main(words[1:]):
+                return status
         elif words[1] in optional:
             run_optional(words, cnvkit.parse_args(words[1:]))
         else:

@@ -1,7 +1,7 @@
 // The job's cohort, once per job, after every sample: sex of every sample, then the tumours'
-// SEG, metrics and (two or more tumours, plots on) heatmap, in one interpreter
-// (bin/cnvkit_stage.py); then bin/cnvkit_report.py writes the MultiQC table and, plots on,
-// report.html. Outputs are written where they are published.
+// SEG, metrics and (two or more tumours, plots on) heatmap, and bin/cnvkit_report.py's MultiQC
+// table and (plots on) report.html, in one interpreter (bin/cnvkit_stage.py: the report reads
+// call's options with CNVkit's parser). Outputs are written where they are published.
 // Options: task.ext.args -> sex (sex_conf); ext.args2 -> call_conf, whose sex options ({sex})
 //          the heatmap takes, with -x SEX when every tumour was given that sex, and the
 //          report reads with each tumour's facts (its assumptions);
@@ -49,11 +49,8 @@ process CNVKIT_COHORT {
     cnvkit.py sex ${references} -o reference-sex.tsv
     cnvkit.py export seg ${segments} -o cohort/cohort.seg
     cnvkit.py metrics ${ratios} -s ${segments} -o cohort/metrics.tsv${heatmap}
+    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' --metrics cohort/metrics.tsv --calls ${calls} ${plots ? "--scatters ${scatters} --html report.html" : ''} --multiqc cohort/cnvkit_mqc.tsv
     CNVKIT
-    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv \\
-        --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' \\
-        --metrics cohort/metrics.tsv --calls ${calls} \\
-        ${plots ? "--scatters ${scatters} --html report.html" : ''} --multiqc cohort/cnvkit_mqc.tsv
     """
 
     stub:
