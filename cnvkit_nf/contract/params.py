@@ -96,7 +96,7 @@ def pooled_controls(params: dict) -> list[dict] | None:
         return None
     if "samples" not in params:
         return [{"bam": bam} for bam in params["control_inputs"]]
-    normals = {row.get("normal") for row in params["samples"]}
+    normals = _matched_normals(params["samples"])
     return [row for row in params["samples"] if row["role"] == "control"
             and (params.get("pool_matched_normals", True) or row["id"] not in normals)]
 
@@ -107,6 +107,11 @@ def reusing(params: dict, reference: str) -> dict:
     column."""
     if "samples" not in params:
         return {**params, "control_inputs": [], "reference_cnn": reference}
-    normals = {row.get("normal") for row in params["samples"]}
+    normals = _matched_normals(params["samples"])
     rows = [row for row in params["samples"] if row["role"] != "control" or row["id"] in normals]
     return {**params, "samples": rows, "pool_matched_normals": False, "reference_cnn": reference}
+
+
+def _matched_normals(rows: list[dict]) -> set[str]:
+    """The ids of the controls some row names as its matched normal."""
+    return {row["normal"] for row in rows if row.get("normal") is not None}

@@ -187,8 +187,9 @@ def content_problems(params: dict, pass_fds: Sequence[int] = (),
     command = [sys.executable, str(CHECK_INPUTS), "--json", *limits.arguments()]
     for option, name in (("--ref", "ref"), ("--bed", "bed"), ("--annotation", "annotation_file")):
         command += [option, params[name]] if params.get(name) else []
-    rows = [row for _, _, row in sample_files(params)]
-    for name, bam, row in sample_files(params):
+    samples = sample_files(params)
+    rows = [row for _, _, row in samples]
+    for name, bam, row in samples:
         command += ["--bam", f"{name}={bam}"] if bam else []
         if row.get("vcf"):  # the columns it must have: the sample's, its normal's
             command += ["--vcf", f"{name}={row['vcf']}", "--vcf-columns",
