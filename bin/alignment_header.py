@@ -1,11 +1,34 @@
 """What the input checks use of a BAM's or CRAM's header (sort order, duplicate marking, contigs
-and their MD5s), read in bounded memory through one descriptor of the file it is given.
+and their MD5s), read in bounded memory through one descriptor of the file it is given; and,
+when the header says nothing of duplicates, whether the first reads carry the duplicate flag.
 
 The SAM header text is streamed a chunk at a time, keeping only the lines asked for; a header
 may claim at most MAX_HEADER_TEXT bytes of text, and its contigs are bounded as every file's
 are (`input_bounds`). pysam is not used: htslib reads a header whole, whatever size it claims
 (a BAM of 0.8 MB claiming 500 MB of zeros costs it 1.4 GB), and waits on a FIFO.
 Standard library only (the pipeline runs the checks inside CNVkit containers).
+
+Duplicate marking shows in the header as the @PG line each marker writes (what each writes was
+looked up in its source or documentation):
+- Picard MarkDuplicates (and MarkDuplicatesWithMateCigar, UmiAwareMarkDuplicatesWithMateCigar)
+  and GATK4's copy of it: ID and PN the tool's name (ID made unique with ".1", ".2"), CL starting
+  with it; GATK's MarkDuplicatesSpark: ID and PN "GATK MarkDuplicatesSpark".
+- samtools markdup/rmdup: ID samtools[.N], PN samtools, CL "samtools markdup ...".
+- sambamba markdup: ID sambamba, CL "markdup ..." (versions before 0.7 wrote no @PG).
+- SAMBLASTER: ID SAMBLASTER, CL "samblaster ..."; biobambam: ID/PN bammarkduplicates[2],
+  bamsormadup, bamstreamingmarkduplicates; BamUtil "bam dedup"; umi_tools dedup writes no @PG
+  (its output keeps its input's header), so only a @PG added for it (CL "umi_tools dedup ...")
+  is seen.
+- fgbio's consensus callers (CallMolecularConsensusReads, CallDuplexConsensusReads,
+  CallCodecConsensusReads) write no @PG but a @CO line "Read group X contains consensus reads
+  generated from N input read groups." (kept by ZipperBams after re-alignment); fgumi writes
+  that @CO too and a @PG ID fgumi, CL "fgumi simplex|duplex|codec|dedup ...".
+- Sentieon: `sentieon driver ... --algo Dedup` in CL (LocusCollector alone only scores).
+- Parabricks: ID/PN "pbrun fq2bam" (or markdup, fq2bam_meth and the germline/somatic pipelines
+  that run it) marks duplicates unless CL has --no-markdups.
+- DRAGEN: one program; its CL says --enable-duplicate-marking true.
+Without such a line, `duplicate_flags` reads a bounded sample of records: a BAM's itself, a
+CRAM's through `samtools view` when samtools is on PATH (CRAM records need a CRAM decoder).
 """
 
 import bz2
@@ -14,15 +37,20 @@ import io
 import lzma
 import os
 import re
+import shutil
+import signal
 import stat
 import struct
+import subprocess
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from input_bounds import CHUNK, MAX_CONTIGS, MAX_LINE, Contigs
+from input_bounds import CHUNK, MAX_CONTIGS, MAX_LINE, MAX_NAMES, Contigs
 
 MAX_HEADER_TEXT = 64 << 20  # a BAM's or CRAM's SAM header text
 MAX_NAME = 4096  # a BAM contig name
@@ -36,20 +64,42 @@ CRAM_EOF = {3: bytes.fromhex("0f000000ffffffff0fe0454f46000000000100"
 # in the last byte): both are read as the end.
 _CRAM_EOF_HTSLIB = {2: CRAM_EOF[2][:8] + b"\x0f" + CRAM_EOF[2][9:]}
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
-# Program names (from @PG ID, PN or the first two words of CL) of duplicate markers/removers.
+# Program names (from @PG ID, PN or the first two words of CL) of duplicate markers/removers
+# and of consensus callers (a consensus read stands for its duplicates).
 DEDUP_PROGRAM = re.compile(
-    r"markdup|rmdup|markduplicates(withmatecigar|spark)?|bammarkduplicates\d*|bamsormadup"
-    r"|samblaster",
+    r"markdup|rmdup|dedup|(umiaware|simple)?markduplicates(withmatecigar|spark)?"
+    r"|bammarkduplicates\d*|bamsormadup|bamstreamingmarkduplicates|samblaster"
+    r"|call(molecular|duplex|codec)consensusreads",
     re.IGNORECASE,
 )
+# Programs whose subcommand (the word after the program's) says it: {program: {subcommands}}.
+DEDUP_SUBCOMMANDS = {
+    "fgumi": {"simplex", "duplex", "codec", "dedup"},
+    "pbrun": {"fq2bam", "fq2bam_meth", "markdup", "germline", "deepvariant_germline", "somatic"},
+}
+PBRUN_NO_MARKDUPS = re.compile(r"--no-markdups\b")
+# Sentieon's driver runs algorithms; Dedup marks (or with --rmdup removes) duplicates.
+SENTIEON_DEDUP = re.compile(r"--algo[\s=]+Dedup\b", re.IGNORECASE)
 # DRAGEN marks duplicates inside its one program; only its command line says so.
 DRAGEN = re.compile(r"dragen", re.IGNORECASE)
 DRAGEN_DEDUP = re.compile(r"--enable-duplicate-marking(?:=|\s+)true\b", re.IGNORECASE)
+# fgbio's (and fgumi's) consensus callers leave this @CO line, and no @PG.
+CONSENSUS_COMMENT = re.compile(
+    r"Read group \S+ contains consensus reads generated from \d+ input read groups")
 DEDUP_TOOLS = (
     "samtools markdup/rmdup, Picard or GATK MarkDuplicates (incl. MarkDuplicatesWithMateCigar, "
-    "MarkDuplicatesSpark), sambamba markdup, SAMBLASTER, biobambam "
-    "bammarkduplicates/bamsormadup, DRAGEN with --enable-duplicate-marking true"
+    "UmiAwareMarkDuplicatesWithMateCigar, MarkDuplicatesSpark), sambamba markdup, SAMBLASTER, "
+    "biobambam bammarkduplicates/bamsormadup, BamUtil dedup, fgbio or fgumi consensus reads, "
+    "Sentieon Dedup, Parabricks fq2bam/markdup, DRAGEN with --enable-duplicate-marking true; "
+    "umi_tools dedup records no @PG line of its own"
 )
+# What `duplicate_flags` reads at most, after the header.
+SCAN_RECORDS = 200_000
+SCAN_BYTES = 64 << 20  # of records, uncompressed
+SCAN_COMPRESSED = 16 << 20  # of BGZF blocks
+SCAN_SECONDS = 20.0
+MAX_RECORD = 1 << 20  # one BAM record; a longer one is taken for corruption
+DUPLICATE = 0x400
 
 
 def _take(stream: IO[bytes], size: int) -> bytes:
@@ -90,13 +140,16 @@ class Header:
     """What the checks use of a BAM's or CRAM's header, taken from it a line at a time."""
 
     sort_order: str | None = None  # SO of the first @HD line
-    deduplicated: bool = False  # a @PG line of a duplicate marker
+    deduplicated: bool = False  # a @PG line of a duplicate marker (or a consensus @CO line)
     contigs: Contigs = field(default_factory=Contigs)  # {name: length}
     md5s: dict[str, str] = field(default_factory=dict)  # {name: M5 of its @SQ line} (CRAM)
     seen_hd: bool = False
 
     def take(self, line: str) -> None:
-        """Take an @HD, @PG or @SQ line."""
+        """Take an @HD, @PG, @SQ or @CO line."""
+        if line.startswith("@CO\t"):
+            self.deduplicated = self.deduplicated or bool(CONSENSUS_COMMENT.match(line[4:]))
+            return
         kind, *fields = line.split("\t")
         tags = dict(f.split(":", 1) for f in fields if ":" in f)
         if kind == "@HD" and not self.seen_hd:
@@ -149,7 +202,7 @@ def _read_bam(f: IO[bytes], head: bytes) -> Header:
             if not 0 <= size <= MAX_HEADER_TEXT:
                 raise ValueError(f"its header claims {size} bytes of text; more than "
                                  f"{MAX_HEADER_TEXT >> 20} MiB is not a header this check reads")
-            for line in _sam_lines(g, size, (b"@HD", b"@PG")):
+            for line in _sam_lines(g, size, (b"@HD", b"@PG", b"@CO\tRead group ")):
                 header.take(line)
             count = _int32(g)
             if not 0 <= count <= MAX_CONTIGS:
@@ -263,7 +316,8 @@ def _read_cram(f: IO[bytes]) -> Header:
             if length > raw - 4:
                 raise ValueError("is truncated or corrupt: its header is shorter than it "
                                  "claims")
-            for line in _sam_lines(text, length, (b"@HD", b"@PG", b"@SQ")):
+            for line in _sam_lines(text, length, (b"@HD", b"@PG", b"@SQ",
+                                                  b"@CO\tRead group ")):
                 header.take(line)
         f.seek(max(0, f.seek(0, os.SEEK_END) - len(CRAM_EOF[major])))
         tail = f.read()
@@ -275,11 +329,152 @@ def _read_cram(f: IO[bytes]) -> Header:
 
 
 def is_dedup_program(pg: dict[str, str]) -> bool:
-    """True if a @PG record is a duplicate-marking or -removing step."""
-    words = [pg.get("ID", ""), pg.get("PN", ""), *pg.get("CL", "").split(None, 2)[:2]]
+    """True if a @PG record is a duplicate-marking or -removing step (or consensus calling)."""
+    command = pg.get("CL", "")
+    words = [pg.get("ID", ""), pg.get("PN", ""), *command.split(None, 2)[:2]]
     parts = (p for w in words for p in re.split(r"[\s/.:]+", w))
     if any(DEDUP_PROGRAM.fullmatch(p) for p in parts):
         return True
+    for text in (pg.get("ID", ""), pg.get("PN", ""), " ".join(command.split(None, 3)[:3])):
+        names = [os.path.basename(w).lower() for w in text.split()]
+        for program, sub in zip(names, names[1:], strict=False):
+            if sub in DEDUP_SUBCOMMANDS.get(program, ()):
+                return program != "pbrun" or not PBRUN_NO_MARKDUPS.search(command)
+    if SENTIEON_DEDUP.search(command):
+        return True
     dragen = DRAGEN.search(f"{pg.get('ID', '')} {pg.get('PN', '')}")
-    return bool(dragen and DRAGEN_DEDUP.search(pg.get("CL", "")))
+    return bool(dragen and DRAGEN_DEDUP.search(command))
+
+
+@dataclass
+class Flags:
+    """What `duplicate_flags` saw: ``found`` a record with the duplicate flag among ``records``
+    read; ``stopped`` why it read no further when that was not the end of the file or the
+    bound (truncated, corrupt, out of time), ``None`` when the records could not be read."""
+
+    found: bool
+    records: int | None
+    stopped: str = ""
+
+
+class _Budget(io.RawIOBase):
+    """A read-only view of `raw` that ends after `limit` more bytes (raised with `extend`)."""
+
+    def __init__(self, raw: IO[bytes], limit: int) -> None:
+        self.raw, self.left = raw, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def extend(self, more: int) -> None:
+        self.left = more
+
+    def readinto(self, buffer: memoryview) -> int:
+        if self.left <= 0:
+            return 0
+        data = self.raw.read(min(len(buffer), self.left))
+        self.left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def duplicate_flags(path: Path, samtools: str | None = None) -> Flags:
+    """Whether any of the first SCAN_RECORDS records of a BAM or CRAM (of at most SCAN_BYTES,
+    SCAN_COMPRESSED and SCAN_SECONDS) has the duplicate flag 0x400. A BAM is read here, through
+    one descriptor of a regular file; a CRAM through `samtools view` (`samtools`, else the one
+    on PATH) asking for the flags only, so no reference is needed or fetched; without samtools
+    a CRAM's records are not read (``records`` None)."""
+    if path.name.endswith(".cram"):
+        return _cram_flags(path, samtools or shutil.which("samtools"))
+    deadline = time.monotonic() + SCAN_SECONDS
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return Flags(False, None, "it is not a regular file")
+        # the header, as read_header admits it, compressed (stored blocks grow it a little)
+        budget = _Budget(f, 2 * (MAX_HEADER_TEXT + MAX_NAMES + 8 * MAX_CONTIGS))
+        records = 0
+        try:
+            with gzip.GzipFile(fileobj=io.BufferedReader(budget, CHUNK)) as g:
+                if g.read(4) != b"BAM\1":
+                    return Flags(False, None, "it is not a BAM file")
+                _skip(g, _int32(g), MAX_HEADER_TEXT)
+                count = _int32(g)
+                if not 0 <= count <= MAX_CONTIGS:
+                    return Flags(False, None, f"its header claims {count} contigs")
+                for _ in range(count):
+                    _skip(g, _int32(g), MAX_NAME)
+                    _int32(g)
+                budget.extend(SCAN_COMPRESSED)
+                left = SCAN_BYTES
+                while records < SCAN_RECORDS and left > 0:
+                    head = g.read(4)
+                    if not head:
+                        return Flags(False, records)  # the end of the records
+                    size = struct.unpack("<i", head)[0] if len(head) == 4 else -1
+                    if not 32 <= size <= MAX_RECORD:
+                        return Flags(False, records, f"record {records + 1} is corrupt")
+                    record = g.read(size)
+                    if len(record) < size:
+                        raise EOFError("unexpected end of data")
+                    records += 1
+                    left -= size + 4
+                    if int.from_bytes(record[14:16], "little") & DUPLICATE:
+                        return Flags(True, records)
+                    if records % 4096 == 0 and time.monotonic() > deadline:
+                        return Flags(False, records, f"{SCAN_SECONDS:.0f} s passed")
+        except (OSError, EOFError, zlib.error) as exc:
+            if budget.left <= 0:  # the bound, not the file's end
+                return Flags(False, records)
+            return Flags(False, records, f"it is truncated or corrupt ({exc})")
+    return Flags(False, records)
+
+
+def _skip(stream: IO[bytes], size: int, most: int) -> None:
+    """Read past `size` bytes (at most `most`) of `stream`, a chunk at a time."""
+    if not 0 <= size <= most:
+        raise EOFError(f"implausible length {size}")
+    while size > 0:
+        data = stream.read(min(size, CHUNK))
+        if not data:
+            raise EOFError("unexpected end of data")
+        size -= len(data)
+
+
+def _cram_flags(path: Path, samtools: str | None) -> Flags:
+    """`duplicate_flags` of a CRAM, read by `samtools view` decoding FLAG only (required_fields
+    0x2: no sequence, so no reference; REF_PATH pointed nowhere so none is downloaded), its
+    first SCAN_RECORDS lines taken and the rest left unread."""
+    if not samtools:
+        return Flags(False, None, "samtools is not on PATH")
+    command = [samtools, "view", "--no-PG", "--input-fmt-option", "required_fields=0x2",
+               str(path)]  # fmt: skip
+    env = {**os.environ, "REF_PATH": os.devnull, "REF_CACHE": os.devnull}
+    records, found, stopped = 0, False, ""
+    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, env=env) as proc:  # fmt: skip
+        out = proc.stdout
+        assert out is not None
+        timer = threading.Timer(SCAN_SECONDS, proc.kill)  # a samtools that writes nothing
+        timer.start()
+        try:
+            while records < SCAN_RECORDS and (line := out.readline(MAX_LINE)):
+                fields = line.split(b"\t", 2)
+                if len(fields) < 3 or not fields[1].isdigit():
+                    stopped = "samtools wrote what is not a SAM record"
+                    break
+                records += 1
+                if int(fields[1]) & DUPLICATE:
+                    found = True
+                    break
+        finally:
+            timer.cancel()
+            killed = proc.poll() is None or proc.returncode == -signal.SIGKILL
+            proc.kill()
+            proc.wait()
+        if not (found or stopped or records >= SCAN_RECORDS):
+            if proc.returncode == -signal.SIGKILL and killed:
+                stopped = f"{SCAN_SECONDS:.0f} s passed"
+            elif proc.returncode:
+                stopped = f"samtools could not read it (exit status {proc.returncode})"
+    return Flags(found, records, stopped)
 

@@ -1,18 +1,33 @@
-"""The checks of a BAM or CRAM: a coordinate-sorted, duplicate-marked alignment on the
-reference's contigs, and for a CRAM, against the reference's very sequences.
+"""The checks of a BAM or CRAM: a coordinate-sorted alignment on the reference's contigs,
+duplicate-marked as its assay needs, and for a CRAM, against the reference's very sequences.
 
 Standard library only (the pipeline runs the checks inside CNVkit containers).
 """
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from alignment_header import DEDUP_TOOLS, Header, read_header
+from alignment_header import DEDUP_TOOLS, SCAN_RECORDS, Header, duplicate_flags, read_header
 from check_report import File, Report, Tally, chr_hint, examples, readable
 
 
-def check_bam(file: File, report: Report) -> Header | None:
-    """Check one BAM or CRAM file; return its header if it could be read."""
+def markdup_hint(file: File) -> str:
+    """Commands that mark the duplicates of `file` with samtools (they run as written, in a
+    folder where the intermediate files may go), and the alternative."""
+    chain = (f"samtools sort -n -o n.bam {shlex.quote(str(file))} && samtools fixmate -m n.bam "
+             "f.bam && samtools sort -o s.bam f.bam && samtools markdup s.bam out.bam && "
+             "samtools index out.bam")
+    return f"mark them, e.g. `{chain}` and give out.bam, or with Picard/GATK MarkDuplicates"
+
+
+def check_bam(file: File, report: Report, method: str = "hybrid") -> Header | None:
+    """Check one BAM or CRAM file of a job of `method` ("hybrid", "amplicon", "wgs"); return
+    its header if it could be read.
+
+    Hybrid capture and WGS need their duplicates marked (or removed): a @PG line of a marker
+    says so, else a duplicate flag among the first records read. Amplicon reads of one amplicon
+    all start and end alike, so they need no marking, and CNVkit would not count marked ones."""
     path = Path(file)
     if not readable(file, report):
         return None
@@ -24,12 +39,16 @@ def check_bam(file: File, report: Report) -> Header | None:
     if header.sort_order != "coordinate":
         order = f"SO:{header.sort_order}" if header.sort_order is not None else "no @HD SO tag"
         report.error(file, f"not coordinate-sorted ({order}); sort it with `samtools sort`")
-    if not header.deduplicated:
-        report.error(
-            file,
-            "duplicates are not marked or removed (no such @PG header line); "
-            f"process it with one of: {DEDUP_TOOLS}",
-        )
+    if method == "amplicon":
+        if header.deduplicated:
+            report.warning(file, "an amplicon panel's BAM with duplicates marked (a @PG line "
+                           "says so): CNVkit counts no read flagged as a duplicate, and the reads "
+                           "of one amplicon all look alike, so most would not be counted; give "
+                           "the BAM from before duplicate marking")
+        else:
+            report.note(file, "amplicon reads: no duplicate marking needed")
+    elif not header.deduplicated:
+        _duplicates_by_flags(file, path, report)
     if not header.contigs:
         report.error(file, "has no reference contigs (@SQ); is it aligned?")
     return header
@@ -83,3 +102,22 @@ def compare_contigs(
                        + "; ".join(side for side in sides if side)
                        + "); reads on contigs the reference lacks are not counted")
     return not differ
+
+
+def _duplicates_by_flags(file: File, path: Path, report: Report) -> None:
+    """No @PG line says duplicates were marked: pass when a record read has the flag."""
+    flags = duplicate_flags(path)
+    if flags.found:
+        report.note(file, f"duplicates marked (record {flags.records} has the duplicate flag; "
+                    "no @PG line of a duplicate marker)")
+        return
+    if flags.records is None:
+        seen = f"its records could not be read ({flags.stopped})"
+    else:
+        seen = f"none of its first {flags.records} records has the duplicate flag 0x400"
+        if flags.stopped:
+            seen += f" (read no further: {flags.stopped})"
+        elif flags.records < SCAN_RECORDS:
+            seen = seen.replace("first ", "")
+    report.error(file, f"duplicates are not marked or removed: no @PG header line of a "
+                 f"duplicate marker ({DEDUP_TOOLS}), and {seen}; {markdup_hint(file)}")
