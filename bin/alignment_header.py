@@ -443,14 +443,24 @@ def _skip(stream: IO[bytes], size: int, most: int) -> None:
 def _cram_flags(path: Path, samtools: str | None) -> Flags:
     """`duplicate_flags` of a CRAM, read by `samtools view` decoding FLAG only (required_fields
     0x2: no sequence, so no reference; REF_PATH pointed nowhere so none is downloaded), its
-    first SCAN_RECORDS lines taken and the rest left unread."""
+    first SCAN_RECORDS lines taken and the rest left unread. samtools reads the descriptor
+    opened here, as its standard input: the file checked (a /proc/self/fd link of ours would
+    be another process's in samtools), and a FIFO is refused unopened by it."""
     if not samtools:
         return Flags(False, None, "samtools is not on PATH")
-    command = [samtools, "view", "--no-PG", "--input-fmt-option", "required_fields=0x2",
-               str(path)]  # fmt: skip
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return Flags(False, None, "it is not a regular file")
+        os.set_blocking(f.fileno(), True)
+        return _samtools_flags(f, samtools)
+
+
+def _samtools_flags(cram: IO[bytes], samtools: str) -> Flags:
+    """`_cram_flags` of the open file `cram`."""
+    command = [samtools, "view", "--no-PG", "--input-fmt-option", "required_fields=0x2", "-"]
     env = {**os.environ, "REF_PATH": os.devnull, "REF_CACHE": os.devnull}
     records, found, stopped = 0, False, ""
-    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    with subprocess.Popen(command, stdin=cram, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, env=env) as proc:  # fmt: skip
         out = proc.stdout
         assert out is not None

@@ -318,3 +318,23 @@ def test_a_fifo_is_not_waited_on(ca, tmp_path) -> None:
 def test_samtools_is_there(ca) -> None:
     """The CRAM tests above read records through the samtools this machine has."""
     assert shutil.which("samtools")
+
+
+def test_a_cram_through_a_descriptor_link(ca, cohort, tmp_path) -> None:
+    """As the launcher hands the check /proc/self/fd/N: samtools reads the descriptor the check
+    opened (its own /proc/self would be another process's), and a FIFO is not waited on."""
+    bam = reheader(cohort.bams["marked"], tmp_path / "s.bam",
+                   lambda h: "".join(ln for ln in h.splitlines(True) if "markdup" not in ln))
+    cram = _cram(cohort, bam, tmp_path / "s.cram")
+    fd = os.open(cram, os.O_RDONLY)
+    try:
+        link = tmp_path / "view" / "S.cram"
+        link.parent.mkdir()
+        link.symlink_to(f"/proc/self/fd/{fd}")
+        flags = ca.duplicate_flags(link)
+        assert flags.found and flags.stopped == ""
+    finally:
+        os.close(fd)
+    fifo = tmp_path / "F.cram"
+    os.mkfifo(fifo)
+    assert ca.duplicate_flags(fifo).stopped == "it is not a regular file"
