@@ -178,6 +178,14 @@ class Cohort:
         body |= extra
         return {k: v for k, v in body.items() if v is not None}
 
+    def write_genes_bed(self, path: str | Path) -> Path:
+        """Write the genes (:attr:`genes`, whole, named by symbol) as a BED: e.g. the BED a
+        "wgs" request may give (its targets then), which such a cohort has none of."""
+        path = Path(path)
+        path.write_text("".join(f"{chrom}\t{start}\t{end}\t{symbol}\n"
+                                for symbol, (chrom, start, end) in self.genes.items()))
+        return path
+
     def write_samplesheet(self, path: str | Path, wrong_sex: Iterable[str] = ()) -> Path:
         """Write :meth:`request_samples` as a samplesheet (CSV, or TSV for a ``.tsv`` path)."""
         path = Path(path)

@@ -467,6 +467,11 @@ def test_wgs_cohort_has_no_bed_and_uniform_marked_depth(wgs_cohort: Cohort) -> N
     assert wgs_cohort.request("out", method="hybrid", bed="t.bed")["bed"] == "t.bed"
     assert "method" not in wgs_cohort.request("out", method="hybrid")
     assert wgs_cohort.annotation.is_file() and wgs_cohort.genes
+    bed = wgs_cohort.write_genes_bed(wgs_cohort.ref.parent / "genes.bed")
+    rows = [line.split("\t") for line in bed.read_text().splitlines()]
+    chrom, start, end = wgs_cohort.genes["GENE1"]
+    assert len(rows) == len(wgs_cohort.genes)
+    assert rows[0] == [chrom, str(start), str(end), "GENE1"]
     deletion, gain = default_events(SMALL_CHROM)
     for name, path in wgs_cohort.bams.items():
         assert any("samtools markdup" in pg.get("CL", "") for pg in _header(path)["PG"])
