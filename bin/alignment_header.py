@@ -32,13 +32,13 @@ CRAM's through `samtools view` when samtools is on PATH (CRAM records need a CRA
 """
 
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
 import os
 import re
 import shutil
-import signal
 import stat
 import struct
 import subprocess
@@ -349,12 +349,14 @@ def is_dedup_program(pg: dict[str, str]) -> bool:
 @dataclass
 class Flags:
     """What `duplicate_flags` saw: ``found`` a record with the duplicate flag among ``records``
-    read; ``stopped`` why it read no further when that was not the end of the file or the
-    bound (truncated, corrupt, out of time), ``None`` when the records could not be read."""
+    read (``None``: the records could not be read); ``whole`` when they were all the file's;
+    ``stopped`` why it read no further when that was neither the end nor a bound of the
+    reading (truncated, corrupt, out of time, unreadable)."""
 
     found: bool
     records: int | None
     stopped: str = ""
+    whole: bool = False
 
 
 class _Budget(io.RawIOBase):
@@ -409,7 +411,7 @@ def duplicate_flags(path: Path, samtools: str | None = None) -> Flags:
                 while records < SCAN_RECORDS and left > 0:
                     head = g.read(4)
                     if not head:
-                        return Flags(False, records)  # the end of the records
+                        return Flags(False, records, whole=True)  # the end of the records
                     size = struct.unpack("<i", head)[0] if len(head) == 4 else -1
                     if not 32 <= size <= MAX_RECORD:
                         return Flags(False, records, f"record {records + 1} is corrupt")
@@ -459,15 +461,20 @@ def _samtools_flags(cram: IO[bytes], samtools: str) -> Flags:
     """`_cram_flags` of the open file `cram`."""
     command = [samtools, "view", "--no-PG", "--input-fmt-option", "required_fields=0x2", "-"]
     env = {**os.environ, "REF_PATH": os.devnull, "REF_CACHE": os.devnull}
-    records, found, stopped = 0, False, ""
+    records, found, stopped, ended = 0, False, "", False
     with subprocess.Popen(command, stdin=cram, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, env=env) as proc:  # fmt: skip
         out = proc.stdout
         assert out is not None
-        timer = threading.Timer(SCAN_SECONDS, proc.kill)  # a samtools that writes nothing
+        fired = threading.Event()  # SCAN_SECONDS passed: samtools is killed (even if silent)
+        timer = threading.Timer(SCAN_SECONDS, lambda: (fired.set(), proc.kill()))
         timer.start()
         try:
-            while records < SCAN_RECORDS and (line := out.readline(MAX_LINE)):
+            while records < SCAN_RECORDS:
+                line = out.readline(MAX_LINE)
+                if not line:
+                    ended = True  # samtools closed its output: it is ending
+                    break
                 fields = line.split(b"\t", 2)
                 if len(fields) < 3 or not fields[1].isdigit():
                     stopped = "samtools wrote what is not a SAM record"
@@ -478,13 +485,14 @@ def _samtools_flags(cram: IO[bytes], samtools: str) -> Flags:
                     break
         finally:
             timer.cancel()
-            killed = proc.poll() is None or proc.returncode == -signal.SIGKILL
+            if ended:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
             proc.kill()
             proc.wait()
-        if not (found or stopped or records >= SCAN_RECORDS):
-            if proc.returncode == -signal.SIGKILL and killed:
-                stopped = f"{SCAN_SECONDS:.0f} s passed"
-            elif proc.returncode:
-                stopped = f"samtools could not read it (exit status {proc.returncode})"
-    return Flags(found, records, stopped)
+        if ended and fired.is_set():
+            stopped = f"{SCAN_SECONDS:.0f} s passed"
+        elif ended and proc.returncode:
+            stopped = f"samtools could not read it (exit status {proc.returncode})"
+    return Flags(found, records, stopped, whole=ended and not stopped)
 

@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from alignment_header import DEDUP_TOOLS, SCAN_RECORDS, Header, duplicate_flags, read_header
+from alignment_header import DEDUP_TOOLS, Header, duplicate_flags, read_header
 from check_report import File, Report, Tally, chr_hint, examples, readable
 
 
@@ -114,10 +114,9 @@ def _duplicates_by_flags(file: File, path: Path, report: Report) -> None:
     if flags.records is None:
         seen = f"its records could not be read ({flags.stopped})"
     else:
-        seen = f"none of its first {flags.records} records has the duplicate flag 0x400"
+        first = "" if flags.whole else "first "
+        seen = f"none of its {first}{flags.records} records has the duplicate flag 0x400"
         if flags.stopped:
             seen += f" (read no further: {flags.stopped})"
-        elif flags.records < SCAN_RECORDS:
-            seen = seen.replace("first ", "")
     report.error(file, f"duplicates are not marked or removed: no @PG header line of a "
                  f"duplicate marker ({DEDUP_TOOLS}), and {seen}; {markdup_hint(file)}")

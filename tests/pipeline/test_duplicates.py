@@ -242,7 +242,8 @@ def test_a_samtools_that_hangs_or_babbles_is_bounded(ca, cohort, unmarked, tmp_p
     start = time.monotonic()
     silent = flags(cram, _fake_samtools(tmp_path / "hang", "exec sleep 60"))
     assert time.monotonic() - start < 10
-    assert (silent.found, silent.records, silent.stopped) == (False, 0, "1 s passed")
+    assert (silent.found, silent.records, silent.stopped, silent.whole) == \
+        (False, 0, "1 s passed", False)
     babble = flags(cram, _fake_samtools(tmp_path / "babble", "exec yes 'not SAM'"))
     assert babble.stopped == "samtools wrote what is not a SAM record"
     endless = flags(cram, _fake_samtools(tmp_path / "endless", "exec yes 'r\t0\tchr1\t1'"))
@@ -266,10 +267,19 @@ def test_records_beyond_the_bound_are_not_read(ca, tmp_path) -> None:
     finally:
         tracemalloc.stop()
     limit = ca.duplicate_flags.__globals__["SCAN_RECORDS"]
-    assert (flags.found, flags.records, flags.stopped) == (False, limit, "")
+    assert (flags.found, flags.records, flags.stopped, flags.whole) == (False, limit, "", False)
     assert time.monotonic() - start < 10 and peak < 16 << 20, peak
     (message,) = _errors(_check(ca, big, "hybrid")[1])
     assert f"none of its first {limit} records has the duplicate flag" in message
+
+
+def test_the_byte_bound_reads_the_first_records(ca, unmarked, monkeypatch) -> None:
+    assert ca.duplicate_flags(unmarked).whole
+    monkeypatch.setitem(ca.duplicate_flags.__globals__, "SCAN_BYTES", 100_000)
+    flags = ca.duplicate_flags(unmarked)
+    assert not flags.whole and not flags.stopped and 100 < flags.records < 20_000
+    (message,) = _errors(_check(ca, unmarked, "wgs")[1])
+    assert f"none of its first {flags.records} records has the duplicate flag 0x400;" in message
 
 
 def test_a_truncated_bam_stops_where_it_ends(ca, unmarked, tmp_path) -> None:
