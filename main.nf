@@ -276,10 +276,15 @@ workflow {
             [meta, file(row.bam, checkIfExists: true)]
         },
         file(params.ref, checkIfExists: true),
-        file(params.bed, checkIfExists: true),
+        params.bed ? file(params.bed, checkIfExists: true) : [],  // optional with method wgs
         annotation,
         reused,
-        schema['$defs'].substep_options.properties.keySet().collectEntries { name -> [name, params[name] ?: ''] },
+        params.access_bed ? file(params.access_bed, checkIfExists: true) : [],
+        asList(params.access_exclude).collect { path -> file(path, checkIfExists: true) },
+        // every *_conf string: those nextflow_schema.json names, and access_conf (issue 25)
+        // when given (a launcher's check from before issue 25 knows nine)
+        (schema['$defs'].substep_options.properties.keySet().collectEntries { name -> [name, params[name] ?: ''] }
+            + (params.access_conf ? [access_conf: params.access_conf] : [:])),
         params.output_dir
     )
     CNVKIT.out.manifest.subscribe { f -> made = f }
