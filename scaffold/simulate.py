@@ -1,8 +1,20 @@
-"""Synthetic exome cohorts with planted copy-number changes, for the demo, tests and benchmark.
+"""Synthetic cohorts with planted copy-number changes, for the demo, tests and benchmark.
 
 A cohort is a random reference genome (autosomes ``chr1..chrN`` plus smaller ``chrX`` and
-``chrY``, with runs of ``N``), an exome BED of ~200-bp targets every few kb, a GENCODE-style
-GFF3 whose genes cover the targets, and one paired-end BAM per sample. Read depth follows the
+``chrY``, with runs of ``N``), a BED of the assay's targets, a GENCODE-style GFF3 whose genes
+cover them, and one paired-end BAM per sample, as the cohort's assay (``make_cohort(assay=)``,
+named like CNVkit's ``batch -m``) sequences it:
+
+- ``"hybrid"`` (the default; an exome): ~200-bp targets every few kb, 85% of the fragments on
+  them (± ``TARGET_FLANK``), the rest anywhere outside N runs; 3% duplicates, marked.
+- ``"amplicon"``: a panel of a few hundred 150-250 bp amplicons tiled in gene-like clusters;
+  every fragment is one amplicon (read 1 starts at its start, read 2 ends at its end), each
+  amplicon amplified with its own efficiency (the same in every sample); no duplicate marking
+  (no markdup @PG, no 0x400 flag: amplicon reads all start alike).
+- ``"wgs"``: fragments uniform over the genome outside N runs; 3% duplicates, marked. There is
+  no target BED (``Cohort.bed`` is None); the GFF3's genes are the exome's (exons where a hybrid
+  cohort of the seed has targets).
+ Read depth follows the
 copy number: autosomes carry 2 copies, chrX 1 (male) or 2 (female), chrY 1 or 0, and each
 planted :class:`Event` sets the copy number of its region. A tumour of purity ``p`` is a mix:
 its depth follows ``p * tumour copies + (1 - p) * normal copies`` (a normal of its own sex).
@@ -17,7 +29,8 @@ reads themselves carry the reference sequence: CNVkit takes allele fractions fro
 
 BAM records are built as numpy structured arrays (one fixed-size binary record per read, see
 the SAM specification section 4.2) and streamed, coordinate-sorted, as an uncompressed BAM into
-``samtools markdup``, which compresses and marks the few planted duplicates; no per-read Python.
+``samtools markdup``, which compresses and marks the few planted duplicates (or, unmarked,
+``samtools view --no-PG -b``); no per-read Python.
 """
 
 import argparse
@@ -43,6 +56,12 @@ BASE_QUALITY = 30
 MAPQ = 60
 GC_BLOCK = 20_000  # GC content varies between blocks of this size
 SNVS_PER_TARGET = 2  # heterozygous germline SNVs of an individual in each target
+ASSAYS = ("hybrid", "amplicon", "wgs")  # as CNVkit's `batch -m`
+AMPLICON_SIZE = (150, 250)  # an amplicon's length, inclusive
+AMPLICON_GAP = (5, 40)  # between the neighbouring amplicons of a cluster
+AMPLICONS_PER_CLUSTER = (4, 12)  # one cluster is one gene
+AMPLICON_CLUSTERS = 14  # clusters per autosome (contigs of other lengths: in proportion)
+AMPLICON_EFFICIENCY_SD = 0.2  # log-normal spread of the amplicons' yields
 
 _NT16 = np.full(256, 15, dtype=np.uint8)  # BAM 4-bit base codes; anything else is N
 for _code, _base in ((1, "A"), (2, "C"), (4, "G"), (8, "T")):
@@ -103,12 +122,13 @@ class Cohort:
     """Paths of a simulated cohort's files, plus what was planted in it."""
 
     ref: Path
-    bed: Path
+    bed: Path | None  # the targets (amplicons); None for a "wgs" cohort, which has none
     annotation: Path
     bams: dict[str, Path]
     samples: list[SampleSpec]
     genes: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # 0-based half-open
     vcfs: dict[str, Path] = field(default_factory=dict)  # experimental sample -> its VCF
+    assay: str = "hybrid"  # "hybrid" | "amplicon" | "wgs", as make_cohort's
 
     @property
     def controls(self) -> list[Path]:
@@ -140,6 +160,24 @@ class Cohort:
             rows.append(row)
         return rows
 
+    def request(
+        self, output_dir: str | Path, *, method: str | None = None,
+        wrong_sex: Iterable[str] = (), **extra: object
+    ) -> dict:
+        """A request (README's body) for this cohort: ``samples`` (:meth:`request_samples`),
+        ``ref``, ``bed`` (left out when the cohort has none), ``output_dir`` and ``method``
+        (default: the cohort's assay; left out when "hybrid", as requests before assays had
+        it), then ``extra`` fields (e.g. ``autobin=True``; ``bed=None`` leaves it out)."""
+        method = method or self.assay
+        body: dict = {"samples": self.request_samples(wrong_sex), "ref": str(self.ref)}
+        if self.bed is not None:
+            body["bed"] = str(self.bed)
+        body["output_dir"] = str(output_dir)
+        if method != "hybrid":
+            body["method"] = method
+        body |= extra
+        return {k: v for k, v in body.items() if v is not None}
+
     def write_samplesheet(self, path: str | Path, wrong_sex: Iterable[str] = ()) -> Path:
         """Write :meth:`request_samples` as a samplesheet (CSV, or TSV for a ``.tsv`` path)."""
         path = Path(path)
@@ -160,6 +198,10 @@ class _Genome:
     seqs: dict[str, np.ndarray]  # ASCII bytes per contig, in header order
     gaps: dict[str, list[tuple[int, int]]]  # runs of N
     targets: dict[str, np.ndarray]  # (n, 2) int64 starts/ends per contig
+    # Amplicon panels: the number of amplicons of each cluster (gene) in order, per contig,
+    # and each amplicon's relative yield; empty for the other assays.
+    clusters: dict[str, list[int]] = field(default_factory=dict)
+    efficiency: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def default_events(chrom_length: int = AUTOSOME_LENGTH) -> tuple[Event, ...]:
@@ -220,6 +262,7 @@ def seed_like_cohort(
     reads_per_sample: int = 200_000,
     seed: int = 1,
     chrom_length: int = AUTOSOME_LENGTH,
+    assay: str = "hybrid",
 ) -> Cohort:
     """Write a cohort whose file and sample names match the seed example request."""
     return make_cohort(
@@ -232,6 +275,7 @@ def seed_like_cohort(
         bed_name="tEXOME2_ext50.bed",
         annotation_name="gencode.v29.annotation.gff3",
         bam_suffix=".sort.mkdup.bam",
+        assay=assay,
     )
 
 
@@ -250,12 +294,27 @@ def make_cohort(
     bam_suffix: str = ".bam",
     vcf_suffix: str | None = None,
     threads: int | None = None,
+    assay: str = "hybrid",
+    mark_duplicates: bool | None = None,
 ) -> Cohort:
     """Write reference, targets, annotation and one BAM per sample into ``outdir``, and with
     ``vcf_suffix`` (``".vcf"`` or ``".vcf.gz"``, bgzipped and tabix-indexed) one VCF per
-    experimental sample, named like its BAM."""
+    experimental sample, named like its BAM.
+
+    ``assay`` is how the samples were sequenced (module docstring): "hybrid" (the default, the
+    same files as before assays existed), "amplicon" (``bed_name`` holds the amplicons;
+    ``read_length`` at most 150, the shortest amplicon) or "wgs" (no BED is written:
+    ``Cohort.bed`` is None). ``mark_duplicates`` (default: all but amplicon) runs the BAMs
+    through ``samtools markdup``; False writes them unmarked (duplicates present, no flag, no
+    markdup @PG), e.g. to test what an input check says of an unmarked BAM."""
     if chrom_length < 50_000:
         raise ValueError("chrom_length must be at least 50 kb")
+    if assay not in ASSAYS:
+        raise ValueError(f"assay must be one of {', '.join(ASSAYS)}, not {assay!r}")
+    if assay == "amplicon" and read_length > AMPLICON_SIZE[0]:
+        raise ValueError(f"amplicon reads are at most {AMPLICON_SIZE[0]} bp (the shortest "
+                         f"amplicon), not {read_length}")
+    mark = assay != "amplicon" if mark_duplicates is None else mark_duplicates
     lengths = {f"chr{i}": chrom_length for i in range(1, autosomes + 1)}
     lengths |= {"chrX": chrom_length * 3 // 4, "chrY": chrom_length // 4}
     _validate(samples, lengths)
@@ -264,9 +323,13 @@ def make_cohort(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     genome = _make_genome(np.random.default_rng([seed, 0]), lengths)
-    cohort = Cohort(outdir / ref_name, outdir / bed_name, outdir / annotation_name, {}, samples)
+    if assay == "amplicon":
+        _make_amplicons(np.random.default_rng([seed, 4]), genome, chrom_length)
+    bed = None if assay == "wgs" else outdir / bed_name
+    cohort = Cohort(outdir / ref_name, bed, outdir / annotation_name, {}, samples, assay=assay)
     _write_fasta(cohort.ref, genome.seqs)
-    _write_bed(cohort.bed, genome.targets)
+    if cohort.bed is not None:
+        _write_bed(cohort.bed, genome.targets)
     cohort.genes = _write_gff3(cohort.annotation, genome, np.random.default_rng([seed, 1]))
     threads = threads or min(4, os.cpu_count() or 1)
     snvs = {}  # individual -> germline SNVs, for the samples a VCF has a column of
@@ -277,8 +340,12 @@ def make_cohort(
     for spec in samples:
         rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
         bam = outdir / f"{spec.name}{bam_suffix}"
-        fragments = _fragments(genome, spec, reads_per_sample, read_length, rng)
-        _write_bam(bam, genome, spec, fragments, read_length, threads)
+        if assay == "amplicon":
+            fragments = _amplicon_fragments(genome, spec, reads_per_sample, rng)
+        else:
+            fragments = _fragments(genome, spec, reads_per_sample, read_length, rng,
+                                   on_target=ON_TARGET_FRACTION if assay == "hybrid" else 0.0)
+        _write_bam(bam, genome, spec, fragments, read_length, threads, mark)
         cohort.bams[spec.name] = bam
         if spec.individual in snvs:
             calls[spec.name] = _genotype(genome, spec, snvs[spec.individual], fragments,
@@ -355,6 +422,36 @@ def _make_targets(rng: np.random.Generator, n: int, gaps: list[tuple[int, int]])
     return np.column_stack([starts[keep], ends[keep]])
 
 
+def _make_amplicons(rng: np.random.Generator, genome: _Genome, autosome: int) -> None:
+    """Replace ``genome``'s targets by an amplicon panel: AMPLICON_CLUSTERS clusters per
+    autosome (``autosome`` bp; other contigs in proportion, at least one), one at a random place
+    in each equal slot of the contig, of 4-12 amplicons of 150-250 bp tiled with 5-40 bp between
+    them; clusters within 1 kb of an N run are left out. Each amplicon gets its yield."""
+    for chrom, seq in genome.seqs.items():
+        n = seq.size
+        slots = max(1, round(AMPLICON_CLUSTERS * n / autosome))
+        rows, sizes = [], []
+        for k in range(slots):
+            count = int(rng.integers(AMPLICONS_PER_CLUSTER[0], AMPLICONS_PER_CLUSTER[1] + 1))
+            length = rng.integers(AMPLICON_SIZE[0], AMPLICON_SIZE[1] + 1, count)
+            gap = rng.integers(AMPLICON_GAP[0], AMPLICON_GAP[1] + 1, count)
+            gap[0] = 0
+            starts = np.cumsum(gap + np.concatenate([[0], length[:-1]]))
+            span = int(starts[-1] + length[-1])
+            lo, hi = k * n // slots, (k + 1) * n // slots
+            if hi - lo <= span:
+                continue
+            first = lo + int(rng.integers(0, hi - lo - span))
+            end = first + span
+            if any(first < ge + 1_000 and end > gs - 1_000 for gs, ge in genome.gaps[chrom]):
+                continue
+            rows.append(np.column_stack([first + starts, first + starts + length]))
+            sizes.append(count)
+        genome.targets[chrom] = np.concatenate(rows) if rows else np.zeros((0, 2), np.int64)
+        genome.clusters[chrom] = sizes
+        genome.efficiency[chrom] = rng.lognormal(0, AMPLICON_EFFICIENCY_SD, sum(sizes))
+
+
 def _write_fasta(path: Path, seqs: dict[str, np.ndarray]) -> None:
     """Write a FASTA with 60-column lines, and its .fai index."""
     with open(path, "wb") as out:
@@ -382,14 +479,17 @@ def _write_bed(path: Path, targets: dict[str, np.ndarray]) -> None:
 def _write_gff3(
     path: Path, genome: _Genome, rng: np.random.Generator
 ) -> dict[str, tuple[str, int, int]]:
-    """GENCODE-style GFF3: consecutive runs of 2-6 targets become the exons of one gene."""
+    """GENCODE-style GFF3: consecutive runs of 2-6 targets become the exons of one gene (an
+    amplicon panel's clusters: one gene each)."""
     genes: dict[str, tuple[str, int, int]] = {}
     lines = ["##gff-version 3"]
     lines += [f"##sequence-region {c} 1 {s.size}" for c, s in genome.seqs.items()]
     for chrom, rows in genome.targets.items():
         first = 0
+        clusters = iter(genome.clusters.get(chrom, ()))
         while first < len(rows):
-            exons = rows[first : first + int(rng.integers(2, 7))]
+            size = next(clusters) if genome.clusters else int(rng.integers(2, 7))
+            exons = rows[first : first + size]
             first += len(exons)
             k = len(genes) + 1
             symbol, gid, tid = f"GENE{k}", f"ENSG{k:011d}.1", f"ENST{k:011d}.1"
@@ -477,12 +577,18 @@ class _Fragments:
 
 
 def _fragments(
-    genome: _Genome, spec: SampleSpec, n_reads: int, read_length: int, rng: np.random.Generator
+    genome: _Genome,
+    spec: SampleSpec,
+    n_reads: int,
+    read_length: int,
+    rng: np.random.Generator,
+    on_target: float = ON_TARGET_FRACTION,
 ) -> _Fragments:
-    """Draw the fragments of ``n_reads`` paired reads of ``spec``."""
+    """Draw the fragments of ``n_reads`` paired reads of ``spec``, the ``on_target`` fraction
+    of them on the targets (0: whole-genome)."""
     n_fragments = n_reads // 2
     n_dups = round(n_fragments * DUPLICATE_FRACTION)
-    n_on = round((n_fragments - n_dups) * ON_TARGET_FRACTION)
+    n_on = round((n_fragments - n_dups) * on_target)
     picks = np.concatenate(
         [
             _draw(rng, n_on, _weighted_intervals(genome, spec, True)),
@@ -501,6 +607,26 @@ def _fragments(
     return _Fragments(contig, start, size, reverse, n_dups)
 
 
+def _amplicon_fragments(
+    genome: _Genome, spec: SampleSpec, n_reads: int, rng: np.random.Generator
+) -> _Fragments:
+    """The fragments of ``n_reads`` paired reads of an amplicon panel: each is one whole
+    amplicon, drawn with weight yield x copy number (of the tumour and normal mix)."""
+    contig, start, size, weight = [], [], [], []
+    for i, (chrom, rows) in enumerate(genome.targets.items()):
+        mid = (rows[:, 0] + rows[:, 1]) // 2
+        copies = _mixed(spec, _copy_number(spec, chrom, mid), spec.baseline(chrom))
+        contig.append(np.full(len(rows), i))
+        start.append(rows[:, 0])
+        size.append(rows[:, 1] - rows[:, 0])
+        weight.append(genome.efficiency[chrom] * copies)
+    contig, start, size, weight = (np.concatenate(a) for a in (contig, start, size, weight))
+    picked = np.repeat(np.arange(len(start)), rng.multinomial(n_reads // 2, weight / weight.sum()))
+    reverse = rng.random(len(picked)) < 0.5
+    return _Fragments(contig[picked], start[picked].astype(np.int64),
+                      size[picked].astype(np.int64), reverse, 0)  # fmt: skip
+
+
 def _write_bam(
     path: Path,
     genome: _Genome,
@@ -508,8 +634,9 @@ def _write_bam(
     fragments: _Fragments,
     read_length: int,
     threads: int,
+    mark: bool = True,
 ) -> None:
-    """Write the reads of ``fragments`` as a sorted, dup-marked, indexed BAM."""
+    """Write the reads of ``fragments`` as a sorted, indexed BAM, dup-marked with ``mark``."""
     contig, start, size, reverse = (
         fragments.contig, fragments.start, fragments.size, fragments.reverse
     )  # fmt: skip
@@ -517,7 +644,10 @@ def _write_bam(
 
     tmp = path.with_name(f".{path.name}.tmp")
     tmp_index = path.with_name(f".{path.name}.bai.tmp")
-    markdup = ["samtools", "markdup", "-@", str(threads), "-O", "BAM", "-", str(tmp)]
+    if mark:
+        markdup = ["samtools", "markdup", "-@", str(threads), "-O", "BAM", "-", str(tmp)]
+    else:
+        markdup = ["samtools", "view", "--no-PG", "-@", str(threads), "-b", "-o", str(tmp), "-"]
     try:
         with subprocess.Popen(markdup, stdin=subprocess.PIPE) as proc:
             assert proc.stdin is not None
@@ -765,9 +895,14 @@ def main(argv: list[str] | None = None) -> int:
         default=AUTOSOME_LENGTH,
         help="autosome length (chrX is 3/4 of it, chrY 1/4)",
     )
+    parser.add_argument("--assay", choices=ASSAYS, default="hybrid",
+                        help="how the samples were sequenced (wgs: no BED)")
     args = parser.parse_args(argv)
-    cohort = seed_like_cohort(args.outdir, args.reads, args.seed, args.chrom_length)
-    print(f"ref\t{cohort.ref}\nbed\t{cohort.bed}\nannotation\t{cohort.annotation}")
+    cohort = seed_like_cohort(args.outdir, args.reads, args.seed, args.chrom_length, args.assay)
+    print(f"ref\t{cohort.ref}")
+    if cohort.bed is not None:
+        print(f"bed\t{cohort.bed}")
+    print(f"annotation\t{cohort.annotation}")
     for spec in cohort.samples:
         role = "control" if spec.control else "experimental"
         print(f"{role}\t{cohort.bams[spec.name]}")

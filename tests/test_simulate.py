@@ -1,6 +1,7 @@
 """Tests of the synthetic cohort generator (real samtools and pysam)."""
 
 import csv
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from skgenome import tabio
 
 from scaffold.simulate import (
+    AMPLICON_SIZE,
     TARGET_FLANK,
     Cohort,
     Event,
@@ -18,6 +20,7 @@ from scaffold.simulate import (
     default_events,
     make_cohort,
     seed_like_cohort,
+    standard_samples,
     tumour_normal_samples,
 )
 
@@ -357,3 +360,155 @@ def test_cnvkit_calls_the_planted_alleles_from_the_vcf(tn_cohort: Cohort, tmp_pa
         assert (row.cn, row.cn1, row.cn2) == (event.copies, *alleles), event
         if event == gain:
             assert row.baf == pytest.approx(2 / 3, abs=0.05)
+
+
+# --- assays: amplicon panels and whole genomes ---------------------------------------------------
+
+
+def _hybrid_digest(root: Path) -> str:
+    """SHA-256 of a small hybrid cohort's files: FASTA, BED, GFF3, VCF and the BAMs' SAM text
+    (headers but for @PG lines, which name the temporary path and the samtools version)."""
+    cohort = make_cohort(root, tumour_normal_samples(60_000, (0.7,)), reads_per_sample=4_000,
+                         chrom_length=60_000, seed=7, vcf_suffix=".vcf", threads=2)  # fmt: skip
+    digest = hashlib.sha256()
+    for path in (cohort.ref, cohort.bed, cohort.annotation, *cohort.vcfs.values()):
+        digest.update(path.read_bytes())
+    for path in cohort.bams.values():
+        sam = pysam.view("--no-PG", "-h", str(path)).splitlines(keepends=True)
+        digest.update("".join(line for line in sam if not line.startswith("@PG")).encode())
+    return digest.hexdigest()
+
+
+def test_hybrid_is_the_cohort_of_before_assays(tmp_path) -> None:
+    """The default assay writes, for a seed, what the simulator wrote before assays existed
+    (the digest was taken with that code)."""
+    assert _hybrid_digest(tmp_path) == (
+        "c07257088b36a41e95ca9cc865c1974cf3799c060a3656094c2eae2e00e028b9"
+    )
+
+
+@pytest.fixture(scope="module")
+def amplicon_cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
+    return make_cohort(tmp_path_factory.mktemp("amplicon"), standard_samples(SMALL_CHROM, 1),
+                       reads_per_sample=40_000, seed=7, chrom_length=SMALL_CHROM,
+                       assay="amplicon", vcf_suffix=".vcf")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def wgs_cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
+    return make_cohort(tmp_path_factory.mktemp("wgs"), standard_samples(SMALL_CHROM, 1),
+                       reads_per_sample=40_000, seed=7, chrom_length=SMALL_CHROM, assay="wgs")
+
+
+def _header(path: Path) -> dict:
+    with pysam.AlignmentFile(path) as bam:
+        return bam.header.to_dict()
+
+
+def test_amplicon_panel_tiles_gene_like_clusters(amplicon_cohort: Cohort) -> None:
+    amplicons = _targets(amplicon_cohort)
+    assert 300 <= len(amplicons) <= 700
+    assert all(AMPLICON_SIZE[0] <= e - s <= AMPLICON_SIZE[1] for _, s, e in amplicons)
+    for (c1, _, e1), (c2, s2, _) in zip(amplicons, amplicons[1:], strict=False):
+        assert c1 != c2 or s2 >= e1  # sorted, not overlapping
+    genes = list(amplicon_cohort.genes.values())
+    inside = [[a for a in amplicons if a[0] == c and s <= a[1] and a[2] <= e] for c, s, e in genes]
+    assert all(4 <= len(group) <= 12 for group in inside)  # one gene per cluster
+    assert sum(map(len, inside)) == len(amplicons)
+    assert {c for c, _, _ in amplicons} == {f"chr{i}" for i in (1, 2, 3, 4, "X", "Y")}
+    assert amplicon_cohort.request("out")["method"] == "amplicon"
+
+
+def test_amplicon_reads_span_their_amplicon_unmarked(amplicon_cohort: Cohort) -> None:
+    ends = {(c, s): e for c, s, e in _targets(amplicon_cohort)}
+    starts = {(c, e): s for (c, s), e in ends.items()}
+    for path in amplicon_cohort.bams.values():
+        subprocess.run(["samtools", "quickcheck", str(path)], check=True)
+        header = _header(path)
+        assert header["HD"]["SO"] == "coordinate"
+        assert [pg["ID"] for pg in header["PG"]] == ["simulate"]  # no markdup
+        with pysam.AlignmentFile(path) as bam:
+            assert bam.check_index()
+            reads = list(bam.fetch(until_eof=True))
+        assert len(reads) == 40_000 and not any(r.is_duplicate for r in reads)
+        for r in reads:  # the left mate starts where its amplicon does, the right one ends there
+            key = (r.reference_name, r.reference_start if r.template_length > 0
+                   else r.reference_end)  # fmt: skip
+            size = (ends[key] - key[1]) if r.template_length > 0 else (key[1] - starts[key])
+            assert abs(r.template_length) == size
+
+
+def test_amplicon_depth_follows_planted_events(amplicon_cohort: Cohort) -> None:
+    deletion, gain = default_events(SMALL_CHROM)
+    amplicons = _targets(amplicon_cohort)
+
+    def per_amplicon(bam: pysam.AlignmentFile, rows: list) -> np.ndarray:
+        return np.array([bam.count(c, s, e) for c, s, e in rows], dtype=float)
+
+    with (pysam.AlignmentFile(amplicon_cohort.bams["Sample_1"]) as sample,
+          pysam.AlignmentFile(amplicon_cohort.bams["Control_M"]) as control):  # fmt: skip
+        for event, expected in ((deletion, 0.5), (gain, 1.5)):
+            on = [a for a in amplicons if a[0] == event.chrom]
+            inside = [a for a in on if event.start <= a[1] and a[2] <= event.end]
+            outside = [a for a in on if a[2] <= event.start or a[1] >= event.end]
+            assert len(inside) >= 10
+            # yields differ per amplicon (alike in every sample): the control normalises them
+            ratio = {
+                name: np.median(per_amplicon(sample, rows) / per_amplicon(control, rows))
+                for name, rows in (("in", inside), ("out", outside))
+            }
+            assert ratio["in"] / ratio["out"] == pytest.approx(expected, abs=0.15)
+
+
+def test_wgs_cohort_has_no_bed_and_uniform_marked_depth(wgs_cohort: Cohort) -> None:
+    assert wgs_cohort.bed is None and not list(wgs_cohort.ref.parent.glob("*.bed"))
+    request = wgs_cohort.request("out", autobin=True)
+    assert "bed" not in request and request["method"] == "wgs" and request["autobin"] is True
+    assert wgs_cohort.request("out", method="hybrid", bed="t.bed")["bed"] == "t.bed"
+    assert "method" not in wgs_cohort.request("out", method="hybrid")
+    assert wgs_cohort.annotation.is_file() and wgs_cohort.genes
+    deletion, gain = default_events(SMALL_CHROM)
+    for name, path in wgs_cohort.bams.items():
+        assert any("samtools markdup" in pg.get("CL", "") for pg in _header(path)["PG"])
+        with pysam.AlignmentFile(path) as bam:
+            reads = list(bam.fetch(until_eof=True))
+            assert 0.02 < sum(r.is_duplicate for r in reads) / len(reads) < 0.05
+
+            def density(chrom: str, start: int, end: int, bam=bam) -> float:
+                return bam.count(chrom, start, end) / (end - start)
+
+            # uniform: equal windows of chr1 away from its N runs hold alike counts
+            windows = [density("chr1", s, s + 30_000) for s in (10_000, 40_000, 180_000, 220_000)]
+            assert max(windows) / min(windows) < 1.2
+            if name == "Sample_1":
+                for event, expected in ((deletion, 0.5), (gain, 1.5)):
+                    inside = density(event.chrom, event.start, event.end)
+                    before = density(event.chrom, 10_000, min(event.start, 140_000))  # no N
+                    assert inside / before == pytest.approx(expected, abs=0.1)
+            elif name == "Control_F":
+                assert bam.count("chrY") == 0
+
+
+def test_unmarked_bams_on_request(tmp_path) -> None:
+    """``mark_duplicates=False``: the duplicates are there, but neither flagged nor recorded."""
+    cohort = make_cohort(tmp_path, [SampleSpec("S", "female")], reads_per_sample=4_000,
+                         chrom_length=60_000, mark_duplicates=False)  # fmt: skip
+    assert [pg["ID"] for pg in _header(cohort.bams["S"])["PG"]] == ["simulate"]
+    with pysam.AlignmentFile(cohort.bams["S"]) as bam:
+        assert bam.check_index() and not any(r.is_duplicate for r in bam.fetch(until_eof=True))
+
+
+def test_rejects_bad_assays(tmp_path) -> None:
+    with pytest.raises(ValueError, match="assay must be one of hybrid, amplicon, wgs"):
+        make_cohort(tmp_path, [SampleSpec("S", "male")], assay="exome")
+    with pytest.raises(ValueError, match="amplicon reads are at most 150 bp"):
+        make_cohort(tmp_path, [SampleSpec("S", "male")], assay="amplicon", read_length=151)
+
+
+def test_command_line_assays(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "scaffold.simulate", str(tmp_path), "--reads", "2000",
+         "--chrom-length", "60000", "--assay", "wgs"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert out.startswith(f"ref\t{tmp_path}/hg38.filtered.fa\nannotation\t") and "bed" not in out
