@@ -133,7 +133,7 @@ workflow CNVKIT {
     bams = bams_in.indexed
         .map { meta, bam, decided -> [meta, bam, bamIndex(bam, decided.bai[meta.id])] }
         .mix(SAMTOOLS_INDEX.out.bam_bai)
-    targets_bed = channel.value(bed ?: []).combine(checked).map { b, _ok -> b }
+    targets_bed = channel.value([bed ?: []]).combine(checked).map { b, _ok -> b }
 
     // The BAMs (with their indexes) CNVkit's autobin reads, only when a bin size's source is
     // "autobin" (the checked options' plan): the controls', else the tumours'. Other jobs do

@@ -51,6 +51,38 @@ process CNVKIT_PREPARE {
     def symbols = annotation ? "annotation_to_bed.py ${annotation} reference/annotation.bed" : ''
     def annotate = annotation ? '--annotate reference/annotation.bed' : ''
     def given = reused instanceof Collection ? reused : [reused]
+    // The bin-size plan of the checked options (bin/cnvkit_options.py stage_options); options
+    // without one (a launcher from before issue 25) mean batch's defaults of the method.
+    def target_plan = options.target_conf ?: [:]
+    def antitarget_plan = options.antitarget_conf ?: [:]
+    def target_from = target_plan.size_from ?: (method == 'wgs' ? 'wgs default' : 'cnvkit default')
+    def antitarget_from = antitarget_plan.size_from ?: (method == 'hybrid' ? 'cnvkit default' : 'none')
+    def add_split = target_plan.split != null ? target_plan.split : method == 'wgs'
+    def reads = (bams instanceof Collection ? bams : [bams]).findAll { f -> f.name.endsWith('.bam') || f.name.endsWith('.cram') }
+    def sizes = [
+        "--method ${method}", params.autobin == true || (params.autobin == null && method == 'wgs') ? '--autobin' : '',
+        add_split ? "--split" : "",
+        "--target-from '${target_from}'", target_plan.size != null && target_from == 'target_conf' ? "--target-size ${target_plan.size}" : '',
+        "--antitarget-from '${antitarget_from}'", antitarget_plan.size != null && antitarget_from == 'antitarget_conf' ? "--antitarget-size ${antitarget_plan.size}" : '',
+        reads.collect { f -> "--bam ${f}" }.join(' '),
+        method == 'amplicon' ? '' : '--access reference/access.bed',
+        bed ? "--targets ${bed}" : '',
+        "--fasta ${fasta}", '-o reference/bin_sizes.json --words bin_words.json',
+    ]
+    def exclusions = (excludes instanceof Collection ? excludes : [excludes]).collect { f -> "-x ${f}" }.join(' ')
+    def fasta_name = "${fasta}"
+    def bed_name = bed ? "${bed}" : 'reference/access.bed'  // wgs without a BED: the accessible regions
+    def access_line = ''
+    def copied = ''
+    if (method != 'amplicon') {
+        access_line = access_bed ? '' : "cnvkit.py access ${fasta_name} ${access_args} ${exclusions} -o reference/access.bed"
+        copied = access_bed ? "cp ${access_bed} reference/access.bed" : ''
+    }
+    def antitarget_line = method == "hybrid" ?
+        "cnvkit.py antitarget reference/targets.bed ${antitarget_args} {antitarget_size} -g reference/access.bed -o reference/antitargets.bed" :
+        '# no antitargets: reference/antitargets.bed stays empty, as batch writes it'
+    def check_line = "bin_sizes.py --check reference/bin_sizes.json --targets reference/targets.bed --antitargets reference/antitargets.bed" +
+        (method == 'amplicon' ? '' : ' --access reference/access.bed')
     if (given) {
         def cnn = given.find { f -> f.name.endsWith('.cnn') }
         def record = given.find { f -> f.name.endsWith('.json') }
@@ -65,45 +97,17 @@ process CNVKIT_PREPARE {
         mv reference/regions.antitarget.bed reference/antitargets.bed
         """
     } else {
-    // The bin-size plan of the checked options (bin/cnvkit_options.py stage_options); options
-    // without one (a launcher from before issue 25) mean batch's defaults of the method.
-    def target_plan = options.target_conf ?: [:]
-    def antitarget_plan = options.antitarget_conf ?: [:]
-    def target_from = target_plan.size_from ?: (method == 'wgs' ? 'wgs default' : 'cnvkit default')
-    def antitarget_from = antitarget_plan.size_from ?: (method == 'hybrid' ? 'cnvkit default' : 'none')
-    def split = target_plan.split != null ? target_plan.split : method == 'wgs'
-    def sizes = [
-        "--method ${method}", params.autobin == true || (params.autobin == null && method == 'wgs') ? '--autobin' : '',
-        split ? '--split' : '',
-        "--target-from '${target_from}'", target_plan.size != null && target_from == 'target_conf' ? "--target-size ${target_plan.size}" : '',
-        "--antitarget-from '${antitarget_from}'", antitarget_plan.size != null && antitarget_from == 'antitarget_conf' ? "--antitarget-size ${antitarget_plan.size}" : '',
-    ]
-    def reads = (bams instanceof Collection ? bams : [bams]).findAll { f -> f.name ==~ /.*\.(bam|cram)$/ }
-    sizes += reads.collect { f -> "--bam ${f}" }
-    sizes += method == 'amplicon' ? [] : ['--access reference/access.bed']
-    sizes += bed ? ["--targets ${bed}"] : []
-    sizes += ["--fasta ${fasta}", '-o reference/bin_sizes.json --words bin_words.json']
-    def exclusions = (excludes instanceof Collection ? excludes : [excludes]).collect { f -> "-x ${f}" }.join(' ')
-    def access = method == 'amplicon' ? '' : access_bed ? '' :
-        "cnvkit.py access ${fasta} ${access_args} ${exclusions} -o reference/access.bed"
-    def copied = method != 'amplicon' && access_bed ? "cp ${access_bed} reference/access.bed" : ''
-    def baits = bed ?: 'reference/access.bed'  // wgs without a BED: the accessible regions
-    def antitarget = method == 'hybrid' ?
-        "cnvkit.py antitarget reference/targets.bed ${antitarget_args} {antitarget_size} -g reference/access.bed -o reference/antitargets.bed" :
-        '# no antitargets: reference/antitargets.bed stays empty, as batch writes it'
-    def check = "bin_sizes.py --check reference/bin_sizes.json --targets reference/targets.bed --antitargets reference/antitargets.bed" +
-        (method == 'amplicon' ? '' : ' --access reference/access.bed')
     """
     mkdir -p reference
     ${symbols}
     ${copied}
     ${method == 'hybrid' ? '' : 'touch reference/antitargets.bed'}
     cnvkit_stage.py --words-from bin_words.json <<'CNVKIT'
-    ${access}
+    ${access_line}
     bin_sizes.py ${sizes.findAll().join(' ')}
-    cnvkit.py target ${baits} ${target_args} {target_size} ${annotate} -o reference/targets.bed
-    ${antitarget}
-    ${check}
+    cnvkit.py target ${bed_name} ${target_args} {target_size} ${annotate} -o reference/targets.bed
+    ${antitarget_line}
+    ${check_line}
     CNVKIT
     """
     }
