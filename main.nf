@@ -8,7 +8,9 @@
  * limits, required fields and the rules across params), each samplesheet row against its
  * schema (assets/schema_samplesheet.json), then that sample names are unique. Nothing runs when
  * a check fails (the rules across rows are CHECK_INPUTS', the first task). The result folder
- * gets its manifest last, whoever launched the run.
+ * gets its manifest last, whoever launched the run. The assay (method: hybrid, amplicon, wgs;
+ * autobin; access_conf, access_exclude, access_bed; bed optional with wgs) is issue 25's:
+ * see workflows/cnvkit.nf and modules/cnvkit/prepare.
  */
 include { CNVKIT } from './workflows/cnvkit'
 

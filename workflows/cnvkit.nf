@@ -6,7 +6,12 @@
  * job (no experimental samples) ends with the reference. With reference_mode leave-one-out each
  * sample gets its own reference, pooled from all the others. A sample's facts (sex, purity,
  * ploidy, VCF, matched normal) become the options of the CNVkit commands that take them
- * (sampleFacts below).
+ * (sampleFacts below). The assay (params.method, issue 25) is `cnvkit.py batch -m`'s: hybrid
+ * (targets and antitargets), amplicon (targets only, no access) or wgs (bins over the BED or
+ * the accessible regions, no antitargets); amplicon and wgs build and apply the reference
+ * without edge correction, wgs segments with batch's -t 1e-6. The regions stage writes
+ * reference/bin_sizes.json (the bin sizes, where they came from, warnings), which the
+ * reference record and report.html take.
  */
 include { CHECK_INPUTS     } from '../modules/local/check_inputs'
 include { SAMTOOLS_FAIDX   } from '../modules/samtools/faidx'
