@@ -1,7 +1,8 @@
 """Running the pipeline on an assay's cohort straight with `nextflow run` (tests/pipeline).
 
-TEMPORARY STAND-IN (issue 25): until the contract helper's branch lands, the checked options
-of the interface (`stage_options(checked, method, autobin)` with the bin-size plan of
+TEMPORARY STAND-IN (issue 25): until the contract helper's branch lands (checked_options uses
+its stage_options(checked, method, autobin) once bin/cnvkit_options.py has it), the checked
+options of the interface (`stage_options(checked, method, autobin)` with the bin-size plan of
 target_conf and antitarget_conf) are made here, in `checked_options`, and the runs pass them
 as params.checked_options with inputs_checked (the launcher's way), so that CHECK_INPUTS (whose
 --method/--access-bed/--exclude flags the contract adds) is not needed. Once
@@ -10,6 +11,7 @@ bin/cnvkit_options.py has the plan, `checked_options` should call it instead.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -34,6 +36,9 @@ def checked_options(request: dict) -> dict:
     checked, problems = cnvkit_options.check_all(request)
     errors = [p for p in problems if p.severity == "error"]
     assert not errors, errors
+    if "method" in inspect.signature(cnvkit_options.stage_options).parameters:  # the contract's
+        return cnvkit_options.stage_options(checked, request.get("method", "hybrid"),
+                                            request.get("autobin"))
     options = cnvkit_options.stage_options(checked)
     options["access_conf"] = {"args": request.get("access_conf", ""), "processes": None}
     method = request.get("method", "hybrid")
