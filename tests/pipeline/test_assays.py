@@ -377,3 +377,21 @@ def test_record_method_and_bin_sizes(tmp_path):
     assert record_module.size_warnings(record, {"target_conf": "--avg-size=6884"}) == []
     assert record_module.size_option("antitarget_conf", "-a150000 -m 5") == (150000, "-m 5")
     assert record_module.recorded_method({}) == "hybrid"  # records from before issue 25
+
+
+def test_report_shows_the_assay_bin_sizes_and_warnings():
+    report = load_script("cnvkit_report")
+    sizes = {"method": "hybrid", "autobin": True,
+             "target": {"avg_size": 267, "from": "autobin", "depth": 374.5, "bam": "N1.bam"},
+             "antitarget": {"avg_size": 90000, "from": "antitarget_conf"},
+             "bins": {"target": 3300, "antitarget": 2},
+             "warnings": ["few antitarget bins (2): most gaps between targets <x>"]}
+    page = "\n".join(report.assay_section(sizes, {}))
+    assert "Method <b>hybrid</b>, autobin on." in page
+    assert "<td>267 bp</td><td>CNVkit&#x27;s autobin</td><td>3300</td>" \
+           "<td>depth 374.50 of N1.bam</td>" in page.replace("\n", "")
+    assert "given in antitarget_conf" in page
+    assert '<p class="flag">Warning: few antitarget bins (2): most gaps between targets ' \
+           "&lt;x&gt;.</p>" in page
+    reused = "\n".join(report.assay_section(None, {"method": "wgs"}))
+    assert "Method <b>wgs</b>: the regions are the reused reference's bins." in reused
