@@ -8,7 +8,9 @@
  * limits, required fields and the rules across params), each samplesheet row against its
  * schema (assets/schema_samplesheet.json), then that sample names are unique. Nothing runs when
  * a check fails (the rules across rows are CHECK_INPUTS', the first task). The result folder
- * gets its manifest last, whoever launched the run.
+ * gets its manifest last, whoever launched the run. The assay (method: hybrid, amplicon, wgs;
+ * autobin; access_conf, access_exclude, access_bed; bed optional with wgs) is issue 25's:
+ * see workflows/cnvkit.nf and modules/cnvkit/prepare.
  */
 include { CNVKIT } from './workflows/cnvkit'
 
@@ -276,10 +278,15 @@ workflow {
             [meta, file(row.bam, checkIfExists: true)]
         },
         file(params.ref, checkIfExists: true),
-        file(params.bed, checkIfExists: true),
+        params.bed ? file(params.bed, checkIfExists: true) : [],  // optional with method wgs
         annotation,
         reused,
-        schema['$defs'].substep_options.properties.keySet().collectEntries { name -> [name, params[name] ?: ''] },
+        params.access_bed ? file(params.access_bed, checkIfExists: true) : [],
+        asList(params.access_exclude).collect { path -> file(path, checkIfExists: true) },
+        // every *_conf string: those nextflow_schema.json names, and access_conf (issue 25)
+        // when given (a launcher's check from before issue 25 knows nine)
+        (schema['$defs'].substep_options.properties.keySet().collectEntries { name -> [name, params[name] ?: ''] }
+            + (params.access_conf ? [access_conf: params.access_conf] : [:])),
         params.output_dir
     )
     CNVKIT.out.manifest.subscribe { f -> made = f }

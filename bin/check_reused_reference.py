@@ -10,7 +10,7 @@ from pathlib import Path
 
 from check_report import File, Report, Tally, chr_hint, examples, readable
 from input_bounds import Contigs, TooLarge, text_lines
-from reference_record import cnvkit_version, contradictions, record_path
+from reference_record import cnvkit_version, contradictions, record_path, size_warnings
 from reference_record import read as read_record
 
 # The columns of a CNVkit reference (.cnn); `spread` tells it from a sample's coverage.
@@ -46,9 +46,12 @@ def reference_ends(path: Path) -> dict[str, int]:
 
 
 def check_reference_cnn(file: File, ref: File | None, ref_contigs: dict[str, int] | None,
-                        options: dict[str, str], report: Report) -> None:
+                        options: dict[str, str], report: Report,
+                        method: str | None = None) -> None:
     """A reference to reuse: a CNVkit reference on the FASTA's contigs; when its record is
-    beside it, built on this very FASTA with options this job does not contradict."""
+    beside it, built on this very FASTA, for this job's `method` (None: not compared), with
+    options this job does not contradict; bin sizes the job gives that differ from the
+    record's are a warning."""
     if not readable(file, report):
         return
     try:
@@ -82,8 +85,13 @@ def check_reference_cnn(file: File, ref: File | None, ref_contigs: dict[str, int
                        f"FASTA; not checked: {', '.join(UNCHECKED)}")
         return
     if ref_contigs is not None:
-        for reason in contradictions(record, options, Path(ref), ref_contigs):
+        for reason in contradictions(record, options, Path(ref), ref_contigs, method):
             report.error(file, f"cannot be reused: {reason}")
+    elif method is not None and (record.get("method") or "hybrid") != method:
+        report.error(file, f"cannot be reused: it was built for method "
+                     f"{record.get('method') or 'hybrid'}, this job's method is {method}")
+    for reason in size_warnings(record, options):
+        report.warning(file, reason)
     installed = cnvkit_version()
     if installed and record.get("cnvkit") != installed:
         report.warning(file, f"was built with CNVkit {record.get('cnvkit')}; this is CNVkit "

@@ -5,6 +5,7 @@ Usage: cnvkit_report.py --job job.json --results results.txt --sex sex.tsv
          --reference-sex reference-sex.tsv --metrics metrics.tsv --calls S.call.cns...
          [--samples samples.json --call-options=CALL_CONF]
          [--scatters S-scatter.png... --html report.html] --multiqc cnvkit_mqc.tsv
+         [--bin-sizes bin_sizes.json]
 
 `--samples` gives every sample's facts (the workflow's rows: id, role, sex, purity, ploidy,
 vcf, vcf_sample, normal, and each tumour's call_facts, the options its facts added to
@@ -200,9 +201,46 @@ def reference_origin(about: dict) -> str:
                      if warning else "")
 
 
+SIZE_SOURCES = {
+    "target_conf": "given in target_conf", "antitarget_conf": "given in antitarget_conf",
+    "autobin": "CNVkit's autobin", "wgs default": "batch's WGS default",
+    "cnvkit default": "CNVkit's default (no size passed)",
+}
+
+
+def assay_section(bin_sizes: dict | None, request: dict) -> list[str]:
+    """The method, the bin sizes the regions were made with and where they came from, and the
+    warnings of bin_sizes.json (bin/bin_sizes.py); without one (a reused reference's regions),
+    the method only."""
+    method = (bin_sizes or {}).get("method") or request.get("method") or "hybrid"
+    parts = [f"<h2>Assay and bins</h2><p>Method <b>{html.escape(str(method))}</b>"]
+    if not bin_sizes:
+        return [parts[0] + ": the regions are the reused reference's bins.</p>"]
+    parts[0] += (", autobin " + ("on" if bin_sizes.get("autobin") else "off") + ".</p>")
+    rows = []
+    bins = bin_sizes.get("bins") or {}
+    for kind in ("target", "antitarget"):
+        entry = bin_sizes.get(kind) or {}
+        if entry.get("from") == "none":
+            rows.append([kind, "none", f"no {kind}s ({html.escape(str(method))})",
+                         str(bins.get(kind, 0)), ""])
+            continue
+        size = entry.get("avg_size")
+        autobin = (f"depth {entry['depth']:.2f} of {html.escape(str(entry.get('bam')))}"
+                   if entry.get("depth") is not None else "")
+        rows.append([kind, "CNVkit's default" if size is None else f"{size} bp",
+                     html.escape(SIZE_SOURCES.get(entry.get("from"), str(entry.get("from")))),
+                     str(bins.get(kind, "")), autobin])
+    parts.append(table(["bins", "average size", "from", "count", "autobin"], rows, raw=True))
+    for warning in bin_sizes.get("warnings") or []:
+        parts.append(f'<p class="flag">Warning: {html.escape(str(warning))}.</p>')
+    return parts
+
+
 def render(job: dict, results: list[str], sex: dict[str, str], references: dict[str, str],
            metrics: dict[str, dict[str, float]], calls: dict[str, list[dict[str, str]]],
-           scatters: dict[str, Path], rows: list[dict], call_options: str) -> str:
+           scatters: dict[str, Path], rows: list[dict], call_options: str,
+           bin_sizes: dict | None = None) -> str:
     about = job["job"]
     submitted = datetime.datetime.fromisoformat(about["submitted"])
     elapsed = datetime.datetime.now(submitted.tzinfo) - submitted
@@ -233,6 +271,7 @@ def render(job: dict, results: list[str], sex: dict[str, str], references: dict[
         f"<h1>CNVkit copy-number report</h1><p>{who} {html.escape(about['submitted'])}, "
         f"report written {int(elapsed.total_seconds())} s later. "
         + ", ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in versions.items()) + ".</p>",
+        *assay_section(bin_sizes, about.get("request") or {}),
         "<h2>Samples</h2>",
         ("<p>Leave-one-out: each sample was called against its own reference, pooled from "
          "all the other samples' coverage (reference/leave-one-out/SAMPLE.reference.cnn). "
@@ -338,6 +377,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--scatters", type=Path, nargs="*", default=[])
     parser.add_argument("--html", type=Path)
     parser.add_argument("--multiqc", type=Path, required=True)
+    parser.add_argument("--bin-sizes", type=Path,
+                        help="the regions' bin_sizes.json (bin/bin_sizes.py); none when the "
+                             "job reused a reference")
     args = parser.parse_args(argv)
 
     sex = sexes(args.sex)
@@ -352,7 +394,8 @@ def main(argv: list[str]) -> int:
         cohort = [str(p) for p in args.metrics.parent.iterdir() if p.is_file()]  # cohort/*
         listed = sorted({*results, *cohort, str(args.sex), str(args.html)})
         page = render(json.loads(args.job.read_text()), listed, sex, references, metrics,
-                      calls, scatters, rows, args.call_options)
+                      calls, scatters, rows, args.call_options,
+                      json.loads(args.bin_sizes.read_text()) if args.bin_sizes else None)
         args.html.write_text(page)
     return 0
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Run a stage's CNVkit command lines in one Python interpreter, each as `cnvkit.py` runs it.
 
-Usage: cnvkit_stage.py [--sex-of=CALL_OPTIONS] [--optional SUBCOMMAND,...] < COMMANDS
-       (one `cnvkit.py SUBCOMMAND ...`, `reference2targets.py ...` or `cnvkit_report.py ...`
-       line each)
+Usage: cnvkit_stage.py [--sex-of=CALL_OPTIONS] [--optional SUBCOMMAND,...]
+                       [--words-from FILE] < COMMANDS
+       (one `cnvkit.py SUBCOMMAND ...`, `reference2targets.py ...`, `bin_sizes.py ...` or
+       `cnvkit_report.py ...` line each)
 
 Each line is split as a shell would split it (no shell runs it), parsed by CNVkit's own parser
 (`cnvlib.commands.parse_args`) and run by the function that parser names (`args.func(args)`):
@@ -11,7 +12,8 @@ exactly what `cnvkit.py` does, so the outputs are those of the same lines run on
 CNVkit's imports (pandas, scipy, matplotlib...) are paid once per stage instead of once per
 line. CNVkit's `reference2targets.py` script runs the same way, by its own parser and function,
 and so does the job's report (`cnvkit_report.py`, beside this file), which reads call's options
-with CNVkit's parser: in a process of its own it would pay CNVkit's imports again.
+with CNVkit's parser: in a process of its own it would pay CNVkit's imports again; so does
+`bin_sizes.py` (beside this file: the bin sizes of a job, CNVkit's autobin).
 Lines run in order; the first that fails ends the stage with its error (argparse's exit status
 2, or 1 with the traceback). Blank lines and `#` comments are skipped.
 
@@ -21,17 +23,30 @@ logged, what the line had written to its output is removed, and the next line ru
 A `{sex}` word stands for the sex-chromosome options (-y, -x, --diploid-parx-genome) that
 CNVkit's `call` parser reads in CALL_OPTIONS, so that plots and exports treat chrX and chrY as
 the calls did. Plots are drawn with matplotlib's Agg backend (no display needed).
+
+With --words-from FILE a later line can take a value an earlier line wrote: a word `{NAME}`
+(the whole word, NAME of letters, digits and _) is replaced, when its line runs (not before:
+an earlier line may write FILE), by the value of NAME in FILE, a JSON object: a list gives
+its items as words (none for []), null no word, a string or number one word. A NAME the file
+does not have ends the stage with an error. E.g. bin_sizes.py writes
+`{"target_size": ["--avg-size", "267"], ...}` and the line
+`cnvkit.py target BED --split {target_size} -o targets.bed` runs as
+`cnvkit.py target BED --split --avg-size 267 -o targets.bed`. (Users' option strings cannot
+hold `{` or `}`: only the pipeline's own words are replaced.)
 """
 
 import argparse
+import json
 import logging
 import os
+import re
 import shlex
 import sys
 import time
 
 SEX_WORD = "{sex}"
-SCRIPTS = ("cnvkit.py", "reference2targets.py", "cnvkit_report.py")  # the programs run
+SCRIPTS = ("cnvkit.py", "reference2targets.py", "cnvkit_report.py", "bin_sizes.py")
+FILE_WORD = re.compile(r"\{(\w+)\}")  # a word replaced from --words-from's file
 
 
 def sex_options(cnvkit, call_options: str) -> list[str]:
@@ -43,6 +58,29 @@ def sex_options(cnvkit, call_options: str) -> list[str]:
     if args.diploid_parx_genome:
         words += ["--diploid-parx-genome", args.diploid_parx_genome]
     return words
+
+
+def file_words(words: list[str], path: str | None) -> list[str]:
+    """The words with each `{NAME}` word replaced by NAME's value in the JSON file `path`
+    (read now): a list's items, no word for null, else the value as one word."""
+    if not any(FILE_WORD.fullmatch(word) and word != SEX_WORD for word in words):
+        return words
+    if path is None:
+        raise ValueError(f"{shlex.join(words)}: a {{NAME}} word needs --words-from FILE")
+    with open(path, encoding="utf-8") as handle:
+        values = json.load(handle)
+    replaced = []
+    for word in words:
+        found = FILE_WORD.fullmatch(word) if word != SEX_WORD else None
+        if not found:
+            replaced.append(word)
+            continue
+        if found.group(1) not in values:
+            raise ValueError(f"{path} has no {found.group(1)!r} for the word {word}")
+        value = values[found.group(1)]
+        replaced += ([str(v) for v in value] if isinstance(value, list) else
+                     [] if value is None else [str(value)])
+    return replaced
 
 
 def reference2targets(words: list[str]) -> None:
@@ -60,6 +98,9 @@ def arguments(argv: list[str]) -> argparse.Namespace:
                              "whose sex options a {sex} word stands for")
     parser.add_argument("--optional", metavar="SUBCOMMAND,...", default="",
                         help="subcommands whose failure is logged and skipped")
+    parser.add_argument("--words-from", metavar="FILE",
+                        help="a JSON object whose values {NAME} words stand for, read when "
+                             "their line runs")
     return parser.parse_args(argv)
 
 
@@ -95,10 +136,20 @@ def main(argv: list[str]) -> int:
     sex = sex_options(cnvkit, call_options) if call_options is not None else []
     for line in commands:
         words = [word for w in line for word in (sex if w == SEX_WORD else [w])]
+        try:
+            words = file_words(words, options.words_from)
+        except (OSError, ValueError) as err:
+            print(f"cnvkit_stage.py: {err}", file=sys.stderr)
+            return 2
         print(f"$ {shlex.join(words)}", file=sys.stderr, flush=True)
         started = time.monotonic()
         if words[0] == "reference2targets.py":
             reference2targets(words)
+        elif words[0] == "bin_sizes.py":
+            import bin_sizes  # noqa: PLC0415 - beside this script, on its path
+
+            if status := bin_sizes.main(words[1:]):
+                return status
         elif words[0] == "cnvkit_report.py":
             import cnvkit_report  # noqa: PLC0415 - beside this script, on its path
 

@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """What a pooled reference was built from: `reference.json` beside `reference.cnn`.
 
-Usage: reference_record.py --fasta REF.fa --fai REF.fa.fai --bed TARGETS.bed
+Usage: reference_record.py --fasta REF.fa --fai REF.fa.fai [--bed TARGETS.bed]
                            [--annotation FILE] [--control SAMPLE ...]
-                           [--option FIELD=ARGS ...] -o reference/reference.json
+                           [--option FIELD=ARGS ...] [--method METHOD] [--autobin true|false]
+                           [--bin-sizes bin_sizes.json] [--access-bed FILE]
+                           [--access-exclude FILE ...] -o reference/reference.json
 
 The record names the CNVkit and pipeline versions, the FASTA (contigs, size, SHA-256), the BED
-and annotation (SHA-256), the controls' sample names and the option strings of the
-substeps that shape a reference (`SHAPING`). A job that reuses the reference compares its own
-FASTA and options with it (`contradictions`). Standard library only: it runs in CNVkit's
-containers.
+(none for a wgs job without one) and annotation (SHA-256), the controls' sample names and the
+option strings of the substeps that shape a reference (`SHAPING`); the method (hybrid,
+amplicon, wgs; a record without one is of a hybrid reference), autobin, the bin sizes the
+regions were made with (bin_sizes.py's "target" and "antitarget") and the access: access_conf,
+the exclusion BEDs or the access BED given instead (name, SHA-256). A job that reuses the
+reference compares its own FASTA, method and options with it (`contradictions`); bin sizes it
+gives that differ from the recorded ones are a warning (`size_warnings`): the reference's bins
+are used. Standard library only: it runs in CNVkit's containers.
 """
 
 import argparse
@@ -89,10 +95,49 @@ def read(path: Path) -> dict | None:
     return record
 
 
+# The options that set a bin size, per field: a difference in them is a warning, not a
+# contradiction (the reused reference's bins are used whatever the job gives).
+SIZE_FLAGS = {"target_conf": ("--avg-size",), "antitarget_conf": ("-a", "--avg-size")}
+
+
+def size_option(field: str, text: str) -> tuple[int | None, str]:
+    """The bin size an option string gives (None: none) and the string without it."""
+    flags = SIZE_FLAGS.get(field, ())
+    words, kept, size = shlex.split(text), [], None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        flag, _, attached = word.partition("=")
+        if flag in flags and (attached or i + 1 < len(words)):
+            value = attached if attached else words[i + 1]
+            i += 1 if attached else 2
+        elif len(flag) > 2 and flag[:2] in flags and not flag.startswith("--"):
+            value, i = word[2:], i + 1  # -a150000
+        else:
+            kept.append(word)
+            i += 1
+            continue
+        try:
+            size = int(float(value))
+        except ValueError:
+            size = None
+    return size, shlex.join(kept)
+
+
+def recorded_method(record: dict) -> str:
+    """The method a reference was built for (records from before issue 25: hybrid)."""
+    return record.get("method") or "hybrid"
+
+
 def contradictions(record: dict, options: dict[str, str], fasta: Path,
-                   fasta_contigs: dict[str, int]) -> list[str]:
-    """Why a job with `options` and this FASTA may not reuse the recorded reference."""
+                   fasta_contigs: dict[str, int], method: str | None = None) -> list[str]:
+    """Why a job with `options`, this FASTA and `method` (None: not compared) may not reuse the
+    recorded reference. A bin size alone is not a contradiction (see `size_warnings`)."""
     found = []
+    if method is not None and recorded_method(record) != method:
+        found.append(f"it was built for method {recorded_method(record)}, this job's method is "
+                     f"{method}: give method {recorded_method(record)} or build a reference "
+                     f"for {method}")
     built = record["fasta"]
     if built["contigs"] != fasta_contigs:
         found.append(f"it was built on another FASTA ({built['name']}, {len(built['contigs'])} "
@@ -102,6 +147,8 @@ def contradictions(record: dict, options: dict[str, str], fasta: Path,
                      "content (SHA-256 differs)")
     for field in SHAPING:
         mine, theirs = options.get(field, ""), record["options"].get(field, "")
+        if field in SIZE_FLAGS:
+            mine, theirs = size_option(field, mine)[1], size_option(field, theirs)[1]
         if shlex.split(mine) == shlex.split(theirs):
             continue
         if mine.strip() or field in APPLIED_AGAIN:
@@ -111,10 +158,30 @@ def contradictions(record: dict, options: dict[str, str], fasta: Path,
     return found
 
 
+def size_warnings(record: dict, options: dict[str, str]) -> list[str]:
+    """Bin sizes the job's options give that differ from those the reference's bins have."""
+    found = []
+    for field, kind in (("target_conf", "target"), ("antitarget_conf", "antitarget")):
+        mine = size_option(field, options.get(field, ""))[0]
+        built = (record.get("bin_sizes") or {}).get(kind) or {}
+        theirs = built.get("avg_size")
+        if theirs is None and "bin_sizes" not in record:  # an older record: its option string
+            theirs = size_option(field, record["options"].get(field, ""))[0]
+        if mine is not None and mine != theirs:
+            made = (f"{theirs} bp bins ({built.get('from') or field})" if theirs is not None
+                    else "CNVkit's default bin size" if built.get("from") != "none"
+                    else "no antitarget bins")
+            found.append(f"{field} gives a {kind} bin size of {mine} bp, but the reference "
+                         f"was built with {made}: its bins are used")
+    return found
+
+
 def build(args: argparse.Namespace) -> dict:
     def described(path: str | None) -> dict | None:
         return {"name": Path(path).name, "sha256": sha256(Path(path))} if path else None
 
+    options = dict(pair.split("=", 1) for pair in args.option)
+    sizes = json.loads(Path(args.bin_sizes).read_text()) if args.bin_sizes else None
     return {
         "format": FORMAT,
         "cnvkit": cnvkit_version(),
@@ -124,8 +191,15 @@ def build(args: argparse.Namespace) -> dict:
         "bed": described(args.bed),
         "annotation": described(args.annotation),
         "controls": sorted(args.control),
-        "options": {field: value for field, value in (pair.split("=", 1) for pair in args.option)
-                    if field in SHAPING},
+        "options": {field: value for field, value in options.items() if field in SHAPING},
+        "method": args.method,
+        "autobin": args.autobin == "true",
+        "bin_sizes": {kind: sizes.get(kind) for kind in ("target", "antitarget", "bins")}
+        if sizes else None,
+        "access": None if args.method == "amplicon" else {
+            "options": options.get("access_conf", ""),
+            "exclude": [described(path) for path in args.access_exclude],
+            "bed": described(args.access_bed)},
     }
 
 
@@ -133,10 +207,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fasta", required=True)
     parser.add_argument("--fai", required=True)
-    parser.add_argument("--bed", required=True)
+    parser.add_argument("--bed")
     parser.add_argument("--annotation")
     parser.add_argument("--control", action="append", default=[], metavar="SAMPLE")
     parser.add_argument("--option", action="append", default=[], metavar="FIELD=ARGS")
+    parser.add_argument("--method", choices=("hybrid", "amplicon", "wgs"), default="hybrid")
+    parser.add_argument("--autobin", choices=("true", "false"), default="false")
+    parser.add_argument("--bin-sizes", metavar="FILE", help="the regions' bin_sizes.json")
+    parser.add_argument("--access-bed", metavar="FILE", help="the access BED given")
+    parser.add_argument("--access-exclude", action="append", default=[], metavar="FILE",
+                        help="an exclusion BED of access")
     parser.add_argument("--pipeline", default="", help="the pipeline's version")
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args(argv)

@@ -6,7 +6,12 @@
  * job (no experimental samples) ends with the reference. With reference_mode leave-one-out each
  * sample gets its own reference, pooled from all the others. A sample's facts (sex, purity,
  * ploidy, VCF, matched normal) become the options of the CNVkit commands that take them
- * (sampleFacts below).
+ * (sampleFacts below). The assay (params.method, issue 25) is `cnvkit.py batch -m`'s: hybrid
+ * (targets and antitargets), amplicon (targets only, no access) or wgs (bins over the BED or
+ * the accessible regions, no antitargets); amplicon and wgs build and apply the reference
+ * without edge correction, wgs segments with batch's -t 1e-6. The regions stage writes
+ * reference/bin_sizes.json (the bin sizes, where they came from, warnings), which the
+ * reference record and report.html take.
  */
 include { CHECK_INPUTS     } from '../modules/local/check_inputs'
 include { SAMTOOLS_FAIDX   } from '../modules/samtools/faidx'
@@ -66,9 +71,11 @@ workflow CNVKIT {
     samples     // channel: [ meta (id, role: experimental|control, sex, purity, ploidy, vcf
                 //   (a file), vcf_sample, normal: null when not given), BAM or CRAM ]
     fasta       // path: reference FASTA
-    bed         // path: target BED or Picard interval list
+    bed         // path: target BED or Picard interval list; [] for a wgs job without one
     annotation  // path or []: gene annotation (GFF3, GTF, refFlat or BED)
     reused      // [reference.cnn, its record if any] built earlier, or [] to build one
+    access_bed  // path or []: a precomputed access BED, used instead of running access
+    excludes    // [paths]: exclusion BEDs of access (access -x FILE each), or []
     conf        // map: the request's option strings as given, {FIELD: ARGS}
     outdir      // string: where pipeline_info/versions.yml goes
 
@@ -101,7 +108,8 @@ workflow CNVKIT {
             def columns = readers.collectEntries { meta -> [meta.id, sampleFacts(meta, all).columns] }
             [readers.collectEntries { meta -> [meta.id, vcfs.indexOf(meta.vcf)] }, columns, vcfs]
         }
-        CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed, annotation, names_bams, reused, conf, rows, variants)
+        CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed ?: [], annotation, access_bed, excludes,
+                     names_bams, reused, conf, rows, variants)
         checked = CHECK_INPUTS.out.report
         indexes = CHECK_INPUTS.out.indexes.map { f -> new groovy.json.JsonSlurper().parse(f) }.first()
         options = CHECK_INPUTS.out.options.map { f -> new groovy.json.JsonSlurper().parse(f) }.first()
@@ -130,9 +138,23 @@ workflow CNVKIT {
     bams = bams_in.indexed
         .map { meta, bam, decided -> [meta, bam, bamIndex(bam, decided.bai[meta.id])] }
         .mix(SAMTOOLS_INDEX.out.bam_bai)
-    targets_bed = channel.value(bed).combine(checked).map { b, _ok -> b }
+    targets_bed = channel.value([bed ?: []]).combine(checked).map { b, _ok -> b }
 
-    CNVKIT_PREPARE(reference_fasta, targets_bed, annotation, reused, options)
+    // The BAMs (with their indexes) CNVkit's autobin reads, only when a bin size's source is
+    // "autobin" (the checked options' plan): the controls', else the tumours'. Other jobs do
+    // not wait for the BAMs' indexes to make their regions.
+    autobins = options.map { o -> !reused && ['target_conf', 'antitarget_conf'].any { f -> o[f]?.size_from == 'autobin' } }
+    autobin_bams = autobins.filter { wanted -> !wanted }.map { _wanted -> [] }
+        .mix(
+            autobins.filter { wanted -> wanted }
+                .combine(bams.map { meta, bam, bai -> [meta.role, bam, bai] }.toList().map { all -> [all] })
+                .map { _wanted, all ->
+                    def controls = all.findAll { row -> row[0] == 'control' }
+                    (controls ?: all).collectMany { row -> row[1, 2] }
+                }
+        )
+
+    CNVKIT_PREPARE(reference_fasta, targets_bed, annotation, reused, access_bed, excludes, autobin_bams, options)
     targets = CNVKIT_PREPARE.out.targets.first()
     antitargets = CNVKIT_PREPARE.out.antitargets.first()
 
@@ -175,7 +197,9 @@ workflow CNVKIT {
                 .map { controls ->
                     [null, controls.collectMany { row -> row[1, 2] }.sort { f -> f.name }, sharedSex(controls*.getAt(0))]
                 }
-        CNVKIT_REFERENCE(pools, targets, antitargets, reference_fasta, bed, annotation, options)
+        bin_sizes = CNVKIT_PREPARE.out.bin_sizes.first()
+        CNVKIT_REFERENCE(pools, targets, antitargets, reference_fasta, bed, annotation, bin_sizes,
+                         access_bed, excludes, options)
         built = CNVKIT_REFERENCE.out.cnn
         references = params.reference_mode == 'leave-one-out' ? built :
             experimental_cnn.combine(built).map { meta, _target, _antitarget, _id, cnn -> [meta.id, cnn] }
@@ -219,7 +243,7 @@ workflow CNVKIT {
     result_files = channel.empty()
         .mix(
             CNVKIT_PREPARE.out.access, CNVKIT_PREPARE.out.targets, CNVKIT_PREPARE.out.antitargets,
-            CNVKIT_PREPARE.out.annotation, reference_files,
+            CNVKIT_PREPARE.out.annotation, CNVKIT_PREPARE.out.bin_sizes, reference_files,
             coverage.flatMap { _meta, target, antitarget -> [target, antitarget] },
             CNVKIT_SAMPLE.out.cnr.mix(
                 CNVKIT_SAMPLE.out.cns, CNVKIT_SAMPLE.out.segmetrics, CNVKIT_SAMPLE.out.calls,
@@ -241,6 +265,7 @@ workflow CNVKIT {
         tumour_sex,
         job,
         results,
+        CNVKIT_PREPARE.out.bin_sizes.collect().ifEmpty([]),
         options
     )
 

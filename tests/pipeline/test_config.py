@@ -70,10 +70,11 @@ def test_managed_options_come_after_user_options(module) -> None:
         before, _, after = re.split(r" (\$\{\w*args\})", command, maxsplit=1)
         assert after, command
         assert not any(word.startswith("-") for word in before.split()[2:]), command
-        # option-value pairs; ${annotate}, ${flat} and ${given} (-x SEX) are such pairs or
-        # nothing
-        assert re.fullmatch(r"( -[-\w]+ [^-\s]\S*| \$\{(annotate|flat|given)\})+", after), \
-            command
+        # option-value pairs; ${annotate}, ${flat}, ${given} (-x SEX), ${exclusions} (-x BED
+        # each) and cnvkit_stage.py's {target_size} and {antitarget_size} (--split, --avg-size
+        # N, -a N: bin_sizes.py's words) are such pairs or nothing
+        assert re.fullmatch(r"( -[-\w]+ [^-\s]\S*| \$\{(annotate|flat|given|exclusions)\}"
+                            r"| \{(target_size|antitarget_size)\})+", after), command
 
 
 def test_the_installed_nextflow_starts_from_its_class_data_archive(nextflow_bin, tmp_path):

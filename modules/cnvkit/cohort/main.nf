@@ -2,6 +2,7 @@
 // SEG, metrics and (two or more tumours, plots on) heatmap, and bin/cnvkit_report.py's MultiQC
 // table and (plots on) report.html, in one interpreter (bin/cnvkit_stage.py: the report reads
 // call's options with CNVkit's parser). Outputs are written where they are published.
+// report.html shows the method, the bin sizes and their warnings (bin_sizes.json).
 // Options: task.ext.args -> sex (sex_conf); ext.args2 -> call_conf, whose sex options ({sex})
 //          the heatmap takes, with -x SEX when every tumour was given that sex, and the
 //          report reads with each tumour's facts (its assumptions);
@@ -24,6 +25,7 @@ process CNVKIT_COHORT {
     val tumour_sex   // the sex every tumour was given, or ''
     path job        // job.json: the job (or run) and its request, versions (see the workflow)
     path results    // results.txt: every result file's published path
+    path bin_sizes  // the regions' bin_sizes.json (method, bin sizes, warnings); [] when reused
     val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
@@ -49,7 +51,7 @@ process CNVKIT_COHORT {
     cnvkit.py sex ${references} -o reference-sex.tsv
     cnvkit.py export seg ${segments} -o cohort/cohort.seg
     cnvkit.py metrics ${ratios} -s ${segments} -o cohort/metrics.tsv${heatmap}
-    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' --metrics cohort/metrics.tsv --calls ${calls} ${plots ? "--scatters ${scatters} --html report.html" : ''} --multiqc cohort/cnvkit_mqc.tsv
+    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' --metrics cohort/metrics.tsv --calls ${calls} ${bin_sizes ? "--bin-sizes ${bin_sizes}" : ''} ${plots ? "--scatters ${scatters} --html report.html" : ''} --multiqc cohort/cnvkit_mqc.tsv
     CNVKIT
     """
 

@@ -1,11 +1,23 @@
-// Regions of a job, once per job: gene symbols from the annotation (when given), then CNVkit's
-// access, target and antitarget in one interpreter (bin/cnvkit_stage.py). A job that reuses a
+// Regions of a job, once per job: gene symbols from the annotation (when given), then, by the
+// job's method (params.method), CNVkit's access, the bin sizes (bin/bin_sizes.py), target and
+// antitarget in one interpreter (bin/cnvkit_stage.py), as `cnvkit.py batch -m METHOD` makes them:
+//   hybrid:   access (or the given access_bed, copied), target BED, antitarget -g access;
+//   amplicon: target BED only, no access, an empty antitargets.bed (as batch writes);
+//   wgs:      access (or access_bed), target BED_OR_ACCESS --split --avg-size N, an empty
+//             antitargets.bed.
+// access takes access_conf's options and `-x FILE` for each exclusion BED. The bin sizes follow
+// the checked options' plan (size, size_from, split of target_conf and antitarget_conf):
+// bin_sizes.py writes reference/bin_sizes.json and the words `{target_size}` (e.g. `--split
+// --avg-size 267`) and `{antitarget_size}` (e.g. `-a 90000`) of the target and antitarget
+// lines; where a size_from is "autobin" it computes it with CNVkit's autobin from `bams` (the
+// controls', else the tumours', with their indexes). After antitarget, `bin_sizes.py --check`
+// adds the bin counts and the warnings of sizes that cannot fit. A job that reuses a
 // reference takes its regions from it instead, as `cnvkit.py batch -r` does (CNVkit's
 // reference2targets.py), and publishes the reference (with its record) among its results.
-// Options: task.ext.args -> access, ext.args2 -> target (target_conf),
+// Options: task.ext.args -> access (access_conf), ext.args2 -> target (target_conf),
 //          ext.args3 -> antitarget (antitarget_conf).
 process CNVKIT_PREPARE {
-    tag "${bed.name}"
+    tag "${params.method ?: 'hybrid'} ${bed ? bed.name : 'genome'}"
     conda "bioconda::cnvkit=0.9.14"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
         'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
@@ -13,9 +25,12 @@ process CNVKIT_PREPARE {
 
     input:
     tuple path(fasta), path(fai)
-    path bed, stageAs: 'regions/*'  // user files: never where an output is written
+    path bed, stageAs: 'regions/*'  // user files: never where an output is written ([]: wgs, none)
     path annotation, stageAs: 'genes/*'  // GFF3, GTF, refFlat or BED; [] for none
     path reused, stageAs: 'reused/*'  // a reference built earlier, its record; [] for none
+    path access_bed, stageAs: 'access/*'  // a precomputed access BED, used instead of access; []
+    path excludes, stageAs: 'exclude*/*'  // exclusion BEDs: access -x FILE each; []
+    path bams, stageAs: 'bams/*'  // BAMs or CRAMs and their indexes autobin reads; [] without
     val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
@@ -25,15 +40,49 @@ process CNVKIT_PREPARE {
     path "reference/targets.bed", emit: targets
     path "reference/antitargets.bed", emit: antitargets
     path "reference/annotation.bed", emit: annotation, optional: true
+    path "reference/bin_sizes.json", emit: bin_sizes, optional: true
     tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
+    def method = params.method ?: 'hybrid'
     def access_args = task.ext.args ?: ''
     def target_args = task.ext.args2 ?: ''
     def antitarget_args = task.ext.args3 ?: ''
     def symbols = annotation ? "annotation_to_bed.py ${annotation} reference/annotation.bed" : ''
     def annotate = annotation ? '--annotate reference/annotation.bed' : ''
     def given = reused instanceof Collection ? reused : [reused]
+    // The bin-size plan of the checked options (bin/cnvkit_options.py stage_options); options
+    // without one (a launcher from before issue 25) mean batch's defaults of the method.
+    def target_plan = options.target_conf ?: [:]
+    def antitarget_plan = options.antitarget_conf ?: [:]
+    def target_from = target_plan.size_from ?: (method == 'wgs' ? 'wgs default' : 'cnvkit default')
+    def antitarget_from = antitarget_plan.size_from ?: (method == 'hybrid' ? 'cnvkit default' : 'none')
+    def add_split = target_plan.split != null ? target_plan.split : method == 'wgs'
+    def reads = (bams instanceof Collection ? bams : [bams]).findAll { f -> f.name.endsWith('.bam') || f.name.endsWith('.cram') }
+    def sizes = [
+        "--method ${method}", params.autobin == true || (params.autobin == null && method == 'wgs') ? '--autobin' : '',
+        add_split ? "--split" : "",
+        "--target-from '${target_from}'", target_plan.size != null && target_from == 'target_conf' ? "--target-size ${target_plan.size}" : '',
+        "--antitarget-from '${antitarget_from}'", antitarget_plan.size != null && antitarget_from == 'antitarget_conf' ? "--antitarget-size ${antitarget_plan.size}" : '',
+        reads.collect { f -> "--bam ${f}" }.join(' '),
+        method == 'amplicon' ? '' : '--access reference/access.bed',
+        bed ? "--targets ${bed}" : '',
+        "--fasta ${fasta}", '-o reference/bin_sizes.json --words bin_words.json',
+    ]
+    def exclusions = (excludes instanceof Collection ? excludes : [excludes]).collect { f -> "-x ${f}" }.join(' ')
+    def fasta_name = "${fasta}"
+    def bed_name = bed ? "${bed}" : 'reference/access.bed'  // wgs without a BED: the accessible regions
+    def access_line = ''
+    def copied = ''
+    if (method != 'amplicon') {
+        access_line = access_bed ? '' : "cnvkit.py access ${fasta_name} ${access_args} ${exclusions} -o reference/access.bed"
+        copied = access_bed ? "cp ${access_bed} reference/access.bed" : ''
+    }
+    def antitarget_line = method == "hybrid" ?
+        "cnvkit.py antitarget reference/targets.bed ${antitarget_args} {antitarget_size} -g reference/access.bed -o reference/antitargets.bed" :
+        '# no antitargets: reference/antitargets.bed stays empty, as batch writes it'
+    def check_line = "bin_sizes.py --check reference/bin_sizes.json --targets reference/targets.bed --antitargets reference/antitargets.bed" +
+        (method == 'amplicon' ? '' : ' --access reference/access.bed')
     if (given) {
         def cnn = given.find { f -> f.name.endsWith('.cnn') }
         def record = given.find { f -> f.name.endsWith('.json') }
@@ -51,19 +100,23 @@ process CNVKIT_PREPARE {
     """
     mkdir -p reference
     ${symbols}
-    cnvkit_stage.py <<'CNVKIT'
-    cnvkit.py access ${fasta} ${access_args} -o reference/access.bed
-    cnvkit.py target ${bed} ${target_args} ${annotate} -o reference/targets.bed
-    cnvkit.py antitarget reference/targets.bed ${antitarget_args} -g reference/access.bed -o reference/antitargets.bed
+    ${copied}
+    ${method == 'hybrid' ? '' : 'touch reference/antitargets.bed'}
+    cnvkit_stage.py --words-from bin_words.json <<'CNVKIT'
+    ${access_line}
+    bin_sizes.py ${sizes.findAll().join(' ')}
+    cnvkit.py target ${bed_name} ${target_args} {target_size} ${annotate} -o reference/targets.bed
+    ${antitarget_line}
+    ${check_line}
     CNVKIT
     """
     }
 
     stub:  // the regions as given, so that what depends on their number can be checked
-    def copies = reused ? (reused instanceof Collection ? reused : [reused]).collect { f -> "cp ${f} reference/reference.${f.name.tokenize('.').last()}" }.join('\n') : 'touch reference/access.bed'
+    def copies = reused ? (reused instanceof Collection ? reused : [reused]).collect { f -> "cp ${f} reference/reference.${f.name.tokenize('.').last()}" }.join('\n') : 'touch reference/access.bed; echo {} > reference/bin_sizes.json'
     """
     mkdir -p reference
-    cp ${bed} reference/targets.bed
+    ${bed ? "cp ${bed} reference/targets.bed" : 'touch reference/targets.bed'}
     touch reference/antitargets.bed ${annotation ? 'reference/annotation.bed' : ''}
     ${copies}
     """

@@ -9,8 +9,10 @@ process CHECK_INPUTS {
 
     input:
     tuple path(fasta), path(fai)  // fai: [] when the FASTA has no up-to-date index
-    path bed
+    path bed  // or [] (method wgs without a BED)
     path annotation  // or [] when no annotation is used
+    path access_bed, stageAs: 'access/*'  // a precomputed access BED, or []
+    path excludes, stageAs: 'exclude*/*'  // access's exclusion BEDs, or []
     tuple val(names), path(bams)
     path reused, stageAs: 'reused/*'  // a reference to reuse and its record; [] for none
     val conf  // the request's option strings as given, {FIELD: ARGS} (no quote: nextflow_schema.json)
@@ -38,8 +40,15 @@ process CHECK_INPUTS {
     }.join(' ')
     def rows = samples ? "--samples ${samples} --reference-mode ${params.reference_mode}" +
         (params.reference_only ? ' --reference-only' : '') : ''
+    // The assay (issue 25): each flag only when it differs from check_inputs.py's default.
+    def assay = [
+        params.method && params.method != 'hybrid' ? "--method ${params.method}" : '',
+        params.autobin != null ? "--autobin ${params.autobin}" : '',
+        access_bed ? "--access-bed ${access_bed}" : '',
+        (excludes instanceof Collection ? excludes : [excludes]).collect { f -> "--exclude ${f}" }.join(' '),
+    ].findAll().join(' ')
     """
-    check_inputs.py --ref ${fasta} --bed ${bed} ${annotate} ${pairs} ${reference} ${rows} ${variants} \\
+    check_inputs.py --ref ${fasta} ${bed ? "--bed ${bed}" : ''} ${annotate} ${pairs} ${reference} ${rows} ${variants} ${assay} \\
         ${options} --check-options options.json --indexes indexes.json > input_check.txt || {
         cat input_check.txt >&2
         exit 1
