@@ -388,7 +388,9 @@ class Execution:
         given = {"access_conf": params.get("access_conf", ""),
                  "access_exclude": params.get("access_exclude", [])}
         if lease.entry is not None:
-            params.update(access.reusing(params, str(lease.entry.file(access.FILES[0]))))
+            reused = access.reusing(params, str(lease.entry.file(access.FILES[0])))
+            params.clear()  # its exclusion BEDs go: the same dict, as the run's params
+            params.update(reused)
             self.log(f"{self.job.instance_id}: {access.REUSED}")
         if lease.warning:
             self.log(f"{self.job.instance_id}: warning: {lease.warning}")
@@ -404,13 +406,9 @@ class Execution:
                 raise JobCancelled
             self.run = JobRun(self.store, self.job, params, self.options, self._cancelled)
             self.run.start()  # clears the message: what the reference step says comes after
-        reference = params["job"].get("reference") or {}
-        regions = params["job"].get("access") or {}
-        said = [REUSED if reference.get("reused") else reference.get("warning"),
-                access.REUSED if regions.get("reused") else regions.get("warning")]
-        if any(said):
-            self.job = self.store.update(self.job.instance_id,
-                                         message="; ".join(filter(None, said)))
+        said = notices(params["job"])
+        if said:
+            self.job = self.store.update(self.job.instance_id, message="; ".join(said))
 
     def _conclude(self, ended: Ended, params: dict) -> Job:
         """Record how the run ended; a successful run's results are published first (manifest
@@ -527,6 +525,15 @@ class Execution:
 
     def _local_output(self) -> str:
         return self.roots.absolute(self.plan.request.output_dir.key)
+
+
+def notices(job: dict) -> list[str]:
+    """What a job's message says as its run starts (its params' `job`): the reference reused,
+    or why a kept one was removed; the same of its accessible regions."""
+    reference, regions = job.get("reference") or {}, job.get("access") or {}
+    said = [REUSED if reference.get("reused") else reference.get("warning"),
+            access.REUSED if regions.get("reused") else regions.get("warning")]
+    return [notice for notice in said if notice]
 
 
 def bin_size_warnings(results: Path) -> list[str]:
