@@ -33,6 +33,7 @@ from cnvkit_nf.storage import confined
 from cnvkit_nf.storage.confined import Roots
 
 CHECK_INPUTS = BIN / "check_inputs.py"
+NO_TARGETS = "no targets (--bed)"  # the check's problem of a job without the BED it needs
 NO_ROOTS = ("local paths are not accepted by this service (it has no data roots); use an "
             "object-storage URI")
 
@@ -141,8 +142,11 @@ def check(request: Request, roots: Roots, limits: CheckLimits = DEFAULT_CHECK) -
             checked["checked_options"] = params["checked_options"]
             shown = {f"{view.parent}/": os.path.join(os.path.dirname(item_path), "")
                      for item_path, view in views.items()}  # the folders the user knows
-            return problems + content_problems(checked, descriptors, shown, limits,
-                                               fields_of(request, views))
+            found = content_problems(checked, descriptors, shown, limits,
+                                     fields_of(request, views))
+            if request.bed is not None:  # given, and refused where it lies: said already
+                found = [p for p in found if not p.message.startswith(NO_TARGETS)]
+            return problems + found
     finally:
         for item in opened:
             item.close()

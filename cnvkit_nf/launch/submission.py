@@ -22,9 +22,8 @@ It reads in one direction; each step has one home and hands its result to the ne
       conclude    the results published to `output_dir` (local or object storage), manifest
                   last; the bin-size warnings of its regions (reference/bin_sizes.json) added
                   to its message; the end recorded; a reference (and accessible regions) the
-                  job built kept for reuse. When the
-                  service stops meanwhile, the publication rolls back and the job stays
-                  RUNNING: the next start publishes it again
+                  job built kept for reuse. When the service stops meanwhile, the publication
+                  rolls back and the job stays RUNNING: the next start publishes it again
 
 A job that cannot end well raises `JobFailed` with the kind of its failure (`jobs.Failure`).
 """
@@ -441,11 +440,12 @@ class Execution:
         warnings = bin_size_warnings(results)
         for warning in warnings:
             self.log(f"{self.job.instance_id}: warning: {warning}")
-        if warnings:
-            current = self.store.get(self.job.instance_id)
-            said = [current.message] if current is not None and current.message else []
+        current = self.store.get(self.job.instance_id)
+        said = current.message if current is not None and current.message else ""
+        new = [warning for warning in warnings if warning not in said]  # once, if concluded
+        if new:  # again (a crash between this and the end)
             self.job = self.store.update(self.job.instance_id,
-                                         message="; ".join(said + warnings))
+                                         message="; ".join(filter(None, [said, *new])))
 
     def _publish(self, results: Path) -> None:
         """Copy the finished results folder to `output_dir`, manifest last; rolled back when
