@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Check a CNVkit job's inputs before CNVkit sees them, and report every problem at once.
 
-Usage: check_inputs.py [--ref REF.fa] [--bed TARGETS.bed] [--annotation FILE]
+Usage: check_inputs.py [--ref REF.fa] [--method hybrid|amplicon|wgs] [--autobin true|false]
+                       [--bed TARGETS.bed] [--access-bed ACCESS.bed] [--exclude FILE.bed ...]
+                       [--annotation FILE]
                        [--bam NAME=PATH ...] [--vcf ID=PATH [--vcf-columns ID=NAME[,NAME]] ...]
                        [--samples ROWS.json [--reference-mode MODE [--reference-only]]]
                        [--reference-cnn REFERENCE.cnn
@@ -18,8 +20,16 @@ not older than the BAM (beside the path given, else beside the file a link point
 
 `--check-options FILE` checks the job's option strings (`--option FIELD=ARGS`) with CNVkit's
 own parsers, by the rules of `cnvkit_options.py` that the launcher applies too, and writes
-what each becomes: `{"FIELD": {"args": "re-quoted, without -p", "processes": N|null}}`. It
-needs CNVkit (the pipeline runs it in CNVkit's container or conda environment).
+what each becomes: `{"FIELD": {"args": "re-quoted, without -p", "processes": N|null}}`, the
+entries of target_conf and antitarget_conf with the bin-size plan of `--method` and
+`--autobin` (`cnvkit_options.stage_options`: "size", "size_from", "split"). It needs CNVkit
+(the pipeline runs it in CNVkit's container or conda environment).
+
+`--method` is the job's assay (default hybrid): the targets (`--bed`) are required unless it is
+wgs, when the check is of a job's files (not with `--indexes-only` or `--check-options`), and
+duplicate marks are not required of amplicon BAMs. `--access-bed` (a precomputed access BED)
+and each `--exclude` (an exclusion BED of `cnvkit.py access -x`) are checked as the targets are:
+plain-text BED lines CNVkit reads, contigs against the FASTA's.
 
 Every check streams (`input_bounds.py`): of what is wrong it keeps counts and the first few
 examples, and a file may bring only so many contig names, so what a check costs does not grow
@@ -48,6 +58,7 @@ containers.
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import resource
@@ -132,16 +143,27 @@ def out_of_time(exc: OutOfTime, report: Report) -> None:
                  "stopped there; the inputs after it were not checked")
 
 
-def check_options(options: dict[str, str], report: Report) -> dict[str, dict]:
+def check_options(options: dict[str, str], report: Report, method: str = "hybrid",
+                  autobin: bool | None = None) -> dict[str, dict]:
     """The option strings checked with CNVkit's parsers (problems go to the report): what
-    each accepted one becomes, `{"args": re-quoted string without -p, "processes": N|None}`."""
+    each accepted one becomes, `{"args": re-quoted string without -p, "processes": N|None}`,
+    with target's and antitarget's bin-size plan for `method` and `autobin` (None: not
+    given)."""
     from cnvkit_options import check_all, stage_options  # imports CNVkit where it is installed
 
     checked, found = check_all(options)
     for problem in found:
         add = report.error if problem.severity == "error" else report.warning
         add(problem.field, problem.message)
-    return stage_options(checked)
+    return stage_options(checked, method, autobin)
+
+
+def _check_bam(bam: File, report: Report, method: str):
+    """check_alignments.check_bam with the job's method (duplicates are not required of
+    amplicon BAMs), as long as it takes one."""
+    if "method" in inspect.signature(check_bam).parameters:
+        return check_bam(bam, report, method)
+    return check_bam(bam, report)
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -154,6 +176,8 @@ READING = {
     "fai": "reading its .fai",
     "bam": "reading its header",
     "bed": "reading its intervals",
+    "access_bed": "reading its intervals (accessible regions)",
+    "exclude": "reading its intervals (regions excluded from access)",
     "vcf": "reading its records",
     "annotation": "telling its format",
     "reference_cnn": "reading its bins",
@@ -164,12 +188,14 @@ def check_inputs(
     ref: File | None, bed: File | None, bams: dict[str, File], annotation: File | None = None,
     reference_cnn: File | None = None, options: dict[str, str] | None = None,
     report: Report | None = None, vcfs: dict[str, File] | None = None,
-    vcf_columns: dict[str, list[str]] | None = None,
+    vcf_columns: dict[str, list[str]] | None = None, method: str = "hybrid",
+    access_bed: File | None = None, exclude: list[File] | None = None,
 ) -> Report:
     """Run every check on the files given (a caller that already found a file unusable leaves
     it out) and collect the results (into `report` if given); `options` are the job's option
     strings by field; `vcfs` the samples' VCFs by sample, `vcf_columns` the columns each must
-    have (the sample's, its matched normal's)."""
+    have (the sample's, its matched normal's); `method` the job's assay; `access_bed` and
+    `exclude` the accessible regions given and the exclusion BEDs, checked as the targets."""
     report = report if report is not None else Report()
     ref_contigs = None
     if ref is not None:
@@ -189,7 +215,7 @@ def check_inputs(
 
     for bam in bams.values():
         with reading(bam, READING["bam"], report):
-            header = check_bam(bam, report)
+            header = _check_bam(bam, report, method)
             if header and ref_contigs:
                 agree = compare_contigs(bam, header.contigs, ref, ref_contigs, report)
                 if agree and str(bam).endswith(".cram"):
@@ -204,6 +230,10 @@ def check_inputs(
     if bed is not None:
         with reading(bed, READING["bed"], report):
             check_targets(bed, ref, ref_contigs, report)
+    for name, regions in [("access_bed", access_bed)] + [("exclude", f) for f in exclude or []]:
+        if regions is not None:
+            with reading(regions, READING[name], report):
+                check_targets(regions, ref, ref_contigs, report)
     if annotation is not None:
         with reading(annotation, READING["annotation"], report):
             check_annotation(annotation, report)
@@ -238,6 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ref", help="reference FASTA")
     parser.add_argument("--bed", help="targets: BED or interval_list")
+    parser.add_argument("--method", choices=("hybrid", "amplicon", "wgs"),
+                        help="the job's assay (default hybrid): --bed is optional only with "
+                             "wgs; amplicon BAMs need no duplicate marks")
+    parser.add_argument("--autobin", choices=("true", "false"),
+                        help="with --check-options: the request's autobin (default: true for "
+                             "wgs, false otherwise)")
+    parser.add_argument("--access-bed", metavar="FILE",
+                        help="accessible regions given instead of running cnvkit.py access")
+    parser.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                        help="a BED of regions excluded from access (repeat for each)")
     parser.add_argument("--annotation", help="GFF3, GTF, refFlat or BED")
     parser.add_argument(
         "--bam",
@@ -289,8 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     vcf_columns = {sample: [n for n in names.split(",") if n] for sample, _, names in
                    (pair.partition("=") for pair in args.vcf_columns)}
     report = Report()
+    method = args.method or "hybrid"
+    autobin = None if args.autobin is None else args.autobin == "true"
     if args.check_options:
-        checked = check_options(options, report)
+        checked = check_options(options, report, method, autobin)
         Path(args.check_options).write_text(json.dumps(checked, indent=2) + "\n")
         options = {field: option["args"] for field, option in checked.items()}
     try:
@@ -299,7 +341,12 @@ def main(argv: list[str] | None = None) -> int:
                 decide_indexes(args.ref, bams, report)
         else:
             check_inputs(args.ref, args.bed, bams, args.annotation, args.reference_cnn, options,
-                         report, dict(args.vcf), vcf_columns)
+                         report, dict(args.vcf), vcf_columns, method, args.access_bed,
+                         args.exclude)
+            if args.method not in (None, "wgs") and args.bed is None \
+                    and not args.check_options:
+                report.error("", f"no targets (--bed): a {method} job bins the targets of its "
+                                 "BED; only a wgs job may leave it out")
     except OutOfTime as exc:
         out_of_time(exc, report)
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # the report is written, whatever time is left

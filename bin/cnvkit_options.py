@@ -33,6 +33,7 @@ SUBSTEP_OF_FIELD: dict[str, str] = {
     "segment_conf": "segment",
     "genemetrics_conf": "genemetrics",
     "call_conf": "call",
+    "access_conf": "access",
 }
 _PARSER_NAME = {
     "target": "P_target",
@@ -44,6 +45,7 @@ _PARSER_NAME = {
     "segment": "P_segment",
     "genemetrics": "P_genemetrics",
     "call": "P_call",
+    "access": "P_access",
 }
 
 # Destinations the pipeline sets itself: inputs, outputs, helper programs and help. A user
@@ -78,6 +80,18 @@ PER_SAMPLE_FILES = {
 PER_SAMPLE_FACTS = {"sample_sex": ("-x/--sample-sex", "sex"), "purity": ("--purity", "purity"),
                     "ploidy": ("--ploidy", "ploidy")}
 
+# access's option that names a file: refused, as exclusion BEDs are inputs of their own (issue 25).
+INPUT_FILES = {
+    "exclude": "exclusion BEDs go in access_exclude (a list of BED files: as input files they "
+               "are checked, confined to the allowed roots and pinned), not in access_conf",
+}
+
+# The assays (`method`, as `cnvkit.py batch -m`) and the bin sizes batch uses for them.
+METHODS = ("hybrid", "amplicon", "wgs")
+WGS_TARGET_SIZE = 5000  # batch's target bin size for wgs when autobin does not apply
+# Destinations kept unset unless an option sets them: whether --avg-size was given.
+SIZE_DESTS = {"target": "avg_size", "antitarget": "avg_size"}
+
 # Sex-chromosome settings that should agree among the substeps that have them.
 SEX_OPTIONS = {
     "male_reference": "-y/--male-reference",
@@ -103,12 +117,65 @@ class CheckedOptions:
     values: dict[str, Any]
 
 
-def stage_options(checked: dict[str, CheckedOptions]) -> dict[str, dict]:
+def autobin_applies(method: str = "hybrid", autobin: bool | None = None) -> bool:
+    """Whether bin sizes not given come from the data: `autobin` as given, else only for
+    wgs (hybrid and amplicon keep CNVkit's defaults unless the request asks)."""
+    return method == "wgs" if autobin is None else bool(autobin)
+
+
+def bin_size_plan(checked: dict[str, CheckedOptions], method: str = "hybrid",
+                  autobin: bool | None = None) -> dict[str, dict]:
+    """Where target's and antitarget's average bin sizes come from (the one home of the rule,
+    after `cnvkit.py batch -m METHOD`): `{"target_conf": {"size", "size_from", "split"},
+    "antitarget_conf": {...}}`. `size` is the number given (or wgs's 5000), None when autobin
+    computes it in the job or CNVkit's default applies; `split` whether the pipeline adds
+    `--split` to target (with autobin, or for wgs: batch always splits)."""
+    automatic = autobin_applies(method, autobin)
+
+    def given(field: str) -> float | int | None:
+        option = checked.get(field)
+        value = option.values.get("avg_size") if option is not None else None
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    size = given("target_conf")
+    if size is not None:
+        target = {"size": size, "size_from": "target_conf"}
+    elif automatic:
+        target = {"size": None, "size_from": "autobin"}
+    elif method == "wgs":
+        target = {"size": WGS_TARGET_SIZE, "size_from": "wgs default"}
+    else:
+        target = {"size": None, "size_from": "cnvkit default"}
+    target["split"] = automatic or method == "wgs"
+    size = given("antitarget_conf")
+    if method != "hybrid":
+        antitarget = {"size": None, "size_from": "none"}
+    elif size is not None:
+        antitarget = {"size": size, "size_from": "antitarget_conf"}
+    elif automatic:
+        antitarget = {"size": None, "size_from": "autobin"}
+    else:
+        antitarget = {"size": None, "size_from": "cnvkit default"}
+    antitarget["split"] = False
+    return {"target_conf": target, "antitarget_conf": antitarget}
+
+
+def stage_options(checked: dict[str, CheckedOptions], method: str = "hybrid",
+                  autobin: bool | None = None) -> dict[str, dict]:
     """What the pipeline's stages take of the checked strings (`params.checked_options`, or
     CHECK_INPUTS's options.json): `{FIELD: {"args", "processes"}}` for every field, one not
-    checked being empty."""
-    return {field: {"args": c.args, "processes": c.processes} if (c := checked.get(field))
-            else {"args": "", "processes": None} for field in SUBSTEP_OF_FIELD}
+    checked being empty; target_conf's and antitarget_conf's also carry the bin-size plan
+    (`bin_size_plan`: "size", "size_from", "split") of the job's `method` and `autobin`
+    (None: not given)."""
+    options = {field: {"args": c.args, "processes": c.processes} if (c := checked.get(field))
+               else {"args": "", "processes": None} for field in SUBSTEP_OF_FIELD}
+    for field, plan in bin_size_plan(checked, method, autobin).items():
+        options[field] |= plan
+    return options
+
+
+class _Unappended(list):
+    """The preset of an option that appends (`-x FILE -x FILE`): still unset while empty."""
 
 
 class _Rejected(Exception):
@@ -128,10 +195,14 @@ def _parse(
 ) -> dict[str, Any]:
     """Parse quietly; destinations in ``preset`` stay ``_UNSET`` unless an option sets them."""
     out, err = io.StringIO(), io.StringIO()
-    namespace = argparse.Namespace(**dict.fromkeys(preset, _UNSET))
+    appended = {a.dest for a in parser._actions if isinstance(a, argparse._AppendAction)}
+    namespace = argparse.Namespace(**{dest: _Unappended() if dest in appended else _UNSET
+                                      for dest in preset})
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            return vars(parser.parse_args(argv, namespace))
+            parsed = vars(parser.parse_args(argv, namespace))
+        return {dest: (list(value) if value else _UNSET) if isinstance(value, _Unappended)
+                else value for dest, value in parsed.items()}
     except SystemExit as exc:
         if exc.code == 0:
             raise _Rejected("-h/--help is not allowed") from None
@@ -188,8 +259,9 @@ def _check_parsed(
     optionals = {a.dest: a.option_strings for a in parser._actions if a.option_strings}
     positionals = [a.dest for a in parser._actions if not a.option_strings]
     dummies = ["_"] * len(positionals)
+    sizes = {SIZE_DESTS[substep]} if substep in SIZE_DESTS else set()
     preset = frozenset(optionals) & (MANAGED_DESTS | {"processes"} | PER_SAMPLE_FILES.keys()
-                                     | PER_SAMPLE_FACTS.keys())
+                                     | PER_SAMPLE_FACTS.keys() | sizes)
     base = _parse(parser, dummies)
     parsed = _parse(parser, dummies + tokens, preset)
     messages = []
@@ -198,7 +270,8 @@ def _check_parsed(
             extra = parsed[dest][len(base[dest]) :]  # only list positionals can grow
             words = " ".join(extra)
             messages.append(f"unexpected argument(s) {words}: neither an option nor a value")
-    per_sample = PER_SAMPLE_FILES if substep == "call" else {}
+    per_sample = PER_SAMPLE_FILES if substep == "call" else \
+        INPUT_FILES if substep == "access" else {}
     for dest in sorted(preset & MANAGED_DESTS | per_sample.keys()):
         if parsed.get(dest, _UNSET) is not _UNSET:
             messages.append(f"{'/'.join(optionals[dest])}: {per_sample[dest]}" if dest in
@@ -222,7 +295,7 @@ def _check_parsed(
     if messages:
         return None, [Problem(field, m) for m in messages]
     values = {d: parsed[d] for d in optionals if d in parsed and (
-        d not in preset or d in PER_SAMPLE_FACTS and parsed[d] is not _UNSET)}
+        d not in preset or (d in PER_SAMPLE_FACTS or d in sizes) and parsed[d] is not _UNSET)}
     return CheckedOptions(field, substep, shlex.join(tokens), processes, values), []
 
 
@@ -258,7 +331,7 @@ def _per_sample_warnings(checked: dict[str, CheckedOptions]) -> list[Problem]:
 
 
 def check_all(request: dict, cache=None) -> tuple[dict[str, CheckedOptions], list[Problem]]:
-    """Check all nine ``*_conf`` fields (missing = "") plus the cross-substep sex settings;
+    """Check all ten ``*_conf`` fields (missing = "") plus the cross-substep sex settings;
     `cache` (`get(field, text)`, `put(text, checked)`, `save()`) gives and keeps the parsers'
     earlier verdicts."""
     checked: dict[str, CheckedOptions] = {}

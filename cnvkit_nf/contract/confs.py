@@ -14,6 +14,9 @@ ALLOWED_CHARS = _rules.ALLOWED_CHARS
 PIPELINE_CHAR_PATTERN = _rules.PIPELINE_CHAR_PATTERN
 substep_parser = _rules.substep_parser
 stage_options = _rules.stage_options
+bin_size_plan = _rules.bin_size_plan
+autobin_applies = _rules.autobin_applies
+METHODS = _rules.METHODS
 
 
 def check_options(field: str, text: str) -> tuple[CheckedOptions | None, list[Problem]]:
@@ -23,7 +26,7 @@ def check_options(field: str, text: str) -> tuple[CheckedOptions | None, list[Pr
 
 
 def check_all(request: dict, cache=None) -> tuple[dict[str, CheckedOptions], list[Problem]]:
-    """Check all nine ``*_conf`` fields and the sex settings among them; `cache` is an
+    """Check all ten ``*_conf`` fields and the sex settings among them; `cache` is an
     `option_cache.OptionCache` of the parsers' earlier verdicts."""
     checked, found = _rules.check_all(request, cache)
     return checked, [Problem(*p) for p in found]

@@ -16,7 +16,9 @@ Role = Literal["experimental", "control"]
 Way = Literal["lists", "samples", "samplesheet"]
 # The request's fields that name one file or folder, and its lists of BAM or CRAM files with
 # the role of their samples; in the order the request lists them.
-PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn")
+PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn", "access_bed")
+# The request's list of exclusion BEDs (`cnvkit.py access -x`), each named "access_exclude[i]".
+EXCLUDE_FIELD = "access_exclude"
 ROLES: dict[str, Role] = {"experimental_inputs": "experimental", "control_inputs": "control"}
 INPUT_FIELDS = tuple(ROLES)
 
@@ -62,6 +64,11 @@ class Request:
     sheet_text: str | None = None  # its text as read: a job keeps it, so its rows stay the same
     reference_mode: str = "pooled"  # or "leave-one-out"
     pool_matched_normals: bool = True
+    method: str = "hybrid"  # the assay: "hybrid" | "amplicon" | "wgs" (`cnvkit.py batch -m`)
+    autobin: bool | None = None  # as given; None: not given (`confs.autobin_applies`)
+    access_bed: Location | None = None  # a precomputed access BED, instead of running access
+    # exclusion BEDs (`access -x`) in the request's order; None where one does not parse
+    access_exclude: tuple[Location | None, ...] = ()
 
     def vcf_columns(self, sample: Sample) -> list[str]:
         """The columns `sample`'s VCF must have: its own (its vcf_sample, else its id), then
@@ -74,8 +81,11 @@ class Request:
 
     def paths(self) -> list[tuple[str, Location]]:
         """(field, location) of every path that parsed, in the request's order: its fields'
-        (the samplesheet's too), then each sample's BAM, then their VCFs."""
+        (the samplesheet's too, then each exclusion BED's), then each sample's BAM, then
+        their VCFs."""
         named = [(name, getattr(self, name)) for name in (*PATH_FIELDS, "samplesheet")]
+        named += [(f"{EXCLUDE_FIELD}[{i}]", location)
+                  for i, location in enumerate(self.access_exclude) if location is not None]
         files = [(s.field, s.location) for s in self.samples] + [
             (s.vcf_field, s.vcf) for s in self.samples if s.vcf is not None]
         return [(name, location) for name, location in named if location is not None] + files

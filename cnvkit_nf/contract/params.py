@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnvkit_nf.contract.confs import stage_options
-from cnvkit_nf.contract.model import ROLES, Request, Sample
+from cnvkit_nf.contract.model import EXCLUDE_FIELD, ROLES, Request, Sample
 from cnvkit_nf.contract.paths import Location
 from cnvkit_nf.contract.problems import Problem
 
@@ -43,7 +43,9 @@ def to_params(request: Request, *, base: Path | None = None,
     only when the request gives them, so a seed request's params are as they were). Each
     `*_conf` becomes its validated, re-quoted option string (a
     -p/--processes last); `checked_options` holds what the pipeline's input check makes of
-    them, which a job whose launcher checked them passes with `inputs_checked`.
+    them (with target's and antitarget's bin-size plan), which a job whose launcher checked
+    them passes with `inputs_checked`. `method` is always written (default hybrid), `autobin`
+    only when the request gives it, `access_bed` and `access_exclude` when given.
     """
     base = base or Path.cwd()
     staged = staged or {}
@@ -72,14 +74,22 @@ def to_params(request: Request, *, base: Path | None = None,
         params["pool_matched_normals"] = request.pool_matched_normals
     paths = {"ref": request.ref, "bed": request.bed,  # left out: the pipeline's default (null)
              "annotation_file": request.annotation_file if request.has_annotate else None,
-             "reference_cnn": request.reference_cnn, "output_dir": request.output_dir}
+             "reference_cnn": request.reference_cnn, "output_dir": request.output_dir,
+             "access_bed": request.access_bed}
     params |= {field: local(field, location) for field, location in paths.items()
                if location is not None}
+    if request.access_exclude:
+        params[EXCLUDE_FIELD] = [local(f"{EXCLUDE_FIELD}[{i}]", location)
+                                 for i, location in enumerate(request.access_exclude)
+                                 if location is not None]
     if problems:
         raise ParamsError(problems)
     params["has_annotate"] = request.has_annotate
     params["reference_only"] = request.reference_only
-    checked = stage_options(request.options)
+    params["method"] = request.method
+    if request.autobin is not None:
+        params["autobin"] = request.autobin
+    checked = stage_options(request.options, request.method, request.autobin)
     for field, option in checked.items():
         processes = f"-p {option['processes']}" if option["processes"] else ""
         params[field] = " ".join(filter(None, (option["args"], processes)))

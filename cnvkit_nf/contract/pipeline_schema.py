@@ -40,6 +40,7 @@ EXAMPLES = {
     "segment_conf": ("-m cbs --drop-low-coverage -t 0.001", "pipeline.html#segment"),
     "genemetrics_conf": ("--drop-low-coverage -t 0.2 -m 5", "reports.html#genemetrics"),
     "call_conf": ("--center median --drop-low-coverage", "pipeline.html#call"),
+    "access_conf": ("-s 10000", "pipeline.html#access"),
 }
 # A path's folders (without what Nextflow would expand), then a file name of safe characters.
 _FOLDERS = f"^(?:[^\\x00\\n\\r{re.escape(NEXTFLOW_SPECIAL)}]*/)?"
@@ -59,6 +60,9 @@ SHEET_ID = "sample"
 # A reused reference: a file name of safe characters ending as the request's rule says (.cnn).
 _CNN_END = load_schema()["properties"]["reference_cnn"]["pattern"]
 CNN_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+{_CNN_END}"
+# An accessible-regions or exclusion BED: a file name of safe characters ending in .bed.
+_BED_END = load_schema()["properties"]["access_bed"]["pattern"]
+ACCESS_BED_PATTERN = f"{_FOLDERS}[{FILE_NAME_CHARS}]+{_BED_END}"
 # The launcher's params: the check's results come with the flag that skips the check.
 LAUNCHER_RULES = [
     {"if": {"properties": {"inputs_checked": {"const": True}}, "required": ["inputs_checked"]},
@@ -90,6 +94,7 @@ CNN_RULE = f"must be a CNVkit reference (.cnn); {FILE_RULE}"
 ROW_BAM_RULE = f"must be a BAM (.bam) or CRAM (.cram) file; {FILE_RULE}"
 VCF_RULE = f"must be a VCF file (.vcf or .vcf.gz); {FILE_RULE}"
 SHEET_RULE = f"must be a CSV (.csv) or TSV (.tsv) file; {FILE_RULE}"
+BED_RULE = f"must be a BED file (.bed); {FILE_RULE}"
 
 
 def _file(pattern: str = FILE_PATTERN, rule: str = FILE_RULE, **extra) -> dict:
@@ -166,6 +171,17 @@ def build() -> dict:
                                         fa_icon="fas fa-people-group"),
         "pool_matched_normals": _from_request("pool_matched_normals", type="boolean",
                                               default=True, fa_icon="fas fa-user-group"),
+        "method": _from_request("method", type="string", default="hybrid",
+                                enum=load_schema()["properties"]["method"]["enum"],
+                                errorMessage=load_schema()["properties"]["method"]["errorMessage"],
+                                fa_icon="fas fa-flask"),
+        "autobin": _from_request("autobin", type="boolean", fa_icon="fas fa-ruler-horizontal"),
+        "access_bed": _from_request("access_bed", **_file(
+            ACCESS_BED_PATTERN, BED_RULE, fa_icon="fas fa-road", mimetype="text/plain")),
+        "access_exclude": _from_request(
+            "access_exclude", type="array", fa_icon="fas fa-ban",
+            maxItems=load_schema()["properties"]["access_exclude"]["maxItems"],
+            items=_file(ACCESS_BED_PATTERN, BED_RULE, mimetype="text/plain")),
     }
     output = {
         "output_dir": _from_request("output_dir", type="string", format="directory-path",
@@ -224,8 +240,9 @@ def build() -> dict:
                                "run name, start and params instead)."},
     }
     groups = {
-        # the BAMs' params are required by the request's rules (allOf): one way of three
-        "input_options": ("Inputs", inputs, ["ref", "bed"],
+        # the BAMs' params are required by the request's rules (allOf): one way of three; so
+        # is the bed (unless method is wgs)
+        "input_options": ("Inputs", inputs, ["ref"],
                           load_schema()["allOf"]),
         "output_options": ("Output", output, ["output_dir"], []),
         "substep_options": ("CNVkit substep options", options, [], []),

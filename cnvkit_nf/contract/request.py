@@ -19,7 +19,15 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from cnvkit_nf.contract import confs, paths, samplesheet
-from cnvkit_nf.contract.model import INPUT_FIELDS, PATH_FIELDS, ROLES, Request, Sample, Way
+from cnvkit_nf.contract.model import (
+    EXCLUDE_FIELD,
+    INPUT_FIELDS,
+    PATH_FIELDS,
+    ROLES,
+    Request,
+    Sample,
+    Way,
+)
 from cnvkit_nf.contract.problems import Problem, errors
 from cnvkit_nf.pipeline_files import SCHEMA, load_bin
 
@@ -128,6 +136,10 @@ def validate_request(data: object, cache=None, sheet: str | None = None) -> Vali
         problems.append(
             Problem("annotation_file", "ignored because has_annotate is not true", "warning")
         )
+    method = data.get("method", "hybrid")
+    if method in ("amplicon", "wgs") and data.get("antitarget_conf"):
+        problems.append(Problem("antitarget_conf", f"ignored with method {method}: a "
+                                f"{method} job makes no antitargets", "warning"))
     # Only strings the schema allows are parsed as options (it reports the others): argparse's
     # time grows faster than the length of what it parses.
     longest = load_schema()["$defs"]["options"]["maxLength"]
@@ -215,7 +227,8 @@ def _parsed(raw: dict[str, Any], parsed: dict[str, paths.Location],
     """The request `raw` with the locations its paths parsed into, by field, and its rows as
     samples (a row whose BAM or role is refused is left out; so are facts the schema
     refuses)."""
-    mode = raw.get("reference_mode")
+    mode, method = raw.get("reference_mode"), raw.get("method")
+    excluded = raw.get(EXCLUDE_FIELD) if isinstance(raw.get(EXCLUDE_FIELD), list) else []
     return Request(raw, **{name: parsed.get(name) for name in PATH_FIELDS},
                    samples=tuple(filter(None, (_sample(row, parsed) for row in rows))),
                    has_annotate=raw.get("has_annotate") is True,
@@ -223,7 +236,11 @@ def _parsed(raw: dict[str, Any], parsed: dict[str, paths.Location],
                    samplesheet=parsed.get("samplesheet"),
                    sheet_text=sheet if way == "samplesheet" else None,
                    reference_mode=mode if mode in _enum("reference_mode") else "pooled",
-                   pool_matched_normals=raw.get("pool_matched_normals") is not False)
+                   pool_matched_normals=raw.get("pool_matched_normals") is not False,
+                   method=method if method in _enum("method") else "hybrid",
+                   autobin=raw["autobin"] if isinstance(raw.get("autobin"), bool) else None,
+                   access_exclude=tuple(parsed.get(f"{EXCLUDE_FIELD}[{i}]")
+                                        for i in range(len(excluded))))
 
 
 def _sample(row: _Row, parsed: dict[str, paths.Location]) -> Sample | None:
@@ -267,7 +284,7 @@ def _input_lists_cut(data: dict[str, Any]) -> dict[str, Any]:
     only cost time."""
     fields = load_schema()["properties"]
     return {k: v[:fields[k]["maxItems"] + 1]
-            if k in (*INPUT_FIELDS, "samples") and isinstance(v, list) else v
+            if k in (*INPUT_FIELDS, "samples", EXCLUDE_FIELD) and isinstance(v, list) else v
             for k, v in data.items()}
 
 
@@ -400,7 +417,8 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
                 for name in value if name not in instance]
     reasons = {
         "type": f"expected {value}, got {_json_type(instance)}",
-        "maxItems": f"must list at most {value} BAM files",
+        "maxItems": f"must list at most {value} "
+                    f"{'BED' if where.startswith(EXCLUDE_FIELD) else 'BAM'} files",
         "minLength": "must not be empty",
         "maxLength": f"must be at most {value} characters long",
         "pattern": "must be a local path or an s3a://, s3:// or obs:// URI with a bucket and key",
@@ -409,9 +427,12 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
 
 
 def _path_entries(data: dict[str, Any], rows: list[_Row]) -> list[tuple[str, str]]:
-    """(location, text) of every path in the request that is a string: its fields', then
-    each sample's BAM, then their VCFs."""
+    """(location, text) of every path in the request that is a string: its fields' (each
+    exclusion BED's too), then each sample's BAM, then their VCFs."""
     entries = [(f, data[f]) for f in (*PATH_FIELDS, "samplesheet") if isinstance(data.get(f), str)]
+    excluded = data.get(EXCLUDE_FIELD)
+    entries += [(f"{EXCLUDE_FIELD}[{i}]", text) for i, text in
+                enumerate(excluded if isinstance(excluded, list) else []) if isinstance(text, str)]
     entries += [(row.where(key), row.values[key]) for key in ROW_KEYS for row in rows
                 if isinstance(row.values.get(key), str)]
     return entries

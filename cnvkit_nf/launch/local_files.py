@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnvkit_nf.contract.model import INPUT_FIELDS, PATH_FIELDS, Request
+from cnvkit_nf.contract.model import EXCLUDE_FIELD, INPUT_FIELDS, PATH_FIELDS, Request
 from cnvkit_nf.contract.params import to_params
 from cnvkit_nf.contract.paths import index_names
 from cnvkit_nf.contract.problems import Problem
@@ -33,6 +33,7 @@ from cnvkit_nf.storage import confined
 from cnvkit_nf.storage.confined import Roots
 
 CHECK_INPUTS = BIN / "check_inputs.py"
+NO_TARGETS = "no targets (--bed)"  # the check's problem of a job without the BED it needs
 NO_ROOTS = ("local paths are not accepted by this service (it has no data roots); use an "
             "object-storage URI")
 
@@ -132,6 +133,8 @@ def check(request: Request, roots: Roots, limits: CheckLimits = DEFAULT_CHECK) -
             checked = {name: [opened_only(p) for p in params[name]]
                        for name in INPUT_FIELDS if name in params}
             checked |= {name: opened_only(params.get(name)) for name in PATH_FIELDS}
+            checked[EXCLUDE_FIELD] = [opened_only(p) for p in params.get(EXCLUDE_FIELD, [])]
+            checked["method"] = params["method"]
             if "samples" in params:
                 checked["samples"] = [{**row, "bam": opened_only(row["bam"]),
                                        "vcf": opened_only(row.get("vcf"))}
@@ -139,8 +142,11 @@ def check(request: Request, roots: Roots, limits: CheckLimits = DEFAULT_CHECK) -
             checked["checked_options"] = params["checked_options"]
             shown = {f"{view.parent}/": os.path.join(os.path.dirname(item_path), "")
                      for item_path, view in views.items()}  # the folders the user knows
-            return problems + content_problems(checked, descriptors, shown, limits,
-                                               fields_of(request, views))
+            found = content_problems(checked, descriptors, shown, limits,
+                                     fields_of(request, views))
+            if request.bed is not None:  # given, and refused where it lies: said already
+                found = [p for p in found if not p.message.startswith(NO_TARGETS)]
+            return problems + found
     finally:
         for item in opened:
             item.close()
@@ -185,8 +191,12 @@ def content_problems(params: dict, pass_fds: Sequence[int] = (),
     each path (default: the seed's fields, found in the params)."""
     shown = shown or {}
     command = [sys.executable, str(CHECK_INPUTS), "--json", *limits.arguments()]
-    for option, name in (("--ref", "ref"), ("--bed", "bed"), ("--annotation", "annotation_file")):
+    for option, name in (("--ref", "ref"), ("--bed", "bed"), ("--annotation", "annotation_file"),
+                         ("--access-bed", "access_bed")):
         command += [option, params[name]] if params.get(name) else []
+    command += [f"--method={params.get('method') or 'hybrid'}"]
+    for path in params.get(EXCLUDE_FIELD) or []:
+        command += ["--exclude", path] if path else []
     samples = sample_files(params)
     rows = [row for _, _, row in samples]
     for name, bam, row in samples:
@@ -253,7 +263,10 @@ def _field_of(path: str, params: dict) -> str:
     for name in ("experimental_inputs", "control_inputs"):
         if path in params.get(name, []):
             return f"{name}[{params[name].index(path)}]"
-    return next((n for n in ("ref", "bed", "annotation_file", "reference_cnn")
+    excluded = params.get(EXCLUDE_FIELD) or []
+    if path in excluded:
+        return f"{EXCLUDE_FIELD}[{excluded.index(path)}]"
+    return next((n for n in ("ref", "bed", "annotation_file", "reference_cnn", "access_bed")
                  if params.get(n) == path), "")
 
 

@@ -15,13 +15,15 @@ It reads in one direction; each step has one home and hands its result to the ne
                   hands Nextflow private links or copies of them), an earlier manifest withdrawn
       params      the Nextflow params, results collected in the job's own run folder
       reference   the project's kept reference reused, or its building claimed
-                  (`reference.cache`)
+                  (`reference.cache`); then, for a job that builds its regions, its kept
+                  accessible regions reused, or their computing claimed (`reference.access`)
       run         Nextflow started and followed (`runner`, which only runs it); the steps
                   from stage to here hold `state.locks.staging`
       conclude    the results published to `output_dir` (local or object storage), manifest
-                  last; the end recorded; a reference the job built kept for reuse. When the
-                  service stops meanwhile, the publication rolls back and the job stays
-                  RUNNING: the next start publishes it again
+                  last; the bin-size warnings of its regions (reference/bin_sizes.json) added
+                  to its message; the end recorded; a reference (and accessible regions) the
+                  job built kept for reuse. When the service stops meanwhile, the publication
+                  rolls back and the job stays RUNNING: the next start publishes it again
 
 A job that cannot end well raises `JobFailed` with the kind of its failure (`jobs.Failure`).
 """
@@ -45,6 +47,8 @@ from cnvkit_nf.launch import local_files
 from cnvkit_nf.launch.input_store import InputStore, StoreError
 from cnvkit_nf.launch.local_files import DEFAULT_CHECK, CheckLimits
 from cnvkit_nf.launch.runner import Ended, JobRun, RunOptions
+from cnvkit_nf.reference import access
+from cnvkit_nf.reference.access import AccessCache
 from cnvkit_nf.reference.cache import Lease, ReferenceCache, key_of
 from cnvkit_nf.state import locks
 from cnvkit_nf.state.jobs import CANCELING, LAUNCHING, Failure, Job, JobStore, Occupied
@@ -159,13 +163,16 @@ class Execution:
                  options: RunOptions, log: Log = lambda message: None,
                  max_attempts: int | None = None, roots: Roots | None = None,
                  inputs: InputStore | None = None, references: ReferenceCache | None = None,
-                 stopping: threading.Event | None = None):
+                 stopping: threading.Event | None = None, accesses: AccessCache | None = None):
         self.store, self.job, self.plan = store, job, job_plan
         self.max_attempts = max_attempts  # Nextflow runs allowed, None: no limit
         self.state_dir, self.options, self.log = state_dir, options, log
         self.roots = roots or everywhere()  # where local inputs and output_dir may lie
         self.inputs = inputs  # the store of private inputs, None: Nextflow reads the paths
         self.references = references  # references kept between jobs, None: always build
+        # accessible regions kept between jobs: beside the references (and bound as they are)
+        self.accesses = accesses if accesses is not None else AccessCache(
+            StateDir(state_dir).access, references.max_bytes) if references is not None else None
         self.stopping = stopping  # set when the service stops: a publication rolls back
         self._concluding = False  # publishing the results and recording the end
         self.run: JobRun | None = None
@@ -205,16 +212,17 @@ class Execution:
             if followed is not None:
                 return self._conclude(*followed)
             self._begin()
-            lease = None
+            leases: list[Lease | None] = []
             try:
                 # retention leaves staged inputs alone until the run's params.json names them
                 with locks.staging(self.state_dir):
                     params = self._params(self._stage(staging))
-                    lease = self._reference_lease(params)
+                    leases.append(self._reference_lease(params))
+                    leases.append(self._access_lease(params))
                     self._start(params)
                 return self._conclude(self.run.wait(on_progress), params)
             finally:
-                if lease is not None:
+                for lease in filter(None, leases):
                     lease.release()
         except JobFailed as failed:
             self.job = self.store.fail(self.job.instance_id, str(failed), failed.failure)
@@ -361,6 +369,35 @@ class Execution:
                                       **({"warning": lease.warning} if lease.warning else {})}
         return lease
 
+    def _access_lease(self, params: dict) -> Lease | None:
+        """Hold the project's cache entry of the accessible regions these params compute (a
+        job that builds its regions, not amplicon, no access_bed given): when it is there
+        (and intact), the params are changed to take it as their access_bed; else this job
+        computes them and keeps them, unless another job of the project is computing them
+        (this one does not wait for that job's run: it computes its own and keeps none).
+        None without a cache, or when the params compute no access."""
+        key = access.key_of(params, self._staging_cache) if self.accesses is not None else None
+        if key is None:
+            return None
+        earlier = ((self._recorded_params() or {}).get("job") or {}).get("access") or {}
+        if (earlier.get("key"), earlier.get("reused")) == (key, False):  # resumed: goes on
+            params["job"]["access"] = earlier
+            return None
+        lease = self.accesses.acquire(self.job.project, key, wait=False)
+        given = {"access_conf": params.get("access_conf", ""),
+                 "access_exclude": params.get("access_exclude", [])}
+        if lease.entry is not None:
+            reused = access.reusing(params, str(lease.entry.file(access.FILES[0])))
+            params.clear()  # its exclusion BEDs go: the same dict, as the run's params
+            params.update(reused)
+            self.log(f"{self.job.instance_id}: {access.REUSED}")
+        if lease.warning:
+            self.log(f"{self.job.instance_id}: warning: {lease.warning}")
+        params["job"]["access"] = {"key": key, "reused": lease.entry is not None,
+                                   "kept": lease.held, **given,
+                                   **({"warning": lease.warning} if lease.warning else {})}
+        return lease
+
     def _start(self, params: dict) -> None:
         """Start Nextflow, unless the job was cancelled meanwhile (`execute` follows it)."""
         with self._lock:
@@ -368,10 +405,9 @@ class Execution:
                 raise JobCancelled
             self.run = JobRun(self.store, self.job, params, self.options, self._cancelled)
             self.run.start()  # clears the message: what the reference step says comes after
-        reference = params["job"].get("reference") or {}
-        said = REUSED if reference.get("reused") else reference.get("warning")
+        said = notices(params["job"])
         if said:
-            self.job = self.store.update(self.job.instance_id, message=said)
+            self.job = self.store.update(self.job.instance_id, message="; ".join(said))
 
     def _conclude(self, ended: Ended, params: dict) -> Job:
         """Record how the run ended; a successful run's results are published first (manifest
@@ -389,12 +425,27 @@ class Execution:
             self._concluding = True
         try:
             self._publish(results)
+            self._bin_size_warnings(results)
             self.job = self.store.finish(self.job.instance_id)
         finally:
             with self._lock:
                 self._concluding = False
         self._keep_reference(params)
+        self._keep_access(params)
         return self.job
+
+    def _bin_size_warnings(self, results: Path) -> None:
+        """Add the warnings of the bin sizes the run chose (`bin_size_warnings`) to the job's
+        message, after its notices, and say them in the log (`cnvkit-nf run` prints it)."""
+        warnings = bin_size_warnings(results)
+        for warning in warnings:
+            self.log(f"{self.job.instance_id}: warning: {warning}")
+        current = self.store.get(self.job.instance_id)
+        said = current.message if current is not None and current.message else ""
+        new = [warning for warning in warnings if warning not in said]  # once, if concluded
+        if new:  # again (a crash between this and the end)
+            self.job = self.store.update(self.job.instance_id,
+                                         message="; ".join(filter(None, [said, *new])))
 
     def _publish(self, results: Path) -> None:
         """Copy the finished results folder to `output_dir`, manifest last; rolled back when
@@ -435,6 +486,26 @@ class Execution:
             self.log(f"{self.job.instance_id}: its reference could not be kept for reuse: "
                      f"{err}")
 
+    def _keep_access(self, params: dict) -> None:
+        """Keep the accessible regions a finished job computed (its results'
+        reference/access.bed), unless another job held their key, or an input changed while it
+        ran."""
+        computed = (params.get("job") or {}).get("access") or {}
+        if self.accesses is None or computed.get("reused", True) or not computed.get("kept"):
+            return
+        if access.key_of(params, self._staging_cache) != computed["key"]:
+            self.log(f"{self.job.instance_id}: an input changed during the run: its accessible "
+                     "regions are not kept for reuse")
+            return
+        folder = Results(Path(params["output_dir"])).reference
+        if not (folder / access.FILES[0]).is_file():
+            return
+        try:
+            self.accesses.keep(self.job.project, computed["key"], folder)
+        except OSError as err:
+            self.log(f"{self.job.instance_id}: its accessible regions could not be kept for "
+                     f"reuse: {err}")
+
     # --- what the steps share ---------------------------------------------------------------
 
     @property
@@ -454,6 +525,26 @@ class Execution:
 
     def _local_output(self) -> str:
         return self.roots.absolute(self.plan.request.output_dir.key)
+
+
+def notices(job: dict) -> list[str]:
+    """What a job's message says as its run starts (its params' `job`): the reference reused,
+    or why a kept one was removed; the same of its accessible regions."""
+    reference, regions = job.get("reference") or {}, job.get("access") or {}
+    said = [REUSED if reference.get("reused") else reference.get("warning"),
+            access.REUSED if regions.get("reused") else regions.get("warning")]
+    return [notice for notice in said if notice]
+
+
+def bin_size_warnings(results: Path) -> list[str]:
+    """The warnings of the bin sizes a run's regions stage chose (`reference/bin_sizes.json`'s
+    "warnings": a size that cannot fit, one autobin clamped); none when the file is absent (a
+    reused reference, an older pipeline) or unreadable."""
+    try:
+        found = json.loads(Results(results).bin_sizes.read_text()).get("warnings") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(warning) for warning in found if isinstance(warning, str) and warning.strip()]
 
 
 def new_job(store: JobStore, job_plan: Plan, state_dir: Path, **identity) -> Job:

@@ -7,6 +7,8 @@ a run's results, named here once for every module that reads or writes them.
       cache/<identity>/       object-storage inputs downloaded for jobs (`storage.objects`)
       inputs/                 the job service's private inputs (`InputStoreFolder`)
       references/             references kept between a project's jobs (`reference.cache`)
+      access/                 accessible regions kept between a project's jobs
+                              (`reference.access`)
       service.lock            flock: held by the one `cnvkit-nf serve` of the state dir
       retention.lock          flock: shared from the start of a job's staging until its run
                               started, exclusive while retention sweeps staged inputs
@@ -56,6 +58,11 @@ class Results:
     @property
     def reference(self) -> Path:
         return self.path / "reference"
+
+    @property
+    def bin_sizes(self) -> Path:
+        """The bin sizes the regions stage chose, and its warnings (`bin/bin_sizes.py`)."""
+        return self.reference / "bin_sizes.json"
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,10 @@ class StateDir:
     @property
     def references(self) -> Path:
         return self.path / "references"
+
+    @property
+    def access(self) -> Path:
+        return self.path / "access"
 
     @property
     def service_lock(self) -> Path:

@@ -36,14 +36,19 @@ def error_map(data: object) -> dict[str, str]:
     return {p.field: p.message for p in errors(validate_request(data).problems)}
 
 
-def test_schema_is_valid_and_has_the_16_seed_fields_and_6_extensions() -> None:
+def test_schema_is_valid_and_has_the_16_seed_fields_and_11_extensions() -> None:
     schema = load_schema()
     Draft202012Validator.check_schema(schema)
-    assert len(schema["properties"]) == 22
+    assert len(schema["properties"]) == 27
     assert {"reference_cnn", "reference_only", "samples", "samplesheet", "reference_mode",
-            "pool_matched_normals"} <= set(schema["properties"])
-    # the seed's arrays are required unless samples or samplesheet gives the BAMs (allOf)
-    assert set(schema["required"]) == {"output_dir", "ref", "bed"}
+            "pool_matched_normals", "method", "autobin", "access_conf", "access_exclude",
+            "access_bed"} <= set(schema["properties"])
+    # the seed's arrays are required unless samples or samplesheet gives the BAMs (allOf), the
+    # bed unless method is wgs
+    assert set(schema["required"]) == {"output_dir", "ref"}
+    assert error_map(request(bed=None)) == {
+        "bed": "required unless method is wgs: hybrid capture and amplicon jobs bin the "
+               "targets of the BED"}
     assert error_map(request(experimental_inputs=None, control_inputs=None)) == {
         name: "required unless samples or samplesheet gives the BAM files"
         for name in ("experimental_inputs", "control_inputs")}
@@ -76,7 +81,9 @@ def test_minimal_request_with_empty_controls() -> None:
 )
 def test_missing_required_field(missing: str) -> None:
     reason = ("required unless samples or samplesheet gives the BAM files"
-              if missing.endswith("_inputs") else "missing required field")
+              if missing.endswith("_inputs") else
+              "required unless method is wgs: hybrid capture and amplicon jobs bin the targets "
+              "of the BED" if missing == "bed" else "missing required field")
     assert error_map(request(**{missing: None})) == {missing: reason}
 
 

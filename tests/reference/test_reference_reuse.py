@@ -17,6 +17,7 @@ import pytest
 
 from cnvkit_nf.contract.params import reusing, to_params
 from cnvkit_nf.contract.request import validate_request
+from cnvkit_nf.reference.access import REUSED as ACCESS_REUSED
 from cnvkit_nf.reference.cache import ReferenceCache, key_of
 from scaffold.local_service import LocalService
 from tests.conftest import launch, seed_request
@@ -583,6 +584,7 @@ def test_the_service_reuses_within_a_project_only(service_site):
     control.write_bytes(control.read_bytes())
     os.utime(control, ns=(info.st_atime_ns, info.st_mtime_ns))
     again = _finished(site, "lab-a", _submit(site, "lab-a", "a3"))
-    assert _built(again) and again["message"] is None
+    # a new reference; its accessible regions (the same FASTA, no access options) are kept ones
+    assert _built(again) and again["message"] == ACCESS_REUSED
     digest = hashlib.sha256(b"lab-a").hexdigest()[:16]
     assert len(list((site["service"].state_dir / "references" / digest).glob("*/"))) == 2
