@@ -33,12 +33,7 @@ import statistics
 import sys
 from pathlib import Path
 
-WGS_DEFAULT = 5000  # batch's WGS target size without autobin
 WGS_BP_PER_BIN = 50000.0  # batch's bp_per_bin for WGS
-# do_autobin's clamps (its defaults, which batch uses)
-TARGET_LIMITS = (20, 50000)
-ANTITARGET_LIMITS = (500, 1000000)
-CNVKIT_ANTITARGET_DEFAULT = 150000  # cnvkit.py antitarget's -a default
 TARGET_FROM = ("target_conf", "autobin", "wgs default", "cnvkit default")
 ANTITARGET_FROM = ("antitarget_conf", "autobin", "cnvkit default", "none")
 
@@ -69,6 +64,24 @@ def autobin(args: argparse.Namespace) -> dict:
             "antitarget": (anti_depth, anti_size, raw(anti_depth))}
 
 
+def autobin_limits() -> dict[str, tuple[int, int]]:
+    """do_autobin's clamps of each kind of bin, its own defaults (which batch uses)."""
+    import inspect  # noqa: PLC0415
+
+    from cnvlib import autobin as cnvkit_autobin  # noqa: PLC0415 - slow; already loaded in a stage
+
+    given = inspect.signature(cnvkit_autobin.do_autobin).parameters
+    return {kind: (given[f"{kind}_min_size"].default, given[f"{kind}_max_size"].default)
+            for kind in ("target", "antitarget")}
+
+
+def cnvkit_antitarget_size() -> int:
+    """`cnvkit.py antitarget`'s own -a/--avg-size default."""
+    from cnvlib import commands  # noqa: PLC0415 - slow; already loaded in a stage
+
+    return commands.P_anti.get_default("avg_size")
+
+
 def clamp_warning(kind: str, depth: float, size: int | None, raw: int | None,
                   limits: tuple[int, int]) -> list[str]:
     """A warning when autobin clamped its size to its minimum or maximum."""
@@ -93,15 +106,15 @@ def plan(args: argparse.Namespace) -> tuple[dict, dict]:
             warnings.extend(clamp_warning(kind, depth, size, raw, limits))
             depth = None if depth is None or depth != depth else round(float(depth), 4)
             return {"avg_size": size, "from": source, "depth": depth, "bam": computed["bam"]}
-        size = WGS_DEFAULT if source == "wgs default" else given
-        return {"avg_size": size if source != "cnvkit default" else None, "from": source}
+        return {"avg_size": given if source != "cnvkit default" else None, "from": source}
 
-    target = entry("target", args.target_from, args.target_size, TARGET_LIMITS)
+    limits = autobin_limits()
+    target = entry("target", args.target_from, args.target_size, limits["target"])
     if args.antitarget_from == "none":
         antitarget = {"from": "none"}
     else:
         antitarget = entry("antitarget", args.antitarget_from, args.antitarget_size,
-                           ANTITARGET_LIMITS)
+                           limits["antitarget"])
     added = target["from"] in ("autobin", "wgs default") and target["avg_size"] is not None
     words = {
         "target_size": (["--split"] if args.split else [])
@@ -143,7 +156,7 @@ def fit_warnings(record: dict, targets: str, access: str | None, bins: dict) -> 
     warnings = []
     anti = record["antitarget"]
     if anti["from"] != "none" and access:
-        size = anti["avg_size"] or CNVKIT_ANTITARGET_DEFAULT
+        size = anti["avg_size"] or cnvkit_antitarget_size()
         gaps = off_target_gaps(targets, access)
         median = statistics.median(gaps) if gaps else 0
         source = {"antitarget_conf": "given in antitarget_conf", "autobin": "from autobin",

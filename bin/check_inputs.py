@@ -58,7 +58,6 @@ containers.
 
 import argparse
 import contextlib
-import inspect
 import json
 import os
 import resource
@@ -158,14 +157,6 @@ def check_options(options: dict[str, str], report: Report, method: str = "hybrid
     return stage_options(checked, method, autobin)
 
 
-def _check_bam(bam: File, report: Report, method: str):
-    """check_alignments.check_bam with the job's method (duplicates are not required of
-    amplicon BAMs), as long as it takes one."""
-    if "method" in inspect.signature(check_bam).parameters:
-        return check_bam(bam, report, method)
-    return check_bam(bam, report)
-
-
 # --- command line ------------------------------------------------------------------------------
 
 # What the check of each input does, for a problem saying it needs more memory or time.
@@ -215,7 +206,7 @@ def check_inputs(
 
     for bam in bams.values():
         with reading(bam, READING["bam"], report):
-            header = _check_bam(bam, report, method)
+            header = check_bam(bam, report, method)
             if header and ref_contigs:
                 agree = compare_contigs(bam, header.contigs, ref, ref_contigs, report)
                 if agree and str(bam).endswith(".cram"):
@@ -239,7 +230,7 @@ def check_inputs(
             check_annotation(annotation, report)
     if reference_cnn is not None:
         with reading(reference_cnn, READING["reference_cnn"], report):
-            check_reference_cnn(reference_cnn, ref, ref_contigs, options or {}, report)
+            check_reference_cnn(reference_cnn, ref, ref_contigs, options or {}, report, method)
     return report
 
 

@@ -126,10 +126,11 @@ def autobin_applies(method: str = "hybrid", autobin: bool | None = None) -> bool
 def bin_size_plan(checked: dict[str, CheckedOptions], method: str = "hybrid",
                   autobin: bool | None = None) -> dict[str, dict]:
     """Where target's and antitarget's average bin sizes come from (the one home of the rule,
-    after `cnvkit.py batch -m METHOD`): `{"target_conf": {"size", "size_from", "split"},
-    "antitarget_conf": {...}}`. `size` is the number given (or wgs's 5000), None when autobin
-    computes it in the job or CNVkit's default applies; `split` whether the pipeline adds
-    `--split` to target (with autobin, or for wgs: batch always splits)."""
+    after `cnvkit.py batch -m METHOD`): `{"target_conf": {"size", "size_from", "split",
+    "autobin"}, "antitarget_conf": {...}}`. `size` is the number given (or wgs's 5000), None
+    when autobin computes it in the job or CNVkit's default applies; `split` whether the
+    pipeline adds `--split` to target (with autobin, or for wgs: batch always splits);
+    `autobin` whether the job computes sizes not given from the data."""
     automatic = autobin_applies(method, autobin)
 
     def given(field: str) -> float | int | None:
@@ -146,7 +147,7 @@ def bin_size_plan(checked: dict[str, CheckedOptions], method: str = "hybrid",
         target = {"size": WGS_TARGET_SIZE, "size_from": "wgs default"}
     else:
         target = {"size": None, "size_from": "cnvkit default"}
-    target["split"] = automatic or method == "wgs"
+    target |= {"split": automatic or method == "wgs", "autobin": automatic}
     size = given("antitarget_conf")
     if method != "hybrid":
         antitarget = {"size": None, "size_from": "none"}
@@ -156,7 +157,7 @@ def bin_size_plan(checked: dict[str, CheckedOptions], method: str = "hybrid",
         antitarget = {"size": None, "size_from": "autobin"}
     else:
         antitarget = {"size": None, "size_from": "cnvkit default"}
-    antitarget["split"] = False
+    antitarget |= {"split": False, "autobin": automatic}
     return {"target_conf": target, "antitarget_conf": antitarget}
 
 
@@ -165,7 +166,7 @@ def stage_options(checked: dict[str, CheckedOptions], method: str = "hybrid",
     """What the pipeline's stages take of the checked strings (`params.checked_options`, or
     CHECK_INPUTS's options.json): `{FIELD: {"args", "processes"}}` for every field, one not
     checked being empty; target_conf's and antitarget_conf's also carry the bin-size plan
-    (`bin_size_plan`: "size", "size_from", "split") of the job's `method` and `autobin`
+    (`bin_size_plan`: "size", "size_from", "split", "autobin") of the job's `method` and `autobin`
     (None: not given)."""
     options = {field: {"args": c.args, "processes": c.processes} if (c := checked.get(field))
                else {"args": "", "processes": None} for field in SUBSTEP_OF_FIELD}

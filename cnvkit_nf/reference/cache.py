@@ -50,7 +50,8 @@ from cnvkit_nf.reference.entries import (  # noqa: F401 - the cache's names, as 
 FILES = ("reference.cnn", "reference.json", "targets.bed", "antitargets.bed")
 # The pipeline's code that builds a reference: a change to it is a new key.
 BUILDERS = ("modules/cnvkit/prepare/main.nf", "modules/cnvkit/coverage/main.nf",
-            "modules/cnvkit/reference/main.nf", "bin/cnvkit_stage.py", "bin/reference_record.py")
+            "modules/cnvkit/reference/main.nf", "bin/cnvkit_stage.py", "bin/reference_record.py",
+            "bin/bin_sizes.py")
 
 
 # The request fields whose options shape a reference, as the record defines them.

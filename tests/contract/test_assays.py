@@ -167,7 +167,7 @@ def test_a_seed_request_gets_hybrid_and_no_more():
     assert params["access_conf"] == ""
     assert params["checked_options"]["target_conf"] == {
         "args": "", "processes": None, "size": None, "size_from": "cnvkit default",
-        "split": False}
+        "split": False, "autobin": False}
 
 
 def test_params_of_the_new_fields():

@@ -174,9 +174,11 @@ def test_check_options_writes_the_bin_size_plan(tmp_path):
     written = json.loads(out.read_text())
     assert written["access_conf"] == {"args": "-s 10000", "processes": None}
     assert written["target_conf"] == {"args": "", "processes": None, "size": 5000,
-                                      "size_from": "wgs default", "split": True}
+                                      "size_from": "wgs default", "split": True,
+                                      "autobin": False}
     assert written["antitarget_conf"] == {"args": "-a 100000", "processes": None,
-                                          "size": None, "size_from": "none", "split": False}
+                                          "size": None, "size_from": "none", "split": False,
+                                          "autobin": False}
     result = subprocess.run([sys.executable, str(script), "--json", "--option",
                              "access_conf=-x a.bed", "--check-options", str(out)],
                             capture_output=True, text=True)

@@ -7,13 +7,14 @@ wgs job's exclusion BED removes its regions; a hybrid job with autobin takes bot
 CNVkit's autobin. Fast: cnvkit_stage.py's {NAME} words, bin_sizes.py's plan and fit warnings,
 the reference record's method and bin sizes.
 
-The runs use tests/pipeline/assay_runs.py, whose checked options are a TEMPORARY STAND-IN for
-the contract helper's stage_options (see there).
+The runs are direct `nextflow run`s: the pipeline's own input check (CHECK_INPUTS) checks the
+assay's BAMs (an amplicon panel's are not duplicate-marked) and makes the bin-size plan.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,6 @@ import pytest
 
 from scaffold.simulate import make_cohort, standard_samples
 from tests.conftest import SMALL_CHROM, load_script
-from tests.pipeline.assay_runs import run
 
 ROOT = Path(__file__).resolve().parents[2]
 CNVKIT = str(Path(sys.executable).parent / "cnvkit.py")
@@ -31,6 +31,21 @@ SEGMETRICS = ("--ci", "--pi", "--alpha", "0.5", "--smooth-bootstrap", "0")
 # call_conf of the amplicon and wgs runs: copy numbers by rounding (a gain of log2 0.72 is 3
 # copies, not threshold's 4)
 CALL = ("-m", "clonal")
+
+
+def run(nextflow: str, cohort, work: Path, **request) -> dict:
+    """`nextflow run main.nf` on the cohort (its samples as rows) with the request's fields as
+    params; returns {"result", "out", "params", "work"}."""
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "results"
+    params = cohort.request(out, **request)
+    (work / "params.json").write_text(json.dumps(params, indent=2))
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # CNVkit's Python
+    result = subprocess.run(
+        [nextflow, "run", str(ROOT / "main.nf"), "-params-file", str(work / "params.json"),
+         "-profile", "local", "-ansi-log", "false"],
+        cwd=work, capture_output=True, text=True, env={**os.environ, "PATH": path})
+    return {"result": result, "out": out, "params": params, "work": work}
 
 
 def rows(path: Path) -> list[dict]:
@@ -309,7 +324,8 @@ def test_stage_words_from_file(tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "target", "antitarget", "words"), [
-    (["--method", "wgs", "--split", "--target-from", "wgs default", "--antitarget-from", "none"],
+    (["--method", "wgs", "--split", "--target-from", "wgs default", "--target-size", "5000",
+      "--antitarget-from", "none"],
      {"avg_size": 5000, "from": "wgs default"}, {"from": "none"},
      {"target_size": ["--split", "--avg-size", "5000"], "antitarget_size": []}),
     (["--method", "wgs", "--split", "--target-from", "target_conf", "--target-size", "2000",
@@ -351,10 +367,11 @@ def test_huge_antitarget_size_warns(bin_sizes, tmp_path):
 
 
 def test_autobin_clamp_warns(bin_sizes):
-    assert bin_sizes.clamp_warning("target", 0.5, 50000, 200000, bin_sizes.TARGET_LIMITS) == [
+    limits = bin_sizes.autobin_limits()["target"]
+    assert bin_sizes.clamp_warning("target", 0.5, 50000, 200000, limits) == [
         "autobin's target bin size for a depth of 0.50 would be 200000 bp: clamped to its "
         "maximum, 50000 bp"]
-    assert bin_sizes.clamp_warning("target", 5.0, 20000, 20000, bin_sizes.TARGET_LIMITS) == []
+    assert bin_sizes.clamp_warning("target", 5.0, 20000, 20000, limits) == []
 
 
 def test_record_method_and_bin_sizes(tmp_path):

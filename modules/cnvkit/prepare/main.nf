@@ -17,7 +17,7 @@
 // Options: task.ext.args -> access (access_conf), ext.args2 -> target (target_conf),
 //          ext.args3 -> antitarget (antitarget_conf).
 process CNVKIT_PREPARE {
-    tag "${params.method ?: 'hybrid'} ${bed ? bed.name : 'genome'}"
+    tag "${params.method} ${bed ? bed.name : 'genome'}"
     conda "bioconda::cnvkit=0.9.14"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
         'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
@@ -44,26 +44,21 @@ process CNVKIT_PREPARE {
     tuple val("${task.process}"), val('cnvkit'), eval('python3 -c "import importlib.metadata as m; print(m.version(\'cnvkit\'))" 2>/dev/null || cnvkit.py version'), emit: versions
 
     script:
-    def method = params.method ?: 'hybrid'
+    def method = params.method
     def access_args = task.ext.args ?: ''
     def target_args = task.ext.args2 ?: ''
     def antitarget_args = task.ext.args3 ?: ''
     def symbols = annotation ? "annotation_to_bed.py ${annotation} reference/annotation.bed" : ''
     def annotate = annotation ? '--annotate reference/annotation.bed' : ''
     def given = reused instanceof Collection ? reused : [reused]
-    // The bin-size plan of the checked options (bin/cnvkit_options.py stage_options); options
-    // without one (a launcher from before issue 25) mean batch's defaults of the method.
-    def target_plan = options.target_conf ?: [:]
-    def antitarget_plan = options.antitarget_conf ?: [:]
-    def target_from = target_plan.size_from ?: (method == 'wgs' ? 'wgs default' : 'cnvkit default')
-    def antitarget_from = antitarget_plan.size_from ?: (method == 'hybrid' ? 'cnvkit default' : 'none')
-    def add_split = target_plan.split != null ? target_plan.split : method == 'wgs'
+    // The bin-size plan of the checked options (bin/cnvkit_options.py stage_options)
+    def target_plan = options.target_conf
+    def antitarget_plan = options.antitarget_conf
     def reads = (bams instanceof Collection ? bams : [bams]).findAll { f -> f.name.endsWith('.bam') || f.name.endsWith('.cram') }
     def sizes = [
-        "--method ${method}", params.autobin == true || (params.autobin == null && method == 'wgs') ? '--autobin' : '',
-        add_split ? "--split" : "",
-        "--target-from '${target_from}'", target_plan.size != null && target_from == 'target_conf' ? "--target-size ${target_plan.size}" : '',
-        "--antitarget-from '${antitarget_from}'", antitarget_plan.size != null && antitarget_from == 'antitarget_conf' ? "--antitarget-size ${antitarget_plan.size}" : '',
+        "--method ${method}", target_plan.autobin ? '--autobin' : '', target_plan.split ? '--split' : '',
+        "--target-from '${target_plan.size_from}'", target_plan.size != null ? "--target-size ${target_plan.size}" : '',
+        "--antitarget-from '${antitarget_plan.size_from}'", antitarget_plan.size != null ? "--antitarget-size ${antitarget_plan.size}" : '',
         reads.collect { f -> "--bam ${f}" }.join(' '),
         method == 'amplicon' ? '' : '--access reference/access.bed',
         bed ? "--targets ${bed}" : '',
