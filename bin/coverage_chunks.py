@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -132,18 +133,23 @@ def merge(chunks: list[Path], out: Path) -> None:
     """One `.cnn` of the chunks' rows in their order under one header. A chunk without bins
     is a header of CNVkit's required columns only; when no chunk has bins, the first is the
     file one task writes for an empty BED."""
-    with_rows = [lines for lines in (path.read_text().splitlines(True) for path in chunks)
-                 if len(lines) > 1]
-    if not with_rows:
-        out.write_bytes(chunks[0].read_bytes())
+    headers = {}
+    for path in chunks:
+        with open(path) as handle:
+            header, row = handle.readline(), handle.readline()
+        if row:
+            headers[path] = header
+    if not headers:
+        shutil.copyfile(chunks[0], out)
         return
-    header = with_rows[0][0]
-    if any(lines[0] != header for lines in with_rows):
+    if len(set(headers.values())) > 1:
         raise SystemExit(f"coverage chunks of {out.name} have different columns")
-    with open(out, "w") as handle:
-        handle.write(header)
-        for lines in with_rows:
-            handle.writelines(lines[1:])
+    with open(out, "w") as merged:
+        merged.write(next(iter(headers.values())))
+        for path in headers:
+            with open(path) as handle:
+                handle.readline()
+                shutil.copyfileobj(handle, merged)
 
 
 def main(argv: list[str] | None = None) -> int:

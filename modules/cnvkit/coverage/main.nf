@@ -42,10 +42,13 @@ process CNVKIT_COVERAGE {
     CNVKIT
     """
 
-    stub:
+    stub:  // a line per bin (the BEDs' lines), so that what is sized by bins can be checked
     def prefix = task.ext.prefix ?: (chunk ? "${meta.id}.${chunk}" : "${meta.id}")
+    def target_bed = reused ?: targets
+    def antitarget_bed = reused ? '/dev/null' : antitargets
     """
     mkdir -p coverage
-    touch coverage/${prefix}.targetcoverage.cnn coverage/${prefix}.antitargetcoverage.cnn
+    cp ${target_bed} coverage/${prefix}.targetcoverage.cnn
+    cp ${antitarget_bed} coverage/${prefix}.antitargetcoverage.cnn
     """
 }
