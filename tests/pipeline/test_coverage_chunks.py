@@ -182,7 +182,7 @@ def chunked_job(nextflow_bin, small_cohort, tmp_path_factory):
     work = tmp_path_factory.mktemp("chunked")
     out = run_job(nextflow_bin, work / "built", samples=small_cohort.request_samples(),
                   ref=str(small_cohort.ref), bed=str(small_cohort.bed),
-                  antitarget_conf="-a 5000", coverage_chunk_bins=250, plots=False)
+                  antitarget_conf="-a 5000", coverage_chunk_bins=200, plots=False)
     return {"work": work, "out": out}
 
 
@@ -191,7 +191,7 @@ def test_chunked_job_publishes_the_coverage_one_task_writes(chunked_job, small_c
     out, work = chunked_job["out"], chunked_job["work"]
     bins = sum(1 for kind in ("targets", "antitargets") for _ in open(out / "reference" /
                                                                      f"{kind}.bed"))
-    assert bins > 4 * 250 > (out / "reference" / "targets.bed").read_text().count("\n")
+    assert bins > 4 * 200 > (out / "reference" / "targets.bed").read_text().count("\n")
     assert_chunked(out, len(small_cohort.bams))
     coverage_by_hand(small_cohort.bams, out / "reference" / "targets.bed",
                      out / "reference" / "antitargets.bed", work / "hand")
@@ -212,7 +212,7 @@ def test_chunked_job_reusing_a_reference_takes_its_bins(chunked_job, nextflow_bi
     tumours = [row for row in small_cohort.request_samples() if row["role"] == "experimental"]
     out = run_job(nextflow_bin, work / "reused", samples=tumours, ref=str(small_cohort.ref),
                   bed=str(small_cohort.bed), reference_cnn=str(reference),
-                  coverage_chunk_bins=250, plots=False)
+                  coverage_chunk_bins=200, plots=False)
     assert_chunked(out, len(tumours))
     (work / "regions").mkdir()
     run_stage([f"reference2targets.py {reference} -o regions"], work / "regions")
