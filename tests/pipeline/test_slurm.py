@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +24,6 @@ from scaffold.slurm import INSTALL, PARTITIONS, SlurmCluster, missing_tools
 from tests.conftest import LAUNCHER, ROOT, launch, seed_request
 from tests.pipeline.test_coverage_chunks import coverage_by_hand
 from tests.pipeline.test_pipeline_e2e import read_table, without_date
-from tests.pipeline.test_sample_facts import nextflow_run
 
 pytestmark = pytest.mark.e2e
 
@@ -320,8 +320,12 @@ def test_coverage_chunks_are_slurm_jobs_of_their_own_sized_by_bins(slurm, nextfl
               "bed": str(small_cohort.bed), "antitarget_conf": "-a 5000", "plots": False,
               "coverage_chunk_bins": 200, "output_dir": str(tmp_path / "out")}
     (tmp_path / "params.json").write_text(json.dumps(params))
-    result = nextflow_run(nextflow_bin, tmp_path, "-params-file", str(tmp_path / "params.json"),
-                          "-c", str(slurm.nextflow_config), profile="slurm")
+    result = subprocess.run(
+        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "slurm", "-params-file",
+         str(tmp_path / "params.json"), "-c", str(slurm.nextflow_config)],
+        cwd=tmp_path, capture_output=True, text=True,
+        env=slurm_env(slurm, NXF_OFFLINE="true",
+                      PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
     assert result.returncode == 0, result.stdout + result.stderr
     out = tmp_path / "out"
     jobs = slurm.completed_jobs()
