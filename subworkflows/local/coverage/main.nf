@@ -28,7 +28,7 @@ workflow COVERAGE {
     regions = reused ? channel.value([[], []]) : targets.combine(antitargets)
     // a reference's lines are its bins and a header
     bins = reused ? channel.value(reused.countLines() - 1) :
-        regions.map { t, a -> t.countLines() + a.countLines() }.first()
+        regions.map { t, a -> t.countLines() + a.countLines() }
     chunked = bins.map { n -> n > (params.coverage_chunk_bins as long) }
 
     CNVKIT_COVERAGE(
