@@ -10,8 +10,8 @@
  */
 include { CNVKIT_COVERAGE                          } from '../../../modules/cnvkit/coverage'
 include { CNVKIT_COVERAGE as CNVKIT_COVERAGE_CHUNK } from '../../../modules/cnvkit/coverage'
-include { CNVKIT_COVERAGE_SPLIT                    } from '../../../modules/cnvkit/coverage_split'
-include { CNVKIT_COVERAGE_MERGE                    } from '../../../modules/cnvkit/coverage_merge'
+include { CNVKIT_COVERAGE_SPLIT                    } from '../../../modules/local/coverage_split'
+include { CNVKIT_COVERAGE_MERGE                    } from '../../../modules/local/coverage_merge'
 
 workflow COVERAGE {
     take:
