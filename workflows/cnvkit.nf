@@ -17,7 +17,7 @@ include { CHECK_INPUTS     } from '../modules/local/check_inputs'
 include { SAMTOOLS_FAIDX   } from '../modules/samtools/faidx'
 include { SAMTOOLS_INDEX   } from '../modules/samtools/index'
 include { CNVKIT_PREPARE   } from '../modules/cnvkit/prepare'
-include { CNVKIT_COVERAGE  } from '../modules/cnvkit/coverage'
+include { COVERAGE         } from '../subworkflows/local/coverage'
 include { CNVKIT_REFERENCE } from '../modules/cnvkit/reference'
 include { CNVKIT_SAMPLE    } from '../modules/cnvkit/sample'
 include { CNVKIT_COHORT    } from '../modules/cnvkit/cohort'
@@ -164,14 +164,14 @@ workflow CNVKIT {
     // its line count): they start without waiting for CNVKIT_PREPARE.
     def chunks = { lines -> Math.max(1, (lines + 4999).intdiv(5000)) }
     if (reused) {
-        CNVKIT_COVERAGE(bams, reference_fasta, [], [], reused[0], chunks(reused[0].countLines()), options)
+        COVERAGE(bams, reference_fasta, [], [], reused[0], chunks(reused[0].countLines()), options)
     } else {
         processes = targets.combine(antitargets)
             .map { t, a -> chunks(Math.max(t.countLines(), a.countLines())) }
             .first()
-        CNVKIT_COVERAGE(bams, reference_fasta, targets, antitargets, [], processes, options)
+        COVERAGE(bams, reference_fasta, targets, antitargets, [], processes, options)
     }
-    coverage = CNVKIT_COVERAGE.out.cnn
+    coverage = COVERAGE.out.cnn
 
     // The reference each tumour is called against: the one reused; or pooled from the controls
     // (flat when there are none; -x when they were all given one sex); or, leave-one-out,
@@ -288,7 +288,8 @@ workflow CNVKIT {
     metas
         .map { all -> [all] }
         .combine(indexes)
-        .map { all, decided ->
+        .combine(COVERAGE.out.chunks)
+        .map { all, decided, pieces ->
             def rows = all.findAll { meta -> covered(meta, all) }
             def bams = rows.size()
             def experimental = rows.count { meta -> meta.role == 'experimental' }
@@ -297,8 +298,10 @@ workflow CNVKIT {
             def check = params.inputs_checked ? 0 : 1
             def pooling = reused ? 0 : params.reference_mode == 'leave-one-out' ? experimental : 1
             def cohort = experimental ? 1 : 0
+            // coverage: a task per sample; or, in chunks, per (sample, chunk), the split, the merges
+            def coverage = pieces ? bams * pieces + 1 + bams : bams
             // check + indexes + prepare + coverage + reference + sample stages + cohort + manifest
-            "${check + faidx + unindexed + 1 + bams + pooling + experimental + cohort + 1}"
+            "${check + faidx + unindexed + 1 + coverage + pooling + experimental + cohort + 1}"
         }
         .collectFile(name: 'tasks.txt', storeDir: "${outdir}/pipeline_info")
 
@@ -307,7 +310,7 @@ workflow CNVKIT {
         .mix(
             SAMTOOLS_FAIDX.out.versions, SAMTOOLS_INDEX.out.versions,
             params.inputs_checked ? channel.empty() : CHECK_INPUTS.out.versions,
-            CNVKIT_PREPARE.out.versions, CNVKIT_COVERAGE.out.versions,
+            CNVKIT_PREPARE.out.versions, COVERAGE.out.versions,
             reference_versions, CNVKIT_SAMPLE.out.versions, CNVKIT_COHORT.out.versions
         )
         .unique()

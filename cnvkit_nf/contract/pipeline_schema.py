@@ -216,6 +216,13 @@ def build() -> dict:
                      "hidden": True, "fa_icon": "far fa-clock",
                      "pattern": r"^(\d+\.?\s*(s|m|h|d)\s*)+$",
                      "description": "Largest time request of one task."},
+        "coverage_chunk_bins": {
+            "title": "Coverage chunk size", "type": "integer", "minimum": 1, "default": 100000,
+            "hidden": True, "fa_icon": "fas fa-layer-group",
+            "description": "A job with more bins (target + antitarget) than this has its "
+                           "coverage run as one task per sample and group of whole chromosomes "
+                           "(about this many bins each), merged per sample into the files one "
+                           "task writes."},
     }
     launcher = {
         "inputs_checked": {"title": "Inputs checked", "type": "boolean", "hidden": True,

@@ -1,8 +1,10 @@
 """The pipeline's configuration as the real `nextflow config` resolves it, and module shape."""
 
+import csv
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,53 @@ def test_the_installed_nextflow_starts_from_its_class_data_archive(nextflow_bin,
     assert done.returncode == 0 and "version 24.10" in done.stdout
     assert "nextflow.cli.Launcher source: shared objects file (top)" in log.read_text(), \
         "no class-data archive: run `.venv/bin/python -m cnvkit_nf.launch.nextflow install`"
+
+
+# The memory each CNVkit stage asks for (conf/base.config): 1 GB and this many bytes per byte
+# of the inputs whose lines are bins, doubled on a retry.
+PER_BYTE = {"CNVKIT_COVERAGE": 18, "CNVKIT_REFERENCE": 16, "CNVKIT_SAMPLE": 18,
+            "CNVKIT_COHORT": 9}
+
+
+def stub_memory(nextflow_bin: str, work: Path, bed: Path) -> dict[str, set[float]]:
+    """The GB each CNVkit stage asked for in a stub run of the test profile with this BED
+    (the stubs write a line per bin: the coverages are the BEDs' lines), coverage unchunked."""
+    work.mkdir()
+    result = subprocess.run(
+        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
+         "--bed", str(bed), "--output_dir", str(work / "out"), "--max_memory", "64.GB",
+         "--coverage_chunk_bins", "1000000"],
+        cwd=work, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "NXF_OFFLINE": "true",
+             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    asked: dict[str, set[float]] = {}
+    with open(work / "out" / "pipeline_info" / "trace.tsv") as trace:
+        for row in csv.DictReader(trace, delimiter="\t"):
+            number, unit = row["memory"].split()
+            asked.setdefault(row["process"].split(":")[-1], set()).add(
+                float(number) / {"GB": 1, "MB": 1024}[unit])
+    return asked
+
+
+def test_cnvkit_stages_ask_for_memory_by_their_bins(nextflow_bin, tmp_path):
+    """Memory grows with a job's bins, from a floor of 1 GB: the stub run of 600,000 bins (a
+    WGS job at 5 kb; below coverage_chunk_bins here) asks each stage's multiple of its inputs'
+    bytes more than the empty BED's."""
+    big = tmp_path / "wgs.bed"
+    with open(big, "w") as bed:
+        for chrom in range(1, 7):
+            bed.writelines(f"chr{chrom}\t{i * 5000}\t{i * 5000 + 5000}\t-\n"
+                           for i in range(100_000))
+    small = stub_memory(nextflow_bin, tmp_path / "small", ROOT / "tests/data/stub/targets.bed")
+    grown = stub_memory(nextflow_bin, tmp_path / "big", big)
+    assert all(small[stage] == {1.0} for stage in PER_BYTE), small
+    gib = big.stat().st_size / 2**30
+    # what each stage reads: coverage the BEDs; the reference two controls' coverages and the
+    # BEDs; a sample its coverage; the cohort four target coverages (the stub reference and
+    # results are empty)
+    inputs = {"CNVKIT_COVERAGE": gib, "CNVKIT_REFERENCE": 3 * gib, "CNVKIT_SAMPLE": gib,
+              "CNVKIT_COHORT": 4 * gib}
+    for stage, per_byte in PER_BYTE.items():
+        assert grown[stage] == {round(1 + per_byte * inputs[stage], 1)}, (stage, grown[stage])
+    assert grown["CNVKIT_PREPARE"] == {2.0}  # other stages: 2 GB as before

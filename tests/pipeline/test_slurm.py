@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from cnvkit_nf.state.jobs import JobStore
 from scaffold.local_service import LocalService
 from scaffold.slurm import INSTALL, PARTITIONS, SlurmCluster, missing_tools
 from tests.conftest import LAUNCHER, ROOT, launch, seed_request
+from tests.pipeline.test_coverage_chunks import coverage_by_hand
 from tests.pipeline.test_pipeline_e2e import read_table, without_date
 
 pytestmark = pytest.mark.e2e
@@ -305,3 +307,44 @@ def test_service_cancels_reach_the_cluster(slurm, site):
     assert {completed[job]["JobState"] for job in jobs_running} == {"CANCELLED"}
 
 
+
+
+# --- coverage in chunks (subworkflows/local/coverage) ------------------------------------------
+
+def test_coverage_chunks_are_slurm_jobs_of_their_own_sized_by_bins(slurm, nextflow_bin,
+                                                                    small_cohort, tmp_path):
+    """A job above coverage_chunk_bins on the cluster: each (sample, chunk) coverage is a Slurm
+    job of its own, asking for the memory its bins were given, and the split and the merges
+    are jobs too; the merged coverage is the by-hand one (tests/pipeline/test_coverage_chunks)."""
+    params = {"samples": small_cohort.request_samples(), "ref": str(small_cohort.ref),
+              "bed": str(small_cohort.bed), "antitarget_conf": "-a 5000", "plots": False,
+              "coverage_chunk_bins": 200, "output_dir": str(tmp_path / "out")}
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    result = subprocess.run(
+        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "slurm", "-params-file",
+         str(tmp_path / "params.json"), "-c", str(slurm.nextflow_config)],
+        cwd=tmp_path, capture_output=True, text=True,
+        env=slurm_env(slurm, NXF_OFFLINE="true",
+                      PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = tmp_path / "out"
+    jobs = slurm.completed_jobs()
+    trace = read_table(out / "pipeline_info" / "trace.tsv")
+    chunk_rows = [row for row in trace if row["process"].endswith("CNVKIT_COVERAGE_CHUNK")]
+    assert len(chunk_rows) >= 3 * len(small_cohort.bams)
+    assert len({row["native_id"] for row in chunk_rows}) == len(chunk_rows)
+    for row in trace:
+        job = jobs[row["native_id"]]
+        assert (job["JobState"], job["WorkDir"]) == ("COMPLETED", row["workdir"]), (row, job)
+        if row["process"].endswith(("CNVKIT_COVERAGE_CHUNK", "CNVKIT_REFERENCE")):
+            number, unit = row["memory"].split()  # as the trace shows it: 1.1 GB
+            asked = float(number) * {"GB": 1024, "MB": 1}[unit]
+            mem = next(t[4:] for t in job["Tres"].split(",") if t.startswith("mem="))  # 1100M, 2G
+            given = float(mem[:-1]) * {"M": 1, "G": 1024, "T": 1024**2}[mem[-1]]
+            assert given >= 1024 and abs(given - asked) < 52, (row, job)
+    assert {row["process"].split(":")[-1] for row in trace} >= \
+        {"CNVKIT_COVERAGE_SPLIT", "CNVKIT_COVERAGE_MERGE"}
+    coverage_by_hand(small_cohort.bams, out / "reference" / "targets.bed",
+                     out / "reference" / "antitargets.bed", tmp_path / "hand")
+    for by_hand in (tmp_path / "hand").glob("*.cnn"):
+        assert (out / "coverage" / by_hand.name).read_bytes() == by_hand.read_bytes()

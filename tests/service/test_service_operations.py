@@ -73,7 +73,7 @@ def test_a_failed_job_is_retried_through_the_api_reusing_its_finished_tasks(site
     with open(trace, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     cached = {row["process"] for row in rows if row["status"] == "CACHED"}
-    assert {"CNVKIT:CNVKIT_PREPARE", "CNVKIT:CNVKIT_COVERAGE"} <= cached, rows
+    assert {"CNVKIT:CNVKIT_PREPARE", "CNVKIT:COVERAGE:CNVKIT_COVERAGE"} <= cached, rows
     assert {row["process"] for row in rows if row["status"] == "COMPLETED"} >= \
         {"CNVKIT:CNVKIT_SAMPLE"}, rows
 

@@ -153,7 +153,7 @@ def test_a_run_from_submission_to_its_outputs(service, cohort, check):
     assert log["state"] == "COMPLETE" and log["run_log"]["exit_code"] == 0
     assert log["request"]["workflow_params"]["output_dir"].rstrip("/") == str(service.out / "run-1")
     assert {task["name"].split(" ")[0] for task in log["task_logs"]} >= {
-        "CNVKIT:CNVKIT_COVERAGE", "CNVKIT:RESULT_MANIFEST"}
+        "CNVKIT:COVERAGE:CNVKIT_COVERAGE", "CNVKIT:RESULT_MANIFEST"}
     for task in log["task_logs"]:
         check(task, "TaskLog")
     listed = json.loads((service.out / "run-1" / "manifest.json").read_text())["files"]

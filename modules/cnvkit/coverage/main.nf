@@ -3,20 +3,23 @@
 // reference built earlier the bins are its own, taken from it first as `batch -r` does (so
 // the task need not wait for CNVKIT_PREPARE, which publishes the same regions). A CRAM is read
 // with the job's FASTA. Options: task.ext.args -> both coverage lines (coverage_conf).
+// A big job's coverage runs as one task per (sample, chunk of whole chromosomes), this module
+// included as CNVKIT_COVERAGE_CHUNK (subworkflows/local/coverage): `chunk` names the chunk,
+// whose BEDs are given, and its files are merged per sample (CNVKIT_COVERAGE_MERGE).
 process CNVKIT_COVERAGE {
-    tag "${meta.id}"
+    tag "${meta.id}${chunk ? " chunk ${chunk}" : ''}"
     conda "bioconda::cnvkit=0.9.14"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
         'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
         'community.wave.seqera.io/library/cnvkit:0.9.14--288e98d6210b7304' }"
 
     input:
-    tuple val(meta), path(bam), path(bai)  // a BAM or CRAM and its index
+    // a BAM or CRAM and its index; the target and antitarget BEDs ([] with a reference built
+    // earlier); how many processes CNVkit's -p can use on these BEDs (caps the CPUs); the
+    // chunk's name ('001', ...) or null for all the bins
+    tuple val(meta), path(bam), path(bai), path(targets), path(antitargets), val(processes), val(chunk)
     tuple path(fasta), path(fai)  // what a CRAM's reads are read against
-    path targets      // [] with a reference built earlier
-    path antitargets  // [] with a reference built earlier
     path reused, stageAs: 'reused/*'  // reference.cnn built earlier, whose bins are used; or []
-    val processes  // how many processes CNVkit's -p can use on these BEDs (caps the CPUs)
     val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
@@ -25,7 +28,7 @@ process CNVKIT_COVERAGE {
 
     script:
     def args = task.ext.args ?: ''
-    def prefix = task.ext.prefix ?: "${meta.id}"
+    def prefix = task.ext.prefix ?: (chunk ? "${meta.id}.${chunk}" : "${meta.id}")
     def regions = reused ? "reference2targets.py ${reused} -o regions" : ''
     def target_bed = reused ? 'regions.target.bed' : targets
     def antitarget_bed = reused ? 'regions.antitarget.bed' : antitargets
@@ -39,10 +42,13 @@ process CNVKIT_COVERAGE {
     CNVKIT
     """
 
-    stub:
-    def prefix = task.ext.prefix ?: "${meta.id}"
+    stub:  // a line per bin (the BEDs' lines), so that what is sized by bins can be checked
+    def prefix = task.ext.prefix ?: (chunk ? "${meta.id}.${chunk}" : "${meta.id}")
+    def target_bed = reused ?: targets
+    def antitarget_bed = reused ? '/dev/null' : antitargets
     """
     mkdir -p coverage
-    touch coverage/${prefix}.targetcoverage.cnn coverage/${prefix}.antitargetcoverage.cnn
+    cp ${target_bed} coverage/${prefix}.targetcoverage.cnn
+    cp ${antitarget_bed} coverage/${prefix}.antitargetcoverage.cnn
     """
 }
