@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +86,10 @@ def test_the_package_carries_the_pipeline_and_no_scaffolding(installed):
                  "conf/modules.config", "workflows/cnvkit.nf", "modules/cnvkit/sample/main.nf",
                  "schema/cnvkit_request.schema.json", "tests/data/stub/genome.fa"):
         assert (pipeline / name).is_file(), name
+    for script in pipeline.rglob("*.nf"):  # every module and subworkflow a script includes
+        for included in re.findall(r"^include \{.*\} from '([^']+)'", script.read_text(), re.M):
+            assert (script.parent / included / "main.nf").is_file() or \
+                (script.parent / f"{included}.nf").is_file(), f"{script}: {included}"
     scripts = sorted(p.name for p in (ROOT / "bin").glob("*.py")
                      if p.read_text().startswith("#!"))
     assert scripts

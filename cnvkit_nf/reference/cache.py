@@ -49,7 +49,8 @@ from cnvkit_nf.reference.entries import (  # noqa: F401 - the cache's names, as 
 
 FILES = ("reference.cnn", "reference.json", "targets.bed", "antitargets.bed")
 # The pipeline's code that builds a reference: a change to it is a new key.
-BUILDERS = ("modules/cnvkit/prepare/main.nf", "modules/cnvkit/coverage/main.nf",
+BUILDERS = ("modules/cnvkit/prepare/main.nf", "subworkflows/local/coverage/main.nf",
+            "modules/cnvkit/coverage/main.nf", "bin/coverage_chunks.py",
             "modules/cnvkit/reference/main.nf", "bin/cnvkit_stage.py", "bin/reference_record.py",
             "bin/bin_sizes.py")
 
