@@ -1,6 +1,6 @@
-"""The README's recipes (issue 24) are requests that validate without a problem and whose
-params carry the facts each recipe is about; the pipeline tests run the same shapes on
-generated cohorts (tests/pipeline/test_sample_facts.py)."""
+"""The README's recipes (issues 24 and 25) are requests that validate without a problem and
+whose params carry the facts each recipe is about; the pipeline tests run the same shapes on
+generated cohorts (tests/pipeline/test_sample_facts.py, tests/pipeline/test_assays.py)."""
 
 import json
 import re
@@ -22,8 +22,9 @@ def params_of(name: str, base: Path) -> dict:
     return to_params(validation.request, base=base)
 
 
-def test_the_readme_has_the_four_recipes():
-    assert set(RECIPES) == {"germline", "tumour-only", "tumour-normal", "mixed-sex"}
+def test_the_readme_has_its_recipes():
+    assert set(RECIPES) == {"germline", "tumour-only", "tumour-normal", "mixed-sex", "wgs",
+                            "amplicon", "hybrid-autobin"}
     assert set(SHEETS) == {"cohort.csv"}
 
 
@@ -56,3 +57,27 @@ def test_mixed_sexes_as_a_samplesheet(tmp_path):
     assert [(row["id"], row["role"], row["sex"]) for row in params["samples"]] == [
         ("Son", "experimental", "male"), ("Daughter", "experimental", "female"),
         ("Father", "control", "male"), ("Mother", "control", "female")]
+
+
+def test_wgs_without_a_bed_with_a_blacklist(tmp_path):
+    params = params_of("wgs", tmp_path)
+    assert params["method"] == "wgs" and "bed" not in params and "autobin" not in params
+    assert params["access_exclude"] == [str(tmp_path / "ref" / "hg38-blacklist.v2.bed")]
+    plan = params["checked_options"]["target_conf"]
+    assert (plan["size_from"], plan["split"]) == ("autobin", True)
+    assert params["checked_options"]["antitarget_conf"]["size_from"] == "none"
+
+
+def test_amplicon_panel_with_autobin(tmp_path):
+    params = params_of("amplicon", tmp_path)
+    assert (params["method"], params["autobin"]) == ("amplicon", True)
+    assert params["checked_options"]["target_conf"]["size_from"] == "autobin"
+    assert params["checked_options"]["antitarget_conf"]["size_from"] == "none"
+
+
+def test_hybrid_with_batch_bin_sizes(tmp_path):
+    params = params_of("hybrid-autobin", tmp_path)
+    assert params["method"] == "hybrid" and params["autobin"] is True
+    assert params["checked_options"]["access_conf"]["args"] == "-s 10000"
+    assert {params["checked_options"][f]["size_from"]
+            for f in ("target_conf", "antitarget_conf")} == {"autobin"}
