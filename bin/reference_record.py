@@ -13,9 +13,8 @@ option strings of the substeps that shape a reference (`SHAPING`); the method (h
 amplicon, wgs; a record without one is of a hybrid reference), autobin, the bin sizes the
 regions were made with (bin_sizes.py's "target" and "antitarget") and the access: access_conf,
 the exclusion BEDs or the access BED given instead (name, SHA-256). A job that reuses the
-reference compares its own FASTA, method and options with it (`contradictions`); bin sizes it
-gives that differ from the recorded ones are a warning (`size_warnings`): the reference's bins
-are used. Standard library only: it runs in CNVkit's containers.
+reference compares its own FASTA, method and options with it (`contradictions`). Standard
+library only: it runs in CNVkit's containers.
 """
 
 import argparse
@@ -95,35 +94,6 @@ def read(path: Path) -> dict | None:
     return record
 
 
-# The options that set a bin size, per field: a difference in them is a warning, not a
-# contradiction (the reused reference's bins are used whatever the job gives).
-SIZE_FLAGS = {"target_conf": ("--avg-size",), "antitarget_conf": ("-a", "--avg-size")}
-
-
-def size_option(field: str, text: str) -> tuple[int | None, str]:
-    """The bin size an option string gives (None: none) and the string without it."""
-    flags = SIZE_FLAGS.get(field, ())
-    words, kept, size = shlex.split(text), [], None
-    i = 0
-    while i < len(words):
-        word = words[i]
-        flag, _, attached = word.partition("=")
-        if flag in flags and (attached or i + 1 < len(words)):
-            value = attached if attached else words[i + 1]
-            i += 1 if attached else 2
-        elif len(flag) > 2 and flag[:2] in flags and not flag.startswith("--"):
-            value, i = word[2:], i + 1  # -a150000
-        else:
-            kept.append(word)
-            i += 1
-            continue
-        try:
-            size = int(float(value))
-        except ValueError:
-            size = None
-    return size, shlex.join(kept)
-
-
 def recorded_method(record: dict) -> str:
     """The method a reference was built for (records from before issue 25: hybrid)."""
     return record.get("method") or "hybrid"
@@ -132,7 +102,7 @@ def recorded_method(record: dict) -> str:
 def contradictions(record: dict, options: dict[str, str], fasta: Path,
                    fasta_contigs: dict[str, int], method: str | None = None) -> list[str]:
     """Why a job with `options`, this FASTA and `method` (None: not compared) may not reuse the
-    recorded reference. A bin size alone is not a contradiction (see `size_warnings`)."""
+    recorded reference."""
     found = []
     if method is not None and recorded_method(record) != method:
         found.append(f"it was built for method {recorded_method(record)}, this job's method is "
@@ -147,32 +117,12 @@ def contradictions(record: dict, options: dict[str, str], fasta: Path,
                      "content (SHA-256 differs)")
     for field in SHAPING:
         mine, theirs = options.get(field, ""), record["options"].get(field, "")
-        if field in SIZE_FLAGS:
-            mine, theirs = size_option(field, mine)[1], size_option(field, theirs)[1]
         if shlex.split(mine) == shlex.split(theirs):
             continue
         if mine.strip() or field in APPLIED_AGAIN:
             found.append(f"{field} '{mine}' contradicts the '{theirs}' it was built with; "
                          f"give {field} '{theirs}'" + ("" if field in APPLIED_AGAIN else
                                                        " or leave it empty"))
-    return found
-
-
-def size_warnings(record: dict, options: dict[str, str]) -> list[str]:
-    """Bin sizes the job's options give that differ from those the reference's bins have."""
-    found = []
-    for field, kind in (("target_conf", "target"), ("antitarget_conf", "antitarget")):
-        mine = size_option(field, options.get(field, ""))[0]
-        built = (record.get("bin_sizes") or {}).get(kind) or {}
-        theirs = built.get("avg_size")
-        if theirs is None and "bin_sizes" not in record:  # an older record: its option string
-            theirs = size_option(field, record["options"].get(field, ""))[0]
-        if mine is not None and mine != theirs:
-            made = (f"{theirs} bp bins ({built.get('from') or field})" if theirs is not None
-                    else "CNVkit's default bin size" if built.get("from") != "none"
-                    else "no antitarget bins")
-            found.append(f"{field} gives a {kind} bin size of {mine} bp, but the reference "
-                         f"was built with {made}: its bins are used")
     return found
 
 
