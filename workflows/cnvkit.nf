@@ -158,18 +158,12 @@ workflow CNVKIT {
     targets = CNVKIT_PREPARE.out.targets.first()
     antitargets = CNVKIT_PREPARE.out.antitargets.first()
 
-    // CNVkit's -p runs one process per 5,000 intervals of a BED (cnvlib/parallel.py,
-    // to_chunks): a coverage task never asks for more CPUs than its BEDs can keep busy.
-    // With a reference built earlier the tasks take its bins themselves (and are bounded by
-    // its line count): they start without waiting for CNVKIT_PREPARE.
-    def chunks = { lines -> Math.max(1, (lines + 4999).intdiv(5000)) }
+    // With a reference built earlier the coverage tasks take its bins themselves: they start
+    // without waiting for CNVKIT_PREPARE.
     if (reused) {
-        COVERAGE(bams, reference_fasta, [], [], reused[0], chunks(reused[0].countLines()), options)
+        COVERAGE(bams, reference_fasta, [], [], reused[0], options)
     } else {
-        processes = targets.combine(antitargets)
-            .map { t, a -> chunks(Math.max(t.countLines(), a.countLines())) }
-            .first()
-        COVERAGE(bams, reference_fasta, targets, antitargets, [], processes, options)
+        COVERAGE(bams, reference_fasta, targets, antitargets, [], options)
     }
     coverage = COVERAGE.out.cnn
 

@@ -13,6 +13,12 @@ include { CNVKIT_COVERAGE as CNVKIT_COVERAGE_CHUNK } from '../../../modules/cnvk
 include { CNVKIT_COVERAGE_SPLIT                    } from '../../../modules/local/coverage_split'
 include { CNVKIT_COVERAGE_MERGE                    } from '../../../modules/local/coverage_merge'
 
+// How many processes CNVkit's -p can keep busy on a BED of `lines` lines: it runs one per 5,000
+// intervals (cnvlib/parallel.py, to_chunks), so a coverage task never asks for more CPUs.
+def busyProcesses(lines) {
+    return Math.max(1, (lines + 4999).intdiv(5000))
+}
+
 workflow COVERAGE {
     take:
     bams         // channel: [meta, BAM or CRAM, its index]
@@ -20,12 +26,13 @@ workflow COVERAGE {
     targets      // value channel: the target BED; or [] with a reference built earlier
     antitargets  // value channel: the antitarget BED; or [] with a reference built earlier
     reused       // path: reference.cnn built earlier, whose bins are used; or []
-    processes    // value channel or number: how many processes CNVkit's -p can use on the BEDs
     options      // value channel: checked option strings, {FIELD: {args, processes}}
 
     main:
-    procs = processes instanceof Number ? channel.value(processes) : processes
     regions = reused ? channel.value([[], []]) : targets.combine(antitargets)
+    // a reference's lines bound its bins; else the larger BED's
+    procs = reused ? channel.value(busyProcesses(reused.countLines())) :
+        regions.map { t, a -> busyProcesses(Math.max(t.countLines(), a.countLines())) }
     // a reference's lines are its bins and a header
     bins = reused ? channel.value(reused.countLines() - 1) :
         regions.map { t, a -> t.countLines() + a.countLines() }
@@ -41,13 +48,12 @@ workflow COVERAGE {
         regions.map { t, a -> [t, a, reused ?: []] }.combine(chunked)
             .filter { row -> row[3] }.map { row -> row[0..2] },
         params.coverage_chunk_bins)
-    // [name, target BED, antitarget BED, CNVkit's -p processes (one per 5,000 lines of the
-    // larger BED, as for the whole job)] of each chunk; and how many chunks there are
+    // [name, target BED, antitarget BED, the processes CNVkit's -p can keep busy on them] of
+    // each chunk; and how many chunks there are
     beds = CNVKIT_COVERAGE_SPLIT.out.chunks.flatMap { t, a ->
         [[t].flatten().sort { f -> f.name }, [a].flatten().sort { f -> f.name }].transpose()
             .collect { tb, ab ->
-                [tb.name.tokenize('.')[0], tb, ab,
-                 Math.max(1, (Math.max(tb.countLines(), ab.countLines()) + 4999).intdiv(5000))]
+                [tb.name.tokenize('.')[0], tb, ab, busyProcesses(Math.max(tb.countLines(), ab.countLines()))]
             }
     }
     count = CNVKIT_COVERAGE_SPLIT.out.chunks.map { t, _a -> [t].flatten().size() }
