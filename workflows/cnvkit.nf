@@ -30,6 +30,13 @@ def bamIndex(bam, suffix) {
     return suffix ? file(bam.toString().replaceFirst(/\.[^.\/]+$/, '') + suffix) : null
 }
 
+// A JSON document (text, or a value read from one, such as a params file's) as plain maps and
+// lists: JsonSlurper's lazy maps build themselves on first reading, which is not safe when
+// several tasks read one at once (a task's hash then saw a half-built map).
+def plain(json) {
+    return new groovy.json.JsonSlurperClassic().parseText(json instanceof CharSequence ? json.toString() : groovy.json.JsonOutput.toJson(json))
+}
+
 // The one sex all these samples were given, or null when one of them has none or they differ:
 // then CNVkit guesses each sample's sex itself.
 def sharedSex(metas) {
@@ -91,8 +98,8 @@ workflow CNVKIT {
     fai = file("${fasta}.fai")
     if (params.inputs_checked) {  // the launcher checked them: not again
         checked = channel.value('checked by the launcher')
-        indexes = channel.value(params.indexes)
-        options = channel.value(params.checked_options)
+        indexes = channel.value(plain(params.indexes))
+        options = channel.value(plain(params.checked_options))
     } else {
         // The rows (for the rules across them) when the request gave them, and each VCF once
         // with the samples that read it and the columns they need.
@@ -111,8 +118,8 @@ workflow CNVKIT {
         CHECK_INPUTS([fasta, fai.exists() ? fai : []], bed ?: [], annotation, access_bed, excludes,
                      names_bams, reused, conf, rows, variants)
         checked = CHECK_INPUTS.out.report
-        indexes = CHECK_INPUTS.out.indexes.map { f -> new groovy.json.JsonSlurper().parse(f) }.first()
-        options = CHECK_INPUTS.out.options.map { f -> new groovy.json.JsonSlurper().parse(f) }.first()
+        indexes = CHECK_INPUTS.out.indexes.map { f -> plain(f.text) }.first()
+        options = CHECK_INPUTS.out.options.map { f -> plain(f.text) }.first()
     }
 
     // Reference and BAM indexes: used or built, as the check decided.

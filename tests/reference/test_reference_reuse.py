@@ -476,7 +476,7 @@ def test_a_corrupt_kept_reference_is_built_again(seed_run, cohort, tmp_path):
     assert f"warning: {warning}" in result.stderr and REUSED not in result.stderr
     status = json.loads(launch(["status", result.stdout.split()[1], "--json"], state).stdout)
     assert status["status"] == "FINISHED" and status["message"].startswith(warning)
-    assert status["message"].endswith("it was removed and this job builds the reference again")
+    assert "it was removed and this job builds the reference again" in status["message"]
     assert f"Warning: {warning}" in (tmp_path / "out" / "report.html").read_text()
     assert "CNVKIT_REFERENCE" in {name for name, _ in processes(tmp_path / "out")}
     calls = tmp_path / "out" / "samples" / TUMOUR / f"{TUMOUR}.call.cns"
