@@ -19,11 +19,12 @@ It reads in one direction; each step has one home and hands its result to the ne
                   accessible regions reused, or their computing claimed (`reference.access`)
       run         Nextflow started and followed (`runner`, which only runs it); the steps
                   from stage to here hold `state.locks.staging`
-      conclude    the results published to `output_dir` (local or object storage), manifest
-                  last; the bin-size warnings of its regions (reference/bin_sizes.json) added
-                  to its message; the end recorded; a reference (and accessible regions) the
-                  job built kept for reuse. When the service stops meanwhile, the publication
-                  rolls back and the job stays RUNNING: the next start publishes it again
+      conclude    the bin-size warnings of its regions (reference/bin_sizes.json) added to
+                  its message; the results published to `output_dir` (local or object
+                  storage), manifest last; the end recorded; a reference (and accessible
+                  regions) the job built kept for reuse. When the service stops meanwhile,
+                  the publication rolls back and the job stays RUNNING: the next start
+                  publishes it again
 
 A job that cannot end well raises `JobFailed` with the kind of its failure (`jobs.Failure`).
 """
@@ -419,13 +420,13 @@ class Execution:
         results = Path(params["output_dir"])
         if not (results / manifest.NAME).is_file():  # the pipeline places it after every file
             raise JobFailed("the run ended without the manifest of its results", Failure.WORKFLOW)
+        self._bin_size_warnings(results)  # before publishing: a stop waits on no more than that
         with self._lock:  # a stop sets `stopping`, then waits while `concluding`
             if self.stopping is not None and self.stopping.is_set():
                 raise JobInterrupted
             self._concluding = True
         try:
             self._publish(results)
-            self._bin_size_warnings(results)
             self.job = self.store.finish(self.job.instance_id)
         finally:
             with self._lock:
