@@ -10,7 +10,7 @@ from pathlib import Path
 
 from check_report import File, Report, Tally, chr_hint, examples, readable
 from input_bounds import Contigs, TooLarge, text_lines
-from reference_record import cnvkit_version, contradictions, record_path, recorded_method
+from reference_record import cnvkit_version, contradictions, method_contradiction, record_path
 from reference_record import read as read_record
 
 # The columns of a CNVkit reference (.cnn); `spread` tells it from a sample's coverage.
@@ -87,9 +87,9 @@ def check_reference_cnn(file: File, ref: File | None, ref_contigs: dict[str, int
     if ref_contigs is not None:
         for reason in contradictions(record, options, Path(ref), ref_contigs, method):
             report.error(file, f"cannot be reused: {reason}")
-    elif method is not None and recorded_method(record) != method:
-        report.error(file, f"cannot be reused: it was built for method "
-                     f"{recorded_method(record)}, this job's method is {method}")
+    else:  # the FASTA could not be read: the method is still compared
+        for reason in method_contradiction(record, method):
+            report.error(file, f"cannot be reused: {reason}")
     installed = cnvkit_version()
     if installed and record.get("cnvkit") != installed:
         report.warning(file, f"was built with CNVkit {record.get('cnvkit')}; this is CNVkit "

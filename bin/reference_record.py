@@ -94,20 +94,21 @@ def read(path: Path) -> dict | None:
     return record
 
 
-def recorded_method(record: dict) -> str:
-    """The method a reference was built for (records from before issue 25: hybrid)."""
-    return record.get("method") or "hybrid"
+def method_contradiction(record: dict, method: str | None) -> list[str]:
+    """Why a job of `method` (None: not compared) may not reuse the recorded reference for its
+    method (records from before issue 25 are of hybrid references)."""
+    built = record.get("method") or "hybrid"
+    if method is None or built == method:
+        return []
+    return [f"it was built for method {built}, this job's method is {method}: give method "
+            f"{built} or build a reference for {method}"]
 
 
 def contradictions(record: dict, options: dict[str, str], fasta: Path,
                    fasta_contigs: dict[str, int], method: str | None = None) -> list[str]:
     """Why a job with `options`, this FASTA and `method` (None: not compared) may not reuse the
     recorded reference."""
-    found = []
-    if method is not None and recorded_method(record) != method:
-        found.append(f"it was built for method {recorded_method(record)}, this job's method is "
-                     f"{method}: give method {recorded_method(record)} or build a reference "
-                     f"for {method}")
+    found = method_contradiction(record, method)
     built = record["fasta"]
     if built["contigs"] != fasta_contigs:
         found.append(f"it was built on another FASTA ({built['name']}, {len(built['contigs'])} "

@@ -391,7 +391,7 @@ def test_record_method_and_bin_sizes(tmp_path):
                                         fasta, {}, "wgs") == [
         "target_conf '--avg-size 6884' contradicts the '' it was built with; give target_conf "
         "'' or leave it empty"]
-    assert record_module.recorded_method({}) == "hybrid"  # records from before issue 25
+    assert record_module.method_contradiction({}, "hybrid") == []  # records before issue 25
 
 
 def test_report_shows_the_assay_bin_sizes_and_warnings():
