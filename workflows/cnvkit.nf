@@ -22,6 +22,7 @@ include { CNVKIT_REFERENCE } from '../modules/cnvkit/reference'
 include { CNVKIT_SAMPLE    } from '../modules/cnvkit/sample'
 include { CNVKIT_COHORT    } from '../modules/cnvkit/cohort'
 include { RESULT_MANIFEST  } from '../modules/local/result_manifest'
+include { taskCpus         } from '../subworkflows/local/cpus'
 
 // The index the input check chose for a BAM or CRAM (a suffix of its path without its own:
 // `.bam.bai`, `.bai`, `.cram.crai`, `.crai`), or null when it must be built (CNVkit would
@@ -42,6 +43,13 @@ def plain(json) {
 def sharedSex(metas) {
     def given = metas.collect { meta -> meta.sex }.unique()
     return given.size() == 1 ? given[0] : null
+}
+
+// Controls before tumours, then by name: the local executor starts ready tasks in the order
+// they were made, and the pooled reference needs only the controls' coverage (it then runs
+// beside the tumours'), so their indexes and coverage are made first.
+def controlsFirst(a, b) {
+    return (a.role == 'control' ? 0 : 1) <=> (b.role == 'control' ? 0 : 1) ?: a.id <=> b.id
 }
 
 // Whether a sample's coverage is needed: every sample's but a matched normal's when
@@ -87,14 +95,16 @@ workflow CNVKIT {
     outdir      // string: where pipeline_info/versions.yml goes
 
     main:
+    ordered = samples.toSortedList { a, b -> controlsFirst(a[0], b[0]) }.flatMap()
+
     // Nothing else starts before every input and option string passed its checks. The check
     // also decides which indexes are used as they are and which are built, and re-quotes each
     // option string CNVkit's parsers accepted, its -p apart (bin/check_inputs.py); when the
     // launcher checked, it passes its check's results (params.indexes, params.checked_options).
-    names_bams = samples
+    names_bams = ordered
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { rows -> [rows.collect { row -> row[0].id }, rows.collect { row -> row[1] }] }
-    metas = samples.map { meta, _bam -> meta }.toSortedList { a, b -> a.id <=> b.id }
+    metas = ordered.map { meta, _bam -> meta }.toSortedList { a, b -> a.id <=> b.id }
     fai = file("${fasta}.fai")
     if (params.inputs_checked) {  // the launcher checked them: not again
         checked = channel.value('checked by the launcher')
@@ -104,7 +114,7 @@ workflow CNVKIT {
         // The rows (for the rules across them) when the request gave them, and each VCF once
         // with the samples that read it and the columns they need.
         rows = params.samples || params.samplesheet ?
-            samples.toSortedList { a, b -> a[0].id <=> b[0].id }
+            ordered.toSortedList { a, b -> a[0].id <=> b[0].id }
                 .map { all -> groovy.json.JsonOutput.toJson(all.collect { meta, bam ->
                     meta + [bam: bam.toString(), vcf: meta.vcf?.toString()]
                 }) }
@@ -133,7 +143,7 @@ workflow CNVKIT {
         .mix(SAMTOOLS_FAIDX.out.fasta_fai)
         .first()
 
-    bams_in = samples
+    bams_in = ordered
         .combine(metas.map { all -> [all] })
         .filter { meta, _bam, all -> covered(meta, all) }
         .map { meta, bam, _all -> [meta, bam] }
@@ -145,6 +155,8 @@ workflow CNVKIT {
     bams = bams_in.indexed
         .map { meta, bam, decided -> [meta, bam, bamIndex(bam, decided.bai[meta.id])] }
         .mix(SAMTOOLS_INDEX.out.bam_bai)
+        .toSortedList { a, b -> controlsFirst(a[0], b[0]) }  // indexes built in any order
+        .flatMap()
     targets_bed = channel.value([bed ?: []]).combine(checked).map { b, _ok -> b }
 
     // The BAMs (with their indexes) CNVkit's autobin reads, only when a bin size's source is
@@ -167,17 +179,20 @@ workflow CNVKIT {
 
     // With a reference built earlier the coverage tasks take its bins themselves: they start
     // without waiting for CNVKIT_PREPARE.
+    covered_count = metas.map { all -> all.count { meta -> covered(meta, all) } }
+    control_count = metas.map { all -> all.count { meta -> meta.role == 'control' && covered(meta, all) } }
     if (reused) {
-        COVERAGE(bams, reference_fasta, [], [], reused[0], options)
+        COVERAGE(bams, reference_fasta, [], [], reused[0], options, covered_count)
     } else {
-        COVERAGE(bams, reference_fasta, targets, antitargets, [], options)
+        COVERAGE(bams, reference_fasta, targets, antitargets, [], options, covered_count)
     }
     coverage = COVERAGE.out.cnn
 
     // The reference each tumour is called against: the one reused; or pooled from the controls
     // (flat when there are none; -x when they were all given one sex); or, leave-one-out,
     // pooled for each sample from all the others' coverage. Coverages in the order of their
-    // file names, as the seed's reference was built.
+    // file names, as the seed's reference was built. The pooled reference starts once the
+    // controls' coverage exists (their number is known from the samples), beside the tumours'.
     experimental_cnn = coverage.filter { meta, _target, _antitarget -> meta.role == 'experimental' }
     if (reused) {
         references = experimental_cnn.combine(CNVKIT_PREPARE.out.reference.first())
@@ -193,11 +208,18 @@ workflow CNVKIT {
                      sharedSex(others*.getAt(0))]
                 }
             } :
-            coverage.filter { meta, _target, _antitarget -> meta.role == 'control' }
-                .toSortedList { a, b -> a[0].id <=> b[0].id }
-                .map { controls ->
-                    [null, controls.collectMany { row -> row[1, 2] }.sort { f -> f.name }, sharedSex(controls*.getAt(0))]
-                }
+            control_count
+                .filter { n -> n == 0 }
+                .map { _n -> [null, [], null] }  // no controls: a flat reference
+                .mix(
+                    coverage.filter { meta, _target, _antitarget -> meta.role == 'control' }
+                        .combine(control_count)
+                        .map { meta, target, antitarget, n -> [groupKey('controls', n), meta, target, antitarget] }
+                        .groupTuple()
+                        .map { _key, controls, target, antitarget ->
+                            [null, (target + antitarget).sort { f -> f.name }, sharedSex(controls)]
+                        }
+                )
         bin_sizes = CNVKIT_PREPARE.out.bin_sizes.first()
         CNVKIT_REFERENCE(pools, targets, antitargets, reference_fasta, bed, annotation, bin_sizes,
                          access_bed, excludes, options)
@@ -216,7 +238,11 @@ workflow CNVKIT {
             .map { _id, meta, target, antitarget, cnn, all ->
                 [meta, target, antitarget, cnn, meta.vcf ?: [], sampleFacts(meta, all)]
             },
-        options
+        options,
+        // segment_conf's -p, or each tumour's share of the machine's CPUs
+        options.combine(metas.map { all -> [all] }).map { o, all ->
+            taskCpus(o.segment_conf.processes ?: 1, all.count { meta -> meta.role == 'experimental' }, Integer.MAX_VALUE)
+        }.first()  // a value: every tumour's task reads it
     )
 
     // The cohort: every tumour's results in the order of their sample names.

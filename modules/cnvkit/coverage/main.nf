@@ -15,9 +15,9 @@ process CNVKIT_COVERAGE {
 
     input:
     // a BAM or CRAM and its index; the target and antitarget BEDs ([] with a reference built
-    // earlier); how many processes CNVkit's -p can use on these BEDs (caps the CPUs); the
-    // chunk's name ('001', ...) or null for all the bins
-    tuple val(meta), path(bam), path(bai), path(targets), path(antitargets), val(processes), val(chunk)
+    // earlier); the CPUs the task asks for (subworkflows/local/cpus); the chunk's name ('001',
+    // ...) or null for all the bins
+    tuple val(meta), path(bam), path(bai), path(targets), path(antitargets), val(threads), val(chunk)
     tuple path(fasta), path(fai)  // what a CRAM's reads are read against
     path reused, stageAs: 'reused/*'  // reference.cnn built earlier, whose bins are used; or []
     val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config

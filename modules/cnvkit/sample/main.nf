@@ -23,6 +23,7 @@ process CNVKIT_SAMPLE {
     // the sample's coverage, its reference, its VCF or [], its facts as options
     tuple val(meta), path(target_cnn), path(antitarget_cnn), path(reference), path(vcf), val(facts)
     val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
+    val threads  // the CPUs the task asks for, segment's -p (subworkflows/local/cpus)
 
     output:
     tuple val(meta), path("samples/${meta.id}/${meta.id}.cnr"), emit: cnr

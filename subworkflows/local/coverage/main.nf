@@ -12,12 +12,7 @@ include { CNVKIT_COVERAGE                          } from '../../../modules/cnvk
 include { CNVKIT_COVERAGE as CNVKIT_COVERAGE_CHUNK } from '../../../modules/cnvkit/coverage'
 include { CNVKIT_COVERAGE_SPLIT                    } from '../../../modules/local/coverage_split'
 include { CNVKIT_COVERAGE_MERGE                    } from '../../../modules/local/coverage_merge'
-
-// How many processes CNVkit's -p can keep busy on a BED of `lines` lines: it runs one per 5,000
-// intervals (cnvlib/parallel.py, to_chunks), so a coverage task never asks for more CPUs.
-def busyProcesses(lines) {
-    return Math.max(1, (lines + 4999).intdiv(5000))
-}
+include { busyProcesses; taskCpus                  } from '../cpus'
 
 workflow COVERAGE {
     take:
@@ -27,11 +22,13 @@ workflow COVERAGE {
     antitargets  // value channel: the antitarget BED; or [] with a reference built earlier
     reused       // path: reference.cnn built earlier, whose bins are used; or []
     options      // value channel: checked option strings, {FIELD: {args, processes}}
+    samples      // value channel: how many samples are covered
 
     main:
+    wanted = options.map { o -> (o.coverage_conf.processes ?: 1) as int }  // coverage_conf's -p
     regions = reused ? channel.value([[], []]) : targets.combine(antitargets)
     // a reference's lines bound its bins; else the larger BED's
-    procs = reused ? channel.value(busyProcesses(reused.countLines())) :
+    busy = reused ? channel.value(busyProcesses(reused.countLines())) :
         regions.map { t, a -> busyProcesses(Math.max(t.countLines(), a.countLines())) }
     // a reference's lines are its bins and a header
     bins = reused ? channel.value(reused.countLines() - 1) :
@@ -40,8 +37,8 @@ workflow COVERAGE {
 
     CNVKIT_COVERAGE(
         bams.combine(chunked).filter { row -> !row[3] }.map { row -> row[0..2] }
-            .combine(regions).combine(procs)
-            .map { meta, bam, bai, t, a, p -> [meta, bam, bai, t, a, p, null] },
+            .combine(regions).combine(busy.combine(wanted).combine(samples).map { b, w, n -> taskCpus(w, n, b) })
+            .map { meta, bam, bai, t, a, cpus -> [meta, bam, bai, t, a, cpus, null] },
         fasta, reused ?: [], options)
 
     CNVKIT_COVERAGE_SPLIT(
@@ -49,7 +46,7 @@ workflow COVERAGE {
             .filter { row -> row[3] }.map { row -> row[0..2] },
         params.coverage_chunk_bins)
     // [name, target BED, antitarget BED, the processes CNVkit's -p can keep busy on them] of
-    // each chunk; and how many chunks there are
+    // each chunk; and how many chunks there are (each sample's chunks may run at once)
     beds = CNVKIT_COVERAGE_SPLIT.out.chunks.flatMap { t, a ->
         [[t].flatten().sort { f -> f.name }, [a].flatten().sort { f -> f.name }].transpose()
             .collect { tb, ab ->
@@ -58,8 +55,10 @@ workflow COVERAGE {
     }
     count = CNVKIT_COVERAGE_SPLIT.out.chunks.map { t, _a -> [t].flatten().size() }
     CNVKIT_COVERAGE_CHUNK(
-        bams.combine(beds).combine(procs)
-            .map { meta, bam, bai, name, t, a, p, most -> [meta, bam, bai, t, a, Math.min(p, most), name] },
+        bams.combine(beds).combine(busy.combine(wanted).combine(samples).combine(count))
+            .map { meta, bam, bai, name, t, a, most, b, w, n, c ->
+                [meta, bam, bai, t, a, taskCpus(w, n * c, Math.min(b, most)), name]
+            },
         fasta, [], options)
     CNVKIT_COVERAGE_MERGE(
         CNVKIT_COVERAGE_CHUNK.out.cnn.combine(count)

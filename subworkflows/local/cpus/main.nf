@@ -1,0 +1,30 @@
+/*
+ * How many CPUs a CNVkit task asks for: the one home of the rule (README "CPUs and
+ * scheduling"). A command given -p N (coverage_conf, segment_conf) runs with the task's CPUs.
+ *
+ * On the local executor the job's tasks share the machine's CPUs (params.max_cpus, which the
+ * local profile caps at the machine's): a task that S tasks like it may run beside asks for
+ * its share, at most N. With fewer samples than CPUs each task thus gets several; with as many
+ * or more each asks for one, and the scheduler runs several at once instead of one after the
+ * other (a 2-CPU coverage task per sample on 2 CPUs ran the samples in turn). On a cluster
+ * each task has an allocation of its own: it asks for N. Never more than CNVkit can keep busy
+ * (`busy`). CNVkit's outputs do not depend on -p (tests/pipeline/test_scheduling.py).
+ */
+
+// How many processes CNVkit's coverage -p can keep busy on a BED of `lines` lines: it runs one
+// per 5,000 intervals (cnvlib/parallel.py, to_chunks).
+def busyProcesses(lines) {
+    return Math.max(1, (lines + 4999).intdiv(5000))
+}
+
+// Whether the job's tasks run on this machine (the process executor is `local`).
+def sharedMachine() {
+    return (session.config.navigate('process.executor') ?: 'local') == 'local'
+}
+
+// The CPUs of one of `tasks` tasks that may run at once, whose command was given -p `wanted`
+// and can keep `busy` processes busy.
+def taskCpus(wanted, tasks, busy) {
+    def share = sharedMachine() ? (params.max_cpus as int).intdiv(Math.max(1, tasks as int)) : wanted
+    return Math.max(1, [wanted as int, busy as int, share as int].min())
+}
