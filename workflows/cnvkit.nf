@@ -22,7 +22,7 @@ include { CNVKIT_REFERENCE } from '../modules/cnvkit/reference'
 include { CNVKIT_SAMPLE    } from '../modules/cnvkit/sample'
 include { CNVKIT_COHORT    } from '../modules/cnvkit/cohort'
 include { RESULT_MANIFEST  } from '../modules/local/result_manifest'
-include { taskCpus         } from '../subworkflows/local/cpus'
+include { taskCpus; groupCpus; grouped } from '../subworkflows/local/cpus'
 
 // The index the input check chose for a BAM or CRAM (a suffix of its path without its own:
 // `.bam.bai`, `.bai`, `.cram.crai`, `.crai`), or null when it must be built (CNVkit would
@@ -62,16 +62,31 @@ def covered(meta, metas) {
 // -i ITS_COLUMN [-n ITS_NORMAL'S_COLUMN], for scatter) and `call` (those and --purity,
 // --ploidy, appended to call_conf: argparse's last value wins, so the sample's own override
 // the cohort's); `columns`, the VCF columns these name. A normal's column is its vcf_sample,
-// else its id. Every word is a name or a number the schema's patterns and types allow: nothing
-// here reaches a shell unchecked.
-def sampleFacts(meta, metas) {
+// else its id; `vcf` is where the sample's task finds its VCF (default: its name). Every word
+// is a name or a number the schema's patterns and types allow: nothing here reaches a shell
+// unchecked.
+def sampleFacts(meta, metas, vcf = null) {
     def sex = meta.sex ? "-x ${meta.sex}" : ''
     def normal = metas.find { other -> other.id == meta.normal }
     def columns = meta.vcf ? [meta.vcf_sample ?: meta.id] + (normal ? [normal.vcf_sample ?: normal.id] : []) : []
-    def variants = columns ? "-v ${meta.vcf.name} -i ${columns[0]}" + (normal ? " -n ${columns[1]}" : '') : ''
+    def variants = columns ? "-v ${vcf ?: meta.vcf.name} -i ${columns[0]}" + (normal ? " -n ${columns[1]}" : '') : ''
     def call = [sex, meta.purity != null ? "--purity ${meta.purity}" : '',
                 meta.ploidy != null ? "--ploidy ${meta.ploidy}" : '', variants]
     return [sex: sex, variants: variants, call: call.findAll().join(' '), columns: columns]
+}
+
+// The input of a CNVKIT_SAMPLE task of `rows`, each [meta, target .cnn, antitarget .cnn,
+// reference, VCF or [], every sample's meta]: lists in the rows' order, each reference and VCF
+// once (staged as referenceN/NAME and vcfN/NAME, N its place), each row's facts with the staged
+// path of its reference and VCF.
+def sampleTask(rows) {
+    def refs = rows.collect { row -> row[3] }.unique()
+    def vcfs = rows.findAll { row -> row[4] }.collect { row -> row[4] }.unique()
+    def facts = rows.collect { meta, _target, _antitarget, cnn, vcf, all ->
+        def staged = vcf ? "vcf${vcfs.indexOf(vcf) + 1}/${vcf.name}" : null
+        sampleFacts(meta, all, staged) + [reference: "reference${refs.indexOf(cnn) + 1}/${cnn.name}"]
+    }
+    return [rows*.getAt(0), rows*.getAt(1), rows*.getAt(2), refs, vcfs, facts]
 }
 
 // Where a task's output is published: its path below the task's folder (<workDir>/ab/cdef...),
@@ -230,29 +245,40 @@ workflow CNVKIT {
         reference_versions = CNVKIT_REFERENCE.out.versions
     }
 
+    // Each tumour's calls: a task each, or on a single machine one task for all (grouped()),
+    // each tumour's segment -p its share of the machine's CPUs.
+    segment_threads = options.combine(metas.map { all -> [all] }).map { o, all ->
+        taskCpus(o.segment_conf.processes ?: 1, all.count { meta -> meta.role == 'experimental' }, Integer.MAX_VALUE)
+    }
+    called = experimental_cnn
+        .map { meta, target, antitarget -> [meta.id, meta, target, antitarget] }
+        .join(references)
+        .combine(metas.map { all -> [all] })
+        .map { _id, meta, target, antitarget, cnn, all -> [meta, target, antitarget, cnn, meta.vcf ?: [], all] }
+    sample_tasks = grouped() ?
+        called.toList().filter { rows -> rows }.map { rows -> sampleTask(rows) } :
+        called.map { row -> sampleTask([row]) }
     CNVKIT_SAMPLE(
-        experimental_cnn
-            .map { meta, target, antitarget -> [meta.id, meta, target, antitarget] }
-            .join(references)
-            .combine(metas.map { all -> [all] })
-            .map { _id, meta, target, antitarget, cnn, all ->
-                [meta, target, antitarget, cnn, meta.vcf ?: [], sampleFacts(meta, all)]
-            },
-        options,
-        // segment_conf's -p, or each tumour's share of the machine's CPUs
-        options.combine(metas.map { all -> [all] }).map { o, all ->
-            taskCpus(o.segment_conf.processes ?: 1, all.count { meta -> meta.role == 'experimental' }, Integer.MAX_VALUE)
-        }.first()  // a value: every tumour's task reads it
+        sample_tasks.combine(segment_threads).map { row -> row + [groupCpus(row[-1], row[0].size())] },
+        options
     )
+    // [meta, its files] of each tumour; [meta, file] of its result named <id><suffix>
+    sample_files = CNVKIT_SAMPLE.out.files.flatMap { tumours_, files ->
+        tumours_.collect { meta -> [meta, [files].flatten().findAll { f -> f.parent.name == meta.id }] }
+    }
+    def result = { suffix ->
+        sample_files.map { meta, files -> [meta, files.find { f -> f.name == "${meta.id}${suffix}" }] }
+            .filter { _meta, f -> f }
+    }
 
     // The cohort: every tumour's results in the order of their sample names.
-    tumours = CNVKIT_SAMPLE.out.cnr
-        .join(CNVKIT_SAMPLE.out.cns)
-        .join(CNVKIT_SAMPLE.out.calls)
+    tumours = result('.cnr')
+        .join(result('.cns'))
+        .join(result('.call.cns'))
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .filter { rows -> rows }  // empty only when a failed check is ending the run
     target_cnn = coverage.map { _meta, target, _antitarget -> target }.toSortedList { a, b -> a.name <=> b.name }
-    scatters = CNVKIT_SAMPLE.out.scatter.map { _meta, png -> png }.toSortedList { a, b -> a.name <=> b.name }
+    scatters = result('-scatter.png').map { _meta, png -> png }.toSortedList { a, b -> a.name <=> b.name }
     // Every sample's facts and the call options each tumour was called with, for the report.
     facts = metas
         .map { all -> groovy.json.JsonOutput.toJson(all.collect { meta ->
@@ -272,11 +298,7 @@ workflow CNVKIT {
             CNVKIT_PREPARE.out.access, CNVKIT_PREPARE.out.targets, CNVKIT_PREPARE.out.antitargets,
             CNVKIT_PREPARE.out.annotation, CNVKIT_PREPARE.out.bin_sizes, reference_files,
             coverage.flatMap { _meta, target, antitarget -> [target, antitarget] },
-            CNVKIT_SAMPLE.out.cnr.mix(
-                CNVKIT_SAMPLE.out.cns, CNVKIT_SAMPLE.out.segmetrics, CNVKIT_SAMPLE.out.calls,
-                CNVKIT_SAMPLE.out.genemetrics, CNVKIT_SAMPLE.out.bintest, CNVKIT_SAMPLE.out.vcf,
-                CNVKIT_SAMPLE.out.bed, CNVKIT_SAMPLE.out.scatter, CNVKIT_SAMPLE.out.diagram
-            ).map { _meta, f -> f }
+            sample_files.flatMap { _meta, files -> files }
         )
     results = result_files
         .map { f -> resultPath(f) }
@@ -325,10 +347,12 @@ workflow CNVKIT {
             def check = params.inputs_checked ? 0 : 1
             def pooling = reused ? 0 : params.reference_mode == 'leave-one-out' ? experimental : 1
             def cohort = experimental ? 1 : 0
-            // coverage: a task per sample; or, in chunks, per (sample, chunk), the split, the merges
-            def coverage = pieces ? bams * pieces + 1 + bams : bams
+            // coverage: a task per sample, grouped a task per role; or, in chunks, per (sample,
+            // chunk), the split, the merges
+            def coverage = pieces ? bams * pieces + 1 + bams : grouped() ? rows*.role.unique().size() : bams
+            def calling = grouped() ? cohort : experimental  // grouped: one task for all
             // check + indexes + prepare + coverage + reference + sample stages + cohort + manifest
-            "${check + faidx + unindexed + 1 + coverage + pooling + experimental + cohort + 1}"
+            "${check + faidx + unindexed + 1 + coverage + pooling + calling + cohort + 1}"
         }
         .collectFile(name: 'tasks.txt', storeDir: "${outdir}/pipeline_info")
 

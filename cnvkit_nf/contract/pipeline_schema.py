@@ -223,6 +223,13 @@ def build() -> dict:
                            "coverage run as one task per sample and group of whole chromosomes "
                            "(about this many bins each), merged per sample into the files one "
                            "task writes."},
+        "group_stages": {
+            "title": "Group small jobs' stages", "type": "boolean", "default": True,
+            "hidden": True, "fa_icon": "fas fa-object-group",
+            "description": "On the local executor, run the coverage of each role's samples in "
+                           "one task and every tumour's calls in one, each sample beside the "
+                           "others in one CNVkit interpreter; false: one task per sample, as on "
+                           "a cluster. Jobs whose coverage is chunked are never grouped."},
     }
     launcher = {
         "inputs_checked": {"title": "Inputs checked", "type": "boolean", "hidden": True,

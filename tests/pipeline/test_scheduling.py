@@ -21,7 +21,7 @@ executor {{ cpus = 4 }}
 params.max_cpus = 4
 process {{
     resourceLimits = [cpus: 4, memory: 4.GB, time: 1.h]
-    withName: 'CNVKIT_COVERAGE' {{ beforeScript = {{ meta.id == '{SLOW}' ? 'sleep 8' : 'true' }} }}
+    withName: 'CNVKIT_COVERAGE' {{ beforeScript = {{ '{SLOW}' in metas*.id ? 'sleep 8' : 'true' }} }}
 }}
 """
 
@@ -45,12 +45,13 @@ def when(row: dict, field: str) -> datetime:
 
 
 def test_the_reference_and_each_tumour_start_once_their_own_inputs_exist(nextflow_bin, tmp_path):
-    """The pooled reference runs once the controls' coverage exists, beside the slow tumour's
-    coverage; the other tumour's calls start before that coverage ends; controls' coverage tasks
-    are made (and so started by the local executor) first. CPUs: coverage -p 2 for 4 samples on
-    4 CPUs gets 1 each; segment -p 2 for 2 tumours gets 2."""
+    """One task per sample (as on a cluster): the pooled reference runs once the controls'
+    coverage exists, beside the slow tumour's coverage; the other tumour's calls start before
+    that coverage ends; controls' coverage tasks are made (and so started by the local executor)
+    first. CPUs: coverage -p 2 for 4 samples on 4 CPUs gets 1 each; segment -p 2 for 2 tumours
+    gets 2."""
     rows = stub_trace(nextflow_bin, tmp_path, "--coverage_conf", "-q 10 -p 2",
-                      "--segment_conf", "-m cbs -p 2")
+                      "--segment_conf", "-m cbs -p 2", "--group_stages", "false")
     by = {(row["process"].split(":")[-1], row["tag"]): row for row in rows}
     coverage = {tag: row for (process, tag), row in by.items() if process == "CNVKIT_COVERAGE"}
     samples = {tag: row for (process, tag), row in by.items() if process == "CNVKIT_SAMPLE"}
@@ -72,18 +73,47 @@ def test_the_reference_and_each_tumour_start_once_their_own_inputs_exist(nextflo
 
 
 def test_one_sample_on_a_machine_gets_the_cpus_of_its_p(nextflow_bin, tmp_path):
-    """With fewer samples than CPUs a task gets its -p: a tumour-only job of one sample (a
-    flat reference) on 4 CPUs, on bins CNVkit's coverage -p can spread over 3 processes, asks
-    for coverage's -p 3 and segment's -p 4."""
+    """With fewer samples than CPUs a task gets its -p, but no more than CNVkit can keep busy:
+    a tumour-only job of one sample (a flat reference) on 4 CPUs, on bins CNVkit's coverage -p
+    spreads over 3 processes (one per 5,000 intervals), asks for 3 of coverage's -p 4 and for
+    segment's -p 4."""
     bed = tmp_path / "bins.bed"
     with open(bed, "w") as out:
         out.writelines(f"chr1\t{i * 100}\t{i * 100 + 100}\t-\n" for i in range(12_000))
     tumour = ROOT / "tests/data/stub/tumour_A.sort.mkdup.bam"
-    rows = stub_trace(nextflow_bin, tmp_path, "--coverage_conf", "-p 3", "--bed", str(bed),
+    rows = stub_trace(nextflow_bin, tmp_path, "--coverage_conf", "-p 4", "--bed", str(bed),
+                      "--group_stages", "false",
                       "--segment_conf", "-m cbs -p 4",
                       config=f"params.experimental_inputs = ['{tumour}']\nparams.control_inputs = []\n")
     cpus = {row["process"].split(":")[-1]: row["cpus"] for row in rows}
     assert (cpus["CNVKIT_COVERAGE"], cpus["CNVKIT_SAMPLE"]) == ("3", "4")
+
+
+def test_a_small_job_on_one_machine_starts_cnvkit_as_often_whatever_its_samples(
+        nextflow_bin, tmp_path):
+    """Grouped (the local executor's default): a coverage task per role and one task for every
+    tumour's calls, each with its samples' CPUs; 2 or 5 tumours make the same CNVkit tasks, and
+    the count the run announced (tasks.txt) is the count it ran."""
+    stub = ROOT / "tests/data/stub"
+    tumours = []
+    for name in ("tumour_E", "tumour_F", "tumour_G"):
+        (tmp_path / f"{name}.sort.mkdup.bam").write_bytes(b"")
+        tumours.append(str(tmp_path / f"{name}.sort.mkdup.bam"))
+    ran = {}
+    for count, extra in ((2, ""), (5, f"params.experimental_inputs = {[str(stub / 'tumour_A.sort.mkdup.bam'), str(stub / 'tumour_D.sort.mkdup.bam'), *tumours]}\n")):
+        rows = stub_trace(nextflow_bin, tmp_path / str(count), config=extra)
+        cnvkit = sorted(row["process"].split(":")[-1] for row in rows
+                        if row["process"].split(":")[-1].startswith("CNVKIT_"))
+        ran[count] = cnvkit
+        announced = (tmp_path / str(count) / "out" / "pipeline_info" / "tasks.txt").read_text()
+        assert int(announced) == len(rows)
+        tasks = {(row["process"].split(":")[-1], row["tag"]): row for row in rows}
+        calls = [row for (process, _), row in tasks.items() if process == "CNVKIT_SAMPLE"]
+        assert len(calls[0]["tag"].split()) == count and calls[0]["cpus"] == str(min(4, count))
+        controls = tasks["CNVKIT_COVERAGE", "normal_B normal_C"]
+        assert controls["cpus"] == "2"
+    assert ran[2] == ran[5] == ["CNVKIT_COHORT", "CNVKIT_COVERAGE", "CNVKIT_COVERAGE",
+                                "CNVKIT_PREPARE", "CNVKIT_REFERENCE", "CNVKIT_SAMPLE"]
 
 
 def test_cnvkit_outputs_do_not_depend_on_p(small_cohort, tmp_path):

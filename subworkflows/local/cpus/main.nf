@@ -9,6 +9,13 @@
  * other (a 2-CPU coverage task per sample on 2 CPUs ran the samples in turn). On a cluster
  * each task has an allocation of its own: it asks for N. Never more than CNVkit can keep busy
  * (`busy`). CNVkit's outputs do not depend on -p (tests/pipeline/test_scheduling.py).
+ *
+ * On a single machine a small job's per-sample stages run grouped (params.group_stages): one
+ * coverage task per role and one task for every tumour's calls, where each sample is a block
+ * of lines that runs beside the others in one CNVkit interpreter (bin/cnvkit_stage.py --jobs),
+ * so that the job pays CNVkit's imports (~2 s) a fixed number of times, not once per sample.
+ * A group asks for its samples' CPUs together, at most the machine's. A cluster keeps one task
+ * per sample; a job whose coverage is chunked (params.coverage_chunk_bins) is not grouped.
  */
 
 // How many processes CNVkit's coverage -p can keep busy on a BED of `lines` lines: it runs one
@@ -20,6 +27,17 @@ def busyProcesses(lines) {
 // Whether the job's tasks run on this machine (the process executor is `local`).
 def sharedMachine() {
     return (session.config.navigate('process.executor') ?: 'local') == 'local'
+}
+
+// Whether a small job's per-sample stages run grouped: on a single machine, unless
+// params.group_stages is false.
+def grouped() {
+    return sharedMachine() && params.group_stages
+}
+
+// The CPUs of a task of `samples` samples whose lines each run with -p `threads`.
+def groupCpus(threads, samples) {
+    return Math.max(1, Math.min(params.max_cpus as int, (threads as int) * (samples as int)))
 }
 
 // The CPUs of one of `tasks` tasks that may run at once, whose command was given -p `wanted`
