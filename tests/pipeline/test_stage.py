@@ -4,6 +4,7 @@ runs it."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -217,21 +218,23 @@ def test_words_and_stdout_in_blocks(tmp_path):
     assert done.stdout == f"[block 2] {__version__}\n"
 
 
-def descendants(pid: int) -> dict[int, str]:
-    """The processes below `pid` now (from /proc): pid -> command name."""
-    parents, names = {}, {}
+def descendants(pid: int) -> dict[int, tuple[str, float]]:
+    """The processes below `pid` now (from /proc): pid -> (command name, CPU seconds used)."""
+    parents, found = {}, {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             stat = (entry / "stat").read_text()
         except (FileNotFoundError, ProcessLookupError):
             continue  # ended meanwhile
-        names[int(entry.name)] = stat[stat.index("(") + 1:stat.rindex(")")]
-        parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
-    below, found = {pid}, True
-    while found:
-        found = {child for child, parent in parents.items() if parent in below} - below
-        below |= found
-    return {p: names[p] for p in below - {pid}}
+        fields = stat[stat.rindex(")") + 2:].split()  # from the 3rd field of proc_pid_stat(5)
+        parents[int(entry.name)] = int(fields[1])
+        found[int(entry.name)] = (stat[stat.index("(") + 1:stat.rindex(")")],
+                                  (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    below, more = {pid}, True
+    while more:
+        more = {child for child, parent in parents.items() if parent in below} - below
+        below |= more
+    return {p: found[p] for p in below - {pid}}
 
 
 def alive(pid: int) -> bool:
@@ -244,7 +247,7 @@ def alive(pid: int) -> bool:
 
 
 def test_sigterm_stops_every_block(tmp_path):
-    write_bins(tmp_path / "big.cnr", -1.0, bins_per_chrom=30_000)  # segments for seconds
+    write_bins(tmp_path / "big.cnr", -1.0, bins_per_chrom=60_000)  # R runs for seconds
     lines = "cnvkit.py segment big.cnr -o a.cns\n---\ncnvkit.py segment big.cnr -o b.cns\n"
     running = subprocess.Popen([sys.executable, str(STAGE), "--jobs", "2"], cwd=tmp_path,
                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -252,13 +255,18 @@ def test_sigterm_stops_every_block(tmp_path):
     running.stdin.close()
     started = time.monotonic()
     below = {}
-    while sorted(below.values()).count("R") + sorted(below.values()).count("Rscript") < 2:
+    # each block's segment runs R, past its start-up (1 s of CPU), segmenting silently: an R
+    # left behind then would run on for seconds (stopped earlier, it would die at its next
+    # write to the pipe its dead parent read, hiding the leak)
+    while sum(name == "R" and cpu > 1 for name, cpu in below.values()) < 2:
         assert time.monotonic() - started < 60 and running.poll() is None, below
-        below |= descendants(running.pid)
+        below = descendants(running.pid)
         time.sleep(0.05)
     running.send_signal(signal.SIGTERM)
     assert running.wait(timeout=30) == 128 + signal.SIGTERM
     assert running.stderr.read().rstrip().endswith("cnvkit_stage.py: stopped by SIGTERM")
-    print(below)
+    ended = time.monotonic() + 0.5  # a moment for the signal to end each R
+    while [pid for pid in below if alive(pid)] and time.monotonic() < ended:
+        time.sleep(0.05)
     assert not [pid for pid in below if alive(pid)], below
     assert not (tmp_path / "a.cns").exists() and not (tmp_path / "b.cns").exists()
