@@ -33,20 +33,42 @@ does not have ends the stage with an error. E.g. bin_sizes.py writes
 `cnvkit.py target BED --split {target_size} -o targets.bed` runs as
 `cnvkit.py target BED --split --avg-size 267 -o targets.bed`. (Users' option strings cannot
 hold `{` or `}`: only the pipeline's own words are replaced.)
+
+Blocks (--jobs N): lines that are exactly `---` cut the input into blocks, independent runs
+of lines, and a line that is exactly `===` is a barrier: every block before it finishes
+before any block after it starts. A single block (no `---` nor `===`) runs in this process as
+described above. Several blocks run each in a child forked from this process once CNVkit is
+imported (so no child imports it again), up to N at once, in their order; a block's lines run
+in order as above, `{sex}` and `{NAME}` words replaced when their line runs, in its block.
+Each child writes to pipes this process reads: every line a block writes to stdout or stderr
+(its log, CNVkit's, Rscript's, a traceback) is relayed to the same stream prefixed with
+`[block K] `, K counting blocks from 1 in the input. When a block fails (not on an --optional
+line) it names its line and status; no further block starts, the running ones are stopped
+(their outputs would not be kept: the stage has failed, so finishing them only delays the
+failure) and the stage exits with the failed line's status. On SIGTERM, SIGINT or SIGHUP the
+running blocks are stopped (SIGTERM to each block's process group, so Rscript goes too) and
+waited for, and the stage exits with 128 + the signal's number.
 """
 
 import argparse
+import collections
+import functools
 import json
 import logging
 import os
 import re
+import selectors
 import shlex
+import signal
 import sys
 import time
+import traceback
 
 SEX_WORD = "{sex}"
 SCRIPTS = ("cnvkit.py", "reference2targets.py", "cnvkit_report.py", "bin_sizes.py")
 FILE_WORD = re.compile(r"\{(\w+)\}")  # a word replaced from --words-from's file
+BLOCK_END, BARRIER = "---", "==="
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def sex_options(cnvkit, call_options: str) -> list[str]:
@@ -91,6 +113,13 @@ def reference2targets(words: list[str]) -> None:
     script.reference2targets(script.argument_parsing())
 
 
+def at_least_one(text: str) -> int:
+    """--jobs' value: a whole number, 1 or more."""
+    if (number := int(text)) < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
+
+
 def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cnvkit_stage.py", description=__doc__.split("\n")[0])
     parser.add_argument("--sex-of", metavar="CALL_OPTIONS",
@@ -101,7 +130,24 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--words-from", metavar="FILE",
                         help="a JSON object whose values {NAME} words stand for, read when "
                              "their line runs")
+    parser.add_argument("--jobs", metavar="N", type=at_least_one, default=1,
+                        help="blocks (cut by --- lines) run at once, each in a forked child "
+                             "(default 1)")
     return parser.parse_args(argv)
+
+
+def read_blocks(lines) -> list[list[list[list[str]]]]:
+    """The command lines, split into words, as blocks (cut by `---` lines) in groups (cut by
+    `===` barriers); blank lines, comments, empty blocks and empty groups are dropped."""
+    groups: list[list[list[list[str]]]] = [[[]]]
+    for line in lines:
+        if (mark := line.strip()) == BARRIER:
+            groups.append([[]])
+        elif mark == BLOCK_END:
+            groups[-1].append([])
+        elif words := shlex.split(line, comments=True):
+            groups[-1][-1].append(words)
+    return [blocks for group in groups if (blocks := [block for block in group if block])]
 
 
 def run_optional(words: list[str], args: argparse.Namespace) -> None:
@@ -116,11 +162,199 @@ def run_optional(words: list[str], args: argparse.Namespace) -> None:
               flush=True)
 
 
+def run_line(line: list[str], cnvkit, sex: list[str], options: argparse.Namespace) -> int:
+    """Run one command line, its `{sex}` and `{NAME}` words replaced now, as its script would;
+    its exit status (a line's exception propagates)."""
+    words = [word for w in line for word in (sex if w == SEX_WORD else [w])]
+    try:
+        words = file_words(words, options.words_from)
+    except (OSError, ValueError) as err:
+        print(f"cnvkit_stage.py: {err}", file=sys.stderr)
+        return 2
+    print(f"$ {shlex.join(words)}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    if words[0] == "reference2targets.py":
+        reference2targets(words)
+    elif words[0] == "bin_sizes.py":
+        import bin_sizes  # noqa: PLC0415 - beside this script, on its path
+
+        if status := bin_sizes.main(words[1:]):
+            return status
+    elif words[0] == "cnvkit_report.py":
+        import cnvkit_report  # noqa: PLC0415 - beside this script, on its path
+
+        if status := cnvkit_report.main(words[1:]):
+            return status
+    elif words[1] in options.optional:
+        run_optional(words, cnvkit.parse_args(words[1:]))
+    else:
+        args = cnvkit.parse_args(words[1:])
+        args.func(args)
+    if pyplot := sys.modules.get("matplotlib.pyplot"):
+        pyplot.close("all")  # as when each line's process ends: no figure leaks into the next
+    name = words[1] if words[0] == "cnvkit.py" else words[0]
+    print(f"  ({name}: {time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
+    return 0
+
+
+def block_status(lines: list[list[str]], run) -> int:
+    """Run a block's lines in order (in its child): the status of the first that fails, with
+    its error and the line named on stderr; else 0."""
+    for line in lines:
+        try:
+            status = run(line)
+        except SystemExit as end:  # argparse's exit, its error already written
+            status = end.code if isinstance(end.code, int) else 1
+        except Exception:  # noqa: BLE001 - reported as Python reports an uncaught one
+            traceback.print_exc()
+            status = 1
+        if status:
+            print(f"cnvkit_stage.py: status {status} from: {shlex.join(line)}", file=sys.stderr,
+                  flush=True)
+            return status
+    return 0
+
+
+class Stopped(Exception):
+    """The stage was sent a stop signal (its number is the argument)."""
+
+
+def stopped(signum, _frame):
+    raise Stopped(signum)
+
+
+class Blocks:
+    """Blocks run each in a child forked from this process, up to `jobs` at once, by
+    `block_status(lines, run)`; their output relayed line by line, prefixed with the block."""
+
+    def __init__(self, run, jobs: int):
+        self.run, self.jobs = run, jobs
+        self.running: dict[int, int] = {}  # a child's pid -> its block's number
+        self.open_pipes: collections.Counter = collections.Counter()  # pid -> pipes not at EOF
+        self.selector = selectors.DefaultSelector()
+
+    def run_all(self, groups: list[list[list[list[str]]]]) -> int:
+        """Run the groups of blocks one group after another; the stage's exit status."""
+        numbered = iter(range(1, sum(map(len, groups)) + 1))
+        waiting = collections.deque()
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, stopped)
+        try:
+            for group in groups:
+                waiting.extend((next(numbered), block) for block in group)
+                while waiting or self.running:
+                    while waiting and len(self.running) < self.jobs:
+                        self.start(*waiting.popleft())
+                    number, status = self.next_end()
+                    if status:
+                        stopping = len(self.running)
+                        self.stop()
+                        print(f"cnvkit_stage.py: block {number} failed (status {status}); "
+                              f"{stopping} running block(s) stopped, "
+                              f"{len(waiting) + len(list(numbered))} not started",
+                              file=sys.stderr, flush=True)
+                        return status
+        except Stopped as stop:
+            self.stop()
+            print(f"cnvkit_stage.py: stopped by {signal.Signals(stop.args[0]).name}",
+                  file=sys.stderr, flush=True)
+            return 128 + stop.args[0]
+        finally:
+            self.stop()  # after any other error too: no child outlives the stage
+        return 0
+
+    def start(self, number: int, lines: list[list[str]]) -> None:
+        """Fork a child running the block, in a process group of its own, its stdout and
+        stderr each a pipe read here."""
+        pipes = [os.pipe(), os.pipe()]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # till the pid is kept
+        pid = os.fork()
+        if pid == 0:
+            self.child(lines, pipes, mask)
+        try:
+            os.setpgid(pid, pid)  # as the child does: whichever runs first
+        except OSError:
+            pass  # the child has already ended
+        self.running[pid] = number
+        self.open_pipes[pid] = 2
+        prefix = f"[block {number}] ".encode()
+        for (read, write), stream in zip(pipes, (sys.stdout, sys.stderr), strict=True):
+            os.close(write)
+            self.selector.register(read, selectors.EVENT_READ, [stream.buffer, prefix, b"", pid])
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def child(self, lines: list[list[str]], pipes, mask) -> None:
+        """The forked child: run the block, its stdout and stderr the pipes; never returns."""
+        status = 1
+        try:
+            os.setpgid(0, 0)
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            for fd in self.selector.get_map():  # the other blocks' pipes
+                os.close(fd)
+            for (read, write), fd in zip(pipes, (1, 2), strict=True):
+                os.dup2(write, fd)
+                os.close(read)
+                os.close(write)
+            status = block_status(lines, self.run)
+        except BaseException:  # noqa: BLE001 - the child must reach os._exit
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+
+    def next_end(self) -> tuple[int, int]:
+        """Relay the children's output until one has ended: its block's number and its exit
+        status (128 + the signal's number if a signal ended it)."""
+        while True:
+            for key, _ in self.selector.select():
+                if pid := self.relay(key):
+                    number = self.running.pop(pid)
+                    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+                    return number, code if code >= 0 else 128 - code
+
+    def relay(self, key) -> int | None:
+        """Copy what a pipe holds, whole lines prefixed, to its stream; the child's pid when
+        this was the last of its pipes to end."""
+        stream, prefix, partial, pid = key.data
+        chunk = os.read(key.fd, 1 << 16)
+        lines = (partial + chunk).split(b"\n")
+        key.data[2] = b"" if not chunk else lines.pop()
+        stream.write(b"".join(prefix + line + b"\n" for line in lines if line or chunk))
+        stream.flush()
+        if chunk:
+            return None
+        self.selector.unregister(key.fd)
+        os.close(key.fd)
+        self.open_pipes[pid] -= 1
+        return pid if not self.open_pipes[pid] else None
+
+    def stop(self) -> None:
+        """Stop the running blocks (SIGTERM to each one's process group: its Rscript too) and
+        wait for them, relaying what they wrote; stop signals are ignored meanwhile."""
+        if not self.running:
+            return
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        for pid in self.running:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # ended already: waited for below
+        while self.running:
+            self.next_end()
+
+
 def main(argv: list[str]) -> int:
     options = arguments(argv)
     call_options = options.sex_of
-    optional = set(filter(None, options.optional.split(",")))
-    commands = [words for line in sys.stdin if (words := shlex.split(line, comments=True))]
+    options.optional = set(filter(None, options.optional.split(",")))
+    groups = read_blocks(sys.stdin)
+    commands = [words for blocks in groups for block in blocks for words in block]
     wrong = [shlex.join(words) for words in commands if words[0] not in SCRIPTS]
     if wrong:
         print(f"cnvkit_stage.py: not a {' or '.join(SCRIPTS)} command line: {wrong[0]}",
@@ -134,36 +368,12 @@ def main(argv: list[str]) -> int:
     from cnvlib import commands as cnvkit  # noqa: PLC0415 - the one slow import, once
 
     sex = sex_options(cnvkit, call_options) if call_options is not None else []
+    run = functools.partial(run_line, cnvkit=cnvkit, sex=sex, options=options)
+    if sum(map(len, groups)) > 1:
+        return Blocks(run, options.jobs).run_all(groups)
     for line in commands:
-        words = [word for w in line for word in (sex if w == SEX_WORD else [w])]
-        try:
-            words = file_words(words, options.words_from)
-        except (OSError, ValueError) as err:
-            print(f"cnvkit_stage.py: {err}", file=sys.stderr)
-            return 2
-        print(f"$ {shlex.join(words)}", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        if words[0] == "reference2targets.py":
-            reference2targets(words)
-        elif words[0] == "bin_sizes.py":
-            import bin_sizes  # noqa: PLC0415 - beside this script, on its path
-
-            if status := bin_sizes.main(words[1:]):
-                return status
-        elif words[0] == "cnvkit_report.py":
-            import cnvkit_report  # noqa: PLC0415 - beside this script, on its path
-
-            if status := cnvkit_report.main(words[1:]):
-                return status
-        elif words[1] in optional:
-            run_optional(words, cnvkit.parse_args(words[1:]))
-        else:
-            args = cnvkit.parse_args(words[1:])
-            args.func(args)
-        if pyplot := sys.modules.get("matplotlib.pyplot"):
-            pyplot.close("all")  # as when each line's process ends: no figure leaks into the next
-        name = words[1] if words[0] == "cnvkit.py" else words[0]
-        print(f"  ({name}: {time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
+        if status := run(line):
+            return status
     return 0
 
 
