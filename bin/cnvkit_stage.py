@@ -237,8 +237,7 @@ class Blocks:
         """Run the groups of blocks one group after another; the stage's exit status."""
         numbered = iter(range(1, sum(map(len, groups)) + 1))
         waiting = collections.deque()
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, stopped)
+        handlers = {signum: signal.signal(signum, stopped) for signum in STOP_SIGNALS}
         try:
             for group in groups:
                 waiting.extend((next(numbered), block) for block in group)
@@ -261,6 +260,8 @@ class Blocks:
             return 128 + stop.args[0]
         finally:
             self.stop()  # after any other error too: no child outlives the stage
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
         return 0
 
     def start(self, number: int, lines: list[list[str]]) -> None:
