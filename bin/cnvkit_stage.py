@@ -2,7 +2,7 @@
 """Run a stage's CNVkit command lines in one Python interpreter, each as `cnvkit.py` runs it.
 
 Usage: cnvkit_stage.py [--sex-of=CALL_OPTIONS] [--optional SUBCOMMAND,...]
-                       [--words-from FILE] < COMMANDS
+                       [--words-from FILE] [--jobs N] < COMMANDS
        (one `cnvkit.py SUBCOMMAND ...`, `reference2targets.py ...`, `bin_sizes.py ...` or
        `cnvkit_report.py ...` line each)
 
@@ -34,20 +34,20 @@ does not have ends the stage with an error. E.g. bin_sizes.py writes
 `cnvkit.py target BED --split --avg-size 267 -o targets.bed`. (Users' option strings cannot
 hold `{` or `}`: only the pipeline's own words are replaced.)
 
-Blocks (--jobs N): lines that are exactly `---` cut the input into blocks, independent runs
-of lines, and a line that is exactly `===` is a barrier: every block before it finishes
-before any block after it starts. A single block (no `---` nor `===`) runs in this process as
-described above. Several blocks run each in a child forked from this process once CNVkit is
-imported (so no child imports it again), up to N at once, in their order; a block's lines run
-in order as above, `{sex}` and `{NAME}` words replaced when their line runs, in its block.
-Each child writes to pipes this process reads: every line a block writes to stdout or stderr
-(its log, CNVkit's, Rscript's, a traceback) is relayed to the same stream prefixed with
-`[block K] `, K counting blocks from 1 in the input. When a block fails (not on an --optional
-line) it names its line and status; no further block starts, the running ones are stopped
-(their outputs would not be kept: the stage has failed, so finishing them only delays the
-failure) and the stage exits with the failed line's status. On SIGTERM, SIGINT or SIGHUP the
-running blocks are stopped (SIGTERM to each block's process group, so Rscript goes too) and
-waited for, and the stage exits with 128 + the signal's number.
+Blocks (--jobs N): lines that are exactly `---` cut the input into blocks, independent runs of
+lines, and a line that is exactly `===` is a barrier: every block before it finishes before any
+block after it starts. A single block (no `---` nor `===`) runs in this process as described
+above. Several blocks run each in a child forked from this process once CNVkit is imported (so
+no child imports it again), up to N at once, in their order; a block's lines run in order as
+above, `{sex}` and `{NAME}` words replaced when their line runs, in its block. Each child
+writes to pipes this process reads: every line a block writes to stdout or stderr (its log,
+CNVkit's, Rscript's, a traceback) is relayed to the same stream prefixed with `[block K] `, K
+counting blocks from 1 in the input (so a block's outputs go to files, `-o`, not to stdout).
+When a block fails (not on an --optional line) it names its line and status; no further block
+starts, the running ones are stopped (their outputs would not be kept: the stage has failed, so
+finishing them only delays the failure) and the stage exits with the failed line's status. On
+SIGTERM, SIGINT or SIGHUP the running blocks are stopped (SIGTERM to each block's process
+group, so Rscript goes too) and waited for, and the stage exits with 128 + the signal's number.
 """
 
 import argparse
@@ -237,8 +237,7 @@ class Blocks:
         """Run the groups of blocks one group after another; the stage's exit status."""
         numbered = iter(range(1, sum(map(len, groups)) + 1))
         waiting = collections.deque()
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, stopped)
+        handlers = {signum: signal.signal(signum, stopped) for signum in STOP_SIGNALS}
         try:
             for group in groups:
                 waiting.extend((next(numbered), block) for block in group)
@@ -261,6 +260,8 @@ class Blocks:
             return 128 + stop.args[0]
         finally:
             self.stop()  # after any other error too: no child outlives the stage
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
         return 0
 
     def start(self, number: int, lines: list[list[str]]) -> None:
