@@ -3,8 +3,8 @@
 
 Usage: cnvkit_stage.py [--sex-of=CALL_OPTIONS] [--optional SUBCOMMAND,...]
                        [--words-from FILE] [--jobs N] < COMMANDS
-       (one `cnvkit.py SUBCOMMAND ...`, `reference2targets.py ...`, `bin_sizes.py ...` or
-       `cnvkit_report.py ...` line each)
+       (one `cnvkit.py SUBCOMMAND ...`, `reference2targets.py ...`, `bin_sizes.py ...`,
+       `annotation_to_bed.py ...` or `cnvkit_report.py ...` line each)
 
 Each line is split as a shell would split it (no shell runs it), parsed by CNVkit's own parser
 (`cnvlib.commands.parse_args`) and run by the function that parser names (`args.func(args)`):
@@ -13,7 +13,8 @@ CNVkit's imports (pandas, scipy, matplotlib...) are paid once per stage instead 
 line. CNVkit's `reference2targets.py` script runs the same way, by its own parser and function,
 and so does the job's report (`cnvkit_report.py`, beside this file), which reads call's options
 with CNVkit's parser: in a process of its own it would pay CNVkit's imports again; so does
-`bin_sizes.py` (beside this file: the bin sizes of a job, CNVkit's autobin).
+`bin_sizes.py` (beside this file: the bin sizes of a job, CNVkit's autobin), and
+`annotation_to_bed.py` (the annotation's gene symbols), so that it can run in a block.
 Lines run in order; the first that fails ends the stage with its error (argparse's exit status
 2, or 1 with the traceback). Blank lines and `#` comments are skipped.
 
@@ -39,7 +40,9 @@ lines, and a line that is exactly `===` is a barrier: every block before it fini
 block after it starts. A single block (no `---` nor `===`) runs in this process as described
 above. Several blocks run each in a child forked from this process once CNVkit is imported (so
 no child imports it again), up to N at once, in their order; a block's lines run in order as
-above, `{sex}` and `{NAME}` words replaced when their line runs, in its block. Each child
+above, `{sex}` and `{NAME}` words replaced when their line runs, in its block (a block's
+`---` line may give it call options of its own, `--- --sex-of=CALL_OPTIONS`, which its `{sex}`
+words then stand for: each tumour's block of a stage that calls several). Each child
 writes to pipes this process reads: every line a block writes to stdout or stderr (its log,
 CNVkit's, Rscript's, a traceback) is relayed to the same stream prefixed with `[block K] `, K
 counting blocks from 1 in the input (so a block's outputs go to files, `-o`, not to stdout).
@@ -65,7 +68,8 @@ import time
 import traceback
 
 SEX_WORD = "{sex}"
-SCRIPTS = ("cnvkit.py", "reference2targets.py", "cnvkit_report.py", "bin_sizes.py")
+SCRIPTS = ("cnvkit.py", "reference2targets.py", "cnvkit_report.py", "bin_sizes.py",
+           "annotation_to_bed.py")
 FILE_WORD = re.compile(r"\{(\w+)\}")  # a word replaced from --words-from's file
 BLOCK_END, BARRIER = "---", "==="
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -136,15 +140,27 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_blocks(lines) -> list[list[list[list[str]]]]:
+class Block(list):
+    """A block's command lines, split into words; `sex_of`: the call options its `---` line
+    gave, or None."""
+
+    sex_of: str | None = None
+
+
+def read_blocks(lines) -> list[list[Block]]:
     """The command lines, split into words, as blocks (cut by `---` lines) in groups (cut by
     `===` barriers); blank lines, comments, empty blocks and empty groups are dropped."""
-    groups: list[list[list[list[str]]]] = [[[]]]
+    groups: list[list[Block]] = [[Block()]]
     for line in lines:
         if (mark := line.strip()) == BARRIER:
-            groups.append([[]])
-        elif mark == BLOCK_END:
-            groups[-1].append([])
+            groups.append([Block()])
+        elif mark.split(maxsplit=1)[:1] == [BLOCK_END]:
+            groups[-1].append(Block())
+            if given := shlex.split(mark)[1:]:
+                if len(given) > 1 or not given[0].startswith("--sex-of="):
+                    raise ValueError(f"a block's {BLOCK_END} line takes only "
+                                     f"--sex-of=CALL_OPTIONS: {mark}")
+                groups[-1][-1].sex_of = given[0].removeprefix("--sex-of=")
         elif words := shlex.split(line, comments=True):
             groups[-1][-1].append(words)
     return [blocks for group in groups if (blocks := [block for block in group if block])]
@@ -179,6 +195,11 @@ def run_line(line: list[str], cnvkit, sex: list[str], options: argparse.Namespac
         import bin_sizes  # noqa: PLC0415 - beside this script, on its path
 
         if status := bin_sizes.main(words[1:]):
+            return status
+    elif words[0] == "annotation_to_bed.py":
+        import annotation_to_bed  # noqa: PLC0415 - beside this script, on its path
+
+        if status := annotation_to_bed.main(words[1:]):
             return status
     elif words[0] == "cnvkit_report.py":
         import cnvkit_report  # noqa: PLC0415 - beside this script, on its path
@@ -233,7 +254,7 @@ class Blocks:
         self.open_pipes: collections.Counter = collections.Counter()  # pid -> pipes not at EOF
         self.selector = selectors.DefaultSelector()
 
-    def run_all(self, groups: list[list[list[list[str]]]]) -> int:
+    def run_all(self, groups: list[list[Block]]) -> int:
         """Run the groups of blocks one group after another; the stage's exit status."""
         numbered = iter(range(1, sum(map(len, groups)) + 1))
         waiting = collections.deque()
@@ -354,14 +375,19 @@ def main(argv: list[str]) -> int:
     options = arguments(argv)
     call_options = options.sex_of
     options.optional = set(filter(None, options.optional.split(",")))
-    groups = read_blocks(sys.stdin)
+    try:
+        groups = read_blocks(sys.stdin)
+    except ValueError as err:
+        print(f"cnvkit_stage.py: {err}", file=sys.stderr)
+        return 2
     commands = [words for blocks in groups for block in blocks for words in block]
     wrong = [shlex.join(words) for words in commands if words[0] not in SCRIPTS]
     if wrong:
         print(f"cnvkit_stage.py: not a {' or '.join(SCRIPTS)} command line: {wrong[0]}",
               file=sys.stderr)
         return 2
-    if call_options is None and any(SEX_WORD in words for words in commands):
+    if call_options is None and any(SEX_WORD in words for blocks in groups for block in blocks
+                                    if block.sex_of is None for words in block):
         print(f"cnvkit_stage.py: {SEX_WORD} needs --sex-of=CALL_OPTIONS", file=sys.stderr)
         return 2
     os.environ["MPLBACKEND"] = "Agg"
@@ -369,6 +395,11 @@ def main(argv: list[str]) -> int:
     from cnvlib import commands as cnvkit  # noqa: PLC0415 - the one slow import, once
 
     sex = sex_options(cnvkit, call_options) if call_options is not None else []
+    for block in (block for blocks in groups for block in blocks if block.sex_of is not None):
+        own = sex_options(cnvkit, block.sex_of)  # its {sex} words: its own call options'
+        block[:] = [[word for w in line for word in (own if w == SEX_WORD else [w])]
+                    for line in block]
+    commands = [words for blocks in groups for block in blocks for words in block]
     run = functools.partial(run_line, cnvkit=cnvkit, sex=sex, options=options)
     if sum(map(len, groups)) > 1:
         return Blocks(run, options.jobs).run_all(groups)

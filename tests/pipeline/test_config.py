@@ -100,12 +100,13 @@ PER_BYTE = {"CNVKIT_COVERAGE": 18, "CNVKIT_REFERENCE": 16, "CNVKIT_SAMPLE": 18,
 
 def stub_memory(nextflow_bin: str, work: Path, bed: Path) -> dict[str, set[float]]:
     """The GB each CNVkit stage asked for in a stub run of the test profile with this BED
-    (the stubs write a line per bin: the coverages are the BEDs' lines), coverage unchunked."""
+    (the stubs write a line per bin: the coverages are the BEDs' lines), coverage unchunked,
+    a task per sample."""
     work.mkdir()
     result = subprocess.run(
         [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
          "--bed", str(bed), "--output_dir", str(work / "out"), "--max_memory", "64.GB",
-         "--coverage_chunk_bins", "1000000"],
+         "--coverage_chunk_bins", "1000000", "--group_stages", "false"],
         cwd=work, capture_output=True, text=True, timeout=600,
         env={**os.environ, "NXF_OFFLINE": "true",
              "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})

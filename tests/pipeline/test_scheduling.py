@@ -21,7 +21,9 @@ executor {{ cpus = 4 }}
 params.max_cpus = 4
 process {{
     resourceLimits = [cpus: 4, memory: 4.GB, time: 1.h]
-    withName: 'CNVKIT_COVERAGE' {{ beforeScript = {{ '{SLOW}' in metas*.id ? 'sleep 8' : 'true' }} }}
+    withName: 'CNVKIT_COVERAGE' {{
+        beforeScript = {{ '{SLOW}' in metas*.id ? 'sleep 8' : 'true' }}
+    }}
 }}
 """
 
@@ -84,7 +86,8 @@ def test_one_sample_on_a_machine_gets_the_cpus_of_its_p(nextflow_bin, tmp_path):
     rows = stub_trace(nextflow_bin, tmp_path, "--coverage_conf", "-p 4", "--bed", str(bed),
                       "--group_stages", "false",
                       "--segment_conf", "-m cbs -p 4",
-                      config=f"params.experimental_inputs = ['{tumour}']\nparams.control_inputs = []\n")
+                      config=f"params.experimental_inputs = ['{tumour}']\n"
+                             "params.control_inputs = []\n")
     cpus = {row["process"].split(":")[-1]: row["cpus"] for row in rows}
     assert (cpus["CNVKIT_COVERAGE"], cpus["CNVKIT_SAMPLE"]) == ("3", "4")
 
@@ -95,12 +98,12 @@ def test_a_small_job_on_one_machine_starts_cnvkit_as_often_whatever_its_samples(
     tumour's calls, each with its samples' CPUs; 2 or 5 tumours make the same CNVkit tasks, and
     the count the run announced (tasks.txt) is the count it ran."""
     stub = ROOT / "tests/data/stub"
-    tumours = []
+    tumours = [str(stub / "tumour_A.sort.mkdup.bam"), str(stub / "tumour_D.sort.mkdup.bam")]
     for name in ("tumour_E", "tumour_F", "tumour_G"):
         (tmp_path / f"{name}.sort.mkdup.bam").write_bytes(b"")
         tumours.append(str(tmp_path / f"{name}.sort.mkdup.bam"))
     ran = {}
-    for count, extra in ((2, ""), (5, f"params.experimental_inputs = {[str(stub / 'tumour_A.sort.mkdup.bam'), str(stub / 'tumour_D.sort.mkdup.bam'), *tumours]}\n")):
+    for count, extra in ((2, ""), (5, f"params.experimental_inputs = {tumours}\n")):
         rows = stub_trace(nextflow_bin, tmp_path / str(count), config=extra)
         cnvkit = sorted(row["process"].split(":")[-1] for row in rows
                         if row["process"].split(":")[-1].startswith("CNVKIT_"))

@@ -218,6 +218,27 @@ def test_words_and_stdout_in_blocks(tmp_path):
     assert done.stdout == f"[block 2] {__version__}\n"
 
 
+def test_each_block_may_have_its_own_call_options(tmp_path):
+    """`--- --sex-of=...` gives a block the call options its {sex} words stand for (one
+    block alone too: a stage of one tumour); a stage-wide --sex-of serves the others; any other
+    option on a `---` line is refused before anything runs."""
+    (tmp_path / "s.cns").write_text("chromosome\tstart\tend\tgene\tlog2\tprobes\tweight\n"
+                                    "chr1\t0\t119500\t-\t-1\t120\t120\n")
+    done = stage("--- --sex-of='-x male'\ncnvkit.py export bed s.cns {sex} -o a.bed\n"
+                 "--- --sex-of='-y -x female'\ncnvkit.py export bed s.cns {sex} -o b.bed\n"
+                 "---\ncnvkit.py export bed s.cns {sex} -o c.bed\n",
+                 tmp_path, "--jobs", "2", "--sex-of=-x female")
+    assert done.returncode == 0, done.stderr
+    assert "[block 1] $ cnvkit.py export bed s.cns -x male -o a.bed" in done.stderr
+    assert "[block 2] $ cnvkit.py export bed s.cns -y -x female -o b.bed" in done.stderr
+    assert "[block 3] $ cnvkit.py export bed s.cns -x female -o c.bed" in done.stderr
+    alone = stage("--- --sex-of='-x male'\ncnvkit.py export bed s.cns {sex} -o d.bed\n", tmp_path)
+    assert alone.returncode == 0 and "$ cnvkit.py export bed s.cns -x male -o d.bed" in alone.stderr
+    refused = stage("--- --optional scatter\ncnvkit.py version\n", tmp_path)
+    assert refused.returncode == 2 and "takes only --sex-of=CALL_OPTIONS" in refused.stderr
+    assert refused.stdout == ""
+
+
 def descendants(pid: int) -> dict[int, tuple[str, float]]:
     """The processes below `pid` now (from /proc): pid -> (command name, CPU seconds used)."""
     parents, found = {}, {}

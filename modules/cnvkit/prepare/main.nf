@@ -14,10 +14,22 @@
 // adds the bin counts and the warnings of sizes that cannot fit. A job that reuses a
 // reference takes its regions from it instead, as `cnvkit.py batch -r` does (CNVkit's
 // reference2targets.py), and publishes the reference (with its record) among its results.
+// A hybrid job whose bin sizes are not autobin's makes its targets (the annotation's symbols,
+// target) beside access, on a second CPU (bin/cnvkit_stage.py blocks): they do not read it.
 // Options: task.ext.args -> access (access_conf), ext.args2 -> target (target_conf),
 //          ext.args3 -> antitarget (antitarget_conf).
+
+// Whether the targets are made beside access: a hybrid job that runs access and whose bin
+// sizes are not autobin's (autobin reads access; a wgs job's targets may be access).
+def targetsBesideAccess(options, access_bed, reused) {
+    def given = { f -> f instanceof Collection ? f : (f ? [f] : []) }
+    return params.method == 'hybrid' && !given(access_bed) && !given(reused) &&
+        !['target_conf', 'antitarget_conf'].any { name -> options[name]?.size_from == 'autobin' }
+}
+
 process CNVKIT_PREPARE {
     tag "${params.method} ${bed ? bed.name : 'genome'}"
+    cpus { targetsBesideAccess(options, access_bed, reused) ? Math.min(2, params.max_cpus as int) : 1 }
     conda "bioconda::cnvkit=0.9.14"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] ?
         'https://community-cr-prod.seqera.io/docker/registry/v2/blobs/sha256/39/3935f8d7507f85fd20e073f0625bb6bdff8aa1b6044f4bbb720c9a8063ea0390/data' :
@@ -48,6 +60,7 @@ process CNVKIT_PREPARE {
     def access_args = task.ext.args ?: ''
     def target_args = task.ext.args2 ?: ''
     def antitarget_args = task.ext.args3 ?: ''
+    def beside = targetsBesideAccess(options, access_bed, reused)
     def symbols = annotation ? "annotation_to_bed.py ${annotation} reference/annotation.bed" : ''
     def annotate = annotation ? '--annotate reference/annotation.bed' : ''
     def given = reused instanceof Collection ? reused : [reused]
@@ -60,7 +73,7 @@ process CNVKIT_PREPARE {
         "--target-from '${target_plan.size_from}'", target_plan.size != null ? "--target-size ${target_plan.size}" : '',
         "--antitarget-from '${antitarget_plan.size_from}'", antitarget_plan.size != null ? "--antitarget-size ${antitarget_plan.size}" : '',
         reads.collect { f -> "--bam ${f}" }.join(' '),
-        method == 'amplicon' ? '' : '--access reference/access.bed',
+        method == 'amplicon' || beside ? '' : '--access reference/access.bed',  // autobin's, wgs'
         bed ? "--targets ${bed}" : '',
         "--fasta ${fasta}", '-o reference/bin_sizes.json --words bin_words.json',
     ]
@@ -97,10 +110,12 @@ process CNVKIT_PREPARE {
     ${symbols}
     ${copied}
     ${method == 'hybrid' ? '' : 'touch reference/antitargets.bed'}
-    cnvkit_stage.py --words-from bin_words.json <<'CNVKIT'
+    cnvkit_stage.py --jobs ${task.cpus} --words-from bin_words.json <<'CNVKIT'
     ${access_line}
+    ${beside ? '---' : ''}
     bin_sizes.py ${sizes.findAll().join(' ')}
     cnvkit.py target ${bed_name} ${target_args} {target_size} ${annotate} -o reference/targets.bed
+    ${beside ? '===' : ''}
     ${antitarget_line}
     ${check_line}
     CNVKIT
