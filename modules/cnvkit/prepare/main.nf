@@ -107,12 +107,12 @@ process CNVKIT_PREPARE {
     } else {
     """
     mkdir -p reference
-    ${symbols}
     ${copied}
     ${method == 'hybrid' ? '' : 'touch reference/antitargets.bed'}
     cnvkit_stage.py --jobs ${task.cpus} --words-from bin_words.json <<'CNVKIT'
     ${access_line}
     ${beside ? '---' : ''}
+    ${symbols}
     bin_sizes.py ${sizes.findAll().join(' ')}
     cnvkit.py target ${bed_name} ${target_args} {target_size} ${annotate} -o reference/targets.bed
     ${beside ? '===' : ''}
