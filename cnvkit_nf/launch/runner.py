@@ -253,12 +253,12 @@ class WorkDir:
 
     def files(self) -> set[tuple[int, int]]:
         """The (device, inode) of each regular file of this run's part, no link followed."""
-        return {(info.st_dev, info.st_ino) for info in _inodes(self.parts())
+        return {(info.st_dev, info.st_ino) for info, _ in _inodes(self.parts())
                 if stat.S_ISREG(info.st_mode)}
 
     def size(self) -> int:
-        """The bytes this run's part keeps on disk (`disk_bytes`)."""
-        return disk_bytes(self.parts())
+        """The bytes deleting this run's part would free (`disk_bytes`, `alone`)."""
+        return disk_bytes(self.parts(), alone=True)
 
     def drop(self) -> None:
         """Delete this run's part, never following a link out of it: a work dir (or a task
@@ -282,15 +282,18 @@ def work_dir(options: RunOptions, folder: RunFolder) -> WorkDir:
                    folder.results.trace)
 
 
-def disk_bytes(paths: Iterable[Path]) -> int:
+def disk_bytes(paths: Iterable[Path], alone: bool = False) -> int:
     """The bytes the files and folders under `paths` keep on disk: each inode once (hard
-    links count once), no link followed, what is missing counted as nothing."""
-    return sum(info.st_blocks * 512 for info in _inodes(paths))
+    links count once), no link followed, what is missing counted as nothing. With `alone`,
+    only what deleting them would free: a file with a link elsewhere is not counted."""
+    return sum(info.st_blocks * 512 for info, names in _inodes(paths)
+               if not alone or names >= info.st_nlink or stat.S_ISDIR(info.st_mode))
 
 
-def _inodes(paths: Iterable[Path]) -> list[os.stat_result]:
-    """Each inode under `paths` once (files, folders), no link followed."""
-    seen: dict[tuple[int, int], os.stat_result] = {}
+def _inodes(paths: Iterable[Path]) -> list[tuple[os.stat_result, int]]:
+    """Each inode under `paths` once (files, folders) with its names there, no link
+    followed."""
+    seen: dict[tuple[int, int], list] = {}
     pending = list(paths)
     while pending:
         current = pending.pop()
@@ -298,13 +301,13 @@ def _inodes(paths: Iterable[Path]) -> list[os.stat_result]:
             info = os.lstat(current)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        seen.setdefault((info.st_dev, info.st_ino), info)
+        seen.setdefault((info.st_dev, info.st_ino), [info, 0])[1] += 1
         if stat.S_ISDIR(info.st_mode):
             try:
                 pending += [Path(entry.path) for entry in os.scandir(current)]
             except OSError:
                 pass
-    return list(seen.values())
+    return [(info, names) for info, names in seen.values()]
 
 
 @contextmanager

@@ -495,7 +495,8 @@ class Execution:
             self.log(f"{self.job.instance_id}: its work dir {work.path} could not be deleted: "
                      f"{err}")
             return
-        self.log(f"{self.job.instance_id}: work dir deleted ({size} bytes): {work.path}")
+        self.log(f"{self.job.instance_id}: work dir deleted ({size} bytes freed; the results "
+                 f"keep the files they share with it): {work.path}")
 
     def _kept_work(self) -> None:
         """Say how much the work dir of a failed or cancelled job keeps for a retry."""
