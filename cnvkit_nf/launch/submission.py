@@ -500,7 +500,7 @@ class Execution:
 
     def _kept_work(self) -> None:
         """Say how much the work dir of a failed or cancelled job keeps for a retry."""
-        size = self._work.size()
+        size = self._work.size() if self.job.run_dir else 0
         if size:
             self.log(f"{self.job.instance_id}: its work dir keeps {size} bytes for a retry "
                      f"(which resumes it): {self._work.path}")

@@ -7,11 +7,13 @@ the results folder without following a link, and a name swapped (for a link, ano
 after it was opened is neither linked nor copied: the publication fails.
 
 Files are first placed into a hidden folder inside the output folder; only once every one is
-there are they renamed into place, the manifest last. A file is hard linked when a copy would
-be no different (it has the mode the umask gives), nothing else shares it (no links but its
-own and those of files about to be deleted, such as its task's in the run's work dir) and the
-file system allows it; else (another device, links refused, a file shared with something that
-must not change with it) it is copied. A copy that fails (a full disk) leaves nothing of the
+there are they renamed into place, the manifest last. A file the manifest vouches for is hard
+linked when a copy would be no different (it has the mode the umask gives), nothing else
+shares it (no links but its own and those of files about to be deleted, such as its task's in
+the run's work dir) and the file system allows it; else (another device, links refused, a file
+shared with something that must not change with it) it is copied. So are the manifest and the
+files it does not cover (Nextflow's logs in pipeline_info/, which a rerun of the job rewrites
+in place). A copy that fails (a full disk) leaves nothing of the
 new result behind. Files and folders get the modes the umask gives, as any program's would.
 
 A publication holds a lock on its hidden folder while it lasts. One that a killed process left
@@ -169,7 +171,8 @@ class _Publication:
         staged = str(len(self.staged))
         with confined.opened(confined.file_in(holder, last)) as source:
             info = os.fstat(source)
-            if self._alone(info) and confined.link(holder, last, source, self.stage, staged):
+            if manifest.covered(name) and self._alone(info) and confined.link(
+                    holder, last, source, self.stage, staged):
                 os.fsync(source)  # the result is on disk before its manifest is
                 self.published.linked += 1
                 self.published.linked_bytes += info.st_size

@@ -308,7 +308,8 @@ def test_published_files_follow_the_umask(site, results, umask):
     previous = os.umask(umask)
     try:
         out = site["a"] / f"out-{umask:o}"
-        assert publish_local.publish(results, str(out), Roots((site["a"],), (site["a"],))).files == 4
+        roots = Roots((site["a"],), (site["a"],))
+        assert publish_local.publish(results, str(out), roots).files == 4
     finally:
         os.umask(previous)
     assert manifest.verify(out) == []
