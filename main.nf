@@ -238,6 +238,25 @@ def placeManifest(made, folder, session) {
     java.nio.file.Files.move(partial, target, java.nio.file.StandardCopyOption.ATOMIC_MOVE)
 }
 
+// What a direct run's work dir keeps for -resume (its files, each once), and how to drop it.
+def workDirNote(work) {
+    if (work.fileSystem != java.nio.file.FileSystems.default || !java.nio.file.Files.isDirectory(work)) {
+        return "The work dir ${work.toUriString()} keeps the task files for -resume."
+    }
+    def seen = [] as Set
+    long bytes = 0
+    java.nio.file.Files.walk(work).withCloseable { paths ->
+        paths.each { p ->
+            def a = java.nio.file.Files.readAttributes(p, java.nio.file.attribute.BasicFileAttributes, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+            if (a.isRegularFile() && seen.add(a.fileKey())) {
+                bytes += a.size()
+            }
+        }
+    }
+    return "The work dir ${work} keeps ${bytes} bytes of task files for -resume; the results do not need them: " +
+        "`nextflow clean -f` (here) drops this run's, removing ${work} drops every run's."
+}
+
 workflow {
     def schema = new groovy.json.JsonSlurper().parse(file("${projectDir}/nextflow_schema.json"))
     def inputs = schema['$defs'].input_options.properties
@@ -265,9 +284,14 @@ workflow {
     folder.resolve('manifest.json').delete()
     def made = null
     def run = workflow  // within the handler `workflow` is not this run's
+    def direct = !params.job?.instance_id  // cnvkit-nf deletes a finished job's work dir itself
+    def logger = log
     run.onComplete {
         if (run.success && made) {
             placeManifest(made, folder, run.sessionId)
+        }
+        if (direct) {
+            logger.info(workDirNote(run.workDir))
         }
     }
 

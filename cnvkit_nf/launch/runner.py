@@ -11,12 +11,16 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,7 +133,7 @@ class JobRun:
 
         A run folder that already holds a Nextflow session is resumed: finished tasks are reused.
         """
-        work = self.options.work_dir or self.folder.work
+        work = work_dir(self.options, self.folder).path
         command = [executable, "run", str(PIPELINE / "main.nf"),
                    "-params-file", str(self.folder.params),
                    "-profile", self.options.profile, "-work-dir", str(work), "-ansi-log", "false"]
@@ -223,6 +227,97 @@ class JobRun:
             log = self.folder.nextflow_log.read_text(errors="replace")
             return Ended(failure=failure_message(log, returncode))
         return Ended()
+
+
+TASK_FOLDER = re.compile(r"[0-9a-f]{2}/[0-9a-f]{30}")  # <work dir>/ab/cdef..., as Nextflow names it
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """The Nextflow work dir of one job's run: its run folder's work/, the run's alone, or an
+    operator's `--work-dir`, which several runs may share: of that one, only the task folders
+    this run's trace lists (any attempt, any session of its run folder) are the run's."""
+
+    path: Path
+    own: bool
+    trace: Path
+
+    def parts(self) -> list[Path]:
+        """What of the work dir is this run's: the whole folder, or its task folders."""
+        if self.own:
+            return [self.path] if self.path.is_dir() else []
+        found = {"/".join(Path(row.get("workdir", "")).parts[-2:])
+                 for row in trace_rows(self.trace)}
+        return [self.path / name for name in sorted(found) if TASK_FOLDER.fullmatch(name)
+                and os.path.lexists(self.path / name)]
+
+    def files(self) -> set[tuple[int, int]]:
+        """The (device, inode) of each regular file of this run's part, no link followed."""
+        return {(info.st_dev, info.st_ino) for info, _ in _inodes(self.parts())
+                if stat.S_ISREG(info.st_mode)}
+
+    def size(self) -> int:
+        """The bytes deleting this run's part would free (`disk_bytes`, `alone`)."""
+        return disk_bytes(self.parts(), alone=True)
+
+    def drop(self) -> None:
+        """Delete this run's part, never following a link out of it: a work dir (or a task
+        folder, or the folder above it) that is a link is left."""
+        if self.own:
+            with _folder(self.path.parent) as above:
+                shutil.rmtree(self.path.name, dir_fd=above)
+            return
+        for task in self.parts():
+            with _folder(task.parent) as above:
+                shutil.rmtree(task.name, dir_fd=above)
+                try:
+                    os.rmdir(task.parent)
+                except OSError:
+                    pass  # other runs' task folders share it
+
+
+def work_dir(options: RunOptions, folder: RunFolder) -> WorkDir:
+    """The work dir of a job's run: the operator's `--work-dir`, else the run folder's."""
+    return WorkDir(options.work_dir or folder.work, options.work_dir is None,
+                   folder.results.trace)
+
+
+def disk_bytes(paths: Iterable[Path], alone: bool = False) -> int:
+    """The bytes the files and folders under `paths` keep on disk: each inode once (hard
+    links count once), no link followed, what is missing counted as nothing. With `alone`,
+    only what deleting them would free: a file with a link elsewhere is not counted."""
+    return sum(info.st_blocks * 512 for info, names in _inodes(paths)
+               if not alone or names >= info.st_nlink or stat.S_ISDIR(info.st_mode))
+
+
+def _inodes(paths: Iterable[Path]) -> list[tuple[os.stat_result, int]]:
+    """Each inode under `paths` once (files, folders) with its names there, no link
+    followed."""
+    seen: dict[tuple[int, int], list] = {}
+    pending = list(paths)
+    while pending:
+        current = pending.pop()
+        try:
+            info = os.lstat(current)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        seen.setdefault((info.st_dev, info.st_ino), [info, 0])[1] += 1
+        if stat.S_ISDIR(info.st_mode):
+            try:
+                pending += [Path(entry.path) for entry in os.scandir(current)]
+            except OSError:
+                pass
+    return [(info, names) for info, names in seen.values()]
+
+
+@contextmanager
+def _folder(path: Path) -> Iterator[int]:
+    """An open folder (not a link) to delete a name in, closed when the block ends."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def job_log(job: Job, tail_bytes: int = LOG_TAIL_BYTES) -> dict:

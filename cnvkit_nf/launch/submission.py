@@ -21,10 +21,15 @@ It reads in one direction; each step has one home and hands its result to the ne
                   from stage to here hold `state.locks.staging`
       conclude    the bin-size warnings of its regions (reference/bin_sizes.json) added to
                   its message; the results published to `output_dir` (local or object
-                  storage), manifest last; the end recorded; a reference (and accessible
-                  regions) the job built kept for reuse. When the service stops meanwhile,
-                  the publication rolls back and the job stays RUNNING: the next start
-                  publishes it again
+                  storage), manifest last; the end recorded; the run's work dir deleted
+                  (nothing resumes a finished run); a reference (and accessible regions) the
+                  job built kept for reuse. When the service stops meanwhile, the
+                  publication rolls back and the job stays RUNNING: the next start publishes
+                  it again. A failed or cancelled job keeps its work dir (a retry resumes it)
+
+One copy of the results: Nextflow hard links them from the work dir into the run folder's
+results/ when both are on one device (params `publish_dir_mode`), and a local `output_dir`
+gets links of those (`publish_local`), so once the work dir is gone one copy is left.
 
 A job that cannot end well raises `JobFailed` with the kind of its failure (`jobs.Failure`).
 """
@@ -32,6 +37,7 @@ A job that cannot end well raises `JobFailed` with the kind of its failure (`job
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -47,7 +53,7 @@ from cnvkit_nf.contract.problems import Problem, errors, summary
 from cnvkit_nf.launch import local_files
 from cnvkit_nf.launch.input_store import InputStore, StoreError
 from cnvkit_nf.launch.local_files import DEFAULT_CHECK, CheckLimits
-from cnvkit_nf.launch.runner import Ended, JobRun, RunOptions
+from cnvkit_nf.launch.runner import Ended, JobRun, RunOptions, WorkDir, work_dir
 from cnvkit_nf.reference import access
 from cnvkit_nf.reference.access import AccessCache
 from cnvkit_nf.reference.cache import Lease, ReferenceCache, key_of
@@ -227,8 +233,10 @@ class Execution:
                     lease.release()
         except JobFailed as failed:
             self.job = self.store.fail(self.job.instance_id, str(failed), failed.failure)
+            self._kept_work()
         except JobCancelled:
             self.job = self.store.cancelled(self.job.instance_id)
+            self._kept_work()
         except JobInterrupted:
             self.log(f"{self.job.instance_id}: the service stopped while its results were "
                      "published; rolled back, they are published at the next start")
@@ -337,7 +345,9 @@ class Execution:
         except subprocess.SubprocessError as err:
             raise JobFailed(f"the inputs' indexes could not be looked at: {err}",
                             Failure.SYSTEM) from None
-        return {**params, "inputs_checked": True, "job": job, "indexes": indexes}
+        return {**params, "inputs_checked": True, "job": job, "indexes": indexes,
+                "publish_dir_mode": "link" if _device(self._work.path) == _device(results)
+                else "copy"}
 
     def _reference_lease(self, params: dict) -> Lease | None:
         """Hold the project's cache entry of the reference these params would build: when it is
@@ -431,6 +441,7 @@ class Execution:
         finally:
             with self._lock:
                 self._concluding = False
+        self._drop_work()
         self._keep_reference(params)
         self._keep_access(params)
         return self.job
@@ -449,17 +460,20 @@ class Execution:
                                          message="; ".join(filter(None, [said, *new])))
 
     def _publish(self, results: Path) -> None:
-        """Copy the finished results folder to `output_dir`, manifest last; rolled back when
-        the service stops meanwhile (JobInterrupted)."""
+        """Publish the finished results folder to `output_dir`, manifest last (a local one by
+        hard links where it can: `publish_local`); rolled back when the service stops
+        meanwhile (JobInterrupted)."""
         objects, output_dir = self.plan.objects, self.plan.request.output_dir
         started = time.monotonic()
         stop = self.stopping or threading.Event()
+        how = "manifest last"
         try:
             if output_dir.is_remote:
                 count = storage.publish(objects.s3, results, output_dir, stop=stop)
-            else:
-                count = publish_local.publish(results, self._local_output(), self.roots,
-                                              stop=stop)
+            else:  # the work dir's links to the results go once they are published
+                published = publish_local.publish(results, self._local_output(), self.roots,
+                                                  stop=stop, disposable=self._work.files())
+                count, how = published.files, f"{how}; {published}"
         except manifest.Interrupted:
             raise JobInterrupted from None
         except publish_local.PublishError as err:
@@ -468,7 +482,28 @@ class Execution:
         except Exception as err:  # noqa: BLE001 - any other failure to publish fails the job
             raise JobFailed(f"publishing the results failed: {err}", Failure.SYSTEM) from None
         self.log(f"published {count} files to {output_dir.raw} in "
-                 f"{time.monotonic() - started:.1f} s (manifest last)")
+                 f"{time.monotonic() - started:.1f} s ({how})")
+
+    def _drop_work(self) -> None:
+        """Delete the finished run's work dir (of a shared `--work-dir`, its task folders):
+        its results are published and nothing resumes a finished run."""
+        work = self._work
+        try:
+            size = work.size()
+            work.drop()
+        except OSError as err:
+            self.log(f"{self.job.instance_id}: its work dir {work.path} could not be deleted: "
+                     f"{err}")
+            return
+        self.log(f"{self.job.instance_id}: work dir deleted ({size} bytes freed; the results "
+                 f"keep the files they share with it): {work.path}")
+
+    def _kept_work(self) -> None:
+        """Say how much the work dir of a failed or cancelled job keeps for a retry."""
+        size = self._work.size() if self.job.run_dir else 0
+        if size:
+            self.log(f"{self.job.instance_id}: its work dir keeps {size} bytes for a retry "
+                     f"(which resumes it): {self._work.path}")
 
     def _keep_reference(self, params: dict) -> None:
         """Keep the reference a finished job built in the cache, unless its inputs changed
@@ -515,6 +550,11 @@ class Execution:
         return RunFolder(self.job.run_dir)
 
     @property
+    def _work(self) -> WorkDir:
+        """The run's work dir (`runner.WorkDir`)."""
+        return work_dir(self.options, self._folder)
+
+    @property
     def _staging_cache(self) -> Path:
         """Where object-storage inputs are downloaded to (keyed by their identity)."""
         return StateDir(self.state_dir).staging_cache
@@ -526,6 +566,16 @@ class Execution:
 
     def _local_output(self) -> str:
         return self.roots.absolute(self.plan.request.output_dir.key)
+
+
+def _device(path: Path) -> int:
+    """The device of the folder `path` is or will be made in (its nearest existing one)."""
+    for folder in [path, *path.parents]:
+        try:
+            return os.stat(folder).st_dev
+        except OSError:
+            continue
+    return -1
 
 
 def notices(job: dict) -> list[str]:

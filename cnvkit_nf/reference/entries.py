@@ -8,8 +8,11 @@ before reuse, pruned least recently used first.
 
 An entry is made in a hidden folder (`.<key>.<random>`), each file and the folder synced to
 disk, then renamed into place whole: a crash leaves at most a hidden folder, which `entries`
-ignores and `prune` removes once no job holds its key. entry.json records each file's size
-and SHA-256; `acquire` checks them (sizes first, then digests) before a job reuses the entry.
+ignores and `prune` removes once no job holds its key. A file is kept as a hard link of the
+job's result when that is its only name (a job's run folder, never a user's output folder,
+which its user may change) and the device allows it; else as a copy. entry.json records each
+file's size and SHA-256; `acquire` checks them (sizes first, then digests) before a job reuses
+the entry.
 An entry that fails the check, or whose entry.json records no digests (kept by an older
 version), is removed under the exclusive lock and the job builds it again, with a warning
 (`Lease.warning`): a damaged entry is never reused silently.
@@ -21,6 +24,7 @@ size (its folder in the staging cache).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -169,7 +173,7 @@ class EntryStore:
         partial = place / f".{key}.{uuid.uuid4().hex}"
         partial.mkdir(parents=True)
         try:
-            files = {name: _write(partial / name, _chunks(reference_folder / name))
+            files = {name: _keep(reference_folder / name, partial / name)
                      for name in self.FILES}
             _write(partial / "entry.json", [json.dumps(
                 {"project": project, "key": key, "created": time.time(), "files": files,
@@ -240,6 +244,31 @@ def _discard(folder: Path) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
+def _keep(source: Path, target: Path) -> dict:
+    """Keep a job's file as `target`: a hard link when the job's results alone hold it (one
+    name) and the device allows it, else a copy; its size and SHA-256. A link is not
+    followed."""
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if info.st_nlink == 1:
+            try:
+                os.link(source, target, follow_symlinks=False)
+            except OSError as err:
+                if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES,
+                                     errno.ENOTSUP):
+                    raise
+            else:
+                made = os.lstat(target)
+                if (made.st_dev, made.st_ino) != (info.st_dev, info.st_ino):
+                    raise OSError(f"{source} changed while it was kept")
+                os.fsync(fd)
+                return {"size": made.st_size, "sha256": manifest.hexdigest(target)}
+        return _write(target, _chunks(fd))
+    finally:
+        os.close(fd)
+
+
 def _write(target: Path, chunks: Iterable[bytes]) -> dict:
     """Write a new file, synced to disk; its size and SHA-256."""
     digest, size = hashlib.sha256(), 0
@@ -253,8 +282,9 @@ def _write(target: Path, chunks: Iterable[bytes]) -> dict:
     return {"size": size, "sha256": digest.hexdigest()}
 
 
-def _chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as reader:
+def _chunks(fd: int) -> Iterator[bytes]:
+    """The content of an open file, from where it is read."""
+    with open(fd, "rb", closefd=False) as reader:
         while chunk := reader.read(CHUNK):
             yield chunk
 

@@ -102,9 +102,58 @@ def subfolder(fd: int, name: str) -> int:
     return step
 
 
+def existing_subfolder(fd: int, name: str) -> int:
+    """A descriptor of the existing folder `name` in folder `fd`; Refused when it is a link
+    (or missing)."""
+    step = _step(fd, name, _FOLDER, create=False)
+    if isinstance(step, str):
+        raise Refused(f"{name} is a symbolic link; results are never read through one")
+    return step
+
+
+def file_in(fd: int, name: str) -> int:
+    """A read-only descriptor of the regular file `name` in folder `fd`; Refused when it is a
+    link, a folder or not a regular file."""
+    step = _step(fd, name, _FILE, create=False)
+    if isinstance(step, str):
+        raise Refused(f"{name} is a symbolic link; results are never read through one")
+    if not stat.S_ISREG(os.fstat(step).st_mode):
+        os.close(step)
+        raise Refused(f"{name} is not a regular file")
+    return step
+
+
+def link(folder: int, name: str, source: int, dest_folder: int, dest: str) -> bool:
+    """Hard link the file `name` of `folder`, which must still be the open file `source`,
+    as `dest` in `dest_folder`: True when linked, False when the file system refuses the link
+    (another device, links not allowed, too many links: copy instead). The name is linked, not
+    followed: one swapped meanwhile (for a link, another file) is unlinked again and Refused."""
+    try:
+        os.link(name, dest, src_dir_fd=folder, dst_dir_fd=dest_folder, follow_symlinks=False)
+    except OSError as err:
+        if err.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP):
+            return False
+        raise
+    made, kept = os.stat(dest, dir_fd=dest_folder, follow_symlinks=False), os.fstat(source)
+    if (made.st_dev, made.st_ino) != (kept.st_dev, kept.st_ino):
+        os.unlink(dest, dir_fd=dest_folder)
+        raise Refused(f"{name} changed while it was published")
+    return True
+
+
 def copy(source: int, dest: int) -> int:
-    """Copy every byte of the open file `source` (from its start) into `dest`; the count."""
+    """Copy every byte of the open file `source` (from its start) into `dest`; the count.
+    copy_file_range first: on one file system that can (btrfs, XFS with reflink), the copy
+    shares the data's blocks until either file changes; else (another device, a kernel or file
+    system without it) sendfile."""
     offset = 0
+    try:
+        while sent := os.copy_file_range(source, dest, 1 << 30, offset, offset):
+            offset += sent
+        return offset
+    except OSError as err:
+        if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
     while sent := os.sendfile(dest, source, offset, 1 << 24):
         offset += sent
     return offset

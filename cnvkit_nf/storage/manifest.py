@@ -6,6 +6,7 @@ from cnvkit_nf.pipeline_files import load_bin
 _manifest = load_bin("result_manifest")
 NAME = _manifest.NAME
 hexdigest = _manifest.hexdigest
+covered = _manifest.covered
 write = _manifest.write
 publish = _manifest.publish
 Interrupted = _manifest.Interrupted

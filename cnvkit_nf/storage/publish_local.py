@@ -2,10 +2,19 @@
 
 The folder is opened inside the writable roots (`confined`), and everything below it is
 reached through folder descriptors that refuse links: a folder swapped for a link after the
-check is never written through. Files are first copied into a hidden folder inside the output
-folder; only once every one is there are they renamed into place, the manifest last. A copy
-that fails (a full disk) leaves nothing of the new result behind. Files and folders get the
-modes the umask gives, as any program's would.
+check is never written through. The results are read the same way: each file is opened below
+the results folder without following a link, and a name swapped (for a link, another file)
+after it was opened is neither linked nor copied: the publication fails.
+
+Files are first placed into a hidden folder inside the output folder; only once every one is
+there are they renamed into place, the manifest last. A file the manifest vouches for is hard
+linked when a copy would be no different (it has the mode the umask gives), nothing else
+shares it (no links but its own and those of files about to be deleted, such as its task's in
+the run's work dir) and the file system allows it; else (another device, links refused, a file
+shared with something that must not change with it) it is copied. So are the manifest and the
+files it does not cover (Nextflow's logs in pipeline_info/, which a rerun of the job rewrites
+in place). A copy that fails (a full disk) leaves nothing of the
+new result behind. Files and folders get the modes the umask gives, as any program's would.
 
 A publication holds a lock on its hidden folder while it lasts. One that a killed process left
 behind holds none: the next publication into the folder removes it. A publication stopped
@@ -20,6 +29,8 @@ import os
 import stat
 import threading
 import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnvkit_nf.storage import confined, manifest
@@ -38,9 +49,30 @@ class PublishError(Exception):
         self.refused = refused
 
 
+@dataclass
+class Published:
+    """What a publication placed: files linked and copied, and their bytes."""
+
+    linked: int = 0
+    copied: int = 0
+    linked_bytes: int = 0
+    copied_bytes: int = 0
+
+    @property
+    def files(self) -> int:
+        return self.linked + self.copied
+
+    def __str__(self) -> str:
+        return (f"{self.linked} linked ({self.linked_bytes} bytes), {self.copied} copied "
+                f"({self.copied_bytes} bytes)")
+
+
 def publish(results: Path, output_dir: str, roots: Roots,
-            stop: threading.Event | None = None) -> int:
-    """Publish the files of `results` into `output_dir`, manifest last; the file count.
+            stop: threading.Event | None = None,
+            disposable: Collection[tuple[int, int]] = ()) -> Published:
+    """Publish the files of `results` into `output_dir`, manifest last; what was linked and
+    copied. A file is linked only when its links are its own in `results` and those of
+    `disposable` (device, inode) pairs: files to be deleted after the publication.
     Leftovers of publications that a killed process left there are removed first."""
     try:
         out = confined.open_folder(output_dir, roots.writable, create=True)
@@ -48,7 +80,7 @@ def publish(results: Path, output_dir: str, roots: Roots,
         raise PublishError(f"output_dir {output_dir}: {err}", refused=True) from None
     with confined.opened(out):
         _remove_leftovers(out)
-        return _Publication(out, stop or threading.Event()).run(results)
+        return _Publication(out, stop or threading.Event(), set(disposable)).run(results)
 
 
 def withdraw_manifest(output_dir: str, roots: Roots) -> None:
@@ -89,50 +121,86 @@ def _remove_leftovers(out: int) -> None:
                 continue  # a publication under way (locked), or not one of ours
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for every thread)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+
+
 class _Publication:
     """One publication into an open output folder."""
 
-    def __init__(self, out: int, stop: threading.Event):
-        self.out, self.stop = out, stop
+    def __init__(self, out: int, stop: threading.Event, disposable: set[tuple[int, int]]):
+        self.out, self.stop, self.disposable = out, stop, disposable
+        self.published = Published()
+        self.mode = 0o666 & ~_umask()  # what a copy's mode is
+        self.sources: dict[str, int] = {}  # relative folder of the results -> descriptor
         self.hidden = f"{HIDDEN}{uuid.uuid4().hex}"
         self.folders: dict[str, int] = {"": out}  # relative folder -> descriptor
         self.made: list[str] = []  # folders this publication created, to remove on failure
         self.staged: list[str] = []  # relative names, in the order they are to appear
 
-    def run(self, results: Path) -> int:
+    def run(self, results: Path) -> Published:
         os.mkdir(self.hidden, 0o700, dir_fd=self.out)
         self.stage = os.open(self.hidden, _LISTED, dir_fd=self.out)
         fcntl.flock(self.stage, fcntl.LOCK_EX)  # held while it lasts: not a leftover
         done = False
         try:
-            count = manifest.publish(results, self._copy, stop=self.stop)
+            self.sources[""] = os.open(results, _LISTED)
+            manifest.publish(results, self._stage, stop=self.stop)
             for number, name in enumerate(self.staged):
                 folder, base = self._place(name)
                 os.rename(str(number), base, src_dir_fd=self.stage, dst_dir_fd=folder)
             done = True
-            return count
+            return self.published
         except (OSError, confined.Refused) as err:
             raise PublishError(f"publishing into the output folder failed: {err}") from err
         finally:
             self._clean(done)
 
-    def _copy(self, path: Path, name: str) -> None:
-        """Copy one file into the hidden folder, after checking where it will go."""
+    def _stage(self, _path: Path, name: str) -> None:
+        """Link or copy one file of the results (`name`, reached below the results folder,
+        never through a link) into the hidden folder, after checking where it will go."""
         folder, base = self._place(name)
         try:
             if stat.S_ISDIR(os.stat(base, dir_fd=folder, follow_symlinks=False).st_mode):
                 raise PublishError(f"{name} exists in the output folder as a folder")
         except FileNotFoundError:
             pass
-        with open(path, "rb") as source:
-            dest = os.open(str(len(self.staged)), os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                           | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=self.stage)
-            try:
-                confined.copy(source.fileno(), dest)
-                os.fsync(dest)
-            finally:
-                os.close(dest)
+        holder, last = self._source(name)
+        staged = str(len(self.staged))
+        with confined.opened(confined.file_in(holder, last)) as source:
+            info = os.fstat(source)
+            if manifest.covered(name) and self._alone(info) and confined.link(
+                    holder, last, source, self.stage, staged):
+                os.fsync(source)  # the result is on disk before its manifest is
+                self.published.linked += 1
+                self.published.linked_bytes += info.st_size
+            else:
+                dest = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                               | os.O_CLOEXEC, 0o666, dir_fd=self.stage)
+                try:
+                    self.published.copied_bytes += confined.copy(source, dest)
+                    os.fsync(dest)
+                finally:
+                    os.close(dest)
+                self.published.copied += 1
         self.staged.append(name)
+
+    def _alone(self, info: os.stat_result) -> bool:
+        """Whether a results file may be linked: it has a copy's mode, and no links but its
+        own and a disposable one."""
+        return (stat.S_IMODE(info.st_mode) == self.mode
+                and info.st_nlink - ((info.st_dev, info.st_ino) in self.disposable) == 1)
+
+    def _source(self, name: str) -> tuple[int, str]:
+        """The open results folder holding `name` (never reached through a link), and the
+        file's name in it."""
+        parent, _, base = name.rpartition("/")
+        if parent not in self.sources:
+            holder, last = self._source(parent)
+            self.sources[parent] = confined.existing_subfolder(holder, last)
+        return self.sources[parent], base
 
     def _place(self, name: str) -> tuple[int, str]:
         """The open folder that will hold `name` (made when missing) and its file name."""
@@ -164,3 +232,5 @@ class _Publication:
         for parent, fd in self.folders.items():
             if parent:
                 os.close(fd)
+        for fd in self.sources.values():
+            os.close(fd)

@@ -199,16 +199,6 @@ def test_results_equal_cnvkit_run_by_hand(seed_run, cohort, tmp_path):
         assert (out / name).read_text() == (tmp_path / Path(name).name).read_text(), name
 
 
-def test_resume_reuses_every_task(seed_run):
-    result = launch(["run", str(seed_run["request_file"]), "--resume"], seed_run["state"],
-                    cwd=seed_run["work"])
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == f"instance_id: {_job_id(seed_run)}"
-    trace = read_table(seed_run["out"] / "pipeline_info" / "trace.tsv")
-    assert {row["status"] for row in trace} == {"CACHED"}
-    assert manifest.verify(seed_run["out"]) == []
-
-
 def test_flat_reference_and_gene_symbols(cohort, nextflow_bin, tmp_path):
     """No controls: a flat reference; GENCODE GFF3 annotation: targets named by gene symbol.
     The folder held an earlier result: its manifest is replaced, its leftovers not vouched for.

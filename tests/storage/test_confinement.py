@@ -308,7 +308,8 @@ def test_published_files_follow_the_umask(site, results, umask):
     previous = os.umask(umask)
     try:
         out = site["a"] / f"out-{umask:o}"
-        assert publish_local.publish(results, str(out), Roots((site["a"],), (site["a"],))) == 4
+        roots = Roots((site["a"],), (site["a"],))
+        assert publish_local.publish(results, str(out), roots).files == 4
     finally:
         os.umask(previous)
     assert manifest.verify(out) == []
@@ -337,7 +338,9 @@ def test_publishing_never_writes_through_a_link(site, results):
 
 def test_a_failed_publication_leaves_nothing_of_the_new_result(site, results):
     """A file too large to write (EFBIG under RLIMIT_FSIZE, as a full disk would fail) stops
-    the publication: the folder keeps the earlier result's files, and nothing new."""
+    the publication: the folder keeps the earlier result's files, and nothing new. The big
+    file has another name, so it is copied, not linked."""
+    os.link(results / "big.bin", results.parent / "big.bin.shared")
     out = site["a"] / "out"
     (out / "samples").mkdir(parents=True)
     (out / "old.txt").write_text("an earlier result\n")
