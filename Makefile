@@ -51,7 +51,7 @@ test-fast: install
 bench: install
 	$(PY) benchmarks/bench_batch.py
 
-# exome scale (hg38 lengths, ~200k targets, 5 x 6M reads): ~5 GB of cached data, long; quick
+# exome scale (hg38 lengths, ~200k targets, 5 x 6M reads): ~4 GB of cached data, long; quick
 # check: make bench-exome EXOME_ARGS="--scale 0.02"
 bench-exome: install
 	$(PY) benchmarks/bench_exome.py $(EXOME_ARGS)

@@ -67,9 +67,9 @@ HG38 = {
     "chr17": 83_257_441, "chr18": 80_373_285, "chr19": 58_617_616, "chr20": 64_444_167,
     "chr21": 46_709_983, "chr22": 50_818_468, "chrX": 156_040_895, "chrY": 57_227_415,
 }  # fmt: skip
-# Where the N runs go, roughly as in hg38 (Mb): each centromere (the cytoband's acen bands,
-# rounded), the acrocentric short arms and chrY's heterochromatic q12; plus TELOMERE bp of N at
-# each end. Only shape, not hg38's exact gaps: `cnvkit.py access` gets something to find.
+# Where the N runs go, roughly as in hg38 (Mb): each centromere (the merged acen bands of UCSC's
+# hg38 cytoBand), the acrocentric short arms and chrY's heterochromatic q12 (approximate); plus
+# TELOMERE bp of N at each end. hg38's shape, not its exact gaps: `access` has runs to find.
 GAPS_MB = {
     "chr1": [(121.7, 125.1)], "chr2": [(91.8, 96.0)], "chr3": [(87.8, 94.0)],
     "chr4": [(48.2, 51.8)], "chr5": [(46.1, 51.4)], "chr6": [(58.5, 62.6)],
