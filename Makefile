@@ -7,7 +7,7 @@ NFCORE  := tools/nf-core/venv/bin/nf-core
 # answer against it); only the file is taken from the wheel, none of sapporo's dependencies.
 WES_SPEC := tools/wes/ga4gh-wes-spec-1.1.0.yml
 
-.PHONY: install demo demo-s3 demo-service test test-fast bench bench-service clean
+.PHONY: install demo demo-s3 demo-service test test-fast bench bench-exome bench-service clean
 
 install: $(STAMP)
 	$(PY) -m cnvkit_nf.launch.nextflow install
@@ -50,6 +50,11 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/bench_batch.py
+
+# exome scale (hg38 lengths, ~200k targets, 5 x 6M reads): ~4 GB of cached data, long; quick
+# check: make bench-exome EXOME_ARGS="--scale 0.02"
+bench-exome: install
+	$(PY) benchmarks/bench_exome.py $(EXOME_ARGS)
 
 bench-service: install
 	$(PY) benchmarks/bench_service.py

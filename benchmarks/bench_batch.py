@@ -193,16 +193,18 @@ def run_warm_baseline(made: Cohort, reference: Path, folder: Path) -> dict:
     return {"steps": steps, **total(list(steps.values()))}
 
 
-def run_baseline(made: Cohort, folder: Path) -> dict:
-    """access, batch, genemetrics per experimental sample and sex, each timed on its own."""
+def run_baseline(made: Cohort, folder: Path, options: list = BATCH_OPTIONS,
+                 targets: Path | None = None) -> dict:
+    """access, batch, genemetrics per experimental sample and sex, each timed on its own;
+    batch with `options` and `--targets targets` (default: the cohort's BED)."""
     folder.mkdir()
     log, access = folder / "run.log", folder / "access.bed"
     experimental = [s.name for s in made.samples if not s.control]
     steps = {"access": timed([CNVKIT, "access", made.ref, "-o", access], log)}
-    inputs = [*made.experimental, "--normal", *made.controls, "--targets", made.bed]
+    inputs = [*made.experimental, "--normal", *made.controls, "--targets", targets or made.bed]
     inputs += ["--fasta", made.ref, "--access", access, "-p", CPUS]
     outputs = ["--output-reference", folder / "reference.cnn", "--output-dir", folder]
-    steps["batch"] = timed([CNVKIT, "batch", *inputs, *BATCH_OPTIONS, *outputs], log)
+    steps["batch"] = timed([CNVKIT, "batch", *inputs, *options, *outputs], log)
     steps["genemetrics"] = total(
         [
             timed(
