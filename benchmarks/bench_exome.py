@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_batch as bb  # noqa: E402
 from bench_batch import ROOT  # noqa: E402
 
+from cnvkit_nf.launch.runner import disk_bytes  # noqa: E402
 from cnvkit_nf.state.layout import Results, StateDir  # noqa: E402
 from scaffold.simulate import (  # noqa: E402
     GC_BLOCK,
@@ -193,17 +194,6 @@ def exome_cohort(scale: float, samples: int, reads: int, targets: int,
     return made, times
 
 
-def disk_bytes(*paths: Path) -> int:
-    """Bytes of the files under `paths`, each inode counted once (hard links, shared files)."""
-    seen: dict[tuple[int, int], int] = {}
-    for top in paths:
-        for folder, _, names in os.walk(top):
-            for name in names:
-                st = os.lstat(os.path.join(folder, name))
-                seen[st.st_dev, st.st_ino] = st.st_blocks * 512
-    return sum(seen.values())
-
-
 def bed_rows(path: Path) -> set[tuple[str, str, str]]:
     with open(path) as handle:
         return {tuple(line.split("\t")[:3]) for line in handle if line.strip()}
@@ -265,12 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run[side]['wall_s']:.1f} s (exit {run[side]['exit']})", flush=True)
         if side == "cnvkit_nf":
             runs = list(StateDir(state).runs.iterdir())
-            run["disk"] = {"cnvkit_nf_run_folder": disk_bytes(*runs),
-                           "cnvkit_nf_output_dir": disk_bytes(cold / "output"),
-                           "cnvkit_nf": disk_bytes(*runs, cold / "output")}
+            run["disk"] = {"cnvkit_nf_run_folder": disk_bytes(runs),
+                           "cnvkit_nf_output_dir": disk_bytes([cold / "output"]),
+                           "cnvkit_nf": disk_bytes([*runs, cold / "output"])}
     failed = any(r["exit"] for k, r in run.items() if k in sides)
     if not run["baseline"]["exit"]:
-        run["disk"]["batch"] = disk_bytes(work / "batch")
+        run["disk"]["batch"] = disk_bytes([work / "batch"])
         run["target_bins"] = same_bins(job, work / "batch")
     specs = [s for s in made.samples if s.events]
     run["calls"] = bb.check_calls(specs, cold / "output", work / "batch")
