@@ -70,10 +70,12 @@ MEGABYTES = {"B": 2**-20, "KB": 2**-10, "MB": 1.0, "GB": 2**10, "TB": 2**20}
 
 
 def confs(processes: int) -> dict[str, str]:
-    """The seed request's nine option strings, with coverage `-p` set to `processes`."""
+    """The seed request's nine option strings, with coverage `-p` set to `processes` and
+    segment given the same -p (batch's -p runs both coverage and segment in parallel)."""
     seed = json.loads(SEED_REQUEST.read_text())
     out = {k: " ".join(v.split()) for k, v in seed.items() if k.endswith("_conf")}
     out["coverage_conf"] = re.sub(r"-p \d+", f"-p {processes}", out["coverage_conf"])
+    out["segment_conf"] = f"{out['segment_conf']} -p {processes}"
     return out
 
 
@@ -492,8 +494,9 @@ def main(argv: list[str] | None = None) -> int:
         "--coverage-p",
         type=int,
         default=CPUS,
-        help="-p of the pipeline's coverage_conf (its CPUs per coverage task; batch keeps -p "
-        "= CPU count, which it spreads over samples)",
+        help="-p of the pipeline's coverage_conf and segment_conf (at most the CPUs of each "
+        "sample's coverage and segment; batch keeps -p = CPU count, which it spreads over "
+        "samples)",
     )
     parser.add_argument(
         "--max-wait",
