@@ -383,7 +383,8 @@ def main(argv: list[str]) -> int:
     commands = [words for blocks in groups for block in blocks for words in block]
     wrong = [shlex.join(words) for words in commands if words[0] not in SCRIPTS]
     if wrong:
-        print(f"cnvkit_stage.py: not a {' or '.join(SCRIPTS)} command line: {wrong[0]}",
+        print(f"cnvkit_stage.py: not a {', '.join(SCRIPTS[:-1])} or {SCRIPTS[-1]} command "
+              f"line: {wrong[0]}",
               file=sys.stderr)
         return 2
     if call_options is None and any(SEX_WORD in words for blocks in groups for block in blocks
