@@ -582,11 +582,17 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "failed": failed,
     }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nfigures written to {RESULTS.relative_to(ROOT)}")
+    return finish(RESULTS, results, work, failed, args.keep)
+
+
+def finish(path: Path, figures: dict, work: Path, failed: bool, keep: bool) -> int:
+    """Write the figures to `path`, keep or remove the outputs in `work`; the exit status."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    print(f"\nfigures written to {path.relative_to(ROOT)}")
     if failed:
         print(f"a command failed: see the run.log files under {work}", file=sys.stderr)
-    elif args.keep:
+    elif keep:
         print(f"outputs kept in {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)

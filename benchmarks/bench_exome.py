@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -271,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     bb.report(summary, run)
     summary |= extra_ratios(run)
     print_extra(run, summary)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    return bb.finish(RESULTS, {
         "machine": bb.machine(),
         "cohort": {"folder": str(made.ref.parent), **generation,
                    "samples": {s.name: "control" if s.control else "tumour" for s in made.samples}},
@@ -281,15 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "run": run,
         "failed": failed,
-    }, indent=2, default=str) + "\n")
-    print(f"\nfigures written to {RESULTS.relative_to(ROOT)}")
-    if failed:
-        print(f"a command failed: see the run.log files under {work}", file=sys.stderr)
-    elif args.keep:
-        print(f"outputs kept in {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return 1 if failed else 0
+    }, work, failed, args.keep)
 
 
 def extra_ratios(run: dict) -> dict:

@@ -292,17 +292,6 @@ def test_concurrent_admissions_share_one_entry(site, tmp_path):
 
 # --- publishing into a local folder ------------------------------------------------------------
 
-@pytest.fixture
-def results(tmp_path) -> Path:
-    folder = tmp_path / "results"
-    (folder / "samples" / "S1").mkdir(parents=True)
-    (folder / "samples" / "S1" / "S1.cnr").write_text("cnr\n")
-    (folder / "sex.tsv").write_text("sex\n")
-    (folder / "big.bin").write_bytes(os.urandom(3 << 20))
-    manifest.write(folder, instance_id="test")
-    return folder
-
-
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_published_files_follow_the_umask(site, results, umask):
     previous = os.umask(umask)

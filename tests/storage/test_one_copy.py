@@ -17,17 +17,6 @@ from cnvkit_nf.storage import confined, manifest, publish_local
 from cnvkit_nf.storage.confined import everywhere
 
 
-@pytest.fixture
-def results(tmp_path) -> Path:
-    folder = tmp_path / "results"
-    (folder / "samples" / "S1").mkdir(parents=True)
-    (folder / "samples" / "S1" / "S1.cnr").write_text("cnr\n")
-    (folder / "sex.tsv").write_text("sex\n")
-    (folder / "big.bin").write_bytes(os.urandom(1 << 20))
-    manifest.write(folder, instance_id="test")
-    return folder
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
