@@ -165,7 +165,8 @@ def run_pipeline(made: Cohort, options: dict[str, str], folder: Path, plots: boo
     }
     (folder / "request.json").write_text(json.dumps(request, indent=2) + "\n")
     started = time.time()
-    command = [LAUNCHER, "--state-dir", state, "run", folder / "request.json"]
+    # --keep-work: the critical path reads what each task staged from its .command.run
+    command = [LAUNCHER, "--state-dir", state, "run", folder / "request.json", "--keep-work"]
     if not plots:
         (folder / "no-plots.config").write_text("params.plots = false\n")
         command += ["-c", folder / "no-plots.config"]

@@ -254,9 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run[side]['wall_s']:.1f} s (exit {run[side]['exit']})", flush=True)
         if side == "cnvkit_nf":
             runs = list(StateDir(state).runs.iterdir())
-            run["disk"] = {"cnvkit_nf_run_folder": disk_bytes(runs),
+            # without the work dir, as a job keeps it (the bench keeps it: --keep-work)
+            kept = [part for r in runs for part in r.iterdir() if part.name != "work"]
+            run["disk"] = {"cnvkit_nf_run_folder": disk_bytes(kept),
                            "cnvkit_nf_output_dir": disk_bytes([cold / "output"]),
-                           "cnvkit_nf": disk_bytes([*runs, cold / "output"])}
+                           "cnvkit_nf": disk_bytes([*kept, cold / "output"]),
+                           "cnvkit_nf_with_work_dir": disk_bytes([*runs, cold / "output"])}
     failed = any(r["exit"] for k, r in run.items() if k in sides)
     if not run["baseline"]["exit"]:
         run["disk"]["batch"] = disk_bytes([work / "batch"])

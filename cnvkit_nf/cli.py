@@ -200,6 +200,10 @@ def params(ctx: Context, request_file: str, output: str | None, storage_mode: st
               help="Nextflow work directory (default: in the job's run folder).")
 @click.option("--resume", is_flag=True,
               help="Continue the latest run of the same request, reusing its finished tasks.")
+@click.option("--keep-work", is_flag=True,
+              help="Keep the work dir of a finished job (its task folders: for inspection or "
+                   "`nextflow -resume`); by default it is deleted once the results are "
+                   "published.")
 @click.option("-c", "--nextflow-config", "configs", multiple=True, type=click.Path(
               dir_okay=False, exists=True, path_type=Path),
               help="Extra Nextflow config file (repeatable).")
@@ -211,7 +215,8 @@ def params(ctx: Context, request_file: str, output: str | None, storage_mode: st
               help="Run with -stub-run: checks the wiring and the request, computes nothing.")
 @click.pass_obj
 def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, resume: bool,
-        configs: tuple[Path, ...], old_configs: tuple[Path, ...], stub: bool) -> None:
+        keep_work: bool, configs: tuple[Path, ...], old_configs: tuple[Path, ...],
+        stub: bool) -> None:
     """Validate a request, check its inputs, run the pipeline and wait for it.
 
     Prints the instance_id first, then progress (tasks done/total), then where the results are.
@@ -247,7 +252,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
         sys.exit(EXIT_INVALID)
     click.echo(f"instance_id: {job.instance_id}")
     execution = Execution(store, job, job_plan, ctx.state_dir,
-                          RunOptions(profile, work_dir, list(configs), stub),
+                          RunOptions(profile, work_dir, list(configs), stub, keep_work),
                           log=lambda message: click.echo(message, err=True),
                           references=ctx.references)
     for sig in (signal.SIGINT, signal.SIGTERM):

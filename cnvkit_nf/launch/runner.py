@@ -37,12 +37,15 @@ LOG_TAIL_BYTES = 1 << 20  # of Nextflow's log, in a job's log over HTTP
 
 @dataclass
 class RunOptions:
-    """How to run a job: Nextflow profile, work directory, extra config files, stub mode."""
+    """How to run a job: Nextflow profile, work directory, extra config files, stub mode,
+    and whether a finished job keeps its work dir (else deleted once its results are
+    published)."""
 
     profile: str = "local"
     work_dir: Path | None = None
     configs: list[Path] = field(default_factory=list)
     stub: bool = False
+    keep_work: bool = False
 
 
 @dataclass(frozen=True)

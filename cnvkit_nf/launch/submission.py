@@ -486,8 +486,13 @@ class Execution:
 
     def _drop_work(self) -> None:
         """Delete the finished run's work dir (of a shared `--work-dir`, its task folders):
-        its results are published and nothing resumes a finished run."""
+        its results are published and nothing resumes a finished run; unless the job was
+        asked to keep it (`RunOptions.keep_work`): then say how much it keeps."""
         work = self._work
+        if self.options.keep_work:
+            self.log(f"{self.job.instance_id}: its work dir keeps {work.size()} bytes (kept as "
+                     f"asked): {work.path}")
+            return
         try:
             size = work.size()
             work.drop()

@@ -71,6 +71,16 @@ def test_a_failed_run_keeps_its_work_dir_for_its_resume(cohort, nextflow_bin, tm
     assert not (run / "work").exists() and manifest.verify(tmp_path / "out") == []
 
 
+def test_keep_work_keeps_a_finished_runs_work_dir(cohort, nextflow_bin, tmp_path):
+    """`run --keep-work`: the finished job's work dir stays, and its log says how much."""
+    result = _stub_run(cohort, tmp_path, "--keep-work")
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "state" / "runs" / _job_id(result)
+    kept = re.search(r"its work dir keeps (\d+) bytes \(kept as asked\)", result.stderr)
+    assert kept and int(kept[1]) > 0 and list((run / "work").glob("*/*/.command.run"))
+    assert manifest.verify(tmp_path / "out") == []
+
+
 def test_of_a_shared_work_dir_only_the_runs_task_folders_go(cohort, nextflow_bin, tmp_path):
     """Another run's task folder (and a file of the operator's) in the --work-dir stay."""
     shared = tmp_path / "shared-work"
