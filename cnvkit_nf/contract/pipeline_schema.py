@@ -229,7 +229,7 @@ def build() -> dict:
             "description": "On the local executor, run the coverage of each role's samples in "
                            "one task and every tumour's calls in one, each sample beside the "
                            "others in one CNVkit interpreter; false: one task per sample, as on "
-                           "a cluster. Jobs whose coverage is chunked are never grouped."},
+                           "a cluster. Coverage in chunks keeps a task per sample and chunk."},
     }
     launcher = {
         "inputs_checked": {"title": "Inputs checked", "type": "boolean", "hidden": True,

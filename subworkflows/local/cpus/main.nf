@@ -15,7 +15,7 @@
  * of lines that runs beside the others in one CNVkit interpreter (bin/cnvkit_stage.py --jobs),
  * so that the job pays CNVkit's imports (~2 s) a fixed number of times, not once per sample.
  * A group asks for its samples' CPUs together, at most the machine's. A cluster keeps one task
- * per sample; a job whose coverage is chunked (params.coverage_chunk_bins) is not grouped.
+ * per sample; coverage in chunks (params.coverage_chunk_bins) keeps a task per sample and chunk.
  */
 
 // How many processes CNVkit's coverage -p can keep busy on a BED of `lines` lines: it runs one
