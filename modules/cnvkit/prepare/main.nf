@@ -14,16 +14,20 @@
 // adds the bin counts and the warnings of sizes that cannot fit. A job that reuses a
 // reference takes its regions from it instead, as `cnvkit.py batch -r` does (CNVkit's
 // reference2targets.py), and publishes the reference (with its record) among its results.
-// A hybrid job whose bin sizes are not autobin's makes its targets (the annotation's symbols,
-// target) beside access, on a second CPU (bin/cnvkit_stage.py blocks): they do not read it.
+// On a single machine a hybrid job whose bin sizes are not autobin's makes its targets (the
+// annotation's symbols, target) beside access, on a second CPU (bin/cnvkit_stage.py blocks):
+// they do not read it. A cluster job asks for one CPU (a second would be held for seconds).
 // Options: task.ext.args -> access (access_conf), ext.args2 -> target (target_conf),
 //          ext.args3 -> antitarget (antitarget_conf).
 
-// Whether the targets are made beside access: a hybrid job that runs access and whose bin
-// sizes are not autobin's (autobin reads access; a wgs job's targets may be access).
+include { sharedMachine } from '../../../subworkflows/local/cpus'
+
+// Whether the targets are made beside access: on a single machine, a hybrid job that runs
+// access and whose bin sizes are not autobin's (autobin reads access; a wgs job's targets may
+// be access).
 def targetsBesideAccess(options, access_bed, reused) {
     def given = { f -> f instanceof Collection ? f : (f ? [f] : []) }
-    return params.method == 'hybrid' && !given(access_bed) && !given(reused) &&
+    return sharedMachine() && params.method == 'hybrid' && !given(access_bed) && !given(reused) &&
         !['target_conf', 'antitarget_conf'].any { name -> options[name]?.size_from == 'autobin' }
 }
 
