@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,17 +285,20 @@ def work_dir(options: RunOptions, folder: RunFolder) -> WorkDir:
                    folder.results.trace)
 
 
-def disk_bytes(paths: Iterable[Path], alone: bool = False) -> int:
-    """The bytes the files and folders under `paths` keep on disk: each inode once (hard
-    links count once), no link followed, what is missing counted as nothing. With `alone`,
-    only what deleting them would free: a file with a link elsewhere is not counted."""
-    return sum(info.st_blocks * 512 for info, names in _inodes(paths)
+def disk_bytes(paths: Iterable[Path], alone: bool = False,
+               skip: Collection[Path] = frozenset()) -> int:
+    """The bytes the files and folders under `paths` (but not what they hold in `skip`) keep
+    on disk: each inode once (hard links count once), no link followed, what is missing
+    counted as nothing. With `alone`, only what deleting them would free: a file with a link
+    elsewhere is not counted."""
+    return sum(info.st_blocks * 512 for info, names in _inodes(paths, skip)
                if not alone or names >= info.st_nlink or stat.S_ISDIR(info.st_mode))
 
 
-def _inodes(paths: Iterable[Path]) -> list[tuple[os.stat_result, int]]:
-    """Each inode under `paths` once (files, folders) with its names there, no link
-    followed."""
+def _inodes(paths: Iterable[Path],
+            skip: Collection[Path] = frozenset()) -> list[tuple[os.stat_result, int]]:
+    """Each inode under `paths` (but not in `skip`) once (files, folders) with its names
+    there, no link followed."""
     seen: dict[tuple[int, int], list] = {}
     pending = list(paths)
     while pending:
@@ -307,7 +310,8 @@ def _inodes(paths: Iterable[Path]) -> list[tuple[os.stat_result, int]]:
         seen.setdefault((info.st_dev, info.st_ino), [info, 0])[1] += 1
         if stat.S_ISDIR(info.st_mode):
             try:
-                pending += [Path(entry.path) for entry in os.scandir(current)]
+                pending += [path for entry in os.scandir(current)
+                            if (path := Path(entry.path)) not in skip]
             except OSError:
                 pass
     return [(info, names) for info, names in seen.values()]

@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import sqlite3
-import stat
 import threading
 import time
 import uuid
@@ -44,7 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cnvkit_nf.launch.runner import settle
+from cnvkit_nf.launch.runner import disk_bytes, settle
 from cnvkit_nf.state.jobs import ACTIVE_STATES, FINAL_STATES, Job, JobStore
 from cnvkit_nf.state.layout import StateDir
 from cnvkit_nf.state.locks import flock
@@ -446,23 +445,4 @@ def _when(ms: float) -> str:
 def _bytes(path: Path, skip: set[Path] = frozenset()) -> int:
     """What removing `path` (but not what it holds in `skip`) would free: the blocks of what it
     holds, a file with links outside it (a hard link to a project's file) not counted."""
-    total, files = 0, {}
-    pending = [path]
-    while pending:
-        current = pending.pop()
-        try:
-            info = os.lstat(current)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(info.st_mode):
-            total += info.st_blocks * 512
-            try:
-                pending += [entry.path for entry in os.scandir(current)
-                            if Path(entry.path) not in skip]
-            except OSError:
-                pass
-            continue
-        seen = files.setdefault((info.st_dev, info.st_ino), [0, info])
-        seen[0] += 1
-    return total + sum(info.st_blocks * 512 for links, info in files.values()
-                       if links >= info.st_nlink)
+    return disk_bytes([path], alone=True, skip=skip)
