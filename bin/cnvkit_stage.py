@@ -56,6 +56,7 @@ group, so Rscript goes too) and waited for, and the stage exits with 128 + the s
 import argparse
 import collections
 import functools
+import importlib
 import json
 import logging
 import os
@@ -68,8 +69,10 @@ import time
 import traceback
 
 SEX_WORD = "{sex}"
-SCRIPTS = ("cnvkit.py", "reference2targets.py", "cnvkit_report.py", "bin_sizes.py",
-           "annotation_to_bed.py")
+# the job's own scripts beside this one, each run by its module's main(argv) -> status
+BESIDE = {"cnvkit_report.py": "cnvkit_report", "bin_sizes.py": "bin_sizes",
+          "annotation_to_bed.py": "annotation_to_bed"}
+SCRIPTS = ("cnvkit.py", "reference2targets.py", *BESIDE)
 FILE_WORD = re.compile(r"\{(\w+)\}")  # a word replaced from --words-from's file
 BLOCK_END, BARRIER = "---", "==="
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -191,20 +194,8 @@ def run_line(line: list[str], cnvkit, sex: list[str], options: argparse.Namespac
     started = time.monotonic()
     if words[0] == "reference2targets.py":
         reference2targets(words)
-    elif words[0] == "bin_sizes.py":
-        import bin_sizes  # noqa: PLC0415 - beside this script, on its path
-
-        if status := bin_sizes.main(words[1:]):
-            return status
-    elif words[0] == "annotation_to_bed.py":
-        import annotation_to_bed  # noqa: PLC0415 - beside this script, on its path
-
-        if status := annotation_to_bed.main(words[1:]):
-            return status
-    elif words[0] == "cnvkit_report.py":
-        import cnvkit_report  # noqa: PLC0415 - beside this script, on its path
-
-        if status := cnvkit_report.main(words[1:]):
+    elif words[0] in BESIDE:  # on this script's path
+        if status := importlib.import_module(BESIDE[words[0]]).main(words[1:]):
             return status
     elif words[1] in options.optional:
         run_optional(words, cnvkit.parse_args(words[1:]))
@@ -400,11 +391,10 @@ def main(argv: list[str]) -> int:
         own = sex_options(cnvkit, block.sex_of)  # its {sex} words: its own call options'
         block[:] = [[word for w in line for word in (own if w == SEX_WORD else [w])]
                     for line in block]
-    commands = [words for blocks in groups for block in blocks for words in block]
     run = functools.partial(run_line, cnvkit=cnvkit, sex=sex, options=options)
     if sum(map(len, groups)) > 1:
         return Blocks(run, options.jobs).run_all(groups)
-    for line in commands:
+    for line in groups[0][0] if groups else []:  # one block: run here
         if status := run(line):
             return status
     return 0

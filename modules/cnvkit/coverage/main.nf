@@ -9,6 +9,8 @@
 // A big job's coverage runs as one task per (sample, chunk of whole chromosomes), this module
 // included as CNVKIT_COVERAGE_CHUNK: `chunk` names the chunk, whose BEDs are given, and its
 // files are merged per sample (CNVKIT_COVERAGE_MERGE).
+include { blockJobs } from '../../../subworkflows/local/cpus'
+
 process CNVKIT_COVERAGE {
     tag "${metas*.id.join(' ')}${chunk ? " chunk ${chunk}" : ''}"
     conda "bioconda::cnvkit=0.9.14"
@@ -43,7 +45,7 @@ process CNVKIT_COVERAGE {
     }
     """
     mkdir -p coverage
-    cnvkit_stage.py --jobs ${Math.max(1, task.cpus.intdiv(threads as int))} <<'CNVKIT'
+    cnvkit_stage.py --jobs ${blockJobs(task.cpus, threads)} <<'CNVKIT'
     ${regions}
     ${blocks.join('\n    ---\n    ')}
     CNVKIT

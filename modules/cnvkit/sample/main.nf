@@ -14,6 +14,8 @@
 // Each sample's facts (the workflow's sampleFacts) follow the options: call gets facts.call
 // (-x SEX, --purity, --ploidy, -v VCF -i COLUMN [-n NORMAL_COLUMN]), so its block's {sex} has
 // its -x; genemetrics facts.sex; scatter facts.variants (its BAF panel).
+include { blockJobs } from '../../../subworkflows/local/cpus'
+
 process CNVKIT_SAMPLE {
     tag "${metas*.id.join(' ')}"
     conda "bioconda::cnvkit=0.9.14"
@@ -59,7 +61,7 @@ process CNVKIT_SAMPLE {
     }
     """
     mkdir -p ${metas.collect { meta -> "samples/${meta.id}" }.join(' ')}
-    cnvkit_stage.py --jobs ${Math.max(1, task.cpus.intdiv(threads as int))} --optional scatter,diagram <<'CNVKIT'
+    cnvkit_stage.py --jobs ${blockJobs(task.cpus, threads)} --optional scatter,diagram <<'CNVKIT'
     ${blocks.join('\n    ')}
     CNVKIT
     """

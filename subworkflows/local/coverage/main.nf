@@ -9,7 +9,7 @@
  *
  * Tasks: S samples and C chunks make S tasks below the threshold (grouped: one per role),
  * S * C + 1 + S above it (the chunk tasks, the split, the merges); `chunks` emits C, or 0
- * below the threshold; `tasks` how many coverage tasks there are.
+ * below the threshold.
  */
 include { CNVKIT_COVERAGE                          } from '../../../modules/cnvkit/coverage'
 include { CNVKIT_COVERAGE as CNVKIT_COVERAGE_CHUNK } from '../../../modules/cnvkit/coverage'

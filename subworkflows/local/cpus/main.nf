@@ -35,6 +35,12 @@ def grouped() {
     return sharedMachine() && params.group_stages
 }
 
+// How many of a task's sample blocks run at once (cnvkit_stage.py --jobs): as many as its
+// `cpus` hold with -p `threads` each.
+def blockJobs(cpus, threads) {
+    return Math.max(1, (cpus as int).intdiv(threads as int))
+}
+
 // The CPUs of a task of `samples` samples whose lines each run with -p `threads`.
 def groupCpus(threads, samples) {
     return Math.max(1, Math.min(params.max_cpus as int, (threads as int) * (samples as int)))
