@@ -3,40 +3,48 @@
 
 Usage: cnvkit_report.py --job job.json --results results.txt --sex sex.tsv
          --reference-sex reference-sex.tsv --metrics metrics.tsv --calls S.call.cns...
-         [--samples samples.json --call-options=CALL_CONF]
-         [--scatters S-scatter.png... --html report.html] --multiqc cnvkit_mqc.tsv
-         [--bin-sizes bin_sizes.json]
+         [--samples samples.json --call-options=CALL_CONF] [--ratios S.cnr...]
+         [--bin-sizes bin_sizes.json] [--controls-metrics controls-metrics.tsv]
+         [--scatters S-scatter.png... --panels S-*-scatter.png S-diagram.svg...
+          --genes-of-interest S.genes_of_interest.tsv... --bintests S.bintest.cns...
+          --heatmap heatmap.png --html report.html] --multiqc cnvkit_mqc.tsv
 
-`--samples` gives every sample's facts (the workflow's rows: id, role, sex, purity, ploidy,
-vcf, vcf_sample, normal, and each tumour's call_facts, the options its facts added to
-call_conf): the report then checks each given sex against the one CNVkit infers (a mismatch is
-a QC warning, in the page and the MultiQC table: a sample swap?) and states the assumptions
-each tumour was called with (purity, ploidy, sex, centring), read from its call options by
-CNVkit's own `call` parser. Else standard library only. The page is self-contained: images
-are embedded, nothing is fetched. Every link is relative to the results folder.
+A reviewer reads, per tumour: its calls apart from the copy numbers its sex expects
+(bin/expected_states.py), each with its size, probes, log2, confidence interval and bintest
+p-value; its genes of interest; its QC against limits that name their source and against the
+cohort (bin/report_qc.py); what it was called with; its plots and files. The controls are
+judged too (each against a reference of the others). `--samples` gives every sample's facts
+(the workflow's rows: id, role, sex, purity, ploidy, vcf, vcf_sample, normal, and each
+tumour's call_facts): the report checks each given sex against the one CNVkit infers (a
+mismatch is a QC warning: a sample swap?). The page is one file: images and CSV downloads are
+embedded, nothing is fetched; links are relative to the results folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import datetime
-import html
 import importlib.metadata
 import json
-import shlex
+import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# Plain QC thresholds on `cnvkit.py metrics` (log2 ratios of the bins, and segment count):
-# a value above its threshold is flagged in the report.
-THRESHOLDS = {"stdev": 0.35, "mad": 0.3, "iqr": 0.4, "segments": 100}
-GENES_SHOWN = 12
+import expected_states
+import report_qc
+from report_html import STYLE, csv_download, details, esc, image, link, span, table
+
+GENES_SHOWN = 6
 SEX_CHROMOSOMES = {"chrX", "chrY", "X", "Y"}
 KNOWN_SEXES = {"Male", "Female"}  # `cnvkit.py sex` says Unknown without usable chrX data
+PRIMARY = re.compile(r"(chr)?([1-9]|1[0-9]|2[0-2]|X|Y)")  # what the genome-wide plot draws
 # Written after the tasks: Nextflow's run records, and the manifest of the published result.
 JOB_FILES = ["pipeline_info/", "manifest.json"]
+CALL_COLUMNS = ["chromosome", "start", "end", "size (bp)", "probes", "log2", "CI low",
+                "CI high", "bintest p", "cn", "genes"]
+GOI_COLUMNS = ["gene", "chromosome", "start", "end", "log2", "probes", "cn", "call", "note"]
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -83,17 +91,73 @@ def sex_check(given: str | None, inferred: str | None) -> str:
     return f"MISMATCH: given {given}, CNVkit infers {inferred.lower()}"
 
 
-def assumptions(row: dict, call_options: str, inferred: str | None) -> dict[str, str]:
+def reference_note(sample_sex: str, reference_sex: str) -> str:
+    """What the reference's sex means for the sample: information, not a failure."""
+    if reference_sex not in KNOWN_SEXES:
+        return "reference sex unknown: CNVkit cannot tell it from the reference's chrX"
+    if sample_sex.capitalize() == reference_sex:
+        return f"{reference_sex.lower()} reference, as the sample"
+    return (f"{reference_sex.lower()} reference, {sample_sex} sample: usual practice; chrX "
+            "and chrY ratios are offset and call expects that (not a call)")
+
+
+def metrics_of(metrics_tsv: Path | None) -> dict[str, dict[str, float]]:
+    """`cnvkit.py metrics` per sample (its .cnr name): stdev, mad, iqr, bivar and segments."""
+    table_ = {}
+    for row in read_table(metrics_tsv) if metrics_tsv else []:
+        name = Path(row["sample"]).name.removesuffix(".cnr")
+        table_[name] = {key: float(value) for key, value in row.items() if key != "sample"}
+    return table_
+
+
+def genes(cell: str) -> str:
+    """The names in a gene column (symbols, else target names), the first few and a count."""
+    names = [g for g in dict.fromkeys((cell or "").split(",")) if g and g != "-"]
+    shown = ", ".join(names[:GENES_SHOWN])
+    return shown + (f" and {len(names) - GENES_SHOWN} more" if len(names) > GENES_SHOWN else "")
+
+
+def bintest_p(call: dict[str, str], bins: list[dict[str, str]]) -> str:
+    """The smallest bintest p-value of the significant bins inside the call, if any."""
+    start, end = int(call["start"]), int(call["end"])
+    found = [float(b["p_bintest"]) for b in bins if b["chromosome"] == call["chromosome"]
+             and int(b["start"]) < end and int(b["end"]) > start and b.get("p_bintest")]
+    return f"{min(found):.2g}" if found else ""
+
+
+@dataclass
+class Tumour:
+    """What the report shows of one tumour."""
+
+    name: str
+    row: dict
+    states: expected_states.States
+    call_conf: str  # the job's call options; the sample's own are its row's call_facts
+    chromosomes: list[str]
+    bintests: list[dict[str, str]] = field(default_factory=list)
+    genes: list[dict[str, str]] = field(default_factory=list)
+    scatter: Path | None = None
+    panels: list[tuple[str, Path]] = field(default_factory=list)  # (what, PNG)
+    diagram: Path | None = None
+
+    def call_rows(self, rows: list[dict[str, str]]) -> list[list[str]]:
+        return [[r["chromosome"], r["start"], r["end"], f"{int(r['end']) - int(r['start']):,}",
+                 r.get("probes", ""), f"{float(r['log2']):+.3f}",
+                 f"{float(r['ci_lo']):+.3f}" if r.get("ci_lo") else "",
+                 f"{float(r['ci_hi']):+.3f}" if r.get("ci_hi") else "",
+                 bintest_p(r, self.bintests), r["cn"], genes(r.get("gene", ""))]
+                for r in rows]
+
+
+def assumptions(tumour: Tumour, inferred: str | None, reference_sex: str,
+                origin: str, bins: str) -> dict[str, str]:
     """What a tumour was called with, as CNVkit's `call` parser reads call_conf and then its
-    facts: purity, ploidy, sex (given, or as CNVkit infers it), centring and VCF; each with
-    where it comes from (the sample's row, call_conf, or CNVkit's default)."""
-    from cnvlib import commands as cnvkit  # noqa: PLC0415 - CNVkit's parser, only when asked
-
-    def parsed(*words: str) -> argparse.Namespace:
-        return cnvkit.parse_args(["call", "segments.cns", *words])
-
-    default, conf = parsed(), parsed(*shlex.split(call_options))
-    args = parsed(*shlex.split(call_options), *shlex.split(row.get("call_facts") or ""))
+    facts; each value with where it comes from (the sample's row, call_conf, or CNVkit's
+    default)."""
+    row = tumour.row
+    default = expected_states.call_settings("")
+    conf = expected_states.call_settings(tumour.call_conf)
+    args = expected_states.call_settings(f"{tumour.call_conf} {row.get('call_facts') or ''}")
 
     def source(key: str, attribute: str) -> str:
         if row.get(key) is not None:
@@ -107,98 +171,46 @@ def assumptions(row: dict, call_options: str, inferred: str | None) -> dict[str,
         centring = f"re-centred on the {args.center} (--center, call_conf)"
     else:
         centring = "CNVkit's default: fix centres on the median, call does not re-centre"
+    method = args.method + (f" ({', '.join(f'{t:g}' for t in args.thresholds)})"
+                            if args.method == "threshold" else "")
     return {
         "purity": (f"{args.purity:g} ({source('purity', 'purity')})" if args.purity is not None
                    else "not given: no rescaling for purity"),
         "ploidy": f"{args.ploidy:g} ({source('ploidy', 'ploidy')})",
         "sex": (f"{args.sample_sex} ({source('sex', 'sample_sex')})" if args.sample_sex
-                else f"{(inferred or 'Unknown').lower()} (inferred by CNVkit)"),
+                else f"{tumour.states.sex} (inferred by CNVkit's call; coverage says "
+                     f"{(inferred or 'unknown').lower()})"),
         "centring": centring,
+        "call method": method + (f", filters {', '.join(args.filters)}" if args.filters else ""),
+        "reference": f"{reference_sex.lower()}; {origin}",
+        "bins": bins,
         "variants": (f"{row['vcf']}: column {args.sample_id}"
                      + (f", normal {args.normal_id}" if args.normal_id else "")
                      if args.vcf else "none"),
     }
 
 
-def metrics_of(metrics_tsv: Path) -> dict[str, dict[str, float]]:
-    """`cnvkit.py metrics` per sample: stdev, mad, iqr, bivar and segment count."""
-    table = {}
-    for row in read_table(metrics_tsv):
-        name = Path(row["sample"]).name.removesuffix(".cnr")
-        table[name] = {key: float(value) for key, value in row.items() if key != "sample"}
-    return table
-
-
-def flags(values: dict[str, float]) -> list[str]:
-    return [f"{key} {values[key]:.3g} > {limit:g}" for key, limit in THRESHOLDS.items()
-            if key in values and values[key] > limit]
-
-
-def calls_of(call_cns: Path) -> list[dict[str, str]]:
-    """Segments whose copy number is not 2."""
-    return [row for row in read_table(call_cns) if row.get("cn") not in (None, "", "2")]
-
-
-def genes(cell: str) -> str:
-    names = [g for g in dict.fromkeys(cell.split(",")) if g and g != "-"]
-    shown = ", ".join(names[:GENES_SHOWN])
-    return shown + (f" and {len(names) - GENES_SHOWN} more" if len(names) > GENES_SHOWN else "")
-
-
-def note(row: dict[str, str], sex: str | None) -> str:
-    """What a reviewer should know about a call on chrX or chrY."""
-    if row["chromosome"] not in SEX_CHROMOSOMES:
-        return ""
-    if sex == "Male" and row["cn"] == "1":
-        return "sex chromosome: one copy is expected in a male sample"
-    return "sex chromosome"
-
-
-def data_uri(png: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
-
-
-def link(path: str) -> str:
-    return f'<a href="{html.escape(path)}">{html.escape(path)}</a>'
-
-
-def table(header: list[str], rows: list[list[str]], raw: bool = False) -> str:
-    """An HTML table; cells are escaped unless `raw` (cells already HTML)."""
-    cell = (lambda v: v) if raw else (lambda v: html.escape(str(v)))
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-STYLE = """
-body { font-family: sans-serif; margin: 2em; color: #222; max-width: 80em; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; }
-.flag { color: #b00; font-weight: bold; }
-.ok { color: #070; }
-img { max-width: 100%; border: 1px solid #ddd; }
-pre { background: #f7f7f7; padding: 1em; overflow-x: auto; }
-"""
-
-
-def reference_origin(about: dict) -> str:
-    """Where the job's reference came from: reused from the project's kept references (the
-    launcher says so in the job), given as reference_cnn, or built by the job itself; then the
-    launcher's warning about the kept references, if any (a damaged one it removed)."""
+def reference_origin(about: dict, results: list[str]) -> tuple[str, str]:
+    """Where the job's reference came from, as HTML (with the launcher's warning about the
+    kept references, if any) and as a short phrase."""
     reference = about.get("reference") or {}
     given = (about.get("request") or {}).get("reference_cnn")
+    record = next((p for p in results if p.endswith("reference/reference.json")), None)
+    with_record = f" Its record: {link(record)}." if record else ""
     if reference.get("reused"):
+        short = "reused"
         origin = ("The reference was <b>reused</b>: built by an earlier job of this project "
                   "from the same controls, FASTA, BED, annotation, CNVkit version and options.")
     elif given:
-        origin = (f"The reference was <b>given</b> (reference_cnn {html.escape(str(given))}); "
+        short = f"given ({given})"
+        origin = (f"The reference was <b>given</b> (reference_cnn {esc(given)}); "
                   "no control was processed.")
     else:
+        short = "built by this job"
         origin = "The reference was built by this job from its controls (flat without any)."
     warning = reference.get("warning")
-    return origin + (f' <span class="flag">Warning: {html.escape(str(warning))}.</span>'
-                     if warning else "")
+    return (origin + with_record + (f' <span class="flag">Warning: {esc(warning)}.</span>'
+                                    if warning else ""), short)
 
 
 SIZE_SOURCES = {
@@ -208,12 +220,25 @@ SIZE_SOURCES = {
 }
 
 
+def bins_phrase(bin_sizes: dict | None) -> str:
+    if not bin_sizes:
+        return "the reused reference's bins"
+    sizes = []
+    for kind in ("target", "antitarget"):
+        entry = bin_sizes.get(kind) or {}
+        count = (bin_sizes.get("bins") or {}).get(kind, 0)
+        if entry.get("from") != "none":
+            size = entry.get("avg_size")
+            sizes.append(f"{count:,} {kind}s of {'default size' if size is None else f'{size} bp'}")
+    return ", ".join(sizes) or "none"
+
+
 def assay_section(bin_sizes: dict | None, request: dict) -> list[str]:
     """The method, the bin sizes the regions were made with and where they came from, and the
     warnings of bin_sizes.json (bin/bin_sizes.py); without one (a reused reference's regions),
     the method only."""
     method = (bin_sizes or {}).get("method") or request.get("method") or "hybrid"
-    parts = [f"<h2>Assay and bins</h2><p>Method <b>{html.escape(str(method))}</b>"]
+    parts = [f"<h2>Assay and bins</h2><p>Method <b>{esc(method)}</b>"]
     if not bin_sizes:
         return [parts[0] + ": the regions are the reused reference's bins.</p>"]
     parts[0] += (", autobin " + ("on" if bin_sizes.get("autobin") else "off") + ".</p>")
@@ -222,69 +247,215 @@ def assay_section(bin_sizes: dict | None, request: dict) -> list[str]:
     for kind in ("target", "antitarget"):
         entry = bin_sizes.get(kind) or {}
         if entry.get("from") == "none":
-            rows.append([kind, "none", f"no {kind}s ({html.escape(str(method))})",
-                         str(bins.get(kind, 0)), ""])
+            rows.append([kind, "none", f"no {kind}s ({esc(method)})", str(bins.get(kind, 0)), ""])
             continue
         size = entry.get("avg_size")
-        autobin = (f"depth {entry['depth']:.2f} of {html.escape(str(entry.get('bam')))}"
+        autobin = (f"depth {entry['depth']:.2f} of {esc(entry.get('bam'))}"
                    if entry.get("depth") is not None else "")
         rows.append([kind, "CNVkit's default" if size is None else f"{size} bp",
-                     html.escape(SIZE_SOURCES.get(entry.get("from"), str(entry.get("from")))),
+                     esc(SIZE_SOURCES.get(entry.get("from"), str(entry.get("from")))),
                      str(bins.get(kind, "")), autobin])
     parts.append(table(["bins", "average size", "from", "count", "autobin"], rows, raw=True))
     for warning in bin_sizes.get("warnings") or []:
-        parts.append(f'<p class="flag">Warning: {html.escape(str(warning))}.</p>')
+        parts.append(f'<p class="flag">Warning: {esc(warning)}.</p>')
     return parts
 
 
+def qc_cell(flags: list[str]) -> str:
+    return span("flag", "; ".join(flags)) if flags else span("ok", "none")
+
+
+def qc_section(limits: dict[str, report_qc.Limit]) -> str:
+    rows = [[key, f"{limit.value:.3g}", limit.source] for key, limit in limits.items()]
+    return ("<h2>How QC is judged</h2><p>Each sample's <code>cnvkit.py metrics</code> (noise of "
+            "the bin log2 ratios around their segments, and the segment count) against these "
+            "limits, and against the cohort: a value "
+            f"{esc(report_qc.cohort_rule('samples of its group'))} is flagged.</p>"
+            + table(["metric", "limit", "source"], rows))
+
+
+def controls_section(panel: dict[str, dict[str, float]], method: str, origin: str,
+                     control_ids: list[str]) -> list[str]:
+    """The panel's quality: each control's noise against a reference built from the others,
+    flagged against the fixed limits and the other controls; a noisy control is named."""
+    parts = ["<h2>Controls (panel of normals)</h2>"]
+    if not panel:
+        why = ("the reference was not built from 2 or more controls of this job "
+               f"({origin}{', ' + str(len(control_ids)) + ' control(s)' if control_ids else ''})")
+        return parts + [f"<p>The controls are not judged: {esc(why)}.</p>"]
+    fixed = report_qc.limits(method, None, {})
+    outliers = report_qc.outliers(panel)
+    rows, noisy = [], []
+    for name, values in panel.items():
+        flags = report_qc.over_limits({k: values[k] for k in report_qc.NOISE if k in values},
+                                      fixed) + outliers[name]
+        if flags:
+            noisy.append(name)
+        rows.append([esc(name), *(f"{values.get(k, float('nan')):.3g}" for k in report_qc.NOISE),
+                     qc_cell(flags)])
+    parts += ["<p>Each control's coverage against a reference pooled from the other controls "
+              "(<code>reference/controls-metrics.tsv</code>). Flags: the fixed limits of the "
+              f"assay, and {esc(report_qc.cohort_rule('controls'))}.</p>",
+              table(["control", *report_qc.NOISE, "QC flags"], rows, raw=True)]
+    for name in noisy:
+        parts.append(f"<p class='flag'>Control {esc(name)} is noisy: consider dropping it from "
+                     "the controls and running the job again; its noise enters the reference "
+                     "every tumour is called against.</p>")
+    return parts
+
+
+def genes_section(tumour: Tumour, wanted: list[str]) -> list[str]:
+    if not wanted:
+        return []
+    rows = [[row.get(k, "") for k in GOI_COLUMNS] for row in tumour.genes]
+    missing = [row["gene"] for row in tumour.genes if not row.get("chromosome")]
+    parts = ["<h3>Genes of interest</h3>"]
+    if not tumour.genes:
+        return parts + ["<p class='flag'>No table of genes of interest was written for this "
+                        "sample (the CNVKIT_SAMPLE task's log says why).</p>"]
+    kinds = ["" if row.get("call") == "yes" else "expected" for row in tumour.genes]
+    parts += [table(GOI_COLUMNS, rows, row_class=kinds),
+              csv_download(f"{tumour.name}.genes_of_interest.csv", GOI_COLUMNS, rows,
+                           "Download genes of interest (CSV)")]
+    if missing:
+        parts.append(f"<p class='flag'>Not in the targets or annotation: "
+                     f"{esc(', '.join(missing))}.</p>")
+    return parts
+
+
+def plots_section(tumour: Tumour, left_out: list[str]) -> list[str]:
+    parts = ["<h3>Plots</h3>"]
+    if tumour.scatter:
+        baf = " with the B-allele frequencies of its SNV VCF below" if tumour.row.get("vcf") \
+            else ""
+        omitted = (f" Left out: {len(left_out)} contigs that are not primary chromosomes "
+                   f"({esc(', '.join(left_out[:8]))}{' ...' if len(left_out) > 8 else ''})."
+                   if left_out else "")
+        parts.append(f"<figure>{image(tumour.scatter, f'scatter plot of {tumour.name}')}"
+                     f"<figcaption>Genome-wide: bin log2 ratios (off-target bins as small "
+                     f"dots) and segments{baf}.{omitted}</figcaption></figure>")
+    else:
+        parts.append("<p class='flag'>No scatter plot: CNVkit could not draw it (the "
+                     "CNVKIT_SAMPLE task's log says why).</p>")
+    genes_ = [(what, png) for what, png in tumour.panels if what.startswith("gene ")]
+    chromosomes = [(what, png) for what, png in tumour.panels if not what.startswith("gene ")]
+    for title, group in (("Genes of interest with a call, zoomed", genes_),
+                         ("Each chromosome with a call", chromosomes)):
+        if group:
+            parts.append(details(esc(title), "".join(
+                f"<figure>{image(png, f'{tumour.name} {what}')}<figcaption>{esc(what)}"
+                "</figcaption></figure>" for what, png in group), open_=bool(genes_)
+                and group is genes_))
+    if tumour.diagram:
+        parts.append(details("Diagram", image(tumour.diagram, f"diagram of {tumour.name}")))
+    return parts
+
+
+def sample_section(tumour: Tumour, context: dict) -> list[str]:
+    name, states = tumour.name, tumour.states
+    parts = [f"<section class='sample' id='{esc(name)}'><h2>{esc(name)}</h2>"]
+    qc = context["flags"][name]
+    parts.append(f"<p>QC: {qc_cell(qc)}</p>")
+    parts.append(table(["assumption", "value"],
+                       [[k, v] for k, v in context["assumptions"][name].items()]))
+    parts.append(f"<h3>Calls ({len(states.calls)})</h3>")
+    calls = tumour.call_rows(states.calls)
+    if calls:
+        parts += [table(CALL_COLUMNS, calls),
+                  csv_download(f"{name}.calls.csv", CALL_COLUMNS, calls, "Download calls (CSV)")]
+    else:
+        parts.append(f"<p>No calls: every segment has the copy number expected of a "
+                     f"{states.sex} sample of ploidy {states.ploidy}.</p>")
+    if states.expected:
+        parts.append(f"<h3 class='expected'>Expected states ({len(states.expected)}), not "
+                     "calls</h3><p class='expected'>Copy numbers CNVkit's call expects of a "
+                     f"{states.sex} sample (sex chromosomes): not counted as calls.</p>")
+        parts.append(table(CALL_COLUMNS, tumour.call_rows(states.expected),
+                           row_class=["expected"] * len(states.expected)))
+    parts += genes_section(tumour, context["genes_of_interest"])
+    parts += plots_section(tumour, context["left_out"][name])
+    files = [p for p in context["results"] if p.startswith(f"samples/{name}/")]
+    parts.append(details(f"Files of {esc(name)} ({len(files)})",
+                         "<ul>" + "".join(f"<li>{link(p)}</li>" for p in files) + "</ul>"))
+    return [*parts, "</section>"]
+
+
 def render(job: dict, results: list[str], sex: dict[str, str], references: dict[str, str],
-           metrics: dict[str, dict[str, float]], calls: dict[str, list[dict[str, str]]],
-           scatters: dict[str, Path], rows: list[dict], call_options: str,
-           bin_sizes: dict | None = None) -> str:
+           metrics: dict[str, dict[str, float]], tumours: dict[str, Tumour],
+           rows: list[dict], panel: dict[str, dict[str, float]], bins: int | None,
+           heatmap: Path | None, bin_sizes: dict | None = None) -> str:
     about = job["job"]
+    request = about.get("request") or {}
     submitted = datetime.datetime.fromisoformat(about["submitted"])
     elapsed = datetime.datetime.now(submitted.tzinfo) - submitted
     versions = {"pipeline": job["pipeline"], "CNVkit": importlib.metadata.version("cnvkit"),
                 "Nextflow": job["nextflow"]}
-    who = (f"Job <b>{html.escape(about['instance_id'])}</b>, submitted" if "instance_id" in about
-           else f"Run <b>{html.escape(about['run_name'])}</b>, started")
+    who = (f"Job <b>{esc(about['instance_id'])}</b>, submitted" if "instance_id" in about
+           else f"Run <b>{esc(about['run_name'])}</b>, started")
+    method = (bin_sizes or {}).get("method") or request.get("method") or "hybrid"
+    limits = report_qc.limits(method, bins, panel)
+    group = {name: metrics.get(name, {}) for name in tumours}
+    outliers = report_qc.outliers(group)
+    origin_html, origin = reference_origin(about, results)
+    loo = len(references) > 1  # each tumour its own reference (leave-one-out)
+    context = {"results": results, "genes_of_interest": request.get("genes_of_interest") or [],
+               "flags": {n: report_qc.over_limits(group[n], limits) + outliers[n]
+                         for n in tumours},
+               "left_out": {n: [c for c in t.chromosomes if not PRIMARY.fullmatch(c)]
+                            for n, t in tumours.items()},
+               "assumptions": {n: assumptions(t, sex.get(n), reference_sex_of(n, references),
+                                              "leave-one-out" if loo else origin,
+                                              bins_phrase(bin_sizes))
+                               for n, t in tumours.items()}}
     summary = []
-    # one reference.cnn, or each tumour its own (leave-one-out)
-    reference_sex = next(iter(references.values())) if len(references) == 1 else "several"
-    for name in calls:
-        qc = flags(metrics.get(name, {}))
-        own_reference = reference_sex_of(name, references)
-        known = own_reference in KNOWN_SEXES and sex.get(name) in KNOWN_SEXES
-        match = "yes" if known and sex[name] == own_reference else "no" if known else "unknown"
+    for name, tumour in tumours.items():
+        states = tumour.states
         summary.append([
-            html.escape(name), html.escape(sex.get(name, "Unknown")),
-            f'<span class="{"ok" if match == "yes" else "flag"}">{match}</span>',
-            *(f"{metrics.get(name, {}).get(k, float('nan')):.3g}" for k in THRESHOLDS),
-            str(len(calls[name])),
-            '<span class="flag">' + html.escape("; ".join(qc)) + "</span>" if qc else
-            '<span class="ok">none</span>',
+            f"<a href='#{esc(name)}'>{esc(name)}</a>",
+            esc(f"{states.sex} ({'given' if states.sex_given else 'inferred'})"),
+            span("info", reference_note(states.sex, reference_sex_of(name, references))),
+            *(f"{metrics.get(name, {}).get(k, float('nan')):.3g}" for k in report_qc.METRICS),
+            str(len(states.calls)),
+            span("expected", str(len(states.expected))),
+            qc_cell(context["flags"][name]),
         ])
+    left_out = sorted({c for cs in context["left_out"].values() for c in cs})
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>CNVkit report: {html.escape(about.get('instance_id') or about['run_name'])}"
+        f"<title>CNVkit report: {esc(about.get('instance_id') or about['run_name'])}"
         f"</title><style>{STYLE}</style></head><body>",
-        f"<h1>CNVkit copy-number report</h1><p>{who} {html.escape(about['submitted'])}, "
+        f"<h1>CNVkit copy-number report</h1><p>{who} {esc(about['submitted'])}, "
         f"report written {int(elapsed.total_seconds())} s later. "
-        + ", ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in versions.items()) + ".</p>",
-        *assay_section(bin_sizes, about.get("request") or {}),
+        + ", ".join(f"{esc(k)} {esc(v)}" for k, v in versions.items()) + ".</p>",
+        "<p>A call is a segment whose copy number (<code>cn</code>, from "
+        "<code>cnvkit.py call</code>) differs from what call expects of the sample: its ploidy "
+        "on autosomes, and on chrX and chrY what its sex expects (one copy each in a male, "
+        "none of chrY in a female). Those expected states are listed apart, greyed, and not "
+        "counted. <code>cn</code> assumes the purity and ploidy given (else a pure diploid "
+        "sample) and the centring of each sample's assumptions.</p>",
+        *assay_section(bin_sizes, request),
         "<h2>Samples</h2>",
         ("<p>Leave-one-out: each sample was called against its own reference, pooled from "
-         "all the other samples' coverage (reference/leave-one-out/SAMPLE.reference.cnn). "
-         if reference_sex == "several" else f"<p>{reference_origin(about)} ")
-        + (f"It assumes a <b>{html.escape(reference_sex.lower())}</b> sample "
-           "(the sex CNVkit infers from reference.cnn). " if reference_sex in KNOWN_SEXES else
-           "" if reference_sex == "several" else
-           "CNVkit cannot tell which sex it assumes (no usable chrX in reference.cnn). ")
-        + "Sex of each tumour is inferred from its target coverage. QC thresholds: "
-        + ", ".join(f"{k} &gt; {v:g}" for k, v in THRESHOLDS.items()) + ".</p>",
-        table(["sample", "sex", "matches reference", *THRESHOLDS, "calls", "QC flags"],
-              summary, raw=True),
+         "all the other samples' coverage (reference/leave-one-out/SAMPLE.reference.cnn).</p>"
+         if loo else f"<p>{origin_html}</p>"),
+        table(["sample", "sex (as called)", "reference sex (information)",
+               *report_qc.METRICS, "calls", "expected states", "QC flags"], summary, raw=True),
+        "<p class='info'>The reference sex is information: CNVkit's reference is female unless "
+        "built with -y, and a male sample against it is the usual practice; its chrX and chrY "
+        "log2 ratios are offset, which call accounts for.</p>",
+        qc_section(limits),
+        *controls_section(panel, method, origin,
+                          [r["id"] for r in rows if r.get("role") == "control"]),
     ]
+    if left_out:
+        parts.append(f"<p>The genome-wide plots draw the primary chromosomes only; "
+                     f"{len(left_out)} other contigs are left out: "
+                     f"{esc(', '.join(left_out[:20]))}{' ...' if len(left_out) > 20 else ''}."
+                     "</p>")
+    if heatmap:
+        parts.append("<h2>Cohort heatmap</h2>"
+                     f"<figure>{image(heatmap, 'heatmap of the cohort')}<figcaption>Segment "
+                     "log2 ratios of every tumour (cnvkit.py heatmap).</figcaption></figure>")
     if rows:
         checks = [[row["id"], row["role"], row.get("sex") or "", sex.get(row["id"], "not covered"),
                    sex_check(row.get("sex"), sex.get(row["id"]))] for row in rows]
@@ -292,50 +463,31 @@ def render(job: dict, results: list[str], sex: dict[str, str], references: dict[
             "<h2>Sex given and inferred</h2><p>Each given sex against the one CNVkit infers from "
             "the sample's target coverage: a mismatch is a QC warning (a sample swap?).</p>",
             table(["sample", "role", "given", "inferred", "check"],
-                  [[html.escape(v) for v in check[:4]]
-                   + [f'<span class="{"flag" if check[4].startswith("MISMATCH") else "ok"}">'
-                      f"{html.escape(check[4])}</span>"] for check in checks], raw=True),
-            "<h2>Assumptions of each call</h2>",
-            table(["sample", "purity", "ploidy", "sex", "centring", "SNV VCF (BAF)"],
-                  [[row["id"], *assumptions(row, call_options, sex.get(row["id"])).values()]
-                   for row in rows if row["id"] in calls]),
+                  [[esc(v) for v in check[:4]]
+                   + [span("flag" if check[4].startswith("MISMATCH") else "ok", check[4])]
+                   for check in checks], raw=True),
         ]
-    for name, rows in calls.items():
-        parts.append(f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>")
-        if rows:
-            parts.append(table(
-                ["chromosome", "start", "end", "cn", "log2", "probes", "genes", "note"],
-                [[r["chromosome"], r["start"], r["end"], r["cn"], f"{float(r['log2']):+.2f}",
-                  r.get("probes", ""), genes(r.get("gene", "")),
-                  note(r, sex.get(name))]
-                 for r in rows]))
-        else:
-            parts.append("<p>No calls: every segment has copy number 2.</p>")
-        if name in scatters:
-            parts.append(f"<img alt='scatter plot of {html.escape(name)}' "
-                         f"src='{data_uri(scatters[name])}'>")
-        else:
-            parts.append("<p class='flag'>No scatter plot: CNVkit could not draw it (the "
-                         "CNVKIT_SAMPLE task's log says why).</p>")
+    for tumour in tumours.values():
+        parts += sample_section(tumour, context)
+    job_files = [p for p in results if not p.startswith("samples/")] + JOB_FILES
     parts += [
-        "<h2>Files</h2><ul>",
-        *(f"<li>{link(path)}</li>" for path in [*results, *JOB_FILES]),
-        "</ul><h2>Request</h2>",
-        "<pre>" + html.escape(json.dumps(about["request"], indent=2, sort_keys=True, default=str)),
-        "</pre>",
+        "<h2>Files of the job</h2><ul>", *(f"<li>{link(p)}</li>" for p in job_files), "</ul>",
+        details("Request", "<pre>" + esc(json.dumps(request, indent=2, sort_keys=True,
+                                                      default=str)) + "</pre>"),
         "</body></html>",
     ]
     return "\n".join(parts)
 
 
 def multiqc_table(sex: dict[str, str], metrics: dict[str, dict[str, float]],
-                  calls: dict[str, list], rows: list[dict]) -> str:
-    """MultiQC custom content: a general-statistics table of sex, noise and calls; when some
-    sample was given its sex, every sample's sex check too (a mismatch: a sample swap?)."""
+                  tumours: dict[str, Tumour], rows: list[dict]) -> str:
+    """MultiQC custom content: a general-statistics table of sex, noise, calls and expected
+    states (not calls); when some sample was given its sex, every sample's sex check too."""
     header = [
         "# id: 'cnvkit'",
         "# section_name: 'CNVkit'",
-        "# description: 'Sex inferred by CNVkit, noise (MAD of bin log2 ratios) and calls.'",
+        "# description: 'Sex inferred by CNVkit, noise (MAD of bin log2 ratios), calls, and "
+        "expected states (copy numbers the sample''s sex expects on chrX/chrY, not calls).'",
         "# plot_type: 'generalstats'",
         "# pconfig:",
         "#     - cnvkit_sex:",
@@ -346,7 +498,10 @@ def multiqc_table(sex: dict[str, str], metrics: dict[str, dict[str, float]],
         "#     - cnvkit_calls:",
         "#         title: 'CNV calls'",
         "#         format: '{:,.0f}'",
-        "Sample\tcnvkit_sex\tcnvkit_noise_mad\tcnvkit_calls",
+        "#     - cnvkit_expected:",
+        "#         title: 'Expected states'",
+        "#         format: '{:,.0f}'",
+        "Sample\tcnvkit_sex\tcnvkit_noise_mad\tcnvkit_calls\tcnvkit_expected",
     ]
     given = [row for row in rows if row.get("sex")]  # nothing to check without a given sex
     checks = {row["id"]: sex_check(row.get("sex"), sex.get(row["id"])) for row in given}
@@ -354,13 +509,62 @@ def multiqc_table(sex: dict[str, str], metrics: dict[str, dict[str, float]],
         header[-1:] = ["#     - cnvkit_sex_check:", "#         title: 'Sex check'",
                        header[-1] + "\tcnvkit_sex_check"]
     lines = []
-    for name in [*calls, *(name for name in checks if name not in calls)]:
-        cells = [name, sex.get(name, "Unknown"), "", ""]
-        if name in calls:
+    for name in [*tumours, *(name for name in checks if name not in tumours)]:
+        cells = [name, sex.get(name, "Unknown"), "", "", ""]
+        if name in tumours:
             cells[2:] = [f"{metrics.get(name, {}).get('mad', float('nan')):.4f}",
-                         str(len(calls[name]))]
+                         str(len(tumours[name].states.calls)),
+                         str(len(tumours[name].states.expected))]
         lines.append("\t".join(cells + ([checks.get(name, "not given")] if given else [])))
     return "\n".join(header + lines) + "\n"
+
+
+def owner(path: Path, names: list[str]) -> str | None:
+    """The sample a per-sample file belongs to (`NAME-...`), the longest name that fits."""
+    fits = [n for n in names if path.name.startswith(f"{n}-") or path.name.startswith(f"{n}.")]
+    return max(fits, key=len) if fits else None
+
+
+def tumours_of(args: argparse.Namespace, rows: list[dict]) -> dict[str, Tumour]:
+    """Each tumour's calls, expected states and files, in the order of their names."""
+    facts = {row["id"]: row for row in rows}
+    found = {}
+    for path in sorted(args.calls):
+        name = sample_of(path, ".call.cns")
+        row = facts.get(name, {})
+        found[name] = Tumour(
+            name, row, expected_states.states(
+                path, f"{args.call_options} {row.get('call_facts') or ''}"),
+            args.call_options, list(dict.fromkeys(r["chromosome"] for r in read_table(path))))
+    names = list(found)
+    for path in args.bintests:
+        if (name := owner(path, names)) is not None:
+            found[name].bintests = read_table(path)
+    for path in args.genes_of_interest:
+        if (name := owner(path, names)) is not None:
+            found[name].genes = read_table(path)
+    for path in args.scatters:
+        if (name := owner(path, names)) is not None and path.name == f"{name}-scatter.png":
+            found[name].scatter = path
+    for path in sorted(args.panels):
+        if (name := owner(path, names)) is None:
+            continue
+        rest = path.name.removeprefix(f"{name}-")
+        if rest == "diagram.svg":
+            found[name].diagram = path
+        elif match := re.fullmatch(r"(chromosome|gene)-(.+)-scatter\.png", rest):
+            found[name].panels.append((f"{match.group(1)} {match.group(2)}", path))
+    return found
+
+
+def bin_count(bin_sizes: dict | None, ratios: list[Path]) -> int | None:
+    """The job's bins: from bin_sizes.json, else the lines of a tumour's .cnr."""
+    if bin_sizes and bin_sizes.get("bins"):
+        return sum(bin_sizes["bins"].values())
+    if ratios:
+        with open(ratios[0]) as handle:
+            return sum(1 for _ in handle) - 1
+    return None
 
 
 def main(argv: list[str]) -> int:
@@ -374,7 +578,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--samples", type=Path, help="samples.json: every sample's facts")
     parser.add_argument("--call-options", default="", metavar="CALL_CONF",
                         help="call_conf as checked (write --call-options=STRING)")
+    parser.add_argument("--ratios", type=Path, nargs="*", default=[],
+                        help="the tumours' .cnr (their bin count, without --bin-sizes)")
     parser.add_argument("--scatters", type=Path, nargs="*", default=[])
+    parser.add_argument("--panels", type=Path, nargs="*", default=[],
+                        help="S-chromosome-C-scatter.png, S-gene-G-scatter.png, S-diagram.svg")
+    parser.add_argument("--genes-of-interest", type=Path, nargs="*", default=[])
+    parser.add_argument("--bintests", type=Path, nargs="*", default=[])
+    parser.add_argument("--controls-metrics", type=Path,
+                        help="each control against a reference of the others (metrics TSV)")
+    parser.add_argument("--heatmap", type=Path)
     parser.add_argument("--html", type=Path)
     parser.add_argument("--multiqc", type=Path, required=True)
     parser.add_argument("--bin-sizes", type=Path,
@@ -383,19 +596,20 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     sex = sexes(args.sex)
-    references = reference_sexes(args.reference_sex)
     metrics = metrics_of(args.metrics)
-    calls = {sample_of(path, ".call.cns"): calls_of(path) for path in sorted(args.calls)}
     rows = json.loads(args.samples.read_text()) if args.samples else []
-    args.multiqc.write_text(multiqc_table(sex, metrics, calls, rows))
+    tumours = tumours_of(args, rows)
+    args.multiqc.write_text(multiqc_table(sex, metrics, tumours, rows))
     if args.html:
-        scatters = {sample_of(path, "-scatter.png"): path for path in args.scatters}
         results = [line for line in args.results.read_text().splitlines() if line]
         cohort = [str(p) for p in args.metrics.parent.iterdir() if p.is_file()]  # cohort/*
         listed = sorted({*results, *cohort, str(args.sex), str(args.html)})
-        page = render(json.loads(args.job.read_text()), listed, sex, references, metrics,
-                      calls, scatters, rows, args.call_options,
-                      json.loads(args.bin_sizes.read_text()) if args.bin_sizes else None)
+        bin_sizes = json.loads(args.bin_sizes.read_text()) if args.bin_sizes else None
+        heatmap = args.heatmap if args.heatmap and args.heatmap.is_file() else None
+        page = render(json.loads(args.job.read_text()), listed, sex,
+                      reference_sexes(args.reference_sex), metrics, tumours, rows,
+                      metrics_of(args.controls_metrics), bin_count(bin_sizes, args.ratios),
+                      heatmap, bin_sizes)
         args.html.write_text(page)
     return 0
 

@@ -2,7 +2,8 @@
 // SEG, metrics and (two or more tumours, plots on) heatmap, and bin/cnvkit_report.py's MultiQC
 // table and (plots on) report.html, in one interpreter (bin/cnvkit_stage.py: the report reads
 // call's options with CNVkit's parser). Outputs are written where they are published.
-// report.html shows the method, the bin sizes and their warnings (bin_sizes.json).
+// report.html shows the method, the bin sizes and their warnings (bin_sizes.json), the
+// heatmap when drawn, and counts the bins of the tumours' ratios (QC limits scale with them).
 // Options: task.ext.args -> sex (sex_conf); ext.args2 -> call_conf, whose sex options ({sex})
 //          the heatmap takes, with -x SEX when every tumour was given that sex, and the
 //          report reads with each tumour's facts (its assumptions);
@@ -51,7 +52,7 @@ process CNVKIT_COHORT {
     cnvkit.py sex ${references} -o reference-sex.tsv
     cnvkit.py export seg ${segments} -o cohort/cohort.seg
     cnvkit.py metrics ${ratios} -s ${segments} -o cohort/metrics.tsv${heatmap}
-    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' --metrics cohort/metrics.tsv --calls ${calls} ${bin_sizes ? "--bin-sizes ${bin_sizes}" : ''} ${plots ? "--scatters ${scatters} --html report.html" : ''} --multiqc cohort/cnvkit_mqc.tsv
+    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' --metrics cohort/metrics.tsv --calls ${calls} --ratios ${ratios} ${bin_sizes ? "--bin-sizes ${bin_sizes}" : ''} ${plots ? "--scatters ${scatters} --heatmap cohort/heatmap.png --html report.html" : ''} --multiqc cohort/cnvkit_mqc.tsv
     CNVKIT
     """
 
