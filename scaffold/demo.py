@@ -5,16 +5,17 @@ on it (run by the launcher, from object storage, or through the job service), it
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from cnvkit_nf.pipeline_files import load_bin
 from cnvkit_nf.state.jobs import FINAL_STATES
 from scaffold.local_service import LocalService
 from scaffold.seaweed import S3Server
@@ -54,12 +55,14 @@ def cohort_folder() -> Path:
     return data
 
 
-def print_calls(name: str, call_cns_text: str) -> None:
-    """The segments of a .call.cns whose copy number is not 2."""
-    print(f"copy-number calls of {name} (cn != 2):")
-    for row in csv.DictReader(call_cns_text.splitlines(), delimiter="\t"):
-        if row["cn"] != "2":
-            print(f"  {row['chromosome']}:{row['start']}-{row['end']}  cn={row['cn']}  "
+def print_calls(name: str, call_cns: Path) -> None:
+    """A .call.cns's calls, and apart from them the copy numbers the sample's sex expects (the
+    report's rule: bin/expected_states.py, with the demo request's call_conf)."""
+    found = load_bin("expected_states").states(call_cns, json.loads(SEED.read_text())["call_conf"])
+    print(f"copy-number calls of {name} ({found.sex}, ploidy {found.ploidy}): {len(found.calls)}")
+    for title, rows in (("", found.calls), ("expected state, not a call: ", found.expected)):
+        for row in rows:
+            print(f"  {title}{row['chromosome']}:{row['start']}-{row['end']}  cn={row['cn']}  "
                   f"log2={float(row['log2']):+.2f}  probes={row['probes']}")
 
 
@@ -67,7 +70,7 @@ def print_results(output_dir: Path) -> None:
     """Where a local result folder is, and each sample's calls."""
     print(f"\nresults in {output_dir}")
     for call_cns in sorted(output_dir.glob("samples/*/*.call.cns")):
-        print_calls(call_cns.name.removesuffix(".call.cns"), call_cns.read_text())
+        print_calls(call_cns.name.removesuffix(".call.cns"), call_cns)
     if (output_dir / "report.html").is_file():
         print(f"report: {(output_dir / 'report.html').as_uri()} (open it in a browser)")
 
@@ -124,7 +127,9 @@ def main_s3() -> int:
             return run.returncode
         key = "cnvkit/output/samples/Son_S2_ALL/Son_S2_ALL.call.cns"
         print(f"\nresults in s3a://genes/cnvkit/output/ (server data: {folder})")
-        print_calls("Son_S2_ALL", s3.get_object(Bucket="genes", Key=key)["Body"].read().decode())
+        with tempfile.TemporaryDirectory() as temp:
+            s3.download_file("genes", key, f"{temp}/Son_S2_ALL.call.cns")
+            print_calls("Son_S2_ALL", Path(temp) / "Son_S2_ALL.call.cns")
         print("report: s3a://genes/cnvkit/output/report.html")
     finally:
         server.stop()

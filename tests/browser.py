@@ -1,5 +1,6 @@
 """A real headless Chromium driven over the DevTools protocol: open a page, list the requests
-that failed, read its text, take a screenshot. Started once per test session (conftest)."""
+it made and those that failed, time its load, read its text, take a screenshot. Started once
+per test session (conftest)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ INSTALL = "apt-get install chromium (Debian) or chromium-browser (Ubuntu)"
 class PageVisit:
     """What a page did when it was opened."""
 
+    requests: list[str] = field(default_factory=list)  # URL of each request, the page's first
     failed: list[str] = field(default_factory=list)  # URL: error of each failed request
     console_errors: list[str] = field(default_factory=list)
     text: str = ""
+    load_ms: float = 0.0  # navigation start to the end of the load event, as the page timed it
     screenshot: bytes = b""
 
 
@@ -51,8 +54,10 @@ class Browser:
         self.port = int(port_file.read_text().split()[0])
         self._ids = iter(range(1, 1 << 30))
 
-    def visit(self, url: str, width: int = 1200, height: int = 1600) -> PageVisit:
-        """Open `url` in a new tab, wait for its load, and report what happened."""
+    def visit(self, url: str, width: int = 1200, height: int = 1600,
+              full_page: bool = False) -> PageVisit:
+        """Open `url` in a new tab, wait for its load, and report what happened; the screenshot
+        is of the window, or of the whole page (`full_page`)."""
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}/json/new?about:blank",
                                          method="PUT")
         with urllib.request.urlopen(request, timeout=10) as answer:
@@ -71,7 +76,17 @@ class Browser:
                               {"expression": "document.body.innerText", "returnByValue": True},
                               visit, requests)
             visit.text = text["result"]["value"]
-            shot = self._call(ws, "Page.captureScreenshot", {"format": "png"}, visit, requests)
+            timing = self._call(ws, "Runtime.evaluate", {
+                "expression": "performance.getEntriesByType('navigation')[0].loadEventEnd",
+                "returnByValue": True}, visit, requests)
+            visit.load_ms = float(timing["result"]["value"])
+            capture = {"format": "png"}
+            if full_page:  # the page's whole height, up to 20,000 pixels
+                size = self._call(ws, "Page.getLayoutMetrics", {}, visit, requests)
+                capture.update(captureBeyondViewport=True, clip={
+                    "x": 0, "y": 0, "width": width, "scale": 1,
+                    "height": min(size["cssContentSize"]["height"], 20_000)})
+            shot = self._call(ws, "Page.captureScreenshot", capture, visit, requests)
             visit.screenshot = base64.b64decode(shot["data"])
         finally:
             ws.close()
@@ -102,6 +117,7 @@ class Browser:
         method, params = message.get("method"), message.get("params", {})
         if method == "Network.requestWillBeSent":
             requests[params["requestId"]] = params["request"]["url"]
+            visit.requests.append(params["request"]["url"][:120])
         elif method == "Network.loadingFailed":
             url = requests.get(params["requestId"], "?")
             visit.failed.append(f"{url[:120]}: {params.get('errorText')}")

@@ -3,6 +3,7 @@
 # --- simulate / check_inputs / annotation_to_bed fixtures: begin ---------------------------------
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,15 @@ def seed_run(cohort, nextflow_bin, tmp_path_factory):
     result = launch(["run", str(request_file)], work / "state", cwd=work)
     return {"work": work, "request": request, "request_file": request_file, "result": result,
             "out": work / "results", "state": work / "state"}
+
+
+@pytest.fixture(scope="session")
+def artefacts() -> Path:
+    """Where tests keep what a person may want to look at after a run (screenshots):
+    $CNVKIT_NF_ARTEFACTS, else test-artefacts/ in the checkout."""
+    folder = Path(os.environ.get("CNVKIT_NF_ARTEFACTS", ROOT / "test-artefacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
