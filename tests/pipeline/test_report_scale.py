@@ -4,6 +4,8 @@ of 20 tumours stays a usable size and loads in Chromium in under 3 s."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +95,96 @@ def test_exome_flags_separate_the_noisy_tumour(exome):
     assert flagged == {"T4"}
     assert outliers["T4"] and qc.over_limits(tumours["T4"], limits)  # both ways
     assert limits["segments"].value == 400  # a segment per 1,000 of the 400,000 bins
+
+
+TUMOURS = 20
+CALLED = {"chr1": 3, "chr2": 1, "chr5": 4, "chr7": 3, "chr9": 0, "chr12": 3, "chr17": 1,
+          "chr19": 3}  # a tumour's calls: whole chromosomes at these copy numbers
+
+
+def called(ratios: Path, folder: Path, name: str) -> Path:
+    """A .call.cns for `ratios`: each chromosome one segment, at the copy number of CALLED (its
+    bins shifted to fit), else 2; chrX and chrY at one copy (a male: expected states)."""
+    cnr = pd.read_csv(ratios, sep="\t")
+    shift = {c: np.log2(max(n, 0.5) / 2) for c, n in {**CALLED, "chrX": 1, "chrY": 1}.items()}
+    cnr["log2"] = (cnr["log2"] + cnr["chromosome"].map(shift).fillna(0)).round(5)
+    cnr.to_csv(ratios, sep="\t", index=False)
+    segments = cnr.groupby("chromosome", sort=False).agg(
+        start=("start", "min"), end=("end", "max"), log2=("log2", "mean"),
+        probes=("log2", "size"), weight=("weight", "sum")).reset_index()
+    segments.insert(3, "gene", [",".join(sorted(set(g))[:40]) for _, g in
+                                cnr[cnr["gene"] != "Antitarget"].groupby(
+                                    "chromosome", sort=False)["gene"]])
+    segments["ci_lo"], segments["ci_hi"] = segments["log2"] - 0.02, segments["log2"] + 0.02
+    segments["cn"] = [CALLED.get(c, 1 if c in ("chrX", "chrY") else 2)
+                      for c in segments["chromosome"]]
+    path = folder / f"{name}.call.cns"
+    segments.to_csv(path, sep="\t", index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_report(exome, artefacts) -> dict:
+    """The report of 20 tumours at exome scale: one tumour's plots drawn by the pipeline's
+    scripts (sample_plots.py, diagram_image.py), its files given to each of the 20."""
+    folder = exome["folder"] / "twenty"
+    folder.mkdir()
+    ratios = folder / "T01.cnr"
+    ratios.write_bytes(exome["tumours"][0][0].read_bytes())
+    calls = called(ratios, folder, "T01")
+    plots, diagram = load_script("sample_plots"), load_script("diagram_image")
+    gene = "Gchr7_3"
+    assert plots.main([str(ratios), "-s", str(calls), "--call-options=", "--genes", gene,
+                       "-o", str(folder / "T01")]) == 0
+    assert diagram.main(["-s", str(calls), "-o", str(folder / "T01-diagram.pdf")]) == 0
+    drawn = sorted(p.name.removeprefix("T01") for p in folder.glob("T01-*")
+                   if p.suffix in (".png", ".svg"))
+    assert len(drawn) == 1 + len(CALLED) + 1 + 1, drawn  # genome, chromosomes, gene, diagram
+    (folder / "sex").mkdir()
+    (folder / "cohort").mkdir()
+    names = [f"T{i:02d}" for i in range(1, TUMOURS + 1)]
+    for name in names[1:]:
+        for suffix in [*drawn, ".call.cns"]:
+            (folder / f"{name}{suffix}").write_bytes((folder / f"T01{suffix}").read_bytes())
+    (folder / "cohort" / "metrics.tsv").write_text(
+        "sample\tsegments\tstdev\tmad\tiqr\tbivar\n"
+        + "".join(f"{n}.cnr\t26\t0.57\t0.54\t0.73\t0.56\n" for n in names))
+    (folder / "sex" / "sex.tsv").write_text(
+        "sample\tsex\tX_logratio\tY_logratio\n"
+        + "".join(f"{n}.targetcoverage.cnn\tMale\t-1\t-1\n" for n in names))
+    (folder / "reference-sex.tsv").write_text("sample\tsex\tX_logratio\tY_logratio\n"
+                                              "reference.cnn\tFemale\t0\t-10\n")
+    (folder / "job.json").write_text(json.dumps({
+        "job": {"run_name": "exome", "submitted": datetime.datetime.now(
+            datetime.UTC).isoformat(), "request": {"genes_of_interest": [gene]}},
+        "pipeline": "0.1.0", "nextflow": "24.10.0"}))
+    (folder / "results.txt").write_text("".join(
+        f"samples/{n}/{n}{suffix}\n" for n in names for suffix in (".cnr", ".call.cns")))
+    report = load_script("cnvkit_report")
+    assert report.main([
+        "--job", str(folder / "job.json"), "--results", str(folder / "results.txt"),
+        "--sex", str(folder / "sex" / "sex.tsv"),
+        "--reference-sex", str(folder / "reference-sex.tsv"),
+        "--metrics", str(folder / "cohort" / "metrics.tsv"),
+        "--calls", *(str(folder / f"{n}.call.cns") for n in names),
+        "--ratios", str(ratios), "--scatters", *(str(folder / f"{n}-scatter.png") for n in names),
+        "--panels", *(str(folder / f"{n}{s}") for n in names for s in drawn
+                      if s != "-scatter.png"),
+        "--html", str(folder / "report.html"), "--multiqc", str(folder / "cnvkit_mqc.tsv")]) == 0
+    return {"page": folder / "report.html", "names": names, "gene": gene,
+            "artefacts": artefacts}
+
+
+def test_twenty_exome_tumours_give_a_usable_report(big_report, browser):
+    page = big_report["page"]
+    size = page.stat().st_size
+    print(f"report of {TUMOURS} exome tumours: {size / 1e6:.1f} MB")
+    assert size < 30e6
+    visit = browser.visit(page.as_uri(), full_page=False)
+    (big_report["artefacts"] / "report-20-exome-tumours.png").write_bytes(visit.screenshot)
+    print(f"loaded in Chromium in {visit.load_ms:.0f} ms")
+    assert 0 < visit.load_ms < 3000
+    assert visit.failed == [] and visit.console_errors == []
+    assert [url for url in visit.requests if not url.startswith(("data:", "file:"))] == []
+    assert visit.text.count(f"Calls ({len(CALLED)})") == TUMOURS
+    assert visit.text.count("Expected states (2), not calls") == TUMOURS
