@@ -174,6 +174,7 @@ def test_pair_report_states_the_assumptions(pair):
     assert "0.6 (given for the sample)" in page
     assert "Tumour_1.vcf.gz: column TUMOR, normal Normal_1" in page
     assert "CNVkit&#x27;s default: fix centres on the median" in page
+    assert "with the B-allele frequencies of its SNV VCF below" in page  # scatter's BAF panel
     checks = {row["Sample"]: row["cnvkit_sex_check"]
               for row in read_table(pair["out"] / "cohort" / "cnvkit_mqc.tsv")}
     assert checks == {"Tumour_1": "ok", "Normal_1": "ok"}
