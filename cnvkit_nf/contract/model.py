@@ -19,6 +19,8 @@ Way = Literal["lists", "samples", "samplesheet"]
 PATH_FIELDS = ("output_dir", "ref", "bed", "annotation_file", "reference_cnn", "access_bed")
 # The request's list of exclusion BEDs (`cnvkit.py access -x`), each named "access_exclude[i]".
 EXCLUDE_FIELD = "access_exclude"
+# The request's gene symbols to report and plot for every tumour, each "genes_of_interest[i]".
+GENES_FIELD = "genes_of_interest"
 ROLES: dict[str, Role] = {"experimental_inputs": "experimental", "control_inputs": "control"}
 INPUT_FIELDS = tuple(ROLES)
 
@@ -69,6 +71,7 @@ class Request:
     access_bed: Location | None = None  # a precomputed access BED, instead of running access
     # exclusion BEDs (`access -x`) in the request's order; None where one does not parse
     access_exclude: tuple[Location | None, ...] = ()
+    genes_of_interest: tuple[str, ...] = ()  # the symbols the schema accepts, in its order
 
     def vcf_columns(self, sample: Sample) -> list[str]:
         """The columns `sample`'s VCF must have: its own (its vcf_sample, else its id), then

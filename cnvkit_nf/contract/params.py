@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnvkit_nf.contract.confs import stage_options
-from cnvkit_nf.contract.model import EXCLUDE_FIELD, ROLES, Request, Sample
+from cnvkit_nf.contract.model import EXCLUDE_FIELD, GENES_FIELD, ROLES, Request, Sample
 from cnvkit_nf.contract.paths import Location
 from cnvkit_nf.contract.problems import Problem
 
@@ -45,7 +45,8 @@ def to_params(request: Request, *, base: Path | None = None,
     -p/--processes last); `checked_options` holds what the pipeline's input check makes of
     them (with target's and antitarget's bin-size plan), which a job whose launcher checked
     them passes with `inputs_checked`. `method` is always written (default hybrid), `autobin`
-    only when the request gives it, `access_bed` and `access_exclude` when given.
+    only when the request gives it, `access_bed`, `access_exclude` and `genes_of_interest`
+    when given.
     """
     base = base or Path.cwd()
     staged = staged or {}
@@ -89,6 +90,8 @@ def to_params(request: Request, *, base: Path | None = None,
     params["method"] = request.method
     if request.autobin is not None:
         params["autobin"] = request.autobin
+    if request.genes_of_interest:
+        params[GENES_FIELD] = list(request.genes_of_interest)
     checked = stage_options(request.options, request.method, request.autobin)
     for field, option in checked.items():
         processes = f"-p {option['processes']}" if option["processes"] else ""

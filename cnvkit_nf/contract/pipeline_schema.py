@@ -200,6 +200,10 @@ def build() -> dict:
             "description": "Per tumour a scatter plot (PNG) and a diagram (PDF), a heatmap of "
                            "two or more tumours, and report.html; false skips them.",
         },
+        "genes_of_interest": _from_request(
+            "genes_of_interest", type="array", default=[], fa_icon="fas fa-dna",
+            **{key: load_schema()["properties"]["genes_of_interest"][key]
+               for key in ("maxItems", "uniqueItems", "items")}),
     }
     options = {field: _option(field) for field in SUBSTEP_OF_FIELD}
     resources = {

@@ -21,6 +21,7 @@ from jsonschema.exceptions import ValidationError
 from cnvkit_nf.contract import confs, paths, samplesheet
 from cnvkit_nf.contract.model import (
     EXCLUDE_FIELD,
+    GENES_FIELD,
     INPUT_FIELDS,
     PATH_FIELDS,
     ROLES,
@@ -229,6 +230,8 @@ def _parsed(raw: dict[str, Any], parsed: dict[str, paths.Location],
     refuses)."""
     mode, method = raw.get("reference_mode"), raw.get("method")
     excluded = raw.get(EXCLUDE_FIELD) if isinstance(raw.get(EXCLUDE_FIELD), list) else []
+    genes = raw.get(GENES_FIELD) if isinstance(raw.get(GENES_FIELD), list) else []
+    symbol = load_schema()["properties"][GENES_FIELD]["items"]
     return Request(raw, **{name: parsed.get(name) for name in PATH_FIELDS},
                    samples=tuple(filter(None, (_sample(row, parsed) for row in rows))),
                    has_annotate=raw.get("has_annotate") is True,
@@ -240,7 +243,9 @@ def _parsed(raw: dict[str, Any], parsed: dict[str, paths.Location],
                    method=method if method in _enum("method") else "hybrid",
                    autobin=raw["autobin"] if isinstance(raw.get("autobin"), bool) else None,
                    access_exclude=tuple(parsed.get(f"{EXCLUDE_FIELD}[{i}]")
-                                        for i in range(len(excluded))))
+                                        for i in range(len(excluded))),
+                   genes_of_interest=tuple(dict.fromkeys(
+                       gene for gene in genes if isinstance(gene, str) and _fits(gene, symbol))))
 
 
 def _sample(row: _Row, parsed: dict[str, paths.Location]) -> Sample | None:
@@ -284,7 +289,8 @@ def _input_lists_cut(data: dict[str, Any]) -> dict[str, Any]:
     only cost time."""
     fields = load_schema()["properties"]
     return {k: v[:fields[k]["maxItems"] + 1]
-            if k in (*INPUT_FIELDS, "samples", EXCLUDE_FIELD) and isinstance(v, list) else v
+            if k in (*INPUT_FIELDS, "samples", EXCLUDE_FIELD, GENES_FIELD)
+            and isinstance(v, list) else v
             for k, v in data.items()}
 
 
@@ -415,15 +421,23 @@ def _describe(err: ValidationError, where: str) -> list[Problem]:
     if err.validator == "required":
         return [Problem(prefix + name, reason or "missing required field")
                 for name in value if name not in instance]
+    if err.validator == "uniqueItems":
+        return [Problem(where, reason or f"lists {_repeated(instance)} more than once")]
+    listed = {EXCLUDE_FIELD: "BED files", GENES_FIELD: "genes"}
     reasons = {
         "type": f"expected {value}, got {_json_type(instance)}",
-        "maxItems": f"must list at most {value} "
-                    f"{'BED' if where.startswith(EXCLUDE_FIELD) else 'BAM'} files",
+        "maxItems": f"must list at most {value} {listed.get(where, 'BAM files')}",
         "minLength": "must not be empty",
         "maxLength": f"must be at most {value} characters long",
         "pattern": "must be a local path or an s3a://, s3:// or obs:// URI with a bucket and key",
     }
     return [Problem(where, reason or reasons.get(str(err.validator), err.message))]
+
+
+def _repeated(items: list) -> str:
+    """The items a list repeats, as JSON, comma-separated."""
+    counts = Counter(json.dumps(item, sort_keys=True) for item in items)
+    return ", ".join(text for text, n in counts.items() if n > 1)
 
 
 def _path_entries(data: dict[str, Any], rows: list[_Row]) -> list[tuple[str, str]]:

@@ -36,13 +36,13 @@ def error_map(data: object) -> dict[str, str]:
     return {p.field: p.message for p in errors(validate_request(data).problems)}
 
 
-def test_schema_is_valid_and_has_the_16_seed_fields_and_11_extensions() -> None:
+def test_schema_is_valid_and_has_the_16_seed_fields_and_12_extensions() -> None:
     schema = load_schema()
     Draft202012Validator.check_schema(schema)
-    assert len(schema["properties"]) == 27
+    assert len(schema["properties"]) == 28
     assert {"reference_cnn", "reference_only", "samples", "samplesheet", "reference_mode",
             "pool_matched_normals", "method", "autobin", "access_conf", "access_exclude",
-            "access_bed"} <= set(schema["properties"])
+            "access_bed", "genes_of_interest"} <= set(schema["properties"])
     # the seed's arrays are required unless samples or samplesheet gives the BAMs (allOf), the
     # bed unless method is wgs
     assert set(schema["required"]) == {"output_dir", "ref"}
