@@ -3,8 +3,8 @@
 
 Usage: cnvkit_stage.py [--sex-of=CALL_OPTIONS] [--optional SUBCOMMAND,...]
                        [--words-from FILE] [--jobs N] < COMMANDS
-       (one `cnvkit.py SUBCOMMAND ...`, `reference2targets.py ...`, `bin_sizes.py ...`,
-       `annotation_to_bed.py ...` or `cnvkit_report.py ...` line each)
+       (one `cnvkit.py SUBCOMMAND ...`, `reference2targets.py ...` or line of a script beside
+       this one (BESIDE: `bin_sizes.py ...`, `cnvkit_report.py ...`...) each)
 
 Each line is split as a shell would split it (no shell runs it), parsed by CNVkit's own parser
 (`cnvlib.commands.parse_args`) and run by the function that parser names (`args.func(args)`):
@@ -14,7 +14,10 @@ line. CNVkit's `reference2targets.py` script runs the same way, by its own parse
 and so does the job's report (`cnvkit_report.py`, beside this file), which reads call's options
 with CNVkit's parser: in a process of its own it would pay CNVkit's imports again; so does
 `bin_sizes.py` (beside this file: the bin sizes of a job, CNVkit's autobin), and
-`annotation_to_bed.py` (the annotation's gene symbols), so that it can run in a block.
+`annotation_to_bed.py` (the annotation's gene symbols), so that it can run in a block, and
+the per-tumour plots and tables (`sample_plots.py`, `diagram_image.py`,
+`genes_of_interest.py`), which draw or measure with CNVkit's own commands and treat each plot
+as optional themselves.
 Lines run in order; the first that fails ends the stage with its error (argparse's exit status
 2, or 1 with the traceback). Blank lines and `#` comments are skipped.
 
@@ -71,7 +74,8 @@ import traceback
 SEX_WORD = "{sex}"
 # the job's own scripts beside this one, each run by its module's main(argv) -> status
 BESIDE = {"cnvkit_report.py": "cnvkit_report", "bin_sizes.py": "bin_sizes",
-          "annotation_to_bed.py": "annotation_to_bed"}
+          "annotation_to_bed.py": "annotation_to_bed", "sample_plots.py": "sample_plots",
+          "diagram_image.py": "diagram_image", "genes_of_interest.py": "genes_of_interest"}
 SCRIPTS = ("cnvkit.py", "reference2targets.py", *BESIDE)
 FILE_WORD = re.compile(r"\{(\w+)\}")  # a word replaced from --words-from's file
 BLOCK_END, BARRIER = "---", "==="

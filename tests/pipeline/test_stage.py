@@ -62,8 +62,9 @@ def test_the_first_failing_line_ends_the_stage(small_cohort, tmp_path):
 def test_only_cnvkit_lines_are_run(tmp_path):
     done = stage("cnvkit.py version\nrm -rf /tmp/x\n", tmp_path)
     assert done.returncode == 2
-    assert ("not a cnvkit.py, reference2targets.py, cnvkit_report.py, bin_sizes.py or "
-            "annotation_to_bed.py command line: rm -rf /tmp/x") in done.stderr
+    assert ("not a cnvkit.py, reference2targets.py, cnvkit_report.py, bin_sizes.py, "
+            "annotation_to_bed.py, sample_plots.py, diagram_image.py or genes_of_interest.py "
+            "command line: rm -rf /tmp/x") in done.stderr
     assert "$ cnvkit.py version" not in done.stderr  # nothing ran
 
 
