@@ -279,6 +279,16 @@ workflow CNVKIT {
         .filter { rows -> rows }  // empty only when a failed check is ending the run
     target_cnn = coverage.map { _meta, target, _antitarget -> target }.toSortedList { a, b -> a.name <=> b.name }
     scatters = result('-scatter.png').map { _meta, png -> png }.toSortedList { a, b -> a.name <=> b.name }
+    // Every tumour's files that `keep(id, name)` accepts, sorted by name ([] when none): its
+    // chromosome and gene plots and diagram SVG, its genes of interest, its bintest.
+    def of_tumours = { keep ->
+        sample_files.flatMap { meta, files -> files.findAll { f -> keep("${meta.id}", f.name) } }
+            .toSortedList { a, b -> a.name <=> b.name }
+    }
+    panels = of_tumours { id, name -> name == "${id}-diagram.svg" ||
+        name.endsWith('-scatter.png') && (name.startsWith("${id}-chromosome-") || name.startsWith("${id}-gene-")) }
+    genes = of_tumours { id, name -> name == "${id}.genes_of_interest.tsv" }
+    bintests = of_tumours { id, name -> name == "${id}.bintest.cns" }
     // Every sample's facts and the call options each tumour was called with, for the report.
     facts = metas
         .map { all -> groovy.json.JsonOutput.toJson(all.collect { meta ->
@@ -309,6 +319,9 @@ workflow CNVKIT {
         tumours.map { rows -> rows.collect { row -> row[2] } },
         tumours.map { rows -> rows.collect { row -> row[3] } },
         scatters,
+        panels,
+        genes,
+        bintests,
         reference_files.filter { f -> f.name.endsWith('.cnn') }.toSortedList { a, b -> a.name <=> b.name },
         facts,
         tumour_sex,

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CNVKIT = str(Path(sys.executable).parent / "cnvkit.py")
 RESULTS_PER_TUMOUR = (".cnr", ".cns", ".segmetrics.cns", ".call.cns", ".genemetrics.tsv",
                       ".bintest.cns", ".vcf", ".bed")
-PLOTS_PER_TUMOUR = ("-scatter.png", "-diagram.pdf")
+PLOTS_PER_TUMOUR = ("-scatter.png", "-diagram.pdf", "-diagram.svg")
 # The pipeline's fixed segmetrics settings (modules/cnvkit/sample): batch's interval, seeded.
 SEGMETRICS = ("--ci", "--pi", "--alpha", "0.5", "--smooth-bootstrap", "0")
 RESULTS_PER_JOB = ("sex/sex.tsv", "cohort/cohort.seg", "cohort/metrics.tsv",
@@ -391,10 +391,13 @@ def test_direct_run_enforces_the_generated_schema(nextflow_bin, tmp_path):
 
 
 def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
+    """Every output, genes of interest's tables too (given as a list in a params file)."""
     inputs = sorted((ROOT / "tests" / "data" / "stub").iterdir())
     before = [path.stat().st_mtime_ns for path in inputs]
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"genes_of_interest": ["EGFR", "CDKN2A"]}))
     result = nextflow_run(
-        nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+        nextflow_bin, tmp_path, "-profile", "test,local", "-stub", "-params-file", str(params),
         "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stdout
     out = tmp_path / "out"
@@ -403,8 +406,11 @@ def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
                  *RESULTS_PER_JOB, "cohort/heatmap.png", "report.html"):
         assert (out / name).exists(), name
     for sample in ("tumour_A", "tumour_D"):
-        for suffix in (*RESULTS_PER_TUMOUR, *PLOTS_PER_TUMOUR):
+        for suffix in (*RESULTS_PER_TUMOUR, *PLOTS_PER_TUMOUR, ".genes_of_interest.tsv"):
             assert (out / "samples" / sample / f"{sample}{suffix}").exists(), (sample, suffix)
+    listed = {entry["path"] for entry in json.loads((out / "manifest.json").read_text())["files"]}
+    assert {"samples/tumour_A/tumour_A.genes_of_interest.tsv",
+            "samples/tumour_D/tumour_D-diagram.svg"} <= listed
     for sample in ("tumour_A", "tumour_D", "normal_B", "normal_C"):
         for kind in ("target", "antitarget"):
             assert (out / "coverage" / f"{sample}.{kind}coverage.cnn").exists(), (sample, kind)
@@ -421,8 +427,9 @@ def test_stub_run_without_plots(nextflow_bin, tmp_path):
     assert all((out / name).exists() for name in RESULTS_PER_JOB)
     assert all((out / "samples" / "tumour_A" / f"tumour_A{suffix}").exists()
                for suffix in RESULTS_PER_TUMOUR)
-    plots = [p.name for p in out.rglob("*") if p.suffix in (".png", ".pdf")]
+    plots = [p.name for p in out.rglob("*") if p.suffix in (".png", ".pdf", ".svg")]
     assert plots == [] and not (out / "report.html").exists()
+    assert not list(out.rglob("*.genes_of_interest.tsv"))  # none asked for
     refused = nextflow_run(nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
                            "--plots", "maybe", "--output_dir", str(tmp_path / "out2"))
     assert refused.returncode != 0 and "plots: must be true or false" in refused.stdout

@@ -3,7 +3,8 @@
 // table and (plots on) report.html, in one interpreter (bin/cnvkit_stage.py: the report reads
 // call's options with CNVkit's parser). Outputs are written where they are published.
 // report.html shows the method, the bin sizes and their warnings (bin_sizes.json), the
-// heatmap when drawn, and counts the bins of the tumours' ratios (QC limits scale with them).
+// heatmap when drawn, and counts the bins of the tumours' ratios (QC limits scale with them);
+// each tumour's chromosome and gene plots, diagram, genes of interest and bintest.
 // Options: task.ext.args -> sex (sex_conf); ext.args2 -> call_conf, whose sex options ({sex})
 //          the heatmap takes, with -x SEX when every tumour was given that sex, and the
 //          report reads with each tumour's facts (its assumptions);
@@ -21,6 +22,9 @@ process CNVKIT_COHORT {
     path segments   // .cns of every tumour
     path calls      // .call.cns of every tumour
     path scatters   // scatter PNG of every tumour, or [] without plots
+    path panels     // every tumour's chromosome and gene scatter PNGs and diagram SVG, or []
+    path genes      // every tumour's .genes_of_interest.tsv, or [] without genes of interest
+    path bintests   // every tumour's .bintest.cns
     path references  // reference.cnn, or each sample's (leave-one-out)
     path samples     // samples.json: every sample's facts and each tumour's call options
     val tumour_sex   // the sex every tumour was given, or ''
@@ -52,7 +56,7 @@ process CNVKIT_COHORT {
     cnvkit.py sex ${references} -o reference-sex.tsv
     cnvkit.py export seg ${segments} -o cohort/cohort.seg
     cnvkit.py metrics ${ratios} -s ${segments} -o cohort/metrics.tsv${heatmap}
-    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' --metrics cohort/metrics.tsv --calls ${calls} --ratios ${ratios} ${bin_sizes ? "--bin-sizes ${bin_sizes}" : ''} ${plots ? "--scatters ${scatters} --heatmap cohort/heatmap.png --html report.html" : ''} --multiqc cohort/cnvkit_mqc.tsv
+    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' --metrics cohort/metrics.tsv --calls ${calls} --ratios ${ratios} ${bin_sizes ? "--bin-sizes ${bin_sizes}" : ''} ${plots ? "--scatters ${scatters} --heatmap cohort/heatmap.png --html report.html" : ''} ${panels ? "--panels ${panels}" : ''} ${genes ? "--genes-of-interest ${genes}" : ''} ${bintests ? "--bintests ${bintests}" : ''} --multiqc cohort/cnvkit_mqc.tsv
     CNVKIT
     """
 
