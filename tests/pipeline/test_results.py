@@ -8,6 +8,7 @@ import json
 import shlex
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pysam
@@ -33,6 +34,21 @@ CHROM = 400_000
 # so it has no calls at all.
 TUMOURS = ("Sample_1", "Sample_2", "Sample_3")
 CALL_CONF = "--center mean --center-at 0 --drop-low-coverage --filter ci"
+MISSING_GENE = "NOSUCHGENE"
+
+
+def genes_in(cohort: Cohort, chrom: str, start: int, end: int) -> list[str]:
+    """The annotation's genes lying wholly in chrom:start-end."""
+    return [symbol for symbol, (where, first, last) in cohort.genes.items()
+            if where == chrom and start <= first and last <= end]
+
+
+def gained_gene(cohort: Cohort) -> str:
+    """A gene in the middle of Sample_1's gain (its planted event of more than 2 copies)."""
+    gain = next(e for s in cohort.samples if s.name == "Sample_1" for e in s.events
+                if e.copies > 2)
+    quarter = (gain.end - gain.start) // 4
+    return genes_in(cohort, gain.chrom, gain.start + quarter, gain.end - quarter)[0]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +67,8 @@ def results(cohort, nextflow_bin, tmp_path_factory) -> dict:
                "control_inputs": [str(cohort.bams["Control_M"]), str(cohort.bams["Control_F"])],
                "ref": str(cohort.ref), "bed": str(cohort.bed), "has_annotate": True,
                "annotation_file": str(cohort.annotation), "output_dir": str(work / "out"),
-               "call_conf": CALL_CONF}
+               "call_conf": CALL_CONF,
+               "genes_of_interest": [gained_gene(cohort), MISSING_GENE]}
     (work / "request.json").write_text(json.dumps(request))
     done = launch(["run", str(work / "request.json")], work / "state", cwd=work)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -80,6 +97,33 @@ def test_every_result_exists_and_is_in_the_manifest(results):
     assert empty == ["samples/Sample_3/Sample_3.bed"]  # no calls: no region to export
     assert (out / "cohort" / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "samples" / "Sample_1" / "Sample_1-diagram.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_genes_of_interest_tables_and_plots(results, cohort):
+    """Each tumour's table has the gene in Sample_1's gain (a call there, of its copies; none
+    in Sample_3) and names the missing one; the gain's chromosome and that gene are plotted
+    for Sample_1, nothing zoomed for Sample_3 (no calls); every diagram has its SVG."""
+    gene = results["request"]["genes_of_interest"][0]
+    gain = next(e for s in cohort.samples if s.name == "Sample_1" for e in s.events
+                if e.copies > 2)
+    for name in TUMOURS:
+        folder = results["out"] / "samples" / name
+        rows = read_table(folder / f"{name}.genes_of_interest.tsv")
+        assert [row["gene"] for row in rows] == [gene, MISSING_GENE], name
+        assert rows[1]["note"] == "not in the targets or annotation" and rows[1]["log2"] == ""
+        assert (rows[0]["chromosome"], rows[0]["call"]) == (
+            gain.chrom, "no" if name == "Sample_3" else "yes"), name
+        assert ET.parse(folder / f"{name}-diagram.svg").getroot().tag.endswith("}svg")
+    sample_1 = results["out"] / "samples" / "Sample_1"
+    assert read_table(sample_1 / "Sample_1.genes_of_interest.tsv")[0]["cn"] == str(gain.copies)
+    for panel in (f"chromosome-{gain.chrom}", f"gene-{gene}"):
+        png = sample_1 / f"Sample_1-{panel}-scatter.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", panel
+    zoomed = [p.name for p in (results["out"] / "samples" / "Sample_3").glob("*-scatter.png")]
+    assert zoomed == ["Sample_3-scatter.png"]
+    listed = {entry["path"] for entry in
+              json.loads((results["out"] / "manifest.json").read_text())["files"]}
+    assert f"samples/Sample_1/Sample_1-gene-{gene}-scatter.png" in listed
 
 
 def test_vcf_holds_the_planted_deletion_and_gain(results, cohort):
