@@ -39,13 +39,10 @@ def cohort(tmp_path_factory) -> Cohort:
 
 @pytest.fixture(scope="module")
 def run(cohort, nextflow_bin, tmp_path_factory) -> dict:
-    """The seed's options on the tumour and the three controls."""
+    """The seed's options on the tumour and the three controls, each sample's sex given."""
     work = tmp_path_factory.mktemp("panel_run")
-    request = {**json.loads(SEED.read_text()),
-               "experimental_inputs": [str(cohort.bams["Tumour"])],
-               "control_inputs": [str(cohort.bams[name]) for name in CONTROLS],
-               "ref": str(cohort.ref), "bed": str(cohort.bed), "has_annotate": False,
-               "output_dir": str(work / "out")}
+    options = {k: v for k, v in json.loads(SEED.read_text()).items() if k.endswith("_conf")}
+    request = cohort.request(work / "out", **options)
     (work / "request.json").write_text(json.dumps(request))
     done = launch(["run", str(work / "request.json")], work / "state", cwd=work)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -67,8 +64,9 @@ def test_noisy_control_has_the_largest_spread(run):
 
 
 def test_metrics_equal_cnvkit_run_by_hand(run, tmp_path):
-    """Each control's reference from the other two (no FASTA), fix, segment -m none, then
-    metrics, on the published coverages: the same table, byte for byte."""
+    """Each control's reference from the other two (no FASTA; reference_conf and -x female,
+    the sex every control was given), fix, segment -m none, then metrics, on the published
+    coverages: the same table, byte for byte."""
     request, out = run["request"], run["out"]
 
     def cnvkit(*args: str) -> None:
@@ -81,7 +79,7 @@ def test_metrics_equal_cnvkit_run_by_hand(run, tmp_path):
     for name in CONTROLS:
         others = sorted(f"{other}.{kind}coverage.cnn" for other in CONTROLS if other != name
                         for kind in ("target", "antitarget"))
-        cnvkit("reference", *others, *shlex.split(request["reference_conf"]),
+        cnvkit("reference", *others, *shlex.split(request["reference_conf"]), "-x", "female",
                "-o", f"panel/{name}.reference.cnn")
         cnvkit("fix", f"{name}.targetcoverage.cnn", f"{name}.antitargetcoverage.cnn",
                f"panel/{name}.reference.cnn", *shlex.split(request["fix_conf"]),
