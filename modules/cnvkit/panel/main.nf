@@ -7,9 +7,10 @@
 // result (its panel/ files are not kept).
 // It runs when the job pools its reference from two or more controls: not when a reference is
 // reused or given, nor with reference_mode leave-one-out, which takes no controls (every sample
-// is called against all the others already). Its references are built without -f, so they have no GC or
-// repeat-masked columns and fix makes neither correction: every control is measured alike, by
-// its own library's unevenness, and no FASTA is read once per control.
+// is called against all the others already); the workflow starts it once the job's reference
+// is built, beside the tumours' calls. Its references are built without -f, so they have no GC
+// or repeat-masked columns and fix makes neither correction: every control is measured alike,
+// by its own library's unevenness, and no FASTA is read once per control.
 // Options: task.ext.args -> reference (CNVKIT_REFERENCE's: reference_conf, with --no-edge for
 // amplicon and wgs), then -x SEX when every control was given that sex, as the job's
 // reference; ext.args2 -> fix (CNVKIT_SAMPLE's: fix_conf, with --no-edge for amplicon and wgs).
