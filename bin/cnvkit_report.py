@@ -35,11 +35,11 @@ from pathlib import Path
 import expected_states
 import report_qc
 from report_html import STYLE, csv_download, details, esc, image, link, span, table
+from sample_plots import PRIMARY  # what the genome-wide plot draws
 
 GENES_SHOWN = 6
 SEX_CHROMOSOMES = {"chrX", "chrY", "X", "Y"}
 KNOWN_SEXES = {"Male", "Female"}  # `cnvkit.py sex` says Unknown without usable chrX data
-PRIMARY = re.compile(r"(chr)?([1-9]|1[0-9]|2[0-2]|X|Y)")  # what the genome-wide plot draws
 # Written after the tasks: Nextflow's run records, and the manifest of the published result.
 JOB_FILES = ["pipeline_info/", "manifest.json"]
 CALL_COLUMNS = ["chromosome", "start", "end", "size (bp)", "probes", "log2", "CI low",
@@ -332,8 +332,8 @@ def plots_section(tumour: Tumour, left_out: list[str]) -> list[str]:
                    f"({esc(', '.join(left_out[:8]))}{' ...' if len(left_out) > 8 else ''})."
                    if left_out else "")
         parts.append(f"<figure>{image(tumour.scatter, f'scatter plot of {tumour.name}')}"
-                     f"<figcaption>Genome-wide: bin log2 ratios (off-target bins as small "
-                     f"dots) and segments{baf}.{omitted}</figcaption></figure>")
+                     f"<figcaption>Genome-wide: bin log2 ratios and segments{baf}.{omitted}"
+                     "</figcaption></figure>")
     else:
         parts.append("<p class='flag'>No scatter plot: CNVkit could not draw it (the "
                      "CNVKIT_SAMPLE task's log says why).</p>")
@@ -401,7 +401,7 @@ def render(job: dict, results: list[str], sex: dict[str, str], references: dict[
     context = {"results": results, "genes_of_interest": request.get("genes_of_interest") or [],
                "flags": {n: report_qc.over_limits(group[n], limits) + outliers[n]
                          for n in tumours},
-               "left_out": {n: [c for c in t.chromosomes if not PRIMARY.fullmatch(c)]
+               "left_out": {n: [c for c in t.chromosomes if not PRIMARY.match(c)]
                             for n, t in tumours.items()},
                "assumptions": {n: assumptions(t, sex.get(n), reference_sex_of(n, references),
                                               "leave-one-out" if loo else origin,

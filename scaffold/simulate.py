@@ -95,7 +95,11 @@ class SampleSpec:
     ``purity`` is the tumour's fraction of the sample (the rest is normal tissue of its sex);
     ``normal`` names its matched normal, a control of the same individual: they share germline
     SNVs, and the tumour's VCF has the normal's column too (named as the normal). ``vcf_sample``
-    names the tumour's own column (default: its name).
+    names the tumour's own column (default: its name). ``noise`` (0: none) makes the library
+    uneven, as a poor capture: each target (hybrid) or amplicon draws its own capture efficiency
+    in this sample, lognormal with sigma ``noise``, from the cohort's seed and the sample's name
+    alone, so the sample's other draws and the other samples stay as they were; off-target and
+    whole-genome reads are unaffected.
     """
 
     name: str
@@ -105,6 +109,7 @@ class SampleSpec:
     purity: float = 1.0
     normal: str | None = None
     vcf_sample: str | None = None
+    noise: float = 0.0
 
     def baseline(self, chrom: str) -> int:
         """Copy number of ``chrom`` outside any event."""
@@ -348,11 +353,13 @@ def make_cohort(
     for spec in samples:
         rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
         bam = outdir / f"{spec.name}{bam_suffix}"
+        capture = _capture(genome, spec, seed)
         if assay == "amplicon":
-            fragments = _amplicon_fragments(genome, spec, reads_per_sample, rng)
+            fragments = _amplicon_fragments(genome, spec, reads_per_sample, rng, capture)
         else:
             fragments = _fragments(genome, spec, reads_per_sample, read_length, rng,
-                                   on_target=ON_TARGET_FRACTION if assay == "hybrid" else 0.0)
+                                   on_target=ON_TARGET_FRACTION if assay == "hybrid" else 0.0,
+                                   capture=capture)
         _write_bam(bam, genome, spec, fragments, read_length, threads, mark)
         cohort.bams[spec.name] = bam
         if spec.individual in snvs:
@@ -536,11 +543,21 @@ def _mixed(spec: SampleSpec, tumour: np.ndarray, normal: float | np.ndarray) -> 
     return spec.purity * tumour + (1 - spec.purity) * normal
 
 
+def _capture(genome: _Genome, spec: SampleSpec, seed: int) -> dict[str, np.ndarray] | None:
+    """Each target's capture efficiency in ``spec`` by contig (:attr:`SampleSpec.noise`), or
+    None without noise."""
+    if not spec.noise:
+        return None
+    rng = np.random.default_rng([seed, 5, zlib.crc32(spec.name.encode())])
+    return {chrom: rng.lognormal(0, spec.noise, len(rows))
+            for chrom, rows in genome.targets.items()}
+
+
 def _weighted_intervals(
-    genome: _Genome, spec: SampleSpec, on_target: bool
+    genome: _Genome, spec: SampleSpec, on_target: bool, capture: dict[str, np.ndarray] | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``(contig index, start, end)`` and their weights, length x copy number (of the
-    tumour and normal mix).
+    tumour and normal mix), on target x the sample's capture efficiency (:func:`_capture`).
 
     On-target intervals are the targets ± ``TARGET_FLANK``; off-target ones tile each contig
     between N runs and event boundaries (N runs get weight 0).
@@ -557,6 +574,8 @@ def _weighted_intervals(
             lo, hi = bounds[:-1], bounds[1:]
         mid = (lo + hi) // 2
         weight = (hi - lo) * _mixed(spec, _copy_number(spec, chrom, mid), spec.baseline(chrom))
+        if on_target and capture:
+            weight = weight * capture[chrom]
         if not on_target:
             for start, end in genome.gaps[chrom]:
                 weight[(mid >= start) & (mid < end)] = 0
@@ -591,16 +610,19 @@ def _fragments(
     read_length: int,
     rng: np.random.Generator,
     on_target: float = ON_TARGET_FRACTION,
+    capture: dict[str, np.ndarray] | None = None,
 ) -> _Fragments:
     """Draw the fragments of ``n_reads`` paired reads of ``spec``, the ``on_target`` fraction
-    of them on the targets (0: whole-genome)."""
+    of them on the targets (0: whole-genome), each target weighted by its ``capture``
+    efficiency (:func:`_capture`)."""
     n_fragments = n_reads // 2
     n_dups = round(n_fragments * DUPLICATE_FRACTION)
     n_on = round((n_fragments - n_dups) * on_target)
     picks = np.concatenate(
         [
-            _draw(rng, n_on, _weighted_intervals(genome, spec, True)),
-            _draw(rng, n_fragments - n_dups - n_on, _weighted_intervals(genome, spec, False)),
+            _draw(rng, n_on, _weighted_intervals(genome, spec, True, capture)),
+            _draw(rng, n_fragments - n_dups - n_on,
+                  _weighted_intervals(genome, spec, False, capture)),
         ]
     )
     size = rng.normal(FRAGMENT_MEAN, FRAGMENT_SD, len(picks)).round()
@@ -616,10 +638,12 @@ def _fragments(
 
 
 def _amplicon_fragments(
-    genome: _Genome, spec: SampleSpec, n_reads: int, rng: np.random.Generator
+    genome: _Genome, spec: SampleSpec, n_reads: int, rng: np.random.Generator,
+    capture: dict[str, np.ndarray] | None,
 ) -> _Fragments:
     """The fragments of ``n_reads`` paired reads of an amplicon panel: each is one whole
-    amplicon, drawn with weight yield x copy number (of the tumour and normal mix)."""
+    amplicon, drawn with weight yield x copy number (of the tumour and normal mix) x the
+    sample's capture efficiency (:func:`_capture`)."""
     contig, start, size, weight = [], [], [], []
     for i, (chrom, rows) in enumerate(genome.targets.items()):
         mid = (rows[:, 0] + rows[:, 1]) // 2
@@ -627,7 +651,7 @@ def _amplicon_fragments(
         contig.append(np.full(len(rows), i))
         start.append(rows[:, 0])
         size.append(rows[:, 1] - rows[:, 0])
-        weight.append(genome.efficiency[chrom] * copies)
+        weight.append(genome.efficiency[chrom] * copies * (capture[chrom] if capture else 1))
     contig, start, size, weight = (np.concatenate(a) for a in (contig, start, size, weight))
     picked = np.repeat(np.arange(len(start)), rng.multinomial(n_reads // 2, weight / weight.sum()))
     reverse = rng.random(len(picked)) < 0.5

@@ -517,3 +517,27 @@ def test_command_line_assays(tmp_path) -> None:
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     assert out.startswith(f"ref\t{tmp_path}/hg38.filtered.fa\nannotation\t") and "bed" not in out
+
+
+def _target_spread(bam_path: Path, targets: list[tuple[str, int, int]]) -> float:
+    """Coefficient of variation of the reads on each target (chrX and chrY aside)."""
+    with pysam.AlignmentFile(bam_path) as bam:
+        counts = np.array([bam.count(c, s, e) for c, s, e in targets if c not in ("chrX", "chrY")])
+    return float(counts.std() / counts.mean())
+
+
+@pytest.mark.parametrize("assay", ["hybrid", "amplicon"])
+def test_noise_spreads_one_samples_target_depth(tmp_path, assay) -> None:
+    """A noisy sample's targets differ in depth far more than a quiet one's; its noise leaves
+    the other samples as they were (noise 0 writes what the simulator wrote before: the digest
+    test above)."""
+    kwargs = {"reads_per_sample": 40_000, "seed": 7, "chrom_length": SMALL_CHROM, "assay": assay}
+    quiet = [SampleSpec("Quiet", "female"), SampleSpec("Noisy", "female")]
+    noisy = [SampleSpec("Quiet", "female"), SampleSpec("Noisy", "female", noise=0.5)]
+    a = make_cohort(tmp_path / "quiet", quiet, **kwargs)
+    b = make_cohort(tmp_path / "noisy", noisy, **kwargs)
+    targets = _targets(b)
+    spread = {name: _target_spread(b.bams[name], targets) for name in ("Quiet", "Noisy")}
+    assert spread["Noisy"] > 2 * spread["Quiet"], spread
+    assert _target_spread(a.bams["Noisy"], targets) < 1.2 * spread["Quiet"]
+    assert _records(a)[0] == _records(b)[0]  # Quiet's reads

@@ -19,6 +19,7 @@ include { SAMTOOLS_INDEX   } from '../modules/samtools/index'
 include { CNVKIT_PREPARE   } from '../modules/cnvkit/prepare'
 include { COVERAGE         } from '../subworkflows/local/coverage'
 include { CNVKIT_REFERENCE } from '../modules/cnvkit/reference'
+include { CNVKIT_PANEL     } from '../modules/cnvkit/panel'
 include { CNVKIT_SAMPLE    } from '../modules/cnvkit/sample'
 include { CNVKIT_COHORT    } from '../modules/cnvkit/cohort'
 include { RESULT_MANIFEST  } from '../modules/local/result_manifest'
@@ -214,7 +215,14 @@ workflow CNVKIT {
             .map { meta, _target, _antitarget, cnn -> [meta.id, cnn] }
         reference_files = CNVKIT_PREPARE.out.reference.mix(CNVKIT_PREPARE.out.record)
         reference_versions = channel.empty()
+        controls_metrics = channel.empty()
     } else {
+        // Every control's coverage once the last exists: [metas, targets, antitargets] by id.
+        control_coverage = coverage.filter { meta, _target, _antitarget -> meta.role == 'control' }
+            .combine(control_count)
+            .map { meta, target, antitarget, n -> [groupKey('controls', n), meta, target, antitarget] }
+            .groupTuple()
+            .map { _key, metas_, target, antitarget -> [metas_, target, antitarget].transpose().sort { row -> row[0].id }.transpose() }
         pools = params.reference_mode == 'leave-one-out' ?
             coverage.toSortedList { a, b -> a[0].id <=> b[0].id }.flatMap { all ->
                 all.collect { row ->
@@ -227,13 +235,9 @@ workflow CNVKIT {
                 .filter { n -> n == 0 }
                 .map { _n -> [null, [], null] }  // no controls: a flat reference
                 .mix(
-                    coverage.filter { meta, _target, _antitarget -> meta.role == 'control' }
-                        .combine(control_count)
-                        .map { meta, target, antitarget, n -> [groupKey('controls', n), meta, target, antitarget] }
-                        .groupTuple()
-                        .map { _key, controls, target, antitarget ->
-                            [null, (target + antitarget).sort { f -> f.name }, sharedSex(controls)]
-                        }
+                    control_coverage.map { metas_, target, antitarget ->
+                        [null, (target + antitarget).sort { f -> f.name }, sharedSex(metas_)]
+                    }
                 )
         bin_sizes = CNVKIT_PREPARE.out.bin_sizes.first()
         CNVKIT_REFERENCE(pools, targets, antitargets, reference_fasta, bed, annotation, bin_sizes,
@@ -242,7 +246,20 @@ workflow CNVKIT {
         references = params.reference_mode == 'leave-one-out' ? built :
             experimental_cnn.combine(built).map { meta, _target, _antitarget, _id, cnn -> [meta.id, cnn] }
         reference_files = CNVKIT_REFERENCE.out.cnn.map { _id, cnn -> cnn }.mix(CNVKIT_REFERENCE.out.record)
-        reference_versions = CNVKIT_REFERENCE.out.versions
+        // The controls' panel (two or more pooled; leave-one-out takes none): each one's noise
+        // against the others. It starts once the job's reference is built (never before it),
+        // beside the tumours' calls, with a block per control at once on its share of the CPUs
+        // (the calls have the other); the cohort reads it.
+        CNVKIT_PANEL(
+            control_coverage.filter { metas_, _target, _antitarget -> metas_.size() > 1 }
+                .combine(built)
+                .map { metas_, target, antitarget, _id, _cnn ->
+                    [metas_, target, antitarget, sharedSex(metas_), taskCpus(metas_.size(), 2, metas_.size())]
+                },
+            options
+        )
+        controls_metrics = CNVKIT_PANEL.out.metrics
+        reference_versions = CNVKIT_REFERENCE.out.versions.mix(CNVKIT_PANEL.out.versions)
     }
 
     // Each tumour's calls: a task each, or on a single machine one task for all (grouped()),
@@ -307,6 +324,7 @@ workflow CNVKIT {
         .mix(
             CNVKIT_PREPARE.out.access, CNVKIT_PREPARE.out.targets, CNVKIT_PREPARE.out.antitargets,
             CNVKIT_PREPARE.out.annotation, CNVKIT_PREPARE.out.bin_sizes, reference_files,
+            controls_metrics,
             coverage.flatMap { _meta, target, antitarget -> [target, antitarget] },
             sample_files.flatMap { _meta, files -> files }
         )
@@ -328,6 +346,7 @@ workflow CNVKIT {
         job,
         results,
         CNVKIT_PREPARE.out.bin_sizes.collect().ifEmpty([]),
+        controls_metrics.collect().ifEmpty([]),
         options
     )
 
@@ -359,13 +378,14 @@ workflow CNVKIT {
             def faidx = decided.fai ? 0 : 1
             def check = params.inputs_checked ? 0 : 1
             def pooling = reused ? 0 : params.reference_mode == 'leave-one-out' ? experimental : 1
+            def panel = !reused && rows.count { meta -> meta.role == 'control' } > 1 ? 1 : 0
             def cohort = experimental ? 1 : 0
             // coverage: a task per sample, grouped a task per role; or, in chunks, per (sample,
             // chunk), the split, the merges
             def coverage = pieces ? bams * pieces + 1 + bams : grouped() ? rows*.role.unique().size() : bams
             def calling = grouped() ? cohort : experimental  // grouped: one task for all
-            // check + indexes + prepare + coverage + reference + sample stages + cohort + manifest
-            "${check + faidx + unindexed + 1 + coverage + pooling + calling + cohort + 1}"
+            // check + indexes + prepare + coverage + reference + panel + sample stages + cohort + manifest
+            "${check + faidx + unindexed + 1 + coverage + pooling + panel + calling + cohort + 1}"
         }
         .collectFile(name: 'tasks.txt', storeDir: "${outdir}/pipeline_info")
 

@@ -95,7 +95,7 @@ def test_the_installed_nextflow_starts_from_its_class_data_archive(nextflow_bin,
 # The memory each CNVkit stage asks for (conf/base.config): 1 GB and this many bytes per byte
 # of the inputs whose lines are bins, doubled on a retry.
 PER_BYTE = {"CNVKIT_COVERAGE": 18, "CNVKIT_REFERENCE": 16, "CNVKIT_SAMPLE": 18,
-            "CNVKIT_COHORT": 9}
+            "CNVKIT_COHORT": 9, "CNVKIT_PANEL": 16}  # the panel: per block at once (1 here)
 
 
 def stub_memory(nextflow_bin: str, work: Path, bed: Path) -> dict[str, set[float]]:
@@ -135,9 +135,9 @@ def test_cnvkit_stages_ask_for_memory_by_their_bins(nextflow_bin, tmp_path):
     gib = big.stat().st_size / 2**30
     # what each stage reads: coverage the BEDs; the reference two controls' coverages and the
     # BEDs; a sample its coverage; the cohort four target coverages (the stub reference and
-    # results are empty)
+    # results are empty); the panel the two controls' coverages
     inputs = {"CNVKIT_COVERAGE": gib, "CNVKIT_REFERENCE": 3 * gib, "CNVKIT_SAMPLE": gib,
-              "CNVKIT_COHORT": 4 * gib}
+              "CNVKIT_COHORT": 4 * gib, "CNVKIT_PANEL": 2 * gib}
     for stage, per_byte in PER_BYTE.items():
         assert grown[stage] == {round(1 + per_byte * inputs[stage], 1)}, (stage, grown[stage])
     assert grown["CNVKIT_PREPARE"] == {2.0}  # other stages: 2 GB as before

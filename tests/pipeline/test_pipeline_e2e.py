@@ -32,8 +32,9 @@ RESULTS_PER_TUMOUR = (".cnr", ".cns", ".segmetrics.cns", ".call.cns", ".genemetr
 PLOTS_PER_TUMOUR = ("-scatter.png", "-diagram.pdf", "-diagram.svg")
 # The pipeline's fixed segmetrics settings (modules/cnvkit/sample): batch's interval, seeded.
 SEGMETRICS = ("--ci", "--pi", "--alpha", "0.5", "--smooth-bootstrap", "0")
+# Of a job with tumours and a reference pooled from two or more controls (every job here).
 RESULTS_PER_JOB = ("sex/sex.tsv", "cohort/cohort.seg", "cohort/metrics.tsv",
-                   "cohort/cnvkit_mqc.tsv")
+                   "cohort/cnvkit_mqc.tsv", "reference/controls-metrics.tsv")
 
 
 def read_table(path: Path) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -25,14 +26,16 @@ from tests.pipeline.test_pipeline_e2e import (
     called_copies,
     launch,
 )
+from tests.pipeline.test_report import downloads
 
 pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 CHROM = 400_000
 # Sample_1 (male) and Sample_2 (female) carry the default planted events; Sample_3 (female) none,
-# so it has no calls at all.
+# so it has no calls at all; Noisy (female, none) has an uneven library, for the QC flags.
 TUMOURS = ("Sample_1", "Sample_2", "Sample_3")
+NOISY = "Noisy"
 CALL_CONF = "--center mean --center-at 0 --drop-low-coverage --filter ci"
 MISSING_GENE = "NOSUCHGENE"
 
@@ -53,17 +56,18 @@ def gained_gene(cohort: Cohort) -> str:
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Cohort:
-    samples = [*standard_samples(CHROM, n_experimental=2), SampleSpec("Sample_3", "female")]
+    samples = [*standard_samples(CHROM, n_experimental=2), SampleSpec("Sample_3", "female"),
+               SampleSpec(NOISY, "female", noise=0.5)]
     return make_cohort(tmp_path_factory.mktemp("three_tumours"), samples,
                        reads_per_sample=150_000, seed=11, chrom_length=CHROM)
 
 
 @pytest.fixture(scope="module")
 def results(cohort, nextflow_bin, tmp_path_factory) -> dict:
-    """The seed's options, `--filter ci` added to call_conf, on three tumours and two controls."""
+    """The seed's options, `--filter ci` added to call_conf, on four tumours and two controls."""
     work = tmp_path_factory.mktemp("results_run")
     request = {**json.loads(SEED.read_text()),
-               "experimental_inputs": [str(cohort.bams[name]) for name in TUMOURS],
+               "experimental_inputs": [str(cohort.bams[name]) for name in (*TUMOURS, NOISY)],
                "control_inputs": [str(cohort.bams["Control_M"]), str(cohort.bams["Control_F"])],
                "ref": str(cohort.ref), "bed": str(cohort.bed), "has_annotate": True,
                "annotation_file": str(cohort.annotation), "output_dir": str(work / "out"),
@@ -79,10 +83,6 @@ def read_table(path: Path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader((line for line in handle if not line.startswith("#")),
                                    delimiter="\t"))
-
-
-def rows_text(rows: list[list[str]]) -> str:
-    return "\n".join("\t".join(row) for row in rows)
 
 
 def test_every_result_exists_and_is_in_the_manifest(results):
@@ -149,7 +149,7 @@ def test_seg_has_one_block_per_tumour(results):
     rows = read_table(results["out"] / "cohort" / "cohort.seg")
     ids = [row["ID"] for row in rows]
     blocks = [ids[0]] + [b for a, b in zip(ids, ids[1:], strict=False) if a != b]
-    assert blocks == list(TUMOURS)
+    assert blocks == [*TUMOURS, NOISY]
     assert {"chrom", "loc.start", "loc.end", "num.mark", "seg.mean"} <= set(rows[0])
 
 
@@ -192,32 +192,49 @@ def test_multiqc_finds_the_custom_content(results, tmp_path):
     calls = {name: int(float(by_sample[name]["custom_content_cnvkit-cnvkit_calls"]))
              for name in TUMOURS}
     assert calls["Sample_1"] >= 2 and calls["Sample_2"] >= 2 and calls["Sample_3"] == 0
+    expected = {name: int(float(by_sample[name]["custom_content_cnvkit-cnvkit_expected"]))
+                for name in TUMOURS}  # the male's one chrX and chrY: not calls
+    assert expected["Sample_1"] >= 1 and expected["Sample_2"] == expected["Sample_3"] == 0
     assert all(float(by_sample[n]["custom_content_cnvkit-cnvkit_noise_mad"]) > 0 for n in TUMOURS)
 
 
-def test_report_opens_in_a_browser_with_the_planted_calls(results, cohort, browser, tmp_path):
+def test_report_opens_in_a_browser_with_the_planted_calls(results, cohort, browser, artefacts):
+    """Chromium opens the page with no request beyond it; the calls tables (as their CSV
+    downloads parse) hold each planted event at its copy number and nothing for Sample_3;
+    the male's chrX is an expected state; the QC flags single out the noisy tumour."""
     page = results["out"] / "report.html"
-    assert "http://" not in page.read_text() and "https://" not in page.read_text()
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text
     visit = browser.visit(page.as_uri())
     assert visit.failed == [] and visit.console_errors == []
-    (tmp_path / "report.png").write_bytes(visit.screenshot)
+    assert [url for url in visit.requests if not url.startswith(("data:", "file:"))] == []
+    (artefacts / "report.png").write_bytes(visit.screenshot)
+    full = browser.visit(page.as_uri(), full_page=True)
+    (artefacts / "report-full.png").write_bytes(full.screenshot)
     assert visit.screenshot[:8] == b"\x89PNG\r\n\x1a\n" and len(visit.screenshot) > 20_000
-    lines = visit.text.splitlines()
-    headings = [i for i, line in enumerate(lines) if line in TUMOURS]  # one <h2> per tumour
-    assert [lines[i] for i in headings] == list(TUMOURS)
-    for start, end in zip(headings, [*headings[1:], len(lines)], strict=True):
-        name, rows = lines[start], [line.split("\t") for line in lines[start:end]]
+    tables = downloads(text)
+    for name in TUMOURS:
+        rows = tables.get(f"{name}.calls.csv", [[]])
+        assert all(row[0] not in ("chrX", "chrY") for row in rows[1:]), name
         for event in next(s for s in cohort.samples if s.name == name).events:
-            called = {row[3] for row in rows if row[0] == event.chrom and len(row) > 3
+            called = {row[9] for row in rows[1:] if row[0] == event.chrom
                       and int(row[1]) < event.end and int(row[2]) > event.start}
             assert called == {str(event.copies)}, (name, event)
-        if name == "Sample_3":
-            assert "No calls: every segment has copy number 2." in rows_text(rows)
-    assert "Sample_1" in visit.text and "Male" in visit.text and "Female" in visit.text
-    links = [line for line in page.read_text().splitlines() if line.startswith("<li><a href=")]
+    assert "Sample_3.calls.csv" not in tables
+    assert ("No calls: every segment has the copy number expected of a female sample of ploidy "
+            "2.") in visit.text
+    sample_1 = visit.text[visit.text.index("Expected states ("):]
+    assert "chrX" in sample_1[:2000]  # the male's chrX, listed apart
+    flagged = {name for name in (*TUMOURS, NOISY)
+               if re.search(rf"<section class='sample' id='{name}'><h2>{name}</h2>\s*<p>QC: "
+                            r'<span class="flag">', text)}
+    assert flagged == {NOISY}
+    assert "QC: none" in visit.text
     for path in ("samples/Sample_2/Sample_2.vcf", "cohort/cohort.seg", "reference/reference.cnn"):
-        assert f'<li><a href="{path}">' in "\n".join(links), path
+        assert f'<li><a href="{path}">' in text, path
         assert (results["out"] / path).is_file()
+    assert "<details><summary>Request</summary>" in text
+    assert "src='data:image/png;base64," in text.split("<h2>Cohort heatmap</h2>")[1][:200]
 
 
 ENTRY = {"path": "f", "size": 3, "sha256": "0" * 64}

@@ -116,7 +116,8 @@ def test_a_small_job_on_one_machine_starts_cnvkit_as_often_whatever_its_samples(
         controls = tasks["CNVKIT_COVERAGE", "normal_B normal_C"]
         assert controls["cpus"] == "2"
     assert ran[2] == ran[5] == ["CNVKIT_COHORT", "CNVKIT_COVERAGE", "CNVKIT_COVERAGE",
-                                "CNVKIT_PREPARE", "CNVKIT_REFERENCE", "CNVKIT_SAMPLE"]
+                                "CNVKIT_PANEL", "CNVKIT_PREPARE", "CNVKIT_REFERENCE",
+                                "CNVKIT_SAMPLE"]
 
 
 def test_cnvkit_outputs_do_not_depend_on_p(small_cohort, tmp_path):

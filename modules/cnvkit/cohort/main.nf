@@ -31,6 +31,7 @@ process CNVKIT_COHORT {
     path job        // job.json: the job (or run) and its request, versions (see the workflow)
     path results    // results.txt: every result file's published path
     path bin_sizes  // the regions' bin_sizes.json (method, bin sizes, warnings); [] when reused
+    path controls_metrics  // CNVKIT_PANEL's controls-metrics.tsv; [] when it did not run
     val options  // checked option strings, {FIELD: {args, processes}}: read by conf/modules.config
 
     output:
@@ -56,7 +57,7 @@ process CNVKIT_COHORT {
     cnvkit.py sex ${references} -o reference-sex.tsv
     cnvkit.py export seg ${segments} -o cohort/cohort.seg
     cnvkit.py metrics ${ratios} -s ${segments} -o cohort/metrics.tsv${heatmap}
-    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' --metrics cohort/metrics.tsv --calls ${calls} --ratios ${ratios} ${bin_sizes ? "--bin-sizes ${bin_sizes}" : ''} ${plots ? "--scatters ${scatters} --heatmap cohort/heatmap.png --html report.html" : ''} ${panels ? "--panels ${panels}" : ''} ${genes ? "--genes-of-interest ${genes}" : ''} ${bintests ? "--bintests ${bintests}" : ''} --multiqc cohort/cnvkit_mqc.tsv
+    cnvkit_report.py --job ${job} --results ${results} --sex sex/sex.tsv --reference-sex reference-sex.tsv --samples ${samples} --call-options='${task.ext.args2 ?: ''}' --metrics cohort/metrics.tsv --calls ${calls} --ratios ${ratios} ${bin_sizes ? "--bin-sizes ${bin_sizes}" : ''} ${controls_metrics ? "--controls-metrics ${controls_metrics}" : ''} ${plots ? "--scatters ${scatters} --heatmap cohort/heatmap.png --html report.html" : ''} ${panels ? "--panels ${panels}" : ''} ${genes ? "--genes-of-interest ${genes}" : ''} ${bintests ? "--bintests ${bintests}" : ''} --multiqc cohort/cnvkit_mqc.tsv
     CNVKIT
     """
 
