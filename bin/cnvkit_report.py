@@ -284,18 +284,20 @@ def controls_section(panel: dict[str, dict[str, float]], method: str, origin: st
                f"({origin}{', ' + str(len(control_ids)) + ' control(s)' if control_ids else ''})")
         return parts + [f"<p>The controls are not judged: {esc(why)}.</p>"]
     fixed = report_qc.limits(method, None, {})
-    outliers = report_qc.outliers(panel)
+    outliers = report_qc.outliers(panel, report_qc.ROBUST)
     rows, noisy = [], []
     for name, values in panel.items():
-        flags = report_qc.over_limits({k: values[k] for k in report_qc.NOISE if k in values},
+        flags = report_qc.over_limits({k: values[k] for k in report_qc.ROBUST if k in values},
                                       fixed) + outliers[name]
         if flags:
             noisy.append(name)
         rows.append([esc(name), *(f"{values.get(k, float('nan')):.3g}" for k in report_qc.NOISE),
                      qc_cell(flags)])
     parts += ["<p>Each control's coverage against a reference pooled from the other controls "
-              "(<code>reference/controls-metrics.tsv</code>). Flags: the fixed limits of the "
-              f"assay, and {esc(report_qc.cohort_rule('controls'))}.</p>",
+              "(<code>reference/controls-metrics.tsv</code>). Judged on MAD and IQR (stdev "
+              "swings with a few far bins, such as a female's chrY against male controls): "
+              f"the fixed limits of the assay, and {esc(report_qc.cohort_rule('controls'))}."
+              "</p>",
               table(["control", *report_qc.NOISE, "QC flags"], rows, raw=True)]
     for name in noisy:
         parts.append(f"<p class='flag'>Control {esc(name)} is noisy: consider dropping it from "

@@ -4,9 +4,12 @@ the cohort.
 Each sample is judged on `cnvkit.py metrics` (stdev, mad, iqr of the bin log2 ratios around
 their segments; the segment count) twice:
 - against limits. The noise limits come from the job's own panel when it has one (twice the
-  median of the controls' noise, each control against a reference built from the others:
+  median noise of the controls, each against a reference built from the others:
   reference/controls-metrics.tsv), else from a fixed table per assay; the segment limit grows
-  with the job's bin count. A limit says where it came from.
+  with the job's bin count. A limit says where it came from. The panel's noise is read from its
+  robust measures, MAD (for stdev and mad: both estimate the standard deviation of normal
+  noise) and IQR: a control's stdev swings with a few far bins, such as a female's chrY
+  against a reference of male controls.
 - against the cohort: a value above the median of its group (tumours, or controls) plus 3
   scaled MADs (a robust outlier rule; Leys et al. 2013 call 3 "very conservative") is an
   outlier. It needs 3 samples in the group.
@@ -18,6 +21,8 @@ import statistics
 from dataclasses import dataclass
 
 NOISE = ("stdev", "mad", "iqr")
+ROBUST = ("mad", "iqr")  # what judges a control, and what a panel's limits are read from
+PANEL_MEASURE = {"stdev": "mad", "mad": "mad", "iqr": "iqr"}
 METRICS = (*NOISE, "segments")
 # Used without a panel. CNVkit publishes no limits; these are this pipeline's rule of thumb for
 # the log2 noise of a usable sample, tighter where bins hold more reads.
@@ -41,12 +46,13 @@ class Limit:
 def limits(method: str, bins: int | None, panel: dict[str, dict[str, float]]) -> dict[str, Limit]:
     """Each metric's limit for this job, with where it comes from."""
     found = {}
-    usable = [values for values in panel.values() if all(k in values for k in NOISE)]
+    usable = [values for values in panel.values() if all(k in values for k in ROBUST)]
     for key in NOISE:
         if len(usable) >= 2:
-            median = statistics.median(values[key] for values in usable)
+            measure = PANEL_MEASURE[key]
+            median = statistics.median(values[measure] for values in usable)
             found[key] = Limit(PANEL_FACTOR * median,
-                               f"{PANEL_FACTOR:g} x the median {key} of the {len(usable)} "
+                               f"{PANEL_FACTOR:g} x the median {measure} of the {len(usable)} "
                                "controls, each against a reference of the others "
                                "(reference/controls-metrics.tsv)")
         else:
@@ -68,13 +74,15 @@ def over_limits(values: dict[str, float], found: dict[str, Limit]) -> list[str]:
             if key in values and values[key] > limit.value]
 
 
-def outliers(group: dict[str, dict[str, float]]) -> dict[str, list[str]]:
-    """Per sample, the metrics above its group's median + 3 scaled MADs (none under 3 samples).
-    The spread has a floor of 5 % of the median, so near-identical samples are not outliers."""
+def outliers(group: dict[str, dict[str, float]],
+             metrics: tuple[str, ...] = METRICS) -> dict[str, list[str]]:
+    """Per sample, the `metrics` above its group's median + 3 scaled MADs (none under 3
+    samples). The spread has a floor of 5 % of the median, so near-identical samples are not
+    outliers."""
     flagged: dict[str, list[str]] = {name: [] for name in group}
     if len(group) < MIN_GROUP:
         return flagged
-    for key in METRICS:
+    for key in metrics:
         values = {name: v[key] for name, v in group.items() if key in v}
         if len(values) < MIN_GROUP:
             continue

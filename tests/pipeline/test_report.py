@@ -178,13 +178,13 @@ def write_cohort(folder: Path, noisy: str = "T4") -> list[str]:
         "chr2\t1000\t2000\tG1\t-1.2\t30\t1\t1\t0.00012\nchr5\t1000\t2000\tZ\t-1\t30\t1\t1\t0.01\n")
     (folder / "cohort" / "metrics.tsv").write_text(
         "sample\tsegments\tstdev\tmad\tiqr\tbivar\n" + "".join(
-            f"{n}.cnr\t{6 + i}\t{0.2 + 0.01 * i:.2f}\t{0.15 + 0.01 * i:.2f}\t"
+            f"{n}.cnr\t{6 + i}\t{0.15 + 0.01 * i:.2f}\t{0.15 + 0.01 * i:.2f}\t"
             f"{0.2 + 0.01 * i:.2f}\t0.1\n" if n != noisy else f"{n}.cnr\t9\t0.62\t0.55\t0.7\t0.3\n"
             for i, n in enumerate(names)))
     (folder / "controls-metrics.tsv").write_text(
         "sample\tsegments\tstdev\tmad\tiqr\tbivar\n"
         "panel/C1.cnr\t24\t0.12\t0.1\t0.13\t0.05\npanel/C2.cnr\t24\t0.13\t0.11\t0.14\t0.05\n"
-        "panel/C3.cnr\t24\t0.14\t0.1\t0.15\t0.05\npanel/Bad.cnr\t24\t0.5\t0.45\t0.6\t0.3\n")
+        "panel/C3.cnr\t24\t1.0\t0.1\t0.15\t0.05\npanel/Bad.cnr\t24\t0.5\t0.45\t0.6\t0.3\n")
     (folder / "T1.genes_of_interest.tsv").write_text(
         "gene\tchromosome\tstart\tend\tlog2\tdepth\tprobes\tcn\tcall\tnote\n"
         "G1\tchr2\t1000\t9000\t-0.97\t40\t12\t1\tyes\t\n"
@@ -250,6 +250,7 @@ def test_qc_flags_name_their_source_and_single_out_the_noisy_sample(tmp_path):
     assert "one segment per 1,000 of the job&#x27;s" not in page  # bins unknown here
     assert "Control Bad is noisy: consider dropping it from the controls" in page
     assert "Control C1 is noisy" not in page
+    assert "Control C3 is noisy" not in page  # its stdev alone is high: a few far bins
 
 
 def test_panel_limits_and_bin_count_scale_the_limits(tmp_path):
