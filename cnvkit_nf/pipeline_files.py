@@ -36,5 +36,6 @@ def load_bin(name: str) -> ModuleType:
         sys.path.insert(0, str(BIN))
     spec = importlib.util.spec_from_file_location(name, BIN / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import does: a dataclass looks its module up there
     spec.loader.exec_module(module)
     return module

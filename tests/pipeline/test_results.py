@@ -16,7 +16,7 @@ import pysam
 import pytest
 
 from cnvkit_nf.storage import manifest
-from scaffold.demo import SEED
+from scaffold.demo import SEED, print_calls
 from scaffold.simulate import Cohort, SampleSpec, make_cohort, standard_samples
 from tests.pipeline.test_pipeline_e2e import (
     PLOTS_PER_TUMOUR,
@@ -196,6 +196,17 @@ def test_multiqc_finds_the_custom_content(results, tmp_path):
                 for name in TUMOURS}  # the male's one chrX and chrY: not calls
     assert expected["Sample_1"] >= 1 and expected["Sample_2"] == expected["Sample_3"] == 0
     assert all(float(by_sample[n]["custom_content_cnvkit-cnvkit_noise_mad"]) > 0 for n in TUMOURS)
+
+
+def test_demo_prints_calls_apart_from_expected_states(results, capsys):
+    """What `make demo` prints of a male tumour: its planted calls, then its one chrX and
+    chrY copy as expected states (bin/expected_states.py, the report's rule)."""
+    print_calls("Sample_1", results["out"] / "samples" / "Sample_1" / "Sample_1.call.cns")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "copy-number calls of Sample_1 (male, ploidy 2): 2"
+    assert [line.split(":")[0].strip() for line in lines[1:3]] == ["chr2", "chr3"]
+    assert [line.split("  ")[1].split(":")[1].strip() for line in lines[3:]] == ["chrX", "chrY"]
+    assert all(line.startswith("  expected state, not a call: ") for line in lines[3:])
 
 
 def test_report_opens_in_a_browser_with_the_planted_calls(results, cohort, browser, artefacts):
