@@ -59,12 +59,25 @@ def image(path: Path, alt: str, css: str = "") -> str:
             f"src='data:{kind};base64,{data}'>")
 
 
+def spreadsheet_safe(cell: str) -> str:
+    """A cell a spreadsheet will not run as a formula: text starting with = + - @ or a control
+    character (a gene name from the annotation, say) gets a leading quote; numbers are kept."""
+    if not cell or cell[0] not in "=+-@\t\r":
+        return cell
+    try:
+        float(cell.replace(",", ""))
+        return cell
+    except ValueError:
+        return "'" + cell
+
+
 def csv_download(name: str, header: list[str], rows: list[list[str]], label: str) -> str:
-    """A link that saves `rows` as NAME (CSV) from the page itself (a data URI)."""
+    """A link that saves `rows` as NAME (CSV) from the page itself (a data URI), every cell
+    spreadsheet-safe."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([[spreadsheet_safe(str(cell)) for cell in row] for row in rows])
     uri = "data:text/csv;charset=utf-8," + urllib.parse.quote(text.getvalue())
     return f'<a class="download" download="{esc(name)}" href="{uri}">{esc(label)}</a>'
 

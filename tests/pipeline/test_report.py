@@ -237,6 +237,13 @@ def test_each_call_shows_size_probes_confidence_bintest_and_genes(tmp_path):
     assert "T2.calls.csv" not in downloads(page)  # no calls, nothing to download
 
 
+def test_downloads_keep_spreadsheets_from_running_formulas():
+    html_ = load_script("report_html")
+    assert [html_.spreadsheet_safe(cell) for cell in
+            ("=HYPERLINK(\"x\")", "+1+cmd", "@SUM(A1)", "-0.950", "-1,010", "TP53", "")] == [
+        "'=HYPERLINK(\"x\")", "'+1+cmd", "'@SUM(A1)", "-0.950", "-1,010", "TP53", ""]
+
+
 def test_qc_flags_name_their_source_and_single_out_the_noisy_sample(tmp_path):
     args = write_cohort(tmp_path)
     page = run_report(tmp_path, args, "--controls-metrics", "controls-metrics.tsv")
