@@ -197,11 +197,12 @@ def build() -> dict:
         "plots": {
             "title": "Plots and report", "type": "boolean", "default": True,
             "fa_icon": "fas fa-chart-area",
-            "description": "Per tumour a scatter plot (PNG) and a diagram (PDF), a heatmap of "
-                           "two or more tumours, and report.html; false skips them.",
+            "description": "Per tumour scatter plots (PNG: the genome, each chromosome and each "
+                           "gene of interest with a call) and a diagram (PDF and SVG), a heatmap "
+                           "of two or more tumours, and report.html; false skips them.",
         },
         "genes_of_interest": _from_request(
-            "genes_of_interest", type="array", default=[], fa_icon="fas fa-dna",
+            "genes_of_interest", type="array", fa_icon="fas fa-dna",
             **{key: load_schema()["properties"]["genes_of_interest"][key]
                for key in ("maxItems", "uniqueItems", "items")}),
     }
