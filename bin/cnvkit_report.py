@@ -97,8 +97,7 @@ def reference_note(sample_sex: str, reference_sex: str) -> str:
         return "reference sex unknown: CNVkit cannot tell it from the reference's chrX"
     if sample_sex.capitalize() == reference_sex:
         return f"{reference_sex.lower()} reference, as the sample"
-    return (f"{reference_sex.lower()} reference, {sample_sex} sample: usual practice; chrX "
-            "and chrY ratios are offset and call expects that (not a call)")
+    return f"{reference_sex.lower()} reference, {sample_sex} sample: usual, not a call (below)"
 
 
 def metrics_of(metrics_tsv: Path | None) -> dict[str, dict[str, float]]:
