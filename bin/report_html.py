@@ -11,6 +11,9 @@ import urllib.parse
 from pathlib import Path
 
 IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
+# Colours an embedded PNG keeps: a plot's greys and few colours fit, at half the bytes of
+# matplotlib's RGBA (a report embeds every plot of every tumour; the files stay as drawn).
+PALETTE = 256
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 110em; }
@@ -51,9 +54,26 @@ def table(header: list[str], rows: list[list[str]], raw: bool = False,
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def embedded_bytes(path: Path) -> bytes:
+    """A PNG in a palette of 256 colours (it looks the same at half the size); an SVG, or a
+    PNG that Pillow cannot read, as is."""
+    if path.suffix.lower() != ".png":
+        return path.read_bytes()
+    from PIL import Image  # noqa: PLC0415 - matplotlib's own dependency
+
+    try:
+        with Image.open(path) as drawn:
+            reduced = drawn.convert("RGB").quantize(PALETTE)
+    except OSError:
+        return path.read_bytes()
+    out = io.BytesIO()
+    reduced.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
 def image(path: Path, alt: str, css: str = "") -> str:
-    """`path` embedded as a data URI (PNG or SVG)."""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    """`path` embedded as a data URI (PNG, palette-reduced, or SVG)."""
+    data = base64.b64encode(embedded_bytes(path)).decode("ascii")
     kind = IMAGE_TYPES[path.suffix.lower()]
     return (f"<img{f' class={css!r}' if css else ''} alt='{esc(alt)}' "
             f"src='data:{kind};base64,{data}'>")

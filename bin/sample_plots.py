@@ -21,9 +21,9 @@ panel too):
   OUT_PREFIX-gene-GENE-scatter.png   each gene of interest that a call overlaps (named in the
       call's `gene` column, or one of the gene's bins in the .cnr overlapping the call), zoomed
       on the gene (-g GENE).
-CHROM keeps letters, digits and . _ -, other characters become _. Each PNG is saved again with
-a palette of 256 colours (Pillow): it looks the same at half the size. Each plot is optional:
-one that fails is named on stderr with why, its partial file removed, and the others are drawn.
+CHROM keeps letters, digits and . _ -, other characters become _. Each PNG is CNVkit's, byte for
+byte (the report embeds them palette-reduced). Each plot is optional: one that fails is named on
+stderr with why, its partial file removed, and the others are drawn.
 """
 
 from __future__ import annotations
@@ -42,9 +42,6 @@ PRIMARY = re.compile(r"^(chr)?([1-9]|1[0-9]|2[0-2]|X|Y)$")
 FIG_SIZE = ("20", "5")  # inches: see the module's docstring
 ANTITARGET_MARKER = "."  # off-target bins of a chromosome's or a gene's plot
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-# Colours each PNG keeps: a plot's greys and few colours fit, at half the size of matplotlib's
-# RGBA (a report embeds every plot of every tumour).
-PALETTE = 256
 
 
 def arguments(argv: list[str]) -> argparse.Namespace:
@@ -76,14 +73,10 @@ def draw(words: list[str], output: str) -> None:
     and its partial file removed."""
     from cnvlib import commands  # noqa: PLC0415 - loaded already in a stage
     from matplotlib import pyplot  # noqa: PLC0415
-    from PIL import Image  # noqa: PLC0415 - matplotlib's own dependency
 
     try:
         args = commands.parse_args(["scatter", *words, "-o", output])
         args.func(args)
-        with Image.open(output) as image:
-            drawn = image.convert("RGB").quantize(PALETTE)
-        drawn.save(output, optimize=True)
     except Exception as err:  # noqa: BLE001 - a plot that fails leaves the others going
         Path(output).unlink(missing_ok=True)
         print(f"sample_plots.py: {os.path.basename(output)} not drawn: "

@@ -303,3 +303,16 @@ def test_plots_are_embedded_and_the_request_is_collapsed(tmp_path):
     assert "Left out: 1 contigs that are not primary chromosomes (chrUn_KI270742v1)" in page
     assert "<details><summary>Request</summary><pre>" in page
     assert "http://" not in page  # the SVG's namespace is inside its base64
+
+
+def test_embedded_pngs_are_palette_reduced_and_the_files_kept(tmp_path):
+    """The page embeds a plot in 256 colours; the file keeps CNVkit's RGBA bytes."""
+    from PIL import Image
+
+    html_ = load_script("report_html")
+    png = tmp_path / "plot.png"
+    Image.new("RGBA", (64, 16), (255, 128, 0, 255)).save(png)
+    before = png.read_bytes()
+    embedded = html_.embedded_bytes(png)
+    assert embedded[:8] == b"\x89PNG\r\n\x1a\n" and embedded[25] == 3  # colour type: palette
+    assert png.read_bytes() == before and before[25] == 6  # RGBA, untouched

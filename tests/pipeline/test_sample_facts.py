@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 
 from scaffold.simulate import Event, SampleSpec, default_events, make_cohort, standard_samples
-from tests.conftest import launch
+from tests.conftest import launch, load_script
+
+FIG_SIZE = load_script("sample_plots").FIG_SIZE  # the genome scatter's, as the pipeline draws it
 
 pytestmark = pytest.mark.e2e
 
@@ -101,7 +103,7 @@ class ByHand:
             self("export", kind, f"{name}.call.cns", "-i", name, *sex, "-o", f"{name}.{kind}")
         if variants:
             self("scatter", f"{name}.cnr", "-s", f"{name}.call.cns", *variants,
-                 "-o", f"{name}-scatter.png")
+                 "--fig-size", *FIG_SIZE, "-o", f"{name}-scatter.png")
 
 
 def assert_tumour_equal(out: Path, hand: Path, name: str) -> None:
@@ -152,7 +154,8 @@ def test_pair_calls_equal_cnvkit_by_hand_with_vcf_and_purity(pair):
     # the scatter has the BAF panel: the plot CNVkit draws with the VCF, not the one without
     scatter = (out / "samples" / "Tumour_1" / "Tumour_1-scatter.png").read_bytes()
     assert scatter == (hand.folder / "Tumour_1-scatter.png").read_bytes()
-    hand("scatter", "Tumour_1.cnr", "-s", "Tumour_1.call.cns", "-o", "plain.png")
+    hand("scatter", "Tumour_1.cnr", "-s", "Tumour_1.call.cns", "--fig-size", *FIG_SIZE,
+         "-o", "plain.png")
     assert scatter != (hand.folder / "plain.png").read_bytes()
 
 

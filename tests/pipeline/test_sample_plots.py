@@ -114,7 +114,7 @@ def test_sample_plots(tumour, tmp_path, capsys):
     assert width >= 1500 and 400 <= height < width / 3  # 20 x 5 in, less the bare margins
     for name in written:
         assert png_size(tmp_path / name)[0] >= 400
-        assert (tmp_path / name).read_bytes()[25] == 3  # IHDR's colour type: a palette
+        assert (tmp_path / name).read_bytes()[25] == 6  # IHDR's colour type: CNVkit's RGBA
     err = capsys.readouterr().err
     assert "leaves out 2 contig(s)" in err
     assert all(name in err.splitlines()[0] for name in UNPLACED)
