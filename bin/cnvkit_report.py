@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import expected_states
+import genes_of_interest
 import report_qc
 from report_html import STYLE, csv_download, details, esc, image, link, span, table
 from sample_plots import PRIMARY  # what the genome-wide plot draws
@@ -118,9 +119,9 @@ def genes(cell: str) -> str:
 
 def bintest_p(call: dict[str, str], bins: list[dict[str, str]]) -> str:
     """The smallest bintest p-value of the significant bins inside the call, if any."""
-    start, end = int(call["start"]), int(call["end"])
-    found = [float(b["p_bintest"]) for b in bins if b["chromosome"] == call["chromosome"]
-             and int(b["start"]) < end and int(b["end"]) > start and b.get("p_bintest")]
+    inside = genes_of_interest.overlapping(bins, call["chromosome"], int(call["start"]),
+                                           int(call["end"]))
+    found = [float(b["p_bintest"]) for b in inside if b.get("p_bintest")]
     return f"{min(found):.2g}" if found else ""
 
 

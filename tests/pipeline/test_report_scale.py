@@ -44,6 +44,13 @@ def bins(rng: np.random.Generator) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def per_chromosome(cnr: pd.DataFrame) -> pd.DataFrame:
+    """A segment per chromosome of a .cnr table, at its bins' mean."""
+    return cnr.groupby("chromosome", sort=False).agg(
+        start=("start", "min"), end=("end", "max"), log2=("log2", "mean"),
+        probes=("log2", "size"), weight=("weight", "sum")).reset_index()
+
+
 def write_sample(folder: Path, name: str, layout: pd.DataFrame, noise: float,
                  rng: np.random.Generator) -> tuple[Path, Path]:
     """A .cnr of `layout` with normal noise `noise` (antitargets 1.5 times it) and its .cns, a
@@ -52,9 +59,7 @@ def write_sample(folder: Path, name: str, layout: pd.DataFrame, noise: float,
     cnr = layout.assign(depth=30.0, log2=rng.normal(0, scale).round(5), weight=0.9)
     cnr_path = folder / f"{name}.cnr"
     cnr.to_csv(cnr_path, sep="\t", index=False)
-    segments = cnr.groupby("chromosome", sort=False).agg(
-        start=("start", "min"), end=("end", "max"), log2=("log2", "mean"),
-        probes=("log2", "size"), weight=("weight", "sum")).reset_index()
+    segments = per_chromosome(cnr)
     segments.insert(3, "gene", "-")
     cns_path = folder / f"{name}.cns"
     segments.to_csv(cns_path, sep="\t", index=False)
@@ -109,9 +114,7 @@ def called(ratios: Path, folder: Path, name: str) -> Path:
     shift = {c: np.log2(max(n, 0.5) / 2) for c, n in {**CALLED, "chrX": 1, "chrY": 1}.items()}
     cnr["log2"] = (cnr["log2"] + cnr["chromosome"].map(shift).fillna(0)).round(5)
     cnr.to_csv(ratios, sep="\t", index=False)
-    segments = cnr.groupby("chromosome", sort=False).agg(
-        start=("start", "min"), end=("end", "max"), log2=("log2", "mean"),
-        probes=("log2", "size"), weight=("weight", "sum")).reset_index()
+    segments = per_chromosome(cnr)
     segments.insert(3, "gene", [",".join(sorted(set(g))[:40]) for _, g in
                                 cnr[cnr["gene"] != "Antitarget"].groupby(
                                     "chromosome", sort=False)["gene"]])
