@@ -529,7 +529,9 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     except OSError as err:
         raise click.ClickException(str(err)) from None
     sys.stdout.flush()
-    stop.wait()
+    while not stop.wait(timeout=1):  # a wait woken each second: a signal that another thread
+        pass  # took is handled then, not at the next signal
+    log("stopping: no more jobs start; publications under way complete or roll back")
     server.stop()
     pool.stop(grace_seconds=PUBLICATION_GRACE_SECONDS)
     log(f"stopped; {pool.running} running job(s) go on and are followed at the next start")

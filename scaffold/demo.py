@@ -153,7 +153,7 @@ def main_service() -> int:
     request_file = DEMO / "request-service.json"
     request_file.write_text(json.dumps(demo_request(data, output_dir), indent=2) + "\n")
     service = LocalService(state, config).start()
-    print(f"job service at {service.url} (log: {state.parent / 'state-service.serve.log'})")
+    print(f"job service at {service.url} (log: {service.log})")
     client = {**os.environ, "CNVKIT_NF_TOKEN": token, "CNVKIT_NF_PROJECT": "demo"}
     cli = [str(ROOT / "bin" / "cnvkit-nf")]
     try:

@@ -23,9 +23,14 @@ class LocalService:
         self.process: subprocess.Popen | None = None
         self.url = ""
 
+    @property
+    def log(self) -> Path:
+        """Where its stderr goes (appended across restarts)."""
+        return self.state_dir.parent / f"{self.state_dir.name}.serve.log"
+
     def start(self) -> LocalService:
         """Start it and wait until it listens (it exits early, with a log, when it cannot)."""
-        log = open(self.state_dir.parent / f"{self.state_dir.name}.serve.log", "ab")  # noqa: SIM115
+        log = open(self.log, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(ROOT / "bin" / "cnvkit-nf"), "--state-dir", str(self.state_dir), "serve",
              "--port", "0", "--service-config", str(self.config), *self.args],

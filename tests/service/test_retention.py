@@ -433,7 +433,7 @@ def test_the_service_cleans_on_its_schedule(state, monkeypatch, tmp_path):
         "tokens": [{"token": "alice-token-0123456789", "owner": "alice", "projects": ["a"]}],
         "retention": {"max_age": "30d", "every": "1h"}}))
     service = LocalService(state_dir, config).start()
-    log = state_dir.parent / f"{state_dir.name}.serve.log"
+    log = service.log
     try:
         deadline = time.monotonic() + 30
         while "retention:" not in log.read_text() and time.monotonic() < deadline:

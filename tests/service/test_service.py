@@ -581,8 +581,7 @@ def test_one_service_per_state_dir(site, stub_service):
     second = LocalService(stub_service.state_dir, site["config"])
     with pytest.raises(RuntimeError, match="did not start"):
         second.start()
-    assert "another cnvkit-nf serve uses" in (
-        stub_service.state_dir.parent / f"{stub_service.state_dir.name}.serve.log").read_text()
+    assert "another cnvkit-nf serve uses" in stub_service.log.read_text()
 
 
 # --- the API document and the CLI client ------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -85,7 +86,7 @@ def own_reference(number: int) -> dict:
 
 
 def serve_log(service: LocalService) -> str:
-    return (service.state_dir.parent / f"{service.state_dir.name}.serve.log").read_text()
+    return service.log.read_text()
 
 
 def timed(service: LocalService, *call) -> float:
@@ -260,7 +261,7 @@ def test_a_stop_or_kill_during_publication_leaves_a_result_that_verifies(site, h
             assert _catch_publishing(out)
             if how == "stop":
                 service.process.send_signal(signal.SIGTERM)
-                assert service.process.wait(timeout=90) == 0
+                assert _ended(service, timeout=90) == 0
             else:
                 service.kill()
             caught = any(name.startswith(HIDDEN) for name in os.listdir(out))
@@ -279,6 +280,15 @@ def test_a_stop_or_kill_during_publication_leaves_a_result_that_verifies(site, h
             pytest.fail("the signal never came while the results were being published")
     finally:
         assert service.stop() == 0
+
+
+def _ended(service: LocalService, timeout: float) -> int:
+    """The stopped service's exit status; a failure that shows its log when it did not end."""
+    try:
+        return service.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the service did not end {timeout} s after SIGTERM; its log ends:\n"
+                    + "\n".join(service.log.read_text().splitlines()[-20:]))
 
 
 def job_status(service: LocalService, instance_id: str) -> str:
