@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import signal
 import sys
 import threading
@@ -31,7 +32,7 @@ from cnvkit_nf.reference.cache import ReferenceCache, parse_size
 from cnvkit_nf.service import config as settings
 from cnvkit_nf.service import http_server, retention
 from cnvkit_nf.service.app import App
-from cnvkit_nf.service.client import Client, ServiceError
+from cnvkit_nf.service.client import RETRY_SECONDS, Client, ServiceError
 from cnvkit_nf.service.job_api import Jobs
 from cnvkit_nf.service.workers import WorkerPool
 from cnvkit_nf.state.jobs import CANCELLED, FINISHED, Job, JobStore, Occupied
@@ -304,6 +305,8 @@ def _summarise(job: Job, output_dir: str) -> None:
     elif job.message:
         click.echo(f"message: {job.message}")
         click.echo(f"log: {RunFolder(job.run_dir).nextflow_log}")
+    for warning in job.warnings:
+        click.echo(f"warning: {warning}")
 
 
 def _server_options(command):
@@ -313,7 +316,9 @@ def _server_options(command):
     command = click.option("--project", envvar="CNVKIT_NF_PROJECT",
                            help="The project id on the server (env CNVKIT_NF_PROJECT).")(command)
     return click.option("--server", metavar="URL",
-                        help="Ask a job service (cnvkit-nf serve) instead of the state dir.")(
+                        help="Ask a job service (cnvkit-nf serve) instead of the state dir. "
+                             "A busy answer (503, 429) or a refused connection is tried again "
+                             f"for up to {RETRY_SECONDS:g} s (env CNVKIT_NF_RETRY_SECONDS).")(
         command)
 
 
@@ -329,12 +334,26 @@ def _ask(server: str | None, project: str | None, token: str | None,
     if not project:
         raise click.UsageError("--server needs --project")
     try:
-        return call(Client(server, project, token))
+        client = Client(server, project, token, retry_seconds=_retry_seconds(),
+                        say=lambda message: click.echo(message, err=True))
+        return call(client)
     except ServiceError as err:
         for problem in err.body.get("problems", []):
             click.echo(format_problem(Problem(**problem)), err=True)
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_INVALID)
+
+
+def _retry_seconds() -> float:
+    """How long a call to the service is tried again (env CNVKIT_NF_RETRY_SECONDS)."""
+    text = os.environ.get("CNVKIT_NF_RETRY_SECONDS", "")
+    try:
+        seconds = float(text) if text else RETRY_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise click.UsageError(f"CNVKIT_NF_RETRY_SECONDS={text!r}: give seconds from 0 to 3600")
+    return seconds
 
 
 @main.command()
@@ -394,7 +413,8 @@ def log(ctx: Context, instance_id: str, as_json: bool, server: str | None, proje
         click.echo(f"--- {instance_id} {shown['status']}:\n{shown['failure']}", err=True)
 
 
-STATUS_FIELDS = ("instance_id", "status", "progress", "start_time", "duration", "message")
+STATUS_FIELDS = ("instance_id", "status", "progress", "start_time", "duration", "message",
+                 "warnings")
 
 
 @main.command()
@@ -413,7 +433,11 @@ def status(ctx: Context, instance_id: str, as_json: bool, server: str | None,
         click.echo(json.dumps(body, indent=2))
     else:
         for key, value in body.items():
-            click.echo(f"{key}: {'' if value is None else value}")
+            if key == "warnings":
+                for warning in value:
+                    click.echo(f"warning: {warning}")
+            else:
+                click.echo(f"{key}: {'' if value is None else value}")
 
 
 def _local_job(state_dir: Path, instance_id: str) -> Job:

@@ -347,6 +347,7 @@ def job_log(job: Job, tail_bytes: int = LOG_TAIL_BYTES) -> dict:
                 failed.append({"name": row.get("name"), "exit": row.get("exit"),
                                "stderr": stderr, "stderr_truncated": cut})
     return {"instance_id": job.instance_id, "status": job.status, "message": job.message,
+            "warnings": job.warnings,
             "failure": report or (job.message if job.status == FAILED else None),
             "failure_kind": job.failure,
             "failed_tasks": failed, "log": log, "log_truncated": truncated}

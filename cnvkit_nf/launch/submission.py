@@ -20,10 +20,11 @@ It reads in one direction; each step has one home and hands its result to the ne
       run         Nextflow started and followed (`runner`, which only runs it); the steps
                   from stage to here hold `state.locks.staging`
       conclude    the bin-size warnings of its regions (reference/bin_sizes.json) added to
-                  its message; the results published to `output_dir` (local or object
-                  storage), manifest last; the end recorded; the run's work dir deleted
-                  (nothing resumes a finished run); a reference (and accessible regions) the
-                  job built kept for reuse. When the service stops meanwhile, the
+                  its warnings; the results published to `output_dir` (local or object
+                  storage), manifest last; a reference (and accessible regions) the job
+                  built kept for reuse; the end recorded (a job seen FINISHED has kept
+                  them); the run's work dir deleted (nothing resumes a finished run). When
+                  the service stops before the end is recorded, the
                   publication rolls back and the job stays RUNNING: the next start publishes
                   it again. A failed or cancelled job keeps its work dir (a retry resumes it)
 
@@ -365,7 +366,7 @@ class Execution:
 
         def waiting() -> None:
             self.log(f"{self.job.instance_id}: {WAITING}")
-            self.store.update(self.job.instance_id, message=WAITING)
+            self.store.warn(self.job.instance_id, WAITING)
 
         lease = self.references.acquire(self.job.project, key,
                                         cancelled=self._cancelled.is_set, waiting=waiting)
@@ -415,10 +416,10 @@ class Execution:
             if self._cancelled.is_set():
                 raise JobCancelled
             self.run = JobRun(self.store, self.job, params, self.options, self._cancelled)
-            self.run.start()  # clears the message: what the reference step says comes after
+            self.run.start()  # clears the warnings: what the reference step says comes after
         said = notices(params["job"])
         if said:
-            self.job = self.store.update(self.job.instance_id, message="; ".join(said))
+            self.job = self.store.warn(self.job.instance_id, *said)
 
     def _conclude(self, ended: Ended, params: dict) -> Job:
         """Record how the run ended; a successful run's results are published first (manifest
@@ -435,29 +436,26 @@ class Execution:
             if self.stopping is not None and self.stopping.is_set():
                 raise JobInterrupted
             self._concluding = True
-        try:
+        try:  # kept before the end is recorded: a job seen FINISHED has kept its reference
             self._publish(results)
+            self._keep_reference(params)
+            self._keep_access(params)
             self.job = self.store.finish(self.job.instance_id)
         finally:
             with self._lock:
                 self._concluding = False
         self._drop_work()
-        self._keep_reference(params)
-        self._keep_access(params)
         return self.job
 
     def _bin_size_warnings(self, results: Path) -> None:
-        """Add the warnings of the bin sizes the run chose (`bin_size_warnings`) to the job's
-        message, after its notices, and say them in the log (`cnvkit-nf run` prints it)."""
+        """Add the warnings of the bin sizes the run chose (`bin_size_warnings`) to the job's,
+        after its notices (each once, if concluded again after a crash), and say them in the
+        log (`cnvkit-nf run` prints it)."""
         warnings = bin_size_warnings(results)
         for warning in warnings:
             self.log(f"{self.job.instance_id}: warning: {warning}")
-        current = self.store.get(self.job.instance_id)
-        said = current.message if current is not None and current.message else ""
-        new = [warning for warning in warnings if warning not in said]  # once, if concluded
-        if new:  # again (a crash between this and the end)
-            self.job = self.store.update(self.job.instance_id,
-                                         message="; ".join(filter(None, [said, *new])))
+        if warnings:
+            self.job = self.store.warn(self.job.instance_id, *warnings)
 
     def _publish(self, results: Path) -> None:
         """Publish the finished results folder to `output_dir`, manifest last (a local one by
@@ -584,7 +582,7 @@ def _device(path: Path) -> int:
 
 
 def notices(job: dict) -> list[str]:
-    """What a job's message says as its run starts (its params' `job`): the reference reused,
+    """What a job's warnings say as its run starts (its params' `job`): the reference reused,
     or why a kept one was removed; the same of its accessible regions."""
     reference, regions = job.get("reference") or {}, job.get("access") or {}
     said = [REUSED if reference.get("reused") else reference.get("warning"),

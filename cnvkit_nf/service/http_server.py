@@ -3,13 +3,9 @@
 uvicorn gives keep-alive, a listen backlog, TLS and the HTTP parsing. What it lacks is added
 here, in one place, so that no client can hold what others need:
 
-- deadlines: a connection must deliver a complete request head within `head_seconds` of
-  opening (or of its first byte, for the next request of a kept-alive connection), and the
-  whole request within `request_seconds`; else it is closed, without delaying anyone;
-- capacity: at most `max_connections` open connections. A new one beyond it takes the place of
-  a connection that is not being answered: one that has not sent a request head yet, else the
-  longest idle kept-alive one. An answer to a request without a valid token closes its
-  connection, so unauthenticated clients never hold idle connections;
+- deadlines for a request's head and body, and a bound on open connections (`connections`,
+  the one module that reaches into uvicorn's internals). An answer to a request without a
+  valid token closes its connection, so unauthenticated clients never hold idle connections;
 - the request head (line and headers) of at most `max_header_bytes`, however it arrives;
 - bodies: only submissions (a request to check, a WES run) by a valid token are read, in the
   event loop, never in a thread; each token has at most `max_uploads_per_token` submissions
@@ -31,20 +27,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cnvkit_nf.service.api_error import ApiError
 from cnvkit_nf.service.app import App, error_answer, internal_error
+from cnvkit_nf.service.connections import connection_class, internals_problems
 
 log = logging.getLogger("cnvkit_nf.http")
 
 
 BACKLOG = 2048  # connections waiting to be accepted
-_BUSY = json.dumps({"error_code": "DLI.0009", "error_msg": "system limit reached: too busy"})
-_REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-            b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY.encode()))
 
 
 @dataclass(frozen=True)
@@ -57,83 +49,6 @@ class Transport:
     limits: dict
     tls_cert: str | None = None  # PEM certificate chain; with tls_key, the service speaks HTTPS
     tls_key: str | None = None
-
-
-_HEAD, _REQUEST = "request head", "request"  # what a connection's deadline waits for
-
-
-class _Connection(H11Protocol):
-    """uvicorn's h11 protocol with the deadlines and the connection capacity of the module's
-    docstring; `Server` sets the class attributes."""
-
-    head_seconds: float
-    request_seconds: float
-    max_connections: int
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.idle_since = self._started = self.loop.time()  # idle: no request under way
-        self._deadline: asyncio.TimerHandle | None = None
-        self._arm(self.head_seconds, _HEAD)
-        if len(self.connections) > self.max_connections and not self._make_room():
-            log.warning("%s: %d connections, all answering: refused", self.client,
-                        len(self.connections))
-            self.transport.write(_REFUSED)
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self._deadline is None:  # the first byte of the next request of a kept-alive one
-            self._started = self.loop.time()
-            self._arm(self.head_seconds, _HEAD)
-        super().data_received(data)
-        state = self.conn.their_state
-        if state is h11.SEND_BODY:
-            if self._waiting == _HEAD:  # the head is in: the rest by the request's deadline
-                self._arm(max(0.0, self.request_seconds - (self.loop.time() - self._started)),
-                          _REQUEST)
-        elif state is not h11.IDLE:
-            self._disarm()  # the whole request is in
-
-    def on_response_complete(self) -> None:
-        self.idle_since = self.loop.time()
-        super().on_response_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    @property
-    def answering(self) -> bool:
-        """Whether a request of this connection is being received (its body) or answered."""
-        return self.cycle is not None and not self.cycle.response_complete
-
-    def _make_room(self) -> bool:
-        """Close a connection that is not answering, to make room for this one: one that has
-        never sent a whole request head (the oldest), else the one idle the longest."""
-        idle = [other for other in self.connections if other is not self
-                and isinstance(other, _Connection) and not other.answering]
-        if not idle:
-            return False
-        victim = min(idle, key=lambda other: (other.cycle is not None, other.idle_since))
-        victim.transport.close()
-        return True
-
-    def _arm(self, seconds: float, waiting: str) -> None:
-        self._disarm()
-        self._waiting = waiting
-        self._deadline = self.loop.call_later(seconds, self._expire)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expire(self) -> None:
-        self._deadline = None
-        if not self.transport.is_closing():
-            log.warning("%s: %s not received in time; connection closed", self.client,
-                        self._waiting)
-            self.transport.close()
 
 
 class AsgiApp:
@@ -246,9 +161,12 @@ class Server:
 
     def __init__(self, app: App, transport: Transport):
         limits = transport.limits
-        protocol = type("Connection", (_Connection,), {
-            "head_seconds": limits["head_seconds"], "request_seconds": limits["request_seconds"],
-            "max_connections": limits["max_connections"]})
+        problems = internals_problems()
+        if problems:
+            raise OSError("this uvicorn lacks what the service's connection rules need: "
+                          + "; ".join(problems))
+        protocol = connection_class(limits["head_seconds"], limits["request_seconds"],
+                                    limits["max_connections"])
         self.config = uvicorn.Config(
             AsgiApp(app, limits), host=transport.host, port=transport.port,
             http=protocol, lifespan="on", log_level="warning", access_log=False,

@@ -28,6 +28,9 @@ _JOB_FIELDS = {
     "progress": {"type": "string", "pattern": r"^\d+/\d+$",
                  "description": "Pipeline tasks done / expected, e.g. \"3/21\"."},
     "message": {"type": ["string", "null"], "description": "Why the job failed, or null."},
+    "warnings": {"type": "array", "items": {"type": "string"},
+                 "description": "Notices of a run that are not failures (extension): a "
+                                "reference reused, a bin size warned of, a cancel."},
 }
 _ERRORS = {
     "400": "Invalid request or parameter (DLI.0001), limit reached (DLI.0009), or a job that "
@@ -126,6 +129,13 @@ def document() -> dict:
         "parameters": [project, instance_id],
         "responses": _responses("200", None, "400", "401", "404", "500"),
     }}
+    job_id = {**instance_id, "name": "job_id"}
+    family_cancel = {"delete": {
+        **cancel["delete"], "operationId": "cancelGeneJob",
+        "summary": "Cancel a job at the path the service family documents for its gene jobs "
+                   "(the same as DELETE .../gene/tools/cnvkit/{instance_id}).",
+        "parameters": [project, job_id],
+    }}
     retry = {"post": {
         "operationId": "retryCnvkitJob",
         "summary": "Run a FAILED or CANCELLED job again (an extension of the family's API).",
@@ -154,7 +164,7 @@ def document() -> dict:
             "required": ["instance_id", "status", "failure", "failed_tasks", "log"],
             "properties": {
                 "instance_id": _JOB_FIELDS["instance_id"], "status": text,
-                "message": {"type": ["string", "null"]},
+                "message": _JOB_FIELDS["message"], "warnings": _JOB_FIELDS["warnings"],
                 "failure": {"type": ["string", "null"]},
                 "failure_kind": {"enum": [*map(str, Failure), None],
                                  "description": "Why a FAILED job failed: its workflow run, "
@@ -206,6 +216,7 @@ def document() -> dict:
             "/v2.0/{project_id}/gene/tools/cnvkit/{instance_id}": cancel,
             "/v2.0/{project_id}/gene/tools/cnvkit/{instance_id}/retry": retry,
             "/v2.0/{project_id}/gene/tools/cnvkit/{instance_id}/log": log,
+            "/v2.0/{project_id}/gene/jobs/{job_id}": family_cancel,
             "/health": health,
             "/openapi.json": spec,
             **wes_paths,

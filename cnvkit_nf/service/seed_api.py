@@ -3,6 +3,7 @@
     POST   /v2.0/{project_id}/gene/tools/cnvkit                 submit a request -> 201 instance_id
     GET    /v2.0/{project_id}/gene/tools/cnvkit?instance-id=&limit=&offset=&start=&end=
     DELETE /v2.0/{project_id}/gene/tools/cnvkit/{instance_id}   cancel
+    DELETE /v2.0/{project_id}/gene/jobs/{job_id}                 cancel (the family's path)
     POST   /v2.0/{project_id}/gene/tools/cnvkit/{instance_id}/retry   run a FAILED or CANCELLED
                                                                  job again (extension)
     GET    /v2.0/{project_id}/gene/tools/cnvkit/{instance_id}/log     its log and failure in
@@ -28,6 +29,7 @@ from cnvkit_nf.service.job_api import Busy, Conflict, Invalid, JobError, Jobs, N
 _JOBS = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/?")
 _JOB = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)")
 _JOB_ACTION = re.compile(r"/v2\.0/([^/]+)/gene/tools/cnvkit/([^/]+)/(retry|log)")
+_GENE_JOB = re.compile(r"/v2\.0/([^/]+)/gene/jobs/([^/]+)")  # the family's cancel
 _QUERY = {"instance-id", "limit", "offset", "start", "end"}
 NOT_FOUND = ("DLI.0023", "resource not found")
 # the family's code of each refusal of the job API (a job not found: NOT_FOUND)
@@ -78,7 +80,7 @@ class SeedApi:
         if path == "/openapi.json":
             allow(method, "GET")
             return 200, openapi.document()
-        jobs, job = _JOBS.fullmatch(path), _JOB.fullmatch(path)
+        jobs, job = _JOBS.fullmatch(path), _JOB.fullmatch(path) or _GENE_JOB.fullmatch(path)
         action = _JOB_ACTION.fullmatch(path)
         if not (jobs or job or action):
             raise ApiError(404, *NOT_FOUND)

@@ -15,7 +15,10 @@ refusing a move its state does not allow (`IllegalTransition`).
     cancelled       LAUNCHING, RUNNING, CANCELING -> CANCELLED
     retry           FINISHED, FAILED, CANCELLED -> LAUNCHING
     forget          FINISHED, FAILED, CANCELLED -> no record (with its run folder)
-    discard_run     FINISHED, FAILED, CANCELLED stays, its run folder removed (message says so)
+    discard_run     FINISHED, FAILED, CANCELLED stays, its run folder removed (a warning says so)
+
+A job's `message` is the reason it failed, and null in every other state; what a job that did
+not fail has to say (a reference reused, a bin size warned of, a cancel) is in its `warnings`.
 
 A job records its `destination`, the folder it publishes into: while it has not ended, no
 other job of its project may be created or retried with a destination that is the same folder,
@@ -30,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 
@@ -39,6 +42,7 @@ LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING = (
 )
 FINAL_STATES = frozenset({FINISHED, FAILED, CANCELLED})
 ACTIVE_STATES = frozenset({LAUNCHING, RUNNING, CANCELING})
+CANCELLED_ON_REQUEST = "cancelled on request"
 # Fields only the transitions set.
 _STATE_FIELDS = frozenset({"status", "start_time", "end_time", "attempts", "failure"})
 
@@ -83,7 +87,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts       INTEGER NOT NULL DEFAULT 0,
     destination    TEXT,
     failure        TEXT,
-    samplesheet    TEXT
+    samplesheet    TEXT,
+    warnings       TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project, created);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (runner, status, created);
@@ -95,6 +100,7 @@ _ADDED_COLUMNS = {
     "destination": "TEXT",
     "failure": "TEXT",
     "samplesheet": "TEXT",
+    "warnings": "TEXT",
 }
 
 
@@ -125,6 +131,7 @@ class Job:
     destination: str | None = None  # the folder it publishes into, as `Occupied` compares
     failure: Failure | None = None  # why it FAILED; None in every other state
     samplesheet: str | None = None  # the text its request's samplesheet had when submitted
+    warnings: list[str] = field(default_factory=list)  # notices of a run (none is a failure)
 
     @property
     def progress(self) -> str:
@@ -141,7 +148,7 @@ class Job:
         (`start_time` is when it was submitted)."""
         return {**self.request, "instance_id": self.instance_id, "owner": self.owner,
                 "status": self.status, "start_time": self.created, "duration": self.duration,
-                "progress": self.progress, "message": self.message}
+                "progress": self.progress, "message": self.message, "warnings": self.warnings}
 
     @property
     def final(self) -> bool:
@@ -205,6 +212,19 @@ class JobStore:
                 row = own.execute(query, (instance_id,)).fetchone()
         return _from_row(row) if row else None
 
+    def warn(self, instance_id: str, *notes: str) -> Job:
+        """Add to a job's warnings those of `notes` it does not have yet, in order."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # no other writer between the read and the write
+            job = self.get(instance_id, db)
+            if job is None:
+                raise KeyError(instance_id)
+            new = [note for note in dict.fromkeys(notes) if note not in job.warnings]
+            if new:
+                db.execute("UPDATE jobs SET warnings = ? WHERE instance_id = ?",
+                           (_to_column("warnings", job.warnings + new), instance_id))
+        return self.get(instance_id)
+
     def update(self, instance_id: str, **changes) -> Job:
         """Change fields of a job other than its state (message, pid, progress...) and
         return it as stored; its state changes through the transitions below."""
@@ -233,7 +253,8 @@ class JobStore:
         """A run of the job began (its `attempts`-th): RUNNING from LAUNCHING, or from
         RUNNING when a restarted service runs it again."""
         return self._move(instance_id, {LAUNCHING, RUNNING}, "start", status=RUNNING, pid=pid,
-                          start_time=now_ms(), end_time=None, message=None, attempts=attempts)
+                          start_time=now_ms(), end_time=None, message=None, warnings=[],
+                          attempts=attempts)
 
     def follow(self, instance_id: str, pid: int) -> Job:
         """A run started earlier is followed again (after a restart): RUNNING with its pid,
@@ -267,16 +288,16 @@ class JobStore:
         """Cancel a job still waiting for its turn: CANCELLED at once. None when it is not
         waiting (any more)."""
         return self._move(instance_id, {LAUNCHING}, "withdraw", status=CANCELLED,
-                          end_time=now_ms(), message="cancelled on request", quiet=True)
+                          end_time=now_ms(), warnings=[CANCELLED_ON_REQUEST], quiet=True)
 
     def cancelled(self, instance_id: str) -> Job:
         """The job stopped on request (or never started): CANCELLED."""
         return self._move(instance_id, ACTIVE_STATES, "mark cancelled", status=CANCELLED,
-                          end_time=now_ms(), message="cancelled on request")
+                          end_time=now_ms(), message=None, warnings=[CANCELLED_ON_REQUEST])
 
     def retry(self, instance_id: str) -> Job:
         """An ended job is to run again (its finished tasks are reused): LAUNCHING, its end,
-        message and count of runs cleared. Raises Occupied like `create`."""
+        message, warnings and count of runs cleared. Raises Occupied like `create`."""
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")  # no other writer between the checks and the move
             job = self.get(instance_id, db)
@@ -285,7 +306,7 @@ class JobStore:
                                         f"{job.status if job else 'not recorded'}")
             self._check_free(db, job)
             db.execute("UPDATE jobs SET status = ?, end_time = NULL, message = NULL, "
-                       "failure = NULL, attempts = 0 WHERE instance_id = ?",
+                       "warnings = NULL, failure = NULL, attempts = 0 WHERE instance_id = ?",
                        (LAUNCHING, instance_id))
         return self.get(instance_id)
 
@@ -341,16 +362,16 @@ class JobStore:
         return bool(gone)
 
     def discard_run(self, instance_id: str, note: str, then: Callable[[], object]) -> bool:
-        """Add `note` to an ended job's message and do `then` (its run folder moved away) in
+        """Add `note` to an ended job's warnings and do `then` (its run folder moved away) in
         the same write transaction: a retry waits, then runs afresh. False when the job has not
         ended (any more); when `then` raises, nothing changes."""
-        finals = ", ".join("?" * len(FINAL_STATES))
         with self._connect() as db:
-            changed = db.execute(
-                "UPDATE jobs SET message = COALESCE(message || char(10), '') || ? "
-                f"WHERE instance_id = ? AND status IN ({finals})",
-                [note, instance_id, *FINAL_STATES]).rowcount
+            db.execute("BEGIN IMMEDIATE")  # no other writer between the read and the write
+            job = self.get(instance_id, db)
+            changed = job is not None and job.final
             if changed:
+                db.execute("UPDATE jobs SET warnings = ? WHERE instance_id = ?",
+                           (_to_column("warnings", [*job.warnings, note]), instance_id))
                 then()
         return bool(changed)
 
@@ -415,6 +436,8 @@ class JobStore:
 def _to_column(name: str, value):
     if name == "request":
         return json.dumps(value, sort_keys=True)
+    if name == "warnings":
+        return json.dumps(value) if value else None
     return value.value if isinstance(value, Failure) else value
 
 
@@ -422,4 +445,5 @@ def _from_row(row) -> Job:
     values = dict(zip(_COLUMNS, row, strict=True))
     values["request"] = json.loads(values["request"])
     values["failure"] = values["failure"] and Failure(values["failure"])
+    values["warnings"] = json.loads(values["warnings"] or "[]")
     return Job(**values)

@@ -231,11 +231,16 @@ def test_a_job_moves_only_through_its_named_transitions(tmp_path):
     assert store.request_cancel(job.instance_id) is None  # already being cancelled
     ended = store.cancelled(job.instance_id)
     assert ended.status == CANCELLED and ended.end_time >= running.start_time
+    # the family keeps `message` for failures: a cancel and other notices are warnings
+    assert (ended.message, ended.warnings) == (None, ["cancelled on request"])
+    warned = store.warn(job.instance_id, "b", "cancelled on request", "a", "b")
+    assert warned.warnings == ["cancelled on request", "b", "a"]  # each once, in order
     with pytest.raises(IllegalTransition):
         store.fail(job.instance_id, "too late", Failure.WORKFLOW)
     assert store.progress(job.instance_id, 5, 9).progress == "0/0"  # ended: unchanged
     again = store.retry(job.instance_id)
-    assert (again.status, again.end_time, again.message) == (LAUNCHING, None, None)
+    assert (again.status, again.end_time, again.message, again.warnings) == (
+        LAUNCHING, None, None, [])
     assert store.withdraw(job.instance_id).status == CANCELLED
     assert store.withdraw(job.instance_id) is None
     failed = store.fail(store.create(SEED).instance_id, "no FASTA", Failure.REFUSED)

@@ -218,7 +218,7 @@ def _finished(execution: Execution, params: dict, bin_sizes: dict | None = None,
     manifest.write(results)
     execution.store.start(execution.job.instance_id, pid=os.getpid(), attempts=1)
     if said:  # as `Execution._start` says it
-        execution.store.update(execution.job.instance_id, message=said)
+        execution.store.warn(execution.job.instance_id, said)
     execution._conclude(Ended(), params)
 
 
@@ -254,9 +254,10 @@ def test_a_second_job_gets_the_first_jobs_access(tmp_path, data):
     lease.release()
     job = second.store.get(second.job.instance_id)
     assert job.status == "FINISHED"
-    assert job.message == (f"{access.REUSED}; antitarget bins of 950000 bp do not fit between "
-                           "the targets: few or no antitarget bins made; autobin clamped the "
-                           "target size to 50000")
+    assert job.message is None  # it did not fail
+    assert job.warnings == [access.REUSED, "antitarget bins of 950000 bp do not fit between the "
+                            "targets: few or no antitarget bins made",
+                            "autobin clamped the target size to 50000"]
     assert f"{second.job.instance_id}: warning: autobin clamped the target size to 50000" in log2
     assert (tmp_path / "out2" / "reference" / "access.bed").read_text() == ACCESS_BED
 

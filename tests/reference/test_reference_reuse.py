@@ -163,7 +163,8 @@ def test_a_second_job_reuses_the_kept_reference(seed_run, cohort, tmp_path):
     assert "The reference was <b>reused</b>" in (tmp_path / "out" / "report.html").read_text()
     job_id = result.stdout.split()[1]
     status = json.loads(launch(["status", job_id, "--json"], seed_run["state"]).stdout)
-    assert status["status"] == "FINISHED" and status["message"].startswith(REUSED)
+    assert status["status"] == "FINISHED" and status["message"] is None
+    assert status["warnings"][0].startswith(REUSED)
     listed = json.loads(launch(["cache", "list", "--json"], seed_run["state"]).stdout)
     assert listed["count"] == 1
     assert listed["references"][0]["controls"] == ["Father_S5_ALL", "Mather_S1_ALL"]
@@ -476,8 +477,8 @@ def test_a_corrupt_kept_reference_is_built_again(seed_run, cohort, tmp_path):
                "from its record")
     assert f"warning: {warning}" in result.stderr and REUSED not in result.stderr
     status = json.loads(launch(["status", result.stdout.split()[1], "--json"], state).stdout)
-    assert status["status"] == "FINISHED" and status["message"].startswith(warning)
-    assert "it was removed and this job builds the reference again" in status["message"]
+    assert status["status"] == "FINISHED" and status["warnings"][0].startswith(warning)
+    assert "it was removed and this job builds the reference again" in status["warnings"][0]
     assert f"Warning: {warning}" in (tmp_path / "out" / "report.html").read_text()
     assert "CNVKIT_REFERENCE" in {name for name, _ in processes(tmp_path / "out")}
     calls = tmp_path / "out" / "samples" / TUMOUR / f"{TUMOUR}.call.cns"
@@ -562,7 +563,7 @@ def test_the_service_reuses_within_a_project_only(service_site):
     first, second = (_finished(site, "lab-a", i) for i in ids)
     assert sorted([_built(first), _built(second)]) == [False, True]
     reused = second if _built(first) else first
-    assert reused["message"].startswith(REUSED)
+    assert reused["message"] is None and reused["warnings"][0].startswith(REUSED)
     assert {name for name, _ in processes(Path(reused["output_dir"]))} == {
         "CNVKIT_PREPARE", "CNVKIT_COVERAGE", "CNVKIT_SAMPLE", "CNVKIT_COHORT",
         "RESULT_MANIFEST"}  # no control coverage, no reference
@@ -577,7 +578,7 @@ def test_the_service_reuses_within_a_project_only(service_site):
     assert "data roots of project lab-b" in answer["error_msg"]
 
     other = _finished(site, "lab-b", _submit(site, "lab-b", "b1"))  # same files, lab-b
-    assert _built(other) and other["message"] is None
+    assert _built(other) and other["message"] is None and other["warnings"] == []
     assert not set(ids) & set(json.dumps(other).split('"'))  # names no lab-a job
 
     control = site["shared"] / "Father_S5_ALL.sort.mkdup.bam"  # rewritten, mtime restored
@@ -586,6 +587,6 @@ def test_the_service_reuses_within_a_project_only(service_site):
     os.utime(control, ns=(info.st_atime_ns, info.st_mtime_ns))
     again = _finished(site, "lab-a", _submit(site, "lab-a", "a3"))
     # a new reference; its accessible regions (the same FASTA, no access options) are kept ones
-    assert _built(again) and again["message"] == ACCESS_REUSED
+    assert _built(again) and again["warnings"] == [ACCESS_REUSED]
     digest = hashlib.sha256(b"lab-a").hexdigest()[:16]
     assert len(list((site["service"].state_dir / "references" / digest).glob("*/"))) == 2

@@ -121,6 +121,14 @@ def test_a_bad_content_length_is_refused(service, lengths):
     answer = raw(service, (f"POST /v2.0/lab/gene/tools/cnvkit HTTP/1.1\r\nHost: x\r\n{head}"
                            "\r\nabcdefg").encode())
     assert status_line(answer).startswith("HTTP/1.1 400"), answer
+    assert_family_error(answer, "DLI.0001")
+
+
+def assert_family_error(answer: bytes, code: str) -> None:
+    """An error answer in the family's documented form: a JSON body of its two keys."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert _header(head, b"content-type") == b"application/json", head
+    assert json.loads(body)["error_code"] == code and json.loads(body)["error_msg"], body
 
 
 def test_a_body_shorter_than_announced_is_cut_off(service):
@@ -358,6 +366,7 @@ def test_a_request_head_over_the_limit_is_refused_however_it_arrives(service, pa
     fields = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"x" * 1000) for n in range(pad // 1000))
     answer = raw(service, b"GET /health HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
     assert status_line(answer).startswith("HTTP/1.1 400"), answer[:200]
+    assert_family_error(answer, "DLI.0001")
     small = raw(service, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"x" * 8000
                 + b"\r\n\r\n")
     assert status_line(small).startswith("HTTP/1.1 200")

@@ -30,4 +30,5 @@ def test_request_body_is_the_request_schema():
     assert body["additionalProperties"] is False
     instance = document["components"]["schemas"]["Instance"]["properties"]
     assert set(request["properties"]) | {"instance_id", "owner", "status", "start_time",
-                                         "duration", "progress", "message"} == set(instance)
+                                         "duration", "progress", "message",
+                                         "warnings"} == set(instance)

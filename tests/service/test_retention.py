@@ -173,9 +173,9 @@ def test_disk_removes_unused_staged_inputs_first_then_the_oldest_run_folders(sta
     # the discarded jobs keep their records, which say so; a retry runs afresh
     for instance_id, status in ((oldest, FAILED), (older, FINISHED)):
         job = store.get(instance_id)
-        assert job.status == status and job.message.endswith(DISCARDED)
+        assert job.status == status and job.warnings == [DISCARDED]
         assert not (state_dir / "runs" / instance_id).exists()
-    assert store.get(oldest).message.startswith("task failed\n")
+    assert store.get(oldest).message == "task failed"  # the reason it failed stays
     assert store.retry(older).status == LAUNCHING
     kept = {item.path: item.why for item in report.kept}
     assert kept["cache/c-used"] == kept["inputs/entries/e-used"] == f"used by active job {running}"
@@ -312,9 +312,9 @@ def test_forget_and_discard_act_only_on_ended_jobs_and_with_their_folder(state, 
         store.forget(ended, jobs.now_ms(), fails)
     with pytest.raises(OSError):
         store.discard_run(ended, "gone", fails)
-    assert store.get(ended).message == "task failed"  # both rolled back
+    assert store.get(ended).warnings == []  # both rolled back
     assert store.discard_run(ended, "gone", lambda: None)
-    assert store.get(ended).message == "task failed\ngone"
+    assert (store.get(ended).message, store.get(ended).warnings) == ("task failed", ["gone"])
     assert store.forget(ended, jobs.now_ms()) and store.get(ended) is None
 
 
