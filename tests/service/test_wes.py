@@ -18,6 +18,7 @@ import referencing
 import yaml
 
 from cnvkit_nf.service import wes
+from cnvkit_nf.state.jobs import JobStore
 from scaffold.local_service import LocalService
 from tests.conftest import ROOT, seed_request
 from tests.contract.test_request import best_time
@@ -601,6 +602,27 @@ def test_run_pages_stay_put_while_runs_are_submitted(service, cohort, check):
         token = page["next_page_token"]
     assert seen == before  # each once, none skipped, newest first
     assert run_ids(service)[:3] == new[::-1]
+
+
+def test_store_keyset_pages_keep_jobs_of_one_millisecond_in_order(tmp_path):
+    """Jobs created in the same ms keep their order (newest first) across keyset pages; a page's
+    last job deleted before the next page: those of its ms are listed again, none skipped."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    ids = [store.create({"n": n}, runner="service").instance_id for n in range(7)]
+    for instance_id in ids:
+        store.update(instance_id, created=1000)
+    newest_first, seen, after = ids[::-1], [], None
+    while page := store.list(limit=3, after=after)[1]:
+        seen += [job.instance_id for job in page]
+        after = page[-1].created, page[-1].instance_id
+    assert seen == newest_first
+    first = store.list(limit=3)[1]
+    assert store.forget(first[-1].instance_id, ended_before=1 << 62) is False  # not ended
+    store.cancelled(first[-1].instance_id)
+    assert store.forget(first[-1].instance_id, ended_before=1 << 62)
+    again = store.list(limit=10, after=(1000, first[-1].instance_id))[1]
+    assert [job.instance_id for job in again] == [i for i in newest_first
+                                                  if i != first[-1].instance_id]
 
 
 def test_service_info_without_a_token_counts_nothing(service, cohort, check):
