@@ -6,8 +6,11 @@ NFCORE  := tools/nf-core/venv/bin/nf-core
 # The GA4GH WES 1.1 OpenAPI document as sapporo publishes it on PyPI (the WES tests check every
 # answer against it); only the file is taken from the wheel, none of sapporo's dependencies.
 WES_SPEC := tools/wes/ga4gh-wes-spec-1.1.0.yml
+# Real WES clients (wes-service's wes-client, the ai4gh compliance suite), in a venv of their own
+WES_CLIENTS := tools/wes-clients/venv/bin/wes-client
 
-.PHONY: install demo demo-s3 demo-service test test-fast bench bench-exome bench-service clean
+.PHONY: install demo demo-s3 demo-service test test-fast bench bench-exome bench-service clean \
+	wes-clients
 
 install: $(STAMP)
 	$(PY) -m cnvkit_nf.launch.nextflow install
@@ -41,7 +44,14 @@ $(WES_SPEC):
 	$(PY) -c "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extract('sapporo/$(notdir $@)', 'tools/wes')" tools/wes/sapporo-2.4.0-py3-none-any.whl
 	mv tools/wes/sapporo/$(notdir $@) $@
 
-test: install $(NFCORE) $(WES_SPEC)
+wes-clients: $(WES_CLIENTS)
+
+$(WES_CLIENTS): tools/wes-clients/requirements.txt
+	test -x tools/wes-clients/venv/bin/python || python3 -m venv tools/wes-clients/venv
+	tools/wes-clients/venv/bin/pip install -q --disable-pip-version-check -r tools/wes-clients/requirements.txt
+	touch $@
+
+test: install $(NFCORE) $(WES_SPEC) $(WES_CLIENTS)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -ra
 
@@ -60,4 +70,4 @@ bench-service: install
 	$(PY) benchmarks/bench_service.py
 
 clean:
-	rm -rf .venv tools/nf-core/venv tools/wes tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed tools/nextflow/nextflow.jsa demo-output .nextflow* work
+	rm -rf .venv tools/nf-core/venv tools/wes tools/wes-clients/venv tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed tools/nextflow/nextflow.jsa demo-output .nextflow* work

@@ -105,12 +105,13 @@ class Jobs:
 
     def list(self, projects: Collection[str], *, instance_id: str | None = None,
              start: int | None = None, end: int | None = None, service_only: bool = False,
-             limit: int = 10, offset: int = 0) -> tuple[int, list[Job]]:
+             limit: int = 10, offset: int = 0, after: tuple[int, str] | None = None
+             ) -> tuple[int, list[Job]]:
         """A page of the jobs of `projects`, newest first, and how many match in all (see
-        `JobStore.list`); `service_only`: only those this service ran."""
+        `JobStore.list`, `after` too); `service_only`: only those this service ran."""
         return self.store.list(sorted(projects), instance_id=instance_id, start=start, end=end,
                                runner=RUNNER if service_only else None, limit=limit,
-                               offset=offset)
+                               offset=offset, after=after)
 
     def cancel(self, projects: Collection[str], instance_id: str) -> Job:
         """Cancel a job that has not ended; Conflict when it has (or is being cancelled)."""

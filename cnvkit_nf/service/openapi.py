@@ -50,6 +50,19 @@ _WES_OPERATIONS = (
      "A run: its request, state, task logs and outputs (the manifest's files)."),
     ("runs/{run_id}/status", "get", "GetRunStatus", "A run's state."),
     ("runs/{run_id}/cancel", "post", "CancelRun", "Cancel a run."),
+    ("runs/{run_id}/tasks", "get", "ListTasks", "A run's tasks (from its trace), a page at a "
+     "time."),
+    ("runs/{run_id}/tasks/{task_id}", "get", "GetTask", "One task of a run."),
+)
+# Where a RunLog's and a TaskLog's stdout and stderr URLs lead (an extension): text
+_WES_OUTPUTS = (
+    ("runs/{run_id}/stdout", "RunStdout",
+     "Nextflow's console output (its stdout and stderr as one stream)."),
+    ("runs/{run_id}/stderr", "RunStderr", "Nextflow's log (.nextflow.log)."),
+    ("runs/{run_id}/tasks/{task_id}/stdout", "TaskStdout",
+     "A task's standard output (.command.out)."),
+    ("runs/{run_id}/tasks/{task_id}/stderr", "TaskStderr",
+     "A task's standard error (.command.err)."),
 )
 
 
@@ -181,6 +194,7 @@ def document() -> dict:
     spec = {"get": {"operationId": "openapi", "summary": "This document.", "security": [],
                     "responses": _responses("200", None)}}
     run_id = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    task_id = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
     wes_error = {"$ref": "#/components/schemas/WesError"}
     wes_paths: dict[str, dict] = {}
     for path, method, operation, summary in _WES_OPERATIONS:
@@ -188,14 +202,18 @@ def document() -> dict:
             "operationId": f"wes{operation}", "tags": ["GA4GH WES 1.1"], "summary": summary,
             "description": f"GA4GH WES 1.1 `{operation}` ({WES_SPEC}): a run is a job, its "
                            "workflow_params the request.",
-            "security": [{"token": []}, {"bearer": []}],
-            **({"parameters": [run_id]} if "{run_id}" in path else {}),
+            "security": [{"token": []}, {"bearer": []}]
+            + ([{}] if operation == "GetServiceInfo" else []),  # without a token: no counts
+            **({"parameters": [run_id, task_id][:path.count("{")]} if "{" in path else {}),
             **({"requestBody": {"required": True, "content": {"multipart/form-data": {
                 "schema": {"type": "object",
                            "required": ["workflow_params", "workflow_type", "workflow_url"],
-                           "properties": {name: {"type": "string"} for name in (
+                           "properties": {**{name: {"type": "string"} for name in (
                                "workflow_params", "workflow_type", "workflow_type_version",
-                               "workflow_url", "tags")}}}}}}
+                               "workflow_url", "tags")}, "workflow_attachment": {
+                                   "type": "array", "description": "Only the pipeline's "
+                                   "main.nf, named by a relative workflow_url.",
+                                   "items": {"type": "string", "format": "binary"}}}}}}}}
                if operation == "RunWorkflow" else {}),
             "responses": {
                 "200": {"description": "Success.",
@@ -206,6 +224,23 @@ def document() -> dict:
                                       ("401", "No valid token."),
                                       ("404", "No such run for this token."))}},
         }
+    for path, operation, summary in _WES_OUTPUTS:
+        wes_paths["/ga4gh/wes/v1/" + path] = {"get": {
+            "operationId": f"wes{operation}",
+            "tags": ["GA4GH WES 1.1"], "summary": summary,
+            "description": "An extension: the URL a RunLog's or TaskLog's stdout or stderr "
+                           "names, where the file exists; its last MiB (a first line says "
+                           "when it is longer).",
+            "security": [{"token": []}, {"bearer": []}],
+            "parameters": [run_id, task_id][:path.count("{")],
+            "responses": {
+                "200": {"description": "Success.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                **{code: {"description": text,
+                          "content": {"application/json": {"schema": wes_error}}}
+                   for code, text in (("401", "No valid token."),
+                                      ("404", "No such run or output for this token."))}},
+        }}
     return {
         "openapi": "3.1.0",
         "info": {"title": "cnvkit-nf job service", "version": "2.0",

@@ -400,11 +400,15 @@ class JobStore:
 
     def list(self, project: str | list[str] = "local", *, instance_id: str | None = None,
              start: int | None = None, end: int | None = None, runner: str | None = None,
-             limit: int = 10, offset: int = 0) -> tuple[int, list[Job]]:
+             limit: int = 10, offset: int = 0, after: tuple[int, str] | None = None
+             ) -> tuple[int, list[Job]]:
         """A page of a project's (or projects') jobs, newest first, and how many match in all.
 
         `start`/`end` (Unix ms) keep jobs submitted at or after / at or before them, as in the
-        family's query API (a job's `start_time` there is its submission time).
+        family's query API (a job's `start_time` there is its submission time). `after`, a
+        job's (created, instance_id), keeps only the jobs after it (a page that stays put
+        however many jobs are submitted meanwhile; were that job deleted since, those of its
+        `created` are all kept).
         """
         projects = [project] if isinstance(project, str) else list(project)
         where, args = [f"project IN ({', '.join('?' * len(projects))})"], [*projects]
@@ -414,11 +418,14 @@ class JobStore:
                 where.append(clause)
                 args.append(value)
         condition = " AND ".join(where)
+        page = condition + (" AND (created, rowid) < (?, COALESCE((SELECT rowid FROM jobs "
+                            f"WHERE instance_id = ?), {(1 << 63) - 1}))" if after else "")
         with self._connect() as db:
             count = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {condition}", args).fetchone()[0]
             rows = db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE {condition} "
-                "ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?", [*args, limit, offset],
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE {page} "
+                "ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?",
+                [*args, *(after or ()), limit, offset],
             ).fetchall()
         return count, [_from_row(row) for row in rows]
 
