@@ -66,7 +66,7 @@ class AsgiApp:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
-        headers = _Headers(scope["headers"])
+        headers = _Headers(scope["headers"], scope.get("scheme", "http"))
         target = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
@@ -82,9 +82,11 @@ class AsgiApp:
         except Exception:  # noqa: BLE001 - every failure gets the family's 500 answer
             log.exception("internal error")
             status, body = internal_error(target)
-        data = json.dumps(body).encode()
-        answer += [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(data)).encode())]
+        if isinstance(body, str):  # a text answer (WES's output URLs)
+            data, kind = body.encode(), b"text/plain; charset=utf-8"
+        else:
+            data, kind = json.dumps(body).encode(), b"application/json"
+        answer += [(b"content-type", kind), (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": answer})
         await send({"type": "http.response.body", "body": data})
 
@@ -120,9 +122,11 @@ class AsgiApp:
 
 
 class _Headers:
-    """Request headers by case-insensitive name (the first of a repeated one)."""
+    """Request headers by case-insensitive name (the first of a repeated one), and the
+    scheme the request came by (http, or https with --tls-cert)."""
 
-    def __init__(self, raw: list[tuple[bytes, bytes]]):
+    def __init__(self, raw: list[tuple[bytes, bytes]], scheme: str = "http"):
+        self.scheme = scheme
         self._values: dict[str, str] = {}
         for name, value in raw:
             self._values.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))

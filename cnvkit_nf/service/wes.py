@@ -379,7 +379,7 @@ class Wes:
                                  "start_time": iso_time(job.start_time),
                                  "end_time": iso_time(job.end_time), "exit_code": code,
                                  **streams,
-                                 "system_logs": [job.message] if job.message else []}),
+                                 "system_logs": [job.message] * bool(job.message) + job.warnings}),
             "task_logs_url": links.url("tasks"),
             "task_logs": [self._task_log(job, row, links) for row in _trace(job)],
             "outputs": _outputs(folder.results.path, job.request["output_dir"])
@@ -443,11 +443,13 @@ class Wes:
 
 class _Links:
     """The URLs of a run's parts, absolute from the request's Host (a path when it has none
-    that is a host name or address and port); https when a proxy said X-Forwarded-Proto."""
+    that is a host name or address and port); https when the request came by TLS, or a proxy
+    said X-Forwarded-Proto: https."""
 
     def __init__(self, headers, run_id: str):
         host = headers.get("Host") or ""
-        scheme = "https" if (headers.get("X-Forwarded-Proto") or "").lower() == "https" \
+        tls = getattr(headers, "scheme", "http") == "https"
+        scheme = "https" if tls or (headers.get("X-Forwarded-Proto") or "").lower() == "https" \
             else "http"
         self.base = (f"{scheme}://{host}" if _HOST.fullmatch(host) else "") \
             + f"{RUNS}/{quote(run_id, safe='')}"

@@ -18,6 +18,7 @@ import referencing
 import yaml
 
 from cnvkit_nf.service import wes
+from cnvkit_nf.service.http_server import _Headers
 from cnvkit_nf.state.jobs import JobStore
 from scaffold.local_service import LocalService
 from tests.conftest import ROOT, seed_request
@@ -126,12 +127,9 @@ def exchange_typed(service, method: str, path: str, token: str | None = ALICE, *
 
 
 def text(service, url: str, token: str | None = ALICE) -> tuple[int, str]:
-    """An output URL's answer: its status and text. The transport sends a text answer as a
-    JSON string until it sends `str` bodies as text/plain (see
-    test_output_urls_answer_text_plain); either way the text is what is compared."""
+    """An output URL's answer: its status and text (text/plain, or a JSON error)."""
     status, content_type, body = exchange_typed(service, "GET", url, token)
-    if status == 200 and content_type.startswith("application/json"):
-        return status, json.loads(body)
+    assert content_type.startswith("text/plain" if status == 200 else "application/json")
     return status, body.decode()
 
 
@@ -863,10 +861,17 @@ def test_output_is_never_read_through_a_link_or_outside_the_runs_folders(service
         nextflow_log.with_name(".nextflow.log.kept").rename(nextflow_log)
 
 
-@pytest.mark.xfail(strict=True, reason="the transport (http_server.py, not this face's) sends "
-                   "every body as JSON: a str body must be sent as text/plain")
 def test_output_urls_answer_text_plain(service, kept_run):
     status, content_type, body = exchange_typed(service, "GET",
                                                 kept_run["log"]["run_log"]["stdout"])
     assert status == 200 and content_type == "text/plain; charset=utf-8"
     assert b"N E X T F L O W" in body
+
+
+def test_output_urls_take_the_scheme_the_request_came_by():
+    """A service started with --tls-cert names https URLs (the transport says the scheme)."""
+    for scheme, forwarded, expected in (("https", [], "https"), ("http", [], "http"),
+                                        ("http", [(b"x-forwarded-proto", b"https")], "https")):
+        headers = _Headers([(b"host", b"wes.example:8443"), *forwarded], scheme)
+        assert wes._Links(headers, "r1").url("stdout") == \
+            f"{expected}://wes.example:8443/ga4gh/wes/v1/runs/r1/stdout"
