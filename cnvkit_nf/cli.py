@@ -37,9 +37,11 @@ from cnvkit_nf.service.workers import WorkerPool
 from cnvkit_nf.state.jobs import CANCELLED, FINISHED, Job, JobStore, Occupied
 from cnvkit_nf.state.layout import (
     DEFAULT_STATE_DIR,
+    NETWORK_FILE_SYSTEMS,
     LayoutError,
     RunFolder,
     StateDir,
+    file_system,
     open_state,
 )
 from cnvkit_nf.storage import manifest
@@ -549,6 +551,10 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     log = lambda message: click.echo(message, err=True)  # noqa: E731
     if state.work != state.path:
         log(f"work dir {state.work}: run folders' shared parts, staged inputs, kept references")
+    if (kind := file_system(state.path)) in NETWORK_FILE_SYSTEMS:
+        log(f"warning: the state dir {state.path} is on {kind}, where SQLite (WAL) and flock "
+            "may not hold: keep it on this host's local disk, and what the cluster's nodes see "
+            "in --work-dir (README, \"Where the files go\")")
     pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
                       ctx.storage_config, config.roots, concurrency, log,
                       admit=config.request_problems,

@@ -61,7 +61,9 @@ from pathlib import Path
 DEFAULT_STATE_DIR = Path.home() / ".cnvkit-nf"
 RUNS = "runs"
 OWNER_RECORD = "state-dir.json"  # in a work dir: the state dir it serves
-SHARED = ("runs", "cache", "inputs", "references", "access")  # a work dir's parts
+# file systems shared over a network, where SQLite (WAL) and flock may not hold
+NETWORK_FILE_SYSTEMS = {"nfs", "nfs4", "lustre", "cifs", "smb3", "gpfs", "beegfs", "ceph",
+                        "glusterfs", "fuse.glusterfs", "fuse.sshfs", "panfs", "9p"}
 
 
 class LayoutError(Exception):
@@ -234,6 +236,12 @@ class StateDir:
     def access(self) -> Path:
         return self.work / "access"
 
+    @property
+    def shared_parts(self) -> list[Path]:
+        """What of the state dir is in its work dir."""
+        return [self.shared_runs, self.staging_cache, self.input_store.path, self.references,
+                self.access]
+
 
 def recorded_work(state_dir: Path) -> Path | None:
     """The work dir a state dir records; None when it records none (it is its own)."""
@@ -280,7 +288,7 @@ def open_state(state_dir: Path, work_dir: Path | None = None, record: bool = Fal
         raise LayoutError(f"the state dir {here} lies in the work dir {work}; {apart}")
     if work.is_relative_to(here):
         raise LayoutError(f"the work dir {work} lies in the state dir {here}; {apart}")
-    held = [str(state.path / name) for name in SHARED if _listed(state.path / name)]
+    held = [str(part) for part in state.shared_parts if _listed(part)]  # in the state dir
     if held:
         raise LayoutError(
             f"the state dir {state.path} already keeps {', '.join(held)}, which a work dir "
@@ -337,6 +345,26 @@ def _claim(work: Path, here: Path) -> None:
         json.dump(_owner(here), handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def file_system(path: Path, mountinfo: str | None = None) -> str:
+    """The type of the file system `path` is (or would be made) on, by the deepest mount point
+    above it in /proc/self/mountinfo (or `mountinfo`); "" when none is known."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return ""
+    real, found = Path(os.path.realpath(path)), (-1, "")
+    for line in mountinfo.splitlines():
+        fields, _, after = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not after:
+            continue
+        point = Path(parts[4].replace("\\040", " ").replace("\\011", "\t"))
+        if real.is_relative_to(point) and len(point.parts) >= found[0]:
+            found = (len(point.parts), after.split()[0])
+    return found[1]
 
 
 def _write(path: Path, value: dict) -> None:

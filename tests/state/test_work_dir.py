@@ -17,7 +17,14 @@ from cnvkit_nf.reference.access import AccessCache
 from cnvkit_nf.reference.cache import FILES, ReferenceCache
 from cnvkit_nf.service.retention import Policy, clean
 from cnvkit_nf.state.jobs import JobStore
-from cnvkit_nf.state.layout import LayoutError, RunFolder, StateDir, open_state
+from cnvkit_nf.state.layout import (
+    NETWORK_FILE_SYSTEMS,
+    LayoutError,
+    RunFolder,
+    StateDir,
+    file_system,
+    open_state,
+)
 
 DAY = 86400
 
@@ -178,3 +185,26 @@ def test_retention_cleans_both_parts_of_a_run_folder_and_the_staged_inputs(apart
                        os.path.realpath(staged)}
     assert not run.path.exists() and not run.shared.exists() and not orphan.exists()
     assert not staged.exists() and store.get(job.instance_id) is None
+
+
+MOUNTS = """\
+27 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 27 0:50 / /shared rw,relatime shared:20 - nfs4 server:/export rw,vers=4.2
+41 40 8:17 / /shared/scratch\\040space rw,relatime - xfs /dev/sdb1 rw
+42 27 0:51 / /lustre rw - lustre 10.0.0.1@tcp:/fs rw
+"""
+
+
+@pytest.mark.parametrize("path, kind", [
+    ("/var/lib/cnvkit", "ext4"), ("/shared/cnvkit/state", "nfs4"), ("/shared", "nfs4"),
+    ("/shared/scratch space/state", "xfs"), ("/shared/scratch", "nfs4"),
+    ("/lustre/new/folder", "lustre"),
+])
+def test_the_file_system_of_a_path_is_its_deepest_mount(path, kind):
+    assert file_system(Path(path), MOUNTS) == kind
+    assert (kind in NETWORK_FILE_SYSTEMS) == (kind in ("nfs4", "lustre"))
+
+
+def test_the_file_system_of_this_machines_paths_is_known(tmp_path):
+    assert file_system(tmp_path) != ""
+    assert file_system(Path("/proc/self")) == "proc"
