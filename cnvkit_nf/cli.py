@@ -36,7 +36,15 @@ from cnvkit_nf.service.client import RETRY_SECONDS, Client, ServiceError
 from cnvkit_nf.service.job_api import Jobs
 from cnvkit_nf.service.workers import WorkerPool
 from cnvkit_nf.state.jobs import CANCELLED, FINISHED, Job, JobStore, Occupied
-from cnvkit_nf.state.layout import DEFAULT_STATE_DIR, RunFolder, StateDir
+from cnvkit_nf.state.layout import (
+    DEFAULT_STATE_DIR,
+    NETWORK_FILE_SYSTEMS,
+    LayoutError,
+    RunFolder,
+    StateDir,
+    file_system,
+    open_state,
+)
 from cnvkit_nf.storage import manifest
 from cnvkit_nf.storage import objects as storage
 from cnvkit_nf.storage.confined import everywhere
@@ -83,7 +91,14 @@ def _params(validation: Validation, request_file: str, staged: dict | None = Non
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
               envvar="CNVKIT_NF_STATE_DIR", default=DEFAULT_STATE_DIR, show_default=True,
-              help="Where job records and run folders are kept (env CNVKIT_NF_STATE_DIR).")
+              help="Where job records, locks and run folders are kept: a local disk (env "
+                   "CNVKIT_NF_STATE_DIR).")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="CNVKIT_NF_WORK_DIR",
+              help="Where what cluster nodes must see goes (runs' Nextflow work and results, "
+                   "staged inputs, kept references): a shared file system. Recorded in the "
+                   "state dir by the first `serve` or `run` given it, then used by every "
+                   "command; default: the state dir (env CNVKIT_NF_WORK_DIR).")
 @click.option("--storage-config", type=click.Path(dir_okay=False, exists=True),
               envvar="CNVKIT_NF_STORAGE_CONFIG",
               help="JSON settings of the object store (endpoint_url, region, addressing_style, "
@@ -93,17 +108,16 @@ def _params(validation: Validation, request_file: str, staged: dict | None = Non
               help="Bound of the references kept for reuse between jobs, e.g. 500M, 20G; 0 "
                    "turns reuse off (env CNVKIT_NF_REFERENCE_CACHE_SIZE).")
 @click.pass_context
-def main(ctx: click.Context, state_dir: Path, storage_config: str | None,
-         cache_size: int) -> None:
+def main(ctx: click.Context, state_dir: Path, work_dir: Path | None,
+         storage_config: str | None, cache_size: int) -> None:
     """Run CNVkit jobs described by one JSON request on the Nextflow pipeline."""
-    ctx.obj = Context(state_dir, storage_config, cache_size)
+    ctx.obj = Context(state_dir, storage_config, cache_size, work_dir)
 
 
-def _renamed(old: str, new: str, value):
+def _renamed(old: str, new: str, value, why: str = "its meaning differed between run and serve"):
     """An option's old spelling: still works, with a note to use the new one."""
     if value:
-        click.echo(f"warning: `{old}` is deprecated (its meaning differed between run and "
-                   f"serve); use {new}", err=True)
+        click.echo(f"warning: `{old}` is deprecated ({why}); use {new}", err=True)
     return value
 
 
@@ -121,17 +135,25 @@ class Context:
     state_dir: Path
     storage_config: str | None
     cache_bytes: int = 0
+    work_dir: Path | None = None  # --work-dir, as given
 
     @property
     def state(self) -> StateDir:
-        """Where the state dir keeps each thing."""
+        """Where the state dir keeps each thing (its work dir as it records it)."""
         return StateDir(self.state_dir)
+
+    def checked(self, record: bool = False) -> StateDir:
+        """The state dir with its work dir checked (`layout.open_state`: --work-dir recorded
+        on first use when `record`); an error of the command otherwise."""
+        try:
+            return open_state(self.state_dir, self.work_dir, record)
+        except LayoutError as err:
+            raise click.ClickException(str(err)) from None
 
     @property
     def references(self) -> ReferenceCache | None:
         """The references kept between this state dir's jobs; None when the bound is 0."""
-        return ReferenceCache(self.state.references, self.cache_bytes) \
-            if self.cache_bytes else None
+        return ReferenceCache.of(self.state, self.cache_bytes) if self.cache_bytes else None
 
 
 @main.command()
@@ -197,8 +219,15 @@ def params(ctx: Context, request_file: str, output: str | None, storage_mode: st
 @click.argument("request_file", type=click.Path(dir_okay=False))
 @click.option("--profile", default="local", show_default=True,
               help="Nextflow profile(s), e.g. local, docker, slurm,singularity.")
-@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Nextflow work directory (default: in the job's run folder).")
+@click.option("--nextflow-work-dir", "work_dir", type=click.Path(file_okay=False,
+              path_type=Path),
+              help="Nextflow's work directory, which runs may share (default: in the job's "
+                   "run folder, in the work dir).")
+@click.option("--work-dir", "old_work_dir", hidden=True, type=click.Path(
+              file_okay=False, path_type=Path),
+              callback=lambda _c, _p, value: _renamed(
+                  "run --work-dir", "--nextflow-work-dir", value,
+                  "`cnvkit-nf --work-dir` is where the job system's shared files go"))
 @click.option("--resume", is_flag=True,
               help="Continue the latest run of the same request, reusing its finished tasks.")
 @click.option("--keep-work", is_flag=True,
@@ -215,9 +244,9 @@ def params(ctx: Context, request_file: str, output: str | None, storage_mode: st
 @click.option("--stub", is_flag=True,
               help="Run with -stub-run: checks the wiring and the request, computes nothing.")
 @click.pass_obj
-def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, resume: bool,
-        keep_work: bool, configs: tuple[Path, ...], old_configs: tuple[Path, ...],
-        stub: bool) -> None:
+def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None,
+        old_work_dir: Path | None, resume: bool, keep_work: bool, configs: tuple[Path, ...],
+        old_configs: tuple[Path, ...], stub: bool) -> None:
     """Validate a request, check its inputs, run the pipeline and wait for it.
 
     Prints the instance_id first, then progress (tasks done/total), then where the results are.
@@ -225,6 +254,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
     receives the results after the run, its manifest last.
     """
     configs += old_configs
+    work_dir = work_dir or old_work_dir
     validation = _load(request_file)
     _report(validation.problems, False, valid=True)
     job_plan, problems = plan(validation.request, ctx.storage_config, everywhere())
@@ -239,7 +269,7 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None, re
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_NO_NEXTFLOW)
 
-    store = JobStore(ctx.state.jobs_db)
+    store = JobStore(ctx.checked(record=True).jobs_db)
     job = store.latest_for_request(validation.request.raw) if resume else None
     try:
         if job is None:
@@ -520,22 +550,35 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     if not config.callers:
         raise click.ClickException("no tokens are configured (--config or CNVKIT_NF_TOKENS): "
                                    "nobody could call the service")
-    if config.could_hold(ctx.state_dir):
-        raise click.ClickException(f"the state dir {ctx.state_dir} lies in a data root: "
-                                   "projects could change the inputs the jobs read; put it "
-                                   "elsewhere (--state-dir)")
+    try:
+        work = ctx.work_dir or ctx.state.work  # as given, or as recorded
+    except LayoutError as err:
+        raise click.ClickException(str(err)) from None
+    for folder, name in ((ctx.state_dir, "state dir (--state-dir)"),
+                         (work, "work dir (--work-dir)")):
+        if config.could_hold(folder):
+            raise click.ClickException(f"the {name} {folder} lies in a data root: projects "
+                                       "could change the inputs the jobs read; put it "
+                                       "elsewhere")
+    state = ctx.checked(record=True)
     try:
         config.prepare()  # each project's folder in the writable shared roots
     except settings.ConfigError as err:
         raise click.ClickException(str(err)) from None
-    ctx.state_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(ctx.state.service_lock, "w")  # noqa: SIM115 - held while serving
+    state.path.mkdir(parents=True, exist_ok=True)
+    lock = open(state.service_lock, "w")  # noqa: SIM115 - held while serving
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise click.ClickException(f"another cnvkit-nf serve uses {ctx.state_dir}") from None
-    store = JobStore(ctx.state.jobs_db)
+    store = JobStore(state.jobs_db)
     log = lambda message: click.echo(message, err=True)  # noqa: E731
+    if state.work != state.path:
+        log(f"work dir {state.work}: run folders' shared parts, staged inputs, kept references")
+    if (kind := file_system(state.path)) in NETWORK_FILE_SYSTEMS:
+        log(f"warning: the state dir {state.path} is on {kind}, where SQLite (WAL) and flock "
+            "may not hold: keep it on this host's local disk, and what the cluster's nodes see "
+            "in --work-dir (README, \"Where the files go\")")
     pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
                       ctx.storage_config, config.roots, concurrency, log,
                       admit=config.request_problems,
@@ -571,7 +614,7 @@ def cache() -> None:
 @click.pass_obj
 def cache_list(ctx: Context, as_json: bool) -> None:
     """List the kept references, most recently used first."""
-    entries = ReferenceCache(ctx.state.references).entries()
+    entries = ReferenceCache.of(ctx.checked()).entries()
     rows = [{"project": e.project, "key": e.key, "size": e.size, "created": int(e.created),
              "used": int(e.used), "controls": e.record.get("controls", []),
              "fasta": e.record.get("fasta", {}).get("name"),
@@ -597,7 +640,7 @@ def cache_list(ctx: Context, as_json: bool) -> None:
 @click.pass_obj
 def cache_prune(ctx: Context, max_size: int | None, project: str | None) -> None:
     """Remove the least recently used references beyond a size; those in use stay."""
-    references = ReferenceCache(ctx.state.references, ctx.cache_bytes)
+    references = ReferenceCache.of(ctx.checked(), ctx.cache_bytes)
     removed = references.prune(max_size, project)
     for entry in removed:
         click.echo(f"removed {entry.key[:12]}  {entry.project}  {entry.size / 1e6:.1f} MB")
@@ -643,8 +686,7 @@ def clean(ctx: Context, max_age: float | None, max_disk: int | None, dry_run: bo
                                "retention setting: clean removes nothing by default")
     if not ctx.state_dir.is_dir():
         raise click.ClickException(f"no state dir {ctx.state_dir}")
-    report = retention.clean(ctx.state_dir, JobStore(ctx.state.jobs_db), policy,
-                             dry_run)
+    report = retention.clean(ctx.state_dir, JobStore(ctx.checked().jobs_db), policy, dry_run)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return

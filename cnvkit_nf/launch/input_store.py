@@ -16,7 +16,8 @@ itself changes. An entry is keyed by the names and stamps (device, inode, size, 
 its files: the same unchanged input always gets the same path, which Nextflow's task caching
 can match, whichever project or job names it; a file rewritten, even with its mtime restored,
 gets a new one. Objects and entries are made under temporary names and renamed into place
-whole; they are never changed afterwards.
+whole; they are never changed afterwards. No lock is needed: the store may lie in a work dir on
+a shared file system (`state.layout`).
 """
 
 from __future__ import annotations

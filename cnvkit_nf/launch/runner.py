@@ -238,8 +238,9 @@ TASK_FOLDER = re.compile(r"[0-9a-f]{2}/[0-9a-f]{30}")  # <work dir>/ab/cdef..., 
 @dataclass(frozen=True)
 class WorkDir:
     """The Nextflow work dir of one job's run: its run folder's work/, the run's alone, or an
-    operator's `--work-dir`, which several runs may share: of that one, only the task folders
-    this run's trace lists (any attempt, any session of its run folder) are the run's."""
+    operator's `run --nextflow-work-dir`, which several runs may share: of that one, only the
+    task folders this run's trace lists (any attempt, any session of its run folder) are the
+    run's."""
 
     path: Path
     own: bool
@@ -280,7 +281,8 @@ class WorkDir:
 
 
 def work_dir(options: RunOptions, folder: RunFolder) -> WorkDir:
-    """The work dir of a job's run: the operator's `--work-dir`, else the run folder's."""
+    """The work dir of a job's run: the operator's `--nextflow-work-dir`, else the run
+    folder's."""
     return WorkDir(options.work_dir or folder.work, options.work_dir is None,
                    folder.results.trace)
 
@@ -330,8 +332,8 @@ def _folder(path: Path) -> Iterator[int]:
 def job_log(job: Job, tail_bytes: int = LOG_TAIL_BYTES) -> dict:
     """What a job's run left to read: the end of Nextflow's log, its error report in full
     (from its `ERROR ~` line; else the job's message), and the error output of each failed
-    task (the end of it). Files are read only inside the job's run folder, never through a
-    link."""
+    task (the end of it). Files are read only inside the job's run folder (a task's, inside
+    its shared part), never through a link."""
     folder = RunFolder(job.run_dir) if job.run_dir else None
     run_dir = folder.path if folder else None
     log, truncated = _tail(run_dir, folder.nextflow_log, tail_bytes) if folder else ("", False)
@@ -341,9 +343,10 @@ def job_log(job: Job, tail_bytes: int = LOG_TAIL_BYTES) -> dict:
         for row in trace_rows(folder.results.trace):
             if row.get("status") == "FAILED":  # its error output, else (as Nextflow shows
                 workdir = Path(row.get("workdir", ""))  # it) the task wrapper's output
-                stderr, cut = _tail(run_dir, workdir / ".command.err", tail_bytes // 16)
+                stderr, cut = _tail(folder.shared, workdir / ".command.err", tail_bytes // 16)
                 if not stderr:
-                    stderr, cut = _tail(run_dir, workdir / ".command.log", tail_bytes // 16)
+                    stderr, cut = _tail(folder.shared, workdir / ".command.log",
+                                        tail_bytes // 16)
                 failed.append({"name": row.get("name"), "exit": row.get("exit"),
                                "stderr": stderr, "stderr_truncated": cut})
     return {"instance_id": job.instance_id, "status": job.status, "message": job.message,

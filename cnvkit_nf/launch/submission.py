@@ -179,8 +179,8 @@ class Execution:
         self.inputs = inputs  # the store of private inputs, None: Nextflow reads the paths
         self.references = references  # references kept between jobs, None: always build
         # accessible regions kept between jobs: beside the references (and bound as they are)
-        self.accesses = accesses if accesses is not None else AccessCache(
-            StateDir(state_dir).access, references.max_bytes) if references is not None else None
+        self.accesses = accesses if accesses is not None else AccessCache.of(
+            StateDir(state_dir), references.max_bytes) if references is not None else None
         self.stopping = stopping  # set when the service stops: a publication rolls back
         self._concluding = False  # publishing the results and recording the end
         self.run: JobRun | None = None
@@ -483,7 +483,7 @@ class Execution:
                  f"{time.monotonic() - started:.1f} s ({how})")
 
     def _drop_work(self) -> None:
-        """Delete the finished run's work dir (of a shared `--work-dir`, its task folders):
+        """Delete the finished run's work dir (of a `--nextflow-work-dir`, its task folders):
         its results are published and nothing resumes a finished run; unless the job was
         asked to keep it (`RunOptions.keep_work`): then say how much it keeps."""
         work = self._work

@@ -5,7 +5,9 @@ hg38, so a job whose access would be the same as an earlier one's gets that one 
 results are the same).
 
     <folder>/<project>/<key>/        access.bed, entry.json; never changed once there
-    <folder>/<project>/<key>.lock    as the reference cache's (`entries`)
+    <locks>/<project>/<key>.lock     as the reference cache's (`entries`): a state dir keeps
+                                     them in its work dir (`access/`), their locks in the state
+                                     dir (`locks/access/`)
 
 The key digests the FASTA's identity (`entries.identity`), access_conf's checked arguments, the
 identity of each exclusion BED in the request's order, the CNVkit version and the pipeline's
@@ -40,6 +42,7 @@ class AccessCache(EntryStore):
     FILES = FILES
     RECORD = None
     KIND = "access BED"
+    PLACE = "access"
 
 
 def access_code() -> list[str]:

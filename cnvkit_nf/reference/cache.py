@@ -3,8 +3,11 @@ inputs as an earlier job's reuses that one instead (README, "Reference reuse").
 
     <folder>/<project>/<key>/        reference.cnn, reference.json, targets.bed,
                                      antitargets.bed, entry.json; never changed once there
-    <folder>/<project>/<key>.lock    flock: exclusive while a job builds the entry (or a prune
+    <locks>/<project>/<key>.lock     flock: exclusive while a job builds the entry (or a prune
                                      removes it), shared while a job uses it
+
+A state dir keeps them in its work dir (`references/`), their locks in the state dir
+(`locks/references/`: see `entries`).
 
 The key digests what shapes a reference: the code of the stages that build it, the CNVkit
 version, the option strings of the shaping substeps, the identity of every pooled control BAM
@@ -112,3 +115,4 @@ class ReferenceCache(EntryStore):
     FILES = FILES
     RECORD = "reference.json"
     KIND = "reference"
+    PLACE = "references"

@@ -3,8 +3,12 @@ share: entries of a few files under a key, by project, made whole or not at all,
 before reuse, pruned least recently used first.
 
     <folder>/<project>/<key>/        the kind's FILES and entry.json; never changed once there
-    <folder>/<project>/<key>.lock    flock: exclusive while a job builds the entry (or a prune
+    <locks>/<project>/<key>.lock     flock: exclusive while a job builds the entry (or a prune
                                      removes it), shared while a job uses it
+
+A state dir's entries (`EntryStore.of`) are in its work dir, which may be on a shared file
+system; their locks are in the state dir, on the service host's local disk (`state.locks`):
+only that host's processes hold them. Without a folder of locks, they lie beside the entries.
 
 An entry is made in a hidden folder (`.<key>.<random>`), each file and the folder synced to
 disk, then renamed into place whole: a crash leaves at most a hidden folder, which `entries`
@@ -37,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from cnvkit_nf.state.layout import StateDir
 from cnvkit_nf.storage import manifest
 
 DEFAULT_MAX_BYTES = 20 << 30
@@ -109,13 +114,27 @@ class EntryStore:
     FILES: ClassVar[tuple[str, ...]] = ()
     RECORD: ClassVar[str | None] = None
     KIND: ClassVar[str] = "entry"
+    PLACE: ClassVar[str] = ""  # the StateDir part that holds a state dir's entries
 
-    def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES,
+                 locks: Path | None = None):
         self.folder, self.max_bytes = Path(folder), max_bytes
+        self.locks = Path(locks) if locks is not None else self.folder
+
+    @classmethod
+    def of(cls, state: StateDir, max_bytes: int = DEFAULT_MAX_BYTES) -> EntryStore:
+        """The entries a state dir keeps (in its work dir), their locks in the state dir."""
+        return cls(getattr(state, cls.PLACE), max_bytes, state.entry_locks(cls.PLACE))
 
     def _place(self, project: str) -> Path:
         digest = hashlib.sha256(project.encode()).hexdigest()[:16]  # any project id is safe
         return self.folder / digest
+
+    def _lock(self, place: Path, key: str) -> Path:
+        """The lock file of `key` in a project's `place` (of entries)."""
+        folder = self.locks / place.name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{key}.lock"
 
     def entry(self, project: str, key: str) -> Entry | None:
         return _read(self._place(project) / key, self.RECORD)
@@ -130,7 +149,7 @@ class EntryStore:
         nothing) instead of waiting."""
         place = self._place(project)
         place.mkdir(parents=True, exist_ok=True)
-        handle = open(place / f"{key}.lock", "a+")  # noqa: SIM115 - held by the lease
+        handle = open(self._lock(place, key), "a+")  # noqa: SIM115 - held by the lease
         told = False
         while True:
             for mode in (fcntl.LOCK_SH, fcntl.LOCK_EX):
@@ -227,7 +246,7 @@ class EntryStore:
     def _remove(self, folder: Path, key: str) -> bool:
         """Remove an entry's folder (or a hidden one of its key) no job holds; False when one
         does."""
-        with open(folder.parent / f"{key}.lock", "a+") as handle:
+        with open(self._lock(folder.parent, key), "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -1,10 +1,11 @@
 """Retention: what a state dir keeps of ended jobs and staged inputs (README, "Retention").
 
-It deals with the parts of the state dir that `state.layout` names: run folders, and staged
-inputs (the staging cache's downloads, the input store's entries and the objects they link
-to). A job holds the retention lock shared from the start of its staging until its run started
-(`state.locks.staging`), a sweep of staged inputs holds it exclusive; the clean lock lets one
-clean run at a time.
+It deals with the parts of the state dir and its work dir that `state.layout` names: run
+folders (each with its shared part, in the work dir), and staged inputs (the staging cache's
+downloads, the input store's entries and the objects they link to, in the work dir). Its locks
+are the state dir's, local (`state.locks`). A job holds the retention lock shared from the
+start of its staging until its run started (`state.locks.staging`), a sweep of staged inputs
+holds it exclusive; the clean lock lets one clean run at a time.
 
 `clean` applies a `Policy`, in this order:
 - age: a final job that ended more than `max_age` ago is forgotten, its record and its run
@@ -45,7 +46,7 @@ from pathlib import Path
 
 from cnvkit_nf.launch.runner import disk_bytes, settle
 from cnvkit_nf.state.jobs import ACTIVE_STATES, FINAL_STATES, Job, JobStore
-from cnvkit_nf.state.layout import StateDir
+from cnvkit_nf.state.layout import RunFolder, StateDir
 from cnvkit_nf.state.locks import flock
 
 ORPHAN_SECONDS = 3600  # a run folder without a record is left this long (a job being created)
@@ -95,8 +96,8 @@ class Schedule:
 
 @dataclass
 class Item:
-    """A thing of the state dir (its path there), the bytes it takes, and why it was removed
-    or kept."""
+    """A thing of the state dir (its path there; of a separate work dir, its absolute path),
+    the bytes it takes, and why it was removed or kept."""
 
     path: str
     bytes: int
@@ -219,8 +220,9 @@ class _Clean:
         return [settle(self.store, job) for job in self.store.every()]
 
     def _named(self, path: Path) -> str:
-        """A thing's path in the state dir, as a report names it."""
-        return str(path.relative_to(self.state.path))
+        """A thing's path as a report names it: relative to the state dir, when in it."""
+        return str(path.relative_to(self.state.path)) if path.is_relative_to(
+            self.state.path) else str(path)
 
     def _remove(self, path: Path, size: int, why: str, act: Callable[[], bool]) -> bool:
         """Remove a thing by `act` (False: its job became active, or it went, meanwhile); dry,
@@ -246,24 +248,34 @@ class _Clean:
             return False
         return True
 
+    def _away_run(self, folder: RunFolder) -> None:
+        """Move a run folder and its shared part away; FileNotFoundError if neither is there."""
+        if not [part for part in folder.parts if self._moved(part)]:
+            raise FileNotFoundError(folder.path)
+
     # --- run folders ------------------------------------------------------------------------
 
     def _run_folders(self, jobs: list[Job]) -> dict[str, int]:
-        """The bytes of each job's run folder; leftovers (trash, folders without a record
-        older than an hour) are removed."""
+        """The bytes of each job's run folder with its shared part; leftovers (trash, folders
+        without a record older than an hour, in the state dir and the work dir) are
+        removed."""
         known, sizes = {job.instance_id for job in jobs}, {}
-        for path in sorted(self.runs.iterdir()) if self.runs.is_dir() else []:
-            size = _bytes(path)
-            if path.name.startswith(TRASH):
-                self._remove(path, size, "left by an interrupted clean",
-                             lambda p=path: self._trashed(p))
-            elif path.name in known:
-                sizes[path.name] = size
-                self.total += size
-            elif path.is_dir() and os.lstat(path).st_mtime < self.now - ORPHAN_SECONDS:
-                self._remove(path, size, "a run folder without a job record",
-                             lambda p=path: self._moved(p))
+        for runs in dict.fromkeys([self.runs, self.state.shared_runs]):
+            for path in sorted(runs.iterdir()) if runs.is_dir() else []:
+                self._run_folder(path, known, sizes)
         return sizes
+
+    def _run_folder(self, path: Path, known: set[str], sizes: dict[str, int]) -> None:
+        size = _bytes(path)
+        if path.name.startswith(TRASH):
+            self._remove(path, size, "left by an interrupted clean",
+                         lambda p=path: self._trashed(p))
+        elif path.name in known:
+            sizes[path.name] = sizes.get(path.name, 0) + size
+            self.total += size
+        elif path.is_dir() and os.lstat(path).st_mtime < self.now - ORPHAN_SECONDS:
+            self._remove(path, size, "a run folder without a job record",
+                         lambda p=path: self._moved(p))
 
     def _trashed(self, path: Path) -> bool:
         self.trash.append(path)
@@ -277,13 +289,14 @@ class _Clean:
             ended = job.end_time or job.created
             if not job.final or ended >= before:
                 continue
-            folder = self.state.run(job.instance_id).path
+            folder = self.state.run(job.instance_id)
             why = (f"job {job.status} ended {_when(ended)}, more than "
                    f"{_duration(self.policy.max_age)} ago: forgotten")
             if job.instance_id in folders:
-                forgotten = self._remove(folder, folders.pop(job.instance_id), why,
+                forgotten = self._remove(folder.path, folders.pop(job.instance_id), why,
                                          lambda j=job, f=folder: self.store.forget(
-                                             j.instance_id, before, lambda: self._moved(f)))
+                                             j.instance_id, before,
+                                             lambda: [self._moved(p) for p in f.parts]))
             else:
                 forgotten = self.dry_run or self.store.forget(job.instance_id, before)
             if forgotten:
@@ -298,15 +311,16 @@ class _Clean:
         for job in ended:
             if self.total <= self.policy.max_disk:
                 return
-            folder = self.state.run(job.instance_id).path
-            self._remove(folder, folders[job.instance_id],
+            folder = self.state.run(job.instance_id)
+            self._remove(folder.path, folders[job.instance_id],
                          f"disk over {_amount(self.policy.max_disk)}: job {job.status} ended "
                          f"{_when(job.end_time or job.created)}, its record stays",
                          lambda j=job, f=folder: self._discard(j, f))
 
-    def _discard(self, job: Job, folder: Path) -> bool:
+    def _discard(self, job: Job, folder: RunFolder) -> bool:
         try:
-            return self.store.discard_run(job.instance_id, DISCARDED, lambda: self._away(folder))
+            return self.store.discard_run(job.instance_id, DISCARDED,
+                                          lambda: self._away_run(folder))
         except FileNotFoundError:  # gone meanwhile: nothing to note
             return False
 

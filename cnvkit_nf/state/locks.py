@@ -1,6 +1,12 @@
 """The state dir's flocks (`layout.StateDir` names their files): the retention lock, which a job
 holds shared while it stages inputs (`staging`) and a sweep of staged inputs holds exclusive
-(`service.retention`), and the clean lock, which lets one clean run at a time."""
+(`service.retention`), and the clean lock, which lets one clean run at a time.
+
+Every flock file lies in the state dir, on the service host's local disk, also those guarding
+what is in a work dir on a shared file system (staged inputs, kept references: their locks are
+`StateDir.entry_locks`), where flock may not hold between hosts: local locks are enough, since
+only this host's processes use the state dir (one `serve` at a time) and its work dir serves
+no other state dir (`layout.open_state`)."""
 
 from __future__ import annotations
 
