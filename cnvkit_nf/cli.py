@@ -557,9 +557,9 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     for folder, name in ((ctx.state_dir, "state dir (--state-dir)"),
                          (work, "work dir (--work-dir)")):
         if config.could_hold(folder):
-            raise click.ClickException(f"the {name} {folder} lies in a data root: projects "
-                                       "could change the inputs the jobs read; put it "
-                                       "elsewhere")
+            raise click.ClickException(f"the {name} {folder} lies in a data root, or holds "
+                                       "one: projects could change the inputs the jobs read; "
+                                       "put it elsewhere")
     state = ctx.checked(record=True)
     try:
         config.prepare()  # each project's folder in the writable shared roots

@@ -136,12 +136,15 @@ class ServiceConfig:
                      f"project {project}")
 
     def could_hold(self, path: Path) -> bool:
-        """Whether some project's data root holds `path` (as written or resolved)."""
+        """Whether some project's data root holds `path`, or lies in it (as written or
+        resolved): a root in a state dir lets a project named `runs` reach its runs/."""
         forms = {os.path.normpath(path), os.path.realpath(path)}
         for root in self.data_roots:
             pattern = re.escape(os.path.normpath(root.pattern)).replace(
                 re.escape("{project}"), PROJECT_ID.pattern)
-            if any(re.match(f"{pattern}(?:/|$)", form) for form in forms):
+            fixed = os.path.normpath(root.pattern.split("{project}")[0] or "/")
+            if any(re.match(f"{pattern}(?:/|$)", form) or fixed == form
+                   or fixed.startswith(form.rstrip("/") + "/") for form in forms):
                 return True
         return False
 

@@ -13,7 +13,7 @@ holds it exclusive; the clean lock lets one clean run at a time.
   more than `max_age`, is removed;
 - disk: while run folders and staged inputs take more than `max_disk`, staged inputs no active
   job uses are removed, least recently used first, then run folders of final jobs, oldest end
-  first; their records stay (their message says so) and a retry of one runs afresh;
+  first; their records stay (their warnings say so) and a retry of one runs afresh;
 - leftovers: folders being removed, partial downloads and copies, objects no entry links to,
   and run folders without a job record (older than an hour) are removed.
 Nothing of an active job (LAUNCHING, RUNNING, CANCELING) is touched: its run folder, and every

@@ -70,7 +70,8 @@ MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES = 4, 256 << 10
 TAIL_BYTES = LOG_TAIL_BYTES  # of a log served as text: its end
 # The files a run's output URLs serve, in its run folder: Nextflow's console output (its
 # stdout and stderr as one stream) and Nextflow's own log; a task's, in its work folder.
-RUN_STREAMS = {"stdout": RunFolder(Path()).nextflow_log.name, "stderr": ".nextflow.log"}
+RUN_STREAMS = {"stdout": RunFolder(Path()).nextflow_log.name,
+               "stderr": RunFolder(Path()).nextflow_own_log.name}
 TASK_STREAMS = {"stdout": ".command.out", "stderr": ".command.err"}
 _HOST = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 

@@ -122,7 +122,13 @@ class RunFolder:
 
     @property
     def nextflow_log(self) -> Path:
+        """Nextflow's console output (its stdout and stderr)."""
         return self.path / "nextflow.out"
+
+    @property
+    def nextflow_own_log(self) -> Path:
+        """The log Nextflow writes in its launch dir."""
+        return self.path / ".nextflow.log"
 
     @property
     def exit_file(self) -> Path:

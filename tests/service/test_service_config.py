@@ -261,6 +261,9 @@ def test_the_state_dir_must_not_lie_in_a_data_root(tmp_path):
     assert not config.could_hold(Path("/data/.state"))  # not a project id: no project's root
     assert config.could_hold(Path("/scratch/lab-a")) and config.could_hold(Path("/scratch/s/x"))
     assert not config.could_hold(Path("/scratch/.state"))  # no project's folder there
+    # a root in the folder: /data/{project} in a state dir /data reaches /data/runs
+    assert config.could_hold(Path("/data")) and config.could_hold(Path("/"))
+    assert config.could_hold(Path("/scratch")) and not config.could_hold(Path("/dat"))
 
 
 def test_fifos_and_folders_are_not_inputs(tmp_path):
