@@ -25,6 +25,7 @@ from cnvkit_nf.contract.option_cache import OptionCache
 from cnvkit_nf.contract.params import ParamsError, to_params
 from cnvkit_nf.contract.problems import Problem, errors, format_problem
 from cnvkit_nf.contract.request import Validation, validate_file
+from cnvkit_nf.contract.template import TemplateError, request_template
 from cnvkit_nf.launch import nextflow, samplesheets
 from cnvkit_nf.launch.runner import RunOptions, job_log, settle
 from cnvkit_nf.launch.submission import Execution, new_job, object_store, occupied, plan
@@ -110,7 +111,13 @@ def _params(validation: Validation, request_file: str, staged: dict | None = Non
 @click.pass_context
 def main(ctx: click.Context, state_dir: Path, work_dir: Path | None,
          storage_config: str | None, cache_size: int) -> None:
-    """Run CNVkit jobs described by one JSON request on the Nextflow pipeline."""
+    """Run CNVkit jobs described by one JSON request on the Nextflow pipeline.
+
+    \b
+    Example:
+      cnvkit-nf init --bams bams/ --ref hg38.fa --bed exome.bed > request.json
+      cnvkit-nf run request.json
+    """
     ctx.obj = Context(state_dir, storage_config, cache_size, work_dir)
 
 
@@ -156,6 +163,44 @@ class Context:
         return ReferenceCache.of(self.state, self.cache_bytes) if self.cache_bytes else None
 
 
+_PATH = click.Path(dir_okay=False, exists=True, path_type=Path)
+
+
+@main.command()
+@click.option("--bams", required=True, type=click.Path(file_okay=False, exists=True,
+                                                       path_type=Path),
+              help="The folder of the BAMs (each indexed).")
+@click.option("--ref", required=True, type=_PATH, help="The reference FASTA.")
+@click.option("--bed", type=_PATH, help="The target BED (not needed for --method wgs).")
+@click.option("--control", "controls", multiple=True, metavar="PATTERN",
+              help="The normals: file names matching this shell pattern, e.g. '*normal*' "
+                   "(repeatable). Without, every BAM is a tumour and the reference is flat.")
+@click.option("--annotation", type=_PATH, help="Gene annotation (GFF3, refFlat) for gene names.")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True, help="Where the results go.")
+@click.option("--method", type=click.Choice(["hybrid", "amplicon", "wgs"]), default="hybrid",
+              show_default=True, help="The assay.")
+def init(bams: Path, ref: Path, bed: Path | None, controls: tuple[str, ...],
+         annotation: Path | None, output_dir: Path, method: str) -> None:
+    """Write a request for the BAMs of a folder to stdout: a template to edit, then validate
+    and run.
+
+    \b
+    Example:
+      cnvkit-nf init --bams bams/ --ref hg38.fa --bed exome.bed --control '*normal*' \\
+          > request.json
+      cnvkit-nf validate request.json && cnvkit-nf run request.json
+    """
+    try:
+        request = request_template(bams, ref, bed, controls, annotation, output_dir, method)
+    except TemplateError as err:
+        raise click.UsageError(str(err)) from None
+    click.echo(json.dumps(request, indent=2))
+    if not request["control_inputs"]:
+        click.echo("no controls (--control): the reference is flat; see the README on "
+                   "references", err=True)
+
+
 @main.command()
 @click.argument("request_file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -168,6 +213,10 @@ def validate(ctx: Context, request_file: str, as_json: bool, check_inputs: bool)
     Without --check-inputs it reads no input file and touches no network (but a samplesheet
     the request names, which holds its samples), so it suits CI.
     Exit 0 when valid, 1 when not.
+
+    \b
+    Example:
+      cnvkit-nf validate request.json --check-inputs
     """
     validation = _load(request_file, as_json)
     problems = validation.problems
@@ -194,7 +243,13 @@ def validate(ctx: Context, request_file: str, as_json: bool, check_inputs: bool)
 @click.pass_obj
 def params(ctx: Context, request_file: str, output: str | None, storage_mode: str,
            aws_config: str | None) -> None:
-    """Write the Nextflow params of a request (for `nextflow run -params-file` or Tower)."""
+    """Write the Nextflow params of a request (for `nextflow run -params-file` or Tower).
+
+    \b
+    Example:
+      cnvkit-nf params request.json -o params.json
+      nextflow run . -params-file params.json -profile local
+    """
     validation = _load(request_file)
     _report(validation.problems, False, valid=True)
     native = {}
@@ -252,6 +307,10 @@ def run(ctx: Context, request_file: str, profile: str, work_dir: Path | None,
     Prints the instance_id first, then progress (tasks done/total), then where the results are.
     Object-storage inputs are staged into a local cache first; an object-storage output_dir
     receives the results after the run, its manifest last.
+
+    \b
+    Example:
+      cnvkit-nf run request.json --profile local
     """
     configs += old_configs
     work_dir = work_dir or old_work_dir
@@ -390,7 +449,12 @@ def _retry_seconds() -> float:
 @click.argument("request_file", type=click.Path(dir_okay=False, exists=True))
 @_server_options
 def submit(request_file: str, server: str, project: str, token: str | None) -> None:
-    """Submit a request to a job service; print its instance_id."""
+    """Submit a request to a job service; print its instance_id.
+
+    \b
+    Example:
+      cnvkit-nf submit request.json --server http://127.0.0.1:8080 --project lab-a
+    """
     text = Path(request_file).read_text(encoding="utf-8")
     answer = _ask(server, project, token, lambda client: client.submit(text),
                   "submit needs --server and --project")
@@ -403,7 +467,12 @@ def submit(request_file: str, server: str, project: str, token: str | None) -> N
 @click.argument("instance_id")
 @_server_options
 def cancel(instance_id: str, server: str, project: str, token: str | None) -> None:
-    """Cancel a job of a job service."""
+    """Cancel a job of a job service.
+
+    \b
+    Example:
+      cnvkit-nf cancel INSTANCE_ID --server http://127.0.0.1:8080 --project lab-a
+    """
     _ask(server, project, token, lambda client: client.cancel(instance_id),
          "cancel needs --server and --project (a job run by `cnvkit-nf run` is cancelled with "
          "Ctrl-C or SIGTERM)")
@@ -414,7 +483,12 @@ def cancel(instance_id: str, server: str, project: str, token: str | None) -> No
 @click.argument("instance_id")
 @_server_options
 def retry(instance_id: str, server: str, project: str, token: str | None) -> None:
-    """Run a FAILED or CANCELLED job of a job service again, reusing its finished tasks."""
+    """Run a FAILED or CANCELLED job of a job service again, reusing its finished tasks.
+
+    \b
+    Example:
+      cnvkit-nf retry INSTANCE_ID --server http://127.0.0.1:8080 --project lab-a
+    """
     answer = _ask(server, project, token, lambda client: client.retry(instance_id),
                   "retry needs --server and --project (a job run by `cnvkit-nf run` is run "
                   "again with `cnvkit-nf run --resume REQUEST`)")
@@ -428,7 +502,12 @@ def retry(instance_id: str, server: str, project: str, token: str | None) -> Non
 @click.pass_obj
 def log(ctx: Context, instance_id: str, as_json: bool, server: str | None, project: str | None,
         token: str | None) -> None:
-    """Show a job's failure in full, its failed tasks' error output and Nextflow's log."""
+    """Show a job's failure in full, its failed tasks' error output and Nextflow's log.
+
+    \b
+    Example:
+      cnvkit-nf log INSTANCE_ID
+    """
     shown = _ask(server, project, token, lambda client: client.log(instance_id))
     if shown is None:
         shown = job_log(_local_job(ctx.state_dir, instance_id))
@@ -454,7 +533,12 @@ STATUS_FIELDS = ("instance_id", "status", "progress", "start_time", "duration", 
 @click.pass_obj
 def status(ctx: Context, instance_id: str, as_json: bool, server: str | None,
            project: str | None, token: str | None) -> None:
-    """Show a job's state (LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING)."""
+    """Show a job's state (LAUNCHING, RUNNING, FINISHED, FAILED, CANCELLED, CANCELING).
+
+    \b
+    Example:
+      cnvkit-nf status INSTANCE_ID --json
+    """
     shown = _ask(server, project, token, lambda client: client.job(instance_id))
     if shown is None:
         shown = _local_job(ctx.state_dir, instance_id).instance()
@@ -485,7 +569,12 @@ def _local_job(state_dir: Path, instance_id: str) -> Job:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def list_jobs(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
-    """List the jobs of this state dir, newest first."""
+    """List the jobs of this state dir, newest first.
+
+    \b
+    Example:
+      cnvkit-nf list --limit 20
+    """
     store = JobStore(ctx.state.jobs_db)
     count, jobs = store.list(limit=limit, offset=offset)
     jobs = [settle(store, job) for job in jobs]
@@ -536,6 +625,10 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
 
     Stop it with SIGTERM or Ctrl-C: running jobs go on, and are followed again at the next start;
     a publication under way completes or rolls back (and is done again at the next start).
+
+    \b
+    Example:
+      cnvkit-nf --state-dir /srv/cnvkit serve --service-config service.json --port 8080
     """
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -606,14 +699,24 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
 
 @main.group()
 def cache() -> None:
-    """The references kept for reuse between jobs (see --reference-cache-size)."""
+    """The references kept for reuse between jobs (see --reference-cache-size).
+
+    \b
+    Example:
+      cnvkit-nf cache list
+    """
 
 
 @cache.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def cache_list(ctx: Context, as_json: bool) -> None:
-    """List the kept references, most recently used first."""
+    """List the kept references, most recently used first.
+
+    \b
+    Example:
+      cnvkit-nf cache list --json
+    """
     entries = ReferenceCache.of(ctx.checked()).entries()
     rows = [{"project": e.project, "key": e.key, "size": e.size, "created": int(e.created),
              "used": int(e.used), "controls": e.record.get("controls", []),
@@ -639,7 +742,12 @@ def cache_list(ctx: Context, as_json: bool) -> None:
 @click.option("--project", help="Only this project's references.")
 @click.pass_obj
 def cache_prune(ctx: Context, max_size: int | None, project: str | None) -> None:
-    """Remove the least recently used references beyond a size; those in use stay."""
+    """Remove the least recently used references beyond a size; those in use stay.
+
+    \b
+    Example:
+      cnvkit-nf cache prune --max-size 20G
+    """
     references = ReferenceCache.of(ctx.checked(), ctx.cache_bytes)
     removed = references.prune(max_size, project)
     for entry in removed:
@@ -673,6 +781,10 @@ def clean(ctx: Context, max_age: float | None, max_disk: int | None, dry_run: bo
           as_json: bool, service_config: str | None) -> None:
     """Remove what the retention policy no longer keeps: old job records with their run folders,
     run folders and staged inputs beyond a disk bound. Nothing an active job uses is removed.
+
+    \b
+    Example:
+      cnvkit-nf clean --max-age 30d --dry-run
     """
     policy = retention.Policy(max_age, max_disk)
     if policy.empty and service_config:
@@ -701,7 +813,12 @@ def clean(ctx: Context, max_age: float | None, max_disk: int | None, dry_run: bo
 @main.command()
 @click.argument("output_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 def verify(output_dir: Path) -> None:
-    """Check a result folder against its manifest: exit 0 when complete and intact."""
+    """Check a result folder against its manifest: exit 0 when complete and intact.
+
+    \b
+    Example:
+      cnvkit-nf verify results/
+    """
     problems = manifest.verify(output_dir)
     for problem in problems:
         click.echo(problem, err=True)
@@ -711,4 +828,4 @@ def verify(output_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="cnvkit-nf")

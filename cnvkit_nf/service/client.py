@@ -15,7 +15,9 @@ class ServiceError(Exception):
     """The service answered with an error (or could not be reached: status 0)."""
 
     def __init__(self, status: int, body: dict):
-        super().__init__(f"{body.get('error_code', 'error')}: {body.get('error_msg', body)}")
+        reason = body.get("error_msg", body)
+        code = body.get("error_code")
+        super().__init__(f"{code}: {reason}" if code else str(reason))
         self.status, self.body = status, body
 
 

@@ -48,6 +48,7 @@ process CHECK_INPUTS {
         (excludes instanceof Collection ? excludes : [excludes]).collect { f -> "--exclude ${f}" }.join(' '),
     ].findAll().join(' ')
     """
+    require_tools ${workflow.containerEngine ? '' : '--host'}
     check_inputs.py --ref ${fasta} ${bed ? "--bed ${bed}" : ''} ${annotate} ${pairs} ${reference} ${rows} ${variants} ${assay} \\
         ${options} --check-options options.json --indexes indexes.json > input_check.txt || {
         cat input_check.txt >&2
@@ -60,6 +61,7 @@ process CHECK_INPUTS {
     def options = conf.collect { field, text -> "--option=${field}='${text}'" }.join(' ')
     """
     touch input_check.txt
+    require_tools ${workflow.containerEngine ? '' : '--host'}
     check_inputs.py --ref ${fasta} ${pairs} ${options} --check-options options.json \\
         --indexes indexes.json --indexes-only
     """
