@@ -671,7 +671,7 @@ def serve(ctx: Context, host: str, port: int, service_config: str | None,
     if (kind := file_system(state.path)) in NETWORK_FILE_SYSTEMS:
         log(f"warning: the state dir {state.path} is on {kind}, where SQLite (WAL) and flock "
             "may not hold: keep it on this host's local disk, and what the cluster's nodes see "
-            "in --work-dir (README, \"Where the files go\")")
+            "in --work-dir (docs/slurm.md, \"Where the files go\")")
     pool = WorkerPool(store, ctx.state_dir, RunOptions(profile, None, list(configs), stub),
                       ctx.storage_config, config.roots, concurrency, log,
                       admit=config.request_problems,

@@ -1,5 +1,5 @@
 """References kept between jobs: a job whose pooled reference would be built from the same
-inputs as an earlier job's reuses that one instead (README, "Reference reuse").
+inputs as an earlier job's reuses that one instead (README, "Reusing a reference").
 
     <folder>/<project>/<key>/        reference.cnn, reference.json, targets.bed,
                                      antitargets.bed, entry.json; never changed once there

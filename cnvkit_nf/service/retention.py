@@ -1,4 +1,4 @@
-"""Retention: what a state dir keeps of ended jobs and staged inputs (README, "Retention").
+"""Retention: what a state dir keeps of ended jobs and staged inputs (docs/retention.md).
 
 It deals with the parts of the state dir and its work dir that `state.layout` names: run
 folders (each with its shared part, in the work dir), and staged inputs (the staging cache's
