@@ -365,10 +365,16 @@ def _tail(inside: Path, path: Path, size: int) -> tuple[str, bool]:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except (OSError, ValueError):
         return "", False
+    text, length = read_tail(fd, size)
+    return text, length > size
+
+
+def read_tail(fd: int, size: int) -> tuple[str, int]:
+    """The last `size` bytes of an open file (as text; it is closed) and its whole length."""
     with os.fdopen(fd, "rb") as handle:
         length = os.fstat(fd).st_size
         handle.seek(max(0, length - size))
-        return handle.read(size).decode("utf-8", errors="replace"), length > size
+        return handle.read(size).decode("utf-8", errors="replace"), length
 
 
 def exit_description(returncode: int) -> str:

@@ -33,7 +33,13 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from cnvkit_nf.contract.pipeline_schema import manifest as pipeline_manifest
 from cnvkit_nf.launch import nextflow
-from cnvkit_nf.launch.runner import LOG_TAIL_BYTES, TASK_FOLDER, trace_rows, work_dir
+from cnvkit_nf.launch.runner import (
+    LOG_TAIL_BYTES,
+    TASK_FOLDER,
+    read_tail,
+    trace_rows,
+    work_dir,
+)
 from cnvkit_nf.pipeline_files import PIPELINE
 from cnvkit_nf.service.api_error import ApiError, allow
 from cnvkit_nf.service.config import Caller
@@ -435,10 +441,7 @@ class Wes:
             fd = opener()
         except (confined.Refused, OSError):
             raise WesError(404, f"run {job.instance_id} has no such output (yet)") from None
-        with os.fdopen(fd, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            handle.seek(max(0, size - TAIL_BYTES))
-            text = handle.read(TAIL_BYTES).decode("utf-8", errors="replace")
+        text, size = read_tail(fd, TAIL_BYTES)
         return (f"[the last {TAIL_BYTES} bytes of {size}]\n" if size > TAIL_BYTES else "") + text
 
 
