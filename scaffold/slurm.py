@@ -19,7 +19,7 @@ from pathlib import Path
 
 DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scancel", "sinfo")
-INSTALL = "scripts/install-system-deps.sh (or: apt-get install slurm-wlm munge)"
+INSTALL = "`make test` (or scripts/install-system-deps.sh slurm: slurm-wlm and munge)"
 NODE = "cnvkit-node"
 # Two partitions of the one node: jobs go to `batch` unless they ask for `cnvkit`, so a test
 # can tell that a queue setting reached sbatch.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import websocket
 
-INSTALL = "apt-get install chromium (Debian) or chromium-browser (Ubuntu)"
+INSTALL = "run `make test` (or apt-get install chromium (Debian) or chromium-browser (Ubuntu))"
 
 
 @dataclass

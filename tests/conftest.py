@@ -129,8 +129,10 @@ def artefacts() -> Path:
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium for the session (tests/browser.py); fails when it is missing."""
-    from tests.browser import Browser
-
+    try:
+        from tests.browser import Browser
+    except ImportError as err:  # websocket-client: a test tool, not in the runtime's .venv
+        pytest.fail(f"{err.name} is missing: run `make test` (the tests run with .venv-test)")
     try:
         started = Browser()
     except RuntimeError as err:

@@ -138,7 +138,7 @@ def archive_classes(log=print) -> None:
     partial = ARCHIVE.with_name(f".{ARCHIVE.name}.{os.getpid()}")
     with tempfile.TemporaryDirectory(prefix="cnvkit-nf-archive-") as folder:
         done = subprocess.run(
-            [str(WRAPPER), "run", str(PIPELINE), "-profile", "test,local", "-stub",
+            [str(WRAPPER), "run", str(PIPELINE), "-profile", "test_stub,local", "-stub",
              "--output_dir", f"{folder}/out", "-ansi-log", "false"],
             capture_output=True, text=True, cwd=folder, timeout=600,
             env={**os.environ, "NXF_OFFLINE": "true", "CNVKIT_NF_ARCHIVE_TO": str(partial),

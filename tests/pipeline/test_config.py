@@ -41,6 +41,8 @@ def resolved(nextflow_bin: str, *args: str) -> dict[str, str]:
                  "process.resourceLimits": "[cpus:8, memory:'32.GB', time:'24.h']"}),
         ("test", {"process.resourceLimits": "[cpus:2, memory:'4.GB', time:'1.h']",
                   "trace.file": "'results-test/pipeline_info/trace.tsv'"}),
+        ("test_stub", {"process.resourceLimits": "[cpus:2, memory:'4.GB', time:'1.h']",
+                       "trace.file": "'results-test/pipeline_info/trace.tsv'"}),
     ],
 )
 def test_profile_resolves(nextflow_bin, profile, expected) -> None:
@@ -99,12 +101,12 @@ PER_BYTE = {"CNVKIT_COVERAGE": 18, "CNVKIT_REFERENCE": 16, "CNVKIT_SAMPLE": 18,
 
 
 def stub_memory(nextflow_bin: str, work: Path, bed: Path) -> dict[str, set[float]]:
-    """The GB each CNVkit stage asked for in a stub run of the test profile with this BED
+    """The GB each CNVkit stage asked for in a stub run of the test_stub profile with this BED
     (the stubs write a line per bin: the coverages are the BEDs' lines), coverage unchunked,
     a task per sample."""
     work.mkdir()
     result = subprocess.run(
-        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
+        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test_stub,local", "-stub",
          "--bed", str(bed), "--output_dir", str(work / "out"), "--max_memory", "64.GB",
          "--coverage_chunk_bins", "1000000", "--group_stages", "false"],
         cwd=work, capture_output=True, text=True, timeout=600,

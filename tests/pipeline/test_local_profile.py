@@ -39,7 +39,7 @@ def test_nextflow_run_without_the_venv_stops_at_the_check_with_one_line(nextflow
     system = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                              if Path(p).resolve() != Path(sys.executable).parent.resolve())
     done = subprocess.run([nextflow_bin, "run", str(ROOT / "main.nf"), "-profile",
-                           "test,local", "-stub", "--output_dir", str(tmp_path / "out")],
+                           "test_stub,local", "-stub", "--output_dir", str(tmp_path / "out")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "NXF_OFFLINE": "true", "PATH": system})
     assert done.returncode != 0

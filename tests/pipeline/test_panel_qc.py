@@ -100,7 +100,7 @@ def test_metrics_equal_cnvkit_run_by_hand(run, tmp_path):
 
 @pytest.mark.parametrize("case", ["two controls", "one control", "given reference"])
 def test_panel_runs_only_on_a_pooled_reference_of_two_or_more(nextflow_bin, tmp_path, case):
-    """Stub runs of the test profile (two controls): the panel runs, and is a result, only when
+    """Stub runs of the test_stub profile (two controls): the panel runs, and is a result, only when
     the job pools its reference from two or more controls, and never before that reference;
     the task count agrees."""
     stub = ROOT / "tests" / "data" / "stub"
@@ -111,7 +111,7 @@ def test_panel_runs_only_on_a_pooled_reference_of_two_or_more(nextflow_bin, tmp_
         (tmp_path / "given.cnn").write_text("")
         params |= {"control_inputs": [], "reference_cnn": str(tmp_path / "given.cnn")}
     (tmp_path / "params.json").write_text(json.dumps(params))
-    result = nextflow_run(nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+    result = nextflow_run(nextflow_bin, tmp_path, "-profile", "test_stub,local", "-stub",
                           "-params-file", str(tmp_path / "params.json"))
     assert result.returncode == 0, result.stdout
     out = tmp_path / "out"

@@ -319,7 +319,7 @@ def nextflow_run(nextflow_bin: str, cwd: Path, *args: str) -> subprocess.Complet
 
 def test_direct_nextflow_run_rejects_hostile_options(nextflow_bin, tmp_path):
     result = nextflow_run(
-        nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+        nextflow_bin, tmp_path, "-profile", "test_stub,local", "-stub",
         "--segment_conf", "-m cbs; touch pwned", "--output_dir", str(tmp_path / "out"),
         "--bed", str(tmp_path / "x$(touch pwned).bed"))
     assert result.returncode != 0
@@ -398,7 +398,7 @@ def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"genes_of_interest": ["EGFR", "CDKN2A"]}))
     result = nextflow_run(
-        nextflow_bin, tmp_path, "-profile", "test,local", "-stub", "-params-file", str(params),
+        nextflow_bin, tmp_path, "-profile", "test_stub,local", "-stub", "-params-file", str(params),
         "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stdout
     out = tmp_path / "out"
@@ -421,7 +421,7 @@ def test_stub_run_wires_every_output(nextflow_bin, tmp_path):
 
 def test_stub_run_without_plots(nextflow_bin, tmp_path):
     """`--plots false`: no scatter, diagram, heatmap or report.html; everything else."""
-    result = nextflow_run(nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+    result = nextflow_run(nextflow_bin, tmp_path, "-profile", "test_stub,local", "-stub",
                           "--plots", "false", "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stdout
     out = tmp_path / "out"
@@ -431,7 +431,7 @@ def test_stub_run_without_plots(nextflow_bin, tmp_path):
     plots = [p.name for p in out.rglob("*") if p.suffix in (".png", ".pdf", ".svg")]
     assert plots == [] and not (out / "report.html").exists()
     assert not list(out.rglob("*.genes_of_interest.tsv"))  # none asked for
-    refused = nextflow_run(nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+    refused = nextflow_run(nextflow_bin, tmp_path, "-profile", "test_stub,local", "-stub",
                            "--plots", "maybe", "--output_dir", str(tmp_path / "out2"))
     assert refused.returncode != 0 and "plots: must be true or false" in refused.stdout
 
@@ -443,7 +443,7 @@ def test_max_cpus_param_caps_cpu_requests(nextflow_bin, tmp_path):
     for max_cpus in ("1", "2"):
         out = tmp_path / max_cpus
         result = nextflow_run(
-            nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+            nextflow_bin, tmp_path, "-profile", "test_stub,local", "-stub",
             "--output_dir", str(out), "--segment_conf=-p 2", "--max_cpus", max_cpus)
         assert result.returncode == 0, result.stdout
         cpus[max_cpus] = {row["cpus"] for row in read_table(out / "pipeline_info" / "trace.tsv")
@@ -459,7 +459,7 @@ def test_only_resource_kills_are_retried(nextflow_bin, tmp_path, exit_code, retr
         "process { withName: 'CNVKIT_PREPARE' { beforeScript = "
         f"{{ \"[ ${{task.attempt}} -gt 1 ] || exit {exit_code}\" }} }} }}\n")
     result = nextflow_run(
-        nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+        nextflow_bin, tmp_path, "-profile", "test_stub,local", "-stub",
         "-c", str(tmp_path / "fail.config"), "--output_dir", str(tmp_path / "out"))
     attempts = [(row["status"], row["exit"], row["memory"])
                 for row in read_table(tmp_path / "out" / "pipeline_info" / "trace.tsv")
@@ -485,7 +485,7 @@ def test_stale_index_is_rebuilt_not_overwritten(nextflow_bin, tmp_path):
     fai.write_text("chr1\t4\t6\t4\t5\n")
     os.utime(fai, (0, 0))
     result = nextflow_run(
-        nextflow_bin, tmp_path, "-profile", "test,local", "-stub",
+        nextflow_bin, tmp_path, "-profile", "test_stub,local", "-stub",
         "--output_dir", str(tmp_path / "out"), "--experimental_inputs", str(fresh),
         "--control_inputs", str(stale), "--ref", str(tmp_path / "genome.fa"))
     assert result.returncode == 0, result.stdout

@@ -181,6 +181,9 @@ def test_filter_ci_calls_equal_cnvkit_by_hand_and_repeat(results, cohort, tmp_pa
 
 
 def test_multiqc_finds_the_custom_content(results, tmp_path):
+    if not (BIN / "multiqc").exists():  # a test tool, not in the runtime's .venv
+        pytest.fail(f"MultiQC is missing from {BIN}: run `make test` (the tests run with "
+                    ".venv-test)")
     done = subprocess.run([str(BIN / "multiqc"), str(results["out"]), "-o", str(tmp_path),
                            "--no-ansi"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

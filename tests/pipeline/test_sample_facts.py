@@ -340,7 +340,7 @@ def test_unpooled_matched_normal_gets_no_coverage(nextflow_bin, tmp_path):
               "control_inputs": [], "output_dir": str(tmp_path / "out")}  # not the profile's
     (tmp_path / "params.json").write_text(json.dumps(params))
     result = nextflow_run(nextflow_bin, tmp_path, "-stub", "-params-file",
-                          str(tmp_path / "params.json"), profile="test,local")
+                          str(tmp_path / "params.json"), profile="test_stub,local")
     assert result.returncode == 0, result.stdout
     coverage = {path.name for path in (tmp_path / "out" / "coverage").iterdir()}
     assert {name.split(".")[0] for name in coverage} == {"normal_C", "tumour_A", "tumour_D"}

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.conftest import ROOT
 from tests.pipeline.test_sample_facts import read_table
 
-# A stub run of the test profile (2 controls, 2 tumours) on a 4-CPU local executor, where one
+# A stub run of the test_stub profile (2 controls, 2 tumours) on a 4-CPU local executor, where one
 # tumour's coverage is slow: what waits for it, and what does not.
 SLOW = "tumour_D"
 CONFIG = f"""
@@ -29,11 +29,11 @@ process {{
 
 
 def stub_trace(nextflow_bin: str, work: Path, *args: str, config: str = "") -> list[dict]:
-    """The trace rows of a stub run of the test profile with CONFIG (and `config`) and ARGS."""
+    """The trace rows of a stub run of the test_stub profile with CONFIG (and `config`) and ARGS."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "slow.config").write_text(CONFIG + config)
     result = subprocess.run(
-        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test,local", "-stub",
+        [nextflow_bin, "run", str(ROOT / "main.nf"), "-profile", "test_stub,local", "-stub",
          "-c", "slow.config", "--output_dir", "out", *args],
         cwd=work, capture_output=True, text=True, timeout=600,
         env={**os.environ, "NXF_OFFLINE": "true",
