@@ -87,7 +87,7 @@ $(WES_CLIENTS): tools/wes-clients/requirements.txt
 
 test: install $(TEST_STAMP) $(NFCORE) $(WES_SPEC) $(WES_CLIENTS)
 	$(TEST_PY) -m ruff check .
-	$(TEST_PY) -m pytest -q -ra
+	$(TEST_PY) -m pytest -q -ra --durations=20
 
 test-fast: install $(TEST_STAMP)
 	$(TEST_PY) -m pytest -q -ra -m "not e2e"

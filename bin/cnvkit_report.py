@@ -185,7 +185,7 @@ def assumptions(tumour: Tumour, inferred: str | None, reference_sex: str,
         "reference": f"{reference_sex.lower()}; {origin}",
         "bins": bins,
         "variants": (f"{row['vcf']}: column {args.sample_id}"
-                     + (f", normal {args.normal_id}" if args.normal_id else "")
+                     + (f", the normal's column {args.normal_id}" if args.normal_id else "")
                      if args.vcf else "none"),
     }
 

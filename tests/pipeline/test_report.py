@@ -135,7 +135,7 @@ def test_samples_bring_the_sex_check_and_each_calls_assumptions(tmp_path):
     assert "female (given for the sample)" in page
     assert "female (inferred by CNVkit&#x27;s call; coverage says female)" in page
     assert page.count("re-centred on the mode (--center, call_conf)") == 2
-    assert "Loud.vcf.gz: column L, normal Own" in page
+    assert "Loud.vcf.gz: column L, the normal&#x27;s column Own" in page
     # information, not a failure: Loud was called female (given) against a male reference
     assert ('<span class="info">male reference, female sample: usual, not a call (below)'
             "</span>") in page

@@ -175,7 +175,7 @@ def test_pair_report_states_the_assumptions(pair):
     assert pair["result"].returncode == 0, pair["result"].stdout
     page = (pair["out"] / "report.html").read_text()
     assert "0.6 (given for the sample)" in page
-    assert "Tumour_1.vcf.gz: column TUMOR, normal Normal_1" in page
+    assert "Tumour_1.vcf.gz: column TUMOR, the normal&#x27;s column Normal_1" in page
     assert "CNVkit&#x27;s default: fix centres on the median" in page
     assert "with the B-allele frequencies of its SNV VCF below" in page  # scatter's BAF panel
     checks = {row["Sample"]: row["cnvkit_sex_check"]
