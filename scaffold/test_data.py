@@ -1,6 +1,6 @@
 """The `test` profile's inputs (conf/test.config): a small seed-shaped cohort with a fixed seed,
 generated into test-data/ (git-ignored) by `make install`, so that `nextflow run . -profile
-test,local` runs the real pipeline in a few minutes. `python -m scaffold.test_data` writes it
+test,local` runs the real pipeline in under a minute. `python -m scaffold.test_data` writes it
 anew; `ensure()` (the tests) only when it is missing or was made with other settings."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from scaffold.simulate import SampleSpec, seed_like_cohort, seed_like_samples
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "test-data"
 STAMP = ".generated"
-# The shape of the tests' seed-like cohort (tests/conftest.py `cohort`), which the seed request's
-# options are known to call right: 3 BAMs of ~3 MB, generated in seconds.
-READS, SEED, CHROM = 150_000, 3, 400_000
+# The seed-like cohort's shape at a smaller size (6 MB in all: 3 BAMs of 1.4 MB, a 1.5 MB FASTA),
+# generated in seconds; the seed request's options call its events right
+# (tests/pipeline/test_profile_test.py).
+READS, SEED, CHROM = 60_000, 3, 300_000
 SETTINGS = f"seed_like_cohort reads={READS} seed={SEED} chrom_length={CHROM}\n"
 
 
