@@ -150,7 +150,8 @@ def test_jobs_keep_records_and_locks_local_and_the_rest_in_the_work_dir(site):
 
 
 def _running(service: LocalService, instance_id: str) -> None:
-    """Wait until the job's run has finished a few tasks (and is in the slow one)."""
+    """Wait until the job's run has finished 3 tasks: the slow one (CNVKIT_COHORT, the last but
+    one) is then still to finish, also in a job that reuses its reference (5 tasks)."""
     deadline = time.monotonic() + 180
     while int(job(service, instance_id)["progress"].split("/")[0]) < 3:
         assert time.monotonic() < deadline, job(service, instance_id)
@@ -159,7 +160,7 @@ def _running(service: LocalService, instance_id: str) -> None:
 
 def test_a_restarted_service_follows_and_resumes_runs_in_the_work_dir(site, tmp_path):
     slow = tmp_path / "slow.config"
-    slow.write_text("process { withName: 'CNVKIT_SAMPLE' { beforeScript = 'sleep 8' } }\n")
+    slow.write_text("process { withName: 'CNVKIT_COHORT' { beforeScript = 'sleep 8' } }\n")
     state, work = folders(site, "restarts")
     service = serve(site, "restarts", "-c", str(slow))
     store = JobStore(state / "jobs.sqlite")
