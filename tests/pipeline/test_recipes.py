@@ -22,6 +22,7 @@ import pytest
 from scaffold.simulate import Event, SampleSpec, default_events, make_cohort
 from tests.conftest import SMALL_CHROM, launch
 from tests.pipeline.test_assays import dominant_copies
+from tests.pipeline.test_sample_facts import read_table
 from tests.test_readme_recipes import RECIPES, SHEETS
 
 pytestmark = pytest.mark.e2e
@@ -40,6 +41,7 @@ HYBRID_NAMES = {
 OTHER_NAMES = {"wgs": {"T1": "Daughter", "N1": "Control_M", "N2": "Control_F"},
                "amplicon": {"P1": "Tumour", "P2": "Daughter", "C1": "Control_M",
                             "C2": "Control_F"}}
+NAMES = HYBRID_NAMES | OTHER_NAMES
 
 
 CONTROL_F = SampleSpec("Control_F", "female", control=True)
@@ -84,12 +86,10 @@ def lay_out(recipe: str, cohort, folder: Path) -> dict:
     request = json.loads(RECIPES[recipe])
     if "samplesheet" in request:
         (folder / request["samplesheet"]).write_text(SHEETS[request["samplesheet"]])
-    names = (HYBRID_NAMES | OTHER_NAMES)[recipe]
-    tumour_vcf = cohort.vcfs.get("Tumour")
-    sources = {f"bams/{name}.bam": cohort.bams[sample] for name, sample in names.items()}
+    sources = {f"bams/{name}.bam": cohort.bams[sample] for name, sample in NAMES[recipe].items()}
     sources |= {"ref/genome.fa": cohort.ref, "ref/genes.gff3": cohort.annotation,
                 "ref/targets.bed": cohort.bed, "ref/amplicons.bed": cohort.bed,
-                "vcf/T1.vcf.gz": tumour_vcf}
+                "vcf/T1.vcf.gz": cohort.vcfs.get("Tumour")}
     wanted = set(strings(request)) | {
         row["bam"] for row in csv.DictReader(SHEETS.get(request.get("samplesheet"), "")
                                              .splitlines())}
@@ -115,7 +115,7 @@ def run_recipe(recipe: str, cohort, base: Path) -> dict:
     (folder / "request.json").write_text(RECIPES[recipe])
     done = launch(["run", "request.json"], folder / "state", cwd=folder)
     return {"result": done, "out": folder / request["output_dir"], "folder": folder,
-            "names": (HYBRID_NAMES | OTHER_NAMES)[recipe], "cohort": cohort}
+            "cohort": cohort}
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def assert_events_called(runs: dict, recipe: str, samples: list[str]) -> None:
     run, out = runs[recipe], finished(runs, recipe)
     planted = {spec.name: spec for spec in run["cohort"].samples}
     for name in samples:
-        spec = planted[run["names"][name]]
+        spec = planted[NAMES[recipe][name]]
         assert spec.events, name
         calls = out / "samples" / name / f"{name}.call.cns"
         for event in spec.events:
@@ -156,15 +156,9 @@ def assert_events_called(runs: dict, recipe: str, samples: list[str]) -> None:
 def segment_log2(path: Path, chrom: str, start: int, end: int) -> float:
     """log2 of the segment that covers the middle of a region."""
     middle = (start + end) // 2
-    (found,) = [float(row["log2"]) for row in table(path) if row["chromosome"] == chrom
+    (found,) = [float(row["log2"]) for row in read_table(path) if row["chromosome"] == chrom
                 and int(row["start"]) <= middle < int(row["end"])]
     return found
-
-
-def table(path: Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader((line for line in handle if not line.startswith("#")),
-                                   delimiter="\t"))
 
 
 def test_every_recipe_has_a_run(runs):
@@ -194,7 +188,7 @@ def test_tumour_only_recipe_rescales_by_purity(runs):
 def test_tumour_normal_recipe_reads_the_allele_frequencies(runs):
     assert_events_called(runs, "tumour-normal", ["T1"])
     out = finished(runs, "tumour-normal")
-    loh = [row for row in table(out / "samples" / "T1" / "T1.call.cns")
+    loh = [row for row in read_table(out / "samples" / "T1" / "T1.call.cns")
            if row["chromosome"] == "chr4"]
     assert loh and {(row["cn"], row["cn1"], row["cn2"]) for row in loh} == {("2", "2", "0")}
     assert "T1.vcf.gz: column TUMOR, the normal&#x27;s column NORMAL" in \
@@ -204,7 +198,7 @@ def test_tumour_normal_recipe_reads_the_allele_frequencies(runs):
 def test_mixed_sex_recipe_takes_each_stated_sex(runs):
     assert_events_called(runs, "mixed-sex", ["Son", "Daughter"])
     checks = {row["Sample"]: row["cnvkit_sex_check"] for row in
-              table(finished(runs, "mixed-sex") / "cohort" / "cnvkit_mqc.tsv")}
+              read_table(finished(runs, "mixed-sex") / "cohort" / "cnvkit_mqc.tsv")}
     assert checks == dict.fromkeys(("Son", "Daughter", "Father", "Mother"), "ok")
 
 
