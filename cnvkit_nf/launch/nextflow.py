@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -128,26 +129,48 @@ def ensure(log=print) -> str:
     return find() or install(log)
 
 
+# A -stub run of the pipeline takes ~15 s on 2 cores; one that has not ended by then is stalled.
+ARCHIVE_RUN_SECONDS = 180
+
+
+def _archive_run(partial: Path) -> tuple[str, int | None]:
+    """One `-stub` run that writes the archive to `partial`: its output and its exit status,
+    None when it had not ended within ARCHIVE_RUN_SECONDS and was killed with its tasks."""
+    with tempfile.TemporaryDirectory(prefix="cnvkit-nf-archive-") as folder:
+        run = subprocess.Popen(
+            [str(WRAPPER), "run", str(PIPELINE), "-profile", "test_stub,local", "-stub",
+             "--output_dir", f"{folder}/out", "-ansi-log", "false"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder,
+            start_new_session=True,
+            env={**os.environ, "NXF_OFFLINE": "true", "CNVKIT_NF_ARCHIVE_TO": str(partial),
+                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+        try:
+            return run.communicate(timeout=ARCHIVE_RUN_SECONDS)[0], run.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            return run.communicate()[0], None
+
+
 def archive_classes(log=print) -> None:
     """Write the wrapper's class-data archive from a `-stub` run of the pipeline (what every
     run loads: config, script compiler, local executor, trace and reports), unless there is
-    one; without it Nextflow only starts slower."""
+    one; without it Nextflow only starts slower, so a failed run is said, not raised. A stalled
+    run is tried once more (CI saw one stall in the local executor's queue, once)."""
     if ARCHIVE.exists() or not _installed():
         return
     log("writing the JVM class-data archive of the Nextflow wrapper ...")
     partial = ARCHIVE.with_name(f".{ARCHIVE.name}.{os.getpid()}")
-    with tempfile.TemporaryDirectory(prefix="cnvkit-nf-archive-") as folder:
-        done = subprocess.run(
-            [str(WRAPPER), "run", str(PIPELINE), "-profile", "test_stub,local", "-stub",
-             "--output_dir", f"{folder}/out", "-ansi-log", "false"],
-            capture_output=True, text=True, cwd=folder, timeout=600,
-            env={**os.environ, "NXF_OFFLINE": "true", "CNVKIT_NF_ARCHIVE_TO": str(partial),
-                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
-    if done.returncode == 0 and partial.exists():
-        partial.replace(ARCHIVE)
-    else:
+    for _ in range(2):
+        out, status = _archive_run(partial)
+        if status == 0 and partial.exists():
+            partial.replace(ARCHIVE)
+            return
         partial.unlink(missing_ok=True)
-        log(f"no class-data archive (Nextflow starts slower): {done.stdout[-500:]}")
+        if status is not None:
+            break
+    said = out[-500:] if status is not None else f"the -stub run had not ended in " \
+        f"{ARCHIVE_RUN_SECONDS} s, twice"
+    log(f"no class-data archive (Nextflow starts slower): {said}")
 
 
 def main(argv: list[str]) -> int:
